@@ -1,0 +1,372 @@
+//! Types shared by the lockscope eBPF programs and the user-space tracer.
+//!
+//! Every struct here crosses the kernel/user boundary as raw bytes, so each is `#[repr(C)]`
+//! with explicit padding (no implicit holes the verifier or `Pod` could trip on). The `user`
+//! feature adds `aya::Pod` so user space can read the maps.
+#![no_std]
+
+pub mod futex;
+
+pub use futex::{classify_futex_op, OpKind, Outcome};
+
+/// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).
+pub const MAX_STACK_DEPTH: usize = 127;
+
+/// Log2 wait-time histogram buckets: bucket 0 is 0 ns, bucket `b` holds `[2^(b-1), 2^b)` ns,
+/// and the last bucket is open-ended (2^38 ns ≈ 275 s and above).
+pub const HIST_BUCKETS: usize = 40;
+
+/// Stack id meaning "no stack": the capture failed, or no waker is known.
+pub const NO_STACK: u64 = 0;
+
+/// Wait aggregate key: one row per (waiter stack, waker stack, futex, thread, op kind).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WaitKey {
+    /// Hash of the waiter's user stack ([`NO_STACK`] if it could not be captured).
+    pub stack_id: u64,
+    /// Stack of the last FUTEX_WAKE on this futex issued after the wait began ([`NO_STACK`]
+    /// when none was seen, e.g. a timeout or a wake from before attach).
+    pub waker_stack_id: u64,
+    /// The futex word's user address.
+    pub uaddr: u64,
+    /// The word at the user SP at syscall entry: the return address into the caller of a
+    /// frameless leaf such as glibc's `syscall()`, which the frame-pointer walk skips.
+    pub leaf_ret: u64,
+    pub tid: u32,
+    /// [`OpKind`] as u32.
+    pub kind: u32,
+}
+
+/// Wait aggregate value (per CPU in the kernel; user space sums the CPUs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitStats {
+    /// Waits that blocked and were woken (or interrupted after blocking).
+    pub count: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    /// Of `count`, waits ended by a signal (EINTR) rather than a wake.
+    pub interrupted: u64,
+    /// Waits that ended with ETIMEDOUT: counted apart from contention.
+    pub timeouts: u64,
+    pub timeout_ns: u64,
+    /// Waits that failed for another reason (EFAULT, EINVAL, EDEADLK, ...).
+    pub errors: u64,
+    pub _reserved: u64,
+    pub hist: [u64; HIST_BUCKETS],
+}
+
+impl Default for WaitStats {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            total_ns: 0,
+            max_ns: 0,
+            interrupted: 0,
+            timeouts: 0,
+            timeout_ns: 0,
+            errors: 0,
+            _reserved: 0,
+            hist: [0; HIST_BUCKETS],
+        }
+    }
+}
+
+/// Wake aggregate key: one row per (waker stack, futex, thread, op kind).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct WakeKey {
+    pub stack_id: u64,
+    pub uaddr: u64,
+    pub leaf_ret: u64,
+    pub tid: u32,
+    pub kind: u32,
+}
+
+/// Wake aggregate value.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WakeStats {
+    /// Wake calls made.
+    pub calls: u64,
+    /// Threads those calls woke (sum of the syscall's return values).
+    pub woken: u64,
+    /// Calls that woke nobody.
+    pub empty: u64,
+    pub _reserved: u64,
+}
+
+/// A futex call in progress on one thread, keyed by tid.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InFlight {
+    pub start_ns: u64,
+    pub uaddr: u64,
+    /// Wakes only: the stack captured at entry (waits capture theirs at exit).
+    pub stack_id: u64,
+    pub leaf_ret: u64,
+    pub kind: u32,
+    pub _pad: u32,
+}
+
+/// The last waker of a futex word, keyed by uaddr; read by the waiter it woke.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LastWaker {
+    pub stack_id: u64,
+    pub ts_ns: u64,
+    pub tid: u32,
+    pub _pad: u32,
+}
+
+/// A user stack as the kernel captured it: `frames[0]` is the instruction pointer, the rest
+/// are return addresses, innermost first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StackFrames {
+    pub len: u32,
+    pub _pad: u32,
+    pub frames: [u64; MAX_STACK_DEPTH],
+}
+
+/// Per-CPU scratch space: too large for the 512-byte BPF stack.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Scratch {
+    pub stack: StackFrames,
+    /// Always zero: the initial value inserted for a new wait row.
+    pub zero_wait: WaitStats,
+}
+
+/// Indexes of the per-CPU `COUNTERS` array. Every way an event can go missing has its own
+/// counter, so no loss is silent.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Futex syscalls made by the target (any op).
+    Calls = 0,
+    /// Wait calls that entered.
+    WaitEnters,
+    /// Waits that returned EAGAIN at once: the word changed before the thread slept.
+    Eagain,
+    /// Wake calls that entered.
+    WakeEnters,
+    /// `bpf_get_stack` failed: the event is kept under [`NO_STACK`].
+    StackErrors,
+    /// The stack map was full: the event is kept under [`NO_STACK`].
+    StackMapFull,
+    /// The wait aggregate map was full: the wait is lost.
+    WaitMapFull,
+    /// The wake aggregate map was full: the wake is lost.
+    WakeMapFull,
+    /// The in-flight map was full: the call is lost.
+    InflightFull,
+    /// An exit with no matching entry: a call already in progress when tracing began.
+    ExitWithoutEnter,
+    /// The last-waker map could not be updated: waiter/waker pairing degrades.
+    WakerMapFull,
+    /// Waits that slept (ended other than by EAGAIN): the live progress count.
+    Slept,
+}
+
+pub const NUM_COUNTERS: u32 = 12;
+
+/// Map names, shared so neither side spells them twice.
+pub mod map {
+    pub const INFLIGHT: &str = "INFLIGHT";
+    pub const WAITS: &str = "WAITS";
+    pub const WAKES: &str = "WAKES";
+    pub const STACKS: &str = "STACKS";
+    pub const LAST_WAKER: &str = "LAST_WAKER";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const SCRATCH: &str = "SCRATCH";
+}
+
+/// Global (`static`) names set by user space before load.
+pub mod global {
+    /// The tgid (process id) to trace.
+    pub const TARGET_TGID: &str = "TARGET_TGID";
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: each type is #[repr(C)], made only of integers and arrays of integers, with all
+    // padding explicit, so every bit pattern is a valid value.
+    unsafe impl aya::Pod for WaitKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for WaitStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for WakeKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for WakeStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for StackFrames {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for InFlight {}
+}
+
+/// Histogram bucket for a wait of `ns` nanoseconds: `floor(log2(ns)) + 1`, 0 for 0, clamped to
+/// the last bucket. Written as a branchy binary search: the BPF target has no count-leading-
+/// zeros instruction.
+#[inline(always)]
+pub fn hist_bucket(ns: u64) -> usize {
+    if ns == 0 {
+        return 0;
+    }
+    let mut v = ns;
+    let mut b = 1usize;
+    if v >= 1 << 32 {
+        v >>= 32;
+        b += 32;
+    }
+    if v >= 1 << 16 {
+        v >>= 16;
+        b += 16;
+    }
+    if v >= 1 << 8 {
+        v >>= 8;
+        b += 8;
+    }
+    if v >= 1 << 4 {
+        v >>= 4;
+        b += 4;
+    }
+    if v >= 1 << 2 {
+        v >>= 2;
+        b += 2;
+    }
+    if v >= 1 << 1 {
+        b += 1;
+    }
+    if b >= HIST_BUCKETS {
+        HIST_BUCKETS - 1
+    } else {
+        b
+    }
+}
+
+/// Lower bound in ns of histogram bucket `b` (see [`HIST_BUCKETS`]).
+pub const fn bucket_floor_ns(b: usize) -> u64 {
+    if b == 0 {
+        0
+    } else {
+        1u64 << (b - 1)
+    }
+}
+
+/// Mixes one frame into a 64-bit stack hash (FNV-1a over the frame's 8 bytes at once, then a
+/// multiply-xorshift finaliser so near-equal addresses spread). Never returns [`NO_STACK`].
+#[inline(always)]
+pub fn stack_hash_step(h: u64, frame: u64) -> u64 {
+    let mut x = (h ^ frame).wrapping_mul(0x0000_0100_0000_01b3);
+    x ^= x >> 29;
+    x
+}
+
+pub const STACK_HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Finishes a stack hash; maps the reserved [`NO_STACK`] value away.
+#[inline(always)]
+pub fn stack_hash_finish(h: u64, len: u32) -> u64 {
+    let x = stack_hash_step(h, len as u64);
+    if x == NO_STACK {
+        1
+    } else {
+        x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_follow_log2() {
+        assert_eq!(hist_bucket(0), 0);
+        assert_eq!(hist_bucket(1), 1);
+        assert_eq!(hist_bucket(2), 2);
+        assert_eq!(hist_bucket(3), 2);
+        assert_eq!(hist_bucket(4), 3);
+        assert_eq!(hist_bucket(1023), 10);
+        assert_eq!(hist_bucket(1024), 11);
+        assert_eq!(hist_bucket(u64::MAX), HIST_BUCKETS - 1);
+        for b in 1..HIST_BUCKETS - 1 {
+            let lo = bucket_floor_ns(b);
+            assert_eq!(hist_bucket(lo), b, "floor of bucket {b}");
+            assert_eq!(hist_bucket(lo * 2 - 1), b, "top of bucket {b}");
+        }
+    }
+
+    #[test]
+    fn bucket_matches_leading_zeros() {
+        let mut x = 1u64;
+        for _ in 0..10_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = x >> (x % 64);
+            let want = if v == 0 {
+                0
+            } else {
+                (64 - v.leading_zeros()) as usize
+            };
+            assert_eq!(hist_bucket(v), want.min(HIST_BUCKETS - 1), "v={v}");
+        }
+    }
+
+    #[test]
+    fn stack_hash_depends_on_order_and_never_zero() {
+        let a = [0x1000u64, 0x2000];
+        let b = [0x2000u64, 0x1000];
+        let h = |f: &[u64]| {
+            let mut h = STACK_HASH_SEED;
+            for &x in f {
+                h = stack_hash_step(h, x);
+            }
+            stack_hash_finish(h, f.len() as u32)
+        };
+        assert_ne!(h(&a), h(&b));
+        assert_ne!(h(&a), NO_STACK);
+        assert_ne!(h(&a[..1]), h(&a));
+    }
+
+    #[test]
+    fn layouts_have_no_implicit_padding() {
+        use core::mem::size_of;
+        assert_eq!(size_of::<WaitKey>(), 5 * 8);
+        assert_eq!(size_of::<WaitStats>(), (8 + HIST_BUCKETS) * 8);
+        assert_eq!(size_of::<WakeKey>(), 4 * 8);
+        assert_eq!(size_of::<InFlight>(), 5 * 8);
+        assert_eq!(size_of::<LastWaker>(), 3 * 8);
+        assert_eq!(size_of::<StackFrames>(), 8 + MAX_STACK_DEPTH * 8);
+    }
+}
+
+/// Program names (the `#[tracepoint]` fn names in tracer-ebpf) and what each attaches to.
+pub mod prog {
+    pub const FUTEX_ENTER: &str = "futex_enter";
+    pub const FUTEX_WAIT_ENTER: &str = "futex_wait_enter";
+    pub const FUTEX_WAITV_ENTER: &str = "futex_waitv_enter";
+    pub const FUTEX_WAKE_ENTER: &str = "futex_wake_enter";
+    pub const FUTEX_EXIT: &str = "futex_exit";
+
+    /// (program, syscalls tracepoints). Exits come first: attached before the entries, every
+    /// entry seen has its exit seen too.
+    pub const ATTACH_ORDER: [(&str, &[&str]); 5] = [
+        (
+            FUTEX_EXIT,
+            &[
+                "sys_exit_futex",
+                "sys_exit_futex_wait",
+                "sys_exit_futex_waitv",
+                "sys_exit_futex_wake",
+            ],
+        ),
+        (FUTEX_ENTER, &["sys_enter_futex"]),
+        (FUTEX_WAIT_ENTER, &["sys_enter_futex_wait"]),
+        (FUTEX_WAITV_ENTER, &["sys_enter_futex_waitv"]),
+        (FUTEX_WAKE_ENTER, &["sys_enter_futex_wake"]),
+    ];
+}

@@ -1,0 +1,2 @@
+//! Host-side stub: the real programs build for bpfel-unknown-none (see src/main.rs).
+#![no_std]

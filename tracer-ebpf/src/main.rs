@@ -1,0 +1,19 @@
+//! lockscope's kernel programs: futex contention tracing, aggregated in the kernel.
+#![no_std]
+#![no_main]
+
+mod futex;
+mod maps;
+mod stack;
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // SAFETY: the BPF verifier rejects any program that could reach a panic, so this is never
+    // entered at run time.
+    unsafe { core::hint::unreachable_unchecked() }
+}
+
+/// `bpf_get_stack` and `bpf_probe_read_user` are GPL-only helpers.
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

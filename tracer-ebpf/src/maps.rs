@@ -1,0 +1,47 @@
+//! Maps shared by the probes. Names match `tracer_common::map` (the user side looks them up).
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+};
+use tracer_common::{
+    Counter, InFlight, LastWaker, Scratch, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats,
+    NUM_COUNTERS,
+};
+
+/// Futex calls in progress, by tid. Sized for many threads: a full map loses calls (counted).
+#[map]
+pub static INFLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(16384, 0);
+
+/// Wait aggregates. Per CPU so the hot path never bounces a cache line between CPUs; not
+/// preallocated so memory follows the rows used rather than rows x CPUs.
+#[map]
+pub static WAITS: PerCpuHashMap<WaitKey, WaitStats> =
+    PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+
+#[map]
+pub static WAKES: PerCpuHashMap<WakeKey, WakeStats> =
+    PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+
+/// User stacks by hash, written once per distinct stack.
+#[map]
+pub static STACKS: HashMap<u64, StackFrames> = HashMap::with_max_entries(8192, 0);
+
+/// Last waker per futex word; LRU because futex words come and go with the objects they live in.
+#[map]
+pub static LAST_WAKER: LruHashMap<u64, LastWaker> = LruHashMap::with_max_entries(8192, 0);
+
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NUM_COUNTERS, 0);
+
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn bump(c: Counter) {
+    if let Some(p) = COUNTERS.get_ptr_mut(c as u32) {
+        // SAFETY: per-CPU slot; BPF programs run with migration disabled, so nothing else
+        // writes it concurrently.
+        unsafe { *p += 1 }
+    }
+}

@@ -1,0 +1,89 @@
+//! User stack capture: frame-pointer walk by the kernel, deduplicated by our own 64-bit hash
+//! (a STACK_TRACE map drops a stack whenever two stacks share one of its buckets).
+use aya_ebpf::{
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
+    helpers::{
+        bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user,
+        generated::{bpf_get_stack, bpf_task_pt_regs},
+    },
+    EbpfContext,
+};
+use tracer_common::{
+    stack_hash_finish, stack_hash_step, Counter, MAX_STACK_DEPTH, NO_STACK, STACK_HASH_SEED,
+};
+
+use crate::maps::{bump, SCRATCH, STACKS};
+
+const EEXIST: i32 = 17;
+
+/// Offset of `sp` in the user `struct pt_regs` saved at syscall entry.
+#[cfg(bpf_target_arch = "x86_64")]
+const PT_REGS_SP: usize = 19 * 8;
+
+/// Captures the current thread's user stack. Returns (stack id, leaf return address); the id
+/// is [`NO_STACK`] when the capture failed (counted).
+#[inline(always)]
+pub fn capture<C: EbpfContext>(ctx: &C) -> (u64, u64) {
+    let leaf_ret = leaf_return_address();
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return (NO_STACK, leaf_ret);
+    };
+    // SAFETY: per-CPU scratch slot, used by one program at a time on this CPU.
+    let buf = unsafe { &mut (*scratch).stack };
+    // SAFETY: the buffer is MAX_STACK_DEPTH u64s of map memory we own.
+    let bytes = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            buf.frames.as_mut_ptr().cast(),
+            (MAX_STACK_DEPTH * 8) as u32,
+            BPF_F_USER_STACK as u64,
+        )
+    };
+    if bytes <= 0 {
+        bump(Counter::StackErrors);
+        return (NO_STACK, leaf_ret);
+    }
+    let depth = (bytes as usize / 8).min(MAX_STACK_DEPTH);
+    let mut h = STACK_HASH_SEED;
+    for i in 0..MAX_STACK_DEPTH {
+        if i >= depth {
+            break;
+        }
+        h = stack_hash_step(h, buf.frames[i]);
+    }
+    let id = stack_hash_finish(h, depth as u32);
+    buf.len = depth as u32;
+    if STACKS.get_ptr(id).is_none() {
+        if let Err(e) = STACKS.insert(id, &*buf, BPF_NOEXIST as u64) {
+            // Another CPU inserting the same stack first is fine.
+            if e as i32 != -EEXIST {
+                bump(Counter::StackMapFull);
+                return (NO_STACK, leaf_ret);
+            }
+        }
+    }
+    (id, leaf_ret)
+}
+
+/// The word at the user stack pointer at syscall entry. When the syscall wrapper is a
+/// frameless leaf (glibc's `syscall()`, Go's `runtime.futex`), this is the return address into
+/// its caller — the frame the frame-pointer walk skips. User space validates it.
+#[inline(always)]
+fn leaf_return_address() -> u64 {
+    #[cfg(bpf_target_arch = "x86_64")]
+    {
+        // SAFETY: the helpers validate the pointers they are given; a fault yields Err.
+        unsafe {
+            let task = bpf_get_current_task_btf();
+            let regs = bpf_task_pt_regs(task) as *const u8;
+            let Ok(sp) = bpf_probe_read_kernel(regs.add(PT_REGS_SP).cast::<u64>()) else {
+                return 0;
+            };
+            bpf_probe_read_user(sp as *const u64).unwrap_or(0)
+        }
+    }
+    #[cfg(not(bpf_target_arch = "x86_64"))]
+    {
+        0
+    }
+}

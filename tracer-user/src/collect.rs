@@ -1,0 +1,266 @@
+//! collect: run a recording (live progress, stop on duration, Ctrl-C or target exit) and read
+//! the kernel's aggregates out as raw rows.
+use std::collections::{BTreeMap, HashMap};
+use std::io::{IsTerminal, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{signal, SignalKind};
+use tracer_common::{
+    map, Counter, InFlight, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS,
+};
+
+use crate::attach::Tracer;
+use crate::procfs::{thread_names, MapHistory};
+use crate::profile::StopReason;
+use crate::units::{fmt_count, fmt_ns};
+
+/// How often the progress line and the map/thread snapshots refresh.
+const TICK: Duration = Duration::from_millis(250);
+/// Memory maps are re-read every this many ticks (cheap, but not free for huge processes).
+const MAPS_EVERY: u32 = 4;
+
+/// Everything read from the kernel and /proc for one recording, before symbolization.
+pub struct Raw {
+    pub waits: Vec<(WaitKey, WaitStats)>,
+    pub wakes: Vec<(WakeKey, WakeStats)>,
+    /// Kernel stack id → frames (innermost first).
+    pub stacks: HashMap<u64, Vec<u64>>,
+    pub counters: [u64; NUM_COUNTERS as usize],
+    pub still_waiting: u64,
+    pub longest_unfinished_ns: u64,
+    pub maps: MapHistory,
+    pub threads: BTreeMap<u32, String>,
+    pub stop: StopReason,
+    pub elapsed: Duration,
+}
+
+pub async fn record(
+    tracer: &mut Tracer,
+    pid: u32,
+    duration: Duration,
+    progress: bool,
+) -> Result<Raw> {
+    let mut maps = MapHistory::default();
+    let mut threads = BTreeMap::new();
+    maps.refresh(pid);
+    thread_names(pid, &mut threads);
+
+    let exited = pidfd(pid)?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + duration;
+    let mut tick = tokio::time::interval(TICK);
+    let show = progress && std::io::stderr().is_terminal();
+    let mut last = (started, 0u64);
+    let mut ticks = 0u32;
+
+    let stop = loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break StopReason::Duration,
+            _ = sigint.recv() => break StopReason::Interrupted,
+            _ = sigterm.recv() => break StopReason::Interrupted,
+            _ = exited.readable() => break StopReason::TargetExited,
+            _ = tick.tick() => {
+                ticks += 1;
+                if ticks % MAPS_EVERY == 0 {
+                    maps.refresh(pid);
+                    thread_names(pid, &mut threads);
+                }
+                if show {
+                    let slept = read_counters(tracer)?[Counter::Slept as usize];
+                    let now = Instant::now();
+                    let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
+                    let rate = (slept.saturating_sub(last.1)) as f64 / dt;
+                    last = (now, slept);
+                    eprint!(
+                        "\r\x1b[2K  recording pid {pid}: {:>6.1}s  waits {:>10}  rate {:>9}/s",
+                        started.elapsed().as_secs_f64(),
+                        fmt_count(slept),
+                        fmt_count(rate as u64),
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+    if show {
+        eprint!("\r\x1b[2K");
+    }
+    // One last look at the maps in case a library appeared since the last tick.
+    if stop != StopReason::TargetExited {
+        maps.refresh(pid);
+        thread_names(pid, &mut threads);
+    }
+    tracer.detach()?;
+    read(tracer, maps, threads, stop, elapsed)
+}
+
+/// A pidfd becomes readable when the process exits; works for processes that are not ours.
+fn pidfd(pid: u32) -> Result<AsyncFd<OwnedFd>> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        anyhow::bail!("target PID {pid} is gone ({e})");
+    }
+    // SAFETY: the fd was just returned to us and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the OwnedFd moves into the AsyncFd, so the fd stays open and the same for the
+    // AsyncFd's whole life.
+    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("watching PID {pid} for exit: {e}"))
+}
+
+fn read_counters(tracer: &Tracer) -> Result<[u64; NUM_COUNTERS as usize]> {
+    let counters: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(tracer.ebpf.map(map::COUNTERS).context("COUNTERS map")?)?;
+    let mut out = [0u64; NUM_COUNTERS as usize];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = counters.get(&(i as u32), 0)?.iter().sum();
+    }
+    Ok(out)
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own. CLOCK_MONOTONIC is bpf_ktime_get_ns's
+    // clock, so the two can be subtracted.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn read(
+    tracer: &Tracer,
+    maps: MapHistory,
+    threads: BTreeMap<u32, String>,
+    stop: StopReason,
+    elapsed: Duration,
+) -> Result<Raw> {
+    let ebpf = &tracer.ebpf;
+    let counters = read_counters(tracer)?;
+
+    let waits_map: PerCpuHashMap<&MapData, WaitKey, WaitStats> =
+        PerCpuHashMap::try_from(ebpf.map(map::WAITS).context("WAITS map")?)?;
+    let mut waits = Vec::new();
+    for item in waits_map.iter() {
+        let (key, per_cpu) = item?;
+        let mut sum = WaitStats::default();
+        for v in per_cpu.iter() {
+            merge_wait(&mut sum, v);
+        }
+        waits.push((key, sum));
+    }
+
+    let wakes_map: PerCpuHashMap<&MapData, WakeKey, WakeStats> =
+        PerCpuHashMap::try_from(ebpf.map(map::WAKES).context("WAKES map")?)?;
+    let mut wakes = Vec::new();
+    for item in wakes_map.iter() {
+        let (key, per_cpu) = item?;
+        let mut sum = WakeStats::default();
+        for v in per_cpu.iter() {
+            sum.calls += v.calls;
+            sum.woken += v.woken;
+            sum.empty += v.empty;
+        }
+        wakes.push((key, sum));
+    }
+
+    let stacks_map: BpfHashMap<&MapData, u64, StackFrames> =
+        BpfHashMap::try_from(ebpf.map(map::STACKS).context("STACKS map")?)?;
+    let mut stacks = HashMap::new();
+    for item in stacks_map.iter() {
+        let (id, s) = item?;
+        let n = (s.len as usize).min(s.frames.len());
+        stacks.insert(id, s.frames[..n].to_vec());
+    }
+
+    // Waits still blocked at the end are real contention the rows do not hold yet.
+    let inflight: BpfHashMap<&MapData, u32, InFlight> =
+        BpfHashMap::try_from(ebpf.map(map::INFLIGHT).context("INFLIGHT map")?)?;
+    let now = monotonic_ns();
+    let (mut still_waiting, mut longest) = (0, 0);
+    for item in inflight.iter() {
+        let (_tid, call) = item?;
+        if call.kind < 16 {
+            still_waiting += 1;
+            longest = longest.max(now.saturating_sub(call.start_ns));
+        }
+    }
+
+    Ok(Raw {
+        waits,
+        wakes,
+        stacks,
+        counters,
+        still_waiting,
+        longest_unfinished_ns: longest,
+        maps,
+        threads,
+        stop,
+        elapsed,
+    })
+}
+
+/// Adds one CPU's copy of a wait row into a sum.
+pub fn merge_wait(sum: &mut WaitStats, v: &WaitStats) {
+    sum.count += v.count;
+    sum.total_ns += v.total_ns;
+    sum.max_ns = sum.max_ns.max(v.max_ns);
+    sum.interrupted += v.interrupted;
+    sum.timeouts += v.timeouts;
+    sum.timeout_ns += v.timeout_ns;
+    sum.errors += v.errors;
+    for (a, b) in sum.hist.iter_mut().zip(v.hist.iter()) {
+        *a += b;
+    }
+}
+
+/// One line for the end of a recording, e.g. "recorded 5.00 s (target exited)".
+pub fn describe_stop(stop: StopReason, elapsed: Duration) -> String {
+    format!(
+        "recorded {} ({})",
+        fmt_ns(elapsed.as_nanos() as u64),
+        stop.describe()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_cpu_rows_merge() {
+        let mut a = WaitStats::default();
+        let mut b = WaitStats {
+            count: 2,
+            total_ns: 300,
+            max_ns: 200,
+            ..WaitStats::default()
+        };
+        b.hist[8] = 2;
+        let mut c = WaitStats {
+            count: 1,
+            total_ns: 50,
+            max_ns: 50,
+            timeouts: 1,
+            ..WaitStats::default()
+        };
+        c.hist[6] = 1;
+        merge_wait(&mut a, &b);
+        merge_wait(&mut a, &c);
+        assert_eq!(
+            (a.count, a.total_ns, a.max_ns, a.timeouts),
+            (3, 350, 200, 1)
+        );
+        assert_eq!((a.hist[6], a.hist[8]), (1, 2));
+    }
+}

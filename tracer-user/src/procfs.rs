@@ -1,0 +1,233 @@
+//! What lockscope reads from /proc about the target: its state, memory maps and thread names.
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// `PF_KTHREAD` from include/linux/sched.h: the task is a kernel thread.
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+#[derive(Debug, Clone)]
+pub struct TaskStat {
+    pub comm: String,
+    pub state: char,
+    pub flags: u64,
+}
+
+/// Parses `/proc/PID/stat`. The command name is in parentheses and may itself contain
+/// spaces and parentheses, so the fields are found from the last ')'.
+pub fn parse_stat(text: &str) -> Result<TaskStat> {
+    let open = text.find('(').context("no '(' in stat")?;
+    let close = text.rfind(')').context("no ')' in stat")?;
+    let comm = text[open + 1..close].to_string();
+    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    // After the comm: state(3) ppid(4) pgrp(5) session(6) tty_nr(7) tpgid(8) flags(9).
+    let state = rest
+        .first()
+        .and_then(|s| s.chars().next())
+        .context("no state in stat")?;
+    let flags = rest
+        .get(6)
+        .context("no flags in stat")?
+        .parse()
+        .context("bad flags in stat")?;
+    Ok(TaskStat { comm, state, flags })
+}
+
+impl TaskStat {
+    pub fn is_kernel_thread(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+    pub fn is_zombie(&self) -> bool {
+        self.state == 'Z' || self.state == 'X'
+    }
+}
+
+/// The process a PID names, checked to be traceable: alive, not a zombie, not a kernel thread.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Thread group id: what the kernel side filters on.
+    pub tgid: u32,
+    pub comm: String,
+    pub exe: Option<PathBuf>,
+}
+
+pub fn target(pid: u32) -> Result<Target> {
+    let stat = match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => parse_stat(&s)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("no process with PID {pid}")
+        }
+        Err(e) => bail!("cannot read /proc/{pid}/stat: {e}"),
+    };
+    if stat.is_kernel_thread() {
+        bail!(
+            "PID {pid} ({}) is a kernel thread: it makes no futex calls to trace",
+            stat.comm
+        );
+    }
+    if stat.is_zombie() {
+        bail!(
+            "PID {pid} ({}) is a zombie: it has exited and runs no more",
+            stat.comm
+        );
+    }
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(pid);
+    let comm = if tgid == pid {
+        stat.comm
+    } else {
+        fs::read_to_string(format!("/proc/{tgid}/comm"))
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or(stat.comm)
+    };
+    Ok(Target {
+        tgid,
+        comm,
+        exe: fs::read_link(format!("/proc/{tgid}/exe")).ok(),
+    })
+}
+
+/// One line of /proc/PID/maps that can hold code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub file_offset: u64,
+    /// Backing file, or a pseudo name such as `[vdso]`.
+    pub path: String,
+}
+
+impl Mapping {
+    pub fn is_file(&self) -> bool {
+        self.path.starts_with('/')
+    }
+}
+
+/// Executable mappings from the text of /proc/PID/maps.
+pub fn parse_maps(text: &str) -> Vec<Mapping> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let range = f.next()?;
+            let perms = f.next()?;
+            let offset = f.next()?;
+            let _dev = f.next()?;
+            let _inode = f.next()?;
+            let path = f.collect::<Vec<_>>().join(" ");
+            if !perms.contains('x') {
+                return None;
+            }
+            let (start, end) = range.split_once('-')?;
+            Some(Mapping {
+                start: u64::from_str_radix(start, 16).ok()?,
+                end: u64::from_str_radix(end, 16).ok()?,
+                file_offset: u64::from_str_radix(offset, 16).ok()?,
+                path: if path.is_empty() {
+                    "[anon]".into()
+                } else {
+                    path
+                },
+            })
+        })
+        .collect()
+}
+
+/// Every executable mapping the target has had while we watched, so stacks still resolve
+/// after a library is unloaded or the process exits.
+#[derive(Debug, Default, Clone)]
+pub struct MapHistory {
+    /// Oldest first; a later mapping of the same range wins a lookup.
+    pub mappings: Vec<Mapping>,
+}
+
+impl MapHistory {
+    /// Re-reads /proc/PID/maps. Returns false if the process is gone.
+    pub fn refresh(&mut self, pid: u32) -> bool {
+        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            return false;
+        };
+        self.merge(parse_maps(&text));
+        true
+    }
+
+    pub fn merge(&mut self, now: Vec<Mapping>) {
+        for m in now {
+            if !self.mappings.contains(&m) {
+                self.mappings.push(m);
+            }
+        }
+    }
+
+    pub fn lookup(&self, addr: u64) -> Option<&Mapping> {
+        self.mappings
+            .iter()
+            .rev()
+            .find(|m| m.start <= addr && addr < m.end)
+    }
+}
+
+/// Thread names of a process, by tid.
+pub fn thread_names(pid: u32, into: &mut BTreeMap<u32, String>) {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if let Ok(name) = fs::read_to_string(entry.path().join("comm")) {
+            into.insert(tid, name.trim_end().to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_with_odd_comm() {
+        let s = "1234 (my (weird) prog) S 1 1234 1234 0 -1 4194560 100 0 0 0";
+        let st = parse_stat(s).unwrap();
+        assert_eq!(st.comm, "my (weird) prog");
+        assert_eq!(st.state, 'S');
+        assert_eq!(st.flags, 4194560);
+        assert!(!st.is_kernel_thread());
+        let k = parse_stat("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0").unwrap();
+        assert!(k.is_kernel_thread());
+        assert!(parse_stat("9 (x) Z 1 1 1 0 -1 4194316 0")
+            .unwrap()
+            .is_zombie());
+    }
+
+    #[test]
+    fn maps_keep_only_code() {
+        let text = "\
+55d0a000-55d0b000 r--p 00000000 fd:01 123 /usr/bin/prog
+55d0b000-55d0f000 r-xp 00001000 fd:01 123 /usr/bin/prog
+7f00000-7f01000 rw-p 00000000 00:00 0
+7fff1000-7fff3000 r-xp 00000000 00:00 0 [vdso]
+7e000000-7e001000 r-xp 00000000 00:00 0
+7d000000-7d100000 r-xp 00002000 fd:01 77 /opt/my app/lib.so";
+        let maps = parse_maps(text);
+        assert_eq!(maps.len(), 4);
+        assert_eq!(maps[0].file_offset, 0x1000);
+        assert_eq!(maps[0].path, "/usr/bin/prog");
+        assert_eq!(maps[1].path, "[vdso]");
+        assert_eq!(maps[2].path, "[anon]");
+        assert_eq!(maps[3].path, "/opt/my app/lib.so");
+        let mut h = MapHistory::default();
+        h.merge(maps.clone());
+        h.merge(maps);
+        assert_eq!(h.mappings.len(), 4);
+        assert_eq!(h.lookup(0x55d0b010).unwrap().path, "/usr/bin/prog");
+        assert!(h.lookup(0x55d0a010).is_none());
+    }
+}

@@ -1,0 +1,196 @@
+//! The `record` command: preflight → attach → collect → symbolize → render, and the profile.
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use tracer_common::{Counter, OpKind, NO_STACK};
+
+use crate::cli::RecordOptions;
+use crate::collect::{self, Raw};
+use crate::procfs::{self, Target};
+use crate::profile::{
+    Counters, Losses, Meta, PendingOutput, Profile, WaitRow, WakeRow, FORMAT, VERSION,
+};
+use crate::render::{Render, Table};
+use crate::symbolize::{frames_with_leaf, StackSymbolizer};
+use crate::{attach, preflight};
+
+pub fn run(opts: &RecordOptions) -> Result<()> {
+    preflight::check_privileges()?;
+    let target = procfs::target(opts.pid)?;
+    let output = PendingOutput::reserve(&opts.output)?;
+    preflight::ensure_tracefs()?;
+    let start_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+
+    let mut tracer = match attach::attach(target.tgid) {
+        Ok(t) => t,
+        Err(e) => {
+            output.abandon();
+            return Err(e);
+        }
+    };
+    if opts.pid != target.tgid {
+        eprintln!(
+            "lockscope: {} is a thread of process {}; tracing the whole process",
+            opts.pid, target.tgid
+        );
+    }
+    for tp in &tracer.missing {
+        eprintln!(
+            "lockscope: this kernel has no syscalls:{tp} tracepoint; those calls are not traced"
+        );
+    }
+    eprintln!(
+        "lockscope: tracing pid {} ({}) for {:.1?}; Ctrl-C stops early",
+        target.tgid, target.comm, opts.duration
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let raw = rt.block_on(collect::record(
+        &mut tracer,
+        target.tgid,
+        opts.duration,
+        opts.progress,
+    ))?;
+    drop(tracer);
+
+    let profile = build_profile(&target, raw, start_unix_ms);
+    output.commit(&profile)?;
+    let mut stdout = std::io::stdout().lock();
+    Table { view: opts.view }.render(&profile, &mut stdout)?;
+    stdout.flush()?;
+    eprintln!(
+        "lockscope: {}; profile saved to {}",
+        collect::describe_stop(
+            profile.meta.stop,
+            std::time::Duration::from_nanos(profile.meta.duration_ns)
+        ),
+        opts.output.display()
+    );
+    Ok(())
+}
+
+fn op_name(kind: u32) -> String {
+    OpKind::from_u32(kind).map_or_else(|| format!("op{kind}"), |k| k.name().to_string())
+}
+
+/// Symbolizes the raw rows and assembles the profile.
+pub fn build_profile(target: &Target, raw: Raw, start_unix_ms: u64) -> Profile {
+    let mut sym = StackSymbolizer::new(&raw.maps);
+    // A final stack is a kernel stack plus its validated leaf caller.
+    let mut index: HashMap<(u64, u64), Option<usize>> = HashMap::new();
+    let mut stacks = Vec::new();
+    let mut resolve = |sym: &mut StackSymbolizer, stack_id: u64, leaf_ret: u64| -> Option<usize> {
+        if stack_id == NO_STACK {
+            return None;
+        }
+        *index.entry((stack_id, leaf_ret)).or_insert_with(|| {
+            let kernel = raw.stacks.get(&stack_id)?;
+            stacks.push(frames_with_leaf(kernel, leaf_ret, |a| {
+                sym.is_return_address(a)
+            }));
+            Some(stacks.len() - 1)
+        })
+    };
+
+    let waits: Vec<WaitRow> = raw
+        .waits
+        .iter()
+        .map(|(k, v)| WaitRow {
+            stack: resolve(&mut sym, k.stack_id, k.leaf_ret),
+            // The waker's leaf is not kept per wait; its own wake row carries it.
+            waker_stack: None,
+            uaddr: k.uaddr,
+            tid: k.tid,
+            op: op_name(k.kind),
+            count: v.count,
+            total_ns: v.total_ns,
+            max_ns: v.max_ns,
+            interrupted: v.interrupted,
+            timeouts: v.timeouts,
+            timeout_ns: v.timeout_ns,
+            errors: v.errors,
+            hist: v.hist.to_vec(),
+        })
+        .collect();
+    let wakes: Vec<WakeRow> = raw
+        .wakes
+        .iter()
+        .map(|(k, v)| WakeRow {
+            stack: resolve(&mut sym, k.stack_id, k.leaf_ret),
+            uaddr: k.uaddr,
+            tid: k.tid,
+            op: op_name(k.kind),
+            calls: v.calls,
+            woken: v.woken,
+            empty: v.empty,
+        })
+        .collect();
+    // Waiters name their waker by kernel stack id; map it to the waker's final stack.
+    let waker_of: HashMap<u64, Option<usize>> = raw
+        .wakes
+        .iter()
+        .zip(&wakes)
+        .map(|((k, _), row)| (k.stack_id, row.stack))
+        .collect();
+    let waits = waits
+        .into_iter()
+        .zip(&raw.waits)
+        .map(|(mut row, (k, _))| {
+            row.waker_stack = waker_of.get(&k.waker_stack_id).copied().flatten();
+            row
+        })
+        .collect();
+
+    let (stacks, modules) = sym.symbolize(stacks);
+    let c = |x: Counter| raw.counters[x as usize];
+    Profile {
+        format: FORMAT.into(),
+        version: VERSION,
+        meta: Meta {
+            pid: target.tgid,
+            comm: target.comm.clone(),
+            exe: target.exe.as_ref().map(|p| p.display().to_string()),
+            start_unix_ms,
+            duration_ns: raw.elapsed.as_nanos() as u64,
+            stop: raw.stop,
+            unwind: "fp".into(),
+            kernel: kernel_release(),
+            lockscope_version: env!("CARGO_PKG_VERSION").into(),
+        },
+        counters: Counters {
+            calls: c(Counter::Calls),
+            wait_calls: c(Counter::WaitEnters),
+            wake_calls: c(Counter::WakeEnters),
+            eagain: c(Counter::Eagain),
+            in_flight_at_start: c(Counter::ExitWithoutEnter),
+            still_waiting_at_end: raw.still_waiting,
+            longest_unfinished_ns: raw.longest_unfinished_ns,
+        },
+        losses: Losses {
+            stack_errors: c(Counter::StackErrors),
+            stack_map_full: c(Counter::StackMapFull),
+            wait_map_full: c(Counter::WaitMapFull),
+            wake_map_full: c(Counter::WakeMapFull),
+            inflight_full: c(Counter::InflightFull),
+            waker_map_full: c(Counter::WakerMapFull),
+        },
+        modules,
+        stacks,
+        waits,
+        wakes,
+        threads: raw.threads,
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

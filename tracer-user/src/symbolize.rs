@@ -1,0 +1,279 @@
+//! symbolize: raw addresses → module + file offset (+ build id) → functions, file and line.
+//!
+//! Works from the memory maps saved during recording and the files on disk, so stacks resolve
+//! even after the target has exited.
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use blazesym::symbolize::{source::Elf, source::Source, Input, Symbolized, Symbolizer};
+
+use crate::procfs::MapHistory;
+use crate::profile::{Frame, Module, Stack, Sym};
+
+/// A stack address, with the return-address-minus-one rule in the type: a return address
+/// points after its call, possibly into the next function or line, so it is looked up one
+/// byte earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Addr {
+    /// The interrupted instruction itself (frame 0).
+    Ip(u64),
+    Return(u64),
+}
+
+impl Addr {
+    pub fn raw(self) -> u64 {
+        match self {
+            Addr::Ip(a) | Addr::Return(a) => a,
+        }
+    }
+    pub fn lookup(self) -> u64 {
+        match self {
+            Addr::Ip(a) => a,
+            Addr::Return(a) => a.saturating_sub(1),
+        }
+    }
+}
+
+/// True if the bytes ending at a candidate return address end with an x86-64 call
+/// instruction: `call rel32` (E8), or an indirect `call r/m` (FF /2) in its common forms.
+pub fn preceded_by_call(before: &[u8]) -> bool {
+    let n = before.len();
+    let at = |back: usize| (back <= n).then(|| before[n - back]);
+    let modrm_is_call = |m: u8| (m >> 3) & 7 == 2;
+    // call rel32
+    if at(5) == Some(0xE8) {
+        return true;
+    }
+    // call reg (FF D0+r): mod=11
+    if at(2) == Some(0xFF) && at(1).is_some_and(|m| m >> 6 == 3 && modrm_is_call(m)) {
+        return true;
+    }
+    // call [reg] (mod=00, no SIB/disp), call [reg+disp8] (mod=01), call [rip+disp32]
+    if at(2) == Some(0xFF)
+        && at(1).is_some_and(|m| m >> 6 == 0 && modrm_is_call(m) && m & 7 != 4 && m & 7 != 5)
+    {
+        return true;
+    }
+    if at(3) == Some(0xFF) && at(2).is_some_and(|m| m >> 6 == 1 && modrm_is_call(m) && m & 7 != 4) {
+        return true;
+    }
+    if at(4) == Some(0xFF) && at(3).is_some_and(|m| m >> 6 == 1 && modrm_is_call(m) && m & 7 == 4) {
+        return true;
+    }
+    if at(6) == Some(0xFF) && at(5).is_some_and(|m| modrm_is_call(m) && (m == 0x15 || m >> 6 == 2))
+    {
+        return true;
+    }
+    false
+}
+
+/// The frames of one kernel stack, with the caller of a frameless leaf put back: the kernel's
+/// frame-pointer walk skips it, and `leaf_ret` (the word at the user SP) names it when it is a
+/// genuine return address.
+pub fn frames_with_leaf(
+    kernel: &[u64],
+    leaf_ret: u64,
+    mut leaf_ok: impl FnMut(u64) -> bool,
+) -> Vec<Addr> {
+    let mut out = Vec::with_capacity(kernel.len() + 1);
+    for (i, &a) in kernel.iter().enumerate() {
+        out.push(if i == 0 { Addr::Ip(a) } else { Addr::Return(a) });
+        if i == 0 && leaf_ret != 0 && kernel.get(1) != Some(&leaf_ret) && leaf_ok(leaf_ret) {
+            out.push(Addr::Return(leaf_ret));
+        }
+    }
+    out
+}
+
+/// Turns raw stacks into symbolized ones, sharing modules and lookups across all of them.
+pub struct StackSymbolizer<'a> {
+    maps: &'a MapHistory,
+    modules: Vec<Module>,
+    module_index: HashMap<String, usize>,
+    files: HashMap<usize, Option<File>>,
+}
+
+impl<'a> StackSymbolizer<'a> {
+    pub fn new(maps: &'a MapHistory) -> Self {
+        StackSymbolizer {
+            maps,
+            modules: Vec::new(),
+            module_index: HashMap::new(),
+            files: HashMap::new(),
+        }
+    }
+
+    fn module_of(&mut self, path: &str) -> usize {
+        if let Some(&i) = self.module_index.get(path) {
+            return i;
+        }
+        let build_id = blazesym::helper::read_elf_build_id(&std::path::Path::new(path))
+            .ok()
+            .flatten()
+            .map(|id| id.iter().map(|b| format!("{b:02x}")).collect());
+        let i = self.modules.len();
+        self.modules.push(Module {
+            path: path.to_string(),
+            build_id,
+        });
+        self.module_index.insert(path.to_string(), i);
+        i
+    }
+
+    /// Module index and file offset of an address, if it is in a file-backed mapping.
+    fn locate(&mut self, addr: u64) -> Option<(usize, u64)> {
+        let m = self.maps.lookup(addr)?;
+        if !m.is_file() {
+            return None;
+        }
+        let offset = addr - m.start + m.file_offset;
+        let path = m.path.trim_end_matches(" (deleted)").to_string();
+        Some((self.module_of(&path), offset))
+    }
+
+    /// Validates a leaf return address against the module's bytes on disk.
+    pub fn is_return_address(&mut self, addr: u64) -> bool {
+        let Some((module, offset)) = self.locate(addr) else {
+            return false;
+        };
+        let path = self.modules[module].path.clone();
+        let file = self
+            .files
+            .entry(module)
+            .or_insert_with(|| File::open(&path).ok());
+        let Some(file) = file else {
+            return false;
+        };
+        let mut before = [0u8; 7];
+        let Some(start) = offset.checked_sub(before.len() as u64) else {
+            return false;
+        };
+        file.read_exact_at(&mut before, start).is_ok() && preceded_by_call(&before)
+    }
+
+    /// Symbolizes every stack in one batch per module.
+    pub fn symbolize(mut self, stacks: Vec<Vec<Addr>>) -> (Vec<Stack>, Vec<Module>) {
+        let mut located: Vec<Vec<(Addr, Option<(usize, u64)>)>> = Vec::with_capacity(stacks.len());
+        let mut wanted: HashMap<usize, Vec<u64>> = HashMap::new();
+        for s in &stacks {
+            let mut row = Vec::with_capacity(s.len());
+            for &a in s {
+                let loc = self.locate(a.raw());
+                if let Some((m, off)) = loc {
+                    let key = off - (a.raw() - a.lookup());
+                    wanted.entry(m).or_default().push(key);
+                }
+                row.push((a, loc));
+            }
+            located.push(row);
+        }
+
+        let symbolizer = Symbolizer::new();
+        let mut resolved: HashMap<(usize, u64), Vec<Sym>> = HashMap::new();
+        for (m, mut offsets) in wanted {
+            offsets.sort_unstable();
+            offsets.dedup();
+            let src = Source::Elf(Elf::new(&self.modules[m].path));
+            let Ok(results) = symbolizer.symbolize(&src, Input::FileOffset(&offsets)) else {
+                continue;
+            };
+            for (off, sym) in offsets.iter().zip(results) {
+                if let Symbolized::Sym(sym) = sym {
+                    resolved.insert((m, *off), syms_innermost_first(&sym));
+                }
+            }
+        }
+
+        let out = located
+            .into_iter()
+            .map(|row| Stack {
+                frames: row
+                    .into_iter()
+                    .map(|(a, loc)| Frame {
+                        addr: a.raw(),
+                        ret: matches!(a, Addr::Return(_)),
+                        module: loc.map(|(m, _)| m),
+                        offset: loc.map(|(_, o)| o),
+                        syms: loc
+                            .and_then(|(m, o)| resolved.get(&(m, o - (a.raw() - a.lookup()))))
+                            .cloned()
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        (out, self.modules)
+    }
+}
+
+/// blazesym reports a function `f` with the calls inlined into it, outermost first (`[g, h]`),
+/// each with its own location in its own source (checked here: `f`'s code info is the line in
+/// `f`). Innermost first: h, g, f.
+fn syms_innermost_first(sym: &blazesym::symbolize::Sym<'_>) -> Vec<Sym> {
+    let make = |name: &str, ci: Option<&blazesym::symbolize::CodeInfo<'_>>| Sym {
+        name: name.to_string(),
+        file: ci.map(|c| c.file.to_string_lossy().into_owned()),
+        line: ci.and_then(|c| c.line),
+    };
+    sym.inlined
+        .iter()
+        .rev()
+        .map(|f| make(&f.name, f.code_info.as_ref()))
+        .chain(std::iter::once(make(&sym.name, sym.code_info.as_deref())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_addresses_look_up_one_byte_back() {
+        assert_eq!(Addr::Ip(0x1000).lookup(), 0x1000);
+        assert_eq!(Addr::Return(0x1000).lookup(), 0xfff);
+        assert_eq!(Addr::Return(0x1000).raw(), 0x1000);
+    }
+
+    #[test]
+    fn call_encodings_are_recognised() {
+        // call rel32
+        assert!(preceded_by_call(&[0x90, 0x90, 0xE8, 1, 2, 3, 4]));
+        // call rax / call r11 (41 FF D3)
+        assert!(preceded_by_call(&[0, 0, 0, 0, 0, 0xFF, 0xD0]));
+        assert!(preceded_by_call(&[0, 0, 0, 0, 0x41, 0xFF, 0xD3]));
+        // call [rip+disp32]
+        assert!(preceded_by_call(&[0, 0xFF, 0x15, 1, 2, 3, 4]));
+        // call [rax+8]
+        assert!(preceded_by_call(&[0, 0, 0, 0, 0xFF, 0x50, 0x08]));
+        // call [rax]
+        assert!(preceded_by_call(&[0, 0, 0, 0, 0, 0xFF, 0x10]));
+        // A stack address or plain data: no call before it.
+        assert!(!preceded_by_call(&[
+            0x7f, 0xff, 0xff, 0xff, 0xe0, 0x10, 0x00
+        ]));
+        assert!(!preceded_by_call(&[0, 0, 0, 0, 0, 0, 0]));
+        // jmp rax (FF E0) is not a call.
+        assert!(!preceded_by_call(&[0, 0, 0, 0, 0, 0xFF, 0xE0]));
+    }
+
+    #[test]
+    fn leaf_caller_is_inserted_once_and_only_when_valid() {
+        let k = [0x10, 0x30, 0x40];
+        let f = frames_with_leaf(&k, 0x20, |_| true);
+        assert_eq!(
+            f,
+            vec![
+                Addr::Ip(0x10),
+                Addr::Return(0x20),
+                Addr::Return(0x30),
+                Addr::Return(0x40)
+            ]
+        );
+        // The walk already has it (the leaf had a frame): no duplicate.
+        assert_eq!(frames_with_leaf(&k, 0x30, |_| true).len(), 3);
+        // Not a return address: left out.
+        assert_eq!(frames_with_leaf(&k, 0x20, |_| false).len(), 3);
+        assert_eq!(frames_with_leaf(&k, 0, |_| true).len(), 3);
+    }
+}
