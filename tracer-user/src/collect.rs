@@ -67,7 +67,7 @@ pub async fn record(
             _ = exited.readable() => break StopReason::TargetExited,
             _ = tick.tick() => {
                 ticks += 1;
-                if ticks % MAPS_EVERY == 0 {
+                if ticks.is_multiple_of(MAPS_EVERY) {
                     maps.refresh(pid);
                     thread_names(pid, &mut threads);
                 }

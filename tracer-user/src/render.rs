@@ -104,7 +104,7 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "waits {} · total wait {} · lost events {} · stacks lost {}",
+        "waits {} · {} of thread time waiting · lost events {} · stacks lost {}",
         fmt_count(t.waits),
         fmt_ns(t.wait_ns),
         fmt_count(l.events()),
@@ -229,7 +229,7 @@ mod tests {
         assert!(
             lines[0].starts_with("lockscope: pid 42 (demo) · recorded 2.00 s (duration reached)")
         );
-        assert!(lines[1].starts_with("waits 6 · total wait 4.50 ms · lost events 0"));
+        assert!(lines[1].starts_with("waits 6 · 4.50 ms of thread time waiting · lost events 0"));
         let first = lines
             .iter()
             .position(|l| l.trim_start().starts_with("1 "))

@@ -86,6 +86,9 @@ pub fn frames_with_leaf(
     out
 }
 
+/// An address and, when file-backed, its (module index, file offset).
+type Located = (Addr, Option<(usize, u64)>);
+
 /// Turns raw stacks into symbolized ones, sharing modules and lookups across all of them.
 pub struct StackSymbolizer<'a> {
     maps: &'a MapHistory,
@@ -154,7 +157,7 @@ impl<'a> StackSymbolizer<'a> {
 
     /// Symbolizes every stack in one batch per module.
     pub fn symbolize(mut self, stacks: Vec<Vec<Addr>>) -> (Vec<Stack>, Vec<Module>) {
-        let mut located: Vec<Vec<(Addr, Option<(usize, u64)>)>> = Vec::with_capacity(stacks.len());
+        let mut located: Vec<Vec<Located>> = Vec::with_capacity(stacks.len());
         let mut wanted: HashMap<usize, Vec<u64>> = HashMap::new();
         for s in &stacks {
             let mut row = Vec::with_capacity(s.len());

@@ -1,0 +1,379 @@
+//! Root integration tests: load the real eBPF programs and trace real processes.
+//!
+//! Run with `--test-threads=1` (`cargo xtask test` does): each test attaches tracepoints and
+//! times a live workload. Tests skip with a message when not root or when the kernel lacks
+//! what they need; they panic rather than return errors.
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn lockscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lockscope"))
+}
+
+fn workload_bin() -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = dir.join("release/lockdemo");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask test` (it builds the workloads first)",
+        bin.display()
+    );
+    bin
+}
+
+/// True if the tests can load eBPF here; otherwise prints why they skip.
+fn can_trace() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid0 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .is_some_and(|v| v.split_whitespace().nth(1) == Some("0"));
+    if !uid0 {
+        eprintln!("skipping: needs root to load eBPF programs");
+        return false;
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        eprintln!("skipping: kernel has no BTF (/sys/kernel/btf/vmlinux)");
+        return false;
+    }
+    true
+}
+
+struct Workload(Child);
+
+impl Workload {
+    fn start(args: &[&str]) -> Workload {
+        let child = Command::new(workload_bin())
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start lockdemo");
+        // Let the threads get going before we attach.
+        std::thread::sleep(Duration::from_millis(300));
+        Workload(child)
+    }
+    fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lockscope-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn record(pid: &str, duration: &str, out: &Path) -> Output {
+    lockscope()
+        .args([
+            "record",
+            "--quiet",
+            "--pid",
+            pid,
+            "--duration",
+            duration,
+            "-o",
+        ])
+        .arg(out)
+        .output()
+        .expect("run lockscope")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn load(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("profile written")).expect("profile is JSON")
+}
+
+/// Total wait ns of each stack index, from the profile's rows.
+fn stack_totals(p: &Value) -> Vec<(usize, u64, u64)> {
+    let mut acc: std::collections::BTreeMap<usize, (u64, u64)> = Default::default();
+    for r in p["waits"].as_array().unwrap() {
+        if let Some(s) = r["stack"].as_u64() {
+            let e = acc.entry(s as usize).or_default();
+            e.0 += r["count"].as_u64().unwrap();
+            e.1 += r["total_ns"].as_u64().unwrap();
+        }
+    }
+    let mut v: Vec<_> = acc.into_iter().map(|(s, (c, t))| (s, c, t)).collect();
+    v.sort_by_key(|&(_, _, t)| std::cmp::Reverse(t));
+    v
+}
+
+fn frame_names(p: &Value, stack: usize) -> Vec<String> {
+    p["stacks"][stack]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["syms"].as_array().unwrap().iter())
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got {}: {err}",
+        out.status
+    );
+    assert_eq!(err.lines().count(), 1, "want one line, got: {err}");
+    assert!(err.contains(needle), "want '{needle}' in: {err}");
+}
+
+#[test]
+fn contended_mutex_top_stack_names_the_lock_site() {
+    if !can_trace() {
+        return;
+    }
+    let w = Workload::start(&["contended", "--threads", "8"]);
+    let out_path = tmp("contended.json");
+    let out = record(&w.pid(), "2s", &out_path);
+    assert!(out.status.success(), "record failed: {}", text(&out.stderr));
+    let p = load(&out_path);
+    let tops = stack_totals(&p);
+    let (top, count, total) = tops[0];
+    assert!(count > 0 && total > 0, "no waits recorded: {tops:?}");
+    let names = frame_names(&p, top);
+    assert!(
+        names.iter().any(|n| n == "lockdemo::contended_lock_site"),
+        "top stack does not name the lock site: {names:#?}"
+    );
+    // The caller of glibc's frameless syscall() is recovered, and the walk reaches the thread.
+    assert!(
+        names.iter().any(|n| n.contains("lock_contended")),
+        "{names:#?}"
+    );
+    assert!(names.iter().any(|n| n == "start_thread"), "{names:#?}");
+    let losses = p["losses"].as_object().unwrap();
+    for (k, v) in losses {
+        assert_eq!(v.as_u64(), Some(0), "lost events: {k}");
+    }
+    // In flight at start is bounded by the threads that could be blocked at attach.
+    assert!(p["counters"]["in_flight_at_start"].as_u64().unwrap() <= 9);
+    // Waiters are paired with the stack that woke them, which unlocks at the same site.
+    let paired = p["waits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["waker_stack"].as_u64())
+        .next()
+        .expect("some waits paired with their waker");
+    let waker = frame_names(&p, paired as usize);
+    // std's wake() and futex_wake() leave by tail call, so unlock is the innermost named frame.
+    assert!(
+        waker.iter().any(|n| n.contains("Mutex>::unlock")),
+        "{waker:#?}"
+    );
+    assert!(
+        waker.iter().any(|n| n == "lockdemo::contended_lock_site"),
+        "{waker:#?}"
+    );
+
+    let table = text(&out.stdout);
+    assert!(table.contains("▶ lockdemo::contended_lock_site"), "{table}");
+
+    // `report` prints the same table from the file, without the process.
+    drop(w);
+    let again = lockscope().arg("report").arg(&out_path).output().unwrap();
+    assert!(again.status.success());
+    assert_eq!(text(&again.stdout), table);
+}
+
+#[test]
+fn uncontended_program_has_no_contention_rows() {
+    if !can_trace() {
+        return;
+    }
+    let w = Workload::start(&["uncontended", "--threads", "4"]);
+    let out_path = tmp("uncontended.json");
+    let out = record(&w.pid(), "1500ms", &out_path);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let p = load(&out_path);
+    assert!(
+        stack_totals(&p).iter().all(|&(_, c, _)| c == 0),
+        "{:?}",
+        stack_totals(&p)
+    );
+    assert!(text(&out.stdout).contains("no lock contention"));
+    // It was traced, not ignored: its threads did run, and the blocked join() is reported.
+    assert!(
+        p["counters"]["still_waiting_at_end"].as_u64().unwrap()
+            + p["counters"]["calls"].as_u64().unwrap()
+            > 0
+            || p["meta"]["duration_ns"].as_u64().unwrap() > 1_000_000_000
+    );
+}
+
+#[test]
+fn target_exiting_mid_recording_still_saves_the_profile() {
+    if !can_trace() {
+        return;
+    }
+    let w = Workload::start(&["contended", "--threads", "4", "--seconds", "1.2"]);
+    let out_path = tmp("exits.json");
+    let t0 = Instant::now();
+    let out = record(&w.pid(), "20s", &out_path);
+    assert!(
+        t0.elapsed() < Duration::from_secs(15),
+        "did not notice the exit"
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("target exited"),
+        "{}",
+        text(&out.stderr)
+    );
+    let p = load(&out_path);
+    assert_eq!(p["meta"]["stop"], "target-exited");
+    let tops = stack_totals(&p);
+    assert!(
+        tops.first().is_some_and(|t| t.1 > 0),
+        "nothing recorded: {tops:?}"
+    );
+    // Symbolized after the process was gone, from the saved maps and the files.
+    assert!(frame_names(&p, tops[0].0)
+        .iter()
+        .any(|n| n == "lockdemo::contended_lock_site"));
+}
+
+#[test]
+fn ctrl_c_stops_early_and_saves() {
+    if !can_trace() {
+        return;
+    }
+    let w = Workload::start(&["contended", "--threads", "4"]);
+    let out_path = tmp("sigint.json");
+    let child = lockscope()
+        .args([
+            "record",
+            "--quiet",
+            "--pid",
+            &w.pid(),
+            "--duration",
+            "60s",
+            "-o",
+        ])
+        .arg(&out_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let p = load(&out_path);
+    assert_eq!(p["meta"]["stop"], "interrupted");
+    assert!(stack_totals(&p)[0].1 > 0);
+}
+
+#[test]
+fn without_privileges_it_says_how_to_get_them() {
+    if !can_trace() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    let out = lockscope()
+        .args([
+            "record",
+            "--pid",
+            "1",
+            "--duration",
+            "1s",
+            "-o",
+            "/tmp/never.json",
+        ])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "needs root or CAP_BPF+CAP_PERFMON");
+    assert!(text(&out.stderr).contains("setcap"));
+    assert!(!Path::new("/tmp/never.json").exists());
+}
+
+#[test]
+fn bad_targets_and_arguments_fail_with_one_line() {
+    if !can_trace() {
+        return;
+    }
+    let out_path = tmp("bad.json");
+    let run = |args: &[&str]| lockscope().args(args).output().unwrap();
+    let o = out_path.to_str().unwrap();
+
+    assert_one_line_error(
+        &run(&["record", "--pid", "2147483000", "-o", o]),
+        "no process with PID 2147483000",
+    );
+    assert_one_line_error(
+        &run(&["record", "--pid", "0", "-o", o]),
+        "is not a process id",
+    );
+    assert_one_line_error(
+        &run(&["record", "--pid", "abc", "-o", o]),
+        "invalid value 'abc'",
+    );
+    assert_one_line_error(
+        &run(&["record", "--pid", "2", "-o", o]),
+        "is a kernel thread",
+    );
+    let me = std::process::id().to_string();
+    assert_one_line_error(
+        &run(&["record", "--pid", &me, "--duration", "0", "-o", o]),
+        "greater than zero",
+    );
+    assert_one_line_error(
+        &run(&["record", "--pid", &me, "--duration", "soon", "-o", o]),
+        "is not a duration",
+    );
+    assert_one_line_error(
+        &run(&["record", "--pid", &me, "-o", "/nonexistent-dir/p.json"]),
+        "cannot write profile to /nonexistent-dir/p.json",
+    );
+
+    // A zombie: a child that exited and was not reaped yet.
+    let mut z = Command::new("true").spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_one_line_error(
+        &run(&["record", "--pid", &z.id().to_string(), "-o", o]),
+        "is a zombie",
+    );
+    let _ = z.wait();
+
+    assert!(!out_path.exists(), "a failed record left a file behind");
+    let leftovers: Vec<_> = std::fs::read_dir(out_path.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    let corrupt = tmp("corrupt.json");
+    std::fs::write(&corrupt, b"{\"format\":\"lockscope-profile\",\"vers").unwrap();
+    assert_one_line_error(
+        &run(&["report", corrupt.to_str().unwrap()]),
+        "corrupt or truncated",
+    );
+    assert_one_line_error(
+        &run(&["report", "/nonexistent.json"]),
+        "no profile at /nonexistent.json",
+    );
+}

@@ -1,0 +1,147 @@
+//! Prerequisites, pinned: everything that builds the eBPF side must agree on LLVM 22.
+use anyhow::{bail, Result};
+
+use crate::run::{cmd, cmd_env, is_root, output, step};
+
+/// The LLVM major version of the whole eBPF chain: nightly rustc emits its bitcode, and
+/// bpf-linker (built against Debian's llvm-22-dev) must read it. LLVM 23 bitcode breaks a
+/// LLVM 22 linker ("Invalid record").
+pub const LLVM_MAJOR: u32 = 22;
+pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// aya 0.14 (pinned in Cargo.toml) needs at least this stable rustc; aya 0.15+ would need 1.98.
+const MIN_STABLE: (u32, u32) = (1, 95);
+
+fn llvm_major(rustc_vv: &str) -> Option<u32> {
+    rustc_vv
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.trim().parse().ok())
+}
+
+fn rustc_minor(rustc_vv: &str) -> Option<(u32, u32)> {
+    let release = rustc_vv.lines().find_map(|l| l.strip_prefix("release: "))?;
+    let mut parts = release.split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+pub fn run() -> Result<()> {
+    step("checking the stable toolchain");
+    let stable = output("rustc", &["-vV"]).unwrap_or_default();
+    match rustc_minor(&stable) {
+        Some(v) if v >= MIN_STABLE => eprintln!("    ok: rustc {}.{}", v.0, v.1),
+        Some(v) => bail!(
+            "rustc {}.{} is too old: lockscope needs {}.{} or newer (`rustup update stable`)",
+            v.0,
+            v.1,
+            MIN_STABLE.0,
+            MIN_STABLE.1
+        ),
+        None => bail!("cannot run rustc: install Rust with rustup"),
+    }
+
+    step(&format!(
+        "checking the nightly toolchain (builds the eBPF programs; must use LLVM {LLVM_MAJOR})"
+    ));
+    let Some(nightly) = output("rustup", &["run", "nightly", "rustc", "-vV"]) else {
+        bail!("no nightly toolchain: `rustup toolchain install nightly --component rust-src` (one whose `rustc -vV` says LLVM {LLVM_MAJOR})");
+    };
+    match llvm_major(&nightly) {
+        Some(LLVM_MAJOR) => eprintln!("    ok: nightly uses LLVM {LLVM_MAJOR}"),
+        Some(other) => bail!(
+            "nightly rustc uses LLVM {other}, but bpf-linker is built against LLVM {LLVM_MAJOR}: install a nightly with LLVM {LLVM_MAJOR} (e.g. nightly-2026-05-19) as `nightly`"
+        ),
+        None => bail!("cannot read the LLVM version of nightly rustc"),
+    }
+
+    step("rust-src for nightly (needed by -Z build-std=core)");
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .unwrap_or_default();
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("    ok: already installed");
+    } else {
+        cmd(
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+        )?;
+    }
+
+    step(&format!(
+        "Debian's llvm-{LLVM_MAJOR}-dev (bpf-linker links against it)"
+    ));
+    let pkg = format!("llvm-{LLVM_MAJOR}-dev");
+    let llvm_prefix = format!("/usr/lib/llvm-{LLVM_MAJOR}");
+    let have_llvm = output("dpkg-query", &["-W", "-f=${Status}", &pkg])
+        .is_some_and(|s| s.contains("install ok installed"));
+    if have_llvm {
+        eprintln!("    ok: {pkg} installed");
+    } else {
+        if !is_root() {
+            bail!("{pkg} is missing and installing it needs root: `sudo apt-get install -y {pkg}`, then run this again");
+        }
+        cmd("apt-get", &["update", "-qq"])?;
+        cmd_env(
+            "apt-get",
+            &[
+                "install",
+                "-y",
+                "-qq",
+                "--no-install-recommends",
+                &pkg,
+                "libpolly-22-dev",
+                "zlib1g-dev",
+                "libzstd-dev",
+            ],
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )?;
+    }
+
+    step(&format!(
+        "bpf-linker {BPF_LINKER_VERSION} built against LLVM {LLVM_MAJOR}"
+    ));
+    let have = output("bpf-linker", &["--version"]).unwrap_or_default();
+    if have.trim() == format!("bpf-linker {BPF_LINKER_VERSION}") {
+        eprintln!("    ok: {}", have.trim());
+    } else {
+        if !have.is_empty() {
+            eprintln!(
+                "    found {}, want {BPF_LINKER_VERSION}: reinstalling",
+                have.trim()
+            );
+        }
+        let feature = format!("llvm-{LLVM_MAJOR}");
+        cmd_env(
+            "cargo",
+            &[
+                "install",
+                "bpf-linker",
+                "--locked",
+                "--force",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                &feature,
+            ],
+            &[("LLVM_PREFIX", &llvm_prefix)],
+        )?;
+    }
+    eprintln!("\nsetup complete");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_versions_from_rustc_vv() {
+        let vv = "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\nrelease: 1.97.0-nightly\nLLVM version: 22.1.4\n";
+        assert_eq!(llvm_major(vv), Some(22));
+        assert_eq!(rustc_minor(vv), Some((1, 97)));
+        assert_eq!(llvm_major("release: 1.95.0\n"), None);
+    }
+}

@@ -1,0 +1,57 @@
+//! The README's test command (and CI's): lint, unit tests, root integration tests.
+use anyhow::Result;
+
+use crate::run::{cmd, cmd_env, is_root, step};
+
+pub fn run() -> Result<()> {
+    crate::setup::run()?;
+    step("format check");
+    cmd("cargo", &["fmt", "--all", "--", "--check"])?;
+    step("clippy (warnings are errors)");
+    // tracer-ebpf builds only for the BPF target (through tracer-user's build.rs).
+    cmd(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "tracer-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    step("unit tests");
+    cmd(
+        "cargo",
+        &[
+            "test",
+            "--workspace",
+            "--exclude",
+            "tracer-ebpf",
+            "--lib",
+            "--bins",
+        ],
+    )?;
+    step("test workloads (release, frame pointers)");
+    cmd("cargo", &["build", "--release", "-p", "workloads"])?;
+    step("root integration tests: real eBPF programs tracing real processes");
+    if !is_root() {
+        eprintln!("    note: not root, so the integration tests will skip themselves; run `sudo -E cargo xtask test`");
+    }
+    cmd_env(
+        "cargo",
+        &[
+            "test",
+            "-p",
+            "tracer-user",
+            "--test",
+            "record",
+            "--",
+            "--test-threads=1",
+        ],
+        &[("RUST_BACKTRACE", "1")],
+    )?;
+    Ok(())
+}
