@@ -35,6 +35,8 @@ pub struct Meta {
     pub exe: Option<String>,
     pub start_unix_ms: u64,
     pub duration_ns: u64,
+    /// From lockscope's start to the tracepoints being live.
+    pub attach_ns: u64,
     pub stop: StopReason,
     pub unwind: String,
     pub kernel: String,
@@ -269,6 +271,7 @@ pub(crate) mod tests {
                 exe: Some("/bin/demo".into()),
                 start_unix_ms: 1,
                 duration_ns: 2_000_000_000,
+                attach_ns: 40_000_000,
                 stop: StopReason::Duration,
                 unwind: "fp".into(),
                 kernel: "6.18".into(),

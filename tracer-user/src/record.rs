@@ -17,6 +17,7 @@ use crate::symbolize::{frames_with_leaf, StackSymbolizer};
 use crate::{attach, preflight};
 
 pub fn run(opts: &RecordOptions) -> Result<()> {
+    let t0 = std::time::Instant::now();
     preflight::check_privileges()?;
     let target = procfs::target(opts.pid)?;
     let output = PendingOutput::reserve(&opts.output)?;
@@ -33,6 +34,7 @@ pub fn run(opts: &RecordOptions) -> Result<()> {
             return Err(e);
         }
     };
+    let attach_ns = t0.elapsed().as_nanos() as u64;
     if opts.pid != target.tgid {
         eprintln!(
             "lockscope: {} is a thread of process {}; tracing the whole process",
@@ -60,7 +62,8 @@ pub fn run(opts: &RecordOptions) -> Result<()> {
     ))?;
     drop(tracer);
 
-    let profile = build_profile(&target, raw, start_unix_ms);
+    let mut profile = build_profile(&target, raw, start_unix_ms);
+    profile.meta.attach_ns = attach_ns;
     output.commit(&profile)?;
     let mut stdout = std::io::stdout().lock();
     Table { view: opts.view }.render(&profile, &mut stdout)?;
@@ -159,6 +162,7 @@ pub fn build_profile(target: &Target, raw: Raw, start_unix_ms: u64) -> Profile {
             exe: target.exe.as_ref().map(|p| p.display().to_string()),
             start_unix_ms,
             duration_ns: raw.elapsed.as_nanos() as u64,
+            attach_ns: 0,
             stop: raw.stop,
             unwind: "fp".into(),
             kernel: kernel_release(),

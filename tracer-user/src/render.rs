@@ -95,11 +95,12 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     let l = &profile.losses;
     writeln!(
         out,
-        "lockscope: pid {} ({}) · recorded {} ({}) · unwind {}",
+        "lockscope: pid {} ({}) · recorded {} ({}) · attached in {} · unwind {}",
         m.pid,
         m.comm,
         fmt_ns(m.duration_ns),
         m.stop.describe(),
+        fmt_ns(m.attach_ns),
         m.unwind
     )?;
     writeln!(

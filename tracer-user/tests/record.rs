@@ -212,13 +212,12 @@ fn uncontended_program_has_no_contention_rows() {
         stack_totals(&p)
     );
     assert!(text(&out.stdout).contains("no lock contention"));
-    // It was traced, not ignored: its threads did run, and the blocked join() is reported.
-    assert!(
-        p["counters"]["still_waiting_at_end"].as_u64().unwrap()
-            + p["counters"]["calls"].as_u64().unwrap()
-            > 0
-            || p["meta"]["duration_ns"].as_u64().unwrap() > 1_000_000_000
-    );
+    // The right process was watched: its worker threads were seen by name.
+    let threads = p["threads"].as_object().unwrap();
+    assert!(threads.values().any(|n| n == "worker-0"), "{threads:?}");
+    // Attaching is fast (the issue asks for well under a second; this bound only catches a
+    // hang, the benchmark measures it).
+    assert!(p["meta"]["attach_ns"].as_u64().unwrap() < 5_000_000_000);
 }
 
 #[test]

@@ -103,9 +103,15 @@ pub fn run() -> Result<()> {
         "bpf-linker {BPF_LINKER_VERSION} built against LLVM {LLVM_MAJOR}"
     ));
     let have = output("bpf-linker", &["--version"]).unwrap_or_default();
-    if have.trim() == format!("bpf-linker {BPF_LINKER_VERSION}") {
-        eprintln!("    ok: {}", have.trim());
+    let linked = linker_llvm_major();
+    if have.trim() == format!("bpf-linker {BPF_LINKER_VERSION}") && linked == Some(LLVM_MAJOR) {
+        eprintln!("    ok: {} (links libLLVM {LLVM_MAJOR})", have.trim());
     } else {
+        if let Some(other) = linked.filter(|&m| m != LLVM_MAJOR) {
+            eprintln!(
+                "    found bpf-linker linked against LLVM {other}, want {LLVM_MAJOR}: rebuilding"
+            );
+        }
         if !have.is_empty() {
             eprintln!(
                 "    found {}, want {BPF_LINKER_VERSION}: reinstalling",
@@ -133,6 +139,24 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// The LLVM major version the installed bpf-linker is dynamically linked against, read from
+/// `ldd` (`libLLVM.so.22.1` or `libLLVM-22.so`); `--version` does not say.
+fn linker_llvm_major() -> Option<u32> {
+    let path = output("which", &["bpf-linker"])?;
+    let ldd = output("ldd", &[path.trim()])?;
+    libllvm_major(&ldd)
+}
+
+fn libllvm_major(ldd: &str) -> Option<u32> {
+    ldd.lines().find_map(|l| {
+        let name = l.split_whitespace().next()?;
+        let v = name
+            .strip_prefix("libLLVM.so.")
+            .or_else(|| name.strip_prefix("libLLVM-"))?;
+        v.split(['.', '-']).next()?.parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +167,9 @@ mod tests {
         assert_eq!(llvm_major(vv), Some(22));
         assert_eq!(rustc_minor(vv), Some((1, 97)));
         assert_eq!(llvm_major("release: 1.95.0\n"), None);
+        let ldd = "\tlibc.so.6 => /lib/libc.so.6\n\tlibLLVM.so.22.1 => /usr/lib/llvm-22/lib/libLLVM.so.22.1 (0x7f)\n";
+        assert_eq!(libllvm_major(ldd), Some(22));
+        assert_eq!(libllvm_major("\tlibLLVM-23.so => /x (0x1)\n"), Some(23));
+        assert_eq!(libllvm_major("\tlibc.so.6 => /lib/libc.so.6\n"), None);
     }
 }

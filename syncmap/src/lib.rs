@@ -1,0 +1,564 @@
+//! A read-mostly concurrent map: the design of Go's `sync.Map` before Go 1.24, in Rust.
+//!
+//! - `read`: an atomically swapped, immutable snapshot `{map, amended}`; loads of keys in it
+//!   take no lock.
+//! - `dirty`: a map under one `std::sync::Mutex` (so contention shows as futex waits) holding
+//!   every live key, including ones not yet in `read`; `amended` says such keys exist.
+//! - Each key's value lives in an [`Entry`] shared by `read` and `dirty`: updating a key present
+//!   in `read` is a lock-free compare-and-swap on its entry.
+//! - Loads that miss `read` while `amended` lock and count a miss; once misses ≥ len(dirty),
+//!   dirty is **promoted** to be the new `read` (an O(1) swap, no copy) and dirty is dropped.
+//! - The first store of a *new* key after a promotion **rebuilds** dirty by copying every live
+//!   entry of `read` (O(n) under the lock): the design's real copy-on-write cost.
+//!
+//! Deleted entries are `Deleted` while dirty holds them, and become `Expunged` when a rebuild
+//! leaves them out of the new dirty; an expunged entry must be put back into dirty (under the
+//! lock) before it can hold a value again.
+//!
+//! Each slow-path phase is its own `#[inline(never)]` function with a stable name, so stacks
+//! and probes can find it: [`phase::PROMOTE`], [`phase::REBUILD`], [`phase::LOAD_MISS`],
+//! [`phase::SLOW_STORE`], [`phase::SLOW_DELETE`], [`phase::RANGE_PROMOTE`].
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+
+pub mod stats;
+
+use stats::{add, count, Event};
+
+/// Symbol-name fragments of the slow-path phase functions (the `SyncMap` methods of the same
+/// names); lockscope classifies stacks by them.
+pub mod phase {
+    pub const PROMOTE: &str = "promote";
+    pub const REBUILD: &str = "rebuild_dirty";
+    pub const LOAD_MISS: &str = "load_miss";
+    pub const SLOW_STORE: &str = "slow_store";
+    pub const SLOW_DELETE: &str = "slow_delete";
+    pub const RANGE_PROMOTE: &str = "range_promote";
+}
+
+/// What a key's slot holds.
+enum State<V> {
+    Value(V),
+    /// Deleted; dirty (if it exists) still holds the entry.
+    Deleted,
+    /// Deleted and left out of dirty by a rebuild.
+    Expunged,
+}
+
+/// A key's slot, shared by `read` and `dirty`.
+pub struct Entry<V> {
+    p: ArcSwap<State<V>>,
+}
+
+impl<V: Clone> Entry<V> {
+    fn new(v: V) -> Arc<Self> {
+        Arc::new(Entry {
+            p: ArcSwap::from_pointee(State::Value(v)),
+        })
+    }
+
+    fn load(&self) -> Option<V> {
+        match &**self.p.load() {
+            State::Value(v) => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    /// Swaps in `v` unless the entry is expunged (then it must be revived under the lock).
+    /// Returns `Err(())` when expunged, else the previous value.
+    fn try_swap(&self, v: &V) -> Result<Option<V>, ()> {
+        let new = Arc::new(State::Value(v.clone()));
+        let mut cur = self.p.load_full();
+        loop {
+            if matches!(*cur, State::Expunged) {
+                return Err(());
+            }
+            let prev = self.p.compare_and_swap(&cur, new.clone());
+            if Arc::ptr_eq(&prev, &cur) {
+                return Ok(match &*cur {
+                    State::Value(old) => Some(old.clone()),
+                    _ => None,
+                });
+            }
+            cur = arc_swap::Guard::into_inner(prev);
+        }
+    }
+
+    /// Lock held: an expunged entry becomes deleted (and must be added to dirty). True if it
+    /// was expunged.
+    fn unexpunge_locked(&self) -> bool {
+        let cur = self.p.load_full();
+        if matches!(*cur, State::Expunged) {
+            let prev = self.p.compare_and_swap(&cur, Arc::new(State::Deleted));
+            return Arc::ptr_eq(&prev, &cur);
+        }
+        false
+    }
+
+    /// Lock held and entry known not expunged: unconditional swap.
+    fn swap_locked(&self, v: &V) -> Option<V> {
+        match &*self.p.swap(Arc::new(State::Value(v.clone()))) {
+            State::Value(old) => Some(old.clone()),
+            _ => None,
+        }
+    }
+
+    /// Lock held, during a rebuild: a deleted entry becomes expunged. True if the entry is (now)
+    /// expunged, i.e. must be left out of the new dirty map.
+    fn try_expunge_locked(&self) -> bool {
+        let mut cur = self.p.load_full();
+        loop {
+            match *cur {
+                State::Expunged => return true,
+                State::Value(_) => return false,
+                State::Deleted => {
+                    let prev = self.p.compare_and_swap(&cur, Arc::new(State::Expunged));
+                    if Arc::ptr_eq(&prev, &cur) {
+                        return true;
+                    }
+                    cur = arc_swap::Guard::into_inner(prev);
+                }
+            }
+        }
+    }
+
+    /// Lock held, entry not expunged: the current value if there is one, else `v` stored.
+    fn load_or_store_locked(&self, v: &V) -> (V, bool) {
+        let new = Arc::new(State::Value(v.clone()));
+        let mut cur = self.p.load_full();
+        loop {
+            if let State::Value(x) = &*cur {
+                return (x.clone(), true);
+            }
+            let prev = self.p.compare_and_swap(&cur, new.clone());
+            if Arc::ptr_eq(&prev, &cur) {
+                return (v.clone(), false);
+            }
+            cur = arc_swap::Guard::into_inner(prev);
+        }
+    }
+
+    /// Deletes the value; returns it if there was one.
+    fn delete(&self) -> Option<V> {
+        let deleted = Arc::new(State::Deleted);
+        let mut cur = self.p.load_full();
+        loop {
+            let old = match &*cur {
+                State::Value(v) => v.clone(),
+                _ => return None,
+            };
+            let prev = self.p.compare_and_swap(&cur, deleted.clone());
+            if Arc::ptr_eq(&prev, &cur) {
+                return Some(old);
+            }
+            cur = arc_swap::Guard::into_inner(prev);
+        }
+    }
+
+    /// Swaps `new` in only if the current value equals `old`.
+    fn compare_and_swap(&self, old: &V, new: &V) -> bool
+    where
+        V: PartialEq,
+    {
+        let next = Arc::new(State::Value(new.clone()));
+        let mut cur = self.p.load_full();
+        loop {
+            match &*cur {
+                State::Value(v) if v == old => {}
+                _ => return false,
+            }
+            let prev = self.p.compare_and_swap(&cur, next.clone());
+            if Arc::ptr_eq(&prev, &cur) {
+                return true;
+            }
+            cur = arc_swap::Guard::into_inner(prev);
+        }
+    }
+
+    fn compare_and_delete(&self, old: &V) -> bool
+    where
+        V: PartialEq,
+    {
+        let deleted = Arc::new(State::Deleted);
+        let mut cur = self.p.load_full();
+        loop {
+            match &*cur {
+                State::Value(v) if v == old => {}
+                _ => return false,
+            }
+            let prev = self.p.compare_and_swap(&cur, deleted.clone());
+            if Arc::ptr_eq(&prev, &cur) {
+                return true;
+            }
+            cur = arc_swap::Guard::into_inner(prev);
+        }
+    }
+}
+
+type Slots<K, V> = HashMap<K, Arc<Entry<V>>>;
+
+struct ReadOnly<K, V> {
+    m: Arc<Slots<K, V>>,
+    /// Dirty holds keys that `m` does not.
+    amended: bool,
+}
+
+struct Dirty<K, V> {
+    /// `None` right after a promotion, until the next new-key store rebuilds it.
+    map: Option<Slots<K, V>>,
+    misses: usize,
+}
+
+/// The bundled concurrent map. See the crate docs for the design.
+pub struct SyncMap<K, V> {
+    read: ArcSwap<ReadOnly<K, V>>,
+    mu: Mutex<Dirty<K, V>>,
+}
+
+impl<K, V> Default for SyncMap<K, V> {
+    fn default() -> Self {
+        SyncMap {
+            read: ArcSwap::from_pointee(ReadOnly {
+                m: Arc::new(HashMap::new()),
+                amended: false,
+            }),
+            mu: Mutex::new(Dirty {
+                map: None,
+                misses: 0,
+            }),
+        }
+    }
+}
+
+impl<K, V> SyncMap<K, V>
+where
+    K: Eq + Hash + Clone,
+    V: Clone,
+{
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Dirty<K, V>> {
+        // A panic while holding the lock cannot leave the maps torn (every update is a single
+        // insert or swap), so a poisoned lock is still usable.
+        self.mu.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The value for `key`, if any. Lock-free when `key` is in the read snapshot.
+    pub fn load<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let read = self.read.load();
+        if let Some(e) = read.m.get(key) {
+            count(Event::FastRead);
+            return e.load();
+        }
+        if !read.amended {
+            count(Event::FastRead);
+            return None;
+        }
+        drop(read);
+        self.load_miss(key)
+    }
+
+    /// Phase: a load that missed the snapshot while dirty has more keys.
+    #[inline(never)]
+    fn load_miss<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut d = self.lock();
+        // Re-check: a promotion may have happened while we waited for the lock.
+        let read = self.read.load();
+        let e = match read.m.get(key) {
+            Some(e) => Some(e.clone()),
+            None if read.amended => {
+                count(Event::ReadMiss);
+                let e = d.map.as_ref().and_then(|m| m.get(key).cloned());
+                // Counted whether or not dirty had it: either way the snapshot is stale.
+                self.miss_locked(&mut d);
+                e
+            }
+            None => None,
+        };
+        drop(d);
+        e.and_then(|e| e.load())
+    }
+
+    fn miss_locked(&self, d: &mut Dirty<K, V>) {
+        d.misses += 1;
+        let len = d.map.as_ref().map_or(0, HashMap::len);
+        if d.misses >= len {
+            self.promote(d);
+        }
+    }
+
+    /// Phase: dirty becomes the read snapshot. O(1): the map moves, nothing is copied.
+    #[inline(never)]
+    fn promote(&self, d: &mut Dirty<K, V>) {
+        let m = d.map.take().unwrap_or_default();
+        self.read.store(Arc::new(ReadOnly {
+            m: Arc::new(m),
+            amended: false,
+        }));
+        d.misses = 0;
+        count(Event::Promotion);
+    }
+
+    /// Phase: after a promotion, the first new-key store copies every live entry of the
+    /// snapshot into a fresh dirty map (O(n) under the lock), expunging deleted ones.
+    #[inline(never)]
+    fn rebuild_dirty(&self, d: &mut Dirty<K, V>) {
+        if d.map.is_some() {
+            return;
+        }
+        let read = self.read.load();
+        let mut m = HashMap::with_capacity(read.m.len());
+        for (k, e) in read.m.iter() {
+            if !e.try_expunge_locked() {
+                m.insert(k.clone(), e.clone());
+            }
+        }
+        count(Event::Rebuild);
+        add(Event::EntriesCopied, m.len() as u64);
+        d.map = Some(m);
+    }
+
+    /// Sets `key` to `value`.
+    pub fn store(&self, key: K, value: V) {
+        self.swap(key, value);
+    }
+
+    /// Sets `key` to `value` and returns the previous value.
+    pub fn swap(&self, key: K, value: V) -> Option<V> {
+        let read = self.read.load();
+        if let Some(e) = read.m.get(&key) {
+            if let Ok(prev) = e.try_swap(&value) {
+                count(Event::FastStore);
+                return prev;
+            }
+        }
+        drop(read);
+        self.slow_store(key, value)
+    }
+
+    /// Phase: a store that must lock: a new key, or a key whose entry was expunged.
+    #[inline(never)]
+    fn slow_store(&self, key: K, value: V) -> Option<V> {
+        count(Event::SlowStore);
+        let mut d = self.lock();
+        let read = self.read.load_full();
+        if let Some(e) = read.m.get(&key) {
+            if e.unexpunge_locked() {
+                // Expunged means dirty exists and lacks the key: put it back.
+                if let Some(m) = d.map.as_mut() {
+                    m.insert(key, e.clone());
+                }
+            }
+            return e.swap_locked(&value);
+        }
+        if let Some(e) = d.map.as_ref().and_then(|m| m.get(&key)) {
+            return e.swap_locked(&value);
+        }
+        self.insert_new_locked(&mut d, &read, key, value);
+        None
+    }
+
+    /// Lock held, `key` in neither map: adds it to dirty, rebuilding dirty first if this is
+    /// the first new key since a promotion.
+    fn insert_new_locked(&self, d: &mut Dirty<K, V>, read: &ReadOnly<K, V>, key: K, value: V) {
+        if !read.amended {
+            // Dirty must hold every key again before it can take a new one.
+            self.rebuild_dirty(d);
+            self.read.store(Arc::new(ReadOnly {
+                m: read.m.clone(),
+                amended: true,
+            }));
+        }
+        if let Some(m) = d.map.as_mut() {
+            m.insert(key, Entry::new(value));
+        }
+    }
+
+    /// The existing value for `key` if present (`(v, true)`); otherwise stores `value` and
+    /// returns `(value, false)`.
+    pub fn load_or_store(&self, key: K, value: V) -> (V, bool) {
+        if let Some(v) = self.load(&key) {
+            return (v, true);
+        }
+        // Decided and done under one lock hold, so a racing store cannot slip in between.
+        count(Event::SlowStore);
+        let mut d = self.lock();
+        let read = self.read.load_full();
+        if let Some(e) = read.m.get(&key) {
+            if e.unexpunge_locked() {
+                if let Some(m) = d.map.as_mut() {
+                    m.insert(key, e.clone());
+                }
+            }
+            return e.load_or_store_locked(&value);
+        }
+        if let Some(e) = d.map.as_ref().and_then(|m| m.get(&key)) {
+            return e.load_or_store_locked(&value);
+        }
+        self.insert_new_locked(&mut d, &read, key, value.clone());
+        (value, false)
+    }
+
+    /// Deletes `key`, returning its value if it had one.
+    pub fn load_and_delete<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let read = self.read.load();
+        if let Some(e) = read.m.get(key) {
+            return e.delete();
+        }
+        if !read.amended {
+            return None;
+        }
+        drop(read);
+        self.slow_delete(key)
+    }
+
+    /// Phase: a delete of a key not in the snapshot.
+    #[inline(never)]
+    fn slow_delete<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        count(Event::SlowDelete);
+        let mut d = self.lock();
+        let read = self.read.load();
+        let e = match read.m.get(key) {
+            Some(e) => Some(e.clone()),
+            None if read.amended => {
+                let e = d.map.as_mut().and_then(|m| m.remove(key));
+                // Like a load miss, this counts toward promotion.
+                self.miss_locked(&mut d);
+                e
+            }
+            None => None,
+        };
+        drop(d);
+        e.and_then(|e| e.delete())
+    }
+
+    pub fn delete<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.load_and_delete(key);
+    }
+
+    /// Sets `key` to `new` if its value is `old`.
+    pub fn compare_and_swap(&self, key: &K, old: &V, new: V) -> bool
+    where
+        V: PartialEq,
+    {
+        let read = self.read.load();
+        if let Some(e) = read.m.get(key) {
+            return e.compare_and_swap(old, &new);
+        }
+        if !read.amended {
+            return false;
+        }
+        drop(read);
+        let mut d = self.lock();
+        let read = self.read.load();
+        let e = match read.m.get(key) {
+            Some(e) => Some(e.clone()),
+            None => {
+                let e = d.map.as_ref().and_then(|m| m.get(key).cloned());
+                if read.amended {
+                    self.miss_locked(&mut d);
+                }
+                e
+            }
+        };
+        e.is_some_and(|e| e.compare_and_swap(old, &new))
+    }
+
+    /// Deletes `key` if its value is `old`.
+    pub fn compare_and_delete(&self, key: &K, old: &V) -> bool
+    where
+        V: PartialEq,
+    {
+        let read = self.read.load();
+        let e = match read.m.get(key) {
+            Some(e) => Some(e.clone()),
+            None if read.amended => {
+                drop(read);
+                let mut d = self.lock();
+                let read = self.read.load();
+                match read.m.get(key) {
+                    Some(e) => Some(e.clone()),
+                    None => {
+                        let e = d.map.as_ref().and_then(|m| m.get(key).cloned());
+                        if read.amended {
+                            self.miss_locked(&mut d);
+                        }
+                        e
+                    }
+                }
+            }
+            None => None,
+        };
+        e.is_some_and(|e| e.compare_and_delete(old))
+    }
+
+    /// Calls `f` for each key and value until it returns false. Sees a consistent key set (one
+    /// snapshot) but values as they are when visited. Promotes first if dirty has more keys.
+    pub fn range(&self, mut f: impl FnMut(&K, V) -> bool) {
+        count(Event::Range);
+        let mut read = self.read.load_full();
+        if read.amended {
+            read = self.range_promote();
+        }
+        for (k, e) in read.m.iter() {
+            if let Some(v) = e.load() {
+                if !f(k, v) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Phase: `range` promoting dirty so it can iterate one complete snapshot.
+    #[inline(never)]
+    fn range_promote(&self) -> Arc<ReadOnly<K, V>> {
+        let mut d = self.lock();
+        if self.read.load().amended {
+            self.promote(&mut d);
+        }
+        self.read.load_full()
+    }
+
+    /// Number of live keys (walks the map: O(n)).
+    pub fn len(&self) -> usize {
+        let mut n = 0;
+        self.range(|_, _| {
+            n += 1;
+            true
+        });
+        n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;
