@@ -356,20 +356,30 @@ where
         count(Event::SlowStore);
         let mut d = self.lock();
         let read = self.read.load_full();
-        if let Some(e) = read.m.get(&key) {
-            if e.unexpunge_locked() {
-                // Expunged means dirty exists and lacks the key: put it back.
-                if let Some(m) = d.map.as_mut() {
-                    m.insert(key, e.clone());
-                }
-            }
-            return e.swap_locked(&value);
-        }
-        if let Some(e) = d.map.as_ref().and_then(|m| m.get(&key)) {
+        if let Some(e) = self.entry_for_store_locked(&mut d, &read, &key) {
             return e.swap_locked(&value);
         }
         self.insert_new_locked(&mut d, &read, key, value);
         None
+    }
+
+    /// Lock held: `key`'s entry from the snapshot or dirty, made storable (an expunged entry
+    /// is revived and put back into dirty, which lacks it).
+    fn entry_for_store_locked(
+        &self,
+        d: &mut Dirty<K, V>,
+        read: &ReadOnly<K, V>,
+        key: &K,
+    ) -> Option<Arc<Entry<V>>> {
+        if let Some(e) = read.m.get(key) {
+            if e.unexpunge_locked() {
+                if let Some(m) = d.map.as_mut() {
+                    m.insert(key.clone(), e.clone());
+                }
+            }
+            return Some(e.clone());
+        }
+        d.map.as_ref().and_then(|m| m.get(key).cloned())
     }
 
     /// Lock held, `key` in neither map: adds it to dirty, rebuilding dirty first if this is
@@ -398,15 +408,7 @@ where
         count(Event::SlowStore);
         let mut d = self.lock();
         let read = self.read.load_full();
-        if let Some(e) = read.m.get(&key) {
-            if e.unexpunge_locked() {
-                if let Some(m) = d.map.as_mut() {
-                    m.insert(key, e.clone());
-                }
-            }
-            return e.load_or_store_locked(&value);
-        }
-        if let Some(e) = d.map.as_ref().and_then(|m| m.get(&key)) {
+        if let Some(e) = self.entry_for_store_locked(&mut d, &read, &key) {
             return e.load_or_store_locked(&value);
         }
         self.insert_new_locked(&mut d, &read, key, value.clone());
@@ -467,27 +469,8 @@ where
     where
         V: PartialEq,
     {
-        let read = self.read.load();
-        if let Some(e) = read.m.get(key) {
-            return e.compare_and_swap(old, &new);
-        }
-        if !read.amended {
-            return false;
-        }
-        drop(read);
-        let mut d = self.lock();
-        let read = self.read.load();
-        let e = match read.m.get(key) {
-            Some(e) => Some(e.clone()),
-            None => {
-                let e = d.map.as_ref().and_then(|m| m.get(key).cloned());
-                if read.amended {
-                    self.miss_locked(&mut d);
-                }
-                e
-            }
-        };
-        e.is_some_and(|e| e.compare_and_swap(old, &new))
+        self.entry_for_compare(key)
+            .is_some_and(|e| e.compare_and_swap(old, &new))
     }
 
     /// Deletes `key` if its value is `old`.
@@ -495,27 +478,31 @@ where
     where
         V: PartialEq,
     {
+        self.entry_for_compare(key)
+            .is_some_and(|e| e.compare_and_delete(old))
+    }
+
+    /// `key`'s entry for a compare-and-* operation: from the snapshot without locking, else
+    /// (when dirty has more keys) from dirty under the lock, counting a miss as a load would.
+    fn entry_for_compare(&self, key: &K) -> Option<Arc<Entry<V>>> {
         let read = self.read.load();
-        let e = match read.m.get(key) {
-            Some(e) => Some(e.clone()),
-            None if read.amended => {
-                drop(read);
-                let mut d = self.lock();
-                let read = self.read.load();
-                match read.m.get(key) {
-                    Some(e) => Some(e.clone()),
-                    None => {
-                        let e = d.map.as_ref().and_then(|m| m.get(key).cloned());
-                        if read.amended {
-                            self.miss_locked(&mut d);
-                        }
-                        e
-                    }
-                }
-            }
-            None => None,
-        };
-        e.is_some_and(|e| e.compare_and_delete(old))
+        if let Some(e) = read.m.get(key) {
+            return Some(e.clone());
+        }
+        if !read.amended {
+            return None;
+        }
+        drop(read);
+        let mut d = self.lock();
+        let read = self.read.load();
+        if let Some(e) = read.m.get(key) {
+            return Some(e.clone());
+        }
+        let e = d.map.as_ref().and_then(|m| m.get(key).cloned());
+        if read.amended {
+            self.miss_locked(&mut d);
+        }
+        e
     }
 
     /// Calls `f` for each key and value until it returns false. Sees a consistent key set (one

@@ -4,8 +4,13 @@ use std::sync::Mutex;
 use super::stats::{snapshot, Event};
 use super::*;
 
-/// The counters are process-wide: tests that check them take turns.
+/// The counters are process-wide, and every map operation moves them: all tests take turns,
+/// so one test's rebuilds never show up in another's counter deltas.
 static COUNTED: Mutex<()> = Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    COUNTED.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 fn delta(before: &[u64; stats::EVENTS], e: Event) -> u64 {
     snapshot()[e as usize] - before[e as usize]
@@ -13,6 +18,7 @@ fn delta(before: &[u64; stats::EVENTS], e: Event) -> u64 {
 
 #[test]
 fn basic_operations() {
+    let _g = exclusive();
     let m = SyncMap::new();
     assert_eq!(m.load("a"), None);
     m.store("a".to_string(), 1);
@@ -34,7 +40,7 @@ fn basic_operations() {
 
 #[test]
 fn misses_promote_dirty_in_one_swap() {
-    let _g = COUNTED.lock().unwrap();
+    let _g = exclusive();
     let m = SyncMap::new();
     for k in 0..4 {
         m.store(k, k * 10);
@@ -59,7 +65,7 @@ fn misses_promote_dirty_in_one_swap() {
 
 #[test]
 fn first_new_key_after_promotion_rebuilds_dirty_by_copying() {
-    let _g = COUNTED.lock().unwrap();
+    let _g = exclusive();
     let m = SyncMap::new();
     for k in 0..100 {
         m.store(k, k);
@@ -91,6 +97,7 @@ fn first_new_key_after_promotion_rebuilds_dirty_by_copying() {
 
 #[test]
 fn expunged_key_revived_is_kept_across_promotion() {
+    let _g = exclusive();
     let m = SyncMap::new();
     m.store(1, 1);
     m.range(|_, _| true); // promote: 1 in snapshot, dirty gone
@@ -104,6 +111,7 @@ fn expunged_key_revived_is_kept_across_promotion() {
 
 #[test]
 fn load_or_store_is_atomic_under_races() {
+    let _g = exclusive();
     // Many threads race to be first for the same fresh keys: exactly one wins each key, and
     // everyone sees the winner's value.
     for round in 0..50u64 {
@@ -128,6 +136,7 @@ fn load_or_store_is_atomic_under_races() {
 
 #[test]
 fn stats_symbol_is_exported_with_its_magic() {
+    let _g = exclusive();
     assert_eq!(stats::SYNCMAP_STATS.magic, stats::MAGIC);
     assert_eq!(stats::SYNCMAP_STATS.events as usize, stats::EVENTS);
     assert_eq!(std::mem::align_of::<stats::Shard>(), 128);
@@ -138,6 +147,7 @@ fn stats_symbol_is_exported_with_its_magic() {
 /// its own keys, so per-key order is the thread's program order).
 #[test]
 fn stress_against_reference_map() {
+    let _g = exclusive();
     let m = Arc::new(SyncMap::new());
     let threads = 8u64;
     let handles: Vec<_> = (0..threads)
