@@ -68,35 +68,45 @@ impl<V: Clone> Entry<V> {
         }
     }
 
-    /// Swaps in `v` unless the entry is expunged (then it must be revived under the lock).
-    /// Returns `Err(())` when expunged, else the previous value.
-    fn try_swap(&self, v: &V) -> Result<Option<V>, ()> {
-        let new = Arc::new(State::Value(v.clone()));
+    /// The one compare-and-swap loop every transition uses: `decide` looks at the current
+    /// state and either stops (`Err(result)`) or names the state to install (`Ok((new,
+    /// result))`); a lost race re-reads and decides again.
+    fn transition<R>(
+        &self,
+        mut decide: impl FnMut(&State<V>) -> Result<(Arc<State<V>>, R), R>,
+    ) -> R {
         let mut cur = self.p.load_full();
         loop {
-            if matches!(*cur, State::Expunged) {
-                return Err(());
-            }
-            let prev = self.p.compare_and_swap(&cur, new.clone());
+            let (next, result) = match decide(&cur) {
+                Ok(x) => x,
+                Err(result) => return result,
+            };
+            let prev = self.p.compare_and_swap(&cur, next);
             if Arc::ptr_eq(&prev, &cur) {
-                return Ok(match &*cur {
-                    State::Value(old) => Some(old.clone()),
-                    _ => None,
-                });
+                return result;
             }
             cur = arc_swap::Guard::into_inner(prev);
         }
     }
 
+    /// Swaps in `v` unless the entry is expunged (then it must be revived under the lock).
+    /// Returns `Err(())` when expunged, else the previous value.
+    fn try_swap(&self, v: &V) -> Result<Option<V>, ()> {
+        let new = Arc::new(State::Value(v.clone()));
+        self.transition(|s| match s {
+            State::Expunged => Err(Err(())),
+            State::Value(old) => Ok((new.clone(), Ok(Some(old.clone())))),
+            State::Deleted => Ok((new.clone(), Ok(None))),
+        })
+    }
+
     /// Lock held: an expunged entry becomes deleted (and must be added to dirty). True if it
     /// was expunged.
     fn unexpunge_locked(&self) -> bool {
-        let cur = self.p.load_full();
-        if matches!(*cur, State::Expunged) {
-            let prev = self.p.compare_and_swap(&cur, Arc::new(State::Deleted));
-            return Arc::ptr_eq(&prev, &cur);
-        }
-        false
+        self.transition(|s| match s {
+            State::Expunged => Ok((Arc::new(State::Deleted), true)),
+            _ => Err(false),
+        })
     }
 
     /// Lock held and entry known not expunged: unconditional swap.
@@ -110,53 +120,30 @@ impl<V: Clone> Entry<V> {
     /// Lock held, during a rebuild: a deleted entry becomes expunged. True if the entry is (now)
     /// expunged, i.e. must be left out of the new dirty map.
     fn try_expunge_locked(&self) -> bool {
-        let mut cur = self.p.load_full();
-        loop {
-            match *cur {
-                State::Expunged => return true,
-                State::Value(_) => return false,
-                State::Deleted => {
-                    let prev = self.p.compare_and_swap(&cur, Arc::new(State::Expunged));
-                    if Arc::ptr_eq(&prev, &cur) {
-                        return true;
-                    }
-                    cur = arc_swap::Guard::into_inner(prev);
-                }
-            }
-        }
+        let expunged = Arc::new(State::Expunged);
+        self.transition(|s| match s {
+            State::Expunged => Err(true),
+            State::Value(_) => Err(false),
+            State::Deleted => Ok((expunged.clone(), true)),
+        })
     }
 
     /// Lock held, entry not expunged: the current value if there is one, else `v` stored.
     fn load_or_store_locked(&self, v: &V) -> (V, bool) {
         let new = Arc::new(State::Value(v.clone()));
-        let mut cur = self.p.load_full();
-        loop {
-            if let State::Value(x) = &*cur {
-                return (x.clone(), true);
-            }
-            let prev = self.p.compare_and_swap(&cur, new.clone());
-            if Arc::ptr_eq(&prev, &cur) {
-                return (v.clone(), false);
-            }
-            cur = arc_swap::Guard::into_inner(prev);
-        }
+        self.transition(|s| match s {
+            State::Value(x) => Err((x.clone(), true)),
+            _ => Ok((new.clone(), (v.clone(), false))),
+        })
     }
 
     /// Deletes the value; returns it if there was one.
     fn delete(&self) -> Option<V> {
         let deleted = Arc::new(State::Deleted);
-        let mut cur = self.p.load_full();
-        loop {
-            let old = match &*cur {
-                State::Value(v) => v.clone(),
-                _ => return None,
-            };
-            let prev = self.p.compare_and_swap(&cur, deleted.clone());
-            if Arc::ptr_eq(&prev, &cur) {
-                return Some(old);
-            }
-            cur = arc_swap::Guard::into_inner(prev);
-        }
+        self.transition(|s| match s {
+            State::Value(v) => Ok((deleted.clone(), Some(v.clone()))),
+            _ => Err(None),
+        })
     }
 
     /// Swaps `new` in only if the current value equals `old`.
@@ -165,37 +152,22 @@ impl<V: Clone> Entry<V> {
         V: PartialEq,
     {
         let next = Arc::new(State::Value(new.clone()));
-        let mut cur = self.p.load_full();
-        loop {
-            match &*cur {
-                State::Value(v) if v == old => {}
-                _ => return false,
-            }
-            let prev = self.p.compare_and_swap(&cur, next.clone());
-            if Arc::ptr_eq(&prev, &cur) {
-                return true;
-            }
-            cur = arc_swap::Guard::into_inner(prev);
-        }
+        self.transition(|s| match s {
+            State::Value(v) if v == old => Ok((next.clone(), true)),
+            _ => Err(false),
+        })
     }
 
+    /// Deletes only if the current value equals `old`.
     fn compare_and_delete(&self, old: &V) -> bool
     where
         V: PartialEq,
     {
         let deleted = Arc::new(State::Deleted);
-        let mut cur = self.p.load_full();
-        loop {
-            match &*cur {
-                State::Value(v) if v == old => {}
-                _ => return false,
-            }
-            let prev = self.p.compare_and_swap(&cur, deleted.clone());
-            if Arc::ptr_eq(&prev, &cur) {
-                return true;
-            }
-            cur = arc_swap::Guard::into_inner(prev);
-        }
+        self.transition(|s| match s {
+            State::Value(v) if v == old => Ok((deleted.clone(), true)),
+            _ => Err(false),
+        })
     }
 }
 
