@@ -173,6 +173,14 @@ impl<V: Clone> Entry<V> {
 
 type Slots<K, V> = HashMap<K, Arc<Entry<V>>>;
 
+/// What a locked lookup does to a key it finds only in dirty.
+#[derive(Clone, Copy)]
+enum Dirtied {
+    Get,
+    /// Delete: the key leaves dirty (its entry stays in any snapshot that has it).
+    Remove,
+}
+
 struct ReadOnly<K, V> {
     m: Arc<Slots<K, V>>,
     /// Dirty holds keys that `m` does not.
@@ -248,21 +256,42 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let mut d = self.lock();
-        // Re-check: a promotion may have happened while we waited for the lock.
-        let read = self.read.load();
-        let e = match read.m.get(key) {
-            Some(e) => Some(e.clone()),
-            None if read.amended => {
-                count(Event::ReadMiss);
-                let e = d.map.as_ref().and_then(|m| m.get(key).cloned());
-                // Counted whether or not dirty had it: either way the snapshot is stale.
-                self.miss_locked(&mut d);
-                e
-            }
-            None => None,
-        };
+        let (e, missed) = self.lookup_locked(&mut d, key, Dirtied::Get);
         drop(d);
+        if missed {
+            count(Event::ReadMiss);
+        }
         e.and_then(|e| e.load())
+    }
+
+    /// Lock held: `key`'s entry, re-checking the snapshot first (a promotion may have happened
+    /// while we waited for the lock); failing that, from dirty (removed from it for a delete),
+    /// counting a miss toward promotion whether or not dirty had it: either way the snapshot
+    /// is stale. Returns the entry and whether it missed the snapshot.
+    fn lookup_locked<Q>(
+        &self,
+        d: &mut Dirty<K, V>,
+        key: &Q,
+        how: Dirtied,
+    ) -> (Option<Arc<Entry<V>>>, bool)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let read = self.read.load();
+        if let Some(e) = read.m.get(key) {
+            return (Some(e.clone()), false);
+        }
+        if !read.amended {
+            return (None, false);
+        }
+        let e = match (d.map.as_mut(), how) {
+            (Some(m), Dirtied::Get) => m.get(key).cloned(),
+            (Some(m), Dirtied::Remove) => m.remove(key),
+            (None, _) => None,
+        };
+        self.miss_locked(d);
+        (e, true)
     }
 
     fn miss_locked(&self, d: &mut Dirty<K, V>) {
@@ -413,17 +442,7 @@ where
     {
         count(Event::SlowDelete);
         let mut d = self.lock();
-        let read = self.read.load();
-        let e = match read.m.get(key) {
-            Some(e) => Some(e.clone()),
-            None if read.amended => {
-                let e = d.map.as_mut().and_then(|m| m.remove(key));
-                // Like a load miss, this counts toward promotion.
-                self.miss_locked(&mut d);
-                e
-            }
-            None => None,
-        };
+        let (e, _) = self.lookup_locked(&mut d, key, Dirtied::Remove);
         drop(d);
         e.and_then(|e| e.delete())
     }
@@ -466,15 +485,7 @@ where
         }
         drop(read);
         let mut d = self.lock();
-        let read = self.read.load();
-        if let Some(e) = read.m.get(key) {
-            return Some(e.clone());
-        }
-        let e = d.map.as_ref().and_then(|m| m.get(key).cloned());
-        if read.amended {
-            self.miss_locked(&mut d);
-        }
-        e
+        self.lookup_locked(&mut d, key, Dirtied::Get).0
     }
 
     /// Calls `f` for each key and value until it returns false. Sees a consistent key set (one

@@ -60,7 +60,7 @@ impl OpKind {
     /// True for ops that can put the caller to sleep.
     #[inline(always)]
     pub fn is_wait(self) -> bool {
-        (self as u32) < 16
+        is_wait_kind(self as u32)
     }
 
     pub fn from_u32(v: u32) -> Option<OpKind> {
@@ -90,6 +90,12 @@ impl OpKind {
             OpKind::Wake2 => "futex_wake",
         }
     }
+}
+
+/// [`OpKind::is_wait`] on the raw `u32` the maps store: waits are numbered below the wakes.
+#[inline(always)]
+pub fn is_wait_kind(kind: u32) -> bool {
+    kind < OpKind::Wake as u32
 }
 
 /// Classifies a `futex(2)` op argument; `None` for ops lockscope ignores.

@@ -7,7 +7,7 @@
 
 pub mod futex;
 
-pub use futex::{classify_futex_op, OpKind, Outcome};
+pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).
 pub const MAX_STACK_DEPTH: usize = 127;

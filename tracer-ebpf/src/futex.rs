@@ -9,8 +9,8 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 use tracer_common::{
-    classify_futex_op, hist_bucket, Counter, InFlight, LastWaker, OpKind, Outcome, WaitKey,
-    WakeKey, WakeStats, NO_STACK,
+    classify_futex_op, hist_bucket, is_wait_kind, Counter, InFlight, LastWaker, OpKind, Outcome,
+    WaitKey, WakeKey, WakeStats, NO_STACK,
 };
 
 use crate::{
@@ -159,7 +159,7 @@ fn try_futex_exit(ctx: &TracePointContext) -> Res {
     let call = unsafe { *call };
     let _ = INFLIGHT.remove(tid);
     let ret = arg(ctx, EXIT_RET)? as i64;
-    if call.kind < 16 {
+    if is_wait_kind(call.kind) {
         on_wait_exit(ctx, tid, &call, ret)
     } else {
         on_wake_exit(tid, &call, ret)

@@ -190,7 +190,7 @@ fn read(
     let (mut still_waiting, mut longest) = (0, 0);
     for item in inflight.iter() {
         let (_tid, call) = item?;
-        if call.kind < 16 {
+        if tracer_common::is_wait_kind(call.kind) {
             still_waiting += 1;
             longest = longest.max(now.saturating_sub(call.start_ns));
         }
