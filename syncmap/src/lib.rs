@@ -256,11 +256,9 @@ where
         Q: Hash + Eq + ?Sized,
     {
         let mut d = self.lock();
-        let (e, missed) = self.lookup_locked(&mut d, key, Dirtied::Get);
+        count(Event::SlowLoad);
+        let (e, _) = self.lookup_locked(&mut d, key, Dirtied::Get);
         drop(d);
-        if missed {
-            count(Event::ReadMiss);
-        }
         e.and_then(|e| e.load())
     }
 
@@ -294,7 +292,11 @@ where
         (e, true)
     }
 
+    /// Phase: one miss toward promotion (a load, delete or compare that had to look in dirty).
+    /// Not inlined, so tracers can count misses at one symbol.
+    #[inline(never)]
     fn miss_locked(&self, d: &mut Dirty<K, V>) {
+        count(Event::ReadMiss);
         d.misses += 1;
         let len = d.map.as_ref().map_or(0, HashMap::len);
         if d.misses >= len {
@@ -315,12 +317,11 @@ where
     }
 
     /// Phase: after a promotion, the first new-key store copies every live entry of the
-    /// snapshot into a fresh dirty map (O(n) under the lock), expunging deleted ones.
+    /// snapshot into a fresh dirty map (O(n) under the lock), expunging deleted ones. Called
+    /// only when dirty is absent, so every call is one rebuild. Returns the entries copied
+    /// (tracers read it as the return value).
     #[inline(never)]
-    fn rebuild_dirty(&self, d: &mut Dirty<K, V>) {
-        if d.map.is_some() {
-            return;
-        }
+    fn rebuild_dirty(&self, d: &mut Dirty<K, V>) -> usize {
         let read = self.read.load();
         let mut m = HashMap::with_capacity(read.m.len());
         for (k, e) in read.m.iter() {
@@ -328,9 +329,11 @@ where
                 m.insert(k.clone(), e.clone());
             }
         }
+        let copied = m.len();
         count(Event::Rebuild);
-        add(Event::EntriesCopied, m.len() as u64);
+        add(Event::EntriesCopied, copied as u64);
         d.map = Some(m);
+        copied
     }
 
     /// Sets `key` to `value`.
@@ -388,7 +391,9 @@ where
     fn insert_new_locked(&self, d: &mut Dirty<K, V>, read: &ReadOnly<K, V>, key: K, value: V) {
         if !read.amended {
             // Dirty must hold every key again before it can take a new one.
-            self.rebuild_dirty(d);
+            if d.map.is_none() {
+                self.rebuild_dirty(d);
+            }
             self.read.store(Arc::new(ReadOnly {
                 m: read.m.clone(),
                 amended: true,

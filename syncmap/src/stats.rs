@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 pub enum Event {
     /// `load` answered from the read snapshot without locking.
     FastRead = 0,
-    /// `load` missed the snapshot and took the lock (each is one miss toward promotion).
+    /// `load` missed the snapshot and took the lock.
+    SlowLoad,
+    /// A miss toward promotion: a load, delete or compare-and-* that had to look in dirty
+    /// (counted in `miss_locked`).
     ReadMiss,
     /// The dirty map became the read snapshot (O(1) swap).
     Promotion,
@@ -30,7 +33,7 @@ pub enum Event {
     Range,
 }
 
-pub const EVENTS: usize = 9;
+pub const EVENTS: usize = 10;
 pub const SHARDS: usize = 64;
 
 /// A shard: one cache line's worth of counters, padded so shards never share a line.
@@ -112,6 +115,7 @@ pub fn snapshot() -> [u64; EVENTS] {
 
 pub const NAMES: [&str; EVENTS] = [
     "fast_reads",
+    "slow_loads",
     "read_misses",
     "promotions",
     "rebuilds",

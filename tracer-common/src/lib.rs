@@ -36,6 +36,9 @@ pub struct WaitKey {
     pub tid: u32,
     /// [`OpKind`] as u32.
     pub kind: u32,
+    /// What the waker was doing while this thread waited: [`Phase`] + 1, or [`NO_PHASE`].
+    pub holder_phase: u32,
+    pub _pad: u32,
 }
 
 /// Wait aggregate value (per CPU in the kernel; user space sums the CPUs).
@@ -139,6 +142,66 @@ pub struct Scratch {
     pub zero_wait: WaitStats,
 }
 
+/// Slow-path phases of the bundled map that lockscope probes (uprobes on the functions of the
+/// same names). Ordered by how much lock time a phase costs: blame goes to the heaviest.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// `miss_locked`: one miss toward promotion (entry probe only).
+    Miss = 0,
+    /// `promote`: dirty becomes the read snapshot, O(1).
+    Promote = 1,
+    /// `rebuild_dirty`: the snapshot copied into a new dirty map, O(n); returns entries copied.
+    Rebuild = 2,
+}
+
+pub const NUM_PHASES: usize = 3;
+/// `WaitKey::holder_phase` when no phase of the waker overlapped the wait.
+pub const NO_PHASE: u32 = 0;
+
+impl Phase {
+    pub const ALL: [Phase; NUM_PHASES] = [Phase::Miss, Phase::Promote, Phase::Rebuild];
+
+    pub fn from_u64(v: u64) -> Option<Phase> {
+        Self::ALL.get(v as usize).copied()
+    }
+
+    /// Symbol name of the phase function (a method of `syncmap::SyncMap`).
+    pub fn function(self) -> &'static str {
+        match self {
+            Phase::Miss => "miss_locked",
+            Phase::Promote => "promote",
+            Phase::Rebuild => "rebuild_dirty",
+        }
+    }
+
+    /// Whether the return is probed too (for duration and return value).
+    pub fn probes_return(self) -> bool {
+        !matches!(self, Phase::Miss)
+    }
+}
+
+/// Per-phase totals (per CPU), indexed by [`Phase`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhaseStats {
+    pub calls: u64,
+    /// Calls whose return was seen (probes attached mid-call miss their first return).
+    pub returns: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    /// Sum of return values: entries copied, for rebuilds.
+    pub items: u64,
+    pub _reserved: u64,
+}
+
+/// When each phase last finished on one thread (by tid): what a waiter is blamed on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhaseLast {
+    pub end_ns: [u64; NUM_PHASES],
+}
+
 /// Indexes of the per-CPU `COUNTERS` array. Every way an event can go missing has its own
 /// counter, so no loss is silent.
 #[repr(u32)]
@@ -181,6 +244,9 @@ pub mod map {
     pub const LAST_WAKER: &str = "LAST_WAKER";
     pub const COUNTERS: &str = "COUNTERS";
     pub const SCRATCH: &str = "SCRATCH";
+    pub const PHASE_STATS: &str = "PHASE_STATS";
+    pub const PHASE_START: &str = "PHASE_START";
+    pub const PHASE_LAST: &str = "PHASE_LAST";
 }
 
 /// Global (`static`) names set by user space before load.
@@ -205,6 +271,8 @@ mod pod {
     unsafe impl aya::Pod for StackFrames {}
     // SAFETY: as above.
     unsafe impl aya::Pod for InFlight {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PhaseStats {}
 }
 
 /// Histogram bucket for a wait of `ns` nanoseconds: `floor(log2(ns)) + 1`, 0 for 0, clamped to
@@ -335,7 +403,8 @@ mod tests {
     #[test]
     fn layouts_have_no_implicit_padding() {
         use core::mem::size_of;
-        assert_eq!(size_of::<WaitKey>(), 5 * 8);
+        assert_eq!(size_of::<WaitKey>(), 6 * 8);
+        assert_eq!(size_of::<PhaseStats>(), 6 * 8);
         assert_eq!(size_of::<WaitStats>(), (8 + HIST_BUCKETS) * 8);
         assert_eq!(size_of::<WakeKey>(), 4 * 8);
         assert_eq!(size_of::<InFlight>(), 5 * 8);
@@ -351,6 +420,10 @@ pub mod prog {
     pub const FUTEX_WAITV_ENTER: &str = "futex_waitv_enter";
     pub const FUTEX_WAKE_ENTER: &str = "futex_wake_enter";
     pub const FUTEX_EXIT: &str = "futex_exit";
+    /// uprobe on each probed phase function; the attach cookie is the [`super::Phase`].
+    pub const PHASE_ENTER: &str = "phase_enter";
+    /// uretprobe on phase functions whose return is probed.
+    pub const PHASE_EXIT: &str = "phase_exit";
 
     /// (program, syscalls tracepoints). Exits come first: attached before the entries, every
     /// entry seen has its exit seen too.

@@ -10,12 +10,12 @@ use aya_ebpf::{
 };
 use tracer_common::{
     classify_futex_op, hist_bucket, is_wait_kind, Counter, InFlight, LastWaker, OpKind, Outcome,
-    WaitKey, WakeKey, WakeStats, NO_STACK,
+    WaitKey, WakeKey, WakeStats, NO_PHASE, NO_STACK,
 };
 
 use crate::{
     maps::{bump, INFLIGHT, LAST_WAKER, SCRATCH, WAITS, WAKES},
-    stack,
+    phase, stack,
 };
 
 /// Process to trace; set by user space before load.
@@ -177,11 +177,14 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
     }
     bump(Counter::Slept);
     let (stack_id, leaf_ret) = stack::capture(ctx);
-    let waker_stack_id = if outcome == Outcome::Woken {
+    let (waker_stack_id, holder_phase) = if outcome == Outcome::Woken {
         // SAFETY: copied out at once; an LRU entry may be recycled later.
-        unsafe { LAST_WAKER.get(call.uaddr) }.map_or(NO_STACK, |w| w.stack_id)
+        match unsafe { LAST_WAKER.get(call.uaddr) }.copied() {
+            Some(w) => (w.stack_id, phase::blame(w.tid, call.start_ns)),
+            None => (NO_STACK, NO_PHASE),
+        }
     } else {
-        NO_STACK
+        (NO_STACK, NO_PHASE)
     };
     let key = WaitKey {
         stack_id,
@@ -190,6 +193,8 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
         leaf_ret,
         tid,
         kind: call.kind,
+        holder_phase,
+        _pad: 0,
     };
     let row = match WAITS.get_ptr_mut(key) {
         Some(row) => row,

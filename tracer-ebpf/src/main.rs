@@ -4,6 +4,7 @@
 
 mod futex;
 mod maps;
+mod phase;
 mod stack;
 
 #[panic_handler]

@@ -1,0 +1,279 @@
+//! `syncmap-load`: drives the bundled map with presets that each provoke one phase, and prints
+//! its throughput and the map's own counters as JSON at exit (the ground truth lockscope is
+//! checked against).
+//!
+//! syncmap-load --preset NAME [--threads N] [--keys N] [--duration SECS]
+//!
+//! | preset          | what it does                                   | provokes              |
+//! |-----------------|------------------------------------------------|-----------------------|
+//! | read-mostly     | 99% loads of stable keys, 1% updates of them   | fast-path reads only  |
+//! | update-existing | compare-and-swap on stable keys                | lock-free CAS only    |
+//! | write-heavy     | new keys into a large map, a few reads of them | dirty rebuilds (O(n)) |
+//! | miss-storm      | loads of keys just stored into a small map     | read misses, promotions |
+//! | range-insert    | one thread ranges, the others insert new keys  | range promotions, then rebuilds |
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use syncmap::{stats, SyncMap};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Preset {
+    ReadMostly,
+    UpdateExisting,
+    WriteHeavy,
+    MissStorm,
+    RangeInsert,
+}
+
+const PRESETS: [(&str, Preset); 5] = [
+    ("read-mostly", Preset::ReadMostly),
+    ("update-existing", Preset::UpdateExisting),
+    ("write-heavy", Preset::WriteHeavy),
+    ("miss-storm", Preset::MissStorm),
+    ("range-insert", Preset::RangeInsert),
+];
+
+impl Preset {
+    fn name(self) -> &'static str {
+        PRESETS
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("?", |(n, _)| n)
+    }
+    /// Live keys kept in the map when --keys is not given.
+    fn default_keys(self) -> u64 {
+        match self {
+            Preset::ReadMostly | Preset::UpdateExisting => 10_000,
+            Preset::WriteHeavy => 50_000,
+            Preset::MissStorm => 1_000,
+            Preset::RangeInsert => 10_000,
+        }
+    }
+}
+
+struct Args {
+    preset: Preset,
+    threads: usize,
+    keys: u64,
+    duration: Duration,
+}
+
+fn parse() -> Result<Args, String> {
+    let mut preset = None;
+    let (mut threads, mut keys, mut secs) = (4usize, None, 5.0f64);
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = |what: &str| it.next().ok_or(format!("{what} needs a value"));
+        match a.as_str() {
+            "--preset" => {
+                let v = val("--preset")?;
+                preset = Some(
+                    PRESETS
+                        .iter()
+                        .find(|(n, _)| *n == v)
+                        .map(|(_, p)| *p)
+                        .ok_or(format!("unknown preset {v}; one of: {}", names()))?,
+                );
+            }
+            "--threads" => {
+                threads = val("--threads")?
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--threads needs a positive number")?
+            }
+            "--keys" => {
+                keys = Some(
+                    val("--keys")?
+                        .parse()
+                        .ok()
+                        .filter(|&n: &u64| n > 0)
+                        .ok_or("--keys needs a positive number")?,
+                )
+            }
+            "--duration" => {
+                secs = val("--duration")?
+                    .trim_end_matches('s')
+                    .parse()
+                    .ok()
+                    .filter(|&s: &f64| s > 0.0)
+                    .ok_or("--duration needs a positive number of seconds")?
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    let preset = preset.ok_or(format!("--preset is required: one of {}", names()))?;
+    Ok(Args {
+        preset,
+        threads,
+        keys: keys.unwrap_or(preset.default_keys()),
+        duration: Duration::from_secs_f64(secs),
+    })
+}
+
+fn names() -> String {
+    PRESETS
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Per-thread xorshift: no shared state on the hot path.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+struct Shared {
+    map: SyncMap<u64, u64>,
+    /// Next new key id; live keys are the window [next - keys, next).
+    next: AtomicU64,
+    keys: u64,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    /// Stores a brand-new key and deletes the one leaving the window, so the map's size stays
+    /// at `keys` while every store is of a new key.
+    fn insert_new(&self) -> u64 {
+        let k = self.next.fetch_add(1, Relaxed);
+        self.map.store(k, k);
+        if k >= self.keys {
+            self.map.delete(&(k - self.keys));
+        }
+        k
+    }
+    fn random_live(&self, rng: &mut Rng) -> u64 {
+        let next = self.next.load(Relaxed);
+        next - 1 - rng.next() % self.keys.min(next)
+    }
+}
+
+/// One thread's loop; returns its operation count.
+fn worker(preset: Preset, index: usize, s: &Shared) -> u64 {
+    let mut rng =
+        Rng(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+    let mut ops = 0u64;
+    while !s.stop.load(Relaxed) {
+        match preset {
+            Preset::ReadMostly => {
+                let k = s.random_live(&mut rng);
+                if rng.next() % 100 == 0 {
+                    s.map.store(k, rng.next());
+                } else {
+                    black_box(s.map.load(&k));
+                }
+            }
+            Preset::UpdateExisting => {
+                let k = s.random_live(&mut rng);
+                if let Some(v) = s.map.load(&k) {
+                    black_box(s.map.compare_and_swap(&k, &v, v.wrapping_add(1)));
+                }
+            }
+            Preset::WriteHeavy => {
+                if rng.next() % 4 == 0 {
+                    // Reading a key just stored by someone misses the snapshot: enough misses
+                    // promote dirty, and the next new key rebuilds dirty from the big snapshot.
+                    let newest = s.next.load(Relaxed).saturating_sub(1);
+                    black_box(s.map.load(&newest));
+                } else {
+                    s.insert_new();
+                }
+            }
+            Preset::MissStorm => {
+                if rng.next() % 8 == 0 {
+                    s.insert_new();
+                } else {
+                    let newest = s.next.load(Relaxed).saturating_sub(1 + rng.next() % 4);
+                    black_box(s.map.load(&newest));
+                }
+            }
+            Preset::RangeInsert => {
+                if index == 0 {
+                    let mut sum = 0u64;
+                    s.map.range(|_, v| {
+                        sum = sum.wrapping_add(v);
+                        true
+                    });
+                    black_box(sum);
+                } else {
+                    s.insert_new();
+                }
+            }
+        }
+        ops += 1;
+    }
+    ops
+}
+
+fn main() {
+    let args = match parse() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("syncmap-load: {e}");
+            std::process::exit(2);
+        }
+    };
+    let shared = Arc::new(Shared {
+        map: SyncMap::new(),
+        next: AtomicU64::new(0),
+        keys: args.keys,
+        stop: AtomicBool::new(false),
+    });
+    // Fill and promote, so the run starts from a full read snapshot.
+    for _ in 0..args.keys {
+        shared.insert_new();
+    }
+    shared.map.range(|_, _| true);
+    let before = stats::snapshot();
+    eprintln!(
+        "syncmap-load pid {} preset {} threads {} keys {}",
+        std::process::id(),
+        args.preset.name(),
+        args.threads,
+        args.keys
+    );
+    let start = Instant::now();
+    let handles: Vec<_> = (0..args.threads)
+        .map(|i| {
+            let s = shared.clone();
+            let preset = args.preset;
+            std::thread::Builder::new()
+                .name(format!("load-{i}"))
+                .spawn(move || worker(preset, i, &s))
+                .expect("spawn worker")
+        })
+        .collect();
+    std::thread::sleep(args.duration);
+    shared.stop.store(true, Relaxed);
+    let ops: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    let secs = start.elapsed().as_secs_f64();
+    let after = stats::snapshot();
+    let counters: Vec<String> = stats::NAMES
+        .iter()
+        .zip(before.iter().zip(after.iter()))
+        .map(|(n, (b, a))| format!("\"{n}\": {}", a - b))
+        .collect();
+    let totals: Vec<String> = stats::NAMES
+        .iter()
+        .zip(after.iter())
+        .map(|(n, a)| format!("\"{n}\": {a}"))
+        .collect();
+    println!(
+        "{{\"preset\": \"{}\", \"threads\": {}, \"keys\": {}, \"seconds\": {secs:.3}, \"ops\": {ops}, \"ops_per_sec\": {:.0}, \"counters\": {{{}}}, \"counters_since_start\": {{{}}}}}",
+        args.preset.name(),
+        args.threads,
+        args.keys,
+        ops as f64 / secs,
+        counters.join(", "),
+        totals.join(", ")
+    );
+}
