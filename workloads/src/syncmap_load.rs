@@ -166,7 +166,7 @@ fn worker(preset: Preset, index: usize, s: &Shared) -> u64 {
         match preset {
             Preset::ReadMostly => {
                 let k = s.random_live(&mut rng);
-                if rng.next() % 100 == 0 {
+                if rng.next().is_multiple_of(100) {
                     s.map.store(k, rng.next());
                 } else {
                     black_box(s.map.load(&k));
@@ -179,7 +179,7 @@ fn worker(preset: Preset, index: usize, s: &Shared) -> u64 {
                 }
             }
             Preset::WriteHeavy => {
-                if rng.next() % 4 == 0 {
+                if rng.next().is_multiple_of(4) {
                     // Reading a key just stored by someone misses the snapshot: enough misses
                     // promote dirty, and the next new key rebuilds dirty from the big snapshot.
                     let newest = s.next.load(Relaxed).saturating_sub(1);
@@ -189,7 +189,7 @@ fn worker(preset: Preset, index: usize, s: &Shared) -> u64 {
                 }
             }
             Preset::MissStorm => {
-                if rng.next() % 8 == 0 {
+                if rng.next().is_multiple_of(8) {
                     s.insert_new();
                 } else {
                     let newest = s.next.load(Relaxed).saturating_sub(1 + rng.next() % 4);
