@@ -392,7 +392,9 @@ where
         if !read.amended {
             // Dirty must hold every key again before it can take a new one.
             if d.map.is_none() {
-                self.rebuild_dirty(d);
+                // black_box keeps the return value in the calling convention: unused, LLVM
+                // would drop it from this internal function, and tracers read it from rax.
+                std::hint::black_box(self.rebuild_dirty(d));
             }
             self.read.store(Arc::new(ReadOnly {
                 m: read.m.clone(),

@@ -162,8 +162,15 @@ pub const NO_PHASE: u32 = 0;
 impl Phase {
     pub const ALL: [Phase; NUM_PHASES] = [Phase::Miss, Phase::Promote, Phase::Rebuild];
 
+    /// A `match`, not a table lookup: in BPF a load from `.rodata` loses the bound the
+    /// verifier needs when the phase is then used as an index.
     pub fn from_u64(v: u64) -> Option<Phase> {
-        Self::ALL.get(v as usize).copied()
+        match v {
+            0 => Some(Phase::Miss),
+            1 => Some(Phase::Promote),
+            2 => Some(Phase::Rebuild),
+            _ => None,
+        }
     }
 
     /// Symbol name of the phase function (a method of `syncmap::SyncMap`).
@@ -195,11 +202,43 @@ pub struct PhaseStats {
     pub _reserved: u64,
 }
 
-/// When each phase last finished on one thread (by tid): what a waiter is blamed on.
+/// The last run of each phase, as an interval (entry-only phases have start == end). Kept per
+/// thread (`PHASE_LAST`), and per lock (`LOCK_PHASES`), stamped by the thread when it
+/// releases that lock to waiters.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PhaseLast {
+    pub start_ns: [u64; NUM_PHASES],
     pub end_ns: [u64; NUM_PHASES],
+}
+
+/// The phase a wait `[wait_start, wait_end]` is blamed on, given the lock's last phase
+/// intervals: the one overlapping the wait the longest (a phase seen only as an instant counts
+/// if it falls inside the wait); ties go to the heavier phase. [`NO_PHASE`] if none overlaps.
+/// Returned as `Phase + 1`, as stored in [`WaitKey::holder_phase`].
+#[inline(always)]
+pub fn blame_phase(lock: &PhaseLast, wait_start: u64, wait_end: u64) -> u32 {
+    let mut best = NO_PHASE;
+    let mut best_overlap = 0u64;
+    let mut i = 0;
+    while i < NUM_PHASES {
+        let (s, e) = (lock.start_ns[i], lock.end_ns[i]);
+        let overlap = if e == 0 {
+            0
+        } else if s == e {
+            u64::from(wait_start <= e && e <= wait_end)
+        } else {
+            let lo = if s > wait_start { s } else { wait_start };
+            let hi = if e < wait_end { e } else { wait_end };
+            hi.saturating_sub(lo)
+        };
+        if overlap > 0 && overlap >= best_overlap {
+            best_overlap = overlap;
+            best = i as u32 + 1;
+        }
+        i += 1;
+    }
+    best
 }
 
 /// Indexes of the per-CPU `COUNTERS` array. Every way an event can go missing has its own
@@ -247,6 +286,7 @@ pub mod map {
     pub const PHASE_STATS: &str = "PHASE_STATS";
     pub const PHASE_START: &str = "PHASE_START";
     pub const PHASE_LAST: &str = "PHASE_LAST";
+    pub const LOCK_PHASES: &str = "LOCK_PHASES";
 }
 
 /// Global (`static`) names set by user space before load.
@@ -398,6 +438,30 @@ mod tests {
         assert_ne!(h(&a), h(&b));
         assert_ne!(h(&a), NO_STACK);
         assert_ne!(h(&a[..1]), h(&a));
+    }
+
+    #[test]
+    fn waits_are_blamed_on_the_longest_overlapping_phase() {
+        let mut lock = PhaseLast::default();
+        // A rebuild 100..200, a miss at 150 (an instant), a promotion 90..95.
+        lock.start_ns[Phase::Rebuild as usize] = 100;
+        lock.end_ns[Phase::Rebuild as usize] = 200;
+        lock.start_ns[Phase::Miss as usize] = 150;
+        lock.end_ns[Phase::Miss as usize] = 150;
+        lock.start_ns[Phase::Promote as usize] = 90;
+        lock.end_ns[Phase::Promote as usize] = 95;
+        let b = |s, e| blame_phase(&lock, s, e);
+        assert_eq!(b(120, 300), Phase::Rebuild as u32 + 1);
+        // Waited only through the promotion.
+        assert_eq!(b(80, 99), Phase::Promote as u32 + 1);
+        // Waited through nothing the lock recorded.
+        assert_eq!(b(300, 400), NO_PHASE);
+        // Only the miss instant falls in the wait.
+        let mut only_miss = PhaseLast::default();
+        only_miss.start_ns[Phase::Miss as usize] = 150;
+        only_miss.end_ns[Phase::Miss as usize] = 150;
+        assert_eq!(blame_phase(&only_miss, 140, 160), Phase::Miss as u32 + 1);
+        assert_eq!(blame_phase(&only_miss, 151, 160), NO_PHASE);
     }
 
     #[test]

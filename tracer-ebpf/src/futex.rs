@@ -133,6 +133,7 @@ fn on_enter(ctx: &TracePointContext, tid: u32, kind: OpKind, uaddr: u64) -> Res 
         if LAST_WAKER.insert(uaddr, waker, 0).is_err() {
             bump(Counter::WakerMapFull);
         }
+        phase::stamp_lock(tid, uaddr);
     }
     if INFLIGHT.insert(tid, call, 0).is_err() {
         bump(Counter::InflightFull);
@@ -179,10 +180,10 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
     let (stack_id, leaf_ret) = stack::capture(ctx);
     let (waker_stack_id, holder_phase) = if outcome == Outcome::Woken {
         // SAFETY: copied out at once; an LRU entry may be recycled later.
-        match unsafe { LAST_WAKER.get(call.uaddr) }.copied() {
-            Some(w) => (w.stack_id, phase::blame(w.tid, call.start_ns)),
-            None => (NO_STACK, NO_PHASE),
-        }
+        let stack = unsafe { LAST_WAKER.get(call.uaddr) }.map_or(NO_STACK, |w| w.stack_id);
+        // SAFETY: a helper with no preconditions.
+        let now = unsafe { bpf_ktime_get_ns() };
+        (stack, phase::blame(call.uaddr, call.start_ns, now))
     } else {
         (NO_STACK, NO_PHASE)
     };

@@ -3,11 +3,11 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
     macros::{map, uprobe, uretprobe},
-    maps::{HashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use tracer_common::{Phase, PhaseLast, PhaseStats, NO_PHASE, NUM_PHASES};
+use tracer_common::{blame_phase, Phase, PhaseLast, PhaseStats, NO_PHASE, NUM_PHASES};
 
 /// Totals per phase.
 #[map]
@@ -18,9 +18,14 @@ pub static PHASE_STATS: PerCpuArray<PhaseStats> =
 #[map]
 pub static PHASE_START: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
 
-/// When each phase last finished, by tid.
+/// Each phase's last run, by tid.
 #[map]
 pub static PHASE_LAST: HashMap<u32, PhaseLast> = HashMap::with_max_entries(16384, 0);
+
+/// Each phase's last run while holding a lock, by futex address: stamped by the releasing
+/// thread when it wakes waiters, read by every waiter of that lock, whoever wakes it.
+#[map]
+pub static LOCK_PHASES: LruHashMap<u64, PhaseLast> = LruHashMap::with_max_entries(8192, 0);
 
 #[inline(always)]
 fn phase_of<C: EbpfContext>(ctx: &C) -> Option<Phase> {
@@ -37,18 +42,23 @@ fn stats(phase: Phase) -> Option<&'static mut PhaseStats> {
 }
 
 #[inline(always)]
-fn finished(tid: u32, phase: Phase, now: u64) {
+fn finished(tid: u32, phase: Phase, start: u64, now: u64) {
+    // Index with an explicitly bounded value so the verifier can prove the write in bounds.
+    let i = phase as usize;
+    if i >= NUM_PHASES {
+        return;
+    }
     if let Some(last) = PHASE_LAST.get_ptr_mut(tid) {
-        // SAFETY: only this thread's programs write its entry.
-        if let Some(slot) = unsafe { (*last).end_ns.get_mut(phase as usize) } {
-            *slot = now;
+        // SAFETY: only this thread's programs write its entry; `i` is in bounds.
+        unsafe {
+            (*last).start_ns[i] = start;
+            (*last).end_ns[i] = now;
         }
         return;
     }
     let mut last = PhaseLast::default();
-    if let Some(slot) = last.end_ns.get_mut(phase as usize) {
-        *slot = now;
-    }
+    last.start_ns[i] = start;
+    last.end_ns[i] = now;
     let _ = PHASE_LAST.insert(tid, last, 0);
 }
 
@@ -71,7 +81,7 @@ fn try_phase_enter(ctx: &ProbeContext) -> Result<(), i64> {
     if phase.probes_return() {
         PHASE_START.insert((u64::from(tid) << 32) | phase as u64, now, 0)?;
     } else {
-        finished(tid, phase, now);
+        finished(tid, phase, now, now);
     }
     Ok(())
 }
@@ -107,25 +117,41 @@ fn try_phase_exit(ctx: &RetProbeContext) -> Result<(), i64> {
             s.items += ret;
         }
     }
-    finished(tid, phase, now);
+    finished(tid, phase, start, now);
     Ok(())
 }
 
-/// The heaviest phase `holder` finished at or after `since` (while the waiter waited), as
-/// stored in `WaitKey::holder_phase`.
+/// The releasing thread `tid` is about to wake waiters on `uaddr`: stamp the lock with the
+/// phases it ran (the later run of each wins).
 #[inline(always)]
-pub fn blame(holder: u32, since: u64) -> u32 {
+pub fn stamp_lock(tid: u32, uaddr: u64) {
     // SAFETY: copied out at once.
-    let Some(last) = (unsafe { PHASE_LAST.get(holder) }).copied() else {
-        return NO_PHASE;
+    let Some(mine) = (unsafe { PHASE_LAST.get(tid) }).copied() else {
+        return;
     };
-    let mut best = NO_PHASE;
-    for p in Phase::ALL {
-        if let Some(&end) = last.end_ns.get(p as usize) {
-            if end >= since {
-                best = p as u32 + 1;
-            }
+    // SAFETY: copied out at once; an LRU entry may be recycled later.
+    let mut lock = (unsafe { LOCK_PHASES.get(uaddr) })
+        .copied()
+        .unwrap_or_default();
+    let mut changed = false;
+    for i in 0..NUM_PHASES {
+        if mine.end_ns[i] > lock.end_ns[i] {
+            lock.start_ns[i] = mine.start_ns[i];
+            lock.end_ns[i] = mine.end_ns[i];
+            changed = true;
         }
     }
-    best
+    if changed {
+        let _ = LOCK_PHASES.insert(uaddr, lock, 0);
+    }
+}
+
+/// What a wait on `uaddr` from `wait_start` to `now` is blamed on (see `blame_phase`).
+#[inline(always)]
+pub fn blame(uaddr: u64, wait_start: u64, now: u64) -> u32 {
+    // SAFETY: copied out at once.
+    match (unsafe { LOCK_PHASES.get(uaddr) }).copied() {
+        Some(lock) => blame_phase(&lock, wait_start, now),
+        None => NO_PHASE,
+    }
 }

@@ -1,9 +1,13 @@
 //! attach: load the eBPF object aimed at one process and attach the futex tracepoints.
+use std::num::NonZeroU32;
+
 use anyhow::{anyhow, Context, Result};
-use aya::programs::{trace_point::TracePointLinkId, TracePoint};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
+use aya::programs::{trace_point::TracePointLinkId, TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
 use tracer_common::{global, prog};
 
+use crate::bundled::BundledMap;
 use crate::preflight::has_tracepoint;
 
 /// The eBPF object, built by build.rs through aya-build.
@@ -13,6 +17,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lo
 pub struct Tracer {
     pub ebpf: Ebpf,
     links: Vec<(&'static str, TracePointLinkId)>,
+    uprobes: Vec<(&'static str, UProbeLinkId)>,
     /// Tracepoints this kernel lacks (older kernels have no futex2 syscalls).
     pub missing: Vec<&'static str>,
 }
@@ -26,6 +31,11 @@ pub fn attach(tgid: u32) -> Result<Tracer> {
     // exits attached during that time would see calls whose entries nobody recorded.
     for (name, _) in prog::ATTACH_ORDER {
         program(&mut ebpf, name)?
+            .load()
+            .with_context(|| format!("the kernel rejected program {name}"))?;
+    }
+    for name in [prog::PHASE_ENTER, prog::PHASE_EXIT] {
+        uprobe(&mut ebpf, name)?
             .load()
             .with_context(|| format!("the kernel rejected program {name}"))?;
     }
@@ -47,8 +57,16 @@ pub fn attach(tgid: u32) -> Result<Tracer> {
     Ok(Tracer {
         ebpf,
         links,
+        uprobes: Vec::new(),
         missing,
     })
+}
+
+fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe> {
+    Ok(ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
+        .try_into()?)
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {
@@ -59,7 +77,35 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {
 }
 
 impl Tracer {
-    /// Stops event flow so the maps can be read as one consistent snapshot.
+    /// Probes every instantiation of the bundled map's phase functions in `pid`. Returns how
+    /// many probes were attached.
+    pub fn attach_phases(&mut self, pid: u32, map: &BundledMap) -> Result<usize> {
+        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
+        for &(phase, offset) in &map.phases {
+            let mut names = vec![prog::PHASE_ENTER];
+            if phase.probes_return() {
+                names.push(prog::PHASE_EXIT);
+            }
+            for name in names {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(offset),
+                    cookie: Some(phase as u64),
+                };
+                let link = uprobe(&mut self.ebpf, name)?
+                    .attach(point, &map.exe, scope)
+                    .with_context(|| {
+                        format!("probing {} in {}", phase.function(), map.exe.display())
+                    })?;
+                self.uprobes.push((name, link));
+            }
+        }
+        Ok(self.uprobes.len())
+    }
+
+    /// Stops the futex event flow so the maps can be read as one consistent snapshot. Phase
+    /// uprobes stay until the tracer is dropped: each takes ~90 ms to detach (an RCU grace
+    /// period), their totals were already snapshotted at the stop instant, and the report
+    /// should not wait on them.
     pub fn detach(&mut self) -> Result<()> {
         for (name, link) in self.links.drain(..) {
             program(&mut self.ebpf, name)?.detach(link)?;

@@ -10,10 +10,12 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 use tracer_common::{
-    map, Counter, InFlight, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS,
+    map, Counter, InFlight, PhaseStats, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats,
+    NUM_COUNTERS, NUM_PHASES,
 };
 
 use crate::attach::Tracer;
+use crate::bundled::{self, BundledMap};
 use crate::procfs::{thread_names, MapHistory};
 use crate::profile::StopReason;
 use crate::units::{fmt_count, fmt_ns};
@@ -36,6 +38,26 @@ pub struct Raw {
     pub threads: BTreeMap<u32, String>,
     pub stop: StopReason,
     pub elapsed: Duration,
+    /// The bundled map's own counters and the traced phase totals over one window.
+    pub map_window: Option<MapWindow>,
+    /// Traced phase totals over the whole recording.
+    pub phases: [PhaseStats; NUM_PHASES],
+}
+
+/// The map's counters and the traced phase totals, read at the same instant.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub counters: BTreeMap<String, u64>,
+    pub phases: [PhaseStats; NUM_PHASES],
+}
+
+/// Two snapshots bounding one window, so traced and counted events cover the same time (the
+/// probes keep firing while they are detached, which takes a while).
+pub struct MapWindow {
+    pub start: Snapshot,
+    pub end: Snapshot,
+    /// False when the target exited first: `end` is then the last periodic snapshot.
+    pub end_exact: bool,
 }
 
 pub async fn record(
@@ -43,7 +65,24 @@ pub async fn record(
     pid: u32,
     duration: Duration,
     progress: bool,
+    map: Option<&BundledMap>,
 ) -> Result<Raw> {
+    // The window starts now that every probe is live.
+    let snap = |tracer: &Tracer, m: &BundledMap| -> Result<Snapshot> {
+        Ok(Snapshot {
+            counters: bundled::read_counters(pid, m)?,
+            phases: read_phases(tracer)?,
+        })
+    };
+    let map_start = match map.map(|m| snap(tracer, m)) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => {
+            eprintln!("lockscope: cannot read the bundled map's counters ({e:#}); reporting traced counts only");
+            None
+        }
+        None => None,
+    };
+    let mut map_last = map_start.clone();
     let mut maps = MapHistory::default();
     let mut threads = BTreeMap::new();
     maps.refresh(pid);
@@ -71,6 +110,11 @@ pub async fn record(
                     maps.refresh(pid);
                     thread_names(pid, &mut threads);
                 }
+                if let (Some(m), Some(_)) = (map, &map_start) {
+                    if let Ok(s) = snap(tracer, m) {
+                        map_last = Some(s);
+                    }
+                }
                 if show {
                     let slept = read_counters(tracer)?[Counter::Slept as usize];
                     let now = Instant::now();
@@ -93,12 +137,29 @@ pub async fn record(
         eprint!("\r\x1b[2K");
     }
     // One last look at the maps in case a library appeared since the last tick.
+    let mut end_exact = false;
     if stop != StopReason::TargetExited {
         maps.refresh(pid);
         thread_names(pid, &mut threads);
+        if let (Some(m), Some(_)) = (map, &map_start) {
+            if let Ok(s) = snap(tracer, m) {
+                map_last = Some(s);
+                end_exact = true;
+            }
+        }
     }
     tracer.detach()?;
-    read(tracer, maps, threads, stop, elapsed)
+    let mut raw = read(tracer, maps, threads, stop, elapsed)?;
+    if let (Some(end), true) = (&map_last, end_exact) {
+        // The stop instant, not later: the probes keep firing until they are detached.
+        raw.phases = end.phases;
+    }
+    raw.map_window = map_start.zip(map_last).map(|(start, end)| MapWindow {
+        start,
+        end,
+        end_exact,
+    });
+    Ok(raw)
 }
 
 /// A pidfd becomes readable when the process exits; works for processes that are not ours.
@@ -125,6 +186,27 @@ fn read_counters(tracer: &Tracer) -> Result<[u64; NUM_COUNTERS as usize]> {
         *slot = counters.get(&(i as u32), 0)?.iter().sum();
     }
     Ok(out)
+}
+
+/// Traced phase totals, summed over CPUs.
+fn read_phases(tracer: &Tracer) -> Result<[PhaseStats; NUM_PHASES]> {
+    let phase_map: PerCpuArray<&MapData, PhaseStats> = PerCpuArray::try_from(
+        tracer
+            .ebpf
+            .map(map::PHASE_STATS)
+            .context("PHASE_STATS map")?,
+    )?;
+    let mut phases = [PhaseStats::default(); NUM_PHASES];
+    for (i, p) in phases.iter_mut().enumerate() {
+        for v in phase_map.get(&(i as u32), 0)?.iter() {
+            p.calls += v.calls;
+            p.returns += v.returns;
+            p.total_ns += v.total_ns;
+            p.max_ns = p.max_ns.max(v.max_ns);
+            p.items += v.items;
+        }
+    }
+    Ok(phases)
 }
 
 fn monotonic_ns() -> u64 {
@@ -196,6 +278,8 @@ fn read(
         }
     }
 
+    let phases = read_phases(tracer)?;
+
     Ok(Raw {
         waits,
         wakes,
@@ -207,6 +291,8 @@ fn read(
         threads,
         stop,
         elapsed,
+        map_window: None,
+        phases,
     })
 }
 

@@ -4,6 +4,8 @@
 //! (addresses → functions) → render (tables). `record` drives it; `report` re-renders a profile.
 mod aggregate;
 mod attach;
+mod attribute;
+mod bundled;
 mod cli;
 mod collect;
 mod preflight;

@@ -26,6 +26,68 @@ pub struct Profile {
     pub wakes: Vec<WakeRow>,
     /// Thread names by tid, as seen while recording.
     pub threads: BTreeMap<u32, String>,
+    /// The bundled map, when the target uses it: its phases as traced and its own counters.
+    #[serde(default)]
+    pub bundled: Option<Bundled>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundled {
+    pub exe: String,
+    /// Uprobes attached to phase functions.
+    pub probes: usize,
+    /// Traced phase totals, by phase function name.
+    pub phases: Vec<PhaseRow>,
+    /// The map's own counters over the checked window (end minus start), if readable.
+    pub counters: Option<BTreeMap<String, u64>>,
+    /// False when the target exited first and the window ends at the last periodic read.
+    pub counters_exact: bool,
+    /// Traced counts against the map's own counters, over the same window.
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub what: String,
+    pub traced: u64,
+    pub counted: u64,
+}
+
+impl Check {
+    /// Relative difference, in percent of the counted value.
+    pub fn error_percent(&self) -> f64 {
+        if self.counted == 0 {
+            if self.traced == 0 {
+                0.0
+            } else {
+                100.0
+            }
+        } else {
+            (self.traced as f64 - self.counted as f64).abs() * 100.0 / self.counted as f64
+        }
+    }
+}
+
+impl Bundled {
+    /// Share of loads served from the snapshot without locking, in percent, from the map's
+    /// own counters (no per-read probe: a uprobe costs ~100x a fast read).
+    pub fn fast_read_percent(&self) -> Option<f64> {
+        let c = self.counters.as_ref()?;
+        let fast = *c.get("fast_reads")?;
+        let slow = *c.get("slow_loads")?;
+        (fast + slow > 0).then(|| fast as f64 * 100.0 / (fast + slow) as f64)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseRow {
+    pub phase: String,
+    pub calls: u64,
+    pub returns: u64,
+    pub total_ns: u64,
+    pub max_ns: u64,
+    /// Entries copied, for rebuilds.
+    pub items: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -155,6 +217,9 @@ pub struct WaitRow {
     pub timeouts: u64,
     pub timeout_ns: u64,
     pub errors: u64,
+    /// The bundled-map phase the waker ran while this thread waited (`rebuild_dirty`, ...).
+    #[serde(default)]
+    pub holder_phase: Option<String>,
     /// Log2 histogram of wait ns (see `tracer_common::HIST_BUCKETS`).
     pub hist: Vec<u64>,
 }
@@ -323,6 +388,7 @@ pub(crate) mod tests {
             ],
             wakes: vec![],
             threads: BTreeMap::from([(1, "worker-1".into())]),
+            bundled: None,
         }
     }
 
@@ -342,6 +408,7 @@ pub(crate) mod tests {
             timeouts: 0,
             timeout_ns: 0,
             errors: 0,
+            holder_phase: None,
             hist,
         }
     }

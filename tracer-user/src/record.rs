@@ -1,16 +1,18 @@
 //! The `record` command: preflight → attach → collect → symbolize → render, and the profile.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use tracer_common::{Counter, OpKind, NO_STACK};
+use tracer_common::{Counter, OpKind, Phase, PhaseStats, NO_STACK};
 
+use crate::bundled::{self, BundledMap};
 use crate::cli::RecordOptions;
-use crate::collect::{self, Raw};
+use crate::collect::{self, MapWindow, Raw, Snapshot};
 use crate::procfs::{self, Target};
 use crate::profile::{
-    Counters, Losses, Meta, PendingOutput, Profile, WaitRow, WakeRow, FORMAT, VERSION,
+    Bundled, Check, Counters, Losses, Meta, PendingOutput, PhaseRow, Profile, WaitRow, WakeRow,
+    FORMAT, VERSION,
 };
 use crate::render::{Render, Table};
 use crate::symbolize::{frames_with_leaf, StackSymbolizer};
@@ -27,7 +29,18 @@ pub fn run(opts: &RecordOptions) -> Result<()> {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
 
-    let mut tracer = match attach::attach(target.tgid) {
+    // The bundled map, if the target's executable has it: probed phases and readable counters.
+    let map = target
+        .exe
+        .as_deref()
+        .and_then(|exe| bundled::find(exe).ok().flatten());
+    let attached = attach::attach(target.tgid).and_then(|mut t| {
+        if let Some(m) = &map {
+            t.attach_phases(target.tgid, m)?;
+        }
+        Ok(t)
+    });
+    let mut tracer = match attached {
         Ok(t) => t,
         Err(e) => {
             output.abandon();
@@ -46,6 +59,18 @@ pub fn run(opts: &RecordOptions) -> Result<()> {
             "lockscope: this kernel has no syscalls:{tp} tracepoint; those calls are not traced"
         );
     }
+    if let Some(m) = &map {
+        eprintln!(
+            "lockscope: found the bundled map in {}: {} phase probes{}",
+            m.exe.display(),
+            m.phases.len(),
+            if m.stats_offset.is_some() {
+                ", counters readable"
+            } else {
+                ""
+            }
+        );
+    }
     eprintln!(
         "lockscope: tracing pid {} ({}) for {:.1?}; Ctrl-C stops early",
         target.tgid, target.comm, opts.duration
@@ -59,15 +84,17 @@ pub fn run(opts: &RecordOptions) -> Result<()> {
         target.tgid,
         opts.duration,
         opts.progress,
+        map.as_ref(),
     ))?;
-    drop(tracer);
 
-    let mut profile = build_profile(&target, raw, start_unix_ms);
+    let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref());
     profile.meta.attach_ns = attach_ns;
     output.commit(&profile)?;
     let mut stdout = std::io::stdout().lock();
     Table { view: opts.view }.render(&profile, &mut stdout)?;
     stdout.flush()?;
+    // Phase uprobes are released here, after the report (see `Tracer::detach`).
+    drop(tracer);
     eprintln!(
         "lockscope: {}; profile saved to {}",
         collect::describe_stop(
@@ -84,7 +111,12 @@ fn op_name(kind: u32) -> String {
 }
 
 /// Symbolizes the raw rows and assembles the profile.
-pub fn build_profile(target: &Target, raw: Raw, start_unix_ms: u64) -> Profile {
+pub fn build_profile(
+    target: &Target,
+    raw: Raw,
+    start_unix_ms: u64,
+    map: Option<&BundledMap>,
+) -> Profile {
     let mut sym = StackSymbolizer::new(&raw.maps);
     // A final stack is a kernel stack plus its validated leaf caller.
     let mut index: HashMap<(u64, u64), Option<usize>> = HashMap::new();
@@ -119,6 +151,11 @@ pub fn build_profile(target: &Target, raw: Raw, start_unix_ms: u64) -> Profile {
             timeouts: v.timeouts,
             timeout_ns: v.timeout_ns,
             errors: v.errors,
+            holder_phase: k
+                .holder_phase
+                .checked_sub(1)
+                .and_then(|p| Phase::from_u64(u64::from(p)))
+                .map(|p| p.function().to_string()),
             hist: v.hist.to_vec(),
         })
         .collect();
@@ -190,7 +227,68 @@ pub fn build_profile(target: &Target, raw: Raw, start_unix_ms: u64) -> Profile {
         waits,
         wakes,
         threads: raw.threads,
+        bundled: map.map(|m| Bundled {
+            exe: m.exe.display().to_string(),
+            probes: m.phases.len(),
+            phases: Phase::ALL
+                .iter()
+                .zip(&raw.phases)
+                .map(|(p, s)| PhaseRow {
+                    phase: p.function().to_string(),
+                    calls: s.calls,
+                    returns: s.returns,
+                    total_ns: s.total_ns,
+                    max_ns: s.max_ns,
+                    items: s.items,
+                })
+                .collect(),
+            counters: raw
+                .map_window
+                .as_ref()
+                .map(|w| counter_delta(&w.start, &w.end)),
+            counters_exact: raw.map_window.as_ref().is_some_and(|w| w.end_exact),
+            checks: raw.map_window.as_ref().map(checks).unwrap_or_default(),
+        }),
     }
+}
+
+fn counter_delta(start: &Snapshot, end: &Snapshot) -> BTreeMap<String, u64> {
+    end.counters
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.saturating_sub(start.counters.get(k).copied().unwrap_or(0)),
+            )
+        })
+        .collect()
+}
+
+/// Traced phase counts against the map's counters over the same window.
+fn checks(w: &MapWindow) -> Vec<Check> {
+    let counted = counter_delta(&w.start, &w.end);
+    let traced = |p: Phase, f: fn(&PhaseStats) -> u64| {
+        f(&w.end.phases[p as usize]).saturating_sub(f(&w.start.phases[p as usize]))
+    };
+    let calls = |s: &PhaseStats| s.calls;
+    let items = |s: &PhaseStats| s.items;
+    [
+        ("promotions", traced(Phase::Promote, calls), "promotions"),
+        ("rebuilds", traced(Phase::Rebuild, calls), "rebuilds"),
+        (
+            "entries copied",
+            traced(Phase::Rebuild, items),
+            "entries_copied",
+        ),
+        ("read misses", traced(Phase::Miss, calls), "read_misses"),
+    ]
+    .into_iter()
+    .map(|(what, traced, key)| Check {
+        what: what.into(),
+        traced,
+        counted: counted.get(key).copied().unwrap_or(0),
+    })
+    .collect()
 }
 
 fn kernel_release() -> String {

@@ -2,6 +2,7 @@
 use std::io::{self, Write};
 
 use crate::aggregate::{by_stack, percent, totals};
+use crate::attribute::{attribute, Share};
 use crate::cli::ViewOptions;
 use crate::profile::{Frame, Profile};
 use crate::units::{fmt_count, fmt_ns};
@@ -138,7 +139,7 @@ impl Render for Table {
                 out,
                 "no lock contention: no thread slept on a futex while recording"
             )?;
-            return Ok(());
+            return bundled_map(profile, out);
         }
         writeln!(
             out,
@@ -205,8 +206,123 @@ impl Render for Table {
                 rows.len() - self.view.top
             )?;
         }
-        Ok(())
+        bundled_map(profile, out)
     }
+}
+
+/// The bundled map's section: what waiters were doing, what they waited behind, the traced
+/// phases, the check against the map's own counters, and the verdict.
+fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
+    let (Some(b), Some(a)) = (&profile.bundled, attribute(profile)) else {
+        return Ok(());
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "bundled map: {} phase functions probed in {}",
+        b.probes, b.exe
+    )?;
+    share_table(
+        out,
+        "waiting threads were doing",
+        a.by_category.iter().map(|(c, s)| (c.label(), s)),
+        a.total_ns,
+    )?;
+    share_table(
+        out,
+        "they waited behind (lock holder's phase)",
+        a.behind.iter().map(|(l, s)| (*l, s)),
+        a.map_wait_ns,
+    )?;
+    let phases: Vec<String> = b
+        .phases
+        .iter()
+        .filter(|r| r.calls > 0)
+        .map(|r| {
+            let mut s = format!("{} ×{}", r.phase, fmt_count(r.calls));
+            if r.returns > 0 {
+                s += &format!(
+                    " (avg {}, max {}",
+                    fmt_ns(r.total_ns / r.returns),
+                    fmt_ns(r.max_ns)
+                );
+                if r.items > 0 {
+                    s += &format!(", {} entries copied", fmt_count(r.items));
+                }
+                s += ")";
+            }
+            s
+        })
+        .collect();
+    if !phases.is_empty() {
+        writeln!(out, "  phases traced: {}", phases.join(" · "))?;
+    }
+    if !b.checks.is_empty() {
+        let worst = b
+            .checks
+            .iter()
+            .map(|c| c.error_percent())
+            .fold(0.0, f64::max);
+        let items: Vec<String> = b
+            .checks
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}/{}",
+                    c.what,
+                    fmt_count(c.traced),
+                    fmt_count(c.counted)
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "  traced/counted by the map itself{}: {} (worst {:.2}% off)",
+            if b.counters_exact {
+                ""
+            } else {
+                " (to its last read before exit)"
+            },
+            items.join(" · "),
+            worst
+        )?;
+    }
+    if let (Some(f), Some(c)) = (a.fast_read_percent, &b.counters) {
+        writeln!(
+            out,
+            "  reads: {f:.2}% fast path ({} lock-free, {} locked)",
+            fmt_count(c.get("fast_reads").copied().unwrap_or(0)),
+            fmt_count(c.get("slow_loads").copied().unwrap_or(0))
+        )?;
+    }
+    writeln!(out, "verdict: {}", a.verdict)
+}
+
+fn share_table<'a>(
+    out: &mut dyn Write,
+    title: &str,
+    rows: impl Iterator<Item = (&'a str, &'a Share)>,
+    whole: u64,
+) -> io::Result<()> {
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "  {title:<44} {:>10} {:>11} {:>6}",
+        "waits", "wait time", "share"
+    )?;
+    for (label, s) in rows {
+        writeln!(
+            out,
+            "  {label:<44} {:>10} {:>11} {:>5.1}%",
+            fmt_count(s.waits),
+            fmt_ns(s.wait_ns),
+            percent(s.wait_ns, whole)
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

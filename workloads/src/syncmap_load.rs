@@ -8,7 +8,7 @@
 //! |-----------------|------------------------------------------------|-----------------------|
 //! | read-mostly     | 99% loads of stable keys, 1% updates of them   | fast-path reads only  |
 //! | update-existing | compare-and-swap on stable keys                | lock-free CAS only    |
-//! | write-heavy     | new keys into a large map, a few reads of them | dirty rebuilds (O(n)) |
+//! | write-heavy     | a writer streams new keys into a large map; readers mostly hit old keys, sometimes fresh ones | dirty rebuilds (O(n)) |
 //! | miss-storm      | loads of keys just stored into a small map     | read misses, promotions |
 //! | range-insert    | one thread ranges, the others insert new keys  | range promotions, then rebuilds |
 use std::hint::black_box;
@@ -46,7 +46,7 @@ impl Preset {
     fn default_keys(self) -> u64 {
         match self {
             Preset::ReadMostly | Preset::UpdateExisting => 10_000,
-            Preset::WriteHeavy => 50_000,
+            Preset::WriteHeavy => 100_000,
             Preset::MissStorm => 1_000,
             Preset::RangeInsert => 10_000,
         }
@@ -121,6 +121,16 @@ fn names() -> String {
         .join(", ")
 }
 
+/// A little arithmetic standing in for the work a program does between map operations.
+#[inline(never)]
+fn work(seed: u64) -> u64 {
+    let mut x = seed;
+    for i in 0..64 {
+        x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+    x
+}
+
 /// Per-thread xorshift: no shared state on the hot path.
 struct Rng(u64);
 impl Rng {
@@ -151,6 +161,14 @@ impl Shared {
         }
         k
     }
+    /// A live key from the older half of the window: in the read snapshot unless the map has
+    /// not been promoted for half a window's worth of new keys.
+    fn random_old(&self, rng: &mut Rng) -> u64 {
+        let next = self.next.load(Relaxed);
+        let oldest = next.saturating_sub(self.keys);
+        oldest + rng.next() % (self.keys / 2).max(1)
+    }
+
     fn random_live(&self, rng: &mut Rng) -> u64 {
         let next = self.next.load(Relaxed);
         next - 1 - rng.next() % self.keys.min(next)
@@ -179,13 +197,20 @@ fn worker(preset: Preset, index: usize, s: &Shared) -> u64 {
                 }
             }
             Preset::WriteHeavy => {
-                if rng.next().is_multiple_of(4) {
-                    // Reading a key just stored by someone misses the snapshot: enough misses
-                    // promote dirty, and the next new key rebuilds dirty from the big snapshot.
+                if index == 0 {
+                    // One writer streams new keys into a big map, with a little work between
+                    // stores, as a producer would.
+                    s.insert_new();
+                    black_box(work(rng.next()));
+                } else if rng.next().is_multiple_of(64) {
+                    // Readers sometimes read a fresh key: it misses the snapshot. Enough misses
+                    // promote dirty, and the writer's next new key rebuilds dirty by copying
+                    // the whole big snapshot, under the lock every miss needs.
                     let newest = s.next.load(Relaxed).saturating_sub(1);
                     black_box(s.map.load(&newest));
                 } else {
-                    s.insert_new();
+                    // Old keys: in the snapshot, lock-free.
+                    black_box(s.map.load(&s.random_old(&mut rng)));
                 }
             }
             Preset::MissStorm => {

@@ -1,0 +1,285 @@
+//! attribute: explains lock waits in the bundled map's own terms: what each waiter was doing
+//! (from its symbolized stack), what it waited behind (the holder's phase, traced in the
+//! kernel), the fast-path share of reads (the map's counters), and one verdict line.
+use std::collections::BTreeMap;
+
+use crate::aggregate::percent;
+use crate::profile::{Profile, Stack};
+use crate::units::{fmt_count, fmt_ns};
+
+/// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Category {
+    ReadMiss,
+    SlowStore,
+    Delete,
+    Range,
+    Compare,
+    OtherMapOp,
+    /// Not the bundled map's lock at all.
+    OtherLock,
+}
+
+impl Category {
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::ReadMiss => "read miss (load not in snapshot)",
+            Category::SlowStore => "slow store (new or expunged key)",
+            Category::Delete => "delete (key not in snapshot)",
+            Category::Range => "range (promoting first)",
+            Category::Compare => "compare-and-swap/delete miss",
+            Category::OtherMapOp => "other map operation",
+            Category::OtherLock => "other lock (not the map)",
+        }
+    }
+}
+
+/// `syncmap::SyncMap<K,V>::slow_store` → the category of a waiter inside it.
+fn category_of_method(method: &str) -> Option<Category> {
+    Some(match method {
+        "load_miss" => Category::ReadMiss,
+        "slow_store" | "load_or_store" => Category::SlowStore,
+        "slow_delete" => Category::Delete,
+        "range_promote" => Category::Range,
+        "entry_for_compare" => Category::Compare,
+        _ => return None,
+    })
+}
+
+/// Classifies a waiter's stack by its innermost bundled-map operation frame.
+pub fn waiter_category(stack: Option<&Stack>) -> Category {
+    let Some(stack) = stack else {
+        return Category::OtherLock;
+    };
+    let mut in_map = false;
+    for sym in stack.frames.iter().flat_map(|f| &f.syms) {
+        if let Some(rest) = sym.name.strip_prefix("syncmap::SyncMap<") {
+            in_map = true;
+            if let Some(c) = rest.rsplit("::").next().and_then(category_of_method) {
+                return c;
+            }
+        }
+    }
+    if in_map {
+        Category::OtherMapOp
+    } else {
+        Category::OtherLock
+    }
+}
+
+/// What a wait was blamed on, for display: a phase function, or other work under the lock.
+pub fn behind_label(phase: Option<&str>) -> &'static str {
+    match phase {
+        Some("rebuild_dirty") => "dirty rebuild (O(n) copy)",
+        Some("promote") => "promotion (O(1) swap)",
+        Some("miss_locked") => "read misses",
+        _ => "other work under the lock",
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Share {
+    pub waits: u64,
+    pub wait_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribution {
+    pub by_category: Vec<(Category, Share)>,
+    /// Waits on the map's lock only, by what they waited behind.
+    pub behind: Vec<(&'static str, Share)>,
+    pub total_ns: u64,
+    pub map_wait_ns: u64,
+    pub fast_read_percent: Option<f64>,
+    pub verdict: String,
+}
+
+/// Attribution for a profile of a process that uses the bundled map; `None` otherwise.
+pub fn attribute(p: &Profile) -> Option<Attribution> {
+    let bundled = p.bundled.as_ref()?;
+    let mut by_category: BTreeMap<Category, Share> = BTreeMap::new();
+    let mut behind: BTreeMap<&'static str, Share> = BTreeMap::new();
+    let mut categories: BTreeMap<Option<usize>, Category> = BTreeMap::new();
+    for r in p.waits.iter().filter(|r| r.count > 0) {
+        let c = *categories
+            .entry(r.stack)
+            .or_insert_with(|| waiter_category(r.stack.and_then(|s| p.stacks.get(s))));
+        let s = by_category.entry(c).or_default();
+        s.waits += r.count;
+        s.wait_ns += r.total_ns;
+        if c != Category::OtherLock {
+            let b = behind
+                .entry(behind_label(r.holder_phase.as_deref()))
+                .or_default();
+            b.waits += r.count;
+            b.wait_ns += r.total_ns;
+        }
+    }
+    let by_category = hottest_first(by_category);
+    let behind = hottest_first(behind);
+    let total_ns = by_category.iter().map(|(_, s)| s.wait_ns).sum();
+    let map_wait_ns = behind.iter().map(|(_, s)| s.wait_ns).sum();
+    let fast = bundled.fast_read_percent();
+    let rebuild = bundled.phases.iter().find(|r| r.phase == "rebuild_dirty");
+    let verdict = verdict(
+        p.meta.duration_ns,
+        map_wait_ns,
+        &by_category,
+        &behind,
+        fast,
+        rebuild.map(|r| (r.returns, r.items, r.max_ns)),
+    );
+    Some(Attribution {
+        by_category,
+        behind,
+        total_ns,
+        map_wait_ns,
+        fast_read_percent: fast,
+        verdict,
+    })
+}
+
+fn hottest_first<K: Ord>(m: BTreeMap<K, Share>) -> Vec<(K, Share)> {
+    let mut v: Vec<_> = m.into_iter().collect();
+    v.sort_by(|a, b| b.1.wait_ns.cmp(&a.1.wait_ns));
+    v
+}
+
+/// Map lock wait below this share of the recording's wall time counts as negligible.
+const NEGLIGIBLE_WAIT_PERCENT: f64 = 1.0;
+
+fn verdict(
+    duration_ns: u64,
+    map_wait_ns: u64,
+    by_category: &[(Category, Share)],
+    behind: &[(&'static str, Share)],
+    fast: Option<f64>,
+    rebuilds: Option<(u64, u64, u64)>,
+) -> String {
+    let reads = fast.map_or(String::new(), |f| format!("; reads {f:.1}% fast path"));
+    if percent(map_wait_ns, duration_ns) < NEGLIGIBLE_WAIT_PERCENT {
+        return format!(
+            "no meaningful lock wait on the map ({} in {}){reads} — the map fits this workload",
+            fmt_ns(map_wait_ns),
+            fmt_ns(duration_ns)
+        );
+    }
+    let (top_behind, b) = behind
+        .first()
+        .map_or(("", Share::default()), |(l, s)| (*l, s.clone()));
+    let (top_cat, c) = by_category
+        .iter()
+        .find(|(c, _)| *c != Category::OtherLock)
+        .map_or((Category::OtherLock, Share::default()), |(c, s)| {
+            (*c, s.clone())
+        });
+    let detail = match (top_behind, rebuilds) {
+        ("dirty rebuild (O(n) copy)", Some((n, items, max))) if n > 0 => format!(
+            " copying ~{} entries each ({} rebuilds, longest {})",
+            fmt_count(items / n),
+            fmt_count(n),
+            fmt_ns(max)
+        ),
+        _ => String::new(),
+    };
+    let advice = match (top_behind, top_cat) {
+        ("dirty rebuild (O(n) copy)", _) => {
+            "each promotion forces an O(n) copy: a sharded map fits this workload"
+        }
+        (_, Category::ReadMiss) | ("read misses", _) => {
+            "reads of just-written keys keep missing the snapshot: a sharded map fits this workload"
+        }
+        (_, Category::SlowStore) => {
+            "every new key takes the lock: a sharded map fits this workload"
+        }
+        (_, Category::Range) => "range forces promotions: avoid range on a hot map",
+        _ => "see the tables above",
+    };
+    format!(
+        "{:.0}% of map lock wait is behind {top_behind}{detail}; {:.0}% of it was {}{reads} — {advice}",
+        percent(b.wait_ns, map_wait_ns),
+        percent(c.wait_ns, map_wait_ns),
+        top_cat.label(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{Frame, Sym};
+
+    fn stack(names: &[&str]) -> Stack {
+        Stack {
+            frames: names
+                .iter()
+                .map(|n| Frame {
+                    addr: 1,
+                    ret: true,
+                    module: None,
+                    offset: None,
+                    syms: vec![Sym {
+                        name: n.to_string(),
+                        file: None,
+                        line: None,
+                    }],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn waiters_are_classified_by_their_innermost_map_operation() {
+        let s = stack(&[
+            "syscall",
+            "syncmap::SyncMap<K,V>::lock",
+            "syncmap::SyncMap<K,V>::slow_store",
+            "syncmap::SyncMap<K,V>::swap",
+            "app::main",
+        ]);
+        assert_eq!(waiter_category(Some(&s)), Category::SlowStore);
+        let s = stack(&[
+            "syncmap::SyncMap<K,V>::lock",
+            "syncmap::SyncMap<K,V>::load_miss",
+        ]);
+        assert_eq!(waiter_category(Some(&s)), Category::ReadMiss);
+        let s = stack(&["syncmap::SyncMap<K,V>::lock", "syncmap::SyncMap<K,V>::len"]);
+        assert_eq!(waiter_category(Some(&s)), Category::OtherMapOp);
+        assert_eq!(
+            waiter_category(Some(&stack(&["app::f"]))),
+            Category::OtherLock
+        );
+        assert_eq!(waiter_category(None), Category::OtherLock);
+    }
+
+    #[test]
+    fn verdicts_name_the_dominant_cause() {
+        let sec = 1_000_000_000;
+        let quiet = verdict(sec, 1_000, &[], &[], Some(99.95), None);
+        assert!(quiet.starts_with("no meaningful lock wait"), "{quiet}");
+        assert!(
+            quiet.contains("reads 100.0% fast path") || quiet.contains("reads 99.9"),
+            "{quiet}"
+        );
+        let share = |ns| Share {
+            waits: 10,
+            wait_ns: ns,
+        };
+        let v = verdict(
+            sec,
+            800_000_000,
+            &[
+                (Category::SlowStore, share(700_000_000)),
+                (Category::ReadMiss, share(100_000_000)),
+            ],
+            &[
+                ("dirty rebuild (O(n) copy)", share(648_000_000)),
+                ("read misses", share(152_000_000)),
+            ],
+            Some(99.9),
+            Some((4, 400_000, 40_000_000)),
+        );
+        assert!(v.starts_with("81% of map lock wait is behind dirty rebuild (O(n) copy) copying ~100,000 entries each (4 rebuilds, longest 40.0 ms)"), "{v}");
+        assert!(v.contains("88% of it was slow store"), "{v}");
+        assert!(v.ends_with("a sharded map fits this workload"), "{v}");
+    }
+}

@@ -1,0 +1,170 @@
+//! The bundled map inside a target: where its phase functions are (to probe them) and where its
+//! ground-truth counters live (to read them from outside, with no help from the program).
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use blazesym::inspect::{source::Elf, source::Source, Inspector};
+use tracer_common::Phase;
+
+use syncmap::stats::{Shard, Stats, EVENTS, MAGIC, NAMES};
+
+/// Exported by the syncmap crate (`syncmap::stats::SYNCMAP_STATS`); its layout is read from
+/// the crate's own types, never copied by hand.
+pub const STATS_SYMBOL: &str = "SYNCMAP_STATS";
+const SHARD_BYTES: usize = std::mem::size_of::<Shard>();
+const HEADER_BYTES: u64 = std::mem::offset_of!(Stats, shards) as u64;
+
+/// Where the bundled map's pieces are in one executable.
+#[derive(Debug, Clone)]
+pub struct BundledMap {
+    pub exe: PathBuf,
+    /// Every instantiation of each phase function (the map is generic), by file offset.
+    pub phases: Vec<(Phase, u64)>,
+    /// File offset of `SYNCMAP_STATS`, if the executable has it.
+    pub stats_offset: Option<u64>,
+}
+
+/// `syncmap::SyncMap<K,V>::promote` → Some(Phase::Promote).
+pub fn phase_of_symbol(demangled: &str) -> Option<Phase> {
+    let rest = demangled.strip_prefix("syncmap::SyncMap<")?;
+    let method = rest.rsplit("::").next()?;
+    Phase::ALL.into_iter().find(|p| p.function() == method)
+}
+
+/// Looks for the bundled map in `exe`; `None` if it is not there.
+pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
+    let inspector = Inspector::new();
+    let mut elf = Elf::new(exe);
+    // The symbol table has what we need; DWARF would only slow this down.
+    elf.debug_syms = false;
+    let src = Source::Elf(elf);
+    let mut phases = Vec::new();
+    let mut stats_offset = None;
+    inspector
+        .for_each(&src, |sym| {
+            if sym.name == STATS_SYMBOL {
+                stats_offset = sym.file_offset;
+            } else if sym.name.contains("syncmap") {
+                let demangled = format!("{:#}", rustc_demangle::demangle(&sym.name));
+                if let (Some(p), Some(off)) = (phase_of_symbol(&demangled), sym.file_offset) {
+                    phases.push((p, off));
+                }
+            }
+            ControlFlow::Continue(())
+        })
+        .with_context(|| format!("reading symbols of {}", exe.display()))?;
+    phases.sort_unstable_by_key(|&(p, off)| (p, off));
+    phases.dedup();
+    if phases.is_empty() && stats_offset.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(BundledMap {
+        exe: exe.to_path_buf(),
+        phases,
+        stats_offset,
+    }))
+}
+
+/// The address in `pid` of a file offset of `exe`'s writable data, from its memory maps.
+/// Only writable mappings count: segments share file pages, so a read-only (RELRO) mapping
+/// can cover the same file offset at a different address.
+fn offset_to_addr(pid: u32, exe: &Path, offset: u64) -> Result<u64> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .with_context(|| format!("reading /proc/{pid}/maps"))?;
+    let want = exe.to_string_lossy();
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 6 || !f[1].contains('w') || f[5..].join(" ") != want {
+            continue;
+        }
+        let Some((start, end)) = f[0].split_once('-') else {
+            continue;
+        };
+        let (start, end) = (
+            u64::from_str_radix(start, 16)?,
+            u64::from_str_radix(end, 16)?,
+        );
+        let map_off = u64::from_str_radix(f[2], 16)?;
+        if offset >= map_off && offset < map_off + (end - start) {
+            return Ok(start + (offset - map_off));
+        }
+    }
+    bail!("{} is not mapped in process {pid}", exe.display())
+}
+
+/// Reads and sums the counters from the target's memory.
+pub fn read_counters(pid: u32, map: &BundledMap) -> Result<BTreeMap<String, u64>> {
+    let offset = map
+        .stats_offset
+        .context("the executable has no SYNCMAP_STATS symbol")?;
+    let addr = offset_to_addr(pid, &map.exe, offset)?;
+    let mem = File::open(format!("/proc/{pid}/mem"))
+        .with_context(|| format!("opening /proc/{pid}/mem"))?;
+    let mut header = [0u8; 24];
+    mem.read_exact_at(&mut header, addr)
+        .with_context(|| format!("reading {STATS_SYMBOL} in process {pid}"))?;
+    let word = |i: usize| u64::from_le_bytes(header[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    let (magic, events, shards) = (word(0), word(1), word(2));
+    if magic != MAGIC || events as usize != EVENTS || shards == 0 || shards > 4096 {
+        bail!("{STATS_SYMBOL} in process {pid} has an unknown layout (magic {magic:#x}, {events} events)");
+    }
+    let mut block = vec![0u8; shards as usize * SHARD_BYTES];
+    mem.read_exact_at(&mut block, addr + HEADER_BYTES)?;
+    Ok(sum_shards(&block, events as usize))
+}
+
+/// Sums `events` u64 counters over 128-byte shards.
+pub fn sum_shards(block: &[u8], events: usize) -> BTreeMap<String, u64> {
+    let mut totals = vec![0u64; events];
+    for shard in block.chunks_exact(SHARD_BYTES) {
+        for (i, t) in totals.iter_mut().enumerate() {
+            let b = &shard[i * 8..i * 8 + 8];
+            *t += u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        }
+    }
+    NAMES
+        .iter()
+        .zip(totals)
+        .map(|(n, v)| (n.to_string(), v))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_functions_are_recognised_by_demangled_name() {
+        assert_eq!(
+            phase_of_symbol("syncmap::SyncMap<K,V>::promote"),
+            Some(Phase::Promote)
+        );
+        assert_eq!(
+            phase_of_symbol("syncmap::SyncMap<K,V>::rebuild_dirty"),
+            Some(Phase::Rebuild)
+        );
+        assert_eq!(
+            phase_of_symbol("syncmap::SyncMap<K,V>::miss_locked"),
+            Some(Phase::Miss)
+        );
+        assert_eq!(phase_of_symbol("syncmap::SyncMap<K,V>::load"), None);
+        assert_eq!(phase_of_symbol("other::SyncMap<K,V>::promote"), None);
+    }
+
+    #[test]
+    fn shards_sum_per_counter() {
+        assert_eq!(SHARD_BYTES, 128);
+        let mut block = vec![0u8; 2 * 128];
+        block[0..8].copy_from_slice(&5u64.to_le_bytes()); // shard 0, fast_reads
+        block[128..136].copy_from_slice(&7u64.to_le_bytes()); // shard 1, fast_reads
+        block[128 + 24..128 + 32].copy_from_slice(&3u64.to_le_bytes()); // shard 1, index 3: promotions
+        let s = sum_shards(&block, EVENTS);
+        assert_eq!(s["fast_reads"], 12);
+        assert_eq!(s["promotions"], 3);
+        assert_eq!(s["rebuilds"], 0);
+    }
+}
