@@ -141,7 +141,7 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
 
 fn hottest_first<K: Ord>(m: BTreeMap<K, Share>) -> Vec<(K, Share)> {
     let mut v: Vec<_> = m.into_iter().collect();
-    v.sort_by(|a, b| b.1.wait_ns.cmp(&a.1.wait_ns));
+    v.sort_by_key(|(_, s)| std::cmp::Reverse(s.wait_ns));
     v
 }
 

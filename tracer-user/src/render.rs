@@ -240,12 +240,8 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         .filter(|r| r.calls > 0)
         .map(|r| {
             let mut s = format!("{} ×{}", r.phase, fmt_count(r.calls));
-            if r.returns > 0 {
-                s += &format!(
-                    " (avg {}, max {}",
-                    fmt_ns(r.total_ns / r.returns),
-                    fmt_ns(r.max_ns)
-                );
+            if let Some(avg) = r.total_ns.checked_div(r.returns) {
+                s += &format!(" (avg {}, max {}", fmt_ns(avg), fmt_ns(r.max_ns));
                 if r.items > 0 {
                     s += &format!(", {} entries copied", fmt_count(r.items));
                 }
