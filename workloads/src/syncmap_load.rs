@@ -3,6 +3,11 @@
 //! checked against).
 //!
 //! syncmap-load --preset NAME [--threads N] [--keys N] [--duration SECS]
+//!              [--start-delay SECS] [--linger SECS]
+//!
+//! `--start-delay` waits after filling the map and before working, and `--linger` stays alive
+//! (idle) after printing the JSON: a tracer attached in the delay and still attached in the
+//! linger sees exactly the interval the JSON counts.
 //!
 //! | preset          | what it does                                   | provokes              |
 //! |-----------------|------------------------------------------------|-----------------------|
@@ -58,11 +63,24 @@ struct Args {
     threads: usize,
     keys: u64,
     duration: Duration,
+    start_delay: Duration,
+    linger: Duration,
+}
+
+fn secs(v: &str, what: &str) -> Result<Duration, String> {
+    v.trim_end_matches('s')
+        .parse()
+        .ok()
+        .filter(|&s: &f64| s >= 0.0 && s.is_finite())
+        .map(Duration::from_secs_f64)
+        .ok_or(format!("{what} needs a number of seconds"))
 }
 
 fn parse() -> Result<Args, String> {
     let mut preset = None;
-    let (mut threads, mut keys, mut secs) = (4usize, None, 5.0f64);
+    let (mut threads, mut keys) = (4usize, None);
+    let mut duration = Duration::from_secs(5);
+    let (mut start_delay, mut linger) = (Duration::ZERO, Duration::ZERO);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = |what: &str| it.next().ok_or(format!("{what} needs a value"));
@@ -93,14 +111,9 @@ fn parse() -> Result<Args, String> {
                         .ok_or("--keys needs a positive number")?,
                 )
             }
-            "--duration" => {
-                secs = val("--duration")?
-                    .trim_end_matches('s')
-                    .parse()
-                    .ok()
-                    .filter(|&s: &f64| s > 0.0)
-                    .ok_or("--duration needs a positive number of seconds")?
-            }
+            "--duration" => duration = secs(&val("--duration")?, "--duration")?,
+            "--start-delay" => start_delay = secs(&val("--start-delay")?, "--start-delay")?,
+            "--linger" => linger = secs(&val("--linger")?, "--linger")?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -109,7 +122,9 @@ fn parse() -> Result<Args, String> {
         preset,
         threads,
         keys: keys.unwrap_or(preset.default_keys()),
-        duration: Duration::from_secs_f64(secs),
+        duration,
+        start_delay,
+        linger,
     })
 }
 
@@ -258,6 +273,7 @@ fn main() {
         shared.insert_new();
     }
     shared.map.range(|_, _| true);
+    std::thread::sleep(args.start_delay);
     let before = stats::snapshot();
     eprintln!(
         "syncmap-load pid {} preset {} threads {} keys {}",
@@ -301,4 +317,5 @@ fn main() {
         counters.join(", "),
         totals.join(", ")
     );
+    std::thread::sleep(args.linger);
 }

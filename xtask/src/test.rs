@@ -48,6 +48,8 @@ pub fn run() -> Result<()> {
             "tracer-user",
             "--test",
             "record",
+            "--test",
+            "bundled",
             "--",
             "--test-threads=1",
         ],

@@ -1,0 +1,141 @@
+//! Helpers shared by the root integration tests.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn lockscope() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lockscope"))
+}
+
+/// A binary of the workloads crate, built by `cargo xtask test` before the tests run.
+pub fn workload_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = dir.join("release").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask test` (it builds the workloads first)",
+        bin.display()
+    );
+    bin
+}
+
+/// True if the tests can load eBPF here; otherwise prints why they skip.
+pub fn can_trace() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let uid0 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .is_some_and(|v| v.split_whitespace().nth(1) == Some("0"));
+    if !uid0 {
+        eprintln!("skipping: needs root to load eBPF programs");
+        return false;
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        eprintln!("skipping: kernel has no BTF (/sys/kernel/btf/vmlinux)");
+        return false;
+    }
+    true
+}
+
+pub struct Workload(pub Child);
+
+impl Workload {
+    pub fn start(args: &[&str]) -> Workload {
+        Self::start_bin("lockdemo", args)
+    }
+
+    pub fn start_bin(bin: &str, args: &[&str]) -> Workload {
+        let child = Command::new(workload_bin(bin))
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start lockdemo");
+        // Let the threads get going before we attach.
+        std::thread::sleep(Duration::from_millis(300));
+        Workload(child)
+    }
+    pub fn pid(&self) -> String {
+        self.0.id().to_string()
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lockscope-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+pub fn record(pid: &str, duration: &str, out: &Path) -> Output {
+    lockscope()
+        .args([
+            "record",
+            "--quiet",
+            "--pid",
+            pid,
+            "--duration",
+            duration,
+            "-o",
+        ])
+        .arg(out)
+        .output()
+        .expect("run lockscope")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+pub fn load(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).expect("profile written")).expect("profile is JSON")
+}
+
+/// Total wait ns of each stack index, from the profile's rows.
+pub fn stack_totals(p: &Value) -> Vec<(usize, u64, u64)> {
+    let mut acc: std::collections::BTreeMap<usize, (u64, u64)> = Default::default();
+    for r in p["waits"].as_array().unwrap() {
+        if let Some(s) = r["stack"].as_u64() {
+            let e = acc.entry(s as usize).or_default();
+            e.0 += r["count"].as_u64().unwrap();
+            e.1 += r["total_ns"].as_u64().unwrap();
+        }
+    }
+    let mut v: Vec<_> = acc.into_iter().map(|(s, (c, t))| (s, c, t)).collect();
+    v.sort_by_key(|&(_, _, t)| std::cmp::Reverse(t));
+    v
+}
+
+pub fn frame_names(p: &Value, stack: usize) -> Vec<String> {
+    p["stacks"][stack]["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["syms"].as_array().unwrap().iter())
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure, got {}: {err}",
+        out.status
+    );
+    assert_eq!(err.lines().count(), 1, "want one line, got: {err}");
+    assert!(err.contains(needle), "want '{needle}' in: {err}");
+}
