@@ -192,8 +192,7 @@ fn write_heavy_shows_its_rebuilds_and_the_misses_that_drive_them() {
         rebuild["returns"].as_u64().unwrap(),
         rebuild["items"].as_u64().unwrap(),
     );
-    if n > 0 {
-        let each = items / n;
+    if let Some(each) = items.checked_div(n) {
         assert!(
             (90_000..=110_000).contains(&each),
             "entries per rebuild {each}"
