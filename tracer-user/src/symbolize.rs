@@ -71,11 +71,21 @@ pub fn preceded_by_call(before: &[u8]) -> bool {
 /// The frames of one kernel stack, with the caller of a frameless leaf put back: the kernel's
 /// frame-pointer walk skips it, and `leaf_ret` (the word at the user SP) names it when it is a
 /// genuine return address.
+/// The lowest address code can live at: the first page is never mapped. A frame-pointer walk
+/// that runs through code built without frame pointers reads garbage, often small numbers;
+/// the stack is cut there rather than shown with bogus frames.
+pub const MIN_CODE_ADDR: u64 = 0x1000;
+
 pub fn frames_with_leaf(
     kernel: &[u64],
     leaf_ret: u64,
     mut leaf_ok: impl FnMut(u64) -> bool,
 ) -> Vec<Addr> {
+    let valid = kernel
+        .iter()
+        .position(|&a| a < MIN_CODE_ADDR)
+        .unwrap_or(kernel.len());
+    let kernel = &kernel[..valid];
     let mut out = Vec::with_capacity(kernel.len() + 1);
     for (i, &a) in kernel.iter().enumerate() {
         out.push(if i == 0 { Addr::Ip(a) } else { Addr::Return(a) });
@@ -262,21 +272,24 @@ mod tests {
 
     #[test]
     fn leaf_caller_is_inserted_once_and_only_when_valid() {
-        let k = [0x10, 0x30, 0x40];
-        let f = frames_with_leaf(&k, 0x20, |_| true);
+        let k = [0x1010, 0x1030, 0x1040];
+        let f = frames_with_leaf(&k, 0x1020, |_| true);
         assert_eq!(
             f,
             vec![
-                Addr::Ip(0x10),
-                Addr::Return(0x20),
-                Addr::Return(0x30),
-                Addr::Return(0x40)
+                Addr::Ip(0x1010),
+                Addr::Return(0x1020),
+                Addr::Return(0x1030),
+                Addr::Return(0x1040)
             ]
         );
         // The walk already has it (the leaf had a frame): no duplicate.
-        assert_eq!(frames_with_leaf(&k, 0x30, |_| true).len(), 3);
+        assert_eq!(frames_with_leaf(&k, 0x1030, |_| true).len(), 3);
         // Not a return address: left out.
-        assert_eq!(frames_with_leaf(&k, 0x20, |_| false).len(), 3);
+        assert_eq!(frames_with_leaf(&k, 0x1020, |_| false).len(), 3);
+        // A walk through frameless code ends in garbage: cut at the first impossible address.
+        let walked_off = [0x5000, 0x6000, 0x1, 0x7000];
+        assert_eq!(frames_with_leaf(&walked_off, 0, |_| true).len(), 2);
         assert_eq!(frames_with_leaf(&k, 0, |_| true).len(), 3);
     }
 }

@@ -1,4 +1,4 @@
-//! The README's main job: build, start a contended workload, record it, print the table.
+//! The README's main job: build, start a bundled-map workload, record it, print the report.
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -6,9 +6,12 @@ use anyhow::{bail, Context, Result};
 
 use crate::run::{cmd, is_root, root, step};
 
-pub fn run(duration: &str) -> Result<()> {
+/// Seconds the workload keeps running past the recording, so it is alive throughout.
+const WORKLOAD_SLACK_SECS: f64 = 3.0;
+
+pub fn run(preset: &str, duration: &str, lockdemo: bool) -> Result<()> {
     crate::setup::run()?;
-    step("building lockscope and the demo workload (release)");
+    step("building lockscope and the workloads (release)");
     cmd(
         "cargo",
         &["build", "--release", "-p", "tracer-user", "-p", "workloads"],
@@ -17,25 +20,50 @@ pub fn run(duration: &str) -> Result<()> {
         bail!("tracing needs root: run `sudo -E cargo xtask demo`");
     }
     let bin = root().join("target/release");
+    let secs: f64 = duration
+        .trim_end_matches('s')
+        .parse()
+        .context("--duration: seconds, e.g. 5s")?;
 
-    step("starting the workload: 8 threads taking one std::sync::Mutex (lockdemo contended)");
-    let mut workload = Command::new(bin.join("lockdemo"))
-        .args(["contended", "--threads", "8"])
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting lockdemo")?;
-    // Let its threads start before attaching.
-    std::thread::sleep(Duration::from_millis(300));
+    let mut workload = if lockdemo {
+        step("starting lockdemo: 8 threads taking one std::sync::Mutex");
+        Command::new(bin.join("lockdemo"))
+            .args(["contended", "--threads", "8"])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting lockdemo")?
+    } else {
+        step(&format!(
+            "starting syncmap-load --preset {preset}: the bundled map under a workload built to provoke one phase"
+        ));
+        let run_for = format!("{}", secs + WORKLOAD_SLACK_SECS);
+        Command::new(bin.join("syncmap-load"))
+            .args(["--preset", preset, "--duration", &run_for])
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting syncmap-load")?
+    };
+    // Let it fill its map and get going before attaching.
+    std::thread::sleep(Duration::from_millis(700));
     let pid = workload.id().to_string();
     let profile = root().join("target/demo-profile.json");
 
     step(&format!("recording pid {pid} for {duration}"));
     eprintln!(
-        "    $ lockscope record --pid {pid} --duration {duration} -o {}",
+        "    $ lockscope record --pid {pid} --duration {duration} --top 3 -o {}",
         profile.display()
     );
     let status = Command::new(bin.join("lockscope"))
-        .args(["record", "--pid", &pid, "--duration", duration, "-o"])
+        .args([
+            "record",
+            "--pid",
+            &pid,
+            "--duration",
+            duration,
+            "--top",
+            "3",
+            "-o",
+        ])
         .arg(&profile)
         .status();
     let _ = workload.kill();
@@ -49,5 +77,6 @@ pub fn run(duration: &str) -> Result<()> {
         "    print it again any time: target/release/lockscope report {}",
         profile.display()
     );
+    eprintln!("    other presets: cargo xtask demo --preset read-mostly|update-existing|write-heavy|miss-storm|range-insert");
     Ok(())
 }

@@ -18,11 +18,18 @@ enum Task {
     /// Install what building lockscope needs (rust-src, llvm-22-dev, bpf-linker), skipping
     /// what is already there.
     Setup,
-    /// Set up, build, start the bundled contended workload and record it.
+    /// Set up, build, start a bundled-map workload and record it.
     Demo {
-        /// Recording length.
+        /// syncmap-load preset: read-mostly, update-existing, write-heavy, miss-storm,
+        /// range-insert.
+        #[arg(long, default_value = "range-insert")]
+        preset: String,
+        /// Recording length, in seconds.
         #[arg(long, default_value = "5s")]
         duration: String,
+        /// Trace the plain std Mutex demo (lockdemo) instead.
+        #[arg(long)]
+        lockdemo: bool,
     },
     /// Set up, lint, then run unit tests and the root integration tests.
     Test,
@@ -32,7 +39,11 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Setup => setup::run(),
-        Task::Demo { duration } => demo::run(&duration),
+        Task::Demo {
+            preset,
+            duration,
+            lockdemo,
+        } => demo::run(&preset, &duration, lockdemo),
         Task::Test => test::run(),
     };
     if let Err(e) = result {
