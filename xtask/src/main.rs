@@ -1,4 +1,5 @@
 //! Build, demo and test orchestration: `cargo xtask setup|demo|test`.
+mod bench_map;
 mod demo;
 mod run;
 mod setup;
@@ -33,6 +34,15 @@ enum Task {
     },
     /// Set up, lint, then run unit tests and the root integration tests.
     Test,
+    /// Benchmark the bundled map against RwLock<HashMap>, Mutex<HashMap> and dashmap.
+    BenchMap {
+        /// Rounds per map and preset (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 1.0)]
+        secs: f64,
+    },
 }
 
 fn main() {
@@ -45,6 +55,7 @@ fn main() {
             lockdemo,
         } => demo::run(&preset, &duration, lockdemo),
         Task::Test => test::run(),
+        Task::BenchMap { rounds, secs } => bench_map::run(rounds, secs),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

@@ -3,7 +3,10 @@
 //! checked against).
 //!
 //! syncmap-load --preset NAME [--threads N] [--keys N] [--duration SECS]
-//!              [--start-delay SECS] [--linger SECS]
+//!              [--start-delay SECS] [--linger SECS] [--map syncmap|rwlock-hashmap|mutex-hashmap|dashmap]
+//!
+//! `--map` drives another map with the same preset, for the throughput benchmark
+//! (`cargo xtask bench-map`); the map counters in the JSON are the bundled map's only.
 //!
 //! `--start-delay` waits after filling the map and before working, and `--linger` stays alive
 //! (idle) after printing the JSON: a tracer attached in the delay and still attached in the
@@ -21,6 +24,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod maps;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+
+use dashmap::DashMap;
+use maps::BenchMap;
 use syncmap::{stats, SyncMap};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +75,7 @@ struct Args {
     duration: Duration,
     start_delay: Duration,
     linger: Duration,
+    map: String,
 }
 
 fn secs(v: &str, what: &str) -> Result<Duration, String> {
@@ -81,6 +92,7 @@ fn parse() -> Result<Args, String> {
     let (mut threads, mut keys) = (4usize, None);
     let mut duration = Duration::from_secs(5);
     let (mut start_delay, mut linger) = (Duration::ZERO, Duration::ZERO);
+    let mut map = "syncmap".to_string();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = |what: &str| it.next().ok_or(format!("{what} needs a value"));
@@ -114,6 +126,15 @@ fn parse() -> Result<Args, String> {
             "--duration" => duration = secs(&val("--duration")?, "--duration")?,
             "--start-delay" => start_delay = secs(&val("--start-delay")?, "--start-delay")?,
             "--linger" => linger = secs(&val("--linger")?, "--linger")?,
+            "--map" => {
+                map = val("--map")?;
+                if !maps::NAMES.contains(&map.as_str()) {
+                    return Err(format!(
+                        "unknown map {map}; one of: {}",
+                        maps::NAMES.join(", ")
+                    ));
+                }
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -125,6 +146,7 @@ fn parse() -> Result<Args, String> {
         duration,
         start_delay,
         linger,
+        map,
     })
 }
 
@@ -157,22 +179,22 @@ impl Rng {
     }
 }
 
-struct Shared {
-    map: SyncMap<u64, u64>,
+struct Shared<M> {
+    map: M,
     /// Next new key id; live keys are the window [next - keys, next).
     next: AtomicU64,
     keys: u64,
     stop: AtomicBool,
 }
 
-impl Shared {
+impl<M: BenchMap> Shared<M> {
     /// Stores a brand-new key and deletes the one leaving the window, so the map's size stays
     /// at `keys` while every store is of a new key.
     fn insert_new(&self) -> u64 {
         let k = self.next.fetch_add(1, Relaxed);
         self.map.store(k, k);
         if k >= self.keys {
-            self.map.delete(&(k - self.keys));
+            self.map.delete(k - self.keys);
         }
         k
     }
@@ -191,7 +213,7 @@ impl Shared {
 }
 
 /// One thread's loop; returns its operation count.
-fn worker(preset: Preset, index: usize, s: &Shared) -> u64 {
+fn worker<M: BenchMap>(preset: Preset, index: usize, s: &Shared<M>) -> u64 {
     let mut rng =
         Rng(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
     let mut ops = 0u64;
@@ -202,13 +224,13 @@ fn worker(preset: Preset, index: usize, s: &Shared) -> u64 {
                 if rng.next().is_multiple_of(100) {
                     s.map.store(k, rng.next());
                 } else {
-                    black_box(s.map.load(&k));
+                    black_box(s.map.load(k));
                 }
             }
             Preset::UpdateExisting => {
                 let k = s.random_live(&mut rng);
-                if let Some(v) = s.map.load(&k) {
-                    black_box(s.map.compare_and_swap(&k, &v, v.wrapping_add(1)));
+                if let Some(v) = s.map.load(k) {
+                    black_box(s.map.compare_and_swap(k, v, v.wrapping_add(1)));
                 }
             }
             Preset::WriteHeavy => {
@@ -222,10 +244,10 @@ fn worker(preset: Preset, index: usize, s: &Shared) -> u64 {
                     // promote dirty, and the writer's next new key rebuilds dirty by copying
                     // the whole big snapshot, under the lock every miss needs.
                     let newest = s.next.load(Relaxed).saturating_sub(1);
-                    black_box(s.map.load(&newest));
+                    black_box(s.map.load(newest));
                 } else {
                     // Old keys: in the snapshot, lock-free.
-                    black_box(s.map.load(&s.random_old(&mut rng)));
+                    black_box(s.map.load(s.random_old(&mut rng)));
                 }
             }
             Preset::MissStorm => {
@@ -233,17 +255,12 @@ fn worker(preset: Preset, index: usize, s: &Shared) -> u64 {
                     s.insert_new();
                 } else {
                     let newest = s.next.load(Relaxed).saturating_sub(1 + rng.next() % 4);
-                    black_box(s.map.load(&newest));
+                    black_box(s.map.load(newest));
                 }
             }
             Preset::RangeInsert => {
                 if index == 0 {
-                    let mut sum = 0u64;
-                    s.map.range(|_, v| {
-                        sum = sum.wrapping_add(v);
-                        true
-                    });
-                    black_box(sum);
+                    black_box(s.map.range_sum());
                 } else {
                     s.insert_new();
                 }
@@ -262,8 +279,17 @@ fn main() {
             std::process::exit(2);
         }
     };
+    match args.map.as_str() {
+        "rwlock-hashmap" => run::<RwLock<HashMap<u64, u64>>>(&args),
+        "mutex-hashmap" => run::<Mutex<HashMap<u64, u64>>>(&args),
+        "dashmap" => run::<DashMap<u64, u64>>(&args),
+        _ => run::<SyncMap<u64, u64>>(&args),
+    }
+}
+
+fn run<M: BenchMap>(args: &Args) {
     let shared = Arc::new(Shared {
-        map: SyncMap::new(),
+        map: M::new(),
         next: AtomicU64::new(0),
         keys: args.keys,
         stop: AtomicBool::new(false),
@@ -272,12 +298,13 @@ fn main() {
     for _ in 0..args.keys {
         shared.insert_new();
     }
-    shared.map.range(|_, _| true);
+    black_box(shared.map.range_sum());
     std::thread::sleep(args.start_delay);
     let before = stats::snapshot();
     eprintln!(
-        "syncmap-load pid {} preset {} threads {} keys {}",
+        "syncmap-load pid {} map {} preset {} threads {} keys {}",
         std::process::id(),
+        M::NAME,
         args.preset.name(),
         args.threads,
         args.keys
@@ -309,7 +336,8 @@ fn main() {
         .map(|(n, a)| format!("\"{n}\": {a}"))
         .collect();
     println!(
-        "{{\"preset\": \"{}\", \"threads\": {}, \"keys\": {}, \"seconds\": {secs:.3}, \"ops\": {ops}, \"ops_per_sec\": {:.0}, \"counters\": {{{}}}, \"counters_since_start\": {{{}}}}}",
+        "{{\"map\": \"{}\", \"preset\": \"{}\", \"threads\": {}, \"keys\": {}, \"seconds\": {secs:.3}, \"ops\": {ops}, \"ops_per_sec\": {:.0}, \"counters\": {{{}}}, \"counters_since_start\": {{{}}}}}",
+        M::NAME,
         args.preset.name(),
         args.threads,
         args.keys,
