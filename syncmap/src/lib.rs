@@ -18,14 +18,19 @@
 //! Each slow-path phase is its own `#[inline(never)]` function with a stable name, so stacks
 //! and probes can find it: [`phase::PROMOTE`], [`phase::REBUILD`], [`phase::LOAD_MISS`],
 //! [`phase::SLOW_STORE`], [`phase::SLOW_DELETE`], [`phase::RANGE_PROMOTE`].
+//!
+//! The crate has no `unsafe` blocks (denied below; the one exception is the `#[no_mangle]` on
+//! the counters' static): memory reclamation of snapshots and values is arc-swap's and `Arc`'s.
+#![deny(unsafe_code)]
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use arc_swap::ArcSwap;
+use std::sync::Arc;
 
 pub mod stats;
+mod sync;
+
+use sync::{Mutex, MutexGuard, SwapCell};
 
 use stats::{add, count, Event};
 
@@ -51,13 +56,13 @@ enum State<V> {
 
 /// A key's slot, shared by `read` and `dirty`.
 pub struct Entry<V> {
-    p: ArcSwap<State<V>>,
+    p: SwapCell<State<V>>,
 }
 
 impl<V: Clone> Entry<V> {
     fn new(v: V) -> Arc<Self> {
         Arc::new(Entry {
-            p: ArcSwap::from_pointee(State::Value(v)),
+            p: SwapCell::from_pointee(State::Value(v)),
         })
     }
 
@@ -85,7 +90,7 @@ impl<V: Clone> Entry<V> {
             if Arc::ptr_eq(&prev, &cur) {
                 return result;
             }
-            cur = arc_swap::Guard::into_inner(prev);
+            cur = prev;
         }
     }
 
@@ -195,14 +200,14 @@ struct Dirty<K, V> {
 
 /// The bundled concurrent map. See the crate docs for the design.
 pub struct SyncMap<K, V> {
-    read: ArcSwap<ReadOnly<K, V>>,
+    read: SwapCell<ReadOnly<K, V>>,
     mu: Mutex<Dirty<K, V>>,
 }
 
 impl<K, V> Default for SyncMap<K, V> {
     fn default() -> Self {
         SyncMap {
-            read: ArcSwap::from_pointee(ReadOnly {
+            read: SwapCell::from_pointee(ReadOnly {
                 m: Arc::new(HashMap::new()),
                 amended: false,
             }),
@@ -537,5 +542,8 @@ where
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "shuttle")))]
 mod tests;
+
+#[cfg(all(test, feature = "shuttle"))]
+mod model_tests;

@@ -62,7 +62,10 @@ const SHARD: Shard = Shard {
     counts: [ZERO; EVENTS],
 };
 
-/// The process-wide counters. `#[no_mangle]` so the symbol name is stable for tracers.
+/// The process-wide counters, under a fixed symbol name so tracers can find them.
+// SAFETY: `no_mangle` only fixes the symbol name; the name is unique to this crate, so it
+// cannot clash with another definition.
+#[allow(unsafe_code)]
 #[no_mangle]
 #[used]
 pub static SYNCMAP_STATS: Stats = Stats {

@@ -34,6 +34,11 @@ pub fn run() -> Result<()> {
             "--bins",
         ],
     )?;
+    step("model checking the bundled map's transitions (shuttle)");
+    cmd(
+        "cargo",
+        &["test", "-p", "syncmap", "--features", "shuttle", "--lib"],
+    )?;
     step("test workloads (release, frame pointers)");
     cmd("cargo", &["build", "--release", "-p", "workloads"])?;
     step("root integration tests: real eBPF programs tracing real processes");
