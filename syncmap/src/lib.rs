@@ -16,7 +16,7 @@
 //! lock) before it can hold a value again.
 //!
 //! Each slow-path phase is its own `#[inline(never)]` function with a stable name, so stacks
-//! and probes can find it: [`phase::PROMOTE`], [`phase::REBUILD`], [`phase::LOAD_MISS`],
+//! and probes can find it: [`phase::MISS`], [`phase::PROMOTE`], [`phase::REBUILD`], [`phase::LOAD_MISS`],
 //! [`phase::SLOW_STORE`], [`phase::SLOW_DELETE`], [`phase::RANGE_PROMOTE`].
 //!
 //! The crate has no `unsafe` blocks (denied below; the one exception is the `#[no_mangle]` on
@@ -37,6 +37,7 @@ use stats::{add, count, Event};
 /// Symbol-name fragments of the slow-path phase functions (the `SyncMap` methods of the same
 /// names); lockscope classifies stacks by them.
 pub mod phase {
+    pub const MISS: &str = "miss_locked";
     pub const PROMOTE: &str = "promote";
     pub const REBUILD: &str = "rebuild_dirty";
     pub const LOAD_MISS: &str = "load_miss";

@@ -156,6 +156,16 @@ mod tests {
     }
 
     #[test]
+    fn probed_names_are_the_maps_own() {
+        // lockscope probes functions by name; the map publishes those names.
+        assert_eq!(Phase::Miss.function(), syncmap::phase::MISS);
+        assert_eq!(Phase::Promote.function(), syncmap::phase::PROMOTE);
+        assert_eq!(Phase::Rebuild.function(), syncmap::phase::REBUILD);
+        assert_eq!(STATS_SYMBOL, "SYNCMAP_STATS");
+        let _: &syncmap::stats::Stats = &syncmap::stats::SYNCMAP_STATS;
+    }
+
+    #[test]
     fn shards_sum_per_counter() {
         assert_eq!(SHARD_BYTES, 128);
         let mut block = vec![0u8; 2 * 128];
