@@ -46,70 +46,66 @@ impl BenchMap for SyncMap<u64, u64> {
     }
 }
 
-/// Both std locks are used the plain way: a poisoned lock (a panicked writer) is still read.
-impl BenchMap for RwLock<HashMap<u64, u64>> {
+/// A `HashMap` behind one of std's locks: all the benchmark needs is shared and exclusive
+/// access. A poisoned lock (a panicked writer) is still used, as most programs would.
+pub trait LockedHashMap: Send + Sync + 'static {
+    const NAME: &'static str;
+    fn new() -> Self;
+    fn shared<R>(&self, f: impl FnOnce(&HashMap<u64, u64>) -> R) -> R;
+    fn exclusive<R>(&self, f: impl FnOnce(&mut HashMap<u64, u64>) -> R) -> R;
+}
+
+impl LockedHashMap for RwLock<HashMap<u64, u64>> {
     const NAME: &'static str = "rwlock-hashmap";
     fn new() -> Self {
         RwLock::new(HashMap::new())
     }
-    fn load(&self, k: u64) -> Option<u64> {
-        self.read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&k)
-            .copied()
+    fn shared<R>(&self, f: impl FnOnce(&HashMap<u64, u64>) -> R) -> R {
+        f(&self.read().unwrap_or_else(|p| p.into_inner()))
     }
-    fn store(&self, k: u64, v: u64) {
-        self.write().unwrap_or_else(|p| p.into_inner()).insert(k, v);
-    }
-    fn delete(&self, k: u64) {
-        self.write().unwrap_or_else(|p| p.into_inner()).remove(&k);
-    }
-    fn compare_and_swap(&self, k: u64, old: u64, new: u64) -> bool {
-        let mut m = self.write().unwrap_or_else(|p| p.into_inner());
-        match m.get_mut(&k) {
-            Some(v) if *v == old => {
-                *v = new;
-                true
-            }
-            _ => false,
-        }
-    }
-    fn range_sum(&self) -> u64 {
-        let m = self.read().unwrap_or_else(|p| p.into_inner());
-        m.values().fold(0u64, |a, v| a.wrapping_add(*v))
+    fn exclusive<R>(&self, f: impl FnOnce(&mut HashMap<u64, u64>) -> R) -> R {
+        f(&mut self.write().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
-impl BenchMap for Mutex<HashMap<u64, u64>> {
+impl LockedHashMap for Mutex<HashMap<u64, u64>> {
     const NAME: &'static str = "mutex-hashmap";
     fn new() -> Self {
         Mutex::new(HashMap::new())
     }
+    fn shared<R>(&self, f: impl FnOnce(&HashMap<u64, u64>) -> R) -> R {
+        f(&self.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+    fn exclusive<R>(&self, f: impl FnOnce(&mut HashMap<u64, u64>) -> R) -> R {
+        f(&mut self.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl<L: LockedHashMap> BenchMap for L {
+    const NAME: &'static str = L::NAME;
+    fn new() -> Self {
+        L::new()
+    }
     fn load(&self, k: u64) -> Option<u64> {
-        self.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&k)
-            .copied()
+        self.shared(|m| m.get(&k).copied())
     }
     fn store(&self, k: u64, v: u64) {
-        self.lock().unwrap_or_else(|p| p.into_inner()).insert(k, v);
+        self.exclusive(|m| m.insert(k, v));
     }
     fn delete(&self, k: u64) {
-        self.lock().unwrap_or_else(|p| p.into_inner()).remove(&k);
+        self.exclusive(|m| m.remove(&k));
     }
     fn compare_and_swap(&self, k: u64, old: u64, new: u64) -> bool {
-        let mut m = self.lock().unwrap_or_else(|p| p.into_inner());
-        match m.get_mut(&k) {
+        self.exclusive(|m| match m.get_mut(&k) {
             Some(v) if *v == old => {
                 *v = new;
                 true
             }
             _ => false,
-        }
+        })
     }
     fn range_sum(&self) -> u64 {
-        let m = self.lock().unwrap_or_else(|p| p.into_inner());
-        m.values().fold(0u64, |a, v| a.wrapping_add(*v))
+        self.shared(|m| m.values().fold(0u64, |a, v| a.wrapping_add(*v)))
     }
 }
 
