@@ -114,7 +114,9 @@ fn load_or_store_is_atomic_under_races() {
     let _g = exclusive();
     // Many threads race to be first for the same fresh keys: exactly one wins each key, and
     // everyone sees the winner's value.
-    for round in 0..50u64 {
+    // Fewer rounds under Miri, which interprets every instruction.
+    let rounds = if cfg!(miri) { 3 } else { 50 };
+    for round in 0..rounds {
         let m = Arc::new(SyncMap::new());
         let results: Vec<(u64, bool)> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..4u64)
@@ -146,6 +148,10 @@ fn stats_symbol_is_exported_with_its_magic() {
 /// `Mutex<HashMap>` that saw the same per-key operations in the same order (each thread owns
 /// its own keys, so per-key order is the thread's program order).
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "hundreds of thousands of operations: minutes under Miri"
+)]
 fn stress_against_reference_map() {
     let _g = exclusive();
     let m = Arc::new(SyncMap::new());

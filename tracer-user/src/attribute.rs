@@ -86,8 +86,10 @@ pub struct Share {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attribution {
     pub by_category: Vec<(Category, Share)>,
-    /// Waits on the map's lock only, by what they waited behind.
+    /// Waits on the map's locks, by what they waited behind.
     pub behind: Vec<(&'static str, Share)>,
+    /// The same, per lock (futex address), busiest lock first.
+    pub behind_by_lock: Vec<(u64, Vec<(&'static str, Share)>)>,
     pub total_ns: u64,
     pub map_wait_ns: u64,
     pub fast_read_percent: Option<f64>,
@@ -99,6 +101,7 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
     let bundled = p.bundled.as_ref()?;
     let mut by_category: BTreeMap<Category, Share> = BTreeMap::new();
     let mut behind: BTreeMap<&'static str, Share> = BTreeMap::new();
+    let mut by_lock: BTreeMap<u64, BTreeMap<&'static str, Share>> = BTreeMap::new();
     let mut categories: BTreeMap<Option<usize>, Category> = BTreeMap::new();
     for r in p.waits.iter().filter(|r| r.count > 0) {
         let c = *categories
@@ -108,15 +111,28 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
         s.waits += r.count;
         s.wait_ns += r.total_ns;
         if c != Category::OtherLock {
-            let b = behind
-                .entry(behind_label(r.holder_phase.as_deref()))
-                .or_default();
-            b.waits += r.count;
-            b.wait_ns += r.total_ns;
+            let label = behind_label(r.holder_phase.as_deref());
+            for b in [
+                behind.entry(label).or_default(),
+                by_lock
+                    .entry(r.uaddr)
+                    .or_default()
+                    .entry(label)
+                    .or_default(),
+            ] {
+                b.waits += r.count;
+                b.wait_ns += r.total_ns;
+            }
         }
     }
     let by_category = hottest_first(by_category);
     let behind = hottest_first(behind);
+    let mut behind_by_lock: Vec<(u64, Vec<(&'static str, Share)>)> = by_lock
+        .into_iter()
+        .map(|(lock, m)| (lock, hottest_first(m)))
+        .collect();
+    let lock_total = |v: &[(&str, Share)]| v.iter().map(|(_, s)| s.wait_ns).sum::<u64>();
+    behind_by_lock.sort_by_key(|(_, v)| std::cmp::Reverse(lock_total(v)));
     let total_ns = by_category.iter().map(|(_, s)| s.wait_ns).sum();
     let map_wait_ns = behind.iter().map(|(_, s)| s.wait_ns).sum();
     let fast = bundled.fast_read_percent();
@@ -132,6 +148,7 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
     Some(Attribution {
         by_category,
         behind,
+        behind_by_lock,
         total_ns,
         map_wait_ns,
         fast_read_percent: fast,
@@ -249,6 +266,40 @@ mod tests {
             Category::OtherLock
         );
         assert_eq!(waiter_category(None), Category::OtherLock);
+    }
+
+    #[test]
+    fn blame_is_kept_per_lock_busiest_first() {
+        use crate::profile::tests::{row, sample};
+        use crate::profile::Bundled;
+        let mut p = sample();
+        p.stacks[0] = stack(&[
+            "syncmap::SyncMap<K,V>::lock",
+            "syncmap::SyncMap<K,V>::slow_store",
+        ]);
+        let mut a = row(Some(0), 1, 2, 5_000, 3_000);
+        a.uaddr = 0xa;
+        a.holder_phase = Some("rebuild_dirty".into());
+        let mut b = row(Some(0), 2, 1, 9_000, 9_000);
+        b.uaddr = 0xb;
+        b.holder_phase = Some("miss_locked".into());
+        let other = row(Some(1), 3, 1, 100, 100); // stack 1 is not the map: not blamed
+        p.waits = vec![a, b, other];
+        p.bundled = Some(Bundled {
+            exe: "/bin/x".into(),
+            probes: 3,
+            phases: vec![],
+            counters: None,
+            counters_exact: true,
+            checks: vec![],
+        });
+        let at = attribute(&p).expect("bundled map present");
+        assert_eq!(at.behind_by_lock.len(), 2);
+        assert_eq!(at.behind_by_lock[0].0, 0xb, "busiest lock first");
+        assert_eq!(at.behind_by_lock[0].1[0].0, "read misses");
+        assert_eq!(at.behind_by_lock[1].1[0].0, "dirty rebuild (O(n) copy)");
+        assert_eq!(at.map_wait_ns, 14_000);
+        assert_eq!(at.total_ns, 14_100);
     }
 
     #[test]

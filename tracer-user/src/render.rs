@@ -228,12 +228,17 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         a.by_category.iter().map(|(c, s)| (c.label(), s)),
         a.total_ns,
     )?;
-    share_table(
-        out,
-        "they waited behind (lock holder's phase)",
-        a.behind.iter().map(|(l, s)| (*l, s)),
-        a.map_wait_ns,
-    )?;
+    // Blame is kept per lock: with one map lock the table names it; with several, one table
+    // per lock, busiest first.
+    for (lock, rows) in &a.behind_by_lock {
+        let whole = rows.iter().map(|(_, s)| s.wait_ns).sum();
+        share_table(
+            out,
+            &format!("waited behind, on lock {lock:#x}"),
+            rows.iter().map(|(l, s)| (*l, s)),
+            whole,
+        )?;
+    }
     let phases: Vec<String> = b
         .phases
         .iter()

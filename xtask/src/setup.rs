@@ -8,6 +8,17 @@ use crate::run::{cmd, cmd_env, is_root, output, step};
 /// LLVM 22 linker ("Invalid record").
 pub const LLVM_MAJOR: u32 = 22;
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Components of the pinned nightly the project uses, and why.
+const NIGHTLY_COMPONENTS: [(&str, &str); 2] = [
+    (
+        "rust-src",
+        "needed by -Z build-std=core for the eBPF programs",
+    ),
+    (
+        "miri",
+        "runs the bundled map's tests, and so arc-swap's unsafe code",
+    ),
+];
 /// aya 0.14 (pinned in Cargo.toml) needs at least this stable rustc; aya 0.15+ would need 1.98.
 const MIN_STABLE: (u32, u32) = (1, 95);
 
@@ -54,19 +65,21 @@ pub fn run() -> Result<()> {
         None => bail!("cannot read the LLVM version of nightly rustc"),
     }
 
-    step("rust-src for nightly (needed by -Z build-std=core)");
     let installed = output(
         "rustup",
         &["component", "list", "--toolchain", "nightly", "--installed"],
     )
     .unwrap_or_default();
-    if installed.lines().any(|l| l.starts_with("rust-src")) {
-        eprintln!("    ok: already installed");
-    } else {
-        cmd(
-            "rustup",
-            &["component", "add", "rust-src", "--toolchain", "nightly"],
-        )?;
+    for (component, why) in NIGHTLY_COMPONENTS {
+        step(&format!("{component} for nightly ({why})"));
+        if installed.lines().any(|l| l.starts_with(component)) {
+            eprintln!("    ok: already installed");
+        } else {
+            cmd(
+                "rustup",
+                &["component", "add", component, "--toolchain", "nightly"],
+            )?;
+        }
     }
 
     step(&format!(

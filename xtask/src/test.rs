@@ -39,6 +39,11 @@ pub fn run() -> Result<()> {
         "cargo",
         &["test", "-p", "syncmap", "--features", "shuttle", "--lib"],
     )?;
+    step("Miri: the bundled map's tests under the interpreter (its unsafe lives in arc-swap)");
+    cmd(
+        "cargo",
+        &["+nightly", "miri", "test", "-p", "syncmap", "--lib"],
+    )?;
     step("test workloads (release, frame pointers)");
     cmd("cargo", &["build", "--release", "-p", "workloads"])?;
     step("root integration tests: real eBPF programs tracing real processes");
