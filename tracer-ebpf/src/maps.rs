@@ -23,9 +23,10 @@ pub static WAITS: PerCpuHashMap<WaitKey, WaitStats> =
 pub static WAKES: PerCpuHashMap<WakeKey, WakeStats> =
     PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 
-/// User stacks by hash, written once per distinct stack.
+/// User stacks by hash, written once per distinct stack. Room for 64k distinct stacks, but
+/// allocated as they come (each is ~1 KiB), not up front.
 #[map]
-pub static STACKS: HashMap<u64, StackFrames> = HashMap::with_max_entries(8192, 0);
+pub static STACKS: HashMap<u64, StackFrames> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
 /// Last waker per futex word; LRU because futex words come and go with the objects they live in.
 #[map]

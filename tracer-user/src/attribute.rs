@@ -288,6 +288,7 @@ mod tests {
         p.bundled = Some(Bundled {
             exe: "/bin/x".into(),
             probes: 3,
+            probed: vec![],
             phases: vec![],
             counters: None,
             counters_exact: true,

@@ -5,6 +5,8 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 
+use tracer_common::Phase;
+
 use crate::units::parse_duration;
 
 #[derive(Parser, Debug)]
@@ -42,6 +44,18 @@ pub struct RecordArgs {
     /// No live progress line.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Uprobes on the bundled map's phases: `heavy` (promotions and rebuilds: rare, cheap),
+    /// `all` (also every read miss: exact traced miss counts, but a uprobe per miss slows
+    /// miss-heavy programs several-fold; see BENCHMARKS.md), or `off`.
+    #[arg(long, value_enum, default_value_t = PhaseProbesArg::Heavy)]
+    pub phase_probes: PhaseProbesArg,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum PhaseProbesArg {
+    Heavy,
+    All,
+    Off,
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,6 +84,8 @@ pub struct RecordOptions {
     pub output: PathBuf,
     pub view: ViewOptions,
     pub progress: bool,
+    /// Bundled-map phases to probe.
+    pub phases: Vec<Phase>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -107,6 +123,11 @@ impl RecordArgs {
                 .unwrap_or_else(|| PathBuf::from(format!("lockscope-{pid}.json"))),
             view: self.view.options(),
             progress: !self.quiet,
+            phases: match self.phase_probes {
+                PhaseProbesArg::Heavy => vec![Phase::Promote, Phase::Rebuild],
+                PhaseProbesArg::All => Phase::ALL.to_vec(),
+                PhaseProbesArg::Off => Vec::new(),
+            },
         })
     }
 }

@@ -36,6 +36,9 @@ pub struct Bundled {
     pub exe: String,
     /// Uprobes attached to phase functions.
     pub probes: usize,
+    /// The phase functions probed (`--phase-probes`).
+    #[serde(default)]
+    pub probed: Vec<String>,
     /// Traced phase totals, by phase function name.
     pub phases: Vec<PhaseRow>,
     /// The map's own counters over the checked window (end minus start), if readable.
@@ -99,6 +102,9 @@ pub struct Meta {
     pub duration_ns: u64,
     /// From lockscope's start to the tracepoints being live.
     pub attach_ns: u64,
+    /// Time spent symbolizing every stack after the recording.
+    #[serde(default)]
+    pub symbolize_ns: u64,
     pub stop: StopReason,
     pub unwind: String,
     pub kernel: String,
@@ -337,6 +343,7 @@ pub(crate) mod tests {
                 start_unix_ms: 1,
                 duration_ns: 2_000_000_000,
                 attach_ns: 40_000_000,
+                symbolize_ns: 1_000_000,
                 stop: StopReason::Duration,
                 unwind: "fp".into(),
                 kernel: "6.18".into(),

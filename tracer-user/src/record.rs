@@ -33,7 +33,11 @@ pub fn run(opts: &RecordOptions) -> Result<()> {
     let map = target
         .exe
         .as_deref()
-        .and_then(|exe| bundled::find(exe).ok().flatten());
+        .and_then(|exe| bundled::find(exe).ok().flatten())
+        .map(|mut m| {
+            m.phases.retain(|(p, _)| opts.phases.contains(p));
+            m
+        });
     let attached = attach::attach(target.tgid).and_then(|mut t| {
         if let Some(m) = &map {
             t.attach_phases(target.tgid, m)?;
@@ -188,7 +192,9 @@ pub fn build_profile(
         })
         .collect();
 
+    let t = std::time::Instant::now();
     let (stacks, modules) = sym.symbolize(stacks);
+    let symbolize_ns = t.elapsed().as_nanos() as u64;
     let c = |x: Counter| raw.counters[x as usize];
     Profile {
         format: FORMAT.into(),
@@ -200,6 +206,7 @@ pub fn build_profile(
             start_unix_ms,
             duration_ns: raw.elapsed.as_nanos() as u64,
             attach_ns: 0,
+            symbolize_ns,
             stop: raw.stop,
             unwind: "fp".into(),
             kernel: kernel_release(),
@@ -230,6 +237,11 @@ pub fn build_profile(
         bundled: map.map(|m| Bundled {
             exe: m.exe.display().to_string(),
             probes: m.phases.len(),
+            probed: Phase::ALL
+                .iter()
+                .filter(|p| m.phases.iter().any(|(q, _)| q == *p))
+                .map(|p| p.function().to_string())
+                .collect(),
             phases: Phase::ALL
                 .iter()
                 .zip(&raw.phases)
@@ -247,7 +259,11 @@ pub fn build_profile(
                 .as_ref()
                 .map(|w| counter_delta(&w.start, &w.end)),
             counters_exact: raw.map_window.as_ref().is_some_and(|w| w.end_exact),
-            checks: raw.map_window.as_ref().map(checks).unwrap_or_default(),
+            checks: raw
+                .map_window
+                .as_ref()
+                .map(|w| checks(w, m))
+                .unwrap_or_default(),
         }),
     }
 }
@@ -265,7 +281,9 @@ fn counter_delta(start: &Snapshot, end: &Snapshot) -> BTreeMap<String, u64> {
 }
 
 /// Traced phase counts against the map's counters over the same window.
-fn checks(w: &MapWindow) -> Vec<Check> {
+/// Only for probed phases: an unprobed phase's traced count is not zero, it is unknown.
+fn checks(w: &MapWindow, map: &BundledMap) -> Vec<Check> {
+    let probed = |p: Phase| map.phases.iter().any(|(q, _)| *q == p);
     let counted = counter_delta(&w.start, &w.end);
     let traced = |p: Phase, f: fn(&PhaseStats) -> u64| {
         f(&w.end.phases[p as usize]).saturating_sub(f(&w.start.phases[p as usize]))
@@ -273,19 +291,21 @@ fn checks(w: &MapWindow) -> Vec<Check> {
     let calls = |s: &PhaseStats| s.calls;
     let items = |s: &PhaseStats| s.items;
     [
-        ("promotions", traced(Phase::Promote, calls), "promotions"),
-        ("rebuilds", traced(Phase::Rebuild, calls), "rebuilds"),
         (
-            "entries copied",
-            traced(Phase::Rebuild, items),
-            "entries_copied",
+            Phase::Promote,
+            "promotions",
+            calls as fn(&PhaseStats) -> u64,
+            "promotions",
         ),
-        ("read misses", traced(Phase::Miss, calls), "read_misses"),
+        (Phase::Rebuild, "rebuilds", calls, "rebuilds"),
+        (Phase::Rebuild, "entries copied", items, "entries_copied"),
+        (Phase::Miss, "read misses", calls, "read_misses"),
     ]
     .into_iter()
-    .map(|(what, traced, key)| Check {
+    .filter(|(p, ..)| probed(*p))
+    .map(|(p, what, f, key)| Check {
         what: what.into(),
-        traced,
+        traced: traced(p, f),
         counted: counted.get(key).copied().unwrap_or(0),
     })
     .collect()

@@ -219,8 +219,13 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "bundled map: {} phase functions probed in {}",
-        b.probes, b.exe
+        "bundled map in {}: probed {}",
+        b.exe,
+        if b.probed.is_empty() {
+            "no phases (--phase-probes off)".to_string()
+        } else {
+            b.probed.join(", ")
+        }
     )?;
     share_table(
         out,
@@ -295,6 +300,15 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
             fmt_count(c.get("fast_reads").copied().unwrap_or(0)),
             fmt_count(c.get("slow_loads").copied().unwrap_or(0))
         )?;
+    }
+    if !b.probed.iter().any(|p| p == "miss_locked") {
+        if let Some(misses) = b.counters.as_ref().and_then(|c| c.get("read_misses")) {
+            writeln!(
+                out,
+                "  read misses: {} (the map's own count; `--phase-probes all` traces each one, at a cost)",
+                fmt_count(*misses)
+            )?;
+        }
     }
     writeln!(out, "verdict: {}", a.verdict)
 }

@@ -60,7 +60,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
          median; 4 threads; maps interleaved). Other maps are shown as a ratio of syncmap's \
          operations per second (higher is faster).\n\nMachine: {machine}\n\n{table}\n"
     );
-    write_section(&doc)?;
+    write_section("## Bundled map throughput", &doc)?;
     eprintln!("\n{doc}\n    written to BENCHMARKS.md");
     Ok(())
 }
@@ -91,7 +91,7 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn machine() -> String {
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -106,12 +106,11 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
 }
 
-/// Replaces (or appends) this benchmark's section of BENCHMARKS.md, keeping other sections.
-fn write_section(doc: &str) -> Result<()> {
+/// Replaces (or appends) one benchmark's section of BENCHMARKS.md, keeping the others.
+pub fn write_section(title: &str, doc: &str) -> Result<()> {
     let path = root().join("BENCHMARKS.md");
     let old = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| "# lockscope benchmarks\n\nNumbers here are printed by the commands named in each section.\n\n".into());
-    let title = "## Bundled map throughput";
     let new = match old.find(title) {
         Some(start) => {
             let end = old[start + title.len()..]

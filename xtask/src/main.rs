@@ -1,4 +1,5 @@
 //! Build, demo and test orchestration: `cargo xtask setup|demo|test`.
+mod bench;
 mod bench_map;
 mod demo;
 mod run;
@@ -34,6 +35,16 @@ enum Task {
     },
     /// Set up, lint, then run unit tests and the root integration tests.
     Test,
+    /// Benchmark tracer overhead: lockscope beside bpftrace on a futex storm, moderate
+    /// contention and every bundled-map preset.
+    Bench {
+        /// Rounds per workload and tracer (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+    },
     /// Benchmark the bundled map against RwLock<HashMap>, Mutex<HashMap> and dashmap.
     BenchMap {
         /// Rounds per map and preset (the median is reported).
@@ -56,6 +67,7 @@ fn main() {
         } => demo::run(&preset, &duration, lockdemo),
         Task::Test => test::run(),
         Task::BenchMap { rounds, secs } => bench_map::run(rounds, secs),
+        Task::Bench { rounds, secs } => bench::run(rounds, secs),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

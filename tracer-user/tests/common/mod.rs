@@ -81,6 +81,10 @@ pub fn tmp(name: &str) -> PathBuf {
 }
 
 pub fn record(pid: &str, duration: &str, out: &Path) -> Output {
+    record_with(pid, duration, out, &[])
+}
+
+pub fn record_with(pid: &str, duration: &str, out: &Path, extra: &[&str]) -> Output {
     lockscope()
         .args([
             "record",
@@ -92,6 +96,7 @@ pub fn record(pid: &str, duration: &str, out: &Path) -> Output {
             "-o",
         ])
         .arg(out)
+        .args(extra)
         .output()
         .expect("run lockscope")
 }

@@ -1,0 +1,538 @@
+//! `cargo xtask bench`: what tracing costs the traced program, lockscope beside bpftrace, side by
+//! side in one run. A benchmark, not a test: it asserts nothing, prints ratios and writes
+//! BENCHMARKS.md.
+//!
+//! Every run: the workload starts with a start delay, the tracer attaches inside it (the run is
+//! void if it has not attached when the delay ends), the workload does a fixed-length run and
+//! prints its throughput, lingers, exits. So the measured interval is exactly the traced one.
+//! Tracers alternate within each round, in an order rotated per round, so machine noise hits
+//! all of them alike; medians are reported.
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::run::{cmd, cmd_env, is_root, output, root, step};
+
+/// The workload waits this long before working: the tracer attaches meanwhile.
+const START_DELAY_S: f64 = 2.0;
+/// And stays this long after printing, so the tracer sees it to the end.
+const LINGER_S: f64 = 0.5;
+/// Work outside the lock that makes `lockdemo` moderately contended (~10k wait calls/s here).
+const MODERATE_OUTSIDE: &str = "110";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tracer {
+    None,
+    Lockscope,
+    /// lockscope with `--phase-probes all`: a uprobe on every bundled-map read miss too.
+    LockscopeAllPhases,
+    /// futexctn-like: enter/exit, user stack, sum and count.
+    BpftraceStacks,
+    /// Count-only tracepoint: the floor any futex tracer pays.
+    BpftraceCount,
+}
+
+const TRACERS: [Tracer; 5] = [
+    Tracer::None,
+    Tracer::Lockscope,
+    Tracer::LockscopeAllPhases,
+    Tracer::BpftraceStacks,
+    Tracer::BpftraceCount,
+];
+
+impl Tracer {
+    fn is_bpftrace(self) -> bool {
+        matches!(self, Tracer::BpftraceStacks | Tracer::BpftraceCount)
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Tracer::None => "untraced",
+            Tracer::Lockscope => "lockscope (fp)",
+            Tracer::LockscopeAllPhases => "lockscope, all phase probes",
+            Tracer::BpftraceStacks => "bpftrace futexctn-like",
+            Tracer::BpftraceCount => "bpftrace count-only",
+        }
+    }
+}
+
+struct Workload {
+    name: String,
+    /// Binary and arguments; `--start-delay`, `--linger` and the run length are added.
+    argv: Vec<String>,
+}
+
+fn workloads(bin: &Path, secs: f64) -> Vec<Workload> {
+    let s = secs.to_string();
+    let lockdemo = |name: &str, extra: &[&str]| Workload {
+        name: name.into(),
+        argv: [bin.join("lockdemo").display().to_string()]
+            .into_iter()
+            .chain(["contended", "--threads", "8", "--seconds", &s].map(String::from))
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect(),
+    };
+    let mut w = vec![
+        lockdemo("futex storm (8 threads, one std Mutex)", &[]),
+        lockdemo("moderate contention", &["--outside", MODERATE_OUTSIDE]),
+    ];
+    for preset in [
+        "read-mostly",
+        "update-existing",
+        "write-heavy",
+        "miss-storm",
+        "range-insert",
+    ] {
+        w.push(Workload {
+            name: format!("syncmap {preset}"),
+            argv: [
+                bin.join("syncmap-load").display().to_string(),
+                "--preset".into(),
+                preset.into(),
+                "--duration".into(),
+                s.clone(),
+            ]
+            .into(),
+        });
+    }
+    w
+}
+
+/// lockscope's own cost and view of one run.
+#[derive(Debug, Clone, Default)]
+struct LockscopeRun {
+    cpu_s: f64,
+    wall_s: f64,
+    max_rss_kib: u64,
+    attach_ms: f64,
+    events: u64,
+    lost: u64,
+}
+
+struct Sample {
+    throughput: f64,
+    lockscope: Option<LockscopeRun>,
+    /// bpftrace count-only's count of futex calls, when it ran.
+    bpftrace_count: Option<u64>,
+}
+
+fn spawn_workload(w: &Workload) -> Result<Child> {
+    Command::new(&w.argv[0])
+        .args(&w.argv[1..])
+        .args(["--start-delay", &START_DELAY_S.to_string()])
+        .args(["--linger", &LINGER_S.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", w.argv[0]))
+}
+
+/// The workload's JSON line's throughput (lockdemo: locks_per_sec, syncmap-load: ops_per_sec).
+fn throughput(out: &str) -> Result<f64> {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("workload printed no JSON")?;
+    let v: Value = serde_json::from_str(line)?;
+    v["locks_per_sec"]
+        .as_f64()
+        .or_else(|| v["ops_per_sec"].as_f64())
+        .context("no throughput in the workload's JSON")
+}
+
+fn bpftrace_script(tracer: Tracer, pid: u32) -> String {
+    match tracer {
+        Tracer::BpftraceCount => {
+            format!("tracepoint:syscalls:sys_enter_futex /pid == {pid}/ {{ @calls = count(); }}")
+        }
+        _ => format!(
+            "tracepoint:syscalls:sys_enter_futex /pid == {pid}/ {{ @start[tid] = nsecs; }} \
+             tracepoint:syscalls:sys_exit_futex /@start[tid]/ {{ \
+             @wait_ns[ustack] = sum(nsecs - @start[tid]); @waits[ustack] = count(); \
+             delete(@start[tid]); }}"
+        ),
+    }
+}
+
+/// A tracer process, attached, with its output collected in the background.
+struct Running {
+    child: Child,
+    /// The tracer's whole output once it exits.
+    output: std::sync::mpsc::Receiver<Option<String>>,
+}
+
+impl Running {
+    fn output(self) -> String {
+        self.output
+            .recv_timeout(Duration::from_secs(30))
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+}
+
+/// Starts a tracer on `pid` and returns once it reports being attached.
+fn start_tracer(tracer: Tracer, pid: u32, lockscope: &Path, profile: &Path) -> Result<Running> {
+    let (mut child, ready_on_stderr, marker) = match tracer {
+        Tracer::None => bail!("no tracer to start"),
+        Tracer::Lockscope | Tracer::LockscopeAllPhases => (
+            Command::new(lockscope)
+                .args([
+                    "record",
+                    "--quiet",
+                    "--pid",
+                    &pid.to_string(),
+                    "--duration",
+                    "10m",
+                    "-o",
+                ])
+                .arg(profile)
+                .args(if tracer == Tracer::LockscopeAllPhases {
+                    &["--phase-probes", "all"][..]
+                } else {
+                    &[]
+                })
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()?,
+            true,
+            "lockscope: tracing pid",
+        ),
+        _ => (
+            Command::new("bpftrace")
+                .args(["-e", &bpftrace_script(tracer, pid)])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()?,
+            false,
+            "Attaching",
+        ),
+    };
+    // Wait for the tracer's own "attached" line; keep draining its output afterwards.
+    let pipe: Box<dyn std::io::Read + Send> = if ready_on_stderr {
+        Box::new(child.stderr.take().context("stderr")?)
+    } else {
+        Box::new(child.stdout.take().context("stdout")?)
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(pipe).lines();
+        let mut signalled = false;
+        let mut kept = String::new();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if !signalled && line.contains(marker) {
+                signalled = true;
+                let _ = tx.send(None);
+            }
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+        let _ = tx.send(Some(kept));
+    });
+    match rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(None) => {}
+        _ => bail!("{} did not attach within 10 s", tracer.label()),
+    }
+    if tracer.is_bpftrace() {
+        // bpftrace prints "Attaching N probes..." just before attaching them.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(Running { child, output: rx })
+}
+
+/// Waits for a child and returns its exit status and resource usage.
+fn wait_rusage(child: &Child) -> Result<(i32, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills in; zero is a valid initial value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child's pid, with pointers to locals that outlive the call.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    if rc < 0 {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    Ok((status, usage))
+}
+
+fn secs_of(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// Waits for a tracer to finish (interrupting bpftrace, which runs until told), and returns
+/// its resource usage, wall time since `started`, and output.
+fn stop(r: Running, started: Instant, interrupt: bool) -> Result<(libc::rusage, f64, String)> {
+    if interrupt {
+        // SAFETY: signalling our own child; bpftrace prints its maps on SIGINT.
+        unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
+    }
+    let (_status, usage) = wait_rusage(&r.child)?;
+    let wall_s = started.elapsed().as_secs_f64();
+    Ok((usage, wall_s, r.output()))
+}
+
+fn run_once(w: &Workload, tracer: Tracer, lockscope: &Path, tmp: &Path) -> Result<Sample> {
+    let t0 = Instant::now();
+    let workload = spawn_workload(w)?;
+    let pid = workload.id();
+    let profile = tmp.join("bench-profile.json");
+    let _ = std::fs::remove_file(&profile);
+    let traced = if tracer == Tracer::None {
+        None
+    } else {
+        let c = start_tracer(tracer, pid, lockscope, &profile)?;
+        Some((c, Instant::now()))
+    };
+    if t0.elapsed().as_secs_f64() > START_DELAY_S {
+        bail!(
+            "{} attached {:.2} s after the workload started, after its {START_DELAY_S} s start delay: raise START_DELAY_S",
+            tracer.label(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    let out = workload.wait_with_output()?;
+    let throughput = throughput(&String::from_utf8_lossy(&out.stdout))?;
+    let mut sample = Sample {
+        throughput,
+        lockscope: None,
+        bpftrace_count: None,
+    };
+    let Some((running, started)) = traced else {
+        return Ok(sample);
+    };
+    let (usage, wall_s, text) = stop(running, started, tracer.is_bpftrace())?;
+    match tracer {
+        Tracer::Lockscope | Tracer::LockscopeAllPhases => {
+            let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
+            let lost = [
+                "wait_map_full",
+                "wake_map_full",
+                "inflight_full",
+                "stack_errors",
+                "stack_map_full",
+            ]
+            .iter()
+            .map(|k| p["losses"][k].as_u64().unwrap_or(0))
+            .sum();
+            sample.lockscope = Some(LockscopeRun {
+                cpu_s: secs_of(usage.ru_utime) + secs_of(usage.ru_stime),
+                wall_s,
+                max_rss_kib: usage.ru_maxrss as u64,
+                attach_ms: p["meta"]["attach_ns"].as_f64().unwrap_or(0.0) / 1e6,
+                events: p["counters"]["calls"].as_u64().unwrap_or(0),
+                lost,
+            });
+        }
+        Tracer::BpftraceCount => {
+            sample.bpftrace_count = text
+                .lines()
+                .find_map(|l| l.strip_prefix("@calls: "))
+                .and_then(|v| v.trim().parse().ok());
+        }
+        _ => {}
+    }
+    Ok(sample)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn ensure_bpftrace() -> Result<()> {
+    step("bpftrace (Debian's package) for the comparison");
+    if let Some(v) = output("bpftrace", &["--version"]) {
+        eprintln!("    ok: {}", v.trim());
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "bpftrace is missing and installing it needs root: `sudo apt-get install -y bpftrace`"
+        );
+    }
+    cmd("apt-get", &["update", "-qq"])?;
+    cmd_env(
+        "apt-get",
+        &[
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "bpftrace",
+        ],
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )
+}
+
+/// Records a program whose lock is reached through `unique` distinct call paths, and returns
+/// (distinct stacks in the profile, symbolization time).
+fn symbolization(bin: &Path, lockscope: &Path, tmp: &Path, unique: u64) -> Result<(usize, f64)> {
+    let mut w = Command::new(bin.join("lockdemo"))
+        .args(["stacks", "--unique", &unique.to_string(), "--threads", "8"])
+        .stdout(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let profile = tmp.join("bench-stacks.json");
+    let status = Command::new(lockscope)
+        .args([
+            "record",
+            "--quiet",
+            "--pid",
+            &w.id().to_string(),
+            "--duration",
+            "8s",
+            "-o",
+        ])
+        .arg(&profile)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = w.kill();
+    let _ = w.wait();
+    if !status?.success() {
+        bail!("lockscope record failed on lockdemo stacks");
+    }
+    let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
+    let stacks = p["stacks"].as_array().map_or(0, Vec::len);
+    Ok((
+        stacks,
+        p["meta"]["symbolize_ns"].as_f64().unwrap_or(0.0) / 1e6,
+    ))
+}
+
+pub fn run(rounds: usize, secs: f64) -> Result<()> {
+    crate::setup::run()?;
+    if !is_root() {
+        bail!("tracing needs root: run `sudo -E cargo xtask bench`");
+    }
+    ensure_bpftrace()?;
+    step("building lockscope and the workloads (release)");
+    cmd(
+        "cargo",
+        &["build", "--release", "-p", "tracer-user", "-p", "workloads"],
+    )?;
+    let bin = root().join("target/release");
+    let lockscope = bin.join("lockscope");
+    let tmp: PathBuf = std::env::temp_dir();
+    let loads = workloads(&bin, secs);
+
+    let mut table = String::new();
+    let labels: Vec<&str> = TRACERS[1..].iter().map(|t| t.label()).collect();
+    writeln!(
+        table,
+        "| workload | untraced ops/s | {} |",
+        labels.join(" | ")
+    )?;
+    writeln!(table, "|---|---:|{}", "---:|".repeat(labels.len()))?;
+    let mut costs = String::new();
+    writeln!(costs, "| workload | futex calls/s seen | lockscope CPU (% of a core) | peak RSS | attach | lost events |")?;
+    writeln!(costs, "|---|---:|---:|---:|---:|---:|")?;
+    for w in &loads {
+        step(&format!(
+            "{}: {rounds} rounds x {} tracers, {secs} s each",
+            w.name,
+            TRACERS.len()
+        ));
+        let mut tput: Vec<Vec<f64>> = vec![Vec::new(); TRACERS.len()];
+        let mut ls_runs = Vec::new();
+        for round in 0..rounds {
+            for i in 0..TRACERS.len() {
+                let t = (i + round) % TRACERS.len();
+                let s = run_once(w, TRACERS[t], &lockscope, &tmp)?;
+                eprintln!(
+                    "    round {round} {:<24} {:>12.0} ops/s",
+                    TRACERS[t].label(),
+                    s.throughput
+                );
+                tput[t].push(s.throughput);
+                if TRACERS[t] == Tracer::Lockscope {
+                    ls_runs.extend(s.lockscope);
+                }
+            }
+        }
+        let med: Vec<f64> = tput.iter_mut().map(|v| median(v)).collect();
+        let ratios: Vec<String> = med[1..]
+            .iter()
+            .map(|m| format!("{:.2}", m / med[0]))
+            .collect();
+        writeln!(
+            table,
+            "| {} | {:.0} | {} |",
+            w.name,
+            med[0],
+            ratios.join(" | ")
+        )?;
+        let m =
+            |f: fn(&LockscopeRun) -> f64| median(&mut ls_runs.iter().map(f).collect::<Vec<_>>());
+        // Futex calls happen only in the workload's run, not its delay or linger.
+        let events = m(|r| r.events as f64) / secs;
+        let cpu = m(|r| 100.0 * r.cpu_s / r.wall_s.max(1e-9));
+        let rss = m(|r| r.max_rss_kib as f64 / 1024.0);
+        let attach = m(|r| r.attach_ms);
+        let lost: u64 = ls_runs.iter().map(|r| r.lost).sum();
+        writeln!(
+            costs,
+            "| {} | {events:.0} | {cpu:.1}% | {rss:.1} MiB | {attach:.0} ms | {lost} |",
+            w.name
+        )?;
+    }
+
+    step("agreement: lockscope and bpftrace count-only attached at once, same run (futex storm)");
+    let agree = agreement(&loads[0], &lockscope, &tmp)?;
+
+    step("symbolization time, 1k and 10k distinct stacks");
+    let mut sym = String::new();
+    writeln!(
+        sym,
+        "| distinct call paths | stacks in the profile | symbolization time |"
+    )?;
+    writeln!(sym, "|---:|---:|---:|")?;
+    for unique in [1_000, 10_000] {
+        let (stacks, ms) = symbolization(&bin, &lockscope, &tmp, unique)?;
+        writeln!(sym, "| {unique} | {stacks} | {ms:.0} ms |")?;
+    }
+
+    let doc = format!(
+        "## Tracer overhead\n\n\
+         Command: `cargo xtask bench` ({rounds} rounds of {secs} s per workload and tracer, \
+         tracers interleaved and rotated; medians). Retained throughput is traced / untraced \
+         (1.00 = no cost). The workload waits {START_DELAY_S} s before its run so the tracer \
+         attaches first: the measured interval is exactly the traced one.\n\nMachine: {}\n\n\
+         {table}\n### lockscope's own cost\n\n{costs}\n### Symbolization\n\n{sym}\n\
+         ### Agreement\n\n{agree}\n",
+        crate::bench_map::machine()
+    );
+    crate::bench_map::write_section("## Tracer overhead", &doc)?;
+    eprintln!("\n{doc}\n    written to BENCHMARKS.md");
+    Ok(())
+}
+
+/// Runs lockscope and the count-only bpftrace on the same workload run and compares the
+/// futex calls each counted.
+fn agreement(w: &Workload, lockscope: &Path, tmp: &Path) -> Result<String> {
+    let workload = spawn_workload(w)?;
+    let pid = workload.id();
+    let profile = tmp.join("bench-agree.json");
+    let t = Instant::now();
+    let ls = start_tracer(Tracer::Lockscope, pid, lockscope, &profile)?;
+    let bt = start_tracer(Tracer::BpftraceCount, pid, lockscope, &profile)?;
+    workload.wait_with_output()?;
+    let (_, _, text) = stop(bt, t, true)?;
+    stop(ls, t, false)?;
+    let theirs: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("@calls: "))
+        .and_then(|v| v.trim().parse().ok())
+        .context("bpftrace printed no count")?;
+    let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
+    let ours = p["counters"]["calls"].as_u64().unwrap_or(0);
+    let diff = 100.0 * ours.abs_diff(theirs) as f64 / theirs.max(1) as f64;
+    Ok(format!(
+        "Futex calls counted over one futex-storm run by both at once: lockscope {ours}, \
+         bpftrace {theirs} ({diff:.3}% apart).\n"
+    ))
+}
