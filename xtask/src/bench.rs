@@ -455,13 +455,19 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
             }
         }
         let med: Vec<f64> = tput.iter_mut().map(|v| median(v)).collect();
+        // Run-to-run spread of the untraced runs (half the min-max range, % of the median):
+        // ratios closer to 1.00 than this are noise.
+        let (lo, hi) = tput[0]
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let spread = 50.0 * (hi - lo) / med[0].max(1.0);
         let ratios: Vec<String> = med[1..]
             .iter()
             .map(|m| format!("{:.2}", m / med[0]))
             .collect();
         writeln!(
             table,
-            "| {} | {:.0} | {} |",
+            "| {} | {:.0} ±{spread:.0}% | {} |",
             w.name,
             med[0],
             ratios.join(" | ")
@@ -500,7 +506,8 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         "## Tracer overhead\n\n\
          Command: `cargo xtask bench` ({rounds} rounds of {secs} s per workload and tracer, \
          tracers interleaved and rotated; medians). Retained throughput is traced / untraced \
-         (1.00 = no cost). The workload waits {START_DELAY_S} s before its run so the tracer \
+         (1.00 = no cost); ± is the untraced runs' own spread (half their range, % of the median), \
+         so ratios within it of 1.00 are noise. The workload waits {START_DELAY_S} s before its run so the tracer \
          attaches first: the measured interval is exactly the traced one.\n\nMachine: {}\n\n\
          {table}\n### lockscope's own cost\n\n{costs}\n### Symbolization\n\n{sym}\n\
          ### Agreement\n\n{agree}\n",
