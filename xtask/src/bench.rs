@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::run::{cmd, cmd_env, is_root, output, root, step};
+use crate::run::{apt_install, cmd, is_root, output, root, step};
 
 /// The workload waits this long before working: the tracer attaches meanwhile.
 const START_DELAY_S: f64 = 2.0;
@@ -349,23 +349,7 @@ fn ensure_bpftrace() -> Result<()> {
         eprintln!("    ok: {}", v.trim());
         return Ok(());
     }
-    if !is_root() {
-        bail!(
-            "bpftrace is missing and installing it needs root: `sudo apt-get install -y bpftrace`"
-        );
-    }
-    cmd("apt-get", &["update", "-qq"])?;
-    cmd_env(
-        "apt-get",
-        &[
-            "install",
-            "-y",
-            "-qq",
-            "--no-install-recommends",
-            "bpftrace",
-        ],
-        &[("DEBIAN_FRONTEND", "noninteractive")],
-    )
+    apt_install(&["bpftrace"])
 }
 
 /// Records a program whose lock is reached through `unique` distinct call paths, and returns

@@ -64,3 +64,18 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Installs Debian packages (as root), or fails with the exact command to run.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "{} missing and installing needs root: `sudo apt-get install -y {}`, then run this again",
+            packages.join(", "),
+            packages.join(" ")
+        );
+    }
+    cmd("apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend_from_slice(packages);
+    cmd_env("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])
+}

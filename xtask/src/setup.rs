@@ -1,7 +1,7 @@
 //! Prerequisites, pinned: everything that builds the eBPF side must agree on LLVM 22.
 use anyhow::{bail, Result};
 
-use crate::run::{cmd, cmd_env, is_root, output, step};
+use crate::run::{apt_install, cmd, cmd_env, output, step};
 
 /// The LLVM major version of the whole eBPF chain: nightly rustc emits its bitcode, and
 /// bpf-linker (built against Debian's llvm-22-dev) must read it. LLVM 23 bitcode breaks a
@@ -92,24 +92,7 @@ pub fn run() -> Result<()> {
     if have_llvm {
         eprintln!("    ok: {pkg} installed");
     } else {
-        if !is_root() {
-            bail!("{pkg} is missing and installing it needs root: `sudo apt-get install -y {pkg}`, then run this again");
-        }
-        cmd("apt-get", &["update", "-qq"])?;
-        cmd_env(
-            "apt-get",
-            &[
-                "install",
-                "-y",
-                "-qq",
-                "--no-install-recommends",
-                &pkg,
-                "libpolly-22-dev",
-                "zlib1g-dev",
-                "libzstd-dev",
-            ],
-            &[("DEBIAN_FRONTEND", "noninteractive")],
-        )?;
+        apt_install(&[&pkg, "libpolly-22-dev", "zlib1g-dev", "libzstd-dev"])?;
     }
 
     step(&format!(
