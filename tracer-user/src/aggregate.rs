@@ -1,26 +1,106 @@
-//! Folds a profile's per-(stack, waker, futex, thread) wait rows into per-stack totals.
+//! aggregate: folds a profile's per-(stack, waker, futex, thread) wait rows into the groups a
+//! report shows (by stack, function, lock, thread or category), filtered and sorted.
 use std::collections::{BTreeSet, HashMap};
 
 use tracer_common::HIST_BUCKETS;
 
-use crate::profile::{Profile, WaitRow};
+use crate::attribute::category_of;
+use crate::profile::{Profile, Stack, WaitRow};
 
-/// Contention at one stack, summed over threads, futexes and wakers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StackTotal {
+/// What one report row stands for (`--by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupBy {
+    /// One row per distinct stack.
+    #[default]
+    Stack,
+    /// The innermost frame outside the lock implementation: where the program took the lock.
+    Function,
+    /// The futex word (one lock).
+    Lock,
+    Thread,
+    /// What the waiter was doing: a bundled-map operation, or which lock primitive.
+    Category,
+}
+
+impl GroupBy {
+    pub const ALL: [GroupBy; 5] = [
+        GroupBy::Stack,
+        GroupBy::Function,
+        GroupBy::Lock,
+        GroupBy::Thread,
+        GroupBy::Category,
+    ];
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Stack => "stack",
+            GroupBy::Function => "function",
+            GroupBy::Lock => "lock",
+            GroupBy::Thread => "thread",
+            GroupBy::Category => "category",
+        }
+    }
+}
+
+/// Row order (`--sort`), perf's keys; always descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    #[default]
+    Total,
+    Count,
+    Max,
+    Avg,
+}
+
+impl SortKey {
+    pub const ALL: [SortKey; 4] = [SortKey::Total, SortKey::Count, SortKey::Max, SortKey::Avg];
+    pub fn name(self) -> &'static str {
+        match self {
+            SortKey::Total => "total",
+            SortKey::Count => "count",
+            SortKey::Max => "max",
+            SortKey::Avg => "avg",
+        }
+    }
+}
+
+/// The identity of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
     /// `None`: waits whose stack was lost.
-    pub stack: Option<usize>,
+    Stack(Option<usize>),
+    Function(String),
+    Lock(u64),
+    Thread(u32),
+    Category(String),
+}
+
+/// Contention summed over every row that shares a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub key: Key,
     pub count: u64,
     pub total_ns: u64,
     pub max_ns: u64,
+    /// Log2 histogram of single waits (see `tracer_common::hist_bucket`).
     pub hist: Vec<u64>,
     pub threads: BTreeSet<u32>,
     pub locks: BTreeSet<u64>,
+    /// The stack with the most wait time in this group: what a table shows for it.
+    pub hottest_stack: Option<usize>,
 }
 
-impl StackTotal {
+impl Group {
     pub fn avg_ns(&self) -> u64 {
         self.total_ns.checked_div(self.count).unwrap_or(0)
+    }
+
+    fn sort_value(&self, key: SortKey) -> u64 {
+        match key {
+            SortKey::Total => self.total_ns,
+            SortKey::Count => self.count,
+            SortKey::Max => self.max_ns,
+            SortKey::Avg => self.avg_ns(),
+        }
     }
 }
 
@@ -45,34 +125,172 @@ pub fn totals(rows: &[WaitRow]) -> Totals {
     })
 }
 
-/// Per-stack totals of waits that slept, hottest (most wait time) first; ties by count.
-pub fn by_stack(profile: &Profile) -> Vec<StackTotal> {
-    let mut acc: HashMap<Option<usize>, StackTotal> = HashMap::new();
+/// Functions that implement locking and waiting rather than decide to take a lock: the first
+/// frame outside them is where the program asked for the lock.
+pub fn is_lock_internal(name: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "syscall",
+        "__syscall",
+        "futex",
+        "__futex",
+        "__GI___futex",
+        "__lll_lock",
+        "__GI___lll_lock",
+        "lll_",
+        "__pthread_mutex",
+        "___pthread_mutex",
+        "pthread_mutex",
+        "__pthread_cond",
+        "___pthread_cond",
+        "pthread_cond",
+        "pthread_rwlock",
+        "__pthread_rwlock",
+        "sem_wait",
+        "__new_sem_wait",
+        "do_futex_wait",
+        "core::",
+        "parking_lot",
+        "std::thread::park",
+        "runtime.",
+    ];
+    const CONTAINS: &[&str] = &["std::sys::", "std::sync::", "std::thread::Thread::park"];
+    let n = name.trim_start_matches('<');
+    // The bundled map's own lock helper: the operation calling it is where the lock was taken.
+    let map_lock_helper = n.starts_with("syncmap::SyncMap<") && n.ends_with(">::lock");
+    map_lock_helper
+        || PREFIXES.iter().any(|p| n.starts_with(p))
+        || CONTAINS.iter().any(|c| n.contains(c))
+}
+
+/// Function names of a stack, innermost first, inlined functions as their own entries.
+pub fn function_names(stack: &Stack) -> impl Iterator<Item = &str> {
+    stack
+        .frames
+        .iter()
+        .flat_map(|f| f.syms.iter().map(|s| s.name.as_str()))
+}
+
+/// The innermost function outside the lock implementation, or a placeholder saying why not.
+pub fn blamed_function(stack: Option<&Stack>) -> String {
+    let Some(stack) = stack else {
+        return "[stack lost]".into();
+    };
+    if let Some(f) = function_names(stack).find(|n| !is_lock_internal(n)) {
+        return f.to_string();
+    }
+    match stack.frames.iter().find(|f| f.syms.is_empty()) {
+        Some(f) => format!("{:#x}", f.addr),
+        None => "[only lock internals]".into(),
+    }
+}
+
+/// What a report shows and how: the domain form of `--by`, `--sort`, `--top` and the rest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ViewOptions {
+    pub by: GroupBy,
+    pub sort: SortKey,
+    pub top: usize,
+    /// Groups with less total wait than this are left out.
+    pub min_wait_ns: u64,
+    /// `None` shows every frame.
+    pub max_frames: Option<usize>,
+    /// A log2 histogram of single waits under each row.
+    pub hist: bool,
+    /// Flamegraph and folded weights: wait time, or number of waits.
+    pub weight: Weight,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Weight {
+    #[default]
+    WaitTime,
+    Count,
+}
+
+/// Frames shown per stack unless `--full-stacks`.
+pub const DEFAULT_FRAMES: usize = 8;
+/// Rows shown unless `--top`.
+pub const DEFAULT_TOP: usize = 10;
+
+impl Default for ViewOptions {
+    fn default() -> Self {
+        ViewOptions {
+            by: GroupBy::Stack,
+            sort: SortKey::Total,
+            top: DEFAULT_TOP,
+            min_wait_ns: 0,
+            max_frames: Some(DEFAULT_FRAMES),
+            hist: false,
+            weight: Weight::WaitTime,
+        }
+    }
+}
+
+/// The rows of a report: every group with waits and at least `min_wait_ns` of wait, in the
+/// view's order (ties: more wait time, more waits, then key). Not cut at `top`: renderers
+/// say how many more there are.
+pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
+    let mut keys: HashMap<Option<usize>, Key> = HashMap::new();
+    let mut acc: HashMap<Key, (Group, HashMap<Option<usize>, u64>)> = HashMap::new();
     for r in profile.waits.iter().filter(|r| r.count > 0) {
-        let t = acc.entry(r.stack).or_insert_with(|| StackTotal {
-            stack: r.stack,
-            count: 0,
-            total_ns: 0,
-            max_ns: 0,
-            hist: vec![0; HIST_BUCKETS],
-            threads: BTreeSet::new(),
-            locks: BTreeSet::new(),
+        let key = match view.by {
+            GroupBy::Stack => Key::Stack(r.stack),
+            GroupBy::Lock => Key::Lock(r.uaddr),
+            GroupBy::Thread => Key::Thread(r.tid),
+            GroupBy::Function | GroupBy::Category => keys
+                .entry(r.stack)
+                .or_insert_with(|| {
+                    let stack = r.stack.and_then(|s| profile.stacks.get(s));
+                    if view.by == GroupBy::Function {
+                        Key::Function(blamed_function(stack))
+                    } else {
+                        Key::Category(category_of(profile, stack))
+                    }
+                })
+                .clone(),
+        };
+        let (g, per_stack) = acc.entry(key.clone()).or_insert_with(|| {
+            (
+                Group {
+                    key,
+                    count: 0,
+                    total_ns: 0,
+                    max_ns: 0,
+                    hist: vec![0; HIST_BUCKETS],
+                    threads: BTreeSet::new(),
+                    locks: BTreeSet::new(),
+                    hottest_stack: None,
+                },
+                HashMap::new(),
+            )
         });
-        t.count += r.count;
-        t.total_ns += r.total_ns;
-        t.max_ns = t.max_ns.max(r.max_ns);
-        for (a, b) in t.hist.iter_mut().zip(&r.hist) {
+        g.count += r.count;
+        g.total_ns += r.total_ns;
+        g.max_ns = g.max_ns.max(r.max_ns);
+        for (a, b) in g.hist.iter_mut().zip(&r.hist) {
             *a += b;
         }
-        t.threads.insert(r.tid);
-        t.locks.insert(r.uaddr);
+        g.threads.insert(r.tid);
+        g.locks.insert(r.uaddr);
+        *per_stack.entry(r.stack).or_default() += r.total_ns;
     }
-    let mut out: Vec<StackTotal> = acc.into_values().collect();
+    let mut out: Vec<Group> = acc
+        .into_values()
+        .map(|(mut g, per_stack)| {
+            g.hottest_stack = per_stack
+                .into_iter()
+                .max_by_key(|&(s, ns)| (ns, std::cmp::Reverse(s)))
+                .and_then(|(s, _)| s);
+            g
+        })
+        .filter(|g| g.total_ns >= view.min_wait_ns)
+        .collect();
     out.sort_by(|a, b| {
-        b.total_ns
-            .cmp(&a.total_ns)
+        b.sort_value(view.sort)
+            .cmp(&a.sort_value(view.sort))
+            .then(b.total_ns.cmp(&a.total_ns))
             .then(b.count.cmp(&a.count))
-            .then(a.stack.cmp(&b.stack))
+            .then(a.key.cmp(&b.key))
     });
     out
 }
@@ -91,22 +309,79 @@ mod tests {
     use super::*;
     use crate::profile::tests::{row, sample};
 
+    fn by(by: GroupBy, sort: SortKey) -> ViewOptions {
+        ViewOptions {
+            by,
+            sort,
+            ..ViewOptions::default()
+        }
+    }
+
     #[test]
     fn rows_fold_by_stack_hottest_first() {
         let p = sample();
-        let s = by_stack(&p);
+        let s = groups(&p, &ViewOptions::default());
         assert_eq!(s.len(), 2);
-        assert_eq!(s[0].stack, Some(0));
+        assert_eq!(s[0].key, Key::Stack(Some(0)));
         assert_eq!(s[0].count, 4);
         assert_eq!(s[0].total_ns, 4_000_000);
         assert_eq!(s[0].max_ns, 2_000_000);
         assert_eq!(s[0].avg_ns(), 1_000_000);
         assert_eq!(s[0].threads.len(), 2);
         assert_eq!(s[0].hist.iter().sum::<u64>(), 4);
-        assert_eq!(s[1].stack, Some(1));
+        assert_eq!(s[1].key, Key::Stack(Some(1)));
         let t = totals(&p.waits);
         assert_eq!((t.waits, t.wait_ns), (6, 4_500_000));
         assert!((percent(s[0].total_ns, t.wait_ns) - 88.888).abs() < 0.01);
+    }
+
+    #[test]
+    fn every_sort_key_orders_descending() {
+        let mut p = sample();
+        // stack 1: fewer waits but the longest single wait and the highest average.
+        p.waits.push(row(Some(1), 7, 1, 9_000_000, 9_000_000));
+        let order = |k| -> Vec<Key> {
+            groups(&p, &by(GroupBy::Stack, k))
+                .into_iter()
+                .map(|g| g.key)
+                .collect()
+        };
+        let (s0, s1) = (Key::Stack(Some(0)), Key::Stack(Some(1)));
+        assert_eq!(order(SortKey::Total), vec![s1.clone(), s0.clone()]);
+        assert_eq!(order(SortKey::Count), vec![s0.clone(), s1.clone()]);
+        assert_eq!(order(SortKey::Max), vec![s1.clone(), s0.clone()]);
+        assert_eq!(order(SortKey::Avg), vec![s1, s0]);
+    }
+
+    #[test]
+    fn other_keys_group_across_stacks() {
+        let p = sample();
+        let threads = groups(&p, &by(GroupBy::Thread, SortKey::Total));
+        assert_eq!(threads.len(), 2);
+        assert_eq!(threads[0].key, Key::Thread(1));
+        assert_eq!(threads[0].total_ns, 3_500_000);
+        assert_eq!(threads[0].hottest_stack, Some(0));
+        let locks = groups(&p, &by(GroupBy::Lock, SortKey::Total));
+        assert_eq!(locks.len(), 1);
+        assert_eq!(locks[0].count, 6);
+        let funcs = groups(&p, &by(GroupBy::Function, SortKey::Total));
+        assert_eq!(funcs[0].key, Key::Function("demo::hot".into()));
+        // An unresolved frame is named by its address.
+        assert_eq!(funcs[1].key, Key::Function("0x3000".into()));
+        let cats = groups(&p, &by(GroupBy::Category, SortKey::Total));
+        assert!(!cats.is_empty());
+    }
+
+    #[test]
+    fn min_wait_drops_small_groups() {
+        let p = sample();
+        let view = ViewOptions {
+            min_wait_ns: 1_000_000,
+            ..ViewOptions::default()
+        };
+        let g = groups(&p, &view);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].key, Key::Stack(Some(0)));
     }
 
     #[test]
@@ -116,8 +391,27 @@ mod tests {
         r.timeouts = 5;
         r.timeout_ns = 9_000_000_000;
         p.waits = vec![r];
-        assert!(by_stack(&p).is_empty());
+        assert!(groups(&p, &ViewOptions::default()).is_empty());
         assert_eq!(totals(&p.waits).timeouts, 5);
         assert_eq!(percent(1, 0), 0.0);
+    }
+
+    #[test]
+    fn lock_internals_are_recognised() {
+        for n in [
+            "syscall",
+            "std::sys::sync::mutex::futex::Mutex::lock_contended",
+            "<std::sync::poison::mutex::Mutex<T>>::lock",
+            "__lll_lock_wait",
+            "___pthread_mutex_lock",
+            "runtime.futex",
+            "__GI___lll_lock_wait_private",
+            "syncmap::SyncMap<K,V>::lock",
+        ] {
+            assert!(is_lock_internal(n), "{n}");
+        }
+        for n in ["contended::hot_site", "main", "syncmap::Map<K,V>::load"] {
+            assert!(!is_lock_internal(n), "{n}");
+        }
     }
 }

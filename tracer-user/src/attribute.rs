@@ -67,6 +67,65 @@ pub fn waiter_category(stack: Option<&Stack>) -> Category {
     }
 }
 
+/// The lock primitive a waiter sat in, from the lock-implementation frames of its stack.
+pub fn lock_primitive(stack: Option<&Stack>) -> &'static str {
+    let Some(stack) = stack else {
+        return "unknown (stack lost)";
+    };
+    // Innermost first: the first recognised frame is the primitive actually waited in (a
+    // Condvar wait re-takes its Mutex, but sleeps in the condvar first).
+    for name in crate::aggregate::function_names(stack) {
+        let n = name.trim_start_matches('<');
+        let kind = if n.contains("std::sys::sync::mutex")
+            || n.contains("std::sync::poison::mutex")
+            || n.starts_with("std::sync::Mutex")
+        {
+            "std::sync::Mutex"
+        } else if n.contains("std::sys::sync::rwlock") || n.contains("rwlock::RwLock") {
+            "std::sync::RwLock"
+        } else if n.contains("std::sys::sync::condvar") || n.contains("Condvar") {
+            "std::sync::Condvar"
+        } else if n.contains("std::sys::sync::once")
+            || n.contains("OnceLock")
+            || n.contains("std::sync::Once")
+        {
+            "std::sync::Once"
+        } else if n.contains("thread::park") || n.contains("Parker") {
+            "thread park"
+        } else if n.starts_with("parking_lot") {
+            "parking_lot"
+        } else if n.contains("lll_lock_wait_private") {
+            // glibc's own locks: malloc arenas, stdio, the dynamic loader.
+            "glibc internal lock (malloc, stdio, …)"
+        } else if n.contains("pthread_mutex") || n.contains("lll_lock") {
+            "pthread mutex"
+        } else if n.contains("pthread_cond") {
+            "pthread condvar"
+        } else if n.contains("pthread_rwlock") {
+            "pthread rwlock"
+        } else if n.contains("sem_wait") || n.contains("sem_timedwait") {
+            "semaphore"
+        } else if n.contains("pthread_join") || n.contains("clone_internal") {
+            "thread join"
+        } else {
+            continue;
+        };
+        return kind;
+    }
+    "other futex"
+}
+
+/// `--by category`: the bundled-map operation a waiter was in, or the lock primitive.
+pub fn category_of(profile: &Profile, stack: Option<&Stack>) -> String {
+    if profile.bundled.is_some() {
+        let c = waiter_category(stack);
+        if c != Category::OtherLock {
+            return c.label().to_string();
+        }
+    }
+    lock_primitive(stack).to_string()
+}
+
 /// What a wait was blamed on, for display: a phase function, or other work under the lock.
 pub fn behind_label(phase: Option<&str>) -> &'static str {
     match phase {
@@ -266,6 +325,31 @@ mod tests {
             Category::OtherLock
         );
         assert_eq!(waiter_category(None), Category::OtherLock);
+    }
+
+    #[test]
+    fn lock_primitives_are_named_from_the_innermost_lock_frame() {
+        let m = stack(&[
+            "syscall",
+            "std::sys::sync::mutex::futex::Mutex::lock_contended",
+            "app::f",
+        ]);
+        assert_eq!(lock_primitive(Some(&m)), "std::sync::Mutex");
+        let c = stack(&[
+            "syscall",
+            "std::sys::sync::condvar::futex::Condvar::wait",
+            "std::sys::sync::mutex::futex::Mutex::lock",
+        ]);
+        assert_eq!(lock_primitive(Some(&c)), "std::sync::Condvar");
+        let p = stack(&["__lll_lock_wait", "___pthread_mutex_lock", "main"]);
+        assert_eq!(lock_primitive(Some(&p)), "pthread mutex");
+        let m = stack(&["futex_wait", "__GI___lll_lock_wait_private", "__GI___libc_malloc"]);
+        assert_eq!(
+            lock_primitive(Some(&m)),
+            "glibc internal lock (malloc, stdio, …)"
+        );
+        assert_eq!(lock_primitive(Some(&stack(&["app::g"]))), "other futex");
+        assert_eq!(lock_primitive(None), "unknown (stack lost)");
     }
 
     #[test]

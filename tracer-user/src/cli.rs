@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use tracer_common::Phase;
 
+use crate::aggregate::{GroupBy, SortKey, ViewOptions, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
+use crate::render::Format;
 use crate::units::parse_duration;
 
 #[derive(Parser, Debug)]
@@ -22,21 +24,32 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Attach to a running process, record its lock waits, print the hot stacks.
+    /// Record a process's lock waits (attach with --pid, or launch `-- CMD ARGS…`), print the
+    /// hot stacks, save the profile.
     Record(RecordArgs),
-    /// Print a saved profile again, without the process.
+    /// Print a saved profile again, without the process, in any format.
     Report(ReportArgs),
+    /// A live, refreshing table of the hottest lock waits of a running process.
+    Top(TopArgs),
 }
 
 #[derive(clap::Args, Debug)]
 pub struct RecordArgs {
     /// Process to trace.
+    #[arg(
+        short,
+        long,
+        conflicts_with = "command",
+        required_unless_present = "command"
+    )]
+    pub pid: Option<i64>,
+    /// How long to record: 10s, 500ms, 2m, or plain seconds [default: 10s with --pid; until
+    /// the command exits when launching]. Ctrl-C stops early and still saves.
     #[arg(short, long)]
-    pub pid: i64,
-    /// How long to record: 10s, 500ms, 2m, or plain seconds. Ctrl-C stops early and still saves.
-    #[arg(short, long, default_value = "10s")]
-    pub duration: String,
-    /// Profile file to write [default: lockscope-PID.json].
+    pub duration: Option<String>,
+    /// Output file [default: lockscope-PID.json]. `.json` (or any other name) is the profile
+    /// that `report` reads; `.svg`, `.folded`, `.csv`, `.pb.gz`/`.pprof` and `.txt` write that
+    /// format instead.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     #[command(flatten)]
@@ -44,6 +57,16 @@ pub struct RecordArgs {
     /// No live progress line.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+    /// Launch this command and trace it from its first instruction; lockscope exits with its
+    /// status.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ProbeArgs {
     /// Uprobes on the bundled map's phases: `heavy` (promotions and rebuilds: rare, cheap),
     /// `all` (also every read miss: exact traced miss counts, but a uprobe per miss slows
     /// miss-heavy programs several-fold; see BENCHMARKS.md), or `off`.
@@ -64,76 +87,354 @@ pub struct ReportArgs {
     pub profile: PathBuf,
     #[command(flatten)]
     pub view: ViewArgs,
+    /// Output format [default: from -o's extension, else table].
+    #[arg(short, long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TopArgs {
+    /// Process to watch.
+    #[arg(short, long)]
+    pub pid: i64,
+    /// Refresh interval.
+    #[arg(short, long, default_value = "1s")]
+    pub interval: String,
+    /// First grouping (`b` cycles it live).
+    #[arg(long, value_enum, default_value_t = ByArg::Stack)]
+    pub by: ByArg,
+    /// First sort key (`s` cycles it live).
+    #[arg(long, value_enum, default_value_t = SortArg::Total)]
+    pub sort: SortArg,
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum FormatArg {
+    Table,
+    Csv,
+    Json,
+    Folded,
+    Svg,
+    Pprof,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum ByArg {
+    Stack,
+    Function,
+    Lock,
+    Thread,
+    Category,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum SortArg {
+    Total,
+    Count,
+    Max,
+    Avg,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum WeightArg {
+    Time,
+    Count,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct ViewArgs {
-    /// Stacks to show.
-    #[arg(long, default_value_t = 10)]
+    /// Rows per report: one per stack, innermost non-lock function, lock (futex word), thread,
+    /// or category (bundled-map operation or lock primitive).
+    #[arg(long, value_enum, default_value_t = ByArg::Stack)]
+    pub by: ByArg,
+    /// Order rows by total wait, number of waits, longest wait or average wait.
+    #[arg(long, value_enum, default_value_t = SortArg::Total)]
+    pub sort: SortArg,
+    /// Rows to show (table, csv, json).
+    #[arg(long, default_value_t = DEFAULT_TOP)]
     pub top: usize,
+    /// Leave out rows with less total wait than this (e.g. 1ms).
+    #[arg(long, value_name = "DURATION")]
+    pub min_wait: Option<String>,
     /// Show every frame of each stack, not just the innermost ones.
     #[arg(long)]
     pub full_stacks: bool,
+    /// A log2 histogram of single waits under each row (table; always in json).
+    #[arg(long)]
+    pub hist: bool,
+    /// Flamegraph and folded weights: wait time or number of waits.
+    #[arg(long, value_enum, default_value_t = WeightArg::Time)]
+    pub weight: WeightArg,
+}
+
+/// How much to trace.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    /// Attach to a running process.
+    Pid(u32),
+    /// Start this command (program, then arguments) and trace it from exec.
+    Command(Vec<String>),
 }
 
 /// What `record` needs, validated.
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
-    pub pid: u32,
-    pub duration: Duration,
-    pub output: PathBuf,
+    pub launch: Launch,
+    /// `None`: until the target exits (or Ctrl-C).
+    pub duration: Option<Duration>,
+    /// `None`: the default name, known once the pid is.
+    pub output: Option<PathBuf>,
+    /// `None`: the profile itself.
+    pub output_format: Option<Format>,
     pub view: ViewOptions,
     pub progress: bool,
     /// Bundled-map phases to probe.
     pub phases: Vec<Phase>,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct ViewOptions {
-    pub top: usize,
-    /// `None` shows every frame.
-    pub max_frames: Option<usize>,
+/// What `report` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    pub profile: PathBuf,
+    pub view: ViewOptions,
+    pub format: Format,
+    pub output: Option<PathBuf>,
 }
 
-/// Frames shown per stack unless `--full-stacks`.
-pub const DEFAULT_FRAMES: usize = 8;
+/// What `top` needs, validated.
+#[derive(Debug, Clone)]
+pub struct TopOptions {
+    pub pid: u32,
+    pub interval: Duration,
+    pub by: GroupBy,
+    pub sort: SortKey,
+    pub phases: Vec<Phase>,
+}
 
-impl ViewArgs {
-    fn options(&self) -> ViewOptions {
-        ViewOptions {
-            top: self.top,
-            max_frames: (!self.full_stacks).then_some(DEFAULT_FRAMES),
+fn pid_of(pid: i64) -> Result<u32> {
+    if pid <= 0 || pid > i64::from(i32::MAX) {
+        bail!("--pid {pid} is not a process id");
+    }
+    Ok(pid as u32)
+}
+
+impl From<ByArg> for GroupBy {
+    fn from(b: ByArg) -> Self {
+        match b {
+            ByArg::Stack => GroupBy::Stack,
+            ByArg::Function => GroupBy::Function,
+            ByArg::Lock => GroupBy::Lock,
+            ByArg::Thread => GroupBy::Thread,
+            ByArg::Category => GroupBy::Category,
         }
     }
 }
 
-impl RecordArgs {
-    pub fn options(&self) -> Result<RecordOptions> {
-        if self.pid <= 0 || self.pid > i64::from(i32::MAX) {
-            bail!("--pid {} is not a process id", self.pid);
+impl From<SortArg> for SortKey {
+    fn from(s: SortArg) -> Self {
+        match s {
+            SortArg::Total => SortKey::Total,
+            SortArg::Count => SortKey::Count,
+            SortArg::Max => SortKey::Max,
+            SortArg::Avg => SortKey::Avg,
         }
-        let pid = self.pid as u32;
-        let duration = parse_duration(&self.duration)?;
-        Ok(RecordOptions {
-            pid,
-            duration,
-            output: self
-                .output
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(format!("lockscope-{pid}.json"))),
-            view: self.view.options(),
-            progress: !self.quiet,
-            phases: match self.phase_probes {
-                PhaseProbesArg::Heavy => vec![Phase::Promote, Phase::Rebuild],
-                PhaseProbesArg::All => Phase::ALL.to_vec(),
-                PhaseProbesArg::Off => Vec::new(),
+    }
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Table => Format::Table,
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Json => Format::Json,
+            FormatArg::Folded => Format::Folded,
+            FormatArg::Svg => Format::Svg,
+            FormatArg::Pprof => Format::Pprof,
+        }
+    }
+}
+
+impl ProbeArgs {
+    fn phases(&self) -> Vec<Phase> {
+        match self.phase_probes {
+            PhaseProbesArg::Heavy => vec![Phase::Promote, Phase::Rebuild],
+            PhaseProbesArg::All => Phase::ALL.to_vec(),
+            PhaseProbesArg::Off => Vec::new(),
+        }
+    }
+}
+
+impl ViewArgs {
+    fn options(&self) -> Result<ViewOptions> {
+        Ok(ViewOptions {
+            by: self.by.into(),
+            sort: self.sort.into(),
+            top: self.top,
+            min_wait_ns: match &self.min_wait {
+                Some(s) => parse_duration("--min-wait", s)?.as_nanos() as u64,
+                None => 0,
+            },
+            max_frames: (!self.full_stacks).then_some(DEFAULT_FRAMES),
+            hist: self.hist,
+            weight: match self.weight {
+                WeightArg::Time => Weight::WaitTime,
+                WeightArg::Count => Weight::Count,
             },
         })
     }
 }
 
+impl RecordArgs {
+    pub fn options(&self) -> Result<RecordOptions> {
+        let launch = match (self.pid, self.command.is_empty()) {
+            (Some(pid), true) => Launch::Pid(pid_of(pid)?),
+            (None, false) => Launch::Command(self.command.clone()),
+            // clap enforces exactly one of them.
+            _ => bail!("give --pid PID or -- CMD ARGS…, not both"),
+        };
+        let duration = match (&self.duration, &launch) {
+            (Some(d), _) => Some(parse_duration("--duration", d)?),
+            (None, Launch::Pid(_)) => Some(Duration::from_secs(10)),
+            (None, Launch::Command(_)) => None,
+        };
+        Ok(RecordOptions {
+            launch,
+            duration,
+            output_format: self.output.as_deref().and_then(Format::from_path),
+            output: self.output.clone(),
+            view: self.view.options()?,
+            progress: !self.quiet,
+            phases: self.probes.phases(),
+        })
+    }
+}
+
 impl ReportArgs {
-    pub fn view(&self) -> ViewOptions {
-        self.view.options()
+    pub fn options(&self) -> Result<ReportOptions> {
+        let format = self
+            .format
+            .map(Format::from)
+            .or_else(|| self.output.as_deref().and_then(Format::from_path))
+            .unwrap_or(Format::Table);
+        Ok(ReportOptions {
+            profile: self.profile.clone(),
+            view: self.view.options()?,
+            format,
+            output: self.output.clone(),
+        })
+    }
+}
+
+impl TopArgs {
+    pub fn options(&self) -> Result<TopOptions> {
+        Ok(TopOptions {
+            pid: pid_of(self.pid)?,
+            interval: parse_duration("--interval", &self.interval)?,
+            by: self.by.into(),
+            sort: self.sort.into(),
+            phases: self.probes.phases(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("lockscope").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn record_takes_a_pid_or_a_command_not_both() {
+        let Command::Record(r) = parse(&["record", "-p", "12"]).unwrap().command else {
+            panic!("record")
+        };
+        let o = r.options().unwrap();
+        assert!(matches!(o.launch, Launch::Pid(12)));
+        assert_eq!(o.duration, Some(Duration::from_secs(10)));
+        let Command::Record(r) = parse(&["record", "--", "prog", "--flag", "x"])
+            .unwrap()
+            .command
+        else {
+            panic!("record")
+        };
+        let o = r.options().unwrap();
+        assert!(matches!(&o.launch, Launch::Command(c) if c == &["prog", "--flag", "x"]));
+        assert_eq!(o.duration, None, "a launched command runs to its end");
+        assert!(parse(&["record"]).is_err());
+        assert!(parse(&["record", "-p", "1", "--", "x"]).is_err());
+        let Command::Record(r) = parse(&["record", "-p", "0"]).unwrap().command else {
+            panic!("record")
+        };
+        assert!(r.options().is_err());
+    }
+
+    #[test]
+    fn output_extension_picks_the_format() {
+        let Command::Record(r) = parse(&["record", "-p", "5", "-o", "flame.svg"])
+            .unwrap()
+            .command
+        else {
+            panic!("record")
+        };
+        assert_eq!(r.options().unwrap().output_format, Some(Format::Svg));
+        let Command::Report(r) = parse(&["report", "p.json", "-o", "x.pb.gz"])
+            .unwrap()
+            .command
+        else {
+            panic!("report")
+        };
+        assert_eq!(r.options().unwrap().format, Format::Pprof);
+        let Command::Report(r) = parse(&["report", "p.json", "-f", "csv", "-o", "x.svg"])
+            .unwrap()
+            .command
+        else {
+            panic!("report")
+        };
+        assert_eq!(r.options().unwrap().format, Format::Csv, "--format wins");
+    }
+
+    #[test]
+    fn view_flags_become_view_options() {
+        let Command::Report(r) = parse(&[
+            "report",
+            "p.json",
+            "--by",
+            "lock",
+            "--sort",
+            "max",
+            "--top",
+            "3",
+            "--min-wait",
+            "2ms",
+            "--full-stacks",
+            "--hist",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("report")
+        };
+        let v = r.options().unwrap().view;
+        assert_eq!(v.by, GroupBy::Lock);
+        assert_eq!(v.sort, SortKey::Max);
+        assert_eq!(v.top, 3);
+        assert_eq!(v.min_wait_ns, 2_000_000);
+        assert_eq!(v.max_frames, None);
+        assert!(v.hist);
+        let Command::Report(r) = parse(&["report", "p.json", "--min-wait", "soon"])
+            .unwrap()
+            .command
+        else {
+            panic!("report")
+        };
+        let e = r.options().unwrap_err().to_string();
+        assert!(e.starts_with("--min-wait 'soon'"), "{e}");
     }
 }

@@ -29,6 +29,42 @@ pub struct Profile {
     /// The bundled map, when the target uses it: its phases as traced and its own counters.
     #[serde(default)]
     pub bundled: Option<Bundled>,
+    /// What each futex word waited on is, where it could be told.
+    #[serde(default)]
+    pub locks: Vec<LockInfo>,
+}
+
+/// A futex word, placed in the target's memory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub uaddr: u64,
+    /// `static`, `heap`, `anonymous memory (...)`, `unknown`, ...
+    pub region: String,
+    /// The file it lives in, for statics.
+    pub module: Option<String>,
+    /// The static's symbol (`+0x..` when inside it).
+    pub symbol: Option<String>,
+}
+
+impl LockInfo {
+    /// One phrase: `static lockdemo::SHARED_LOCK (lockdemo)`, `heap`.
+    pub fn describe(&self) -> String {
+        let module = self
+            .module
+            .as_deref()
+            .map(|m| m.rsplit('/').next().unwrap_or(m));
+        match (&self.symbol, module) {
+            (Some(s), Some(m)) => format!("static {s} ({m})"),
+            (None, Some(m)) if self.region == "static" => format!("static data in {m}"),
+            _ => self.region.clone(),
+        }
+    }
+}
+
+impl Profile {
+    pub fn lock_info(&self, uaddr: u64) -> Option<&LockInfo> {
+        self.locks.iter().find(|l| l.uaddr == uaddr)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,34 +280,38 @@ pub struct WakeRow {
 /// A profile file reserved before tracing starts, so an unwritable path fails before attach
 /// and a crash never leaves a half-written profile under the final name.
 pub struct PendingOutput {
+    /// What is written, for errors: "profile", "report".
+    what: &'static str,
     path: PathBuf,
     tmp: PathBuf,
     file: File,
 }
 
 impl PendingOutput {
-    pub fn reserve(path: &Path) -> Result<PendingOutput> {
+    pub fn reserve_for(what: &'static str, path: &Path) -> Result<PendingOutput> {
         let dir = match path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
         if path.is_dir() {
             bail!(
-                "cannot write profile to {}: it is a directory",
+                "cannot write {what} to {}: it is a directory",
                 path.display()
             );
         }
         let name = path
             .file_name()
-            .with_context(|| format!("cannot write profile to {}: no file name", path.display()))?;
+            .with_context(|| format!("cannot write {what} to {}: no file name", path.display()))?;
         let tmp = dir.join(format!(
             ".{}.tmp-{}",
             name.to_string_lossy(),
             std::process::id()
         ));
         let file = File::create(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write profile to {}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("cannot write {what} to {}: {e}", path.display()))?;
+        // Nothing has been written yet; an unwritable directory was the only question.
         Ok(PendingOutput {
+            what,
             path: path.to_path_buf(),
             tmp,
             file,
@@ -279,13 +319,25 @@ impl PendingOutput {
     }
 
     pub fn commit(self, profile: &Profile) -> Result<()> {
+        self.commit_with(|w| Ok(serde_json::to_writer(w, profile)?))
+    }
+
+    /// Writes whatever `write` produces (a rendered format) and moves it into place.
+    pub fn commit_with(self, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
         let mut w = BufWriter::new(&self.file);
-        serde_json::to_writer(&mut w, profile)?;
-        w.flush()?;
+        if let Err(e) = write(&mut w).and_then(|()| Ok(w.flush()?)) {
+            drop(w);
+            let _ = fs::remove_file(&self.tmp);
+            return Err(e.context(format!(
+                "cannot write {} to {}",
+                self.what,
+                self.path.display()
+            )));
+        }
         drop(w);
         self.file.sync_all()?;
         fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("cannot write profile to {}", self.path.display()))?;
+            .with_context(|| format!("cannot write {} to {}", self.what, self.path.display()))?;
         Ok(())
     }
 
@@ -396,6 +448,12 @@ pub(crate) mod tests {
             wakes: vec![],
             threads: BTreeMap::from([(1, "worker-1".into())]),
             bundled: None,
+            locks: vec![LockInfo {
+                uaddr: 0x5000,
+                region: "static".into(),
+                module: Some("/bin/demo".into()),
+                symbol: Some("demo::LOCK".into()),
+            }],
         }
     }
 
@@ -434,7 +492,7 @@ pub(crate) mod tests {
     fn round_trip() {
         let d = tmpdir();
         let path = d.join("p.json");
-        let out = PendingOutput::reserve(&path).unwrap();
+        let out = PendingOutput::reserve_for("profile", &path).unwrap();
         let p = sample();
         out.commit(&p).unwrap();
         let back = load(&path).unwrap();
@@ -476,7 +534,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unwritable_output_fails_before_anything_is_written() {
-        let e = PendingOutput::reserve(Path::new("/nonexistent-dir/p.json"))
+        let e = PendingOutput::reserve_for("profile", Path::new("/nonexistent-dir/p.json"))
             .err()
             .unwrap()
             .to_string();
@@ -485,7 +543,10 @@ pub(crate) mod tests {
             "{e}"
         );
         let d = tmpdir();
-        let e = PendingOutput::reserve(&d).err().unwrap().to_string();
+        let e = PendingOutput::reserve_for("profile", &d)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("is a directory"), "{e}");
     }
 }

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 
 /// Parses `10s`, `500ms`, `2m`, `1.5s`, `250us` or a plain number of seconds. Zero is refused:
 /// a recording of nothing is always a mistake.
-pub fn parse_duration(s: &str) -> Result<Duration> {
+pub fn parse_duration(flag: &str, s: &str) -> Result<Duration> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -13,7 +13,7 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     let (num, unit) = t.split_at(split);
     let value: f64 = match num.parse() {
         Ok(v) => v,
-        Err(_) => bail!("--duration '{s}' is not a duration (try 10s, 500ms or 2m)"),
+        Err(_) => bail!("{flag} '{s}' is not a duration (try 10s, 500ms or 2m)"),
     };
     let scale = match unit.trim() {
         "" | "s" | "sec" | "secs" => 1.0,
@@ -21,14 +21,14 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         "us" | "µs" => 1e-6,
         "m" | "min" => 60.0,
         "h" => 3600.0,
-        other => bail!("--duration '{s}': unknown unit '{other}' (use ms, s, m or h)"),
+        other => bail!("{flag} '{s}': unknown unit '{other}' (use ms, s, m or h)"),
     };
     let secs = value * scale;
     if !secs.is_finite() || secs <= 0.0 {
-        bail!("--duration '{s}' must be greater than zero");
+        bail!("{flag} '{s}' must be greater than zero");
     }
     if secs > 7.0 * 24.0 * 3600.0 {
-        bail!("--duration '{s}' is longer than a week");
+        bail!("{flag} '{s}' is longer than a week");
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -73,17 +73,32 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration(" 3 s ").unwrap(), Duration::from_secs(3));
+        assert_eq!(
+            parse_duration("--duration", "10s").unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            parse_duration("--duration", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_duration("--duration", "2m").unwrap(),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            parse_duration("--duration", "1.5").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            parse_duration("--duration", " 3 s ").unwrap(),
+            Duration::from_secs(3)
+        );
     }
 
     #[test]
     fn bad_durations_are_refused_with_a_reason() {
         for bad in ["", "abc", "0", "0s", "-1s", "10parsecs", "1e9h", "..s"] {
-            let err = parse_duration(bad).unwrap_err().to_string();
+            let err = parse_duration("--duration", bad).unwrap_err().to_string();
             assert!(err.starts_with("--duration"), "{bad}: {err}");
         }
     }

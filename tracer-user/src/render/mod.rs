@@ -1,0 +1,195 @@
+//! render: output formats. One `Render` impl per format (table, csv, json, folded, svg,
+//! pprof); they share the grouping in `aggregate` and the frame naming here.
+mod csv;
+mod folded;
+mod json;
+mod pprof;
+mod svg;
+mod table;
+
+use std::io::{self, Write};
+use std::path::Path;
+
+pub use csv::Csv;
+pub use folded::Folded;
+pub use json::Json;
+pub use pprof::Pprof;
+pub use svg::Svg;
+pub use table::Table;
+
+use crate::aggregate::{Key, ViewOptions};
+use crate::profile::{Frame, Profile, Stack};
+
+pub trait Render {
+    fn render(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()>;
+}
+
+/// Every output format (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Folded,
+    Svg,
+    Pprof,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Csv => "csv",
+            Format::Json => "json",
+            Format::Folded => "folded",
+            Format::Svg => "svg",
+            Format::Pprof => "pprof",
+        }
+    }
+
+    /// The format a file name asks for, where it is obvious. `.json` is not here: for
+    /// `record -o` it means the profile itself, which `report` reads back.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+        [
+            (".csv", Format::Csv),
+            (".folded", Format::Folded),
+            (".svg", Format::Svg),
+            (".pb.gz", Format::Pprof),
+            (".pprof", Format::Pprof),
+            (".txt", Format::Table),
+        ]
+        .into_iter()
+        .find(|(ext, _)| name.ends_with(ext))
+        .map(|(_, f)| f)
+    }
+
+    /// Binary formats are not written to a terminal.
+    pub fn is_binary(self) -> bool {
+        self == Format::Pprof
+    }
+
+    pub fn renderer(self, view: ViewOptions, color: bool) -> Box<dyn Render> {
+        match self {
+            Format::Table => Box::new(Table { view, color }),
+            Format::Csv => Box::new(Csv { view }),
+            Format::Json => Box::new(Json { view }),
+            Format::Folded => Box::new(Folded { view }),
+            Format::Svg => Box::new(Svg { view }),
+            Format::Pprof => Box::new(Pprof),
+        }
+    }
+}
+
+/// Whether to colour output going to `is_terminal`: never when `NO_COLOR` is set
+/// (no-color.org: any non-empty value).
+pub fn use_color(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Display name of one function of a frame, or of the frame when it did not resolve:
+/// `0x7f12 (libfoo.so+0x1f12)`.
+pub fn unresolved_name(frame: &Frame, profile: &Profile) -> String {
+    let module = frame
+        .module
+        .and_then(|m| profile.modules.get(m))
+        .map(|m| m.path.rsplit('/').next().unwrap_or(&m.path).to_string());
+    match (module, frame.offset) {
+        (Some(m), Some(o)) => format!("{:#x} ({m}+{o:#x})", frame.addr),
+        _ => format!("{:#x}", frame.addr),
+    }
+}
+
+/// Display lines of one frame: one per function (inlined ones first), with `file:line`.
+pub fn frame_lines(frame: &Frame, profile: &Profile) -> Vec<(String, Option<String>)> {
+    if frame.syms.is_empty() {
+        return vec![(unresolved_name(frame, profile), None)];
+    }
+    frame
+        .syms
+        .iter()
+        .map(|s| {
+            let loc = s.file.as_ref().map(|f| {
+                let short = f.rsplit('/').next().unwrap_or(f);
+                match s.line {
+                    Some(l) => format!("{short}:{l}"),
+                    None => short.to_string(),
+                }
+            });
+            (s.name.clone(), loc)
+        })
+        .collect()
+}
+
+/// Function names of a stack, innermost first, unresolved frames by address.
+pub fn stack_names(stack: Option<&Stack>, profile: &Profile) -> Vec<String> {
+    match stack {
+        Some(s) => s
+            .frames
+            .iter()
+            .flat_map(|f| frame_lines(f, profile).into_iter().map(|(n, _)| n))
+            .collect(),
+        None => vec!["[stack lost]".into()],
+    }
+}
+
+/// The label of a group's key: a function, `0x5000`, `1234 (worker-1)`, a category.
+pub fn key_label(key: &Key, profile: &Profile) -> String {
+    match key {
+        Key::Stack(s) => crate::aggregate::blamed_function(s.and_then(|s| profile.stacks.get(s))),
+        Key::Function(f) | Key::Category(f) => f.clone(),
+        Key::Lock(a) => format!("{a:#x}"),
+        Key::Thread(t) => match profile.threads.get(t) {
+            Some(name) => format!("{t} ({name})"),
+            None => t.to_string(),
+        },
+    }
+}
+
+/// Threads that woke waiters on `uaddr`, and the wakes they made.
+pub fn releasers(profile: &Profile, uaddr: u64) -> (usize, u64) {
+    let mut tids = std::collections::BTreeSet::new();
+    let mut woken = 0;
+    for w in profile.wakes.iter().filter(|w| w.uaddr == uaddr) {
+        if w.woken > 0 {
+            tids.insert(w.tid);
+            woken += w.woken;
+        }
+    }
+    (tids.len(), woken)
+}
+
+/// Bucket `b` of the wait histogram as `[floor, ceiling)` in ns.
+pub fn bucket_range(b: usize) -> (u64, u64) {
+    let floor = tracer_common::bucket_floor_ns(b);
+    let ceiling = if b == 0 { 1 } else { floor.saturating_mul(2) };
+    (floor, ceiling)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_from_file_names() {
+        let f = |p: &str| Format::from_path(Path::new(p));
+        assert_eq!(f("out.svg"), Some(Format::Svg));
+        assert_eq!(f("x/y.PB.GZ"), Some(Format::Pprof));
+        assert_eq!(f("a.pprof"), Some(Format::Pprof));
+        assert_eq!(f("a.folded"), Some(Format::Folded));
+        assert_eq!(f("a.csv"), Some(Format::Csv));
+        assert_eq!(f("a.json"), None);
+        assert_eq!(f("profile"), None);
+    }
+
+    #[test]
+    fn histogram_buckets_are_powers_of_two() {
+        assert_eq!(bucket_range(0), (0, 1));
+        assert_eq!(bucket_range(1), (1, 2));
+        assert_eq!(bucket_range(11), (1024, 2048));
+        for ns in [1u64, 5, 1000, 123_456_789] {
+            let (lo, hi) = bucket_range(tracer_common::hist_bucket(ns));
+            assert!(lo <= ns && ns < hi, "{ns} in [{lo}, {hi})");
+        }
+    }
+}

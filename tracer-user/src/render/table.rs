@@ -1,0 +1,541 @@
+//! The default format: an aligned table of the hottest groups with their stacks, the header
+//! saying what was recorded and lost, and the bundled map's explanation.
+use std::io::{self, Write};
+
+use super::{bucket_range, frame_lines, key_label, releasers, Render};
+use crate::aggregate::{
+    groups, is_lock_internal, percent, totals, Group, GroupBy, Key, ViewOptions,
+};
+use crate::attribute::{attribute, Share};
+use crate::profile::Profile;
+use crate::units::{fmt_count, fmt_ns};
+
+/// The hot stack table, with a header that says what was recorded and what was lost.
+pub struct Table {
+    pub view: ViewOptions,
+    /// ANSI colour (only on a terminal, and not under NO_COLOR).
+    pub color: bool,
+}
+
+const NAME_WIDTH: usize = 72;
+
+pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
+    let m = &profile.meta;
+    let t = totals(&profile.waits);
+    let c = &profile.counters;
+    let l = &profile.losses;
+    writeln!(
+        out,
+        "lockscope: pid {} ({}) · recorded {} ({}) · attached in {} · unwind {}",
+        m.pid,
+        m.comm,
+        fmt_ns(m.duration_ns),
+        m.stop.describe(),
+        fmt_ns(m.attach_ns),
+        m.unwind
+    )?;
+    writeln!(
+        out,
+        "waits {} · {} of thread time waiting · lost events {} · stacks lost {}",
+        fmt_count(t.waits),
+        fmt_ns(t.wait_ns),
+        fmt_count(l.events()),
+        fmt_count(l.stacks())
+    )?;
+    writeln!(
+        out,
+        "not counted as contention: {} EAGAIN (word changed before sleeping) · {} timeouts ({}) · {} in flight at start · {} still waiting at end{}",
+        fmt_count(c.eagain),
+        fmt_count(t.timeouts),
+        fmt_ns(t.timeout_ns),
+        fmt_count(c.in_flight_at_start),
+        fmt_count(c.still_waiting_at_end),
+        if c.still_waiting_at_end > 0 {
+            format!(" (longest {})", fmt_ns(c.longest_unfinished_ns))
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn clip(s: &str, width: usize) -> String {
+    if s.chars().count() <= width {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(width - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// ANSI styling that is a no-op without colour.
+#[derive(Clone, Copy)]
+struct Paint(bool);
+
+impl Paint {
+    fn bold(self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+    /// The frame lockscope blames: where the program took the lock.
+    fn blame(self, s: &str) -> String {
+        self.wrap("1;33", s)
+    }
+    fn dim(self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+    fn wrap(self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+}
+
+/// Width of the numeric columns before the key or stack column.
+const LEAD_WIDTH: usize = 3 + 1 + 10 + 1 + 11 + 1 + 9 + 1 + 9 + 1 + 6 + 2;
+
+impl Render for Table {
+    fn render(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
+        let paint = Paint(self.color);
+        header(profile, out)?;
+        let rows = groups(profile, &self.view);
+        let grand = totals(&profile.waits).wait_ns;
+        writeln!(out)?;
+        if rows.is_empty() {
+            if profile.waits.iter().any(|r| r.count > 0) {
+                writeln!(
+                    out,
+                    "no group has {} or more of wait (--min-wait)",
+                    fmt_ns(self.view.min_wait_ns)
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "no lock contention: no thread slept on a futex while recording"
+                )?;
+            }
+            return bundled_map(profile, out);
+        }
+        let what = match self.view.by {
+            GroupBy::Stack => {
+                "stack (innermost first; ▶ first frame outside the lock code)".to_string()
+            }
+            GroupBy::Lock => "lock (futex word): what it is · waiters · releasers".to_string(),
+            by => format!("{} · hottest stack's lock site", by.name()),
+        };
+        let title = format!(
+            "{:>3} {:>10} {:>11} {:>9} {:>9} {:>6}  {what}",
+            "#", "waits", "total wait", "avg", "max", "share"
+        );
+        writeln!(out, "{}", paint.bold(&title))?;
+        for (rank, g) in rows.iter().take(self.view.top).enumerate() {
+            let lead = format!(
+                "{:>3} {:>10} {:>11} {:>9} {:>9} {:>5.1}%  ",
+                rank + 1,
+                fmt_count(g.count),
+                fmt_ns(g.total_ns),
+                fmt_ns(g.avg_ns()),
+                fmt_ns(g.max_ns),
+                percent(g.total_ns, grand)
+            );
+            match &g.key {
+                Key::Stack(s) => self.stack_rows(profile, *s, &lead, paint, out)?,
+                key => self.group_rows(profile, g, key, &lead, paint, out)?,
+            }
+            if self.view.hist {
+                histogram(g, paint, out)?;
+            }
+        }
+        if rows.len() > self.view.top {
+            writeln!(
+                out,
+                "{}",
+                paint.dim(&format!(
+                    "… {} more {}s (--top N)",
+                    rows.len() - self.view.top,
+                    self.view.by.name()
+                ))
+            )?;
+        }
+        bundled_map(profile, out)
+    }
+}
+
+impl Table {
+    /// One stack: its frames under the numbers, the blamed frame marked.
+    fn stack_rows(
+        &self,
+        profile: &Profile,
+        stack: Option<usize>,
+        lead: &str,
+        paint: Paint,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        let pad = " ".repeat(LEAD_WIDTH);
+        let lines: Vec<(String, Option<String>)> = match stack.and_then(|s| profile.stacks.get(s)) {
+            Some(stack) => stack
+                .frames
+                .iter()
+                .flat_map(|f| frame_lines(f, profile))
+                .collect(),
+            None => vec![("[stack lost]".to_string(), None)],
+        };
+        let blamed = lines.iter().position(|(name, _)| !is_lock_internal(name));
+        let limit = self.view.max_frames.unwrap_or(usize::MAX);
+        // Always show through the blamed frame, even past the limit.
+        let shown = limit.max(blamed.map_or(0, |b| b + 1)).min(lines.len());
+        let width = lines
+            .iter()
+            .take(shown)
+            .map(|(n, _)| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .min(NAME_WIDTH);
+        for (i, (name, loc)) in lines.iter().take(shown).enumerate() {
+            let marker = if Some(i) == blamed { "▶ " } else { "  " };
+            let name = format!("{:<width$}", clip(name, NAME_WIDTH));
+            let name = if Some(i) == blamed {
+                paint.blame(&name)
+            } else {
+                name
+            };
+            let text = format!(
+                "{marker}{name}  {}",
+                paint.dim(loc.as_deref().unwrap_or(""))
+            );
+            let text = text.trim_end();
+            if i == 0 {
+                writeln!(out, "{lead}{text}")?;
+            } else {
+                writeln!(out, "{pad}{text}")?;
+            }
+        }
+        if shown < lines.len() {
+            writeln!(
+                out,
+                "{pad}{}",
+                paint.dim(&format!(
+                    "  … {} more frames (--full-stacks)",
+                    lines.len() - shown
+                ))
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A non-stack group: its label, then what makes it readable (a lock's identity and
+    /// releasers; otherwise where its hottest stack took the lock).
+    fn group_rows(
+        &self,
+        profile: &Profile,
+        g: &Group,
+        key: &Key,
+        lead: &str,
+        paint: Paint,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        let pad = " ".repeat(LEAD_WIDTH);
+        let site =
+            crate::aggregate::blamed_function(g.hottest_stack.and_then(|s| profile.stacks.get(s)));
+        match key {
+            Key::Lock(uaddr) => {
+                let what = profile
+                    .lock_info(*uaddr)
+                    .map_or_else(|| "unknown".to_string(), |l| l.describe());
+                writeln!(
+                    out,
+                    "{lead}{} {}",
+                    paint.bold(&format!("{uaddr:#x}")),
+                    clip(&what, NAME_WIDTH)
+                )?;
+                let (n, woken) = releasers(profile, *uaddr);
+                writeln!(
+                    out,
+                    "{pad}{} waiting threads · {n} releasing threads ({} woken) · most waited at {}",
+                    g.threads.len(),
+                    fmt_count(woken),
+                    paint.blame(&clip(&site, NAME_WIDTH))
+                )?;
+            }
+            _ => {
+                writeln!(
+                    out,
+                    "{lead}{}",
+                    paint.bold(&clip(&key_label(key, profile), NAME_WIDTH))
+                )?;
+                if !matches!(key, Key::Function(_)) {
+                    writeln!(
+                        out,
+                        "{pad}{} threads · {} locks · mostly at {}",
+                        g.threads.len(),
+                        g.locks.len(),
+                        paint.blame(&clip(&site, NAME_WIDTH))
+                    )?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A log2 histogram of single waits, like plockstat -s and futexctn: one line per bucket
+/// from the first to the last non-empty one.
+fn histogram(g: &Group, paint: Paint, out: &mut dyn Write) -> io::Result<()> {
+    const BAR: usize = 40;
+    let pad = " ".repeat(LEAD_WIDTH);
+    let (Some(first), Some(last)) = (
+        g.hist.iter().position(|&c| c > 0),
+        g.hist.iter().rposition(|&c| c > 0),
+    ) else {
+        return Ok(());
+    };
+    let peak = g.hist.iter().copied().max().unwrap_or(1).max(1);
+    writeln!(
+        out,
+        "{pad}{}",
+        paint.dim(&format!(
+            "{:>21}  {:<BAR$}  {:>10}",
+            "wait", "distribution", "waits"
+        ))
+    )?;
+    for (b, &n) in g.hist.iter().enumerate().take(last + 1).skip(first) {
+        let (lo, hi) = bucket_range(b);
+        let bar = "@".repeat(((n as u128 * BAR as u128).div_ceil(peak as u128)) as usize);
+        writeln!(
+            out,
+            "{pad}{:>9} .. {:>8}  {bar:<BAR$}  {:>10}",
+            fmt_ns(lo),
+            fmt_ns(hi),
+            fmt_count(n)
+        )?;
+    }
+    Ok(())
+}
+
+/// The bundled map's section: what waiters were doing, what they waited behind, the traced
+/// phases, the check against the map's own counters, and the verdict.
+fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
+    let (Some(b), Some(a)) = (&profile.bundled, attribute(profile)) else {
+        return Ok(());
+    };
+    writeln!(out)?;
+    writeln!(
+        out,
+        "bundled map in {}: probed {}",
+        b.exe,
+        if b.probed.is_empty() {
+            "no phases (--phase-probes off)".to_string()
+        } else {
+            b.probed.join(", ")
+        }
+    )?;
+    share_table(
+        out,
+        "waiting threads were doing",
+        a.by_category.iter().map(|(c, s)| (c.label(), s)),
+        a.total_ns,
+    )?;
+    // Blame is kept per lock: with one map lock the table names it; with several, one table
+    // per lock, busiest first.
+    for (lock, rows) in &a.behind_by_lock {
+        let whole = rows.iter().map(|(_, s)| s.wait_ns).sum();
+        share_table(
+            out,
+            &format!("waited behind, on lock {lock:#x}"),
+            rows.iter().map(|(l, s)| (*l, s)),
+            whole,
+        )?;
+    }
+    let phases: Vec<String> = b
+        .phases
+        .iter()
+        .filter(|r| r.calls > 0)
+        .map(|r| {
+            let mut s = format!("{} ×{}", r.phase, fmt_count(r.calls));
+            if let Some(avg) = r.total_ns.checked_div(r.returns) {
+                s += &format!(" (avg {}, max {}", fmt_ns(avg), fmt_ns(r.max_ns));
+                if r.items > 0 {
+                    s += &format!(", {} entries copied", fmt_count(r.items));
+                }
+                s += ")";
+            }
+            s
+        })
+        .collect();
+    if !phases.is_empty() {
+        writeln!(out, "  phases traced: {}", phases.join(" · "))?;
+    }
+    if !b.checks.is_empty() {
+        let worst = b
+            .checks
+            .iter()
+            .map(|c| c.error_percent())
+            .fold(0.0, f64::max);
+        let items: Vec<String> = b
+            .checks
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}/{}",
+                    c.what,
+                    fmt_count(c.traced),
+                    fmt_count(c.counted)
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "  traced/counted by the map itself{}: {} (worst {:.2}% off)",
+            if b.counters_exact {
+                ""
+            } else {
+                " (to its last read before exit)"
+            },
+            items.join(" · "),
+            worst
+        )?;
+    }
+    if let (Some(f), Some(c)) = (a.fast_read_percent, &b.counters) {
+        writeln!(
+            out,
+            "  reads: {f:.2}% fast path ({} lock-free, {} locked)",
+            fmt_count(c.get("fast_reads").copied().unwrap_or(0)),
+            fmt_count(c.get("slow_loads").copied().unwrap_or(0))
+        )?;
+    }
+    if !b.probed.iter().any(|p| p == "miss_locked") {
+        if let Some(misses) = b.counters.as_ref().and_then(|c| c.get("read_misses")) {
+            writeln!(
+                out,
+                "  read misses: {} (the map's own count; `--phase-probes all` traces each one, at a cost)",
+                fmt_count(*misses)
+            )?;
+        }
+    }
+    writeln!(out, "verdict: {}", a.verdict)
+}
+
+fn share_table<'a>(
+    out: &mut dyn Write,
+    title: &str,
+    rows: impl Iterator<Item = (&'a str, &'a Share)>,
+    whole: u64,
+) -> io::Result<()> {
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "  {title:<44} {:>10} {:>11} {:>6}",
+        "waits", "wait time", "share"
+    )?;
+    for (label, s) in rows {
+        writeln!(
+            out,
+            "  {label:<44} {:>10} {:>11} {:>5.1}%",
+            fmt_count(s.waits),
+            fmt_ns(s.wait_ns),
+            percent(s.wait_ns, whole)
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::sample;
+
+    fn render(view: ViewOptions) -> String {
+        let mut buf = Vec::new();
+        Table { view, color: false }
+            .render(&sample(), &mut buf)
+            .unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn table_lists_hottest_stack_first_with_blame_marker() {
+        let s = render(ViewOptions::default());
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(
+            lines[0].starts_with("lockscope: pid 42 (demo) · recorded 2.00 s (duration reached)")
+        );
+        assert!(lines[1].starts_with("waits 6 · 4.50 ms of thread time waiting · lost events 0"));
+        let first = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("1 "))
+            .unwrap();
+        assert!(
+            lines[first].contains("4.00 ms") && lines[first].contains("88.9%"),
+            "{}",
+            lines[first]
+        );
+        assert!(lines[first].contains("syscall"));
+        assert!(
+            lines[first + 1].contains("▶ demo::hot") && lines[first + 1].ends_with("main.rs:21")
+        );
+        assert!(lines[first + 2].contains("  demo::worker"));
+        let second = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("2 "))
+            .unwrap();
+        assert!(lines[second].contains("0x3000"), "{}", lines[second]);
+    }
+
+    #[test]
+    fn top_and_frame_limits_apply() {
+        let s = render(ViewOptions {
+            top: 1,
+            max_frames: Some(1),
+            ..ViewOptions::default()
+        });
+        assert!(s.contains("… 1 more stacks (--top N)"));
+        // The blamed frame is shown even past the frame limit; the rest is summarised.
+        assert!(s.contains("▶ demo::hot"));
+        assert!(s.contains("… 1 more frames (--full-stacks)"));
+    }
+
+    #[test]
+    fn other_groupings_and_histograms_render() {
+        let s = render(ViewOptions {
+            by: GroupBy::Lock,
+            hist: true,
+            ..ViewOptions::default()
+        });
+        assert!(s.contains("0x5000 static demo::LOCK (demo)"), "{s}");
+        assert!(s.contains("2 waiting threads · 0 releasing threads"), "{s}");
+        assert!(s.contains("most waited at demo::hot"), "{s}");
+        // The sample's waits sit in the 1-2 ms and 256-512 µs buckets.
+        assert!(s.contains("1.05 ms ..  2.10 ms"), "{s}");
+        let t = render(ViewOptions {
+            by: GroupBy::Thread,
+            ..ViewOptions::default()
+        });
+        assert!(t.contains("1 (worker-1)"), "{t}");
+        let none = render(ViewOptions {
+            min_wait_ns: 1_000_000_000,
+            ..ViewOptions::default()
+        });
+        assert!(
+            none.contains("no group has 1.00 s or more of wait"),
+            "{none}"
+        );
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let mut buf = Vec::new();
+        Table {
+            view: ViewOptions::default(),
+            color: true,
+        }
+        .render(&sample(), &mut buf)
+        .unwrap();
+        let s = String::from_utf8(buf).unwrap();
+        assert!(s.contains("\x1b[1;33m"), "{s}");
+        assert!(!render(ViewOptions::default()).contains('\x1b'));
+    }
+}

@@ -1,0 +1,360 @@
+//! `lockscope report` on saved profiles: golden files for the text formats, the real
+//! `go tool pprof` on the pprof output, the SVG parsed as XML, and every bad-input error.
+//! No root needed: the fixtures in tests/data are profiles recorded by `lockscope record`.
+//!
+//! Golden files live in tests/golden; `LOCKSCOPE_BLESS=1 cargo test -p tracer-user --test
+//! report` rewrites them from the current output (review the diff before committing).
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lockscope() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lockscope"));
+    c.env("NO_COLOR", "1");
+    c
+}
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lockscope-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn run(args: &[&str]) -> Output {
+    lockscope().args(args).output().expect("run lockscope")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Compares `report FIXTURE ARGS` with tests/golden/NAME, or rewrites it when blessing.
+fn golden(name: &str, fixture: &str, args: &[&str]) {
+    let fixture = data(fixture);
+    let mut all = vec!["report", fixture.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    let got = text(&out.stdout);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("LOCKSCOPE_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; create it with LOCKSCOPE_BLESS=1 cargo test -p tracer-user --test report",
+            path.display()
+        )
+    });
+    if got != want {
+        let first = got
+            .lines()
+            .zip(want.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.lines().count().min(want.lines().count()));
+        panic!(
+            "{name} differs from {} at line {}:\n  got:  {:?}\n  want: {:?}\n(LOCKSCOPE_BLESS=1 rewrites it if the change is intended)",
+            path.display(),
+            first + 1,
+            got.lines().nth(first).unwrap_or("<end>"),
+            want.lines().nth(first).unwrap_or("<end>"),
+        );
+    }
+}
+
+const CONTENDED: &str = "lockdemo-contended.json";
+const MAP: &str = "syncmap-range-insert.json";
+
+#[test]
+fn golden_table() {
+    golden("table.txt", CONTENDED, &[]);
+    golden("table-map.txt", MAP, &["--top", "3"]);
+}
+
+#[test]
+fn golden_table_views() {
+    golden(
+        "table-by-lock-hist.txt",
+        CONTENDED,
+        &["--by", "lock", "--hist"],
+    );
+    golden(
+        "table-by-function-count.txt",
+        MAP,
+        &["--by", "function", "--sort", "count"],
+    );
+    golden(
+        "table-by-thread.txt",
+        CONTENDED,
+        &["--by", "thread", "--top", "4"],
+    );
+    golden(
+        "table-by-category-full.txt",
+        MAP,
+        &["--by", "category", "--full-stacks", "--min-wait", "1ms"],
+    );
+}
+
+#[test]
+fn golden_csv() {
+    golden("report.csv", MAP, &["--format", "csv"]);
+}
+
+#[test]
+fn golden_json() {
+    golden("report.json", MAP, &["--format", "json", "--top", "3"]);
+    golden(
+        "report-by-lock.json",
+        CONTENDED,
+        &["--format", "json", "--by", "lock"],
+    );
+}
+
+#[test]
+fn golden_folded() {
+    golden("report.folded", CONTENDED, &["--format", "folded"]);
+    golden(
+        "report-by-thread-count.folded",
+        CONTENDED,
+        &["--format", "folded", "--by", "thread", "--weight", "count"],
+    );
+}
+
+/// The hottest stack's innermost frame in lockscope's own JSON report.
+fn top_frame(fixture: &str) -> (String, String) {
+    let out = run(&[
+        "report",
+        data(fixture).to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = &v["rows"][0];
+    let frames = row["frames"].as_array().unwrap();
+    let leaf = frames[0]["function"].as_str().unwrap().to_string();
+    (leaf, row["key"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn pprof_is_read_by_go_tool_pprof() {
+    let go = Command::new("go").arg("version").output();
+    if !go.is_ok_and(|o| o.status.success()) {
+        // `cargo xtask test` installs Go and sets this, so CI never skips.
+        assert!(
+            std::env::var_os("LOCKSCOPE_REQUIRE_GO").is_none(),
+            "go is not installed: run `cargo xtask setup`"
+        );
+        eprintln!("skipping: no `go` (cargo xtask setup installs Debian's golang-go)");
+        return;
+    }
+    for fixture in [CONTENDED, MAP] {
+        let path = tmp(&format!("{fixture}.pb.gz"));
+        let out = run(&[
+            "report",
+            data(fixture).to_str().unwrap(),
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let top = Command::new("go")
+            .args(["tool", "pprof", "-top", path.to_str().unwrap()])
+            .env("HOME", std::env::temp_dir())
+            .output()
+            .unwrap();
+        let listing = text(&top.stdout);
+        assert!(
+            top.status.success(),
+            "go tool pprof: {}{listing}",
+            text(&top.stderr)
+        );
+        assert!(listing.contains("Type: delay"), "{listing}");
+        // The first row under the column header is the function with the most flat delay:
+        // the innermost frame of lockscope's hottest stack.
+        let rows: Vec<&str> = listing
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("flat"))
+            .skip(1)
+            .collect();
+        let first = rows.first().unwrap_or_else(|| panic!("no rows: {listing}"));
+        let (leaf, _) = top_frame(fixture);
+        let func = first
+            .split_whitespace()
+            .skip(5)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert_eq!(
+            func, leaf,
+            "pprof's top function vs lockscope's:\n{listing}"
+        );
+        // And the blamed lock site shows up in the cumulative view.
+        let cum = Command::new("go")
+            .args(["tool", "pprof", "-top", "-cum", path.to_str().unwrap()])
+            .env("HOME", std::env::temp_dir())
+            .output()
+            .unwrap();
+        let (_, site) = top_frame(fixture);
+        let cum = text(&cum.stdout);
+        assert!(
+            cum.contains(&site) || cum.contains(&without_generics(&site)),
+            "{site} missing:\n{cum}"
+        );
+    }
+}
+
+/// pprof drops some `<…>` groups from names when it prints them (as C++ template arguments).
+fn without_generics(name: &str) -> String {
+    let mut depth = 0;
+    name.chars()
+        .filter(|&c| {
+            match c {
+                '<' => depth += 1,
+                '>' => depth -= 1,
+                _ => return depth == 0,
+            }
+            false
+        })
+        .collect()
+}
+
+#[test]
+fn svg_is_xml_and_names_the_hottest_frame() {
+    let path = tmp("flame.svg");
+    let out = run(&[
+        "report",
+        data(CONTENDED).to_str().unwrap(),
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let svg = std::fs::read_to_string(&path).unwrap();
+    let mut reader = quick_xml::Reader::from_str(&svg);
+    let mut elements = 0;
+    let mut title_text = String::new();
+    loop {
+        match reader.read_event() {
+            Ok(quick_xml::events::Event::Eof) => break,
+            Ok(quick_xml::events::Event::Start(_)) => elements += 1,
+            Ok(quick_xml::events::Event::Text(t)) => {
+                title_text.push_str(&t[..]);
+                title_text.push('\n');
+            }
+            Ok(_) => {}
+            Err(e) => panic!("not XML at {}: {e}", reader.buffer_position()),
+        }
+    }
+    assert!(elements > 10, "{elements} elements");
+    let (_, site) = top_frame(CONTENDED);
+    assert!(title_text.contains(&site), "{site} not in the SVG");
+    assert!(title_text.contains("lock wait: pid"), "no title");
+}
+
+/// Runs a command that must fail with exactly one line on stderr containing `want`.
+fn fails_with(args: &[&str], want: &str) {
+    let out = run(args);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
+    assert!(err.contains(want), "{args:?}: {err}");
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?} printed: {}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn bad_profiles_get_one_clear_line() {
+    fails_with(
+        &["report", "/nonexistent/p.json"],
+        "no profile at /nonexistent/p.json",
+    );
+    let full = std::fs::read_to_string(data(CONTENDED)).unwrap();
+    let trunc = tmp("trunc.json");
+    std::fs::write(&trunc, &full[..full.len() / 2]).unwrap();
+    fails_with(&["report", trunc.to_str().unwrap()], "corrupt or truncated");
+    let corrupt = tmp("corrupt.json");
+    std::fs::write(&corrupt, b"\x00\x01garbage").unwrap();
+    fails_with(
+        &["report", corrupt.to_str().unwrap()],
+        "corrupt or truncated",
+    );
+    let other = tmp("other.json");
+    std::fs::write(&other, r#"{"format": "something-else"}"#).unwrap();
+    fails_with(
+        &["report", other.to_str().unwrap()],
+        "is not a lockscope profile",
+    );
+    let newer = tmp("newer.json");
+    std::fs::write(&newer, full.replacen("\"version\":1", "\"version\":2", 1)).unwrap();
+    fails_with(
+        &["report", newer.to_str().unwrap()],
+        "newer than this lockscope reads",
+    );
+    let damaged = tmp("damaged.json");
+    std::fs::write(&damaged, full.replacen("\"waits\":[", "\"waits\":[7,", 1)).unwrap();
+    fails_with(
+        &["report", damaged.to_str().unwrap()],
+        "damaged lockscope profile",
+    );
+}
+
+#[test]
+fn bad_options_get_one_clear_line() {
+    let p = data(CONTENDED);
+    let p = p.to_str().unwrap();
+    fails_with(
+        &["report", p, "--by", "color"],
+        "invalid value 'color' for '--by",
+    );
+    fails_with(
+        &["report", p, "--sort", "size"],
+        "invalid value 'size' for '--sort",
+    );
+    fails_with(
+        &["report", p, "--format", "png"],
+        "invalid value 'png' for '--format",
+    );
+    fails_with(
+        &["report", p, "--min-wait", "soon"],
+        "--min-wait 'soon' is not a duration",
+    );
+    fails_with(
+        &["report", p, "-o", "/nonexistent-dir/x.svg"],
+        "cannot write report to /nonexistent-dir/x.svg",
+    );
+    fails_with(&["record", "--", "no-such-program-xyz"], "");
+}
+
+#[test]
+fn output_files_are_written_whole_and_only_on_success() {
+    let csv = tmp("r.csv");
+    let out = run(&[
+        "report",
+        data(MAP).to_str().unwrap(),
+        "-o",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = std::fs::read_to_string(&csv).unwrap();
+    assert!(body.starts_with("rank,by,key,waits,total_ns"), "{body}");
+    assert!(out.stdout.is_empty());
+    // No temporary file is left beside it.
+    let left: Vec<_> = std::fs::read_dir(csv.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
