@@ -96,6 +96,11 @@ fn offset_to_addr(pid: u32, exe: &Path, offset: u64) -> Result<u64> {
     bail!("{} is not mapped in process {pid}", exe.display())
 }
 
+/// Every counter at zero: the map's state at exec.
+pub fn zero_counters() -> BTreeMap<String, u64> {
+    NAMES.iter().map(|n| (n.to_string(), 0)).collect()
+}
+
 /// Reads and sums the counters from the target's memory.
 pub fn read_counters(pid: u32, map: &BundledMap) -> Result<BTreeMap<String, u64>> {
     let offset = map

@@ -63,9 +63,10 @@ pub struct MapWindow {
 pub async fn record(
     tracer: &mut Tracer,
     pid: u32,
-    duration: Duration,
+    duration: Option<Duration>,
     progress: bool,
     map: Option<&BundledMap>,
+    from_exec: bool,
 ) -> Result<Raw> {
     // The window starts now that every probe is live.
     let snap = |tracer: &Tracer, m: &BundledMap| -> Result<Snapshot> {
@@ -74,7 +75,14 @@ pub async fn record(
             phases: read_phases(tracer)?,
         })
     };
-    let map_start = match map.map(|m| snap(tracer, m)) {
+    // A process traced from exec starts with every counter and traced total at zero.
+    let zero = |_: &BundledMap| -> Result<Snapshot> {
+        Ok(Snapshot {
+            counters: bundled::zero_counters(),
+            phases: [PhaseStats::default(); NUM_PHASES],
+        })
+    };
+    let map_start = match map.map(|m| if from_exec { zero(m) } else { snap(tracer, m) }) {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => {
             eprintln!("lockscope: cannot read the bundled map's counters ({e:#}); reporting traced counts only");
@@ -92,7 +100,9 @@ pub async fn record(
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + duration;
+    // No duration: until the target exits (a week is the longest --duration takes).
+    let deadline =
+        tokio::time::Instant::now() + duration.unwrap_or(Duration::from_secs(7 * 24 * 3600));
     let mut tick = tokio::time::interval(TICK);
     let show = progress && std::io::stderr().is_terminal();
     let mut last = (started, 0u64);
@@ -220,7 +230,7 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn read(
+pub fn read(
     tracer: &Tracer,
     maps: MapHistory,
     threads: BTreeMap<u32, String>,

@@ -145,6 +145,8 @@ pub fn parse_maps(text: &str) -> Vec<Mapping> {
 pub struct MapHistory {
     /// Oldest first; a later mapping of the same range wins a lookup.
     pub mappings: Vec<Mapping>,
+    /// The whole of /proc/PID/maps as last read (data mappings too, to name locks).
+    pub last_text: String,
 }
 
 impl MapHistory {
@@ -154,6 +156,7 @@ impl MapHistory {
             return false;
         };
         self.merge(parse_maps(&text));
+        self.last_text = text;
         true
     }
 

@@ -1,28 +1,54 @@
 //! The `record` command: preflight → attach → collect → symbolize → render, and the profile.
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use tracer_common::{Counter, OpKind, Phase, PhaseStats, NO_STACK};
 
 use crate::bundled::{self, BundledMap};
-use crate::cli::RecordOptions;
+use crate::cli::{Launch, RecordOptions};
 use crate::collect::{self, MapWindow, Raw, Snapshot};
 use crate::procfs::{self, Target};
 use crate::profile::{
     Bundled, Check, Counters, Losses, Meta, PendingOutput, PhaseRow, Profile, WaitRow, WakeRow,
     FORMAT, VERSION,
 };
-use crate::render::{Render, Table};
+use crate::render::{use_color, Render, Table};
 use crate::symbolize::{frames_with_leaf, StackSymbolizer};
-use crate::{attach, preflight};
+use crate::{attach, launch, preflight};
 
-pub fn run(opts: &RecordOptions) -> Result<()> {
+pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
     preflight::check_privileges()?;
-    let target = procfs::target(opts.pid)?;
-    let output = PendingOutput::reserve(&opts.output)?;
+    // A launched command is forked now and held before exec until every probe is live.
+    let (target, mut launched) = match &opts.launch {
+        Launch::Pid(pid) => (procfs::target(*pid)?, None),
+        Launch::Command(argv) => {
+            let l = launch::spawn(argv)?;
+            let target = Target {
+                tgid: l.pid,
+                comm: l
+                    .exe
+                    .file_name()
+                    .map_or_else(|| l.program.clone(), |n| n.to_string_lossy().into_owned()),
+                exe: Some(l.exe.clone()),
+            };
+            (target, Some(l))
+        }
+    };
+    let output_path = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("lockscope-{}.json", target.tgid)));
+    let what = if opts.output_format.is_some() {
+        "report"
+    } else {
+        "profile"
+    };
+    let output = PendingOutput::reserve_for(what, &output_path)?;
     preflight::ensure_tracefs()?;
     let start_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -52,11 +78,13 @@ pub fn run(opts: &RecordOptions) -> Result<()> {
         }
     };
     let attach_ns = t0.elapsed().as_nanos() as u64;
-    if opts.pid != target.tgid {
-        eprintln!(
-            "lockscope: {} is a thread of process {}; tracing the whole process",
-            opts.pid, target.tgid
-        );
+    if let Launch::Pid(pid) = opts.launch {
+        if pid != target.tgid {
+            eprintln!(
+                "lockscope: {pid} is a thread of process {}; tracing the whole process",
+                target.tgid
+            );
+        }
     }
     for tp in &tracer.missing {
         eprintln!(
@@ -75,10 +103,26 @@ pub fn run(opts: &RecordOptions) -> Result<()> {
             }
         );
     }
-    eprintln!(
-        "lockscope: tracing pid {} ({}) for {:.1?}; Ctrl-C stops early",
-        target.tgid, target.comm, opts.duration
-    );
+    let until = match opts.duration {
+        Some(d) => format!("for {d:.1?}"),
+        None => "until it exits".to_string(),
+    };
+    match &mut launched {
+        Some(l) => {
+            if let Err(e) = l.release() {
+                output.abandon();
+                return Err(e);
+            }
+            eprintln!(
+                "lockscope: launched {} as pid {}, tracing {until}; Ctrl-C stops early",
+                l.program, l.pid
+            );
+        }
+        None => eprintln!(
+            "lockscope: tracing pid {} ({}) {until}; Ctrl-C stops early",
+            target.tgid, target.comm
+        ),
+    }
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -89,25 +133,45 @@ pub fn run(opts: &RecordOptions) -> Result<()> {
         opts.duration,
         opts.progress,
         map.as_ref(),
+        launched.is_some(),
     ))?;
 
-    let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref());
+    let mut sym = StackSymbolizer::new(raw.maps.clone());
+    let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
     profile.meta.attach_ns = attach_ns;
-    output.commit(&profile)?;
+    match opts.output_format {
+        None => output.commit(&profile)?,
+        Some(format) => {
+            let r = format.renderer(opts.view, false);
+            output.commit_with(|w| Ok(r.render(&profile, w)?))?;
+        }
+    }
     let mut stdout = std::io::stdout().lock();
-    Table { view: opts.view }.render(&profile, &mut stdout)?;
+    let color = use_color(stdout.is_terminal());
+    Table {
+        view: opts.view,
+        color,
+    }
+    .render(&profile, &mut stdout)?;
     stdout.flush()?;
     // Phase uprobes are released here, after the report (see `Tracer::detach`).
     drop(tracer);
     eprintln!(
-        "lockscope: {}; profile saved to {}",
+        "lockscope: {}; {what} saved to {}",
         collect::describe_stop(
             profile.meta.stop,
             std::time::Duration::from_nanos(profile.meta.duration_ns)
         ),
-        opts.output.display()
+        output_path.display()
     );
-    Ok(())
+    match &mut launched {
+        Some(l) => {
+            let code = l.wait()?;
+            // The status byte: a shell's 128+signal fits, anything else is clamped.
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn op_name(kind: u32) -> String {
@@ -120,8 +184,9 @@ pub fn build_profile(
     raw: Raw,
     start_unix_ms: u64,
     map: Option<&BundledMap>,
+    sym: &mut StackSymbolizer,
 ) -> Profile {
-    let mut sym = StackSymbolizer::new(&raw.maps);
+    sym.set_maps(&raw.maps);
     // A final stack is a kernel stack plus its validated leaf caller.
     let mut index: HashMap<(u64, u64), Option<usize>> = HashMap::new();
     let mut stacks = Vec::new();
@@ -142,7 +207,7 @@ pub fn build_profile(
         .waits
         .iter()
         .map(|(k, v)| WaitRow {
-            stack: resolve(&mut sym, k.stack_id, k.leaf_ret),
+            stack: resolve(sym, k.stack_id, k.leaf_ret),
             // The waker's leaf is not kept per wait; its own wake row carries it.
             waker_stack: None,
             uaddr: k.uaddr,
@@ -167,7 +232,7 @@ pub fn build_profile(
         .wakes
         .iter()
         .map(|(k, v)| WakeRow {
-            stack: resolve(&mut sym, k.stack_id, k.leaf_ret),
+            stack: resolve(sym, k.stack_id, k.leaf_ret),
             uaddr: k.uaddr,
             tid: k.tid,
             op: op_name(k.kind),
@@ -193,7 +258,8 @@ pub fn build_profile(
         .collect();
 
     let t = std::time::Instant::now();
-    let (stacks, modules) = sym.symbolize(stacks);
+    let stacks = sym.symbolize(stacks);
+    let modules = sym.modules();
     let symbolize_ns = t.elapsed().as_nanos() as u64;
     let c = |x: Counter| raw.counters[x as usize];
     Profile {
@@ -234,6 +300,12 @@ pub fn build_profile(
         waits,
         wakes,
         threads: raw.threads,
+        locks: {
+            let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
+            uaddrs.sort_unstable();
+            uaddrs.dedup();
+            crate::locks::describe(&raw.maps.last_text, uaddrs)
+        },
         bundled: map.map(|m| Bundled {
             exe: m.exe.display().to_string(),
             probes: m.phases.len(),

@@ -2,7 +2,7 @@
 //! function names so tests can check that lockscope blames the right frame.
 //!
 //! lockdemo [contended|uncontended|stacks] [--threads N] [--seconds S] [--outside N]
-//!          [--unique N] [--start-delay S] [--linger S]
+//!          [--unique N] [--start-delay S] [--linger S] [--exit-code N]
 //!
 //! - `contended`: every thread takes one shared lock (8 threads with the default, ~0 work
 //!   outside the lock, make a futex storm); `--outside N` adds N rounds of arithmetic (a few
@@ -13,10 +13,16 @@
 //!
 //! Runs until killed unless `--seconds` is given. `--start-delay` waits before starting the
 //! threads and `--linger` stays alive after printing, so a tracer attached in the delay sees
-//! exactly the measured run. Prints its lock count and rate as JSON at exit.
+//! exactly the measured run. Prints its lock count and rate as JSON at exit, then exits with
+//! `--exit-code` (default 0), so launchers can be checked to pass the status on.
+//!
+//! The shared lock is the static `SHARED_LOCK`, so a tracer can name it by symbol.
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// The one lock every `contended`/`stacks` thread takes.
+static SHARED_LOCK: Mutex<u64> = Mutex::new(0);
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,7 @@ struct Args {
     unique: u64,
     start_delay: f64,
     linger: f64,
+    exit_code: i32,
 }
 
 fn number<T: std::str::FromStr>(v: Option<String>, what: &str) -> Result<T, String> {
@@ -50,6 +57,7 @@ fn parse() -> Result<Args, String> {
         unique: 1024,
         start_delay: 0.0,
         linger: 0.0,
+        exit_code: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -60,6 +68,7 @@ fn parse() -> Result<Args, String> {
             "--unique" => args.unique = number(it.next(), "--unique")?,
             "--start-delay" => args.start_delay = number(it.next(), "--start-delay")?,
             "--linger" => args.linger = number(it.next(), "--linger")?,
+            "--exit-code" => args.exit_code = number(it.next(), "--exit-code")?,
             "contended" => args.mode = Mode::Contended,
             "uncontended" => args.mode = Mode::Uncontended,
             "stacks" => args.mode = Mode::Stacks,
@@ -141,13 +150,12 @@ fn main() {
     std::thread::sleep(Duration::from_secs_f64(args.start_delay));
     let stop = Arc::new(AtomicBool::new(false));
     let locks = Arc::new(AtomicU64::new(0));
-    let shared = Arc::new(Mutex::new(0u64));
     // Paths 0..unique need this many bits.
     let depth = 64 - (args.unique - 1).leading_zeros();
     let started = Instant::now();
     let workers: Vec<_> = (0..args.threads)
         .map(|i| {
-            let (stop, locks, shared) = (stop.clone(), locks.clone(), shared.clone());
+            let (stop, locks, shared) = (stop.clone(), locks.clone(), &SHARED_LOCK);
             let (mode, outside, unique) = (args.mode, args.outside, args.unique);
             std::thread::Builder::new()
                 .name(format!("worker-{i}"))
@@ -157,12 +165,12 @@ fn main() {
                     while !stop.load(Ordering::Relaxed) {
                         match mode {
                             Mode::Contended => {
-                                black_box(contended_lock_site(&shared));
+                                black_box(contended_lock_site(shared));
                             }
                             Mode::Uncontended => private_lock_site(&own),
                             Mode::Stacks => {
                                 let path = (n.wrapping_mul(7919) + i as u64) % unique;
-                                black_box(descend(path, depth, &shared));
+                                black_box(descend(path, depth, shared));
                             }
                         }
                         let mut x = n;
@@ -193,4 +201,5 @@ fn main() {
         n as f64 / secs
     );
     std::thread::sleep(Duration::from_secs_f64(args.linger));
+    std::process::exit(args.exit_code);
 }

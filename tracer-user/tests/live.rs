@@ -1,0 +1,224 @@
+//! Root integration tests of the launch and live modes: `record -- CMD` traces a command from
+//! exec and exits with its status; `top` runs in a real pseudo-terminal (util-linux `script`),
+//! shows the hot frame, quits on `q` and restores the terminal.
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::*;
+
+#[test]
+fn record_launches_a_command_traces_it_and_returns_its_status() {
+    if !can_trace() {
+        return;
+    }
+    let out_path = tmp("launched.json");
+    let lockdemo = workload_bin("lockdemo");
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&out_path)
+        .arg("--")
+        .arg(&lockdemo)
+        .args([
+            "contended",
+            "--threads",
+            "4",
+            "--seconds",
+            "1",
+            "--exit-code",
+            "3",
+        ])
+        .output()
+        .expect("run lockscope");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "lockscope should exit with the command's status: {}",
+        text(&out.stderr)
+    );
+    let p = load(&out_path);
+    assert_eq!(p["meta"]["stop"], "target-exited");
+    assert_eq!(p["meta"]["comm"], "lockdemo");
+    let tops = stack_totals(&p);
+    assert!(!tops.is_empty(), "no waits traced from exec");
+    let names = frame_names(&p, tops[0].0);
+    assert!(
+        names.iter().any(|n| n == "lockdemo::contended_lock_site"),
+        "{names:#?}"
+    );
+    // The one contended lock is the static SHARED_LOCK, named from lockdemo's symbols, and
+    // the report's per-lock table says so.
+    let locks = p["locks"].as_array().expect("locks");
+    assert!(
+        locks.iter().any(|l| l["region"] == "static"
+            && l["symbol"]
+                .as_str()
+                .is_some_and(|s| s.contains("SHARED_LOCK"))),
+        "{locks:#?}"
+    );
+    let report = lockscope()
+        .args(["report", "--by", "lock"])
+        .arg(&out_path)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let table = text(&report.stdout);
+    assert!(
+        table.contains("static lockdemo::SHARED_LOCK (lockdemo)"),
+        "{table}"
+    );
+    // The status line printed to stdout is the command's, and lockscope's own report follows.
+    assert!(text(&out.stdout).contains("contended_lock_site"));
+}
+
+#[test]
+fn a_launched_bundled_map_counts_from_exec() {
+    if !can_trace() {
+        return;
+    }
+    let out_path = tmp("launched-map.json");
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&out_path)
+        .arg("--")
+        .arg(workload_bin("syncmap-load"))
+        .args([
+            "--preset",
+            "range-insert",
+            "--duration",
+            "2",
+            "--linger",
+            "1",
+        ])
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The workload's JSON goes to the same stdout, before lockscope's report.
+    let stdout = text(&out.stdout);
+    let truth: Value = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no workload JSON in: {stdout}"));
+    let p = load(&out_path);
+    let checks = p["bundled"]["checks"].as_array().expect("checks");
+    assert!(!checks.is_empty(), "{:#?}", p["bundled"]);
+    for c in checks {
+        let (traced, counted) = (
+            c["traced"].as_u64().unwrap(),
+            c["counted"].as_u64().unwrap(),
+        );
+        let off = (traced as f64 - counted as f64).abs() / (counted.max(1) as f64);
+        assert!(
+            off <= 0.02,
+            "{c}: traced vs counted {:.2}% apart",
+            off * 100.0
+        );
+    }
+    // From exec, the window is the whole life: the counters equal the workload's totals.
+    let counters = &p["bundled"]["counters"];
+    for key in ["promotions", "rebuilds", "entries_copied"] {
+        assert_eq!(
+            counters[key], truth["counters_since_start"][key],
+            "{key}: lockscope read {} , workload printed {}",
+            counters[key], truth["counters_since_start"][key]
+        );
+    }
+}
+
+#[test]
+fn record_output_extension_picks_the_format() {
+    if !can_trace() {
+        return;
+    }
+    let svg = tmp("recorded.svg");
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&svg)
+        .arg("--")
+        .arg(workload_bin("lockdemo"))
+        .args(["contended", "--threads", "4", "--seconds", "1"])
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let body = std::fs::read_to_string(&svg).unwrap();
+    assert!(body.contains("<svg"), "not an SVG");
+    assert!(body.contains("contended_lock_site"));
+    assert!(text(&out.stderr).contains("report saved to"));
+}
+
+#[test]
+fn launching_a_missing_program_fails_in_one_line() {
+    if !can_trace() {
+        return;
+    }
+    let out = lockscope()
+        .args(["record", "--", "/nonexistent/prog"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "cannot run /nonexistent/prog: no such file");
+}
+
+#[test]
+fn top_in_a_terminal_shows_the_hot_frame_and_restores_it() {
+    if !can_trace() {
+        return;
+    }
+    if Command::new("script").arg("--version").output().is_err() {
+        panic!("util-linux `script` is missing (Debian's bsdutils)");
+    }
+    let w = Workload::start(&["contended", "--threads", "8"]);
+    let inner = format!(
+        "stty cols 160 rows 30; exec {} top --pid {} --interval 300ms",
+        env!("CARGO_BIN_EXE_lockscope"),
+        w.pid()
+    );
+    let mut term = Command::new("script")
+        .args(["-qfec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start script");
+    std::thread::sleep(Duration::from_secs(3));
+    term.stdin.as_mut().unwrap().write_all(b"b").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    term.stdin.as_mut().unwrap().write_all(b"q").unwrap();
+    let started = Instant::now();
+    while term.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "top did not quit on q"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = term.wait_with_output().unwrap();
+    let screen = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "top failed: {screen}{}",
+        text(&out.stderr)
+    );
+    assert!(
+        screen.contains("lockdemo::contended_lock_site"),
+        "hot frame not shown: {screen}"
+    );
+    // ratatui redraws only changed cells: "stack" → "function" rewrites from "tion" on
+    // ("fun" and "c" land where "sta" and "c" were).
+    assert!(
+        screen.contains("tion (b)"),
+        "the b key did not switch the grouping"
+    );
+    // Entered and left the alternate screen; raw mode is restored by the same call.
+    assert!(
+        screen.contains("\x1b[?1049h"),
+        "never entered the alternate screen"
+    );
+    assert!(
+        screen.contains("\x1b[?1049l"),
+        "did not restore the terminal"
+    );
+}
