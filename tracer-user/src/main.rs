@@ -1,27 +1,34 @@
 //! lockscope: attach to a process, trace its futex waits in the kernel, report the hot stacks.
 //!
 //! Pipeline: attach (load + attach eBPF) → collect (record, read aggregates) → symbolize
-//! (addresses → functions) → render (tables). `record` drives it; `report` re-renders a profile.
+//! (addresses → functions) → attribute (bundled-map causes) → render (formats). `record`
+//! drives it once; `top` drives it live; `report` re-renders a saved profile.
 mod aggregate;
 mod attach;
 mod attribute;
 mod bundled;
 mod cli;
 mod collect;
+mod launch;
+mod locks;
 mod preflight;
 mod procfs;
 mod profile;
 mod record;
 mod render;
 mod symbolize;
+mod top;
 mod units;
 
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use anyhow::bail;
 use clap::Parser;
 
-use cli::{Cli, Command};
-use render::{Render, Table};
+use cli::{Cli, Command, ReportOptions};
+use profile::PendingOutput;
+use render::use_color;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -42,7 +49,7 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("lockscope: {e:#}");
             ExitCode::FAILURE
@@ -50,14 +57,39 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Record(args) => record::run(&args.options()?),
-        Command::Report(args) => {
-            let profile = profile::load(&args.profile)?;
-            let mut out = std::io::stdout().lock();
-            Table { view: args.view() }.render(&profile, &mut out)?;
-            Ok(())
+        Command::Report(args) => report(&args.options()?).map(|()| ExitCode::SUCCESS),
+        Command::Top(args) => top::run(&args.options()?).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// `lockscope report`: load, render, write (atomically, when to a file).
+fn report(opts: &ReportOptions) -> anyhow::Result<()> {
+    let profile = profile::load(&opts.profile)?;
+    match &opts.output {
+        Some(path) => {
+            let out = PendingOutput::reserve_for("report", path)?;
+            let r = opts.format.renderer(opts.view, false);
+            out.commit_with(|w| Ok(r.render(&profile, w)?))
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let tty = stdout.is_terminal();
+            if tty && opts.format.is_binary() {
+                bail!(
+                    "{} is binary: write it with -o FILE or redirect standard output",
+                    opts.format.name()
+                );
+            }
+            let mut out = stdout.lock();
+            let r = opts.format.renderer(opts.view, use_color(tty));
+            match r.render(&profile, &mut out).and_then(|()| out.flush()) {
+                // `lockscope report … | head` is not an error.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => Ok(other?),
+            }
         }
     }
 }

@@ -99,22 +99,38 @@ pub fn frames_with_leaf(
 /// An address and, when file-backed, its (module index, file offset).
 type Located = (Addr, Option<(usize, u64)>);
 
-/// Turns raw stacks into symbolized ones, sharing modules and lookups across all of them.
-pub struct StackSymbolizer<'a> {
-    maps: &'a MapHistory,
+/// Turns raw stacks into symbolized ones, sharing modules and lookups across all of them and
+/// across calls (`top` symbolizes a few new stacks per refresh).
+pub struct StackSymbolizer {
+    maps: MapHistory,
     modules: Vec<Module>,
     module_index: HashMap<String, usize>,
     files: HashMap<usize, Option<File>>,
+    symbolizer: Symbolizer,
+    /// (module, lookup offset) → functions; empty when it did not resolve.
+    resolved: HashMap<(usize, u64), Vec<Sym>>,
 }
 
-impl<'a> StackSymbolizer<'a> {
-    pub fn new(maps: &'a MapHistory) -> Self {
+impl StackSymbolizer {
+    pub fn new(maps: MapHistory) -> Self {
         StackSymbolizer {
             maps,
             modules: Vec::new(),
             module_index: HashMap::new(),
             files: HashMap::new(),
+            symbolizer: Symbolizer::new(),
+            resolved: HashMap::new(),
         }
+    }
+
+    /// Newer memory maps (a live target loads libraries).
+    pub fn set_maps(&mut self, maps: &MapHistory) {
+        self.maps.merge(maps.mappings.clone());
+    }
+
+    /// Every module any stack so far refers to, by the index frames carry.
+    pub fn modules(&self) -> Vec<Module> {
+        self.modules.clone()
     }
 
     fn module_of(&mut self, path: &str) -> usize {
@@ -166,7 +182,7 @@ impl<'a> StackSymbolizer<'a> {
     }
 
     /// Symbolizes every stack in one batch per module.
-    pub fn symbolize(mut self, stacks: Vec<Vec<Addr>>) -> (Vec<Stack>, Vec<Module>) {
+    pub fn symbolize(&mut self, stacks: Vec<Vec<Addr>>) -> Vec<Stack> {
         let mut located: Vec<Vec<Located>> = Vec::with_capacity(stacks.len());
         let mut wanted: HashMap<usize, Vec<u64>> = HashMap::new();
         for s in &stacks {
@@ -175,28 +191,32 @@ impl<'a> StackSymbolizer<'a> {
                 let loc = self.locate(a.raw());
                 if let Some((m, off)) = loc {
                     let key = off - (a.raw() - a.lookup());
-                    wanted.entry(m).or_default().push(key);
+                    if !self.resolved.contains_key(&(m, key)) {
+                        wanted.entry(m).or_default().push(key);
+                    }
                 }
                 row.push((a, loc));
             }
             located.push(row);
         }
 
-        let symbolizer = Symbolizer::new();
-        let mut resolved: HashMap<(usize, u64), Vec<Sym>> = HashMap::new();
         for (m, mut offsets) in wanted {
             offsets.sort_unstable();
             offsets.dedup();
             let src = Source::Elf(Elf::new(&self.modules[m].path));
-            let Ok(results) = symbolizer.symbolize(&src, Input::FileOffset(&offsets)) else {
-                continue;
-            };
-            for (off, sym) in offsets.iter().zip(results) {
-                if let Symbolized::Sym(sym) = sym {
-                    resolved.insert((m, *off), syms_innermost_first(&sym));
-                }
+            let results = self
+                .symbolizer
+                .symbolize(&src, Input::FileOffset(&offsets))
+                .unwrap_or_default();
+            for (i, off) in offsets.iter().enumerate() {
+                let syms = match results.get(i) {
+                    Some(Symbolized::Sym(sym)) => syms_innermost_first(sym),
+                    _ => Vec::new(),
+                };
+                self.resolved.insert((m, *off), syms);
             }
         }
+        let resolved = &self.resolved;
 
         let out = located
             .into_iter()
@@ -216,7 +236,7 @@ impl<'a> StackSymbolizer<'a> {
                     .collect(),
             })
             .collect();
-        (out, self.modules)
+        out
     }
 }
 

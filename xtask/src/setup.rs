@@ -131,6 +131,15 @@ pub fn run() -> Result<()> {
             &[("LLVM_PREFIX", &llvm_prefix)],
         )?;
     }
+    step("Debian's golang-go (`go tool pprof` reads lockscope's pprof output in the tests)");
+    if output("go", &["version"]).is_some_and(|v| v.starts_with("go version")) {
+        eprintln!(
+            "    ok: {}",
+            output("go", &["version"]).unwrap_or_default().trim()
+        );
+    } else {
+        apt_install(&["golang-go"])?;
+    }
     eprintln!("\nsetup complete");
     Ok(())
 }

@@ -44,6 +44,13 @@ pub fn run() -> Result<()> {
         "cargo",
         &["+nightly", "miri", "test", "-p", "syncmap", "--lib"],
     )?;
+    step("report formats: golden files, `go tool pprof` on the pprof output, SVG as XML, errors");
+    cmd_env(
+        "cargo",
+        &["test", "-p", "tracer-user", "--test", "report"],
+        // Go is installed by setup, so the pprof test must not skip here.
+        &[("LOCKSCOPE_REQUIRE_GO", "1")],
+    )?;
     step("test workloads (release, frame pointers)");
     cmd("cargo", &["build", "--release", "-p", "workloads"])?;
     step("root integration tests: real eBPF programs tracing real processes");
@@ -60,6 +67,8 @@ pub fn run() -> Result<()> {
             "record",
             "--test",
             "bundled",
+            "--test",
+            "live",
             "--",
             "--test-threads=1",
         ],

@@ -1,0 +1,286 @@
+//! top: a live, refreshing table of a running process's hottest lock waits (like `py-spy
+//! top`): the same kernel aggregates and grouping as `record`, read every interval.
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use ratatui::layout::{Constraint, Layout};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Cell, Paragraph, Row, Table};
+use ratatui::Frame;
+
+use crate::aggregate::{
+    blamed_function, groups, percent, totals, GroupBy, Key, SortKey, ViewOptions,
+};
+use crate::cli::TopOptions;
+use crate::collect;
+use crate::procfs::{self, thread_names, MapHistory};
+use crate::profile::{Profile, StopReason};
+use crate::record::build_profile;
+use crate::render::key_label;
+use crate::symbolize::StackSymbolizer;
+use crate::units::{fmt_count, fmt_ns};
+use crate::{attach, bundled, preflight};
+
+/// What one screen shows: the profile so far, the view, and each row's recent wait rate.
+pub struct Screen<'a> {
+    pub profile: &'a Profile,
+    pub view: ViewOptions,
+    /// Wait ns per second over the last interval, by group key.
+    pub recent: &'a HashMap<Key, f64>,
+    pub status: &'a str,
+}
+
+/// Draws one screen (also what the tests render to a test backend).
+pub fn draw(frame: &mut Frame, s: &Screen) {
+    let [head, body] =
+        Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(frame.area());
+    let p = s.profile;
+    let t = totals(&p.waits);
+    let head_text = vec![
+        Line::from(format!(
+            "lockscope top · pid {} ({}) · {} · waits {} · {} waiting · lost {}",
+            p.meta.pid,
+            p.meta.comm,
+            fmt_ns(p.meta.duration_ns),
+            fmt_count(t.waits),
+            fmt_ns(t.wait_ns),
+            fmt_count(p.losses.events())
+        ))
+        .style(Style::new().add_modifier(Modifier::BOLD)),
+        Line::from(format!(
+            "by {} (b) · sort {} (s) · q quits · {}",
+            s.view.by.name(),
+            s.view.sort.name(),
+            s.status
+        )),
+    ];
+    frame.render_widget(Paragraph::new(head_text), head);
+
+    let rows: Vec<Row> = groups(p, &s.view)
+        .iter()
+        .take(body.height.saturating_sub(1) as usize)
+        .map(|g| {
+            let site = blamed_function(g.hottest_stack.and_then(|i| p.stacks.get(i)));
+            let label = match &g.key {
+                Key::Stack(_) | Key::Function(_) => site,
+                key => format!("{} · at {site}", key_label(key, p)),
+            };
+            // Threads' worth of waiting right now: wait ns per second of wall time.
+            let now = s.recent.get(&g.key).copied().unwrap_or(0.0) / 1e9;
+            Row::new(vec![
+                Cell::from(format!("{:.2}", now)),
+                Cell::from(fmt_count(g.count)),
+                Cell::from(fmt_ns(g.total_ns)),
+                Cell::from(fmt_ns(g.avg_ns())),
+                Cell::from(fmt_ns(g.max_ns)),
+                Cell::from(format!("{:.1}%", percent(g.total_ns, t.wait_ns))),
+                Cell::from(label),
+            ])
+        })
+        .collect();
+    let header = Row::new(vec![
+        "now", "waits", "total", "avg", "max", "share", "where",
+    ])
+    .style(Style::new().add_modifier(Modifier::REVERSED));
+    let widths = [
+        Constraint::Length(6),
+        Constraint::Length(11),
+        Constraint::Length(10),
+        Constraint::Length(9),
+        Constraint::Length(9),
+        Constraint::Length(7),
+        Constraint::Min(20),
+    ];
+    frame.render_widget(Table::new(rows, widths).header(header), body);
+}
+
+fn next<T: Copy + PartialEq>(all: &[T], cur: T) -> T {
+    let i = all.iter().position(|x| *x == cur).unwrap_or(0);
+    all[(i + 1) % all.len()]
+}
+
+pub fn run(opts: &TopOptions) -> Result<()> {
+    preflight::check_privileges()?;
+    let target = procfs::target(opts.pid)?;
+    preflight::ensure_tracefs()?;
+    let map = target
+        .exe
+        .as_deref()
+        .and_then(|exe| bundled::find(exe).ok().flatten())
+        .map(|mut m| {
+            m.phases.retain(|(p, _)| opts.phases.contains(p));
+            m
+        });
+    let mut tracer = attach::attach(target.tgid)?;
+    if let Some(m) = &map {
+        tracer.attach_phases(target.tgid, m)?;
+    }
+    let start_unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let started = Instant::now();
+    let mut maps = MapHistory::default();
+    let mut threads = BTreeMap::new();
+    let mut sym = StackSymbolizer::new(MapHistory::default());
+    let mut view = ViewOptions {
+        by: opts.by,
+        sort: opts.sort,
+        ..ViewOptions::default()
+    };
+    let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    // From here on the terminal is restored on every way out, errors included.
+    let result = (|| -> Result<()> {
+        let mut profile: Option<Profile> = None;
+        let mut last: HashMap<Key, u64> = HashMap::new();
+        let mut recent: HashMap<Key, f64> = HashMap::new();
+        let mut last_at = Instant::now();
+        let mut next_refresh = Instant::now();
+        let mut exited = false;
+        loop {
+            if Instant::now() >= next_refresh && !exited {
+                exited = !maps.refresh(target.tgid);
+                thread_names(target.tgid, &mut threads);
+                let stop = if exited {
+                    StopReason::TargetExited
+                } else {
+                    StopReason::Duration
+                };
+                let raw = collect::read(
+                    &tracer,
+                    maps.clone(),
+                    threads.clone(),
+                    stop,
+                    started.elapsed(),
+                )?;
+                let p = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
+                let dt = last_at.elapsed().as_secs_f64().max(1e-3);
+                last_at = Instant::now();
+                recent.clear();
+                let all = ViewOptions {
+                    top: usize::MAX,
+                    ..view
+                };
+                let mut now_totals = HashMap::new();
+                for g in groups(&p, &all) {
+                    let before = last.get(&g.key).copied().unwrap_or(0);
+                    recent.insert(g.key.clone(), g.total_ns.saturating_sub(before) as f64 / dt);
+                    now_totals.insert(g.key, g.total_ns);
+                }
+                last = now_totals;
+                profile = Some(p);
+                next_refresh = Instant::now() + opts.interval;
+            }
+            if let Some(p) = &profile {
+                let status = if exited {
+                    "target exited: final totals".to_string()
+                } else {
+                    format!("every {}", fmt_ns(opts.interval.as_nanos() as u64))
+                };
+                terminal.draw(|f| {
+                    draw(
+                        f,
+                        &Screen {
+                            profile: p,
+                            view,
+                            recent: &recent,
+                            status: &status,
+                        },
+                    )
+                })?;
+            }
+            let wait = next_refresh
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(250));
+            if event::poll(wait)? {
+                if let Event::Key(k) = event::read()? {
+                    if k.kind != KeyEventKind::Press {
+                        continue;
+                    }
+                    let regroup = |view: &ViewOptions| ViewOptions { ..*view };
+                    match k.code {
+                        KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                        KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                            return Ok(())
+                        }
+                        KeyCode::Char('s') => view.sort = next(&SortKey::ALL, view.sort),
+                        KeyCode::Char('b') => {
+                            view.by = next(&GroupBy::ALL, view.by);
+                            // Rates restart with the new keys.
+                            last.clear();
+                            recent.clear();
+                            view = regroup(&view);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    })();
+    ratatui::try_restore().context("restoring the terminal")?;
+    drop(tracer);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::sample;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    fn screen_text(view: ViewOptions) -> String {
+        let p = sample();
+        let recent = HashMap::from([(Key::Stack(Some(0)), 500_000_000.0)]);
+        let mut t = Terminal::new(TestBackend::new(110, 12)).unwrap();
+        t.draw(|f| {
+            draw(
+                f,
+                &Screen {
+                    profile: &p,
+                    view,
+                    recent: &recent,
+                    status: "every 1.00 s",
+                },
+            )
+        })
+        .unwrap();
+        let buf = t.backend().buffer().clone();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol().to_string())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_screen_shows_the_hot_frame_first_with_its_rate() {
+        let s = screen_text(ViewOptions::default());
+        assert!(s.contains("lockscope top · pid 42 (demo)"), "{s}");
+        let hot = s.lines().position(|l| l.contains("demo::hot")).unwrap();
+        let other = s.lines().position(|l| l.contains("0x3000")).unwrap();
+        assert!(hot < other, "{s}");
+        assert!(
+            s.lines().nth(hot).unwrap().trim_start().starts_with("0.50"),
+            "{s}"
+        );
+        let by_lock = screen_text(ViewOptions {
+            by: GroupBy::Lock,
+            ..ViewOptions::default()
+        });
+        assert!(by_lock.contains("0x5000 · at demo::hot"), "{by_lock}");
+    }
+
+    #[test]
+    fn keys_cycle_through_every_choice() {
+        assert_eq!(next(&SortKey::ALL, SortKey::Total), SortKey::Count);
+        assert_eq!(next(&SortKey::ALL, SortKey::Avg), SortKey::Total);
+        assert_eq!(next(&GroupBy::ALL, GroupBy::Category), GroupBy::Stack);
+    }
+}
