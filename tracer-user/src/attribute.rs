@@ -343,7 +343,11 @@ mod tests {
         assert_eq!(lock_primitive(Some(&c)), "std::sync::Condvar");
         let p = stack(&["__lll_lock_wait", "___pthread_mutex_lock", "main"]);
         assert_eq!(lock_primitive(Some(&p)), "pthread mutex");
-        let m = stack(&["futex_wait", "__GI___lll_lock_wait_private", "__GI___libc_malloc"]);
+        let m = stack(&[
+            "futex_wait",
+            "__GI___lll_lock_wait_private",
+            "__GI___libc_malloc",
+        ]);
         assert_eq!(
             lock_primitive(Some(&m)),
             "glibc internal lock (malloc, stdio, …)"

@@ -1,6 +1,7 @@
 //! top: a live, refreshing table of a running process's hottest lock waits (like `py-spy
 //! top`): the same kernel aggregates and grouping as `record`, read every interval.
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -97,6 +98,23 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
     frame.render_widget(Table::new(rows, widths).header(header), body);
 }
 
+/// Set by SIGTERM/SIGHUP/SIGINT: leave the loop and restore the terminal rather than die in
+/// raw mode (in raw mode Ctrl-C arrives as a key, but `kill` and a closed terminal do not).
+static QUIT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_quit_signal(_: libc::c_int) {
+    QUIT.store(true, Ordering::Relaxed);
+}
+
+fn catch_quit_signals() {
+    for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            libc::signal(sig, on_quit_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
 fn next<T: Copy + PartialEq>(all: &[T], cur: T) -> T {
     let i = all.iter().position(|x| *x == cur).unwrap_or(0);
     all[(i + 1) % all.len()]
@@ -131,6 +149,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         sort: opts.sort,
         ..ViewOptions::default()
     };
+    catch_quit_signals();
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
     // From here on the terminal is restored on every way out, errors included.
     let result = (|| -> Result<()> {
@@ -141,6 +160,9 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         let mut next_refresh = Instant::now();
         let mut exited = false;
         loop {
+            if QUIT.load(Ordering::Relaxed) {
+                return Ok(());
+            }
             if Instant::now() >= next_refresh && !exited {
                 exited = !maps.refresh(target.tgid);
                 thread_names(target.tgid, &mut threads);
@@ -200,7 +222,6 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                     if k.kind != KeyEventKind::Press {
                         continue;
                     }
-                    let regroup = |view: &ViewOptions| ViewOptions { ..*view };
                     match k.code {
                         KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
                         KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
@@ -212,7 +233,6 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                             // Rates restart with the new keys.
                             last.clear();
                             recent.clear();
-                            view = regroup(&view);
                         }
                         _ => {}
                     }

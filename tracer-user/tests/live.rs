@@ -1,6 +1,7 @@
 //! Root integration tests of the launch and live modes: `record -- CMD` traces a command from
 //! exec and exits with its status; `top` runs in a real pseudo-terminal (util-linux `script`),
-//! shows the hot frame, quits on `q` and restores the terminal.
+//! shows the hot frame, regroups on `b`, quits on Ctrl-C (a key in raw mode) and restores the
+//! terminal.
 mod common;
 
 use std::io::Write;
@@ -186,12 +187,12 @@ fn top_in_a_terminal_shows_the_hot_frame_and_restores_it() {
     std::thread::sleep(Duration::from_secs(3));
     term.stdin.as_mut().unwrap().write_all(b"b").unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    term.stdin.as_mut().unwrap().write_all(b"q").unwrap();
+    term.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
     let started = Instant::now();
     while term.try_wait().unwrap().is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(15),
-            "top did not quit on q"
+            "top did not quit on Ctrl-C"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -72,11 +72,35 @@ pub fn run(preset: &str, duration: &str, lockdemo: bool) -> Result<()> {
     if !status.success() {
         bail!("lockscope record failed ({status})");
     }
+    step("the same profile as a flamegraph and by lock");
+    let svg = root().join("target/demo-flamegraph.svg");
+    cmd(
+        bin.join("lockscope").to_str().context("path")?,
+        &[
+            "report",
+            profile.to_str().context("path")?,
+            "-o",
+            svg.to_str().context("path")?,
+        ],
+    )?;
+    cmd(
+        bin.join("lockscope").to_str().context("path")?,
+        &[
+            "report",
+            profile.to_str().context("path")?,
+            "--by",
+            "lock",
+            "--top",
+            "2",
+        ],
+    )?;
     step("done");
     eprintln!(
-        "    print it again any time: target/release/lockscope report {}",
+        "    print it again any time, in any view or format: target/release/lockscope report {} [--by function|lock|thread|category] [--format csv|json|folded|svg|pprof]",
         profile.display()
     );
+    eprintln!("    flamegraph: {}", svg.display());
+    eprintln!("    live view: target/release/lockscope top --pid PID");
     eprintln!("    other presets: cargo xtask demo --preset read-mostly|update-existing|write-heavy|miss-storm|range-insert");
     Ok(())
 }
