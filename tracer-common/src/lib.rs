@@ -270,9 +270,40 @@ pub enum Counter {
     WakerMapFull,
     /// Waits that slept (ended other than by EAGAIN): the live progress count.
     Slept,
+    /// DWARF mode: the snapshot ring buffer was full; the wait is counted, its stack lost.
+    SnapshotsDropped,
+    /// DWARF mode: the user stack could not be read at any size; sent without stack bytes.
+    SnapshotReadErrors,
 }
 
-pub const NUM_COUNTERS: u32 = 12;
+pub const NUM_COUNTERS: u32 = 14;
+
+/// The largest user-stack copy a DWARF-mode snapshot holds. Reads are tried at this size and
+/// at halves down to [`SNAPSHOT_MIN_BYTES`], since a copy may not run past the stack's top.
+pub const SNAPSHOT_MAX_BYTES: usize = 16384;
+pub const SNAPSHOT_MIN_BYTES: usize = 1024;
+
+/// One wait that slept, in DWARF mode: its aggregate key and wait time, the user registers
+/// unwinding starts from, and a copy of the user stack from `sp` up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotHeader {
+    pub key: WaitKey,
+    pub wait_ns: u64,
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// Bytes of `data` that hold stack (0 when no read succeeded).
+    pub len: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StackSnapshot {
+    pub hdr: SnapshotHeader,
+    pub data: [u8; SNAPSHOT_MAX_BYTES],
+}
 
 /// Map names, shared so neither side spells them twice.
 pub mod map {
@@ -287,12 +318,16 @@ pub mod map {
     pub const PHASE_START: &str = "PHASE_START";
     pub const PHASE_LAST: &str = "PHASE_LAST";
     pub const LOCK_PHASES: &str = "LOCK_PHASES";
+    /// DWARF mode: ring buffer of [`super::StackSnapshot`]s.
+    pub const SNAPSHOTS: &str = "SNAPSHOTS";
 }
 
 /// Global (`static`) names set by user space before load.
 pub mod global {
     /// The tgid (process id) to trace.
     pub const TARGET_TGID: &str = "TARGET_TGID";
+    /// Nonzero: send a stack snapshot for every wait that slept (DWARF unwinding).
+    pub const SNAPSHOT_BYTES: &str = "SNAPSHOT_BYTES";
 }
 
 #[cfg(feature = "user")]

@@ -15,7 +15,7 @@ use tracer_common::{
 
 use crate::{
     maps::{bump, INFLIGHT, LAST_WAKER, SCRATCH, WAITS, WAKES},
-    phase, stack,
+    phase, snapshot, stack,
 };
 
 /// Process to trace; set by user space before load.
@@ -219,6 +219,8 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
     let row = unsafe { &mut *row };
     match outcome {
         Outcome::Woken | Outcome::Interrupted => {
+            // Only waits counted as contention need a better stack.
+            snapshot::emit(&key, waited);
             row.count += 1;
             row.total_ns += waited;
             if waited > row.max_ns {

@@ -5,6 +5,7 @@
 mod futex;
 mod maps;
 mod phase;
+mod snapshot;
 mod stack;
 
 #[panic_handler]

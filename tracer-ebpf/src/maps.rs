@@ -2,7 +2,7 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
     Counter, InFlight, LastWaker, Scratch, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats,
@@ -34,6 +34,10 @@ pub static LAST_WAKER: LruHashMap<u64, LastWaker> = LruHashMap::with_max_entries
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NUM_COUNTERS, 0);
+
+/// DWARF mode's stack snapshots (~16 KiB each): room for ~500 in flight before drops (counted).
+#[map]
+pub static SNAPSHOTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
 
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

@@ -22,9 +22,12 @@ pub struct Tracer {
     pub missing: Vec<&'static str>,
 }
 
-pub fn attach(tgid: u32) -> Result<Tracer> {
+/// Loads and attaches for process `tgid`. `snapshot_bytes` > 0 turns on DWARF mode: a stack
+/// snapshot of that many bytes for every wait that slept.
+pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
     let mut ebpf = EbpfLoader::new()
         .override_global(global::TARGET_TGID, &tgid, true)
+        .override_global(global::SNAPSHOT_BYTES, &snapshot_bytes, true)
         .load(OBJECT)
         .context("loading the eBPF object")?;
     // Load (verify) everything before attaching anything: verification takes milliseconds, and

@@ -59,10 +59,63 @@ pub struct RecordArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub probes: ProbeArgs,
+    #[command(flatten)]
+    pub unwind: UnwindArgs,
     /// Launch this command and trace it from its first instruction; lockscope exits with its
     /// status.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// `--unwind` and `--stack-bytes`.
+#[derive(clap::Args, Debug)]
+pub struct UnwindArgs {
+    /// How user stacks are walked: `fp` (frame pointers, in the kernel: cheapest), `dwarf`
+    /// (a copy of each waiting thread's stack, unwound in user space with the modules' CFI:
+    /// full stacks without frame pointers), or `auto` (dwarf when the executable has no frame
+    /// pointers).
+    #[arg(long, value_enum, default_value_t = UnwindArg::Auto)]
+    pub unwind: UnwindArg,
+    /// Bytes of stack copied per wait in DWARF mode (1024 to 16384; deeper frames are cut).
+    #[arg(long, default_value_t = tracer_common::SNAPSHOT_MAX_BYTES as u32)]
+    pub stack_bytes: u32,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum UnwindArg {
+    Fp,
+    Dwarf,
+    Auto,
+}
+
+/// How stacks are walked, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwind {
+    FramePointers,
+    /// Stack snapshots of this many bytes.
+    Dwarf(u32),
+    /// Dwarf (with this many bytes) if the executable lacks frame pointers.
+    Auto(u32),
+}
+
+impl UnwindArgs {
+    fn options(&self) -> Result<Unwind> {
+        let (lo, hi) = (
+            tracer_common::SNAPSHOT_MIN_BYTES as u32,
+            tracer_common::SNAPSHOT_MAX_BYTES as u32,
+        );
+        if !(lo..=hi).contains(&self.stack_bytes) {
+            bail!(
+                "--stack-bytes {} is out of range: {lo} to {hi}",
+                self.stack_bytes
+            );
+        }
+        Ok(match self.unwind {
+            UnwindArg::Fp => Unwind::FramePointers,
+            UnwindArg::Dwarf => Unwind::Dwarf(self.stack_bytes),
+            UnwindArg::Auto => Unwind::Auto(self.stack_bytes),
+        })
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -111,6 +164,8 @@ pub struct TopArgs {
     pub sort: SortArg,
     #[command(flatten)]
     pub probes: ProbeArgs,
+    #[command(flatten)]
+    pub unwind: UnwindArgs,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -195,6 +250,7 @@ pub struct RecordOptions {
     pub progress: bool,
     /// Bundled-map phases to probe.
     pub phases: Vec<Phase>,
+    pub unwind: Unwind,
 }
 
 /// What `report` needs, validated.
@@ -214,6 +270,7 @@ pub struct TopOptions {
     pub by: GroupBy,
     pub sort: SortKey,
     pub phases: Vec<Phase>,
+    pub unwind: Unwind,
 }
 
 fn pid_of(pid: i64) -> Result<u32> {
@@ -310,6 +367,7 @@ impl RecordArgs {
             view: self.view.options()?,
             progress: !self.quiet,
             phases: self.probes.phases(),
+            unwind: self.unwind.options()?,
         })
     }
 }
@@ -338,6 +396,7 @@ impl TopArgs {
             by: self.by.into(),
             sort: self.sort.into(),
             phases: self.probes.phases(),
+            unwind: self.unwind.options()?,
         })
     }
 }

@@ -19,6 +19,7 @@ mod render;
 mod symbolize;
 mod top;
 mod units;
+mod unwind;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

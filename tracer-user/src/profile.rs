@@ -142,7 +142,11 @@ pub struct Meta {
     #[serde(default)]
     pub symbolize_ns: u64,
     pub stop: StopReason,
+    /// `fp` or `dwarf`.
     pub unwind: String,
+    /// Why, when `--unwind auto` chose: e.g. "auto: lockdemo has no frame pointers".
+    #[serde(default)]
+    pub unwind_note: Option<String>,
     pub kernel: String,
     pub lockscope_version: String,
 }
@@ -196,6 +200,13 @@ pub struct Losses {
     pub inflight_full: u64,
     /// Waker updates dropped (pairing of waiters with wakers degrades).
     pub waker_map_full: u64,
+    /// DWARF mode: waits whose stack snapshot was dropped (ring buffer full); they keep their
+    /// frame-pointer stack.
+    #[serde(default)]
+    pub snapshots_dropped: u64,
+    /// DWARF mode: snapshots sent without stack bytes (the stack could not be read).
+    #[serde(default)]
+    pub snapshot_read_errors: u64,
 }
 
 impl Losses {
@@ -205,7 +216,7 @@ impl Losses {
     }
     /// Events counted without their stack.
     pub fn stacks(&self) -> u64 {
-        self.stack_errors + self.stack_map_full
+        self.stack_errors + self.stack_map_full + self.snapshots_dropped + self.snapshot_read_errors
     }
 }
 
@@ -398,6 +409,7 @@ pub(crate) mod tests {
                 symbolize_ns: 1_000_000,
                 stop: StopReason::Duration,
                 unwind: "fp".into(),
+                unwind_note: None,
                 kernel: "6.18".into(),
                 lockscope_version: "0.1.0".into(),
             },

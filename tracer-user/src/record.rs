@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use tracer_common::{Counter, OpKind, Phase, PhaseStats, NO_STACK};
+use tracer_common::{Counter, OpKind, Phase, PhaseStats, WaitKey, WaitStats, NO_STACK};
 
 use crate::bundled::{self, BundledMap};
-use crate::cli::{Launch, RecordOptions};
+use crate::cli::{Launch, RecordOptions, Unwind};
 use crate::collect::{self, MapWindow, Raw, Snapshot};
 use crate::procfs::{self, Target};
 use crate::profile::{
@@ -17,8 +17,8 @@ use crate::profile::{
     FORMAT, VERSION,
 };
 use crate::render::{use_color, Render, Table};
-use crate::symbolize::{frames_with_leaf, StackSymbolizer};
-use crate::{attach, launch, preflight};
+use crate::symbolize::{frames_with_leaf, Addr, StackSymbolizer};
+use crate::{attach, launch, preflight, unwind};
 
 pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
@@ -64,7 +64,11 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             m.phases.retain(|(p, _)| opts.phases.contains(p));
             m
         });
-    let attached = attach::attach(target.tgid).and_then(|mut t| {
+    let (snapshot_bytes, unwind_note) = choose_unwind(opts.unwind, target.exe.as_deref());
+    if let Some(note) = &unwind_note {
+        eprintln!("lockscope: unwinding with DWARF CFI from stack snapshots ({note}; --unwind fp forces the frame walk)");
+    }
+    let attached = attach::attach(target.tgid, snapshot_bytes).and_then(|mut t| {
         if let Some(m) = &map {
             t.attach_phases(target.tgid, m)?;
         }
@@ -134,11 +138,13 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         opts.progress,
         map.as_ref(),
         launched.is_some(),
+        snapshot_bytes > 0,
     ))?;
 
     let mut sym = StackSymbolizer::new(raw.maps.clone());
     let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
     profile.meta.attach_ns = attach_ns;
+    profile.meta.unwind_note = unwind_note;
     match opts.output_format {
         None => output.commit(&profile)?,
         Some(format) => {
@@ -174,6 +180,35 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     }
 }
 
+/// Snapshot bytes for the kernel (0: frame pointers) and, when `auto` chose DWARF, why.
+pub fn choose_unwind(unwind: Unwind, exe: Option<&std::path::Path>) -> (u32, Option<String>) {
+    match unwind {
+        Unwind::FramePointers => (0, None),
+        Unwind::Dwarf(bytes) => (bytes, None),
+        Unwind::Auto(bytes) => match exe.map(|e| (e, unwind::has_frame_pointers(e))) {
+            Some((e, Some(false))) => (
+                bytes,
+                Some(format!(
+                    "auto: {} has no frame pointers",
+                    e.file_name().map_or_else(
+                        || e.display().to_string(),
+                        |n| n.to_string_lossy().into_owned()
+                    )
+                )),
+            ),
+            _ => (0, None),
+        },
+    }
+}
+
+/// The bundled-map phase a wait was blamed on (stored 1-based; 0 is none).
+fn holder_phase(k: &WaitKey) -> Option<String> {
+    k.holder_phase
+        .checked_sub(1)
+        .and_then(|p| Phase::from_u64(u64::from(p)))
+        .map(|p| p.function().to_string())
+}
+
 fn op_name(kind: u32) -> String {
     OpKind::from_u32(kind).map_or_else(|| format!("op{kind}"), |k| k.name().to_string())
 }
@@ -203,9 +238,31 @@ pub fn build_profile(
         })
     };
 
+    // DWARF mode: what the snapshots account for, per kernel row. The kernel row keeps only
+    // the rest (waits whose snapshot was dropped), under its frame-pointer stack.
+    let mut explained: HashMap<WaitKey, WaitStats> = HashMap::new();
+    for ((key, _), st) in raw.dwarf.iter().flatten() {
+        crate::collect::merge_wait(explained.entry(*key).or_default(), st);
+    }
+    let remainder = |k: &WaitKey, v: &WaitStats| -> WaitStats {
+        let Some(e) = explained.get(k) else {
+            return *v;
+        };
+        let mut r = *v;
+        r.count = v.count.saturating_sub(e.count);
+        r.total_ns = v.total_ns.saturating_sub(e.total_ns);
+        for (a, b) in r.hist.iter_mut().zip(e.hist.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        if r.count == 0 {
+            r.max_ns = 0;
+        }
+        r
+    };
     let waits: Vec<WaitRow> = raw
         .waits
         .iter()
+        .map(|(k, v)| (k, remainder(k, v)))
         .map(|(k, v)| WaitRow {
             stack: resolve(sym, k.stack_id, k.leaf_ret),
             // The waker's leaf is not kept per wait; its own wake row carries it.
@@ -220,11 +277,7 @@ pub fn build_profile(
             timeouts: v.timeouts,
             timeout_ns: v.timeout_ns,
             errors: v.errors,
-            holder_phase: k
-                .holder_phase
-                .checked_sub(1)
-                .and_then(|p| Phase::from_u64(u64::from(p)))
-                .map(|p| p.function().to_string()),
+            holder_phase: holder_phase(k),
             hist: v.hist.to_vec(),
         })
         .collect();
@@ -248,14 +301,44 @@ pub fn build_profile(
         .zip(&wakes)
         .map(|((k, _), row)| (k.stack_id, row.stack))
         .collect();
-    let waits = waits
+    let mut waits: Vec<WaitRow> = waits
         .into_iter()
         .zip(&raw.waits)
         .map(|(mut row, (k, _))| {
             row.waker_stack = waker_of.get(&k.waker_stack_id).copied().flatten();
             row
         })
+        // A row fully explained by snapshots has nothing left to say.
+        .filter(|r| r.count > 0 || r.timeouts > 0 || r.errors > 0 || r.interrupted > 0)
         .collect();
+    // The snapshot rows, each under its unwound stack.
+    let mut unwound: HashMap<&[Addr], usize> = HashMap::new();
+    for ((k, frames), st) in raw.dwarf.iter().flatten() {
+        let stack = match unwound.get(frames.as_slice()) {
+            Some(&i) => i,
+            None => {
+                stacks.push(frames.clone());
+                unwound.insert(frames, stacks.len() - 1);
+                stacks.len() - 1
+            }
+        };
+        waits.push(WaitRow {
+            stack: (!frames.is_empty()).then_some(stack),
+            waker_stack: waker_of.get(&k.waker_stack_id).copied().flatten(),
+            uaddr: k.uaddr,
+            tid: k.tid,
+            op: op_name(k.kind),
+            count: st.count,
+            total_ns: st.total_ns,
+            max_ns: st.max_ns,
+            interrupted: 0,
+            timeouts: 0,
+            timeout_ns: 0,
+            errors: 0,
+            holder_phase: holder_phase(k),
+            hist: st.hist.to_vec(),
+        });
+    }
 
     let t = std::time::Instant::now();
     let stacks = sym.symbolize(stacks);
@@ -274,7 +357,8 @@ pub fn build_profile(
             attach_ns: 0,
             symbolize_ns,
             stop: raw.stop,
-            unwind: "fp".into(),
+            unwind: if raw.dwarf.is_some() { "dwarf" } else { "fp" }.into(),
+            unwind_note: None,
             kernel: kernel_release(),
             lockscope_version: env!("CARGO_PKG_VERSION").into(),
         },
@@ -294,6 +378,8 @@ pub fn build_profile(
             wake_map_full: c(Counter::WakeMapFull),
             inflight_full: c(Counter::InflightFull),
             waker_map_full: c(Counter::WakerMapFull),
+            snapshots_dropped: c(Counter::SnapshotsDropped),
+            snapshot_read_errors: c(Counter::SnapshotReadErrors),
         },
         modules,
         stacks,

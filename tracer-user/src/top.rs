@@ -19,7 +19,7 @@ use crate::cli::TopOptions;
 use crate::collect;
 use crate::procfs::{self, thread_names, MapHistory};
 use crate::profile::{Profile, StopReason};
-use crate::record::build_profile;
+use crate::record::{build_profile, choose_unwind};
 use crate::render::key_label;
 use crate::symbolize::StackSymbolizer;
 use crate::units::{fmt_count, fmt_ns};
@@ -52,10 +52,11 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
         ))
         .style(Style::new().add_modifier(Modifier::BOLD)),
         Line::from(format!(
-            "by {} (b) · sort {} (s) · q quits · {}",
+            "by {} (b) · sort {} (s) · q quits · {} · unwind {}",
             s.view.by.name(),
             s.view.sort.name(),
-            s.status
+            s.status,
+            p.meta.unwind
         )),
     ];
     frame.render_widget(Paragraph::new(head_text), head);
@@ -132,7 +133,8 @@ pub fn run(opts: &TopOptions) -> Result<()> {
             m.phases.retain(|(p, _)| opts.phases.contains(p));
             m
         });
-    let mut tracer = attach::attach(target.tgid)?;
+    let (snapshot_bytes, unwind_note) = choose_unwind(opts.unwind, target.exe.as_deref());
+    let mut tracer = attach::attach(target.tgid, snapshot_bytes)?;
     if let Some(m) = &map {
         tracer.attach_phases(target.tgid, m)?;
     }
@@ -144,6 +146,16 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     let mut maps = MapHistory::default();
     let mut threads = BTreeMap::new();
     let mut sym = StackSymbolizer::new(MapHistory::default());
+    // DWARF mode's ring buffer is read without awaiting, but registering it needs a reactor.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let _reactor = rt.enter();
+    maps.refresh(target.tgid);
+    let mut snapshots = match snapshot_bytes {
+        0 => None,
+        _ => Some(collect::Snapshots::take(&mut tracer, &maps)?),
+    };
     let mut view = ViewOptions {
         by: opts.by,
         sort: opts.sort,
@@ -163,6 +175,9 @@ pub fn run(opts: &TopOptions) -> Result<()> {
             if QUIT.load(Ordering::Relaxed) {
                 return Ok(());
             }
+            if let Some(s) = &mut snapshots {
+                s.drain(target.tgid, &mut maps);
+            }
             if Instant::now() >= next_refresh && !exited {
                 exited = !maps.refresh(target.tgid);
                 thread_names(target.tgid, &mut threads);
@@ -178,7 +193,10 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                     stop,
                     started.elapsed(),
                 )?;
-                let p = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
+                let mut raw = raw;
+                raw.dwarf = snapshots.as_ref().map(|s| s.rows.clone());
+                let mut p = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
+                p.meta.unwind_note = unwind_note.clone();
                 let dt = last_at.elapsed().as_secs_f64().max(1e-3);
                 last_at = Instant::now();
                 recent.clear();

@@ -32,7 +32,10 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         fmt_ns(m.duration_ns),
         m.stop.describe(),
         fmt_ns(m.attach_ns),
-        m.unwind
+        match &m.unwind_note {
+            Some(note) => format!("{} ({note})", m.unwind),
+            None => m.unwind.clone(),
+        }
     )?;
     writeln!(
         out,

@@ -1,0 +1,72 @@
+//! DWARF mode: for each wait that slept, the user registers and a copy of the user stack go to
+//! user space through a ring buffer, to be unwound there with the modules' CFI. Counting and
+//! pairing stay in the kernel aggregates; a snapshot only refines the stack.
+use aya_ebpf::helpers::{
+    bpf_get_current_task_btf, bpf_probe_read_kernel,
+    generated::{bpf_probe_read_user, bpf_task_pt_regs},
+};
+use tracer_common::{Counter, StackSnapshot, WaitKey, SNAPSHOT_MAX_BYTES, SNAPSHOT_MIN_BYTES};
+
+use crate::maps::{bump, SNAPSHOTS};
+
+/// Bytes of stack to copy; 0 turns snapshots off (frame-pointer mode). Set before load.
+#[no_mangle]
+static SNAPSHOT_BYTES: u32 = 0;
+
+// Offsets in the user `struct pt_regs` saved at syscall entry (x86_64).
+const PT_REGS_BP: usize = 4 * 8;
+const PT_REGS_IP: usize = 16 * 8;
+const PT_REGS_SP: usize = 19 * 8;
+
+#[inline(always)]
+pub fn enabled() -> u32 {
+    // SAFETY: a plain read of a static; volatile so the compiled-in 0 is not folded.
+    unsafe { core::ptr::read_volatile(&SNAPSHOT_BYTES) }
+}
+
+/// Sends one snapshot of the current thread for the wait `key` that lasted `wait_ns`.
+#[inline(always)]
+pub fn emit(key: &WaitKey, wait_ns: u64) {
+    let want = enabled() as usize;
+    if want == 0 {
+        return;
+    }
+    let Some(mut entry) = SNAPSHOTS.reserve::<StackSnapshot>(0) else {
+        bump(Counter::SnapshotsDropped);
+        return;
+    };
+    let snap = entry.as_mut_ptr();
+    // SAFETY: `snap` is a reserved ring buffer record of the right size that we own until
+    // submit; the helpers validate the kernel and user pointers they read from.
+    unsafe {
+        let task = bpf_get_current_task_btf();
+        let regs = bpf_task_pt_regs(task) as *const u8;
+        let reg = |off: usize| bpf_probe_read_kernel(regs.add(off).cast::<u64>()).unwrap_or(0);
+        let (ip, sp, bp) = (reg(PT_REGS_IP), reg(PT_REGS_SP), reg(PT_REGS_BP));
+        (*snap).hdr.key = *key;
+        (*snap).hdr.wait_ns = wait_ns;
+        (*snap).hdr.ip = ip;
+        (*snap).hdr.sp = sp;
+        (*snap).hdr.bp = bp;
+        (*snap).hdr._pad = 0;
+        // Constant sizes only (the verifier wants them); a copy may not run past the top of
+        // the stack's mapping, so smaller sizes are tried in turn.
+        let dst = (*snap).data.as_mut_ptr().cast();
+        let mut len = 0u32;
+        let mut size = SNAPSHOT_MAX_BYTES;
+        while size >= SNAPSHOT_MIN_BYTES {
+            if size <= want
+                && bpf_probe_read_user(dst, size as u32, sp as *const core::ffi::c_void) == 0
+            {
+                len = size as u32;
+                break;
+            }
+            size /= 2;
+        }
+        if len == 0 {
+            bump(Counter::SnapshotReadErrors);
+        }
+        (*snap).hdr.len = len;
+    }
+    entry.submit(0);
+}

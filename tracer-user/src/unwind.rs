@@ -1,0 +1,295 @@
+//! unwind: DWARF mode's user side — turns a stack snapshot (ip, sp, bp and a copy of the stack)
+//! into return addresses with framehop, from each mapped module's `.eh_frame`/`.debug_frame`
+//! (parsed once per module and cached), falling back to frame pointers where CFI is missing.
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::sync::Arc;
+
+use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
+use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
+use object::{Object, ObjectSection, ObjectSegment};
+
+use crate::procfs::MapHistory;
+use crate::symbolize::Addr;
+
+/// Most frames kept per stack, as in frame-pointer mode.
+pub const MAX_FRAMES: usize = tracer_common::MAX_STACK_DEPTH;
+
+type Bytes = Arc<[u8]>;
+
+/// A shared slice of a module file: framehop takes section data by value, and one file read
+/// serves all of a module's sections.
+#[derive(Clone)]
+pub struct Section {
+    file: Bytes,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for Section {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.file[self.range.clone()]
+    }
+}
+
+/// Unwinds snapshots of one process. Modules are added as addresses in them show up.
+pub struct SnapshotUnwinder {
+    unwinder: UnwinderX86_64<Section>,
+    cache: CacheX86_64,
+    /// (path, first mapped address) of modules already added, or known to be unusable.
+    added: HashSet<(String, u64)>,
+}
+
+impl Default for SnapshotUnwinder {
+    fn default() -> Self {
+        SnapshotUnwinder {
+            unwinder: UnwinderX86_64::new(),
+            cache: CacheX86_64::new(),
+            added: HashSet::new(),
+        }
+    }
+}
+
+/// The address range, load bias and path of one file as mapped.
+struct Mapped {
+    path: String,
+    range: std::ops::Range<u64>,
+    /// One executable mapping: its start and the file offset mapped there.
+    start: u64,
+    file_offset: u64,
+}
+
+fn mapped_modules(maps: &MapHistory) -> Vec<Mapped> {
+    let mut by_path: HashMap<&str, Mapped> = HashMap::new();
+    for m in maps.mappings.iter().filter(|m| m.is_file()) {
+        let path = m.path.trim_end_matches(" (deleted)");
+        let e = by_path.entry(path).or_insert_with(|| Mapped {
+            path: path.to_string(),
+            range: m.start..m.end,
+            start: m.start,
+            file_offset: m.file_offset,
+        });
+        e.range.start = e.range.start.min(m.start);
+        e.range.end = e.range.end.max(m.end);
+    }
+    by_path.into_values().collect()
+}
+
+/// framehop's view of one ELF file mapped at `m`.
+fn load_module(m: &Mapped) -> Option<Module<Section>> {
+    let file: Bytes = fs::read(&m.path).ok()?.into();
+    let obj = object::File::parse(&*file).ok()?;
+    let section = |name: &str| -> Option<(std::ops::Range<u64>, Section)> {
+        let s = obj.section_by_name(name)?;
+        let (off, size) = s.file_range()?;
+        Some((
+            s.address()..s.address() + s.size(),
+            Section {
+                file: file.clone(),
+                range: off as usize..(off + size) as usize,
+            },
+        ))
+    };
+    // The load bias. The kernel maps a segment from the page holding its file offset to the
+    // page holding its address, so the executable mapping's start is page_down(p_vaddr) of
+    // the executable segment whose page_down(p_offset) is the mapping's offset. (lld gives
+    // segments different address-offset deltas, so no one delta fits the whole file.)
+    let seg = obj.segments().find(|s| {
+        let (off, _) = s.file_range();
+        let exec = matches!(s.flags(), object::SegmentFlags::Elf { p_flags } if p_flags & 1 != 0);
+        exec && off & !0xfff == m.file_offset
+    })?;
+    let bias = m.start.wrapping_sub(seg.address() & !0xfff);
+    let (text_svma, text) = section(".text").unzip();
+    let (eh_frame_svma, eh_frame) = section(".eh_frame").unzip();
+    let (eh_frame_hdr_svma, eh_frame_hdr) = section(".eh_frame_hdr").unzip();
+    let (got_svma, _) = section(".got").unzip();
+    let debug_frame = section(".debug_frame").map(|(_, d)| d);
+    let info = ExplicitModuleSectionInfo {
+        base_svma: 0,
+        text_svma,
+        text,
+        got_svma,
+        eh_frame_svma,
+        eh_frame,
+        eh_frame_hdr_svma,
+        eh_frame_hdr,
+        debug_frame,
+        stubs_svma: None,
+        stub_helper_svma: None,
+        unwind_info: None,
+        text_segment_svma: None,
+        text_segment: None,
+    };
+    Some(Module::new(m.path.clone(), m.range.clone(), bias, info))
+}
+
+impl SnapshotUnwinder {
+    /// Adds every module of `maps` not added yet.
+    pub fn update(&mut self, maps: &MapHistory) {
+        for m in mapped_modules(maps) {
+            if !self.added.insert((m.path.clone(), m.range.start)) {
+                continue;
+            }
+            if let Some(module) = load_module(&m) {
+                self.unwinder.add_module(module);
+            }
+        }
+    }
+
+    /// The frames of one snapshot, innermost first: the interrupted instruction, then return
+    /// addresses. `stack` is a copy of user memory from `sp` up.
+    pub fn unwind(&mut self, ip: u64, sp: u64, bp: u64, stack: &[u8]) -> Vec<Addr> {
+        let mut read_stack = |addr: u64| -> Result<u64, ()> {
+            let off = addr.checked_sub(sp).ok_or(())? as usize;
+            let bytes = stack.get(off..off + 8).ok_or(())?;
+            Ok(u64::from_le_bytes(bytes.try_into().map_err(|_| ())?))
+        };
+        let mut frames = Vec::new();
+        let mut it = self.unwinder.iter_frames(
+            ip,
+            UnwindRegsX86_64::new(ip, sp, bp),
+            &mut self.cache,
+            &mut read_stack,
+        );
+        while frames.len() < MAX_FRAMES {
+            match it.next() {
+                Ok(Some(FrameAddress::InstructionPointer(a))) => frames.push(Addr::Ip(a)),
+                Ok(Some(FrameAddress::ReturnAddress(a))) => frames.push(Addr::Return(a.get())),
+                // The end of the stack, or of what the snapshot holds.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        frames
+    }
+}
+
+/// Whether an executable's own functions set up frame pointers: the share of them that open
+/// with `push rbp; mov rbp, rsp` (after an optional `endbr64`). "Own" means the crate named
+/// like the file (`syncmap-load` → `syncmap_load::…`) and `main`: Rust's prebuilt std and its
+/// dependencies keep frame pointers whatever the crate was built with. Without such symbols (a
+/// C program), every function outside the runtime counts. `None` if unreadable.
+pub fn has_frame_pointers(path: &std::path::Path) -> Option<bool> {
+    use object::ObjectSymbol;
+    let file = fs::read(path).ok()?;
+    let obj = object::File::parse(&*file).ok()?;
+    let text = obj.section_by_name(".text")?;
+    let (text_off, text_size) = text.file_range()?;
+    let krate = path.file_stem()?.to_string_lossy().replace('-', "_");
+    let own = |n: &str| {
+        n == "main"
+            || n.trim_start_matches('<')
+                .strip_prefix(krate.as_str())
+                .is_some_and(|r| r.starts_with("::"))
+    };
+    let runtime = |n: &str| {
+        let n = n.trim_start_matches('<');
+        [
+            "std::", "core::", "alloc::", "__rust", "rust_", "_start", "__libc", "_init", "_fini",
+        ]
+        .iter()
+        .any(|p| n.starts_with(p))
+    };
+    // (has the prologue, is own code) for every function with a body.
+    let mut seen = Vec::new();
+    for sym in obj.symbols() {
+        if sym.kind() != object::SymbolKind::Text || sym.size() < 16 {
+            continue;
+        }
+        let demangled = format!("{:#}", rustc_demangle::demangle(sym.name().unwrap_or("")));
+        if runtime(&demangled) {
+            continue;
+        }
+        let Some(off) = sym
+            .address()
+            .checked_sub(text.address())
+            .filter(|o| *o < text_size)
+        else {
+            continue;
+        };
+        let at = (text_off + off) as usize;
+        let Some(head) = file.get(at..at + 8) else {
+            continue;
+        };
+        let body = if head.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
+            &head[4..]
+        } else {
+            &head[..4]
+        };
+        seen.push((body.starts_with(&[0x55, 0x48, 0x89, 0xe5]), own(&demangled)));
+    }
+    let mine: Vec<bool> = seen.iter().filter(|(_, o)| *o).map(|(p, _)| *p).collect();
+    let pool: Vec<bool> = if mine.is_empty() {
+        seen.iter().map(|(p, _)| *p).collect()
+    } else {
+        mine
+    };
+    let with = pool.iter().filter(|p| **p).count();
+    // With frame pointers nearly every function has the prologue; without, only the few that
+    // need a frame for variable-size stack allocations.
+    (!pool.is_empty()).then_some(with * 2 > pool.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This test binary is built with frame pointers (the workspace forces them).
+    #[test]
+    fn frame_pointer_detection_reads_prologues() {
+        let me = std::env::current_exe().unwrap();
+        assert_eq!(has_frame_pointers(&me), Some(true));
+        assert_eq!(
+            has_frame_pointers(std::path::Path::new("/nonexistent")),
+            None
+        );
+    }
+
+    /// Unwinds this very thread from a copy of its own stack, as the kernel would send it.
+    #[test]
+    #[inline(never)]
+    fn unwinds_a_snapshot_of_this_thread() {
+        let mut maps = MapHistory::default();
+        assert!(maps.refresh(std::process::id()));
+        let mut u = SnapshotUnwinder::default();
+        u.update(&maps);
+        let (ip, sp, bp): (u64, u64, u64);
+        // SAFETY: reads the current registers into locals; touches no memory.
+        unsafe {
+            std::arch::asm!(
+                "lea {ip}, [rip]",
+                "mov {sp}, rsp",
+                "mov {bp}, rbp",
+                ip = out(reg) ip,
+                sp = out(reg) sp,
+                bp = out(reg) bp,
+            );
+        }
+        // As the kernel does: copy up to 16 KiB, but not past the end of the stack mapping.
+        let maps_text = fs::read_to_string("/proc/self/maps").unwrap();
+        let end = maps_text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.split_once('-'))
+            .map(|(a, b)| {
+                (
+                    u64::from_str_radix(a, 16).unwrap(),
+                    u64::from_str_radix(b, 16).unwrap(),
+                )
+            })
+            .find(|&(a, b)| a <= sp && sp < b)
+            .unwrap()
+            .1;
+        let len = (end - sp).min(16384) as usize;
+        // SAFETY: [sp, sp+len) lies inside this thread's own stack mapping, read while this
+        // frame is alive.
+        let copy = unsafe { std::slice::from_raw_parts(sp as *const u8, len) }.to_vec();
+        let frames = u.unwind(ip, sp, bp, &copy);
+        assert!(frames.len() >= 3, "{frames:?}");
+        assert!(matches!(frames[0], Addr::Ip(_)));
+        assert!(frames[1..].iter().all(|f| matches!(f, Addr::Return(_))));
+        // Every frame is code of some mapped module.
+        for f in &frames {
+            assert!(maps.lookup(f.raw()).is_some(), "{f:?} not in any mapping");
+        }
+    }
+}
