@@ -53,6 +53,20 @@ pub fn run() -> Result<()> {
     )?;
     step("test workloads (release, frame pointers)");
     cmd("cargo", &["build", "--release", "-p", "workloads"])?;
+    step("the same workloads without frame pointers (a plain release build), for DWARF unwinding");
+    // An empty RUSTFLAGS overrides .cargo/config.toml's force-frame-pointers.
+    cmd_env(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "workloads",
+            "--target-dir",
+            "target/nofp",
+        ],
+        &[("RUSTFLAGS", "")],
+    )?;
     step("root integration tests: real eBPF programs tracing real processes");
     if !is_root() {
         eprintln!("    note: not root, so the integration tests will skip themselves; run `sudo -E cargo xtask test`");
@@ -69,6 +83,8 @@ pub fn run() -> Result<()> {
             "bundled",
             "--test",
             "live",
+            "--test",
+            "dwarf",
             "--",
             "--test-threads=1",
         ],

@@ -1,0 +1,226 @@
+//! Root integration tests of DWARF unwinding: programs built without frame pointers (the
+//! workloads built by plain `cargo build --release`, and a C program built with `-O2
+//! -fomit-frame-pointer`) get full stacks and the same answers as frame-pointer builds.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use common::*;
+
+/// The workloads built without frame pointers (`cargo xtask test` builds them with an empty
+/// RUSTFLAGS into target/nofp).
+fn nofp_bin(name: &str) -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/nofp/release")
+        .join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask test` (it builds the workloads without frame pointers)",
+        bin.display()
+    );
+    bin
+}
+
+/// `lockscope record -- BIN ARGS` with `extra` options; returns (profile, stdout).
+fn launch(name: &str, bin: &Path, args: &[&str], extra: &[&str]) -> (Value, String) {
+    let out_path = tmp(&format!("{name}.json"));
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&out_path)
+        .args(extra)
+        .arg("--")
+        .arg(bin)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    (load(&out_path), text(&out.stdout))
+}
+
+/// Frame names of the hottest stack.
+fn top_names(p: &Value) -> Vec<String> {
+    let tops = stack_totals(p);
+    assert!(!tops.is_empty(), "no waits recorded");
+    frame_names(p, tops[0].0)
+}
+
+/// The first frame outside the lock code, as the table's ▶ marks it.
+fn blamed(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter(|l| !l.contains("innermost first"))
+        .find_map(|l| l.split_once("▶ "))
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_else(|| panic!("no ▶ in: {stdout}"))
+}
+
+#[test]
+fn a_rust_build_without_frame_pointers_unwinds_to_the_thread_entry() {
+    if !can_trace() {
+        return;
+    }
+    let args = ["contended", "--threads", "6", "--seconds", "1"];
+    // The reference: the frame-pointer build, frame walk.
+    let (fp_build, fp_out) = launch("fp-build", &workload_bin("lockdemo"), &args, &[]);
+    assert_eq!(fp_build["meta"]["unwind"], "fp");
+    // The same program without frame pointers, walked by frame pointers: cut short.
+    let (cut, _) = launch("nofp-fp", &nofp_bin("lockdemo"), &args, &["--unwind", "fp"]);
+    let cut_names = top_names(&cut);
+    assert!(
+        !cut_names.iter().any(|n| n == "start_thread"),
+        "a frame walk should not get through code without frame pointers: {cut_names:#?}"
+    );
+    // auto sees the missing frame pointers and unwinds with DWARF CFI instead.
+    let (full, out) = launch("nofp-auto", &nofp_bin("lockdemo"), &args, &[]);
+    assert_eq!(full["meta"]["unwind"], "dwarf");
+    assert_eq!(
+        full["meta"]["unwind_note"],
+        "auto: lockdemo has no frame pointers"
+    );
+    assert!(out.contains("unwind dwarf (auto: lockdemo has no frame pointers)"));
+    let names = top_names(&full);
+    for want in [
+        "lockdemo::contended_lock_site",
+        "lockdemo::main::{{closure}}::{{closure}}",
+        "start_thread",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing: {names:#?}"
+        );
+    }
+    // Mixed stacks: glibc's syscall(), then std (prebuilt with frame pointers), then the
+    // frame-pointer-less crate, then std and glibc again.
+    assert_eq!(names.first().map(String::as_str), Some("syscall"));
+    assert_eq!(blamed(&out), blamed(&fp_out));
+    for (k, v) in full["losses"].as_object().unwrap() {
+        assert_eq!(v.as_u64(), Some(0), "lost: {k}");
+    }
+    // Every wait that slept has a snapshot stack: no row is left under a cut-short stack.
+    let total: u64 = stack_totals(&full).iter().map(|t| t.1).sum();
+    let rows_with_thread_entry: u64 = stack_totals(&full)
+        .iter()
+        .filter(|t| {
+            frame_names(&full, t.0)
+                .iter()
+                .any(|n| n == "start_thread" || n == "__libc_start_call_main")
+        })
+        .map(|t| t.1)
+        .sum();
+    assert_eq!(rows_with_thread_entry, total, "some stacks stop short");
+}
+
+#[test]
+fn the_bundled_map_without_frame_pointers_gets_the_same_attribution() {
+    if !can_trace() {
+        return;
+    }
+    let args = [
+        "--preset",
+        "range-insert",
+        "--duration",
+        "2",
+        "--linger",
+        "1",
+    ];
+    let (fp, fp_out) = launch("map-fp", &workload_bin("syncmap-load"), &args, &[]);
+    let (dw, dw_out) = launch("map-dwarf", &nofp_bin("syncmap-load"), &args, &[]);
+    assert_eq!(dw["meta"]["unwind"], "dwarf", "auto should pick dwarf");
+    assert_eq!(blamed(&dw_out), blamed(&fp_out));
+    assert_eq!(blamed(&dw_out), "syncmap::SyncMap<K,V>::slow_store");
+    assert!(top_names(&dw).iter().any(|n| n == "start_thread"));
+    // The same tables: what waiters were doing, and what they waited behind.
+    let section = |out: &str, title: &str| -> String {
+        out.lines()
+            .skip_while(|l| !l.contains(title))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no '{title}' table in: {out}"))
+            .split("  ")
+            .find(|s| !s.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    for title in ["waiting threads were doing", "waited behind, on lock"] {
+        assert_eq!(section(&dw_out, title), section(&fp_out, title), "{title}");
+    }
+    assert_eq!(
+        section(&dw_out, "waiting threads were doing"),
+        "slow store (new or expunged key)"
+    );
+    assert_eq!(
+        section(&dw_out, "waited behind, on lock"),
+        "dirty rebuild (O(n) copy)"
+    );
+    // Phase tracing does not depend on the unwinder: traced and counted still agree.
+    for c in dw["bundled"]["checks"].as_array().unwrap() {
+        let (t, n) = (
+            c["traced"].as_u64().unwrap(),
+            c["counted"].as_u64().unwrap(),
+        );
+        assert!((t as f64 - n as f64).abs() <= 0.02 * n.max(1) as f64, "{c}");
+    }
+    let _ = fp;
+}
+
+#[test]
+fn a_c_program_built_with_omit_frame_pointer_unwinds_to_main_and_start_thread() {
+    if !can_trace() {
+        return;
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/c/pthread_contend.c");
+    let bin = tmp("pthread_contend");
+    let cc = Command::new("gcc")
+        .args(["-O2", "-fomit-frame-pointer", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("gcc is needed to build the C workload");
+    assert!(cc.status.success(), "gcc: {}", text(&cc.stderr));
+    let (p, out) = launch("c-dwarf", &bin, &["4", "1"], &[]);
+    assert_eq!(p["meta"]["unwind"], "dwarf");
+    let names = top_names(&p);
+    for want in [
+        "___pthread_mutex_lock",
+        "contended_site",
+        "worker",
+        "start_thread",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} missing: {names:#?}"
+        );
+    }
+    assert_eq!(blamed(&out), "contended_site");
+    // The main thread's join wait walks back to main and the C runtime.
+    let joins: Vec<Vec<String>> = stack_totals(&p)
+        .iter()
+        .map(|t| frame_names(&p, t.0))
+        .filter(|n| n.iter().any(|f| f.contains("pthread_clockjoin")))
+        .collect();
+    assert!(
+        joins.iter().any(|n| n.iter().any(|f| f == "main")),
+        "{joins:#?}"
+    );
+    // A frame walk of the same program stops inside pthread_mutex_lock.
+    let (fp, _) = launch("c-fp", &bin, &["4", "1"], &["--unwind", "fp"]);
+    assert!(!top_names(&fp).iter().any(|n| n == "contended_site"));
+}
+
+#[test]
+fn bad_unwind_options_fail_in_one_line() {
+    let out = lockscope()
+        .args(["record", "--stack-bytes", "99", "--", "true"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "--stack-bytes 99 is out of range: 1024 to 16384");
+    let out = lockscope()
+        .args(["record", "--unwind", "lbr", "--", "true"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "invalid value 'lbr' for '--unwind");
+}
