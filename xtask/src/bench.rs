@@ -29,6 +29,9 @@ const MODERATE_OUTSIDE: &str = "110";
 enum Tracer {
     None,
     Lockscope,
+    /// lockscope with `--unwind dwarf`: a stack snapshot per wait that slept, unwound in user
+    /// space.
+    LockscopeDwarf,
     /// lockscope with `--phase-probes all`: a uprobe on every bundled-map read miss too.
     LockscopeAllPhases,
     /// futexctn-like: enter/exit, user stack, sum and count.
@@ -37,9 +40,10 @@ enum Tracer {
     BpftraceCount,
 }
 
-const TRACERS: [Tracer; 5] = [
+const TRACERS: [Tracer; 6] = [
     Tracer::None,
     Tracer::Lockscope,
+    Tracer::LockscopeDwarf,
     Tracer::LockscopeAllPhases,
     Tracer::BpftraceStacks,
     Tracer::BpftraceCount,
@@ -54,6 +58,7 @@ impl Tracer {
         match self {
             Tracer::None => "untraced",
             Tracer::Lockscope => "lockscope (fp)",
+            Tracer::LockscopeDwarf => "lockscope (dwarf)",
             Tracer::LockscopeAllPhases => "lockscope, all phase probes",
             Tracer::BpftraceStacks => "bpftrace futexctn-like",
             Tracer::BpftraceCount => "bpftrace count-only",
@@ -111,7 +116,12 @@ struct LockscopeRun {
     max_rss_kib: u64,
     attach_ms: f64,
     events: u64,
+    /// Events not counted at all (full maps).
     lost: u64,
+    /// DWARF mode: waits whose snapshot was dropped (they keep a frame-pointer stack).
+    snapshots_dropped: u64,
+    /// Waits that slept, all rows.
+    waits: u64,
 }
 
 struct Sample {
@@ -181,7 +191,7 @@ impl Running {
 fn start_tracer(tracer: Tracer, pid: u32, lockscope: &Path, profile: &Path) -> Result<Running> {
     let (mut child, ready_on_stderr, marker) = match tracer {
         Tracer::None => bail!("no tracer to start"),
-        Tracer::Lockscope | Tracer::LockscopeAllPhases => (
+        Tracer::Lockscope | Tracer::LockscopeDwarf | Tracer::LockscopeAllPhases => (
             Command::new(lockscope)
                 .args([
                     "record",
@@ -193,10 +203,10 @@ fn start_tracer(tracer: Tracer, pid: u32, lockscope: &Path, profile: &Path) -> R
                     "-o",
                 ])
                 .arg(profile)
-                .args(if tracer == Tracer::LockscopeAllPhases {
-                    &["--phase-probes", "all"][..]
-                } else {
-                    &[]
+                .args(match tracer {
+                    Tracer::LockscopeAllPhases => &["--phase-probes", "all", "--unwind", "fp"][..],
+                    Tracer::LockscopeDwarf => &["--unwind", "dwarf"][..],
+                    _ => &["--unwind", "fp"][..],
                 })
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -306,7 +316,7 @@ fn run_once(w: &Workload, tracer: Tracer, lockscope: &Path, tmp: &Path) -> Resul
     };
     let (usage, wall_s, text) = stop(running, started, tracer.is_bpftrace())?;
     match tracer {
-        Tracer::Lockscope | Tracer::LockscopeAllPhases => {
+        Tracer::Lockscope | Tracer::LockscopeDwarf | Tracer::LockscopeAllPhases => {
             let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
             let lost = [
                 "wait_map_full",
@@ -325,6 +335,10 @@ fn run_once(w: &Workload, tracer: Tracer, lockscope: &Path, tmp: &Path) -> Resul
                 attach_ms: p["meta"]["attach_ns"].as_f64().unwrap_or(0.0) / 1e6,
                 events: p["counters"]["calls"].as_u64().unwrap_or(0),
                 lost,
+                snapshots_dropped: p["losses"]["snapshots_dropped"].as_u64().unwrap_or(0),
+                waits: p["waits"].as_array().map_or(0, |w| {
+                    w.iter().map(|r| r["count"].as_u64().unwrap_or(0)).sum()
+                }),
             });
         }
         Tracer::BpftraceCount => {
@@ -413,8 +427,8 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
     )?;
     writeln!(table, "|---|---:|{}", "---:|".repeat(labels.len()))?;
     let mut costs = String::new();
-    writeln!(costs, "| workload | futex calls/s seen | lockscope CPU (% of a core) | peak RSS | attach | lost events |")?;
-    writeln!(costs, "|---|---:|---:|---:|---:|---:|")?;
+    writeln!(costs, "| workload | unwind | futex calls/s seen | waits/s (snapshots) | lockscope CPU (% of a core) | peak RSS | attach | lost events | snapshots dropped |")?;
+    writeln!(costs, "|---|---|---:|---:|---:|---:|---:|---:|---:|")?;
     for w in &loads {
         step(&format!(
             "{}: {rounds} rounds x {} tracers, {secs} s each",
@@ -423,6 +437,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         ));
         let mut tput: Vec<Vec<f64>> = vec![Vec::new(); TRACERS.len()];
         let mut ls_runs = Vec::new();
+        let mut dwarf_runs = Vec::new();
         for round in 0..rounds {
             for i in 0..TRACERS.len() {
                 let t = (i + round) % TRACERS.len();
@@ -433,8 +448,10 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
                     s.throughput
                 );
                 tput[t].push(s.throughput);
-                if TRACERS[t] == Tracer::Lockscope {
-                    ls_runs.extend(s.lockscope);
+                match TRACERS[t] {
+                    Tracer::Lockscope => ls_runs.extend(s.lockscope),
+                    Tracer::LockscopeDwarf => dwarf_runs.extend(s.lockscope),
+                    _ => {}
                 }
             }
         }
@@ -456,19 +473,29 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
             med[0],
             ratios.join(" | ")
         )?;
-        let m =
-            |f: fn(&LockscopeRun) -> f64| median(&mut ls_runs.iter().map(f).collect::<Vec<_>>());
-        // Futex calls happen only in the workload's run, not its delay or linger.
-        let events = m(|r| r.events as f64) / secs;
-        let cpu = m(|r| 100.0 * r.cpu_s / r.wall_s.max(1e-9));
-        let rss = m(|r| r.max_rss_kib as f64 / 1024.0);
-        let attach = m(|r| r.attach_ms);
-        let lost: u64 = ls_runs.iter().map(|r| r.lost).sum();
-        writeln!(
-            costs,
-            "| {} | {events:.0} | {cpu:.1}% | {rss:.1} MiB | {attach:.0} ms | {lost} |",
-            w.name
-        )?;
+        for (mode, runs) in [("fp", &ls_runs), ("dwarf", &dwarf_runs)] {
+            let m =
+                |f: fn(&LockscopeRun) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+            // Futex calls happen only in the workload's run, not its delay or linger.
+            let events = m(|r| r.events as f64) / secs;
+            let waits = m(|r| r.waits as f64) / secs;
+            let cpu = m(|r| 100.0 * r.cpu_s / r.wall_s.max(1e-9));
+            let rss = m(|r| r.max_rss_kib as f64 / 1024.0);
+            let attach = m(|r| r.attach_ms);
+            let lost: u64 = runs.iter().map(|r| r.lost).sum();
+            let dropped: u64 = runs.iter().map(|r| r.snapshots_dropped).sum();
+            let snaps: u64 = runs.iter().map(|r| r.waits).sum();
+            writeln!(
+                costs,
+                "| {} | {mode} | {events:.0} | {waits:.0} | {cpu:.1}% | {rss:.1} MiB | {attach:.0} ms | {lost} | {} |",
+                w.name,
+                if mode == "fp" {
+                    "–".to_string()
+                } else {
+                    format!("{dropped} of {snaps}")
+                }
+            )?;
+        }
     }
 
     step("agreement: lockscope and bpftrace count-only attached at once, same run (futex storm)");
