@@ -38,20 +38,28 @@ enum Tracer {
     BpftraceStacks,
     /// Count-only tracepoint: the floor any futex tracer pays.
     BpftraceCount,
+    /// `perf stat` counting the same tracepoint: perf's floor.
+    PerfCount,
 }
 
-const TRACERS: [Tracer; 6] = [
+const TRACERS: [Tracer; 7] = [
     Tracer::None,
     Tracer::Lockscope,
     Tracer::LockscopeDwarf,
     Tracer::LockscopeAllPhases,
     Tracer::BpftraceStacks,
     Tracer::BpftraceCount,
+    Tracer::PerfCount,
 ];
 
 impl Tracer {
     fn is_bpftrace(self) -> bool {
         matches!(self, Tracer::BpftraceStacks | Tracer::BpftraceCount)
+    }
+
+    /// Tracers that run until interrupted (and print their results then).
+    fn stops_on_sigint(self) -> bool {
+        self.is_bpftrace() || self == Tracer::PerfCount
     }
 
     fn label(self) -> &'static str {
@@ -62,6 +70,7 @@ impl Tracer {
             Tracer::LockscopeAllPhases => "lockscope, all phase probes",
             Tracer::BpftraceStacks => "bpftrace futexctn-like",
             Tracer::BpftraceCount => "bpftrace count-only",
+            Tracer::PerfCount => "perf stat count-only",
         }
     }
 }
@@ -214,6 +223,17 @@ fn start_tracer(tracer: Tracer, pid: u32, lockscope: &Path, profile: &Path) -> R
             true,
             "lockscope: tracing pid",
         ),
+        Tracer::PerfCount => (
+            // CSV output (-x,) on stderr at SIGINT; perf prints nothing when it attaches.
+            Command::new("perf")
+                .args(["stat", "-x,", "-e", "syscalls:sys_enter_futex", "-p"])
+                .arg(pid.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()?,
+            true,
+            "",
+        ),
         _ => (
             Command::new("bpftrace")
                 .args(["-e", &bpftrace_script(tracer, pid)])
@@ -236,7 +256,7 @@ fn start_tracer(tracer: Tracer, pid: u32, lockscope: &Path, profile: &Path) -> R
         let mut signalled = false;
         let mut kept = String::new();
         for line in lines.by_ref().map_while(Result::ok) {
-            if !signalled && line.contains(marker) {
+            if !signalled && !marker.is_empty() && line.contains(marker) {
                 signalled = true;
                 let _ = tx.send(None);
             }
@@ -245,6 +265,11 @@ fn start_tracer(tracer: Tracer, pid: u32, lockscope: &Path, profile: &Path) -> R
         }
         let _ = tx.send(Some(kept));
     });
+    if marker.is_empty() {
+        // No "attached" line to wait for: perf stat opens its counters within milliseconds.
+        std::thread::sleep(Duration::from_millis(500));
+        return Ok(Running { child, output: rx });
+    }
     match rx.recv_timeout(Duration::from_secs(10)) {
         Ok(None) => {}
         _ => bail!("{} did not attach within 10 s", tracer.label()),
@@ -277,7 +302,7 @@ fn secs_of(t: libc::timeval) -> f64 {
 /// its resource usage, wall time since `started`, and output.
 fn stop(r: Running, started: Instant, interrupt: bool) -> Result<(libc::rusage, f64, String)> {
     if interrupt {
-        // SAFETY: signalling our own child; bpftrace prints its maps on SIGINT.
+        // SAFETY: signalling our own child; bpftrace and perf print their results on SIGINT.
         unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
     }
     let (_status, usage) = wait_rusage(&r.child)?;
@@ -314,7 +339,7 @@ fn run_once(w: &Workload, tracer: Tracer, lockscope: &Path, tmp: &Path) -> Resul
     let Some((running, started)) = traced else {
         return Ok(sample);
     };
-    let (usage, wall_s, text) = stop(running, started, tracer.is_bpftrace())?;
+    let (usage, wall_s, text) = stop(running, started, tracer.stops_on_sigint())?;
     match tracer {
         Tracer::Lockscope | Tracer::LockscopeDwarf | Tracer::LockscopeAllPhases => {
             let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
@@ -361,9 +386,17 @@ fn ensure_bpftrace() -> Result<()> {
     step("bpftrace (Debian's package) for the comparison");
     if let Some(v) = output("bpftrace", &["--version"]) {
         eprintln!("    ok: {}", v.trim());
-        return Ok(());
+    } else {
+        apt_install(&["bpftrace"])?;
     }
-    apt_install(&["bpftrace"])
+    step("perf (Debian's linux-perf) for the comparison");
+    match output("perf", &["--version"]) {
+        Some(v) if v.starts_with("perf version") => {
+            eprintln!("    ok: {}", v.trim());
+            Ok(())
+        }
+        _ => apt_install(&["linux-perf"]),
+    }
 }
 
 /// Records a program whose lock is reached through `unique` distinct call paths, and returns
