@@ -35,6 +35,14 @@ pub fn phase_of_symbol(demangled: &str) -> Option<Phase> {
     Phase::ALL.into_iter().find(|p| p.function() == method)
 }
 
+/// The bundled map in a target's executable, if it has it, with only the `phases` asked for
+/// (`--phase-probes`) left to probe. Unreadable symbols count as "not there".
+pub fn find_probed(exe: Option<&Path>, phases: &[Phase]) -> Option<BundledMap> {
+    let mut m = find(exe?).ok().flatten()?;
+    m.phases.retain(|(p, _)| phases.contains(p));
+    Some(m)
+}
+
 /// Looks for the bundled map in `exe`; `None` if it is not there.
 pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
     let inspector = Inspector::new();

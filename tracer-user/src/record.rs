@@ -55,15 +55,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
 
-    // The bundled map, if the target's executable has it: probed phases and readable counters.
-    let map = target
-        .exe
-        .as_deref()
-        .and_then(|exe| bundled::find(exe).ok().flatten())
-        .map(|mut m| {
-            m.phases.retain(|(p, _)| opts.phases.contains(p));
-            m
-        });
+    let map = bundled::find_probed(target.exe.as_deref(), &opts.phases);
     let (snapshot_bytes, unwind_note) = choose_unwind(opts.unwind, target.exe.as_deref());
     if let Some(note) = &unwind_note {
         eprintln!("lockscope: unwinding with DWARF CFI from stack snapshots ({note}; --unwind fp forces the frame walk)");

@@ -125,14 +125,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     preflight::check_privileges()?;
     let target = procfs::target(opts.pid)?;
     preflight::ensure_tracefs()?;
-    let map = target
-        .exe
-        .as_deref()
-        .and_then(|exe| bundled::find(exe).ok().flatten())
-        .map(|mut m| {
-            m.phases.retain(|(p, _)| opts.phases.contains(p));
-            m
-        });
+    let map = bundled::find_probed(target.exe.as_deref(), &opts.phases);
     let (snapshot_bytes, unwind_note) = choose_unwind(opts.unwind, target.exe.as_deref());
     let mut tracer = attach::attach(target.tgid, snapshot_bytes)?;
     if let Some(m) = &map {
@@ -234,7 +227,13 @@ pub fn run(opts: &TopOptions) -> Result<()> {
             }
             let wait = next_refresh
                 .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(250));
+                // DWARF mode drains the snapshot ring between key polls: poll more often so the
+                // ring (~500 snapshots) does not fill between drains.
+                .min(Duration::from_millis(if snapshots.is_some() {
+                    20
+                } else {
+                    250
+                }));
             if event::poll(wait)? {
                 if let Event::Key(k) = event::read()? {
                     if k.kind != KeyEventKind::Press {

@@ -119,14 +119,7 @@ fn the_bundled_map_without_frame_pointers_gets_the_same_attribution() {
     if !can_trace() {
         return;
     }
-    let args = [
-        "--preset",
-        "range-insert",
-        "--duration",
-        "2",
-        "--linger",
-        "1",
-    ];
+    let args = RANGE_INSERT_RUN;
     let (fp, fp_out) = launch("map-fp", &workload_bin("syncmap-load"), &args, &[]);
     let (dw, dw_out) = launch("map-dwarf", &nofp_bin("syncmap-load"), &args, &[]);
     assert_eq!(dw["meta"]["unwind"], "dwarf", "auto should pick dwarf");

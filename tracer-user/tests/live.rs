@@ -87,14 +87,7 @@ fn a_launched_bundled_map_counts_from_exec() {
         .arg(&out_path)
         .arg("--")
         .arg(workload_bin("syncmap-load"))
-        .args([
-            "--preset",
-            "range-insert",
-            "--duration",
-            "2",
-            "--linger",
-            "1",
-        ])
+        .args(RANGE_INSERT_RUN)
         .output()
         .expect("run lockscope");
     assert!(out.status.success(), "{}", text(&out.stderr));

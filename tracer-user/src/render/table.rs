@@ -39,11 +39,19 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     )?;
     writeln!(
         out,
-        "waits {} · {} of thread time waiting · lost events {} · stacks lost {}",
+        "waits {} · {} of thread time waiting · lost events {} · stacks lost {}{}",
         fmt_count(t.waits),
         fmt_ns(t.wait_ns),
         fmt_count(l.events()),
-        fmt_count(l.stacks())
+        fmt_count(l.stacks()),
+        if l.snapshots_dropped > 0 {
+            format!(
+                " ({} stack snapshots dropped: those waits keep their frame-pointer stacks)",
+                fmt_count(l.snapshots_dropped)
+            )
+        } else {
+            String::new()
+        }
     )?;
     writeln!(
         out,

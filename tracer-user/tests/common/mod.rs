@@ -7,6 +7,17 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// A `syncmap-load` run for launch-mode tests: range-insert for 2 s, lingering 1 s so the
+/// last counter read sees the final values.
+pub const RANGE_INSERT_RUN: [&str; 6] = [
+    "--preset",
+    "range-insert",
+    "--duration",
+    "2",
+    "--linger",
+    "1",
+];
+
 pub fn lockscope() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lockscope"))
 }
