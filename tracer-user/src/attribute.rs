@@ -72,6 +72,9 @@ pub fn lock_primitive(stack: Option<&Stack>) -> &'static str {
     let Some(stack) = stack else {
         return "unknown (stack lost)";
     };
+    if crate::aggregate::function_names(stack).any(|n| n.starts_with("runtime.")) {
+        return crate::golang::classify(Some(stack)).label();
+    }
     // Innermost first: the first recognised frame is the primitive actually waited in (a
     // Condvar wait re-takes its Mutex, but sleeps in the condvar first).
     for name in crate::aggregate::function_names(stack) {

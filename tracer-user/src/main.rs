@@ -9,6 +9,7 @@ mod attribute;
 mod bundled;
 mod cli;
 mod collect;
+mod golang;
 mod launch;
 mod locks;
 mod preflight;

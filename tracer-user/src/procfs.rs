@@ -52,6 +52,8 @@ pub struct Target {
     pub tgid: u32,
     pub comm: String,
     pub exe: Option<PathBuf>,
+    /// The Go toolchain that built the executable (`go1.19.8`), for Go targets.
+    pub go: Option<String>,
 }
 
 pub fn target(pid: u32) -> Result<Target> {
@@ -91,6 +93,7 @@ pub fn target(pid: u32) -> Result<Target> {
         tgid,
         comm,
         exe: fs::read_link(format!("/proc/{tgid}/exe")).ok(),
+        go: None,
     })
 }
 

@@ -32,6 +32,18 @@ pub struct Profile {
     /// What each futex word waited on is, where it could be told.
     #[serde(default)]
     pub locks: Vec<LockInfo>,
+    /// Go targets: the toolchain, and the idle-thread parking left out of the rows.
+    #[serde(default)]
+    pub go: Option<GoTarget>,
+}
+
+/// A Go target's futex waits are OS threads. Idle ones parking in the scheduler are not lock
+/// contention; they are summed here rather than listed as rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoTarget {
+    pub version: String,
+    pub idle_waits: u64,
+    pub idle_ns: u64,
 }
 
 /// A futex word, placed in the target's memory.
@@ -466,6 +478,7 @@ pub(crate) mod tests {
                 module: Some("/bin/demo".into()),
                 symbol: Some("demo::LOCK".into()),
             }],
+            go: None,
         }
     }
 

@@ -13,18 +13,18 @@ use crate::cli::{Launch, RecordOptions, Unwind};
 use crate::collect::{self, MapWindow, Raw, Snapshot};
 use crate::procfs::{self, Target};
 use crate::profile::{
-    Bundled, Check, Counters, Losses, Meta, PendingOutput, PhaseRow, Profile, WaitRow, WakeRow,
-    FORMAT, VERSION,
+    Bundled, Check, Counters, GoTarget, Losses, Meta, PendingOutput, PhaseRow, Profile, WaitRow,
+    WakeRow, FORMAT, VERSION,
 };
 use crate::render::{use_color, Render, Table};
 use crate::symbolize::{frames_with_leaf, Addr, StackSymbolizer};
-use crate::{attach, launch, preflight, unwind};
+use crate::{attach, golang, launch, preflight, unwind};
 
 pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
     preflight::check_privileges()?;
     // A launched command is forked now and held before exec until every probe is live.
-    let (target, mut launched) = match &opts.launch {
+    let (mut target, mut launched) = match &opts.launch {
         Launch::Pid(pid) => (procfs::target(*pid)?, None),
         Launch::Command(argv) => {
             let l = launch::spawn(argv)?;
@@ -35,6 +35,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
                     .file_name()
                     .map_or_else(|| l.program.clone(), |n| n.to_string_lossy().into_owned()),
                 exe: Some(l.exe.clone()),
+                go: None,
             };
             (target, Some(l))
         }
@@ -56,7 +57,8 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         .unwrap_or(0);
 
     let map = bundled::find_probed(target.exe.as_deref(), &opts.phases);
-    let (snapshot_bytes, unwind_note) = choose_unwind(opts.unwind, target.exe.as_deref());
+    target.go = target.exe.as_deref().and_then(golang::go_version);
+    let (snapshot_bytes, unwind_note) = choose_unwind(opts.unwind, &target);
     if let Some(note) = &unwind_note {
         eprintln!("lockscope: unwinding with DWARF CFI from stack snapshots ({note}; --unwind fp forces the frame walk)");
     }
@@ -173,8 +175,12 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
 }
 
 /// Snapshot bytes for the kernel (0: frame pointers) and, when `auto` chose DWARF, why.
-pub fn choose_unwind(unwind: Unwind, exe: Option<&std::path::Path>) -> (u32, Option<String>) {
+pub fn choose_unwind(unwind: Unwind, target: &Target) -> (u32, Option<String>) {
+    let exe = target.exe.as_deref();
     match unwind {
+        // Go on amd64 always keeps frame pointers, set up after its stack-growth check
+        // (so the prologue test below would miss them).
+        Unwind::Auto(_) if target.go.is_some() => (0, None),
         Unwind::FramePointers => (0, None),
         Unwind::Dwarf(bytes) => (bytes, None),
         Unwind::Auto(bytes) => match exe.map(|e| (e, unwind::has_frame_pointers(e))) {
@@ -333,8 +339,25 @@ pub fn build_profile(
     }
 
     let t = std::time::Instant::now();
-    let stacks = sym.symbolize(stacks);
+    let mut stacks = sym.symbolize(stacks);
     let modules = sym.modules();
+    // Go: cut scheduler stacks where they run into a parked goroutine's frames, and keep idle
+    // threads parking (not contention) out of the rows, counted instead.
+    let go = target.go.as_ref().map(|version| {
+        for s in &mut stacks {
+            golang::cut_at_scheduler(s);
+        }
+        let (idle, busy): (Vec<WaitRow>, Vec<WaitRow>) =
+            std::mem::take(&mut waits).into_iter().partition(|r| {
+                golang::classify(r.stack.and_then(|i| stacks.get(i))) == golang::GoWait::IdleThread
+            });
+        waits = busy;
+        GoTarget {
+            version: version.clone(),
+            idle_waits: idle.iter().map(|r| r.count).sum(),
+            idle_ns: idle.iter().map(|r| r.total_ns).sum(),
+        }
+    });
     let symbolize_ns = t.elapsed().as_nanos() as u64;
     let c = |x: Counter| raw.counters[x as usize];
     Profile {
@@ -378,6 +401,7 @@ pub fn build_profile(
         waits,
         wakes,
         threads: raw.threads,
+        go,
         locks: {
             let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
             uaddrs.sort_unstable();
@@ -521,6 +545,7 @@ mod tests {
             tgid: 1,
             comm: "t".into(),
             exe: None,
+            go: None,
         }
     }
 
@@ -559,13 +584,23 @@ mod tests {
 
     #[test]
     fn auto_keeps_the_frame_walk_for_binaries_with_frame_pointers() {
-        assert_eq!(choose_unwind(Unwind::FramePointers, None), (0, None));
-        assert_eq!(choose_unwind(Unwind::Dwarf(8192), None), (8192, None));
+        let with_exe = |exe: Option<&str>, go: Option<&str>| Target {
+            exe: exe.map(std::path::PathBuf::from),
+            go: go.map(String::from),
+            ..target()
+        };
+        let none = with_exe(None, None);
+        assert_eq!(choose_unwind(Unwind::FramePointers, &none), (0, None));
+        assert_eq!(choose_unwind(Unwind::Dwarf(8192), &none), (8192, None));
         // This test binary has frame pointers (the workspace forces them).
         let me = std::env::current_exe().unwrap();
-        assert_eq!(choose_unwind(Unwind::Auto(16384), Some(&me)), (0, None));
+        let me = with_exe(me.to_str(), None);
+        assert_eq!(choose_unwind(Unwind::Auto(16384), &me), (0, None));
         // Unreadable: keep the cheap mode rather than guess.
-        let gone = std::path::Path::new("/nonexistent");
-        assert_eq!(choose_unwind(Unwind::Auto(16384), Some(gone)), (0, None));
+        let gone = with_exe(Some("/nonexistent"), None);
+        assert_eq!(choose_unwind(Unwind::Auto(16384), &gone), (0, None));
+        // Go keeps frame pointers even though its prologue starts with the stack check.
+        let go = with_exe(Some("/nonexistent"), Some("go1.19.8"));
+        assert_eq!(choose_unwind(Unwind::Auto(16384), &go), (0, None));
     }
 }

@@ -123,10 +123,11 @@ fn next<T: Copy + PartialEq>(all: &[T], cur: T) -> T {
 
 pub fn run(opts: &TopOptions) -> Result<()> {
     preflight::check_privileges()?;
-    let target = procfs::target(opts.pid)?;
+    let mut target = procfs::target(opts.pid)?;
+    target.go = target.exe.as_deref().and_then(crate::golang::go_version);
     preflight::ensure_tracefs()?;
     let map = bundled::find_probed(target.exe.as_deref(), &opts.phases);
-    let (snapshot_bytes, unwind_note) = choose_unwind(opts.unwind, target.exe.as_deref());
+    let (snapshot_bytes, unwind_note) = choose_unwind(opts.unwind, &target);
     let mut tracer = attach::attach(target.tgid, snapshot_bytes)?;
     if let Some(m) = &map {
         tracer.attach_phases(target.tgid, m)?;

@@ -2,6 +2,7 @@
 mod bench;
 mod bench_map;
 mod demo;
+mod go;
 mod run;
 mod setup;
 mod test;
@@ -35,6 +36,8 @@ enum Task {
     },
     /// Set up, lint, then run unit tests and the root integration tests.
     Test,
+    /// Build the Go workload (the bundled map's Go port) into target/go/syncmap-load-go.
+    BuildGo,
     /// Benchmark tracer overhead: lockscope beside bpftrace on a futex storm, moderate
     /// contention and every bundled-map preset.
     Bench {
@@ -66,6 +69,7 @@ fn main() {
             lockdemo,
         } => demo::run(&preset, &duration, lockdemo),
         Task::Test => test::run(),
+        Task::BuildGo => crate::setup::run().and_then(|()| go::build().map(|_| ())),
         Task::BenchMap { rounds, secs } => bench_map::run(rounds, secs),
         Task::Bench { rounds, secs } => bench::run(rounds, secs),
     };

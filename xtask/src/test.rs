@@ -51,6 +51,8 @@ pub fn run() -> Result<()> {
         // Go is installed by setup, so the pprof test must not skip here.
         &[("LOCKSCOPE_REQUIRE_GO", "1")],
     )?;
+    crate::go::test()?;
+    crate::go::build()?;
     step("test workloads (release, frame pointers)");
     cmd("cargo", &["build", "--release", "-p", "workloads"])?;
     step("the same workloads without frame pointers (a plain release build), for DWARF unwinding");
@@ -85,6 +87,8 @@ pub fn run() -> Result<()> {
             "live",
             "--test",
             "dwarf",
+            "--test",
+            "go",
             "--",
             "--test-threads=1",
         ],

@@ -66,7 +66,17 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         } else {
             String::new()
         }
-    )
+    )?;
+    if let Some(g) = &profile.go {
+        writeln!(
+            out,
+            "Go target ({}): its futex waits are OS threads, not goroutines · {} idle-thread parkings ({}) left out as not contention · goroutines blocked on sync.Mutex park without a futex and are not in these rows",
+            g.version,
+            fmt_count(g.idle_waits),
+            fmt_ns(g.idle_ns)
+        )?;
+    }
+    Ok(())
 }
 
 fn clip(s: &str, width: usize) -> String {

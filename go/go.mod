@@ -1,0 +1,3 @@
+module lockscope.dev/go
+
+go 1.19
