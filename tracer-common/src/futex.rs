@@ -32,6 +32,9 @@ pub enum OpKind {
     Wait2 = 4,
     /// futex2 `futex_waitv(2)`; the first futex of the vector is recorded.
     Waitv = 5,
+    /// Not a futex: a goroutine blocked in Go's `sync.runtime_SemacquireMutex` (sync.Mutex and
+    /// RWMutex slow paths park the goroutine without a futex call). Timed by uprobes.
+    GoSemacquire = 8,
     Wake = 16,
     WakeBitset = 17,
     WakeOp = 18,
@@ -42,13 +45,14 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 12] = [
+    pub const ALL: [OpKind; 13] = [
         OpKind::Wait,
         OpKind::WaitBitset,
         OpKind::LockPi,
         OpKind::WaitRequeuePi,
         OpKind::Wait2,
         OpKind::Waitv,
+        OpKind::GoSemacquire,
         OpKind::Wake,
         OpKind::WakeBitset,
         OpKind::WakeOp,
@@ -82,6 +86,7 @@ impl OpKind {
             OpKind::WaitRequeuePi => "FUTEX_WAIT_REQUEUE_PI",
             OpKind::Wait2 => "futex_wait",
             OpKind::Waitv => "futex_waitv",
+            OpKind::GoSemacquire => "go semacquire",
             OpKind::Wake => "FUTEX_WAKE",
             OpKind::WakeBitset => "FUTEX_WAKE_BITSET",
             OpKind::WakeOp => "FUTEX_WAKE_OP",

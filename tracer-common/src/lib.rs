@@ -283,6 +283,18 @@ pub const NUM_COUNTERS: u32 = 14;
 pub const SNAPSHOT_MAX_BYTES: usize = 16384;
 pub const SNAPSHOT_MIN_BYTES: usize = 1024;
 
+/// A goroutine in a `sync` semaphore acquire, by its `g` (R14 under Go's register ABI): what
+/// the entry uprobe saw, for the return-instruction uprobes to finish.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GoCall {
+    pub start_ns: u64,
+    pub stack_id: u64,
+    pub leaf_ret: u64,
+    /// The semaphore's address (first argument, RAX).
+    pub uaddr: u64,
+}
+
 /// One wait that slept, in DWARF mode: its aggregate key and wait time, the user registers
 /// unwinding starts from, and a copy of the user stack from `sp` up.
 #[repr(C)]
@@ -318,6 +330,8 @@ pub mod map {
     pub const PHASE_START: &str = "PHASE_START";
     pub const PHASE_LAST: &str = "PHASE_LAST";
     pub const LOCK_PHASES: &str = "LOCK_PHASES";
+    /// Goroutines in a `sync` semaphore acquire, by `g`.
+    pub const GO_INFLIGHT: &str = "GO_INFLIGHT";
     /// DWARF mode: ring buffer of [`super::StackSnapshot`]s.
     pub const SNAPSHOTS: &str = "SNAPSHOTS";
 }
@@ -348,6 +362,8 @@ mod pod {
     unsafe impl aya::Pod for InFlight {}
     // SAFETY: as above.
     unsafe impl aya::Pod for PhaseStats {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for GoCall {}
 }
 
 /// Histogram bucket for a wait of `ns` nanoseconds: `floor(log2(ns)) + 1`, 0 for 0, clamped to
@@ -523,6 +539,15 @@ pub mod prog {
     pub const PHASE_ENTER: &str = "phase_enter";
     /// uretprobe on phase functions whose return is probed.
     pub const PHASE_EXIT: &str = "phase_exit";
+    /// Go: uprobe on a phase function's entry, keyed by goroutine (instead of PHASE_ENTER).
+    pub const GO_PHASE_ENTER: &str = "go_phase_enter";
+    /// Go: uprobe on each return instruction of a phase function (instead of PHASE_EXIT).
+    pub const GO_PHASE_EXIT: &str = "go_phase_exit";
+    /// uprobe on the entry of Go's `sync.runtime_SemacquireMutex` (and RWMutex variants).
+    pub const GO_SEMA_ENTER: &str = "go_sema_enter";
+    /// uprobe on each return instruction of those functions: never a uretprobe, whose
+    /// trampoline breaks when Go moves a goroutine's stack.
+    pub const GO_SEMA_EXIT: &str = "go_sema_exit";
 
     /// (program, syscalls tracepoints). Exits come first: attached before the entries, every
     /// entry seen has its exit seen too.

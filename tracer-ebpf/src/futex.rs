@@ -29,10 +29,10 @@ const EXIT_RET: usize = 16;
 /// `struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }`
 const WAITV_UADDR: usize = 8;
 
-type Res = Result<(), i64>;
+pub type Res = Result<(), i64>;
 
 #[inline(always)]
-fn target_tid() -> Option<u32> {
+pub fn target_tid() -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     // SAFETY: a plain read of a static; volatile so the compiler cannot fold the 0 it was
     // compiled with (user space rewrites it before load).
@@ -197,7 +197,13 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
         holder_phase,
         _pad: 0,
     };
-    let row = match WAITS.get_ptr_mut(key) {
+    record_wait(&key, waited, outcome)
+}
+
+/// Adds one finished wait to its aggregate row (and, in DWARF mode, sends its snapshot).
+#[inline(always)]
+pub fn record_wait(key: &WaitKey, waited: u64, outcome: Outcome) -> Res {
+    let row = match WAITS.get_ptr_mut(*key) {
         Some(row) => row,
         None => {
             let Some(scratch) = SCRATCH.get_ptr(0) else {
@@ -205,8 +211,8 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
             };
             // SAFETY: `zero_wait` is never written, so it is an all-zero WaitStats.
             let zero = unsafe { &(*scratch).zero_wait };
-            let _ = WAITS.insert(key, zero, BPF_NOEXIST as u64);
-            match WAITS.get_ptr_mut(key) {
+            let _ = WAITS.insert(*key, zero, BPF_NOEXIST as u64);
+            match WAITS.get_ptr_mut(*key) {
                 Some(row) => row,
                 None => {
                     bump(Counter::WaitMapFull);
@@ -220,7 +226,7 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
     match outcome {
         Outcome::Woken | Outcome::Interrupted => {
             // Only waits counted as contention need a better stack.
-            snapshot::emit(&key, waited);
+            snapshot::emit(key, waited);
             row.count += 1;
             row.total_ns += waited;
             if waited > row.max_ns {

@@ -3,6 +3,7 @@
 #![no_main]
 
 mod futex;
+mod goroutine;
 mod maps;
 mod phase;
 mod snapshot;

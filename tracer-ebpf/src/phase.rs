@@ -73,13 +73,31 @@ fn try_phase_enter(ctx: &ProbeContext) -> Result<(), i64> {
         return Ok(());
     };
     let tid = bpf_get_current_pid_tgid() as u32;
+    phase_entered(phase, (u64::from(tid) << 32) | phase as u64)
+}
+
+/// Go: phases are keyed by goroutine (`g` in R14, 8-byte aligned, so `g | phase` is unique),
+/// since a goroutine can move to another thread between a phase's entry and return.
+#[uprobe]
+pub fn go_phase_enter(ctx: ProbeContext) -> u32 {
+    if let Some(phase) = phase_of(&ctx) {
+        // SAFETY: `regs` is the probed thread's saved user registers.
+        let g = unsafe { (*ctx.regs).r14 };
+        let _ = phase_entered(phase, g | phase as u64);
+    }
+    0
+}
+
+#[inline(always)]
+fn phase_entered(phase: Phase, key: u64) -> Result<(), i64> {
+    let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: a helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(s) = stats(phase) {
         s.calls += 1;
     }
     if phase.probes_return() {
-        PHASE_START.insert((u64::from(tid) << 32) | phase as u64, now, 0)?;
+        PHASE_START.insert(key, now, 0)?;
     } else {
         finished(tid, phase, now, now);
     }
@@ -97,7 +115,24 @@ fn try_phase_exit(ctx: &RetProbeContext) -> Result<(), i64> {
         return Ok(());
     };
     let tid = bpf_get_current_pid_tgid() as u32;
-    let key = (u64::from(tid) << 32) | phase as u64;
+    phase_returned(phase, (u64::from(tid) << 32) | phase as u64, ctx.ret())
+}
+
+/// Go: a uprobe on each return instruction of a phase function (uretprobes break on Go's
+/// movable stacks). The return value is in RAX under both ABIs.
+#[uprobe]
+pub fn go_phase_exit(ctx: ProbeContext) -> u32 {
+    if let Some(phase) = phase_of(&ctx) {
+        // SAFETY: `regs` is the probed thread's saved user registers.
+        let (ret, g) = unsafe { ((*ctx.regs).rax, (*ctx.regs).r14) };
+        let _ = phase_returned(phase, g | phase as u64, ret);
+    }
+    0
+}
+
+#[inline(always)]
+fn phase_returned(phase: Phase, key: u64, ret: u64) -> Result<(), i64> {
+    let tid = bpf_get_current_pid_tgid() as u32;
     // SAFETY: copied out before removal.
     let Some(start) = (unsafe { PHASE_START.get(key) }).copied() else {
         return Ok(());
@@ -106,7 +141,6 @@ fn try_phase_exit(ctx: &RetProbeContext) -> Result<(), i64> {
     // SAFETY: a helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let took = now.saturating_sub(start);
-    let ret: u64 = ctx.ret();
     if let Some(s) = stats(phase) {
         s.returns += 1;
         s.total_ns += took;

@@ -152,6 +152,8 @@ pub fn is_lock_internal(name: &str) -> bool {
         "parking_lot",
         "std::thread::park",
         "runtime.",
+        // Go's sync package: Mutex/RWMutex methods and their semaphore acquires.
+        "sync.",
     ];
     const CONTAINS: &[&str] = &["std::sys::", "std::sync::", "std::thread::Thread::park"];
     let n = name.trim_start_matches('<');

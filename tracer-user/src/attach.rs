@@ -37,7 +37,14 @@ pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
             .load()
             .with_context(|| format!("the kernel rejected program {name}"))?;
     }
-    for name in [prog::PHASE_ENTER, prog::PHASE_EXIT] {
+    for name in [
+        prog::PHASE_ENTER,
+        prog::PHASE_EXIT,
+        prog::GO_SEMA_ENTER,
+        prog::GO_SEMA_EXIT,
+        prog::GO_PHASE_ENTER,
+        prog::GO_PHASE_EXIT,
+    ] {
         uprobe(&mut ebpf, name)?
             .load()
             .with_context(|| format!("the kernel rejected program {name}"))?;
@@ -80,18 +87,58 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {
 }
 
 impl Tracer {
+    /// Probes the `sync` semaphore acquires of a Go executable: each entry, and each return
+    /// instruction (never uretprobes: Go moves goroutine stacks). Returns the probes attached.
+    pub fn attach_go(
+        &mut self,
+        pid: u32,
+        exe: &std::path::Path,
+        points: &[crate::golang::ProbePoints],
+    ) -> Result<usize> {
+        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
+        let mut n = 0;
+        for p in points {
+            let sites = std::iter::once((prog::GO_SEMA_ENTER, p.entry))
+                .chain(p.returns.iter().map(|&r| (prog::GO_SEMA_EXIT, r)));
+            for (name, offset) in sites {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(offset),
+                    cookie: None,
+                };
+                let link = uprobe(&mut self.ebpf, name)?
+                    .attach(point, exe, scope)
+                    .with_context(|| format!("probing {} in {}", p.function, exe.display()))?;
+                self.uprobes.push((name, link));
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Probes every instantiation of the bundled map's phase functions in `pid`. Returns how
     /// many probes were attached.
     pub fn attach_phases(&mut self, pid: u32, map: &BundledMap) -> Result<usize> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
         for &(phase, offset) in &map.phases {
-            let mut names = vec![prog::PHASE_ENTER];
+            let go = map.go_returns.get(&offset);
+            let mut sites = vec![(
+                if go.is_some() {
+                    prog::GO_PHASE_ENTER
+                } else {
+                    prog::PHASE_ENTER
+                },
+                offset,
+            )];
             if phase.probes_return() {
-                names.push(prog::PHASE_EXIT);
+                match go {
+                    // Go: each return instruction, never a uretprobe.
+                    Some(rets) => sites.extend(rets.iter().map(|&r| (prog::GO_PHASE_EXIT, r))),
+                    None => sites.push((prog::PHASE_EXIT, offset)),
+                }
             }
-            for name in names {
+            for (name, at) in sites {
                 let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(offset),
+                    location: UProbeAttachLocation::AbsoluteOffset(at),
                     cookie: Some(phase as u64),
                 };
                 let link = uprobe(&mut self.ebpf, name)?

@@ -3,6 +3,8 @@
 //! kernel), the fast-path share of reads (the map's counters), and one verdict line.
 use std::collections::BTreeMap;
 
+use tracer_common::OpKind;
+
 use crate::aggregate::percent;
 use crate::profile::{Profile, Stack};
 use crate::units::{fmt_count, fmt_ns};
@@ -34,13 +36,14 @@ impl Category {
     }
 }
 
-/// `syncmap::SyncMap<K,V>::slow_store` → the category of a waiter inside it.
+/// `syncmap::SyncMap<K,V>::slow_store` (Rust) or `…/syncmap.(*Map).slowStore` (Go) → the
+/// category of a waiter inside it.
 fn category_of_method(method: &str) -> Option<Category> {
     Some(match method {
-        "load_miss" => Category::ReadMiss,
-        "slow_store" | "load_or_store" => Category::SlowStore,
-        "slow_delete" => Category::Delete,
-        "range_promote" => Category::Range,
+        "load_miss" | "loadMiss" => Category::ReadMiss,
+        "slow_store" | "load_or_store" | "slowStore" | "LoadOrStore" => Category::SlowStore,
+        "slow_delete" | "slowDelete" => Category::Delete,
+        "range_promote" | "rangePromote" => Category::Range,
         "entry_for_compare" => Category::Compare,
         _ => return None,
     })
@@ -53,11 +56,17 @@ pub fn waiter_category(stack: Option<&Stack>) -> Category {
     };
     let mut in_map = false;
     for sym in stack.frames.iter().flat_map(|f| &f.syms) {
-        if let Some(rest) = sym.name.strip_prefix("syncmap::SyncMap<") {
-            in_map = true;
-            if let Some(c) = rest.rsplit("::").next().and_then(category_of_method) {
-                return c;
-            }
+        let method = if let Some(rest) = sym.name.strip_prefix("syncmap::SyncMap<") {
+            rest.rsplit("::").next()
+        } else if let Some((_, m)) = sym.name.split_once("syncmap.(*Map).") {
+            // Go: `lockscope.dev/go/syncmap.(*Map).slowStore`.
+            Some(m)
+        } else {
+            continue;
+        };
+        in_map = true;
+        if let Some(c) = method.and_then(category_of_method) {
+            return c;
         }
     }
     if in_map {
@@ -72,6 +81,14 @@ pub fn lock_primitive(stack: Option<&Stack>) -> &'static str {
     let Some(stack) = stack else {
         return "unknown (stack lost)";
     };
+    for name in crate::aggregate::function_names(stack) {
+        if name.starts_with("sync.(*RWMutex)") {
+            return "Go sync.RWMutex (goroutine)";
+        }
+        if name.starts_with("sync.(*Mutex)") {
+            return "Go sync.Mutex (goroutine)";
+        }
+    }
     if crate::aggregate::function_names(stack).any(|n| n.starts_with("runtime.")) {
         return crate::golang::classify(Some(stack)).label();
     }
@@ -156,6 +173,9 @@ pub struct Attribution {
     pub map_wait_ns: u64,
     pub fast_read_percent: Option<f64>,
     pub verdict: String,
+    /// Whether `behind` means anything (phase probes on, and a target whose unlocks wake
+    /// waiters through a futex).
+    pub blame_known: bool,
 }
 
 /// Attribution for a profile of a process that uses the bundled map; `None` otherwise.
@@ -165,10 +185,17 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
     let mut behind: BTreeMap<&'static str, Share> = BTreeMap::new();
     let mut by_lock: BTreeMap<u64, BTreeMap<&'static str, Share>> = BTreeMap::new();
     let mut categories: BTreeMap<Option<usize>, Category> = BTreeMap::new();
+    // In a Go process only goroutine waits (timed by uprobes) can be on the map's mutex; its
+    // futex waits are OS threads of the runtime, even when the stack passes through map code.
+    let go = p.go.is_some();
     for r in p.waits.iter().filter(|r| r.count > 0) {
-        let c = *categories
-            .entry(r.stack)
-            .or_insert_with(|| waiter_category(r.stack.and_then(|s| p.stacks.get(s))));
+        let c = if go && r.op != OpKind::GoSemacquire.name() {
+            Category::OtherLock
+        } else {
+            *categories
+                .entry(r.stack)
+                .or_insert_with(|| waiter_category(r.stack.and_then(|s| p.stacks.get(s))))
+        };
         let s = by_category.entry(c).or_default();
         s.waits += r.count;
         s.wait_ns += r.total_ns;
@@ -199,15 +226,19 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
     let map_wait_ns = behind.iter().map(|(_, s)| s.wait_ns).sum();
     let fast = bundled.fast_read_percent();
     let rebuild = bundled.phases.iter().find(|r| r.phase == "rebuild_dirty");
+    // Holder blame needs the phase probes and a futex wake to stamp the lock with them; a
+    // goroutine's unlock makes no futex call.
+    let blame_known = !bundled.probed.is_empty() && !go;
     let verdict = verdict(
         p.meta.duration_ns,
         map_wait_ns,
         &by_category,
-        &behind,
+        blame_known.then_some(&behind[..]),
         fast,
         rebuild.map(|r| (r.returns, r.items, r.max_ns)),
     );
     Some(Attribution {
+        blame_known,
         by_category,
         behind,
         behind_by_lock,
@@ -231,7 +262,7 @@ fn verdict(
     duration_ns: u64,
     map_wait_ns: u64,
     by_category: &[(Category, Share)],
-    behind: &[(&'static str, Share)],
+    behind: Option<&[(&'static str, Share)]>,
     fast: Option<f64>,
     rebuilds: Option<(u64, u64, u64)>,
 ) -> String {
@@ -244,7 +275,7 @@ fn verdict(
         );
     }
     let (top_behind, b) = behind
-        .first()
+        .and_then(|b| b.first())
         .map_or(("", Share::default()), |(l, s)| (*l, s.clone()));
     let (top_cat, c) = by_category
         .iter()
@@ -274,6 +305,23 @@ fn verdict(
         (_, Category::Range) => "range forces promotions: avoid range on a hot map",
         _ => "see the tables above",
     };
+    if behind.is_none() {
+        // No holder blame: what waiters were doing, and what the phases cost.
+        let phases = match rebuilds {
+            Some((n, items, max)) if n > 0 => format!(
+                "; {} rebuilds copied ~{} entries each (longest {})",
+                fmt_count(n),
+                fmt_count(items / n),
+                fmt_ns(max)
+            ),
+            _ => String::new(),
+        };
+        return format!(
+            "{:.0}% of map lock wait was {}{phases}{reads} — {advice}",
+            percent(c.wait_ns, map_wait_ns),
+            top_cat.label(),
+        );
+    }
     format!(
         "{:.0}% of map lock wait is behind {top_behind}{detail}; {:.0}% of it was {}{reads} — {advice}",
         percent(b.wait_ns, map_wait_ns),
@@ -328,6 +376,15 @@ mod tests {
             Category::OtherLock
         );
         assert_eq!(waiter_category(None), Category::OtherLock);
+        // The Go port's method names.
+        let go = stack(&[
+            "sync.(*Mutex).Lock",
+            "lockscope.dev/go/syncmap.(*Map).slowStore",
+            "lockscope.dev/go/syncmap.(*Map).Swap",
+        ]);
+        assert_eq!(waiter_category(Some(&go)), Category::SlowStore);
+        let go = stack(&["lockscope.dev/go/syncmap.(*Map).loadMiss"]);
+        assert_eq!(waiter_category(Some(&go)), Category::ReadMiss);
     }
 
     #[test]
@@ -397,7 +454,7 @@ mod tests {
     #[test]
     fn verdicts_name_the_dominant_cause() {
         let sec = 1_000_000_000;
-        let quiet = verdict(sec, 1_000, &[], &[], Some(99.95), None);
+        let quiet = verdict(sec, 1_000, &[], Some(&[]), Some(99.95), None);
         assert!(quiet.starts_with("no meaningful lock wait"), "{quiet}");
         assert!(
             quiet.contains("reads 100.0% fast path") || quiet.contains("reads 99.9"),
@@ -414,10 +471,10 @@ mod tests {
                 (Category::SlowStore, share(700_000_000)),
                 (Category::ReadMiss, share(100_000_000)),
             ],
-            &[
+            Some(&[
                 ("dirty rebuild (O(n) copy)", share(648_000_000)),
                 ("read misses", share(152_000_000)),
-            ],
+            ]),
             Some(99.9),
             Some((4, 400_000, 40_000_000)),
         );

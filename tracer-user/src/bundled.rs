@@ -26,10 +26,21 @@ pub struct BundledMap {
     pub phases: Vec<(Phase, u64)>,
     /// File offset of `SYNCMAP_STATS`, if the executable has it.
     pub stats_offset: Option<u64>,
+    /// The Go port: each phase function's return instructions (file offsets), by its entry
+    /// offset. Go phases are timed to these, never with uretprobes.
+    pub go_returns: BTreeMap<u64, Vec<u64>>,
 }
 
-/// `syncmap::SyncMap<K,V>::promote` → Some(Phase::Promote).
+/// `syncmap::SyncMap<K,V>::promote` (Rust) or `…/syncmap.(*Map).promote` (Go) → the phase.
 pub fn phase_of_symbol(demangled: &str) -> Option<Phase> {
+    if let Some((_, method)) = demangled.split_once("syncmap.(*Map).") {
+        return match method {
+            "promote" => Some(Phase::Promote),
+            "rebuildDirty" => Some(Phase::Rebuild),
+            "missLocked" => Some(Phase::Miss),
+            _ => None,
+        };
+    }
     let rest = demangled.strip_prefix("syncmap::SyncMap<")?;
     let method = rest.rsplit("::").next()?;
     Phase::ALL.into_iter().find(|p| p.function() == method)
@@ -52,14 +63,32 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
     let src = Source::Elf(elf);
     let mut phases = Vec::new();
     let mut stats_offset = None;
+    let mut go_returns = BTreeMap::new();
+    let bytes = std::fs::read(exe).ok();
     inspector
         .for_each(&src, |sym| {
-            if sym.name == STATS_SYMBOL {
+            // The Go port exports it as `<package path>.SYNCMAP_STATS`.
+            if sym.name == STATS_SYMBOL
+                || sym
+                    .name
+                    .strip_suffix(STATS_SYMBOL)
+                    .is_some_and(|p| p.ends_with("syncmap."))
+            {
                 stats_offset = sym.file_offset;
             } else if sym.name.contains("syncmap") {
                 let demangled = format!("{:#}", rustc_demangle::demangle(&sym.name));
                 if let (Some(p), Some(off)) = (phase_of_symbol(&demangled), sym.file_offset) {
                     phases.push((p, off));
+                    // A Go phase: find its return instructions in the function's code.
+                    if demangled.contains("syncmap.(*Map).") {
+                        let code = bytes.as_deref().and_then(|b| {
+                            b.get(off as usize..off as usize + sym.size.unwrap_or(0))
+                        });
+                        if let Some(code) = code {
+                            let rets = crate::golang::return_offsets(code, sym.addr);
+                            go_returns.insert(off, rets.into_iter().map(|r| off + r).collect());
+                        }
+                    }
                 }
             }
             ControlFlow::Continue(())
@@ -74,6 +103,7 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
         exe: exe.to_path_buf(),
         phases,
         stats_offset,
+        go_returns,
     }))
 }
 

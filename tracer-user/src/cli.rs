@@ -125,6 +125,18 @@ pub struct ProbeArgs {
     /// miss-heavy programs several-fold; see BENCHMARKS.md), or `off`.
     #[arg(long, value_enum, default_value_t = PhaseProbesArg::Heavy)]
     pub phase_probes: PhaseProbesArg,
+    /// Go targets: uprobes on the `sync` semaphore acquires time every goroutine blocked on a
+    /// sync.Mutex or RWMutex (which parks without a futex call). `auto`: on for Go targets;
+    /// `on`: fail if they cannot be placed; `off`: futex waits only.
+    #[arg(long, value_enum, default_value_t = GoUprobesArg::Auto)]
+    pub go_uprobes: GoUprobesArg,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoUprobesArg {
+    Auto,
+    On,
+    Off,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -251,6 +263,7 @@ pub struct RecordOptions {
     /// Bundled-map phases to probe.
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
+    pub go_uprobes: GoUprobesArg,
 }
 
 /// What `report` needs, validated.
@@ -271,6 +284,7 @@ pub struct TopOptions {
     pub sort: SortKey,
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
+    pub go_uprobes: GoUprobesArg,
 }
 
 fn pid_of(pid: i64) -> Result<u32> {
@@ -368,6 +382,7 @@ impl RecordArgs {
             progress: !self.quiet,
             phases: self.probes.phases(),
             unwind: self.unwind.options()?,
+            go_uprobes: self.probes.go_uprobes,
         })
     }
 }
@@ -397,6 +412,7 @@ impl TopArgs {
             sort: self.sort.into(),
             phases: self.probes.phases(),
             unwind: self.unwind.options()?,
+            go_uprobes: self.probes.go_uprobes,
         })
     }
 }

@@ -4,7 +4,8 @@
 //! executables, names those classes, and keeps idle parking out of the contention rows.
 use std::path::Path;
 
-use object::{Object, ObjectSection};
+use anyhow::{bail, Context, Result};
+use object::{Object, ObjectSection, ObjectSymbol};
 
 use crate::profile::Stack;
 
@@ -37,6 +38,108 @@ fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
         }
     }
     None
+}
+
+/// The `sync` semaphore acquires a goroutine blocks in: Mutex and RWMutex slow paths (the
+/// RWMutex ones are separate functions from Go 1.20).
+pub const SEMA_FUNCTIONS: [&str; 3] = [
+    "sync.runtime_SemacquireMutex",
+    "sync.runtime_SemacquireRWMutexR",
+    "sync.runtime_SemacquireRWMutex",
+];
+
+/// Where to probe one function: its entry and each return instruction, as file offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbePoints {
+    pub function: String,
+    pub entry: u64,
+    pub returns: Vec<u64>,
+}
+
+/// Entry and return-instruction offsets of the `sync` semaphore acquires in a Go executable,
+/// found by disassembling each function (uretprobes corrupt Go's movable stacks).
+pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
+    let file = std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?;
+    let obj = object::File::parse(&*file).with_context(|| format!("parsing {}", exe.display()))?;
+    let mut out = Vec::new();
+    for sym in obj.symbols() {
+        let Ok(name) = sym.name() else { continue };
+        if !SEMA_FUNCTIONS.contains(&name) || sym.size() == 0 {
+            continue;
+        }
+        let section = sym
+            .section_index()
+            .and_then(|i| obj.section_by_index(i).ok())
+            .with_context(|| format!("{name} has no section"))?;
+        let (sec_off, _) = section
+            .file_range()
+            .with_context(|| format!("{name}: no file data"))?;
+        let entry = sec_off + (sym.address() - section.address());
+        let code = file
+            .get(entry as usize..(entry + sym.size()) as usize)
+            .with_context(|| format!("{name} lies outside the file"))?;
+        let returns = return_offsets(code, sym.address())
+            .into_iter()
+            .map(|o| entry + o)
+            .collect::<Vec<_>>();
+        if returns.is_empty() {
+            bail!("{name} has no return instruction to probe");
+        }
+        out.push(ProbePoints {
+            function: name.to_string(),
+            entry,
+            returns,
+        });
+    }
+    Ok(out)
+}
+
+/// Offsets of the `ret` instructions in a function's machine code.
+pub fn return_offsets(code: &[u8], ip: u64) -> Vec<u64> {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+    let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while d.can_decode() {
+        let at = d.position() as u64;
+        let insn = d.decode();
+        if insn.mnemonic() == Mnemonic::Ret {
+            out.push(at);
+        }
+    }
+    out
+}
+
+/// Places the goroutine probes on a Go target as `--go-uprobes` asks; returns how many were
+/// attached (0 when off or not Go).
+pub fn attach_probes(
+    tracer: &mut crate::attach::Tracer,
+    target: &crate::procfs::Target,
+    mode: crate::cli::GoUprobesArg,
+) -> Result<usize> {
+    use crate::cli::GoUprobesArg;
+    let (Some(_), Some(exe)) = (&target.go, &target.exe) else {
+        if mode == GoUprobesArg::On {
+            bail!("--go-uprobes on: {} is not a Go program", target.comm);
+        }
+        return Ok(0);
+    };
+    if mode == GoUprobesArg::Off {
+        return Ok(0);
+    }
+    let points = match sema_probe_points(exe) {
+        Ok(p) if !p.is_empty() => p,
+        Ok(_) if mode == GoUprobesArg::Auto => return Ok(0),
+        Ok(_) => bail!(
+            "--go-uprobes on: {} has no sync semaphore functions (stripped?)",
+            exe.display()
+        ),
+        Err(e) if mode == GoUprobesArg::Auto => {
+            eprintln!("lockscope: no goroutine-level tracing ({e:#})");
+            return Ok(0);
+        }
+        Err(e) => return Err(e),
+    };
+    tracer.attach_go(target.tgid, exe, &points)
 }
 
 /// What an OS thread of a Go process was doing in a futex wait.
@@ -172,6 +275,17 @@ mod tests {
     }
 
     #[test]
+    fn return_instructions_are_found_by_decoding_not_byte_search() {
+        // sub rsp,0x18 ; mov eax,0xc3 (a C3 byte that is not a ret) ; add rsp,0x18 ; ret ;
+        // jmp back ; ret
+        let code = [
+            0x48, 0x83, 0xec, 0x18, 0xb8, 0xc3, 0x00, 0x00, 0x00, 0x48, 0x83, 0xc4, 0x18, 0xc3,
+            0xeb, 0xf0, 0xc3,
+        ];
+        assert_eq!(return_offsets(&code, 0x1000), vec![13, 16]);
+    }
+
+    #[test]
     fn the_go_workload_is_recognised_if_built() {
         // Built by `cargo xtask test` (and build-go); this test binary is not Go.
         let me = std::env::current_exe().unwrap();
@@ -180,6 +294,14 @@ mod tests {
         if go.exists() {
             let v = go_version(&go).unwrap();
             assert!(v.starts_with("go1."), "{v}");
+            let points = sema_probe_points(&go).unwrap();
+            assert!(
+                points
+                    .iter()
+                    .any(|p| p.function == "sync.runtime_SemacquireMutex"),
+                "{points:?}"
+            );
+            assert!(points.iter().all(|p| !p.returns.is_empty()));
         }
     }
 }

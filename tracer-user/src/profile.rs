@@ -42,6 +42,9 @@ pub struct Profile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GoTarget {
     pub version: String,
+    /// Uprobes timing goroutines blocked in `sync` (0: futex waits only).
+    #[serde(default)]
+    pub goroutine_probes: usize,
     pub idle_waits: u64,
     pub idle_ns: u64,
 }

@@ -62,10 +62,12 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     if let Some(note) = &unwind_note {
         eprintln!("lockscope: unwinding with DWARF CFI from stack snapshots ({note}; --unwind fp forces the frame walk)");
     }
+    let mut go_probes = 0;
     let attached = attach::attach(target.tgid, snapshot_bytes).and_then(|mut t| {
         if let Some(m) = &map {
             t.attach_phases(target.tgid, m)?;
         }
+        go_probes = golang::attach_probes(&mut t, &target, opts.go_uprobes)?;
         Ok(t)
     });
     let mut tracer = match attached {
@@ -87,6 +89,12 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     for tp in &tracer.missing {
         eprintln!(
             "lockscope: this kernel has no syscalls:{tp} tracepoint; those calls are not traced"
+        );
+    }
+    if go_probes > 0 {
+        eprintln!(
+            "lockscope: Go target ({}): {go_probes} uprobes time goroutines blocked on sync.Mutex/RWMutex",
+            target.go.as_deref().unwrap_or("go")
         );
     }
     if let Some(m) = &map {
@@ -139,6 +147,9 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
     profile.meta.attach_ns = attach_ns;
     profile.meta.unwind_note = unwind_note;
+    if let Some(g) = &mut profile.go {
+        g.goroutine_probes = go_probes;
+    }
     match opts.output_format {
         None => output.commit(&profile)?,
         Some(format) => {
@@ -354,6 +365,7 @@ pub fn build_profile(
         waits = busy;
         GoTarget {
             version: version.clone(),
+            goroutine_probes: 0,
             idle_waits: idle.iter().map(|r| r.count).sum(),
             idle_ns: idle.iter().map(|r| r.total_ns).sum(),
         }

@@ -132,6 +132,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     if let Some(m) = &map {
         tracer.attach_phases(target.tgid, m)?;
     }
+    crate::golang::attach_probes(&mut tracer, &target, opts.go_uprobes)?;
     let start_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -70,10 +70,18 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     if let Some(g) = &profile.go {
         writeln!(
             out,
-            "Go target ({}): its futex waits are OS threads, not goroutines · {} idle-thread parkings ({}) left out as not contention · goroutines blocked on sync.Mutex park without a futex and are not in these rows",
+            "Go target ({}): futex waits are OS threads ({} idle-thread parkings, {}, left out as not contention); {}",
             g.version,
             fmt_count(g.idle_waits),
-            fmt_ns(g.idle_ns)
+            fmt_ns(g.idle_ns),
+            if g.goroutine_probes > 0 {
+                format!(
+                    "goroutines blocked on sync.Mutex/RWMutex are the `go semacquire` rows ({} uprobes)",
+                    g.goroutine_probes
+                )
+            } else {
+                "goroutines blocked on sync.Mutex park without a futex and are not in these rows (--go-uprobes)".to_string()
+            }
         )?;
     }
     Ok(())
@@ -359,7 +367,18 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     )?;
     // Blame is kept per lock: with one map lock the table names it; with several, one table
     // per lock, busiest first.
-    for (lock, rows) in &a.behind_by_lock {
+    if !a.blame_known {
+        writeln!(
+            out,
+            "  what waiters waited behind: {}",
+            if profile.go.is_some() {
+                "not known for Go (a goroutine's unlock makes no futex call for the phases to be stamped on)"
+            } else {
+                "not known (--phase-probes off)"
+            }
+        )?;
+    }
+    for (lock, rows) in a.behind_by_lock.iter().filter(|_| a.blame_known) {
         let whole = rows.iter().map(|(_, s)| s.wait_ns).sum();
         share_table(
             out,

@@ -1,0 +1,84 @@
+//! Goroutine-level contention in Go targets. A goroutine blocked on a sync.Mutex or RWMutex
+//! parks in the Go scheduler without a futex call, inside `sync.runtime_SemacquireMutex`. An
+//! entry uprobe stamps the goroutine (its `g`, in R14 under the register ABI: goroutines move
+//! between threads) with the time and its stack; uprobes on each of the function's return
+//! instructions (user space finds them by disassembly; never uretprobes on Go) record the
+//! wait in the same aggregate rows as futex waits, as op `go semacquire`.
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    helpers::bpf_ktime_get_ns,
+    macros::{map, uprobe},
+    maps::HashMap,
+    programs::ProbeContext,
+};
+use tracer_common::{Counter, GoCall, OpKind, Outcome, WaitKey, NO_PHASE, NO_STACK};
+
+use crate::futex::{record_wait, target_tid, Res};
+use crate::maps::bump;
+use crate::stack;
+
+/// Goroutines in a semaphore acquire, by `g`.
+#[map]
+pub static GO_INFLIGHT: HashMap<u64, GoCall> = HashMap::with_max_entries(65536, 0);
+
+#[uprobe]
+pub fn go_sema_enter(ctx: ProbeContext) -> u32 {
+    let _ = try_go_sema_enter(&ctx);
+    0
+}
+
+fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
+    if target_tid().is_none() {
+        return Ok(());
+    }
+    // SAFETY: `regs` is the probed thread's saved user registers, valid for this program.
+    let (g, sema) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
+    let (stack_id, leaf_ret) = stack::capture(ctx);
+    let call = GoCall {
+        // SAFETY: a helper with no preconditions.
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        stack_id,
+        leaf_ret,
+        uaddr: sema,
+    };
+    if GO_INFLIGHT.insert(g, &call, BPF_NOEXIST as u64).is_err() {
+        // Full, or g already inside (cannot nest): count only the former.
+        if GO_INFLIGHT.get_ptr(g).is_none() {
+            bump(Counter::InflightFull);
+        }
+    }
+    Ok(())
+}
+
+#[uprobe]
+pub fn go_sema_exit(ctx: ProbeContext) -> u32 {
+    let _ = try_go_sema_exit(&ctx);
+    0
+}
+
+fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
+    let Some(tid) = target_tid() else {
+        return Ok(());
+    };
+    // SAFETY: as above.
+    let g = unsafe { (*ctx.regs).r14 };
+    // SAFETY: copied out at once, before the entry is removed.
+    let Some(call) = (unsafe { GO_INFLIGHT.get(g) }).copied() else {
+        return Ok(());
+    };
+    let _ = GO_INFLIGHT.remove(g);
+    // SAFETY: a helper with no preconditions.
+    let waited = unsafe { bpf_ktime_get_ns() }.saturating_sub(call.start_ns);
+    let key = WaitKey {
+        stack_id: call.stack_id,
+        waker_stack_id: NO_STACK,
+        uaddr: call.uaddr,
+        leaf_ret: call.leaf_ret,
+        tid,
+        kind: OpKind::GoSemacquire as u32,
+        holder_phase: NO_PHASE,
+        _pad: 0,
+    };
+    bump(Counter::Slept);
+    record_wait(&key, waited, Outcome::Woken)
+}
