@@ -4,7 +4,11 @@
 //! charge a thread's wait to the goroutine that last ran on it.
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
 
 use common::*;
 
@@ -61,4 +65,197 @@ fn go_futex_waits_are_threads_not_goroutines() {
             assert_eq!(at + 1, names.len(), "frames past runtime.mcall: {names:#?}");
         }
     }
+}
+
+/// Runs a preset under lockscope from exec, with Go's own block profile written by the
+/// workload; returns (profile, the workload's JSON, block profile path).
+fn run_preset(preset: &str) -> (Value, Value, PathBuf) {
+    let out_path = tmp(&format!("go-{preset}.json"));
+    let block = tmp(&format!("go-{preset}.block.pb.gz"));
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&out_path)
+        .arg("--")
+        .arg(go_workload())
+        .args(["--preset", preset, "--duration", "2", "--linger", "1"])
+        .arg("--block-profile")
+        .arg(&block)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{preset}: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let truth: Value = stdout
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{preset}: no workload JSON in {stdout}"));
+    (load(&out_path), truth, block)
+}
+
+/// The first frame outside Go's `sync` and `runtime` packages: where the program locked.
+fn site<'a>(frames: impl IntoIterator<Item = &'a str>) -> String {
+    frames
+        .into_iter()
+        .map(|f| f.trim_end_matches(" (inline)").trim())
+        .find(|f| !f.starts_with("sync.") && !f.starts_with("runtime."))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Shares (percent) of wait time by lock site.
+fn shares(acc: BTreeMap<String, f64>) -> Vec<(String, f64)> {
+    let total: f64 = acc.values().sum();
+    let mut v: Vec<(String, f64)> = acc
+        .into_iter()
+        .map(|(k, ns)| (k, 100.0 * ns / total.max(1.0)))
+        .collect();
+    v.sort_by(|a, b| b.1.total_cmp(&a.1));
+    v
+}
+
+/// lockscope's goroutine waits (the `go semacquire` rows) by lock site.
+fn lockscope_shares(p: &Value) -> Vec<(String, f64)> {
+    let mut acc = BTreeMap::new();
+    for r in p["waits"].as_array().unwrap() {
+        if r["op"] != "go semacquire" {
+            continue;
+        }
+        let names = r["stack"]
+            .as_u64()
+            .map(|s| frame_names(p, s as usize))
+            .unwrap_or_default();
+        *acc.entry(site(names.iter().map(String::as_str)))
+            .or_insert(0.0) += r["total_ns"].as_f64().unwrap();
+    }
+    shares(acc)
+}
+
+/// Go's own block profile by lock site, read with `go tool pprof -traces`.
+fn go_block_shares(block: &Path) -> Vec<(String, f64)> {
+    let out = Command::new("go")
+        .args(["tool", "pprof", "-traces"])
+        .arg(block)
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .expect("go tool pprof (cargo xtask setup installs golang-go)");
+    let listing = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ns = |v: &str| -> f64 {
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+        let x: f64 = num.parse().unwrap_or(0.0);
+        x * match unit {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "mins" => 60e9,
+            _ => 0.0,
+        }
+    };
+    let mut acc = BTreeMap::new();
+    for trace in listing.split("-----------+").skip(1) {
+        let mut lines = trace
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('-'));
+        let Some(first) = lines.next() else { continue };
+        let mut parts = first.split_whitespace();
+        let value = ns(parts.next().unwrap_or("0"));
+        let head = parts.collect::<Vec<_>>().join(" ");
+        let frames: Vec<String> = std::iter::once(head)
+            .chain(lines.map(|l| l.trim().to_string()))
+            .collect();
+        *acc.entry(site(frames.iter().map(String::as_str)))
+            .or_insert(0.0) += value;
+    }
+    shares(acc)
+}
+
+fn assert_matches_go_block_profile(preset: &str) {
+    if !can_trace() {
+        return;
+    }
+    let (p, truth, block) = run_preset(preset);
+    let ours = lockscope_shares(&p);
+    let go = go_block_shares(&block);
+    eprintln!("{preset}: lockscope {ours:?}");
+    eprintln!("{preset}: Go block profile {go:?}");
+    // The top entries of Go's block profile (10% or more of its wait) are lockscope's top
+    // goroutine wait sites, with shares within 10 points.
+    let top: Vec<&(String, f64)> = go.iter().filter(|(_, s)| *s >= 10.0).collect();
+    assert!(!top.is_empty(), "{preset}: empty block profile");
+    for (i, (f, share)) in top.iter().enumerate() {
+        let (of, os) = ours
+            .get(i)
+            .unwrap_or_else(|| panic!("{preset}: lockscope has no #{i}: {ours:?}"));
+        assert_eq!(
+            of, f,
+            "{preset}: #{i} differs: lockscope {ours:?}, Go {go:?}"
+        );
+        assert!(
+            (os - share).abs() <= 10.0,
+            "{preset}: {f} is {os:.1}% in lockscope, {share:.1}% in Go's block profile"
+        );
+    }
+    // Traced phases against the Go map's own counters, from exec to the last read.
+    let checks = p["bundled"]["checks"].as_array().expect("checks");
+    assert!(!checks.is_empty(), "{preset}: no checks: {}", p["bundled"]);
+    for c in checks {
+        let (t, n) = (
+            c["traced"].as_u64().unwrap(),
+            c["counted"].as_u64().unwrap(),
+        );
+        assert!(
+            (t as f64 - n as f64).abs() <= 0.02 * n.max(1) as f64,
+            "{preset}: {c}"
+        );
+    }
+    // The counters read from the Go process's memory are the workload's own totals.
+    for key in ["promotions", "rebuilds", "entries_copied"] {
+        assert_eq!(
+            p["bundled"]["counters"][key], truth["counters_since_start"][key],
+            "{preset}: {key}"
+        );
+    }
+}
+
+#[test]
+fn write_heavy_matches_go_block_profile() {
+    assert_matches_go_block_profile("write-heavy");
+}
+
+#[test]
+fn miss_storm_matches_go_block_profile() {
+    assert_matches_go_block_profile("miss-storm");
+}
+
+#[test]
+fn go_uprobes_off_leaves_only_futex_waits() {
+    if !can_trace() {
+        return;
+    }
+    let out_path = tmp("go-off.json");
+    let out = lockscope()
+        .args(["record", "--quiet", "--go-uprobes", "off", "-o"])
+        .arg(&out_path)
+        .arg("--")
+        .arg(go_workload())
+        .args(["--preset", "miss-storm", "--duration", "1"])
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let p = load(&out_path);
+    assert!(p["waits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["op"] != "go semacquire"));
+    assert_eq!(p["go"]["goroutine_probes"], 0);
+    // --go-uprobes on for a program that is not Go is an error, in one line.
+    let out = lockscope()
+        .args(["record", "--go-uprobes", "on", "--"])
+        .arg(workload_bin("lockdemo"))
+        .args(["contended", "--seconds", "1"])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "--go-uprobes on: lockdemo is not a Go program");
 }
