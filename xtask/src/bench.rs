@@ -40,9 +40,11 @@ enum Tracer {
     BpftraceCount,
     /// `perf stat` counting the same tracepoint: perf's floor.
     PerfCount,
+    /// lockscope without its goroutine uprobes (Go workloads only): what those cost.
+    LockscopeNoGoUprobes,
 }
 
-const TRACERS: [Tracer; 7] = [
+const TRACERS: [Tracer; 8] = [
     Tracer::None,
     Tracer::Lockscope,
     Tracer::LockscopeDwarf,
@@ -50,6 +52,7 @@ const TRACERS: [Tracer; 7] = [
     Tracer::BpftraceStacks,
     Tracer::BpftraceCount,
     Tracer::PerfCount,
+    Tracer::LockscopeNoGoUprobes,
 ];
 
 impl Tracer {
@@ -71,12 +74,15 @@ impl Tracer {
             Tracer::BpftraceStacks => "bpftrace futexctn-like",
             Tracer::BpftraceCount => "bpftrace count-only",
             Tracer::PerfCount => "perf stat count-only",
+            Tracer::LockscopeNoGoUprobes => "lockscope, --go-uprobes off",
         }
     }
 }
 
 struct Workload {
     name: String,
+    /// A Go program (the goroutine-uprobe comparison runs only on these).
+    go: bool,
     /// Binary and arguments; `--start-delay`, `--linger` and the run length are added.
     argv: Vec<String>,
 }
@@ -85,6 +91,7 @@ fn workloads(bin: &Path, secs: f64) -> Vec<Workload> {
     let s = secs.to_string();
     let lockdemo = |name: &str, extra: &[&str]| Workload {
         name: name.into(),
+        go: false,
         argv: [bin.join("lockdemo").display().to_string()]
             .into_iter()
             .chain(["contended", "--threads", "8", "--seconds", &s].map(String::from))
@@ -104,8 +111,28 @@ fn workloads(bin: &Path, secs: f64) -> Vec<Workload> {
     ] {
         w.push(Workload {
             name: format!("syncmap {preset}"),
+            go: false,
             argv: [
                 bin.join("syncmap-load").display().to_string(),
+                "--preset".into(),
+                preset.into(),
+                "--duration".into(),
+                s.clone(),
+            ]
+            .into(),
+        });
+    }
+    // The Go port under the same presets: goroutine waits are timed by uprobes.
+    let go_bin = root()
+        .join("target/go/syncmap-load-go")
+        .display()
+        .to_string();
+    for preset in ["write-heavy", "miss-storm"] {
+        w.push(Workload {
+            name: format!("Go syncmap {preset}"),
+            go: true,
+            argv: [
+                go_bin.clone(),
                 "--preset".into(),
                 preset.into(),
                 "--duration".into(),
@@ -200,7 +227,10 @@ impl Running {
 fn start_tracer(tracer: Tracer, pid: u32, lockscope: &Path, profile: &Path) -> Result<Running> {
     let (mut child, ready_on_stderr, marker) = match tracer {
         Tracer::None => bail!("no tracer to start"),
-        Tracer::Lockscope | Tracer::LockscopeDwarf | Tracer::LockscopeAllPhases => (
+        Tracer::Lockscope
+        | Tracer::LockscopeDwarf
+        | Tracer::LockscopeAllPhases
+        | Tracer::LockscopeNoGoUprobes => (
             Command::new(lockscope)
                 .args([
                     "record",
@@ -215,6 +245,7 @@ fn start_tracer(tracer: Tracer, pid: u32, lockscope: &Path, profile: &Path) -> R
                 .args(match tracer {
                     Tracer::LockscopeAllPhases => &["--phase-probes", "all", "--unwind", "fp"][..],
                     Tracer::LockscopeDwarf => &["--unwind", "dwarf"][..],
+                    Tracer::LockscopeNoGoUprobes => &["--unwind", "fp", "--go-uprobes", "off"][..],
                     _ => &["--unwind", "fp"][..],
                 })
                 .stdout(Stdio::null())
@@ -341,7 +372,10 @@ fn run_once(w: &Workload, tracer: Tracer, lockscope: &Path, tmp: &Path) -> Resul
     };
     let (usage, wall_s, text) = stop(running, started, tracer.stops_on_sigint())?;
     match tracer {
-        Tracer::Lockscope | Tracer::LockscopeDwarf | Tracer::LockscopeAllPhases => {
+        Tracer::Lockscope
+        | Tracer::LockscopeDwarf
+        | Tracer::LockscopeAllPhases
+        | Tracer::LockscopeNoGoUprobes => {
             let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
             let lost = [
                 "wait_map_full",
@@ -446,6 +480,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         "cargo",
         &["build", "--release", "-p", "tracer-user", "-p", "workloads"],
     )?;
+    crate::go::build()?;
     let bin = root().join("target/release");
     let lockscope = bin.join("lockscope");
     let tmp: PathBuf = std::env::temp_dir();
@@ -474,6 +509,9 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         for round in 0..rounds {
             for i in 0..TRACERS.len() {
                 let t = (i + round) % TRACERS.len();
+                if TRACERS[t] == Tracer::LockscopeNoGoUprobes && !w.go {
+                    continue;
+                }
                 let s = run_once(w, TRACERS[t], &lockscope, &tmp)?;
                 eprintln!(
                     "    round {round} {:<24} {:>12.0} ops/s",
@@ -495,9 +533,16 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
             .iter()
             .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         let spread = 50.0 * (hi - lo) / med[0].max(1.0);
-        let ratios: Vec<String> = med[1..]
+        let ratios: Vec<String> = tput[1..]
             .iter()
-            .map(|m| format!("{:.2}", m / med[0]))
+            .zip(&med[1..])
+            .map(|(runs, m)| {
+                if runs.is_empty() {
+                    "–".to_string()
+                } else {
+                    format!("{:.2}", m / med[0])
+                }
+            })
             .collect();
         writeln!(
             table,

@@ -9,13 +9,16 @@ use crate::run::{cmd, is_root, root, step};
 /// Seconds the workload keeps running past the recording, so it is alive throughout.
 const WORKLOAD_SLACK_SECS: f64 = 3.0;
 
-pub fn run(preset: &str, duration: &str, lockdemo: bool) -> Result<()> {
+pub fn run(preset: &str, duration: &str, lockdemo: bool, go: bool) -> Result<()> {
     crate::setup::run()?;
     step("building lockscope and the workloads (release)");
     cmd(
         "cargo",
         &["build", "--release", "-p", "tracer-user", "-p", "workloads"],
     )?;
+    if go {
+        return run_go(preset, duration);
+    }
     if !is_root() {
         bail!("tracing needs root: run `sudo -E cargo xtask demo`");
     }
@@ -102,5 +105,44 @@ pub fn run(preset: &str, duration: &str, lockdemo: bool) -> Result<()> {
     eprintln!("    flamegraph: {}", svg.display());
     eprintln!("    live view: target/release/lockscope top --pid PID");
     eprintln!("    other presets: cargo xtask demo --preset read-mostly|update-existing|write-heavy|miss-storm|range-insert");
+    Ok(())
+}
+
+/// The Go port of the bundled map, launched under lockscope (`record -- CMD`): goroutine waits
+/// timed by uprobes, phases by return-instruction probes, counters read from the Go process.
+fn run_go(preset: &str, duration: &str) -> Result<()> {
+    let go_bin = crate::go::build()?;
+    if !is_root() {
+        bail!("tracing needs root: run `sudo -E cargo xtask demo --go`");
+    }
+    let secs = duration.trim_end_matches('s');
+    let lockscope = root().join("target/release/lockscope");
+    let profile = root().join("target/demo-go-profile.json");
+    step(&format!(
+        "launching syncmap-load-go --preset {preset} under lockscope for {duration}"
+    ));
+    cmd(
+        lockscope.to_str().context("path")?,
+        &[
+            "record",
+            "--top",
+            "3",
+            "-o",
+            profile.to_str().context("path")?,
+            "--",
+            go_bin.to_str().context("path")?,
+            "--preset",
+            preset,
+            "--duration",
+            secs,
+            "--linger",
+            "1",
+        ],
+    )?;
+    step("done");
+    eprintln!(
+        "    print it again: target/release/lockscope report {} --by category",
+        profile.display()
+    );
     Ok(())
 }

@@ -33,6 +33,9 @@ enum Task {
         /// Trace the plain std Mutex demo (lockdemo) instead.
         #[arg(long)]
         lockdemo: bool,
+        /// Trace the Go port of the bundled map (target/go/syncmap-load-go) instead.
+        #[arg(long, conflicts_with = "lockdemo")]
+        go: bool,
     },
     /// Set up, lint, then run unit tests and the root integration tests.
     Test,
@@ -67,7 +70,8 @@ fn main() {
             preset,
             duration,
             lockdemo,
-        } => demo::run(&preset, &duration, lockdemo),
+            go,
+        } => demo::run(&preset, &duration, lockdemo, go),
         Task::Test => test::run(),
         Task::BuildGo => crate::setup::run().and_then(|()| go::build().map(|_| ())),
         Task::BenchMap { rounds, secs } => bench_map::run(rounds, secs),
