@@ -333,26 +333,7 @@ fn verdict(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{Frame, Sym};
-
-    fn stack(names: &[&str]) -> Stack {
-        Stack {
-            frames: names
-                .iter()
-                .map(|n| Frame {
-                    addr: 1,
-                    ret: true,
-                    module: None,
-                    offset: None,
-                    syms: vec![Sym {
-                        name: n.to_string(),
-                        file: None,
-                        line: None,
-                    }],
-                })
-                .collect(),
-        }
-    }
+    use crate::profile::tests::stack;
 
     #[test]
     fn waiters_are_classified_by_their_innermost_map_operation() {

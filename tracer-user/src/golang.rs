@@ -207,26 +207,7 @@ pub fn cut_at_scheduler(stack: &mut Stack) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{Frame, Sym};
-
-    fn stack(names: &[&str]) -> Stack {
-        Stack {
-            frames: names
-                .iter()
-                .map(|n| Frame {
-                    addr: 1,
-                    ret: true,
-                    module: None,
-                    offset: None,
-                    syms: vec![Sym {
-                        name: n.to_string(),
-                        file: None,
-                        line: None,
-                    }],
-                })
-                .collect(),
-        }
-    }
+    use crate::profile::tests::stack;
 
     #[test]
     fn go_waits_are_classified_and_cut_at_mcall() {

@@ -485,6 +485,26 @@ pub(crate) mod tests {
         }
     }
 
+    /// A stack of one resolved function per frame, innermost first.
+    pub fn stack(names: &[&str]) -> Stack {
+        Stack {
+            frames: names
+                .iter()
+                .map(|n| Frame {
+                    addr: 1,
+                    ret: true,
+                    module: None,
+                    offset: None,
+                    syms: vec![Sym {
+                        name: n.to_string(),
+                        file: None,
+                        line: None,
+                    }],
+                })
+                .collect(),
+        }
+    }
+
     pub fn row(stack: Option<usize>, tid: u32, count: u64, total: u64, max: u64) -> WaitRow {
         let mut hist = vec![0; tracer_common::HIST_BUCKETS];
         hist[tracer_common::hist_bucket(max)] = count;
