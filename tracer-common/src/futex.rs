@@ -191,6 +191,7 @@ mod tests {
                     | OpKind::WaitRequeuePi
                     | OpKind::Wait2
                     | OpKind::Waitv
+                    | OpKind::GoSemacquire
             );
             assert_eq!(k.is_wait(), waits, "{k:?}");
         }
