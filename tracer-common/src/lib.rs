@@ -293,6 +293,10 @@ pub struct GoCall {
     pub leaf_ret: u64,
     /// The semaphore's address (first argument, RAX).
     pub uaddr: u64,
+    /// When the scheduler made the goroutine runnable again (`runtime.ready`); 0 until then.
+    /// The wait ends here, as in Go's block profile: the run-queue delay after it is
+    /// scheduling latency, not time spent waiting for the lock.
+    pub ready_ns: u64,
 }
 
 /// One wait that slept, in DWARF mode: its aggregate key and wait time, the user registers
@@ -548,6 +552,8 @@ pub mod prog {
     /// uprobe on each return instruction of those functions: never a uretprobe, whose
     /// trampoline breaks when Go moves a goroutine's stack.
     pub const GO_SEMA_EXIT: &str = "go_sema_exit";
+    /// uprobe on `runtime.ready(gp)`: stamps when a waiting goroutine became runnable.
+    pub const GO_READY: &str = "go_ready";
 
     /// (program, syscalls tracepoints). Exits come first: attached before the entries, every
     /// entry seen has its exit seen too.

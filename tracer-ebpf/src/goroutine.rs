@@ -5,7 +5,6 @@
 //! instructions (user space finds them by disassembly; never uretprobes on Go) record the
 //! wait in the same aggregate rows as futex waits, as op `go semacquire`.
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
     helpers::bpf_ktime_get_ns,
     macros::{map, uprobe},
     maps::HashMap,
@@ -40,12 +39,11 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
         stack_id,
         leaf_ret,
         uaddr: sema,
+        ready_ns: 0,
     };
-    if GO_INFLIGHT.insert(g, &call, BPF_NOEXIST as u64).is_err() {
-        // Full, or g already inside (cannot nest): count only the former.
-        if GO_INFLIGHT.get_ptr(g).is_none() {
-            bump(Counter::InflightFull);
-        }
+    // A goroutine is in one acquire at a time: an entry left by a missed return is replaced.
+    if GO_INFLIGHT.insert(g, &call, 0).is_err() {
+        bump(Counter::InflightFull);
     }
     Ok(())
 }
@@ -67,8 +65,13 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
         return Ok(());
     };
     let _ = GO_INFLIGHT.remove(g);
-    // SAFETY: a helper with no preconditions.
-    let waited = unsafe { bpf_ktime_get_ns() }.saturating_sub(call.start_ns);
+    // Never made runnable: the semaphore was taken without parking. Not a wait (Go's block
+    // profile leaves these out too).
+    if call.ready_ns == 0 {
+        return Ok(());
+    }
+    // The wait ended when the goroutine was last made runnable.
+    let waited = call.ready_ns.saturating_sub(call.start_ns);
     let key = WaitKey {
         stack_id: call.stack_id,
         waker_stack_id: NO_STACK,
@@ -81,4 +84,25 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
     };
     bump(Counter::Slept);
     record_wait(&key, waited, Outcome::Woken)
+}
+
+/// `runtime.ready(gp, ...)`, on the system stack of whichever thread readies `gp` (in RAX):
+/// if `gp` is one of ours in a semaphore acquire, note when its wait ended. The last ready
+/// wins: a goroutine woken while another barges in re-parks inside the same acquire, and its
+/// wait goes on (Go's block profile counts it the same way).
+#[uprobe]
+pub fn go_ready(ctx: ProbeContext) -> u32 {
+    if target_tid().is_none() {
+        return 0;
+    }
+    // SAFETY: as above.
+    let gp = unsafe { (*ctx.regs).rax };
+    if let Some(call) = GO_INFLIGHT.get_ptr_mut(gp) {
+        // SAFETY: a map value we only write this field of; `gp` is parked, so nothing else
+        // readies it at the same time.
+        unsafe {
+            (*call).ready_ns = bpf_ktime_get_ns();
+        }
+    }
+    0
 }

@@ -42,6 +42,7 @@ pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
         prog::PHASE_EXIT,
         prog::GO_SEMA_ENTER,
         prog::GO_SEMA_EXIT,
+        prog::GO_READY,
         prog::GO_PHASE_ENTER,
         prog::GO_PHASE_EXIT,
     ] {
@@ -98,7 +99,12 @@ impl Tracer {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
         let mut n = 0;
         for p in points {
-            let sites = std::iter::once((prog::GO_SEMA_ENTER, p.entry))
+            let entry = if p.function == crate::golang::READY_FUNCTION {
+                prog::GO_READY
+            } else {
+                prog::GO_SEMA_ENTER
+            };
+            let sites = std::iter::once((entry, p.entry))
                 .chain(p.returns.iter().map(|&r| (prog::GO_SEMA_EXIT, r)));
             for (name, offset) in sites {
                 let point = UProbeAttachPoint {

@@ -48,6 +48,9 @@ pub const SEMA_FUNCTIONS: [&str; 3] = [
     "sync.runtime_SemacquireRWMutex",
 ];
 
+/// The scheduler function that makes a goroutine runnable (`runtime.ready(gp, ...)`).
+pub const READY_FUNCTION: &str = "runtime.ready";
+
 /// Where to probe one function: its entry and each return instruction, as file offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbePoints {
@@ -64,7 +67,8 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
     let mut out = Vec::new();
     for sym in obj.symbols() {
         let Ok(name) = sym.name() else { continue };
-        if !SEMA_FUNCTIONS.contains(&name) || sym.size() == 0 {
+        let ready = name == READY_FUNCTION;
+        if !(ready || SEMA_FUNCTIONS.contains(&name)) || sym.size() == 0 {
             continue;
         }
         let section = sym
@@ -75,6 +79,15 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
             .file_range()
             .with_context(|| format!("{name}: no file data"))?;
         let entry = sec_off + (sym.address() - section.address());
+        if ready {
+            // Entry only: the moment a waiting goroutine is made runnable.
+            out.push(ProbePoints {
+                function: name.to_string(),
+                entry,
+                returns: Vec::new(),
+            });
+            continue;
+        }
         let code = file
             .get(entry as usize..(entry + sym.size()) as usize)
             .with_context(|| format!("{name} lies outside the file"))?;
@@ -127,7 +140,12 @@ pub fn attach_probes(
         return Ok(0);
     }
     let points = match sema_probe_points(exe) {
-        Ok(p) if !p.is_empty() => p,
+        Ok(p)
+            if p.iter()
+                .any(|x| SEMA_FUNCTIONS.contains(&x.function.as_str())) =>
+        {
+            p
+        }
         Ok(_) if mode == GoUprobesArg::Auto => return Ok(0),
         Ok(_) => bail!(
             "--go-uprobes on: {} has no sync semaphore functions (stripped?)",
@@ -282,7 +300,11 @@ mod tests {
                     .any(|p| p.function == "sync.runtime_SemacquireMutex"),
                 "{points:?}"
             );
-            assert!(points.iter().all(|p| !p.returns.is_empty()));
+            assert!(points
+                .iter()
+                .filter(|p| p.function != READY_FUNCTION)
+                .all(|p| !p.returns.is_empty()));
+            assert!(points.iter().any(|p| p.function == READY_FUNCTION));
         }
     }
 }
