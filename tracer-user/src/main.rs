@@ -1,9 +1,11 @@
 //! lockscope: attach to a process, trace its futex waits in the kernel, report the hot stacks.
 //!
 //! Pipeline: attach (load + attach eBPF) → collect (record, read aggregates) → symbolize
-//! (addresses → functions) → attribute (bundled-map causes) → render (formats). `record`
+//! (addresses → functions) → assemble (the profile) → attribute (bundled-map causes) →
+//! render (formats). `record`
 //! drives it once; `top` drives it live; `report` re-renders a saved profile.
 mod aggregate;
+mod assemble;
 mod attach;
 mod attribute;
 mod bundled;

@@ -15,11 +15,12 @@ use ratatui::Frame;
 use crate::aggregate::{
     blamed_function, groups, percent, totals, GroupBy, Key, SortKey, ViewOptions,
 };
+use crate::assemble::build_profile;
 use crate::cli::TopOptions;
 use crate::collect;
 use crate::procfs::{self, thread_names, MapHistory};
 use crate::profile::{Profile, StopReason};
-use crate::record::{build_profile, choose_unwind};
+use crate::record::choose_unwind;
 use crate::render::key_label;
 use crate::symbolize::StackSymbolizer;
 use crate::units::{fmt_count, fmt_ns};

@@ -1,0 +1,401 @@
+//! assemble: turns what collect read (kernel rows, stacks, maps, counters) into the versioned
+//! profile: symbolized stacks, DWARF snapshot rows merged with the kernel's, Go idle threads
+//! set apart, lock names, and the bundled map's checks.
+use std::collections::{BTreeMap, HashMap};
+
+use tracer_common::{Counter, OpKind, Phase, PhaseStats, WaitKey, WaitStats, NO_STACK};
+
+use crate::bundled::BundledMap;
+use crate::collect::{MapWindow, Raw, Snapshot};
+use crate::golang;
+use crate::procfs::Target;
+use crate::profile::{
+    Bundled, Check, Counters, GoTarget, Losses, Meta, PhaseRow, Profile, WaitRow, WakeRow, FORMAT,
+    VERSION,
+};
+use crate::symbolize::{frames_with_leaf, Addr, StackSymbolizer};
+
+/// The bundled-map phase a wait was blamed on (stored 1-based; 0 is none).
+fn holder_phase(k: &WaitKey) -> Option<String> {
+    k.holder_phase
+        .checked_sub(1)
+        .and_then(|p| Phase::from_u64(u64::from(p)))
+        .map(|p| p.function().to_string())
+}
+
+fn op_name(kind: u32) -> String {
+    OpKind::from_u32(kind).map_or_else(|| format!("op{kind}"), |k| k.name().to_string())
+}
+
+/// Symbolizes the raw rows and assembles the profile.
+pub fn build_profile(
+    target: &Target,
+    raw: Raw,
+    start_unix_ms: u64,
+    map: Option<&BundledMap>,
+    sym: &mut StackSymbolizer,
+) -> Profile {
+    sym.set_maps(&raw.maps);
+    // A final stack is a kernel stack plus its validated leaf caller.
+    let mut index: HashMap<(u64, u64), Option<usize>> = HashMap::new();
+    let mut stacks = Vec::new();
+    let mut resolve = |sym: &mut StackSymbolizer, stack_id: u64, leaf_ret: u64| -> Option<usize> {
+        if stack_id == NO_STACK {
+            return None;
+        }
+        *index.entry((stack_id, leaf_ret)).or_insert_with(|| {
+            let kernel = raw.stacks.get(&stack_id)?;
+            stacks.push(frames_with_leaf(kernel, leaf_ret, |a| {
+                sym.is_return_address(a)
+            }));
+            Some(stacks.len() - 1)
+        })
+    };
+
+    // DWARF mode: what the snapshots account for, per kernel row. The kernel row keeps only
+    // the rest (waits whose snapshot was dropped), under its frame-pointer stack.
+    let mut explained: HashMap<WaitKey, WaitStats> = HashMap::new();
+    for ((key, _), st) in raw.dwarf.iter().flatten() {
+        crate::collect::merge_wait(explained.entry(*key).or_default(), st);
+    }
+    let remainder = |k: &WaitKey, v: &WaitStats| -> WaitStats {
+        let Some(e) = explained.get(k) else {
+            return *v;
+        };
+        let mut r = *v;
+        r.count = v.count.saturating_sub(e.count);
+        r.total_ns = v.total_ns.saturating_sub(e.total_ns);
+        for (a, b) in r.hist.iter_mut().zip(e.hist.iter()) {
+            *a = a.saturating_sub(*b);
+        }
+        if r.count == 0 {
+            r.max_ns = 0;
+        }
+        r
+    };
+    let waits: Vec<WaitRow> = raw
+        .waits
+        .iter()
+        .map(|(k, v)| (k, remainder(k, v)))
+        .map(|(k, v)| WaitRow {
+            stack: resolve(sym, k.stack_id, k.leaf_ret),
+            // The waker's leaf is not kept per wait; its own wake row carries it.
+            waker_stack: None,
+            uaddr: k.uaddr,
+            tid: k.tid,
+            op: op_name(k.kind),
+            count: v.count,
+            total_ns: v.total_ns,
+            max_ns: v.max_ns,
+            interrupted: v.interrupted,
+            timeouts: v.timeouts,
+            timeout_ns: v.timeout_ns,
+            errors: v.errors,
+            holder_phase: holder_phase(k),
+            hist: v.hist.to_vec(),
+        })
+        .collect();
+    let wakes: Vec<WakeRow> = raw
+        .wakes
+        .iter()
+        .map(|(k, v)| WakeRow {
+            stack: resolve(sym, k.stack_id, k.leaf_ret),
+            uaddr: k.uaddr,
+            tid: k.tid,
+            op: op_name(k.kind),
+            calls: v.calls,
+            woken: v.woken,
+            empty: v.empty,
+        })
+        .collect();
+    // Waiters name their waker by kernel stack id; map it to the waker's final stack.
+    let waker_of: HashMap<u64, Option<usize>> = raw
+        .wakes
+        .iter()
+        .zip(&wakes)
+        .map(|((k, _), row)| (k.stack_id, row.stack))
+        .collect();
+    let mut waits: Vec<WaitRow> = waits
+        .into_iter()
+        .zip(&raw.waits)
+        .map(|(mut row, (k, _))| {
+            row.waker_stack = waker_of.get(&k.waker_stack_id).copied().flatten();
+            row
+        })
+        // A row fully explained by snapshots has nothing left to say.
+        .filter(|r| r.count > 0 || r.timeouts > 0 || r.errors > 0 || r.interrupted > 0)
+        .collect();
+    // The snapshot rows, each under its unwound stack.
+    let mut unwound: HashMap<&[Addr], usize> = HashMap::new();
+    for ((k, frames), st) in raw.dwarf.iter().flatten() {
+        let stack = match unwound.get(frames.as_slice()) {
+            Some(&i) => i,
+            None => {
+                stacks.push(frames.clone());
+                unwound.insert(frames, stacks.len() - 1);
+                stacks.len() - 1
+            }
+        };
+        waits.push(WaitRow {
+            stack: (!frames.is_empty()).then_some(stack),
+            waker_stack: waker_of.get(&k.waker_stack_id).copied().flatten(),
+            uaddr: k.uaddr,
+            tid: k.tid,
+            op: op_name(k.kind),
+            count: st.count,
+            total_ns: st.total_ns,
+            max_ns: st.max_ns,
+            interrupted: 0,
+            timeouts: 0,
+            timeout_ns: 0,
+            errors: 0,
+            holder_phase: holder_phase(k),
+            hist: st.hist.to_vec(),
+        });
+    }
+
+    let t = std::time::Instant::now();
+    let mut stacks = sym.symbolize(stacks);
+    let modules = sym.modules();
+    // Go: cut scheduler stacks where they run into a parked goroutine's frames, and keep idle
+    // threads parking (not contention) out of the rows, counted instead.
+    let go = target.go.as_ref().map(|version| {
+        for s in &mut stacks {
+            golang::cut_at_scheduler(s);
+        }
+        let (idle, busy): (Vec<WaitRow>, Vec<WaitRow>) =
+            std::mem::take(&mut waits).into_iter().partition(|r| {
+                golang::classify(r.stack.and_then(|i| stacks.get(i))) == golang::GoWait::IdleThread
+            });
+        waits = busy;
+        GoTarget {
+            version: version.clone(),
+            goroutine_probes: 0,
+            idle_waits: idle.iter().map(|r| r.count).sum(),
+            idle_ns: idle.iter().map(|r| r.total_ns).sum(),
+        }
+    });
+    let symbolize_ns = t.elapsed().as_nanos() as u64;
+    let c = |x: Counter| raw.counters[x as usize];
+    Profile {
+        format: FORMAT.into(),
+        version: VERSION,
+        meta: Meta {
+            pid: target.tgid,
+            comm: target.comm.clone(),
+            exe: target.exe.as_ref().map(|p| p.display().to_string()),
+            start_unix_ms,
+            duration_ns: raw.elapsed.as_nanos() as u64,
+            attach_ns: 0,
+            symbolize_ns,
+            stop: raw.stop,
+            unwind: if raw.dwarf.is_some() { "dwarf" } else { "fp" }.into(),
+            unwind_note: None,
+            kernel: kernel_release(),
+            lockscope_version: env!("CARGO_PKG_VERSION").into(),
+        },
+        counters: Counters {
+            calls: c(Counter::Calls),
+            wait_calls: c(Counter::WaitEnters),
+            wake_calls: c(Counter::WakeEnters),
+            eagain: c(Counter::Eagain),
+            in_flight_at_start: c(Counter::ExitWithoutEnter),
+            still_waiting_at_end: raw.still_waiting,
+            longest_unfinished_ns: raw.longest_unfinished_ns,
+        },
+        losses: Losses {
+            stack_errors: c(Counter::StackErrors),
+            stack_map_full: c(Counter::StackMapFull),
+            wait_map_full: c(Counter::WaitMapFull),
+            wake_map_full: c(Counter::WakeMapFull),
+            inflight_full: c(Counter::InflightFull),
+            waker_map_full: c(Counter::WakerMapFull),
+            snapshots_dropped: c(Counter::SnapshotsDropped),
+            snapshot_read_errors: c(Counter::SnapshotReadErrors),
+        },
+        modules,
+        stacks,
+        waits,
+        wakes,
+        threads: raw.threads,
+        go,
+        locks: {
+            let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
+            uaddrs.sort_unstable();
+            uaddrs.dedup();
+            crate::locks::describe(&raw.maps.last_text, uaddrs)
+        },
+        bundled: map.map(|m| Bundled {
+            exe: m.exe.display().to_string(),
+            probes: m.phases.len(),
+            probed: Phase::ALL
+                .iter()
+                .filter(|p| m.phases.iter().any(|(q, _)| q == *p))
+                .map(|p| p.function().to_string())
+                .collect(),
+            phases: Phase::ALL
+                .iter()
+                .zip(&raw.phases)
+                .map(|(p, s)| PhaseRow {
+                    phase: p.function().to_string(),
+                    calls: s.calls,
+                    returns: s.returns,
+                    total_ns: s.total_ns,
+                    max_ns: s.max_ns,
+                    items: s.items,
+                })
+                .collect(),
+            counters: raw
+                .map_window
+                .as_ref()
+                .map(|w| counter_delta(&w.start, &w.end)),
+            counters_exact: raw.map_window.as_ref().is_some_and(|w| w.end_exact),
+            checks: raw
+                .map_window
+                .as_ref()
+                .map(|w| checks(w, m))
+                .unwrap_or_default(),
+        }),
+    }
+}
+
+fn counter_delta(start: &Snapshot, end: &Snapshot) -> BTreeMap<String, u64> {
+    end.counters
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.saturating_sub(start.counters.get(k).copied().unwrap_or(0)),
+            )
+        })
+        .collect()
+}
+
+/// Traced phase counts against the map's counters over the same window.
+/// Only for probed phases: an unprobed phase's traced count is not zero, it is unknown.
+fn checks(w: &MapWindow, map: &BundledMap) -> Vec<Check> {
+    let probed = |p: Phase| map.phases.iter().any(|(q, _)| *q == p);
+    let counted = counter_delta(&w.start, &w.end);
+    let traced = |p: Phase, f: fn(&PhaseStats) -> u64| {
+        f(&w.end.phases[p as usize]).saturating_sub(f(&w.start.phases[p as usize]))
+    };
+    let calls = |s: &PhaseStats| s.calls;
+    let items = |s: &PhaseStats| s.items;
+    [
+        (
+            Phase::Promote,
+            "promotions",
+            calls as fn(&PhaseStats) -> u64,
+            "promotions",
+        ),
+        (Phase::Rebuild, "rebuilds", calls, "rebuilds"),
+        (Phase::Rebuild, "entries copied", items, "entries_copied"),
+        (Phase::Miss, "read misses", calls, "read_misses"),
+    ]
+    .into_iter()
+    .filter(|(p, ..)| probed(*p))
+    .map(|(p, what, f, key)| Check {
+        what: what.into(),
+        traced: traced(p, f),
+        counted: counted.get(key).copied().unwrap_or(0),
+    })
+    .collect()
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::Raw;
+    use crate::procfs::MapHistory;
+    use crate::profile::StopReason;
+
+    fn key(stack_id: u64) -> WaitKey {
+        WaitKey {
+            stack_id,
+            waker_stack_id: NO_STACK,
+            uaddr: 0x5000,
+            leaf_ret: 0,
+            tid: 7,
+            kind: 0,
+            holder_phase: 0,
+            _pad: 0,
+        }
+    }
+
+    fn stats(count: u64, total_ns: u64) -> WaitStats {
+        let mut s = WaitStats {
+            count,
+            total_ns,
+            max_ns: total_ns / count.max(1),
+            ..WaitStats::default()
+        };
+        s.hist[tracer_common::hist_bucket(s.max_ns)] = count;
+        s
+    }
+
+    fn raw(dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>) -> Raw {
+        Raw {
+            waits: vec![(key(1), stats(5, 5_000))],
+            wakes: vec![],
+            stacks: HashMap::from([(1, vec![0x1000, 0x2000])]),
+            counters: [0; tracer_common::NUM_COUNTERS as usize],
+            still_waiting: 0,
+            longest_unfinished_ns: 0,
+            maps: MapHistory::default(),
+            threads: BTreeMap::new(),
+            stop: StopReason::Duration,
+            elapsed: std::time::Duration::from_secs(1),
+            map_window: None,
+            phases: Default::default(),
+            dwarf,
+        }
+    }
+
+    fn target() -> Target {
+        Target {
+            tgid: 1,
+            comm: "t".into(),
+            exe: None,
+            go: None,
+        }
+    }
+
+    #[test]
+    fn snapshot_rows_replace_what_they_explain_and_the_rest_keeps_its_frame_walk() {
+        let unwound = vec![Addr::Ip(0x1000), Addr::Return(0x3000), Addr::Return(0x4000)];
+        let dwarf = HashMap::from([((key(1), unwound), stats(3, 3_000))]);
+        let mut sym = StackSymbolizer::new(MapHistory::default());
+        let p = build_profile(&target(), raw(Some(dwarf)), 0, None, &mut sym);
+        assert_eq!(p.meta.unwind, "dwarf");
+        let mut rows: Vec<(u64, u64, usize)> = p
+            .waits
+            .iter()
+            .map(|r| (r.count, r.total_ns, p.stacks[r.stack.unwrap()].frames.len()))
+            .collect();
+        rows.sort();
+        // Two waits lost their snapshot: they stay under the 2-frame walk; three were unwound.
+        assert_eq!(rows, vec![(2, 2_000, 2), (3, 3_000, 3)]);
+        let hist: u64 = p.waits.iter().map(|r| r.hist.iter().sum::<u64>()).sum();
+        assert_eq!(hist, 5, "histograms split, not doubled");
+    }
+
+    #[test]
+    fn fully_explained_rows_disappear_and_fp_mode_is_untouched() {
+        let unwound = vec![Addr::Ip(0x1000), Addr::Return(0x3000)];
+        let dwarf = HashMap::from([((key(1), unwound), stats(5, 5_000))]);
+        let mut sym = StackSymbolizer::new(MapHistory::default());
+        let p = build_profile(&target(), raw(Some(dwarf)), 0, None, &mut sym);
+        assert_eq!(p.waits.len(), 1);
+        assert_eq!(p.waits[0].count, 5);
+        let fp = build_profile(&target(), raw(None), 0, None, &mut sym);
+        assert_eq!(fp.meta.unwind, "fp");
+        assert_eq!(fp.waits.len(), 1);
+        assert_eq!(fp.waits[0].count, 5);
+    }
+}
