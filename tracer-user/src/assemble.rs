@@ -312,6 +312,7 @@ fn kernel_release() -> String {
 mod tests {
     use super::*;
     use crate::collect::Raw;
+    use crate::procfs::tests::target;
     use crate::procfs::MapHistory;
     use crate::profile::StopReason;
 
@@ -354,15 +355,6 @@ mod tests {
             map_window: None,
             phases: Default::default(),
             dwarf,
-        }
-    }
-
-    fn target() -> Target {
-        Target {
-            tgid: 1,
-            comm: "t".into(),
-            exe: None,
-            go: None,
         }
     }
 

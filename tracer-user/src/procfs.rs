@@ -195,8 +195,18 @@ pub fn thread_names(pid: u32, into: &mut BTreeMap<u32, String>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A target with no executable, for tests of what is built from one.
+    pub fn target() -> Target {
+        Target {
+            tgid: 1,
+            comm: "t".into(),
+            exe: None,
+            go: None,
+        }
+    }
 
     #[test]
     fn stat_with_odd_comm() {

@@ -208,15 +208,7 @@ pub fn choose_unwind(unwind: Unwind, target: &Target) -> (u32, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn target() -> Target {
-        Target {
-            tgid: 1,
-            comm: "t".into(),
-            exe: None,
-            go: None,
-        }
-    }
+    use crate::procfs::tests::target;
 
     #[test]
     fn auto_keeps_the_frame_walk_for_binaries_with_frame_pointers() {

@@ -6,6 +6,7 @@ mod go;
 mod run;
 mod setup;
 mod test;
+mod tracers;
 
 use clap::{Parser, Subcommand};
 
