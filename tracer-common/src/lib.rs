@@ -274,14 +274,24 @@ pub enum Counter {
     SnapshotsDropped,
     /// DWARF mode: the user stack could not be read at any size; sent without stack bytes.
     SnapshotReadErrors,
+    /// A new stack's notice did not fit its ring buffer: its addresses are checked against
+    /// the memory maps only at the next periodic re-read.
+    NewStackNoticesLost,
 }
 
-pub const NUM_COUNTERS: u32 = 14;
+pub const NUM_COUNTERS: u32 = 15;
 
 /// The largest user-stack copy a DWARF-mode snapshot holds. Reads are tried at this size and
 /// at halves down to [`SNAPSHOT_MIN_BYTES`], since a copy may not run past the stack's top.
 pub const SNAPSHOT_MAX_BYTES: usize = 16384;
 pub const SNAPSHOT_MIN_BYTES: usize = 1024;
+/// `fp+cfi` mode's copy: enough for the frameless library frames between the futex call and
+/// the first frame that keeps a frame pointer; the frame-pointer walk goes on from there.
+/// Snapshots this small use records of this size, so the ring holds 4× as many.
+pub const SNAPSHOT_SMALL_BYTES: usize = 4096;
+/// The snapshot ring buffer's size: ~500 DWARF records or ~2,000 `fp+cfi` records. User space
+/// drains it every tick, and sooner when a record finds it a quarter full.
+pub const SNAPSHOT_RING_BYTES: usize = 8 << 20;
 
 /// A goroutine in a `sync` semaphore acquire, by its `g` (R14 under Go's register ABI): what
 /// the entry uprobe saw, for the return-instruction uprobes to finish.
@@ -316,10 +326,15 @@ pub struct SnapshotHeader {
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct StackSnapshot {
+pub struct StackSnapshotOf<const N: usize> {
     pub hdr: SnapshotHeader,
-    pub data: [u8; SNAPSHOT_MAX_BYTES],
+    pub data: [u8; N],
 }
+
+/// A DWARF-mode record.
+pub type StackSnapshot = StackSnapshotOf<SNAPSHOT_MAX_BYTES>;
+/// An `fp+cfi`-mode record.
+pub type SmallStackSnapshot = StackSnapshotOf<SNAPSHOT_SMALL_BYTES>;
 
 /// Map names, shared so neither side spells them twice.
 pub mod map {
@@ -338,6 +353,7 @@ pub mod map {
     pub const GO_INFLIGHT: &str = "GO_INFLIGHT";
     /// DWARF mode: ring buffer of [`super::StackSnapshot`]s.
     pub const SNAPSHOTS: &str = "SNAPSHOTS";
+    pub const NEW_STACKS: &str = "NEW_STACKS";
 }
 
 /// Global (`static`) names set by user space before load.

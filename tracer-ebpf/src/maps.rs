@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Counter, InFlight, LastWaker, Scratch, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats,
-    NUM_COUNTERS,
+    NUM_COUNTERS, SNAPSHOT_RING_BYTES,
 };
 
 /// Futex calls in progress, by tid. Sized for many threads: a full map loses calls (counted).
@@ -37,7 +37,12 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NUM_COUNTE
 
 /// DWARF mode's stack snapshots (~16 KiB each): room for ~500 in flight before drops (counted).
 #[map]
-pub static SNAPSHOTS: RingBuf = RingBuf::with_byte_size(8 << 20, 0);
+pub static SNAPSHOTS: RingBuf = RingBuf::with_byte_size(SNAPSHOT_RING_BYTES as u32, 0);
+
+/// Ids of stacks just added to [`STACKS`]: rare (once per distinct stack), so each wakes user
+/// space, which checks their addresses against the memory maps it holds.
+#[map]
+pub static NEW_STACKS: RingBuf = RingBuf::with_byte_size(64 << 10, 0);
 
 #[map]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);

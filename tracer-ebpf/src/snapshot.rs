@@ -1,11 +1,15 @@
 //! DWARF mode: for each wait that slept, the user registers and a copy of the user stack go to
 //! user space through a ring buffer, to be unwound there with the modules' CFI. Counting and
 //! pairing stay in the kernel aggregates; a snapshot only refines the stack.
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::{
     bpf_get_current_task_btf, bpf_probe_read_kernel,
     generated::{bpf_probe_read_user, bpf_task_pt_regs},
 };
-use tracer_common::{Counter, StackSnapshot, WaitKey, SNAPSHOT_MAX_BYTES, SNAPSHOT_MIN_BYTES};
+use tracer_common::{
+    Counter, StackSnapshotOf, WaitKey, SNAPSHOT_MAX_BYTES, SNAPSHOT_MIN_BYTES, SNAPSHOT_RING_BYTES,
+    SNAPSHOT_SMALL_BYTES,
+};
 
 use crate::maps::{bump, SNAPSHOTS};
 
@@ -17,6 +21,8 @@ static SNAPSHOT_BYTES: u32 = 0;
 const PT_REGS_BP: usize = 4 * 8;
 const PT_REGS_IP: usize = 16 * 8;
 const PT_REGS_SP: usize = 19 * 8;
+/// Unread bytes in the ring past which a submit wakes user space at once.
+const RING_WAKE_AT: u64 = (SNAPSHOT_RING_BYTES / 4) as u64;
 
 #[inline(always)]
 pub fn enabled() -> u32 {
@@ -24,14 +30,24 @@ pub fn enabled() -> u32 {
     unsafe { core::ptr::read_volatile(&SNAPSHOT_BYTES) }
 }
 
-/// Sends one snapshot of the current thread for the wait `key` that lasted `wait_ns`.
+/// Sends one snapshot of the current thread for the wait `key` that lasted `wait_ns`. A
+/// request of at most [`SNAPSHOT_SMALL_BYTES`] (`fp+cfi` mode) uses the small record size.
 #[inline(always)]
 pub fn emit(key: &WaitKey, wait_ns: u64) {
     let want = enabled() as usize;
     if want == 0 {
         return;
     }
-    let Some(mut entry) = SNAPSHOTS.reserve::<StackSnapshot>(0) else {
+    if want <= SNAPSHOT_SMALL_BYTES {
+        emit_sized::<SNAPSHOT_SMALL_BYTES>(key, wait_ns, want);
+    } else {
+        emit_sized::<SNAPSHOT_MAX_BYTES>(key, wait_ns, want);
+    }
+}
+
+#[inline(always)]
+fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize) {
+    let Some(mut entry) = SNAPSHOTS.reserve::<StackSnapshotOf<N>>(0) else {
         bump(Counter::SnapshotsDropped);
         return;
     };
@@ -53,7 +69,7 @@ pub fn emit(key: &WaitKey, wait_ns: u64) {
         // the stack's mapping, so smaller sizes are tried in turn.
         let dst = (*snap).data.as_mut_ptr().cast();
         let mut len = 0u32;
-        let mut size = SNAPSHOT_MAX_BYTES;
+        let mut size = N;
         while size >= SNAPSHOT_MIN_BYTES {
             if size <= want
                 && bpf_probe_read_user(dst, size as u32, sp as *const core::ffi::c_void) == 0
@@ -68,5 +84,12 @@ pub fn emit(key: &WaitKey, wait_ns: u64) {
         }
         (*snap).hdr.len = len;
     }
-    entry.submit(0);
+    // User space drains the ring on its own clock; a wakeup per record would cost the target
+    // a cross-CPU interrupt per wait. Only a ring past a quarter full wakes it at once.
+    let flags = if SNAPSHOTS.query(BPF_RB_AVAIL_DATA as u64) > RING_WAKE_AT {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags as u64);
 }

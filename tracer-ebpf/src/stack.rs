@@ -12,7 +12,7 @@ use tracer_common::{
     stack_hash_finish, stack_hash_step, Counter, MAX_STACK_DEPTH, NO_STACK, STACK_HASH_SEED,
 };
 
-use crate::maps::{bump, SCRATCH, STACKS};
+use crate::maps::{bump, NEW_STACKS, SCRATCH, STACKS};
 
 const EEXIST: i32 = 17;
 
@@ -54,9 +54,18 @@ pub fn capture<C: EbpfContext>(ctx: &C) -> (u64, u64) {
     let id = stack_hash_finish(h, depth as u32);
     buf.len = depth as u32;
     if STACKS.get_ptr(id).is_none() {
-        if let Err(e) = STACKS.insert(id, &*buf, BPF_NOEXIST as u64) {
+        match STACKS.insert(id, &*buf, BPF_NOEXIST as u64) {
+            // A stack seen for the first time: user space checks that the memory maps it
+            // holds cover its addresses while the target still lives (a library loaded
+            // just now, or a program about to exit).
+            Ok(()) => {
+                if NEW_STACKS.output::<u64>(id, 0).is_err() {
+                    bump(Counter::NewStackNoticesLost);
+                }
+            }
             // Another CPU inserting the same stack first is fine.
-            if e as i32 != -EEXIST {
+            Err(e) if e as i32 == -EEXIST => {}
+            Err(_) => {
                 bump(Counter::StackMapFull);
                 return (NO_STACK, leaf_ret);
             }

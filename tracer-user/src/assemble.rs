@@ -13,7 +13,7 @@ use crate::profile::{
     Bundled, Check, Counters, GoTarget, Losses, Meta, PhaseRow, Profile, WaitRow, WakeRow, FORMAT,
     VERSION,
 };
-use crate::symbolize::{frames_with_leaf, Addr, StackSymbolizer};
+use crate::symbolize::{frames_with_leaf, Addr, Cut, StackSymbolizer};
 
 /// The bundled-map phase a wait was blamed on (stored 1-based; 0 is none).
 fn holder_phase(k: &WaitKey) -> Option<String> {
@@ -155,6 +155,8 @@ pub fn build_profile(
     }
 
     let t = std::time::Instant::now();
+    // Every frame shown is code of the target; a stack is cut at its first impossible frame.
+    let cut: Vec<Cut> = stacks.iter_mut().map(|s| sym.cut_implausible(s)).collect();
     let mut stacks = sym.symbolize(stacks);
     let modules = sym.modules();
     // Go: cut scheduler stacks where they run into a parked goroutine's frames, and keep idle
@@ -175,6 +177,17 @@ pub fn build_profile(
             idle_ns: idle.iter().map(|r| r.total_ns).sum(),
         }
     });
+    // Cuts are counted over the stacks rows show (DWARF mode replaces most kernel stacks).
+    let shown: std::collections::BTreeSet<usize> = waits
+        .iter()
+        .flat_map(|r| [r.stack, r.waker_stack])
+        .chain(wakes.iter().map(|r| r.stack))
+        .flatten()
+        .collect();
+    let stacks_cut = shown
+        .iter()
+        .filter(|&&i| cut.get(i) == Some(&Cut::Cut))
+        .count() as u64;
     let symbolize_ns = t.elapsed().as_nanos() as u64;
     let c = |x: Counter| raw.counters[x as usize];
     Profile {
@@ -212,6 +225,8 @@ pub fn build_profile(
             waker_map_full: c(Counter::WakerMapFull),
             snapshots_dropped: c(Counter::SnapshotsDropped),
             snapshot_read_errors: c(Counter::SnapshotReadErrors),
+            stacks_cut,
+            new_stack_notices_lost: c(Counter::NewStackNoticesLost),
         },
         modules,
         stacks,
@@ -340,6 +355,19 @@ mod tests {
         s
     }
 
+    /// Anonymous executable memory (JIT-like: no file to check calls in) holding the test
+    /// stacks' addresses.
+    fn code_maps() -> MapHistory {
+        let mut m = MapHistory::default();
+        m.merge(vec![crate::procfs::Mapping {
+            start: 0x1000,
+            end: 0x5000,
+            file_offset: 0,
+            path: "[anon]".into(),
+        }]);
+        m
+    }
+
     fn raw(dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>) -> Raw {
         Raw {
             waits: vec![(key(1), stats(5, 5_000))],
@@ -348,7 +376,7 @@ mod tests {
             counters: [0; tracer_common::NUM_COUNTERS as usize],
             still_waiting: 0,
             longest_unfinished_ns: 0,
-            maps: MapHistory::default(),
+            maps: code_maps(),
             threads: BTreeMap::new(),
             stop: StopReason::Duration,
             elapsed: std::time::Duration::from_secs(1),

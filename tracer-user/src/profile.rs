@@ -222,6 +222,15 @@ pub struct Losses {
     /// DWARF mode: snapshots sent without stack bytes (the stack could not be read).
     #[serde(default)]
     pub snapshot_read_errors: u64,
+    /// Stacks cut at their first impossible frame (an address in no executable mapping, or
+    /// a return address that follows no call): a frame walk through code without frame
+    /// pointers reads garbage there.
+    #[serde(default)]
+    pub stacks_cut: u64,
+    /// New stacks whose addresses were checked against the memory maps only at the next
+    /// periodic read (their notice ring was full).
+    #[serde(default)]
+    pub new_stack_notices_lost: u64,
 }
 
 impl Losses {

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 use crate::assemble::build_profile;
-use crate::cli::{Launch, RecordOptions, Unwind};
+use crate::cli::{Launch, RecordOptions};
 use crate::collect;
 use crate::procfs::{self, Target};
 use crate::profile::PendingOutput;
@@ -53,9 +53,14 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
 
     let map = bundled::find_probed(target.exe.as_deref(), &opts.phases);
     target.go = target.exe.as_deref().and_then(golang::go_version);
-    let (snapshot_bytes, unwind_note) = choose_unwind(opts.unwind, &target);
-    if let Some(note) = &unwind_note {
-        eprintln!("lockscope: unwinding with DWARF CFI from stack snapshots ({note}; --unwind fp forces the frame walk)");
+    let plan = unwind::choose(opts.unwind, &target);
+    let snapshot_bytes = plan.snapshot_bytes;
+    if plan.mode != unwind::UnwindMode::FramePointers {
+        eprintln!(
+            "lockscope: unwinding {} ({}; --unwind fp forces the frame walk)",
+            plan.mode.name(),
+            plan.why
+        );
     }
     let mut go_probes = 0;
     let attached = attach::attach(target.tgid, snapshot_bytes).and_then(|mut t| {
@@ -135,13 +140,14 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         opts.progress,
         map.as_ref(),
         launched.is_some(),
-        snapshot_bytes > 0,
+        plan.mode,
     ))?;
 
     let mut sym = StackSymbolizer::new(raw.maps.clone());
     let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
     profile.meta.attach_ns = attach_ns;
-    profile.meta.unwind_note = unwind_note;
+    profile.meta.unwind = plan.mode.name().into();
+    profile.meta.unwind_note = Some(plan.why);
     if let Some(g) = &mut profile.go {
         g.goroutine_probes = go_probes;
     }
@@ -177,58 +183,5 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         None => Ok(ExitCode::SUCCESS),
-    }
-}
-
-/// Snapshot bytes for the kernel (0: frame pointers) and, when `auto` chose DWARF, why.
-pub fn choose_unwind(unwind: Unwind, target: &Target) -> (u32, Option<String>) {
-    let exe = target.exe.as_deref();
-    match unwind {
-        // Go on amd64 always keeps frame pointers, set up after its stack-growth check
-        // (so the prologue test below would miss them).
-        Unwind::Auto(_) if target.go.is_some() => (0, None),
-        Unwind::FramePointers => (0, None),
-        Unwind::Dwarf(bytes) => (bytes, None),
-        Unwind::Auto(bytes) => match exe.map(|e| (e, unwind::has_frame_pointers(e))) {
-            Some((e, Some(false))) => (
-                bytes,
-                Some(format!(
-                    "auto: {} has no frame pointers",
-                    e.file_name().map_or_else(
-                        || e.display().to_string(),
-                        |n| n.to_string_lossy().into_owned()
-                    )
-                )),
-            ),
-            _ => (0, None),
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::procfs::tests::target;
-
-    #[test]
-    fn auto_keeps_the_frame_walk_for_binaries_with_frame_pointers() {
-        let with_exe = |exe: Option<&str>, go: Option<&str>| Target {
-            exe: exe.map(std::path::PathBuf::from),
-            go: go.map(String::from),
-            ..target()
-        };
-        let none = with_exe(None, None);
-        assert_eq!(choose_unwind(Unwind::FramePointers, &none), (0, None));
-        assert_eq!(choose_unwind(Unwind::Dwarf(8192), &none), (8192, None));
-        // This test binary has frame pointers (the workspace forces them).
-        let me = std::env::current_exe().unwrap();
-        let me = with_exe(me.to_str(), None);
-        assert_eq!(choose_unwind(Unwind::Auto(16384), &me), (0, None));
-        // Unreadable: keep the cheap mode rather than guess.
-        let gone = with_exe(Some("/nonexistent"), None);
-        assert_eq!(choose_unwind(Unwind::Auto(16384), &gone), (0, None));
-        // Go keeps frame pointers even though its prologue starts with the stack check.
-        let go = with_exe(Some("/nonexistent"), Some("go1.19.8"));
-        assert_eq!(choose_unwind(Unwind::Auto(16384), &go), (0, None));
     }
 }

@@ -109,6 +109,15 @@ pub struct StackSymbolizer {
     symbolizer: Symbolizer,
     /// (module, lookup offset) → functions; empty when it did not resolve.
     resolved: HashMap<(usize, u64), Vec<Sym>>,
+    /// Frames already checked by [`StackSymbolizer::cut_implausible`].
+    plausible: HashMap<Addr, bool>,
+}
+
+/// Whether [`StackSymbolizer::cut_implausible`] cut a stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    Whole,
+    Cut,
 }
 
 impl StackSymbolizer {
@@ -120,12 +129,18 @@ impl StackSymbolizer {
             files: HashMap::new(),
             symbolizer: Symbolizer::new(),
             resolved: HashMap::new(),
+            plausible: HashMap::new(),
         }
     }
 
     /// Newer memory maps (a live target loads libraries).
     pub fn set_maps(&mut self, maps: &MapHistory) {
+        let before = self.maps.mappings.len();
         self.maps.merge(maps.mappings.clone());
+        if self.maps.mappings.len() != before {
+            // An address in no mapping before may be in a new one.
+            self.plausible.retain(|_, ok| *ok);
+        }
     }
 
     /// Every module any stack so far refers to, by the index frames carry.
@@ -159,6 +174,34 @@ impl StackSymbolizer {
         let offset = addr - m.start + m.file_offset;
         let path = m.path.trim_end_matches(" (deleted)").to_string();
         Some((self.module_of(&path), offset))
+    }
+
+    /// Cuts a stack at its first impossible frame: an address in no executable mapping of the
+    /// target (a non-canonical value, text or data read as a frame by a walk through code
+    /// without frame pointers), or a return address in a file that does not follow a call.
+    pub fn cut_implausible(&mut self, frames: &mut Vec<Addr>) -> Cut {
+        let bad = frames.iter().position(|&a| !self.is_plausible(a));
+        match bad {
+            Some(i) => {
+                frames.truncate(i);
+                Cut::Cut
+            }
+            None => Cut::Whole,
+        }
+    }
+
+    fn is_plausible(&mut self, a: Addr) -> bool {
+        if let Some(&known) = self.plausible.get(&a) {
+            return known;
+        }
+        let ok = match (a, self.maps.lookup(a.raw())) {
+            (_, None) => false,
+            // Code outside files (the vDSO, JIT code) has no bytes on disk to check.
+            (Addr::Return(r), Some(m)) if m.is_file() => self.is_return_address(r),
+            (_, Some(_)) => true,
+        };
+        self.plausible.insert(a, ok);
+        ok
     }
 
     /// Validates a leaf return address against the module's bytes on disk.
@@ -288,6 +331,46 @@ mod tests {
         assert!(!preceded_by_call(&[0, 0, 0, 0, 0, 0, 0]));
         // jmp rax (FF E0) is not a call.
         assert!(!preceded_by_call(&[0, 0, 0, 0, 0, 0xFF, 0xE0]));
+    }
+
+    /// A frame walk through code without frame pointers reads whatever the stack holds: text
+    /// ("ead erro"), non-canonical pointers, stack or heap addresses, small integers. The
+    /// stack is cut at the first of them, and the cut is reported.
+    #[test]
+    fn garbage_frames_are_cut() {
+        let mut maps = MapHistory::default();
+        assert!(maps.refresh(std::process::id()));
+        let mut sym = StackSymbolizer::new(maps);
+        let ret = real_return_address();
+        let text = u64::from_le_bytes(*b"ead erro");
+        let noncanonical = 0x0c00_0056_16a4_9b9b_u64;
+        let on_stack = 0u64;
+        let stack = std::hint::black_box(&on_stack) as *const u64 as u64;
+        let heap = Box::into_raw(Box::new(0u64));
+        for junk in [text, noncanonical, stack, heap as u64, 0x10] {
+            let mut frames = vec![
+                Addr::Ip(ret),
+                Addr::Return(ret),
+                Addr::Return(junk),
+                Addr::Return(ret),
+            ];
+            assert_eq!(sym.cut_implausible(&mut frames), Cut::Cut, "{junk:#x}");
+            assert_eq!(frames.len(), 2, "{junk:#x}");
+        }
+        // SAFETY: the box leaked just above, freed once.
+        drop(unsafe { Box::from_raw(heap) });
+        let mut whole = vec![Addr::Ip(ret), Addr::Return(ret)];
+        assert_eq!(sym.cut_implausible(&mut whole), Cut::Whole);
+        assert_eq!(whole.len(), 2);
+    }
+
+    /// The return address of a real call in this binary (built with frame pointers).
+    #[inline(never)]
+    fn real_return_address() -> u64 {
+        let ra: u64;
+        // SAFETY: reads the return address this frame-pointer function saved at [rbp+8].
+        unsafe { std::arch::asm!("mov {}, [rbp + 8]", out(reg) ra) };
+        ra
     }
 
     #[test]

@@ -20,10 +20,10 @@ use crate::cli::TopOptions;
 use crate::collect;
 use crate::procfs::{self, thread_names, MapHistory};
 use crate::profile::{Profile, StopReason};
-use crate::record::choose_unwind;
 use crate::render::key_label;
 use crate::symbolize::StackSymbolizer;
 use crate::units::{fmt_count, fmt_ns};
+use crate::unwind::UnwindMode;
 use crate::{attach, bundled, preflight};
 
 /// What one screen shows: the profile so far, the view, and each row's recent wait rate.
@@ -128,8 +128,8 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     target.go = target.exe.as_deref().and_then(crate::golang::go_version);
     preflight::ensure_tracefs()?;
     let map = bundled::find_probed(target.exe.as_deref(), &opts.phases);
-    let (snapshot_bytes, unwind_note) = choose_unwind(opts.unwind, &target);
-    let mut tracer = attach::attach(target.tgid, snapshot_bytes)?;
+    let plan = crate::unwind::choose(opts.unwind, &target);
+    let mut tracer = attach::attach(target.tgid, plan.snapshot_bytes)?;
     if let Some(m) = &map {
         tracer.attach_phases(target.tgid, m)?;
     }
@@ -148,10 +148,14 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         .build()?;
     let _reactor = rt.enter();
     maps.refresh(target.tgid);
-    let mut snapshots = match snapshot_bytes {
-        0 => None,
-        _ => Some(collect::Snapshots::take(&mut tracer, &maps)?),
+    let mut snapshots = match plan.mode {
+        UnwindMode::FramePointers => None,
+        UnwindMode::FpCfi | UnwindMode::Dwarf => {
+            Some(collect::Snapshots::take(&mut tracer, &maps, plan.mode)?)
+        }
     };
+    // Keeps the maps complete between refreshes (a library loaded, a short-lived thread).
+    let mut new_stacks = collect::NewStacks::take(&mut tracer)?;
     let mut view = ViewOptions {
         by: opts.by,
         sort: opts.sort,
@@ -171,8 +175,9 @@ pub fn run(opts: &TopOptions) -> Result<()> {
             if QUIT.load(Ordering::Relaxed) {
                 return Ok(());
             }
+            new_stacks.check(target.tgid, &mut maps, &tracer);
             if let Some(s) = &mut snapshots {
-                s.drain(target.tgid, &mut maps);
+                s.drain(target.tgid, &mut maps, &tracer);
             }
             if Instant::now() >= next_refresh && !exited {
                 exited = !maps.refresh(target.tgid);
@@ -192,7 +197,8 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                 let mut raw = raw;
                 raw.dwarf = snapshots.as_ref().map(|s| s.rows.clone());
                 let mut p = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
-                p.meta.unwind_note = unwind_note.clone();
+                p.meta.unwind = plan.mode.name().into();
+                p.meta.unwind_note = Some(plan.why.clone());
                 let dt = last_at.elapsed().as_secs_f64().max(1e-3);
                 last_at = Instant::now();
                 recent.clear();

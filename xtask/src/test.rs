@@ -89,6 +89,8 @@ pub fn run() -> Result<()> {
             "dwarf",
             "--test",
             "go",
+            "--test",
+            "stacks",
             "--",
             "--test-threads=1",
         ],

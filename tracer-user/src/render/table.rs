@@ -53,6 +53,13 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
             String::new()
         }
     )?;
+    if l.stacks_cut > 0 {
+        writeln!(
+            out,
+            "{} stacks cut at an impossible frame (an address outside the target's code, or a return address that follows no call)",
+            fmt_count(l.stacks_cut)
+        )?;
+    }
     writeln!(
         out,
         "not counted as contention: {} EAGAIN (word changed before sleeping) · {} timeouts ({}) · {} in flight at start · {} still waiting at end{}",

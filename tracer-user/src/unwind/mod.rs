@@ -1,9 +1,18 @@
 //! unwind: DWARF mode's user side — turns a stack snapshot (ip, sp, bp and a copy of the stack)
 //! into return addresses with framehop, from each mapped module's `.eh_frame`/`.debug_frame`
 //! (parsed once per module and cached), falling back to frame pointers where CFI is missing.
+//! `choose` picks the mode (`--unwind auto`), `prologue` reads whether code keeps frame
+//! pointers, and `stitch` joins a CFI unwind that ran out of copied stack to the kernel's
+//! frame-pointer walk.
+mod choose;
+mod prologue;
+mod stitch;
+
+pub use choose::{choose, UnwindMode};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::sync::Arc;
+pub use stitch::{stitch, Join};
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
@@ -30,6 +39,15 @@ impl std::ops::Deref for Section {
     fn deref(&self) -> &[u8] {
         &self.file[self.range.clone()]
     }
+}
+
+/// How a CFI walk ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ended {
+    /// At the outermost frame (or the frame limit).
+    Complete,
+    /// Before it: the copied stack ran out, or a frame could not be unwound.
+    Early,
 }
 
 /// Unwinds snapshots of one process. Modules are added as addresses in them show up.
@@ -138,8 +156,9 @@ impl SnapshotUnwinder {
     }
 
     /// The frames of one snapshot, innermost first: the interrupted instruction, then return
-    /// addresses. `stack` is a copy of user memory from `sp` up.
-    pub fn unwind(&mut self, ip: u64, sp: u64, bp: u64, stack: &[u8]) -> Vec<Addr> {
+    /// addresses (`stack` is a copy of user memory from `sp` up), and whether the walk reached
+    /// the stack's end or stopped early (the copy ran out, or a frame could not be unwound).
+    pub fn unwind_ended(&mut self, ip: u64, sp: u64, bp: u64, stack: &[u8]) -> (Vec<Addr>, Ended) {
         let mut read_stack = |addr: u64| -> Result<u64, ()> {
             let off = addr.checked_sub(sp).ok_or(())? as usize;
             let bytes = stack.get(off..off + 8).ok_or(())?;
@@ -152,98 +171,25 @@ impl SnapshotUnwinder {
             &mut self.cache,
             &mut read_stack,
         );
-        while frames.len() < MAX_FRAMES {
+        let ended = loop {
+            if frames.len() >= MAX_FRAMES {
+                break Ended::Complete;
+            }
             match it.next() {
                 Ok(Some(FrameAddress::InstructionPointer(a))) => frames.push(Addr::Ip(a)),
                 Ok(Some(FrameAddress::ReturnAddress(a))) => frames.push(Addr::Return(a.get())),
-                // The end of the stack, or of what the snapshot holds.
-                Ok(None) | Err(_) => break,
+                Ok(None) => break Ended::Complete,
+                // Past what the snapshot holds, or a frame with no usable rule.
+                Err(_) => break Ended::Early,
             }
-        }
-        frames
+        };
+        (frames, ended)
     }
-}
-
-/// Whether an executable's own functions set up frame pointers: the share of them that open
-/// with `push rbp; mov rbp, rsp` (after an optional `endbr64`). "Own" means the crate named
-/// like the file (`syncmap-load` → `syncmap_load::…`) and `main`: Rust's prebuilt std and its
-/// dependencies keep frame pointers whatever the crate was built with. Without such symbols (a
-/// C program), every function outside the runtime counts. `None` if unreadable.
-pub fn has_frame_pointers(path: &std::path::Path) -> Option<bool> {
-    use object::ObjectSymbol;
-    let file = fs::read(path).ok()?;
-    let obj = object::File::parse(&*file).ok()?;
-    let text = obj.section_by_name(".text")?;
-    let (text_off, text_size) = text.file_range()?;
-    let krate = path.file_stem()?.to_string_lossy().replace('-', "_");
-    let own = |n: &str| {
-        n == "main"
-            || n.trim_start_matches('<')
-                .strip_prefix(krate.as_str())
-                .is_some_and(|r| r.starts_with("::"))
-    };
-    let runtime = |n: &str| {
-        let n = n.trim_start_matches('<');
-        [
-            "std::", "core::", "alloc::", "__rust", "rust_", "_start", "__libc", "_init", "_fini",
-        ]
-        .iter()
-        .any(|p| n.starts_with(p))
-    };
-    // (has the prologue, is own code) for every function with a body.
-    let mut seen = Vec::new();
-    for sym in obj.symbols() {
-        if sym.kind() != object::SymbolKind::Text || sym.size() < 16 {
-            continue;
-        }
-        let demangled = format!("{:#}", rustc_demangle::demangle(sym.name().unwrap_or("")));
-        if runtime(&demangled) {
-            continue;
-        }
-        let Some(off) = sym
-            .address()
-            .checked_sub(text.address())
-            .filter(|o| *o < text_size)
-        else {
-            continue;
-        };
-        let at = (text_off + off) as usize;
-        let Some(head) = file.get(at..at + 8) else {
-            continue;
-        };
-        let body = if head.starts_with(&[0xf3, 0x0f, 0x1e, 0xfa]) {
-            &head[4..]
-        } else {
-            &head[..4]
-        };
-        seen.push((body.starts_with(&[0x55, 0x48, 0x89, 0xe5]), own(&demangled)));
-    }
-    let mine: Vec<bool> = seen.iter().filter(|(_, o)| *o).map(|(p, _)| *p).collect();
-    let pool: Vec<bool> = if mine.is_empty() {
-        seen.iter().map(|(p, _)| *p).collect()
-    } else {
-        mine
-    };
-    let with = pool.iter().filter(|p| **p).count();
-    // With frame pointers nearly every function has the prologue; without, only the few that
-    // need a frame for variable-size stack allocations.
-    (!pool.is_empty()).then_some(with * 2 > pool.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// This test binary is built with frame pointers (the workspace forces them).
-    #[test]
-    fn frame_pointer_detection_reads_prologues() {
-        let me = std::env::current_exe().unwrap();
-        assert_eq!(has_frame_pointers(&me), Some(true));
-        assert_eq!(
-            has_frame_pointers(std::path::Path::new("/nonexistent")),
-            None
-        );
-    }
 
     /// Unwinds this very thread from a copy of its own stack, as the kernel would send it.
     #[test]
@@ -283,7 +229,7 @@ mod tests {
         // SAFETY: [sp, sp+len) lies inside this thread's own stack mapping, read while this
         // frame is alive.
         let copy = unsafe { std::slice::from_raw_parts(sp as *const u8, len) }.to_vec();
-        let frames = u.unwind(ip, sp, bp, &copy);
+        let (frames, _) = u.unwind_ended(ip, sp, bp, &copy);
         assert!(frames.len() >= 3, "{frames:?}");
         assert!(matches!(frames[0], Addr::Ip(_)));
         assert!(frames[1..].iter().all(|f| matches!(f, Addr::Return(_))));

@@ -6,12 +6,12 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 use tracer_common::{
-    hist_bucket, map, Counter, InFlight, PhaseStats, SnapshotHeader, StackFrames, WaitKey,
-    WaitStats, WakeKey, WakeStats, NUM_COUNTERS, NUM_PHASES,
+    map, Counter, InFlight, PhaseStats, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats,
+    NUM_COUNTERS, NUM_PHASES,
 };
 
 use crate::attach::Tracer;
@@ -20,7 +20,13 @@ use crate::procfs::{thread_names, MapHistory};
 use crate::profile::StopReason;
 use crate::symbolize::Addr;
 use crate::units::{fmt_count, fmt_ns};
-use crate::unwind::SnapshotUnwinder;
+use crate::unwind::UnwindMode;
+
+mod new_stacks;
+mod snapshots;
+
+pub use new_stacks::{NewStacks, Reread};
+pub use snapshots::Snapshots;
 
 /// How often the progress line and the map/thread snapshots refresh.
 const TICK: Duration = Duration::from_millis(250);
@@ -48,88 +54,6 @@ pub struct Raw {
     pub dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>,
 }
 
-/// DWARF mode's stream: stack snapshots from the ring buffer, unwound as they arrive (the
-/// 16 KiB copies are never kept) and aggregated like the kernel's rows.
-pub struct Snapshots {
-    ring: AsyncFd<RingBuf<MapData>>,
-    unwinder: SnapshotUnwinder,
-    pub rows: HashMap<(WaitKey, Vec<Addr>), WaitStats>,
-    /// Refreshes of the module list triggered by unknown addresses, to bound their cost.
-    refreshed_at: Option<Instant>,
-}
-
-impl Snapshots {
-    /// Takes the ring buffer out of the loaded object (call inside the tokio runtime).
-    pub fn take(tracer: &mut Tracer, maps: &MapHistory) -> Result<Snapshots> {
-        let ring = RingBuf::try_from(
-            tracer
-                .ebpf
-                .take_map(map::SNAPSHOTS)
-                .context("SNAPSHOTS map")?,
-        )?;
-        let mut unwinder = SnapshotUnwinder::default();
-        unwinder.update(maps);
-        Ok(Snapshots {
-            // SAFETY: the RingBuf owns its fd and moves into the AsyncFd, so the fd stays open
-            // and the same for the AsyncFd's whole life.
-            ring: unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?,
-            unwinder,
-            rows: HashMap::new(),
-            refreshed_at: None,
-        })
-    }
-
-    /// Waits until snapshots are ready to read.
-    pub async fn ready(&self) -> Result<()> {
-        let mut guard = self.ring.readable().await?;
-        guard.clear_ready();
-        Ok(())
-    }
-
-    /// Unwinds and aggregates every snapshot waiting in the ring buffer.
-    pub fn drain(&mut self, pid: u32, maps: &mut MapHistory) {
-        const HDR: usize = std::mem::size_of::<SnapshotHeader>();
-        loop {
-            let ring = self.ring.get_mut();
-            let Some(item) = ring.next() else { break };
-            if item.len() < HDR {
-                continue;
-            }
-            // SAFETY: the record starts with a SnapshotHeader written by the kernel program:
-            // #[repr(C)], integers only, so any bytes are a valid value; read unaligned.
-            let hdr: SnapshotHeader =
-                unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SnapshotHeader>()) };
-            let len = (hdr.len as usize).min(item.len() - HDR);
-            let stack = &item[HDR..HDR + len];
-            let mut frames = self.unwinder.unwind(hdr.ip, hdr.sp, hdr.bp, stack);
-            // An address in no known module: a library loaded since the last look.
-            if frames.len() <= 1
-                && self
-                    .refreshed_at
-                    .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
-            {
-                self.refreshed_at = Some(Instant::now());
-                maps.refresh(pid);
-                self.unwinder.update(maps);
-                frames = self.unwinder.unwind(hdr.ip, hdr.sp, hdr.bp, stack);
-            }
-            drop(item);
-            let row = self.rows.entry((hdr.key, frames)).or_default();
-            row.count += 1;
-            row.total_ns += hdr.wait_ns;
-            row.max_ns = row.max_ns.max(hdr.wait_ns);
-            if let Some(b) = row.hist.get_mut(hist_bucket(hdr.wait_ns)) {
-                *b += 1;
-            }
-        }
-    }
-
-    /// New modules (called when the memory maps are re-read).
-    pub fn update_modules(&mut self, maps: &MapHistory) {
-        self.unwinder.update(maps);
-    }
-}
-
 /// The map's counters and the traced phase totals, read at the same instant.
 #[derive(Clone)]
 pub struct Snapshot {
@@ -153,7 +77,7 @@ pub async fn record(
     progress: bool,
     map: Option<&BundledMap>,
     from_exec: bool,
-    dwarf: bool,
+    unwind: UnwindMode,
 ) -> Result<Raw> {
     // The window starts now that every probe is live.
     let snap = |tracer: &Tracer, m: &BundledMap| -> Result<Snapshot> {
@@ -182,11 +106,11 @@ pub async fn record(
     let mut threads = BTreeMap::new();
     maps.refresh(pid);
     thread_names(pid, &mut threads);
-    let mut snapshots = if dwarf {
-        Some(Snapshots::take(tracer, &maps)?)
-    } else {
-        None
+    let mut snapshots = match unwind {
+        UnwindMode::FramePointers => None,
+        UnwindMode::FpCfi | UnwindMode::Dwarf => Some(Snapshots::take(tracer, &maps, unwind)?),
     };
+    let mut new_stacks = NewStacks::take(tracer)?;
 
     let exited = pidfd(pid)?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -213,11 +137,22 @@ pub async fn record(
                 }
             } => {
                 if let Some(s) = &mut snapshots {
-                    s.drain(pid, &mut maps);
+                    s.drain(pid, &mut maps, tracer);
+                }
+            }
+            Ok(()) = new_stacks.ready() => {
+                if new_stacks.check(pid, &mut maps, tracer) == Reread::Yes {
+                    if let Some(s) = &mut snapshots {
+                        s.update_modules(&maps);
+                    }
                 }
             }
             _ = tick.tick() => {
                 ticks += 1;
+                // Snapshots wake user space only when their ring fills up; drain on the clock.
+                if let Some(s) = &mut snapshots {
+                    s.drain(pid, &mut maps, tracer);
+                }
                 if ticks.is_multiple_of(MAPS_EVERY) {
                     maps.refresh(pid);
                     thread_names(pid, &mut threads);
@@ -266,7 +201,7 @@ pub async fn record(
     tracer.detach()?;
     // Snapshots of the last waits, sent before the tracepoints went away.
     if let Some(s) = &mut snapshots {
-        s.drain(pid, &mut maps);
+        s.drain(pid, &mut maps, tracer);
     }
     let mut raw = read(tracer, maps, threads, stop, elapsed)?;
     raw.dwarf = snapshots.map(|s| s.rows);

@@ -1,0 +1,121 @@
+//! snapshots: DWARF and `fp+cfi` modes' stream of stack snapshots from the ring buffer,
+//! unwound as they arrive (the copies are never kept), joined to the kernel's frame-pointer
+//! walk where the copy ran out, and aggregated like the kernel's rows.
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tracer_common::{hist_bucket, map, SnapshotHeader, StackFrames, WaitKey, WaitStats};
+
+use crate::attach::Tracer;
+use crate::procfs::MapHistory;
+use crate::symbolize::Addr;
+use crate::unwind::{stitch, Join, SnapshotUnwinder, UnwindMode};
+
+/// DWARF mode's stream: stack snapshots from the ring buffer, unwound as they arrive (the
+/// 16 KiB copies are never kept) and aggregated like the kernel's rows.
+pub struct Snapshots {
+    ring: AsyncFd<RingBuf<MapData>>,
+    unwinder: SnapshotUnwinder,
+    pub rows: HashMap<(WaitKey, Vec<Addr>), WaitStats>,
+    /// Refreshes of the module list triggered by unknown addresses, to bound their cost.
+    refreshed_at: Option<Instant>,
+    /// How a walk that ran out of copied stack joins the kernel's frame-pointer walk.
+    join: Join,
+    /// The kernel's frame-pointer walks by stack id, read once each.
+    kernel: HashMap<u64, Vec<u64>>,
+}
+
+impl Snapshots {
+    /// Takes the ring buffer out of the loaded object (call inside the tokio runtime).
+    pub fn take(tracer: &mut Tracer, maps: &MapHistory, mode: UnwindMode) -> Result<Snapshots> {
+        let ring = RingBuf::try_from(
+            tracer
+                .ebpf
+                .take_map(map::SNAPSHOTS)
+                .context("SNAPSHOTS map")?,
+        )?;
+        let mut unwinder = SnapshotUnwinder::default();
+        unwinder.update(maps);
+        Ok(Snapshots {
+            // SAFETY: the RingBuf owns its fd and moves into the AsyncFd, so the fd stays open
+            // and the same for the AsyncFd's whole life.
+            ring: unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?,
+            unwinder,
+            rows: HashMap::new(),
+            refreshed_at: None,
+            join: match mode {
+                UnwindMode::FpCfi => Join::Always,
+                UnwindMode::Dwarf | UnwindMode::FramePointers => Join::OnlyWhereAligned,
+            },
+            kernel: HashMap::new(),
+        })
+    }
+
+    /// Waits until snapshots are ready to read.
+    pub async fn ready(&self) -> Result<()> {
+        let mut guard = self.ring.readable().await?;
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Unwinds and aggregates every snapshot waiting in the ring buffer. A walk that ran out
+    /// of copied stack is joined to the kernel's frame-pointer walk of the same wait (read
+    /// from `tracer`'s stack map).
+    pub fn drain(&mut self, pid: u32, maps: &mut MapHistory, tracer: &Tracer) {
+        let stacks: Option<BpfHashMap<&MapData, u64, StackFrames>> = tracer
+            .ebpf
+            .map(map::STACKS)
+            .and_then(|m| BpfHashMap::try_from(m).ok());
+        const HDR: usize = std::mem::size_of::<SnapshotHeader>();
+        loop {
+            let ring = self.ring.get_mut();
+            let Some(item) = ring.next() else { break };
+            if item.len() < HDR {
+                continue;
+            }
+            // SAFETY: the record starts with a SnapshotHeader written by the kernel program:
+            // #[repr(C)], integers only, so any bytes are a valid value; read unaligned.
+            let hdr: SnapshotHeader =
+                unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SnapshotHeader>()) };
+            let len = (hdr.len as usize).min(item.len() - HDR);
+            let stack = &item[HDR..HDR + len];
+            let mut walk = self.unwinder.unwind_ended(hdr.ip, hdr.sp, hdr.bp, stack);
+            // An address in no known module: a library loaded since the last look.
+            if walk.0.len() <= 1
+                && self
+                    .refreshed_at
+                    .is_none_or(|t| t.elapsed() > Duration::from_millis(100))
+            {
+                self.refreshed_at = Some(Instant::now());
+                maps.refresh(pid);
+                self.unwinder.update(maps);
+                walk = self.unwinder.unwind_ended(hdr.ip, hdr.sp, hdr.bp, stack);
+            }
+            drop(item);
+            let id = hdr.key.stack_id;
+            let kernel = self.kernel.entry(id).or_insert_with(|| {
+                stacks
+                    .as_ref()
+                    .and_then(|m| m.get(&id, 0).ok())
+                    .map(|s| s.frames[..(s.len as usize).min(s.frames.len())].to_vec())
+                    .unwrap_or_default()
+            });
+            let frames = stitch(walk.0, walk.1, kernel, self.join);
+            let row = self.rows.entry((hdr.key, frames)).or_default();
+            row.count += 1;
+            row.total_ns += hdr.wait_ns;
+            row.max_ns = row.max_ns.max(hdr.wait_ns);
+            if let Some(b) = row.hist.get_mut(hist_bucket(hdr.wait_ns)) {
+                *b += 1;
+            }
+        }
+    }
+
+    /// New modules (called when the memory maps are re-read).
+    pub fn update_modules(&mut self, maps: &MapHistory) {
+        self.unwinder.update(maps);
+    }
+}

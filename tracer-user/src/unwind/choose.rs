@@ -1,0 +1,219 @@
+//! choose: which unwinder a recording uses, and why (`--unwind auto` decides from the files).
+//!
+//! - `fp`: the kernel's frame-pointer walk. Right when the program *and* the library code on
+//!   its lock paths keep frame pointers (Rust programs: std's futex paths keep them and call
+//!   only glibc's `syscall()`, a leaf whose caller is put back from the word at SP).
+//! - `fp+cfi`: the program keeps frame pointers but calls glibc's blocking primitives
+//!   (`pthread_mutex_lock`, `pthread_cond_wait`, …) and this glibc has none (Debian, Ubuntu ≤
+//!   22.04). The walk from `rbp` would skip the program's function that took the lock. A 4 KiB
+//!   stack copy is unwound with CFI through the frameless frames and joined to the kernel walk.
+//! - `dwarf`: the program keeps no frame pointers: a 16 KiB copy unwound with CFI.
+use std::path::{Path, PathBuf};
+
+use tracer_common::SNAPSHOT_SMALL_BYTES;
+
+use super::prologue::{export_opens_frame, imports, prologues};
+use crate::cli::Unwind;
+use crate::procfs::Target;
+
+/// The unwinder of a recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnwindMode {
+    FramePointers,
+    FpCfi,
+    Dwarf,
+}
+
+impl UnwindMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnwindMode::FramePointers => "fp",
+            UnwindMode::FpCfi => "fp+cfi",
+            UnwindMode::Dwarf => "dwarf",
+        }
+    }
+}
+
+/// The mode, the bytes of stack the kernel copies per wait (0 in `fp`), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnwindPlan {
+    pub mode: UnwindMode,
+    pub snapshot_bytes: u32,
+    pub why: String,
+}
+
+/// glibc's blocking primitives: a program that imports one waits inside frameless glibc code.
+const GLIBC_BLOCKING: [&str; 16] = [
+    "pthread_mutex_lock",
+    "pthread_mutex_timedlock",
+    "pthread_mutex_clocklock",
+    "pthread_rwlock_rdlock",
+    "pthread_rwlock_wrlock",
+    "pthread_rwlock_timedrdlock",
+    "pthread_rwlock_timedwrlock",
+    "pthread_rwlock_clockrdlock",
+    "pthread_rwlock_clockwrlock",
+    "pthread_cond_wait",
+    "pthread_cond_timedwait",
+    "pthread_cond_clockwait",
+    "sem_wait",
+    "sem_timedwait",
+    "sem_clockwait",
+    "pthread_barrier_wait",
+];
+
+/// Where glibc lives when the target's maps do not say (a command not started yet).
+const LIBC_PATHS: [&str; 4] = [
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib64/libc.so.6",
+    "/usr/lib64/libc.so.6",
+];
+
+/// The C library a live target has mapped, else the system's.
+fn libc_of(pid: u32) -> Option<PathBuf> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mapped = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| {
+            Path::new(p)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libc.so"))
+        })
+        .map(PathBuf::from);
+    mapped.or_else(|| LIBC_PATHS.iter().map(PathBuf::from).find(|p| p.exists()))
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// The plan for `unwind` on `target`.
+pub fn choose(unwind: Unwind, target: &Target) -> UnwindPlan {
+    let plan = |mode, snapshot_bytes, why: String| UnwindPlan {
+        mode,
+        snapshot_bytes,
+        why,
+    };
+    let bytes = match unwind {
+        Unwind::FramePointers => {
+            return plan(UnwindMode::FramePointers, 0, "--unwind fp".into());
+        }
+        Unwind::Dwarf(bytes) => return plan(UnwindMode::Dwarf, bytes, "--unwind dwarf".into()),
+        Unwind::Auto(bytes) => bytes,
+    };
+    // Go on amd64 always keeps frame pointers, set up after its stack-growth check (so the
+    // prologue test would miss them), and makes its futex calls from its own code.
+    if let Some(go) = &target.go {
+        return plan(
+            UnwindMode::FramePointers,
+            0,
+            format!("auto: {go} keeps frame pointers"),
+        );
+    }
+    let Some(exe) = target.exe.as_deref() else {
+        return plan(
+            UnwindMode::FramePointers,
+            0,
+            "auto: executable unreadable".into(),
+        );
+    };
+    let name = file_name(exe);
+    let Some(own) = prologues(exe) else {
+        return plan(
+            UnwindMode::FramePointers,
+            0,
+            format!("auto: cannot read {name}'s code"),
+        );
+    };
+    if !own.keeps_frame_pointers() {
+        return plan(
+            UnwindMode::Dwarf,
+            bytes,
+            format!("auto: {name} has no frame pointers — {}", own.describe()),
+        );
+    }
+    let imported = imports(exe);
+    let blocking = GLIBC_BLOCKING
+        .iter()
+        .find(|f| imported.iter().any(|i| i == *f));
+    if let (Some(f), Some(libc)) = (blocking, libc_of(target.tgid)) {
+        if export_opens_frame(&libc, f) == Some(false) {
+            return plan(
+                UnwindMode::FpCfi,
+                SNAPSHOT_SMALL_BYTES as u32,
+                format!(
+                    "auto: {name} keeps frame pointers but calls {f}, which {} runs without them",
+                    file_name(&libc)
+                ),
+            );
+        }
+    }
+    plan(
+        UnwindMode::FramePointers,
+        0,
+        format!("auto: {name} keeps frame pointers — {}", own.describe()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::procfs::tests::target;
+
+    fn with_exe(exe: Option<&str>, go: Option<&str>) -> Target {
+        Target {
+            exe: exe.map(PathBuf::from),
+            go: go.map(String::from),
+            ..target()
+        }
+    }
+
+    #[test]
+    fn explicit_modes_are_kept() {
+        let none = with_exe(None, None);
+        assert_eq!(
+            choose(Unwind::FramePointers, &none).mode,
+            UnwindMode::FramePointers
+        );
+        let d = choose(Unwind::Dwarf(8192), &none);
+        assert_eq!((d.mode, d.snapshot_bytes), (UnwindMode::Dwarf, 8192));
+    }
+
+    #[test]
+    fn auto_keeps_the_frame_walk_where_it_is_right() {
+        // This test binary has frame pointers (the workspace forces them) and, being Rust,
+        // imports none of glibc's blocking primitives.
+        let me = std::env::current_exe().unwrap();
+        let p = choose(Unwind::Auto(16384), &with_exe(me.to_str(), None));
+        assert_eq!((p.mode, p.snapshot_bytes), (UnwindMode::FramePointers, 0));
+        assert!(p.why.contains("keeps frame pointers"), "{}", p.why);
+        // Unreadable: keep the cheap mode rather than guess, and say so.
+        let gone = choose(Unwind::Auto(16384), &with_exe(Some("/nonexistent"), None));
+        assert_eq!(gone.mode, UnwindMode::FramePointers);
+        assert!(gone.why.contains("cannot read"), "{}", gone.why);
+        // Go keeps frame pointers even though its prologue starts with the stack check.
+        let go = choose(
+            Unwind::Auto(16384),
+            &with_exe(Some("/nonexistent"), Some("go1.19.8")),
+        );
+        assert_eq!(go.mode, UnwindMode::FramePointers);
+    }
+
+    /// Debian's stripped binaries: no `.symtab`, so the decision comes from `.eh_frame_hdr`.
+    #[test]
+    fn stripped_system_binaries_are_read_from_their_cfi() {
+        for exe in ["/usr/bin/pigz", "/usr/bin/rg", "/bin/ls"] {
+            if !Path::new(exe).exists() {
+                continue;
+            }
+            let p = choose(Unwind::Auto(16384), &with_exe(Some(exe), None));
+            assert_eq!(p.mode, UnwindMode::Dwarf, "{exe}: {}", p.why);
+            assert!(p.why.contains(".eh_frame"), "{exe}: {}", p.why);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Root integration tests of stacks on binaries built the ways distributions build them:
+//! frame pointers in the program but none in glibc (Debian's default), stripped binaries
+//! with only `.eh_frame`, and programs too short-lived for a periodic read of their maps.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use common::*;
+
+/// Builds workloads/c/pthread_contend.c with `flags` (and strips it when asked).
+fn build_c(name: &str, flags: &[&str], strip: Strip) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/c/pthread_contend.c");
+    let bin = tmp(name);
+    let cc = Command::new("gcc")
+        .args(flags)
+        .args(["-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("gcc is needed to build the C workload");
+    assert!(cc.status.success(), "gcc: {}", text(&cc.stderr));
+    if strip == Strip::Yes {
+        let s = Command::new("strip").arg("-s").arg(&bin).output().unwrap();
+        assert!(s.status.success(), "strip: {}", text(&s.stderr));
+    }
+    bin
+}
+
+#[derive(PartialEq)]
+enum Strip {
+    Yes,
+    No,
+}
+
+/// `lockscope record -- BIN ARGS` with `extra` options; returns (profile, stdout, stderr).
+fn launch(name: &str, bin: &Path, args: &[&str], extra: &[&str]) -> (Value, String, String) {
+    let out_path = tmp(&format!("{name}.json"));
+    let out = lockscope()
+        .args(["record", "-o"])
+        .arg(&out_path)
+        .args(extra)
+        .arg("--")
+        .arg(bin)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    (load(&out_path), text(&out.stdout), text(&out.stderr))
+}
+
+/// The first data row of `--by function`: where the program took the hottest lock.
+fn first_function(stdout: &str) -> String {
+    stdout
+        .lines()
+        .skip_while(|l| !l.contains("function"))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no function row in: {stdout}"))
+        .to_string()
+}
+
+/// Frame names of the hottest stack.
+fn top_names(p: &Value) -> Vec<String> {
+    let tops = stack_totals(p);
+    assert!(!tops.is_empty(), "no waits recorded");
+    frame_names(p, tops[0].0)
+}
+
+/// Frame pointers in the program, none in Debian's glibc: a frame walk from `rbp` in
+/// `pthread_mutex_lock` skips `contended_site` and blames `worker`. The default finds it.
+#[test]
+fn frames_in_the_program_and_none_in_glibc_keep_the_lock_site() {
+    if !can_trace() {
+        return;
+    }
+    let bin = build_c("pthread_fp", &["-O2", "-fno-omit-frame-pointer"], Strip::No);
+    let (p, out, _) = launch("c-fp-auto", &bin, &["4", "1"], &["--by", "function"]);
+    assert_eq!(
+        p["meta"]["unwind"], "fp+cfi",
+        "{}",
+        p["meta"]["unwind_note"]
+    );
+    let note = p["meta"]["unwind_note"].as_str().unwrap();
+    assert!(note.contains("pthread_mutex_lock"), "{note}");
+    assert!(out.contains("unwind fp+cfi (auto:"), "{out}");
+    assert_eq!(first_function(&out), "contended_site", "{out}");
+    let names = top_names(&p);
+    for want in [
+        "___pthread_mutex_lock",
+        "contended_site",
+        "worker",
+        "start_thread",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want}: {names:#?}");
+    }
+    // The frame walk alone, on the same program, blames the caller: what the default fixes.
+    let (_, fp_out, _) = launch(
+        "c-fp-forced",
+        &bin,
+        &["4", "1"],
+        &["--by", "function", "--unwind", "fp"],
+    );
+    assert_eq!(first_function(&fp_out), "worker", "{fp_out}");
+}
+
+/// A stripped program without frame pointers has no `.symtab` to read prologues from; the
+/// decision comes from `.eh_frame_hdr`'s function starts, and the stack still reaches
+/// `start_thread`.
+#[test]
+fn stripped_programs_without_frame_pointers_get_dwarf() {
+    if !can_trace() {
+        return;
+    }
+    let bin = build_c(
+        "pthread_stripped",
+        &["-O2", "-fomit-frame-pointer"],
+        Strip::Yes,
+    );
+    let (p, out, _) = launch("c-stripped", &bin, &["4", "1"], &[]);
+    assert_eq!(p["meta"]["unwind"], "dwarf");
+    let note = p["meta"]["unwind_note"].as_str().unwrap();
+    assert!(note.contains(".eh_frame"), "{note}");
+    assert!(out.contains("has no frame pointers"), "{out}");
+    let names = top_names(&p);
+    assert!(names.iter().any(|n| n == "start_thread"), "{names:#?}");
+}
+
+/// Every frame of every stack lies in an executable mapping of the target, whatever the
+/// unwinder: a frame walk through a program without frame pointers is cut, not shown.
+#[test]
+fn every_frame_is_code_of_the_target() {
+    if !can_trace() {
+        return;
+    }
+    let bin = build_c("pthread_nofp", &["-O2", "-fomit-frame-pointer"], Strip::No);
+    let (p, out, _) = launch("c-nofp-fp", &bin, &["4", "1"], &["--unwind", "fp"]);
+    let cut = p["losses"]["stacks_cut"].as_u64().unwrap();
+    assert!(
+        cut > 0,
+        "a walk through frameless code should have been cut: {out}"
+    );
+    assert!(out.contains("stacks cut at an impossible frame"), "{out}");
+    for s in p["stacks"].as_array().unwrap() {
+        for f in s["frames"].as_array().unwrap() {
+            assert!(
+                f["module"].is_u64(),
+                "a frame outside every module: {f} in {s}"
+            );
+        }
+    }
+}
+
+/// A program that lives a fraction of a second, launched with `record --`: glibc is mapped
+/// by the dynamic loader after exec, long before a periodic read. Its frames still resolve.
+#[test]
+fn short_lived_programs_keep_their_library_frames() {
+    if !can_trace() {
+        return;
+    }
+    let bin = build_c(
+        "pthread_short",
+        &["-O2", "-fno-omit-frame-pointer"],
+        Strip::No,
+    );
+    let (p, out, _) = launch("c-short", &bin, &["4", "0.3"], &["--unwind", "fp"]);
+    let modules: Vec<&str> = p["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["path"].as_str())
+        .collect();
+    assert!(
+        modules.iter().any(|m| m.contains("libc.so")),
+        "{modules:?}\n{out}"
+    );
+    let names = top_names(&p);
+    assert!(
+        names.iter().any(|n| n.contains("pthread_mutex_lock")),
+        "{names:#?}"
+    );
+}
