@@ -77,11 +77,12 @@ fn a_rust_build_without_frame_pointers_unwinds_to_the_thread_entry() {
     // auto sees the missing frame pointers and unwinds with DWARF CFI instead.
     let (full, out) = launch("nofp-auto", &nofp_bin("lockdemo"), &args, &[]);
     assert_eq!(full["meta"]["unwind"], "dwarf");
-    assert_eq!(
-        full["meta"]["unwind_note"],
-        "auto: lockdemo has no frame pointers"
+    let note = full["meta"]["unwind_note"].as_str().unwrap();
+    assert!(
+        note.starts_with("auto: lockdemo has no frame pointers — "),
+        "{note}"
     );
-    assert!(out.contains("unwind dwarf (auto: lockdemo has no frame pointers)"));
+    assert!(out.contains("unwind dwarf (auto: lockdemo has no frame pointers"));
     let names = top_names(&full);
     for want in [
         "lockdemo::contended_lock_site",
@@ -98,7 +99,11 @@ fn a_rust_build_without_frame_pointers_unwinds_to_the_thread_entry() {
     assert_eq!(names.first().map(String::as_str), Some("syscall"));
     assert_eq!(blamed(&out), blamed(&fp_out));
     for (k, v) in full["losses"].as_object().unwrap() {
-        assert_eq!(v.as_u64(), Some(0), "lost: {k}");
+        // Wakers are still walked by frame pointers, and through this program's frameless
+        // code that walk reads garbage: those stacks are cut (and counted), not lost.
+        if k != "stacks_cut" {
+            assert_eq!(v.as_u64(), Some(0), "lost: {k}");
+        }
     }
     // Every wait that slept has a snapshot stack: no row is left under a cut-short stack.
     let total: u64 = stack_totals(&full).iter().map(|t| t.1).sum();

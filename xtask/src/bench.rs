@@ -25,12 +25,12 @@ const LINGER_S: f64 = 0.5;
 /// Work outside the lock that makes `lockdemo` moderately contended (~10k wait calls/s here).
 const MODERATE_OUTSIDE: &str = "110";
 
-struct Workload {
-    name: String,
+pub(crate) struct Workload {
+    pub(crate) name: String,
     /// A Go program (the goroutine-uprobe comparison runs only on these).
-    go: bool,
+    pub(crate) go: bool,
     /// Binary and arguments; `--start-delay`, `--linger` and the run length are added.
-    argv: Vec<String>,
+    pub(crate) argv: Vec<String>,
 }
 
 fn workloads(bin: &Path, secs: f64) -> Vec<Workload> {
@@ -92,23 +92,25 @@ fn workloads(bin: &Path, secs: f64) -> Vec<Workload> {
 
 /// lockscope's own cost and view of one run.
 #[derive(Debug, Clone, Default)]
-struct LockscopeRun {
-    cpu_s: f64,
-    wall_s: f64,
+pub(crate) struct LockscopeRun {
+    pub(crate) cpu_s: f64,
+    pub(crate) wall_s: f64,
     max_rss_kib: u64,
     attach_ms: f64,
     events: u64,
     /// Events not counted at all (full maps).
     lost: u64,
     /// DWARF mode: waits whose snapshot was dropped (they keep a frame-pointer stack).
-    snapshots_dropped: u64,
+    pub(crate) snapshots_dropped: u64,
     /// Waits that slept, all rows.
-    waits: u64,
+    pub(crate) waits: u64,
+    /// The unwinder the recording used (`fp`, `fp+cfi`, `dwarf`).
+    pub(crate) unwind: String,
 }
 
-struct Sample {
-    throughput: f64,
-    lockscope: Option<LockscopeRun>,
+pub(crate) struct Sample {
+    pub(crate) throughput: f64,
+    pub(crate) lockscope: Option<LockscopeRun>,
     /// bpftrace count-only's count of futex calls, when it ran.
     bpftrace_count: Option<u64>,
 }
@@ -138,7 +140,12 @@ fn throughput(out: &str) -> Result<f64> {
         .context("no throughput in the workload's JSON")
 }
 
-fn run_once(w: &Workload, tracer: Tracer, lockscope: &Path, tmp: &Path) -> Result<Sample> {
+pub(crate) fn run_once(
+    w: &Workload,
+    tracer: Tracer,
+    lockscope: &Path,
+    tmp: &Path,
+) -> Result<Sample> {
     let t0 = Instant::now();
     let workload = spawn_workload(w)?;
     let pid = workload.id();
@@ -172,7 +179,8 @@ fn run_once(w: &Workload, tracer: Tracer, lockscope: &Path, tmp: &Path) -> Resul
         Tracer::Lockscope
         | Tracer::LockscopeDwarf
         | Tracer::LockscopeAllPhases
-        | Tracer::LockscopeNoGoUprobes => {
+        | Tracer::LockscopeNoGoUprobes
+        | Tracer::LockscopeAuto => {
             let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
             let lost = [
                 "wait_map_full",
@@ -195,6 +203,7 @@ fn run_once(w: &Workload, tracer: Tracer, lockscope: &Path, tmp: &Path) -> Resul
                 waits: p["waits"].as_array().map_or(0, |w| {
                     w.iter().map(|r| r["count"].as_u64().unwrap_or(0)).sum()
                 }),
+                unwind: p["meta"]["unwind"].as_str().unwrap_or("").to_string(),
             });
         }
         Tracer::BpftraceCount => {
@@ -208,7 +217,7 @@ fn run_once(w: &Workload, tracer: Tracer, lockscope: &Path, tmp: &Path) -> Resul
     Ok(sample)
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }

@@ -1,6 +1,7 @@
 //! Build, demo and test orchestration: `cargo xtask setup|demo|test`.
 mod bench;
 mod bench_map;
+mod bench_unwind;
 mod demo;
 mod go;
 mod run;
@@ -52,6 +53,16 @@ enum Task {
         #[arg(long, default_value_t = 2.0)]
         secs: f64,
     },
+    /// Benchmark the unwinders (`--unwind fp`, the default, `--unwind dwarf`) on C programs
+    /// built with and without frame pointers and on the Rust futex storm.
+    BenchUnwind {
+        /// Rounds per workload and tracer (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds per run.
+        #[arg(long, default_value_t = 2.0)]
+        secs: f64,
+    },
     /// Benchmark the bundled map against RwLock<HashMap>, Mutex<HashMap> and dashmap.
     BenchMap {
         /// Rounds per map and preset (the median is reported).
@@ -77,6 +88,7 @@ fn main() {
         Task::BuildGo => crate::setup::run().and_then(|()| go::build().map(|_| ())),
         Task::BenchMap { rounds, secs } => bench_map::run(rounds, secs),
         Task::Bench { rounds, secs } => bench::run(rounds, secs),
+        Task::BenchUnwind { rounds, secs } => bench_unwind::run(rounds, secs),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

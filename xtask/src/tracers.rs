@@ -27,6 +27,8 @@ pub(crate) enum Tracer {
     PerfCount,
     /// lockscope without its goroutine uprobes (Go workloads only): what those cost.
     LockscopeNoGoUprobes,
+    /// lockscope as a user runs it: `--unwind auto` picks the mode from the binaries.
+    LockscopeAuto,
 }
 
 pub(crate) const TRACERS: [Tracer; 8] = [
@@ -60,6 +62,7 @@ impl Tracer {
             Tracer::BpftraceCount => "bpftrace count-only",
             Tracer::PerfCount => "perf stat count-only",
             Tracer::LockscopeNoGoUprobes => "lockscope, --go-uprobes off",
+            Tracer::LockscopeAuto => "lockscope (auto)",
         }
     }
 }
@@ -107,7 +110,8 @@ pub(crate) fn start_tracer(
         Tracer::Lockscope
         | Tracer::LockscopeDwarf
         | Tracer::LockscopeAllPhases
-        | Tracer::LockscopeNoGoUprobes => (
+        | Tracer::LockscopeNoGoUprobes
+        | Tracer::LockscopeAuto => (
             Command::new(lockscope)
                 .args([
                     "record",
@@ -123,6 +127,7 @@ pub(crate) fn start_tracer(
                     Tracer::LockscopeAllPhases => &["--phase-probes", "all", "--unwind", "fp"][..],
                     Tracer::LockscopeDwarf => &["--unwind", "dwarf"][..],
                     Tracer::LockscopeNoGoUprobes => &["--unwind", "fp", "--go-uprobes", "off"][..],
+                    Tracer::LockscopeAuto => &[][..],
                     _ => &["--unwind", "fp"][..],
                 })
                 .stdout(Stdio::null())
