@@ -55,11 +55,12 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     target.go = target.exe.as_deref().and_then(golang::go_version);
     let plan = unwind::choose(opts.unwind, &target);
     let snapshot_bytes = plan.snapshot_bytes;
-    if plan.mode != unwind::UnwindMode::FramePointers {
+    if let (unwind::UnwindMode::FpCfi | unwind::UnwindMode::Dwarf, Some(why)) =
+        (plan.mode, &plan.why)
+    {
         eprintln!(
-            "lockscope: unwinding {} ({}; --unwind fp forces the frame walk)",
-            plan.mode.name(),
-            plan.why
+            "lockscope: unwinding {} ({why}; --unwind fp forces the frame walk)",
+            plan.mode.name()
         );
     }
     let mut go_probes = 0;
@@ -147,7 +148,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
     profile.meta.attach_ns = attach_ns;
     profile.meta.unwind = plan.mode.name().into();
-    profile.meta.unwind_note = Some(plan.why);
+    profile.meta.unwind_note = plan.why;
     if let Some(g) = &mut profile.go {
         g.goroutine_probes = go_probes;
     }

@@ -34,12 +34,13 @@ impl UnwindMode {
     }
 }
 
-/// The mode, the bytes of stack the kernel copies per wait (0 in `fp`), and why.
+/// The mode, the bytes of stack the kernel copies per wait (0 in `fp`), and why `auto` chose
+/// it (`None` when the user did).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnwindPlan {
     pub mode: UnwindMode,
     pub snapshot_bytes: u32,
-    pub why: String,
+    pub why: Option<String>,
 }
 
 /// glibc's blocking primitives: a program that imports one waits inside frameless glibc code.
@@ -97,13 +98,23 @@ pub fn choose(unwind: Unwind, target: &Target) -> UnwindPlan {
     let plan = |mode, snapshot_bytes, why: String| UnwindPlan {
         mode,
         snapshot_bytes,
-        why,
+        why: Some(why),
     };
     let bytes = match unwind {
         Unwind::FramePointers => {
-            return plan(UnwindMode::FramePointers, 0, "--unwind fp".into());
+            return UnwindPlan {
+                mode: UnwindMode::FramePointers,
+                snapshot_bytes: 0,
+                why: None,
+            };
         }
-        Unwind::Dwarf(bytes) => return plan(UnwindMode::Dwarf, bytes, "--unwind dwarf".into()),
+        Unwind::Dwarf(bytes) => {
+            return UnwindPlan {
+                mode: UnwindMode::Dwarf,
+                snapshot_bytes: bytes,
+                why: None,
+            };
+        }
         Unwind::Auto(bytes) => bytes,
     };
     // Go on amd64 always keeps frame pointers, set up after its stack-growth check (so the
@@ -182,6 +193,7 @@ mod tests {
         );
         let d = choose(Unwind::Dwarf(8192), &none);
         assert_eq!((d.mode, d.snapshot_bytes), (UnwindMode::Dwarf, 8192));
+        assert_eq!(d.why, None, "the user's own choice needs no explanation");
     }
 
     #[test]
@@ -191,11 +203,13 @@ mod tests {
         let me = std::env::current_exe().unwrap();
         let p = choose(Unwind::Auto(16384), &with_exe(me.to_str(), None));
         assert_eq!((p.mode, p.snapshot_bytes), (UnwindMode::FramePointers, 0));
-        assert!(p.why.contains("keeps frame pointers"), "{}", p.why);
+        let why = p.why.unwrap();
+        assert!(why.contains("keeps frame pointers"), "{why}");
         // Unreadable: keep the cheap mode rather than guess, and say so.
         let gone = choose(Unwind::Auto(16384), &with_exe(Some("/nonexistent"), None));
         assert_eq!(gone.mode, UnwindMode::FramePointers);
-        assert!(gone.why.contains("cannot read"), "{}", gone.why);
+        let why = gone.why.unwrap();
+        assert!(why.contains("cannot read"), "{why}");
         // Go keeps frame pointers even though its prologue starts with the stack check.
         let go = choose(
             Unwind::Auto(16384),
@@ -212,8 +226,9 @@ mod tests {
                 continue;
             }
             let p = choose(Unwind::Auto(16384), &with_exe(Some(exe), None));
-            assert_eq!(p.mode, UnwindMode::Dwarf, "{exe}: {}", p.why);
-            assert!(p.why.contains(".eh_frame"), "{exe}: {}", p.why);
+            let why = p.why.unwrap_or_default();
+            assert_eq!(p.mode, UnwindMode::Dwarf, "{exe}: {why}");
+            assert!(why.contains(".eh_frame"), "{exe}: {why}");
         }
     }
 }
