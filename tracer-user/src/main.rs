@@ -14,11 +14,13 @@ mod collect;
 mod golang;
 mod launch;
 mod locks;
+mod output;
 mod preflight;
 mod procfs;
 mod profile;
 mod record;
 mod render;
+mod sanitize;
 mod symbolize;
 mod top;
 mod units;
@@ -31,7 +33,7 @@ use anyhow::bail;
 use clap::Parser;
 
 use cli::{Cli, Command, ReportOptions};
-use profile::PendingOutput;
+use output::{Limited, PendingOutput};
 use render::use_color;
 
 fn main() -> ExitCode {
@@ -55,7 +57,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("lockscope: {e:#}");
+            // Errors can quote a target's name or a profile's contents.
+            eprintln!("lockscope: {}", sanitize::term_safe(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -72,11 +75,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `lockscope report`: load, render, write (atomically, when to a file).
 fn report(opts: &ReportOptions) -> anyhow::Result<()> {
     let profile = profile::load(&opts.profile)?;
+    // Output in proportion to the input: 64× the profile's size (and 16 MiB for tiny ones).
+    let limit = std::fs::metadata(&opts.profile).map_or(0, |m| m.len()) * 64 + (16 << 20);
     match &opts.output {
         Some(path) => {
             let out = PendingOutput::reserve_for("report", path)?;
             let r = opts.format.renderer(opts.view, false);
-            out.commit_with(|w| Ok(r.render(&profile, w)?))
+            out.commit_with(|w| {
+                let mut w = Limited {
+                    inner: w,
+                    left: limit,
+                };
+                Ok(r.render(&profile, &mut w)?)
+            })
         }
         None => {
             let stdout = std::io::stdout();
@@ -87,7 +98,10 @@ fn report(opts: &ReportOptions) -> anyhow::Result<()> {
                     opts.format.name()
                 );
             }
-            let mut out = stdout.lock();
+            let mut out = Limited {
+                inner: stdout.lock(),
+                left: limit,
+            };
             let r = opts.format.renderer(opts.view, use_color(tty));
             match r.render(&profile, &mut out).and_then(|()| out.flush()) {
                 // `lockscope report … | head` is not an error.

@@ -35,6 +35,53 @@ pub fn check_privileges() -> Result<()> {
     Ok(())
 }
 
+/// The four ids (real, effective, saved, filesystem) of a `Uid:` or `Gid:` line of
+/// /proc/PID/status.
+fn ids(status: &str, key: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| {
+            v.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a caller with real ids (`uid`, `gid`) may read a process as the kernel's ptrace
+/// access check would let that user, without the capabilities lockscope runs with: the
+/// process runs as that user and group throughout (no setuid/setgid transition), and is
+/// dumpable (a non-dumpable process's /proc files belong to root: `owner`).
+pub fn user_may_trace(uid: u32, gid: u32, status: &str, owner: u32) -> bool {
+    let uids = ids(status, "Uid:");
+    let gids = ids(status, "Gid:");
+    uid == 0
+        || (!uids.is_empty()
+            && uids.iter().all(|&u| u == uid)
+            && gids.iter().all(|&g| g == gid)
+            && owner == uid)
+}
+
+/// A caller that is not root (capabilities granted by `setcap`) may trace only what it could
+/// ptrace itself: the capabilities let lockscope load eBPF, not read other users' processes.
+pub fn check_may_trace(pid: u32) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid and getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    if uid == 0 {
+        return Ok(());
+    }
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let owner = fs::metadata(format!("/proc/{pid}")).map_or(0, |m| m.uid());
+    if !user_may_trace(uid, gid, &status, owner) {
+        bail!(
+            "you (uid {uid}) may not trace PID {pid}: it runs as another user, or changed ids, or is not dumpable; run lockscope as root or as that process's user"
+        );
+    }
+    Ok(())
+}
+
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// Tracepoints attach through tracefs; some systems never mount it. Mount it if we can.
@@ -88,5 +135,19 @@ mod tests {
         let root = "Name:\tx\nCapEff:\t000001ffffffffff\n";
         assert!(can_trace(effective_caps(root)));
         assert!(!can_trace(effective_caps("CapEff:\t0000000000000000\n")));
+    }
+
+    #[test]
+    fn ptrace_rules_for_users() {
+        let mine = "Uid:\t1000\t1000\t1000\t1000\nGid:\t1000\t1000\t1000\t1000\n";
+        assert!(user_may_trace(1000, 1000, mine, 1000));
+        // Another user's process, a setuid transition, a non-dumpable process.
+        assert!(!user_may_trace(1001, 1001, mine, 1000));
+        let setuid = "Uid:\t1000\t0\t0\t0\nGid:\t1000\t1000\t1000\t1000\n";
+        assert!(!user_may_trace(1000, 1000, setuid, 1000));
+        assert!(!user_may_trace(1000, 1000, mine, 0));
+        // Root may; an unreadable status says nothing, so no.
+        assert!(user_may_trace(0, 0, mine, 1000));
+        assert!(!user_may_trace(1000, 1000, "", 1000));
     }
 }

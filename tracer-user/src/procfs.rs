@@ -70,12 +70,19 @@ pub fn target(pid: u32) -> Result<Target> {
             stat.comm
         );
     }
-    if stat.is_zombie() {
-        bail!(
-            "PID {pid} ({}) is a zombie: it has exited and runs no more",
-            stat.comm
-        );
-    }
+    // A leader that called pthread_exit is a zombie while its other threads run on: that
+    // process is alive, read through one of its live threads.
+    let live = if stat.is_zombie() {
+        match live_task(pid) {
+            Some(t) => t,
+            None => bail!(
+                "PID {pid} ({}) is a zombie: it has exited and runs no more",
+                stat.comm
+            ),
+        }
+    } else {
+        pid
+    };
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let tgid = status
         .lines()
@@ -92,9 +99,26 @@ pub fn target(pid: u32) -> Result<Target> {
     Ok(Target {
         tgid,
         comm,
-        exe: fs::read_link(format!("/proc/{tgid}/exe")).ok(),
+        exe: fs::read_link(format!("/proc/{tgid}/exe"))
+            .or_else(|_| fs::read_link(format!("/proc/{tgid}/task/{live}/exe")))
+            .ok(),
         go: None,
     })
+}
+
+/// A thread of process `pid` that has not exited (the leader may have: its /proc entries for
+/// the address space are then empty, while every other thread's are whole).
+pub fn live_task(pid: u32) -> Option<u32> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|tid| {
+            fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))
+                .ok()
+                .and_then(|s| parse_stat(&s).ok())
+                .is_some_and(|st| !st.is_zombie())
+        })
 }
 
 /// One line of /proc/PID/maps that can hold code.
@@ -155,9 +179,18 @@ pub struct MapHistory {
 impl MapHistory {
     /// Re-reads /proc/PID/maps. Returns false if the process is gone.
     pub fn refresh(&mut self, pid: u32) -> bool {
-        let Ok(text) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        let Ok(mut text) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
             return false;
         };
+        if text.is_empty() {
+            // The leader has exited (its maps are empty); a live thread shares the mm.
+            match live_task(pid)
+                .and_then(|t| fs::read_to_string(format!("/proc/{pid}/task/{t}/maps")).ok())
+            {
+                Some(t) => text = t,
+                None => return false,
+            }
+        }
         self.merge(parse_maps(&text));
         self.last_text = text;
         true

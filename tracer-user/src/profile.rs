@@ -1,10 +1,10 @@
 //! The versioned profile file: everything needed to print the report again without the process.
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io::Read;
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "lockscope-profile";
@@ -312,84 +312,85 @@ pub struct WakeRow {
     pub empty: u64,
 }
 
-/// A profile file reserved before tracing starts, so an unwritable path fails before attach
-/// and a crash never leaves a half-written profile under the final name.
-pub struct PendingOutput {
-    /// What is written, for errors: "profile", "report".
-    what: &'static str,
-    path: PathBuf,
-    tmp: PathBuf,
-    file: File,
+/// The largest profile `report` reads (`LOCKSCOPE_MAX_PROFILE_BYTES` overrides it).
+pub const MAX_PROFILE_BYTES: u64 = 512 << 20;
+/// The longest string a profile may hold: symbol names, paths and thread names are far
+/// shorter; a longer one is a crafted or damaged file, refused before it is parsed.
+pub const MAX_STRING_BYTES: usize = 64 << 10;
+
+fn max_profile_bytes() -> u64 {
+    std::env::var("LOCKSCOPE_MAX_PROFILE_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MAX_PROFILE_BYTES)
 }
 
-impl PendingOutput {
-    pub fn reserve_for(what: &'static str, path: &Path) -> Result<PendingOutput> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if path.is_dir() {
-            bail!(
-                "cannot write {what} to {}: it is a directory",
-                path.display()
-            );
+/// The length of the longest JSON string in `text` (escapes counted as written).
+pub fn longest_string(text: &[u8]) -> usize {
+    let (mut longest, mut len, mut inside, mut escaped) = (0, 0, false, false);
+    for &b in text {
+        if !inside {
+            if b == b'"' {
+                inside = true;
+                len = 0;
+            }
+            continue;
         }
-        let name = path
-            .file_name()
-            .with_context(|| format!("cannot write {what} to {}: no file name", path.display()))?;
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = File::create(&tmp)
-            .map_err(|e| anyhow::anyhow!("cannot write {what} to {}: {e}", path.display()))?;
-        // Nothing has been written yet; an unwritable directory was the only question.
-        Ok(PendingOutput {
-            what,
-            path: path.to_path_buf(),
-            tmp,
-            file,
-        })
-    }
-
-    pub fn commit(self, profile: &Profile) -> Result<()> {
-        self.commit_with(|w| Ok(serde_json::to_writer(w, profile)?))
-    }
-
-    /// Writes whatever `write` produces (a rendered format) and moves it into place.
-    pub fn commit_with(self, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
-        let mut w = BufWriter::new(&self.file);
-        if let Err(e) = write(&mut w).and_then(|()| Ok(w.flush()?)) {
-            drop(w);
-            let _ = fs::remove_file(&self.tmp);
-            return Err(e.context(format!(
-                "cannot write {} to {}",
-                self.what,
-                self.path.display()
-            )));
+        if escaped {
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            inside = false;
+            longest = longest.max(len);
+            continue;
         }
-        drop(w);
-        self.file.sync_all()?;
-        fs::rename(&self.tmp, &self.path)
-            .with_context(|| format!("cannot write {} to {}", self.what, self.path.display()))?;
-        Ok(())
+        len += 1;
     }
-
-    /// Removes the reservation (nothing recorded, nothing to keep).
-    pub fn abandon(self) {
-        let _ = fs::remove_file(&self.tmp);
-    }
+    longest.max(if inside { len } else { 0 })
 }
 
+/// Reads a profile: a regular file of bounded size whose strings are bounded, checked before
+/// anything is parsed. Every failure is one line that says nothing of the contents of a file
+/// the caller could not read.
 pub fn load(path: &Path) -> Result<Profile> {
-    let text = match fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("no profile at {}", path.display())
+    let cannot = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!("no profile at {}", path.display()),
+        std::io::ErrorKind::PermissionDenied => {
+            anyhow::anyhow!("cannot read {}: permission denied", path.display())
         }
-        Err(e) => bail!("cannot read {}: {e}", path.display()),
+        _ => anyhow::anyhow!("cannot read {}: {e}", path.display()),
     };
+    let file = fs::File::open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        bail!("cannot read {}: not a regular file", path.display());
+    }
+    let cap = max_profile_bytes();
+    if meta.len() > cap {
+        bail!(
+            "{} is {} MiB, more than the {} MiB a profile may be (set LOCKSCOPE_MAX_PROFILE_BYTES to raise it)",
+            path.display(),
+            meta.len() >> 20,
+            cap >> 20
+        );
+    }
+    let mut text = Vec::with_capacity(meta.len() as usize);
+    file.take(cap + 1).read_to_end(&mut text).map_err(cannot)?;
+    if text.len() as u64 > cap {
+        bail!(
+            "{} grew past {} MiB while being read",
+            path.display(),
+            cap >> 20
+        );
+    }
+    if longest_string(&text) > MAX_STRING_BYTES {
+        bail!(
+            "{} is a damaged lockscope profile: a string longer than {} KiB",
+            path.display(),
+            MAX_STRING_BYTES >> 10
+        );
+    }
     let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
         anyhow::anyhow!(
             "{} is not a lockscope profile (corrupt or truncated: {e})",
@@ -413,6 +414,8 @@ pub fn load(path: &Path) -> Result<Profile> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::output::PendingOutput;
+    use std::path::PathBuf;
 
     pub fn sample() -> Profile {
         let sym = |name: &str, line| Sym {
@@ -563,6 +566,16 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn string_lengths_are_measured_without_parsing() {
+        assert_eq!(longest_string(br#"{"a":"xyz","b":["12345"]}"#), 5);
+        // Escapes count as written; an escaped quote does not end the string.
+        assert_eq!(longest_string(br#"["ab\"cd"]"#), 6);
+        // An unterminated string still counts.
+        assert_eq!(longest_string(br#"{"k":"abcdefgh"#), 8);
+        assert_eq!(longest_string(b"[1,2,3]"), 0);
+    }
+
+    #[test]
     fn bad_files_get_one_clear_error() {
         let d = tmpdir().join("bad");
         fs::create_dir_all(&d).unwrap();
@@ -587,23 +600,5 @@ pub(crate) mod tests {
         let e = load(&newer).unwrap_err().to_string();
         assert!(e.contains("newer than this lockscope"), "{e}");
         fs::remove_dir_all(d).unwrap();
-    }
-
-    #[test]
-    fn unwritable_output_fails_before_anything_is_written() {
-        let e = PendingOutput::reserve_for("profile", Path::new("/nonexistent-dir/p.json"))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.starts_with("cannot write profile to /nonexistent-dir/p.json"),
-            "{e}"
-        );
-        let d = tmpdir();
-        let e = PendingOutput::reserve_for("profile", &d)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("is a directory"), "{e}");
     }
 }

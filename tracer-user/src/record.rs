@@ -9,9 +9,10 @@ use anyhow::Result;
 use crate::assemble::build_profile;
 use crate::cli::{Launch, RecordOptions};
 use crate::collect;
+use crate::output::PendingOutput;
 use crate::procfs::{self, Target};
-use crate::profile::PendingOutput;
 use crate::render::{use_color, Render, Table};
+use crate::sanitize::term_safe;
 use crate::symbolize::StackSymbolizer;
 use crate::{attach, bundled, golang, launch, preflight, unwind};
 
@@ -20,7 +21,11 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     preflight::check_privileges()?;
     // A launched command is forked now and held before exec until every probe is live.
     let (mut target, mut launched) = match &opts.launch {
-        Launch::Pid(pid) => (procfs::target(*pid)?, None),
+        Launch::Pid(pid) => {
+            let target = procfs::target(*pid)?;
+            preflight::check_may_trace(target.tgid)?;
+            (target, None)
+        }
         Launch::Command(argv) => {
             let l = launch::spawn(argv)?;
             let target = Target {
@@ -101,7 +106,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     if let Some(m) = &map {
         eprintln!(
             "lockscope: found the bundled map in {}: {} phase probes{}",
-            m.exe.display(),
+            term_safe(&m.exe.display().to_string()),
             m.phases.len(),
             if m.stats_offset.is_some() {
                 ", counters readable"
@@ -122,12 +127,14 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             }
             eprintln!(
                 "lockscope: launched {} as pid {}, tracing {until}; Ctrl-C stops early",
-                l.program, l.pid
+                term_safe(&l.program),
+                l.pid
             );
         }
         None => eprintln!(
             "lockscope: tracing pid {} ({}) {until}; Ctrl-C stops early",
-            target.tgid, target.comm
+            target.tgid,
+            term_safe(&target.comm)
         ),
     }
 

@@ -109,7 +109,13 @@ extern "C" fn on_quit_signal(_: libc::c_int) {
 }
 
 fn catch_quit_signals() {
-    for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
             libc::signal(sig, on_quit_signal as *const () as libc::sighandler_t);
@@ -125,6 +131,7 @@ fn next<T: Copy + PartialEq>(all: &[T], cur: T) -> T {
 pub fn run(opts: &TopOptions) -> Result<()> {
     preflight::check_privileges()?;
     let mut target = procfs::target(opts.pid)?;
+    preflight::check_may_trace(target.tgid)?;
     target.go = target.exe.as_deref().and_then(crate::golang::go_version);
     preflight::ensure_tracefs()?;
     let map = bundled::find_probed(target.exe.as_deref(), &opts.phases);

@@ -91,6 +91,8 @@ pub fn run() -> Result<()> {
             "go",
             "--test",
             "stacks",
+            "--test",
+            "safety",
             "--",
             "--test-threads=1",
         ],

@@ -115,6 +115,10 @@ pub async fn record(
     let exited = pidfd(pid)?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // A closed terminal, or a signal a supervisor sends, saves the recording like SIGTERM.
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let started = Instant::now();
     // No duration: until the target exits (a week is the longest --duration takes).
     let deadline =
@@ -129,6 +133,9 @@ pub async fn record(
             _ = tokio::time::sleep_until(deadline) => break StopReason::Duration,
             _ = sigint.recv() => break StopReason::Interrupted,
             _ = sigterm.recv() => break StopReason::Interrupted,
+            _ = sighup.recv() => break StopReason::Interrupted,
+            _ = sigusr1.recv() => break StopReason::Interrupted,
+            _ = sigusr2.recv() => break StopReason::Interrupted,
             _ = exited.readable() => break StopReason::TargetExited,
             Ok(()) = async {
                 match &snapshots {

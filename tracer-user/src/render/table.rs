@@ -133,6 +133,9 @@ const LEAD_WIDTH: usize = 3 + 1 + 10 + 1 + 11 + 1 + 9 + 1 + 9 + 1 + 6 + 2;
 
 impl Render for Table {
     fn render(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
+        // Every string the target or a profile file controls is escaped for the terminal.
+        let safe = crate::sanitize::for_terminal(profile);
+        let profile = &safe;
         let paint = Paint(self.color);
         header(profile, out)?;
         let rows = groups(profile, &self.view);
