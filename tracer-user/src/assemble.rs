@@ -383,6 +383,8 @@ mod tests {
             map_window: None,
             phases: Default::default(),
             dwarf,
+            map: None,
+            exec: None,
         }
     }
 

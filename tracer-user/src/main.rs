@@ -42,11 +42,7 @@ fn main() -> ExitCode {
         Err(e) if e.use_stderr() => {
             // One line, not clap's usage block: the error says what was wrong.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("bad arguments");
-            eprintln!(
-                "lockscope: {} (see --help)",
-                first.trim_start_matches("error: ")
-            );
+            eprintln!("lockscope: {} (see --help)", one_line(&text));
             return ExitCode::from(2);
         }
         Err(e) => {
@@ -61,6 +57,25 @@ fn main() -> ExitCode {
             eprintln!("lockscope: {}", sanitize::term_safe(&format!("{e:#}")));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// clap's message as one line: its first paragraph (which may list what is missing on the
+/// lines after a colon), without the usage block.
+fn one_line(clap_text: &str) -> String {
+    let words: Vec<&str> = clap_text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let line = words.join(" ");
+    let line = line.trim_start_matches("error: ");
+    if line.is_empty() {
+        "bad arguments".into()
+    } else if line.contains("not provided: --pid") {
+        "say what to trace: --pid PID, or a command after -- (lockscope record -- CMD ARGS)".into()
+    } else {
+        line.to_string()
     }
 }
 

@@ -141,15 +141,27 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let raw = rt.block_on(collect::record(
+    let mut raw = rt.block_on(collect::record(
         &mut tracer,
-        target.tgid,
-        opts.duration,
-        opts.progress,
-        map.as_ref(),
-        launched.is_some(),
-        plan.mode,
+        collect::Recording {
+            pid: target.tgid,
+            duration: opts.duration,
+            progress: opts.progress,
+            start: match launched {
+                Some(_) => collect::Start::FromExec,
+                None => collect::Start::Attached,
+            },
+            unwind: plan.mode,
+            map,
+            phases: opts.phases.clone(),
+        },
     ))?;
+    // After an exec the report names what ran last, and the map probed in it.
+    if let Some(id) = raw.exec.take() {
+        target.comm = id.comm;
+        target.exe = Some(id.exe);
+    }
+    let map = raw.map.take();
 
     let mut sym = StackSymbolizer::new(raw.maps.clone());
     let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);

@@ -270,3 +270,44 @@ fn capabilities_do_not_let_a_user_trace_other_users() {
     let _ = roots.wait();
     assert_one_line_error(&out, "may not trace PID");
 }
+
+/// A target that execs into the bundled workload mid-recording: the report names the new
+/// image, and the map's phases are probed in it and counted from its exec.
+#[test]
+fn exec_during_a_recording_is_followed() {
+    if !can_trace() {
+        return;
+    }
+    let bin = workload_bin("syncmap-load");
+    let script = format!(
+        "sleep 1; exec {} --preset range-insert --duration 2 --linger 1",
+        bin.display()
+    );
+    let out_path = tmp("exec.json");
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&out_path)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exec'd"),
+        "{}",
+        text(&out.stderr)
+    );
+    let p = load(&out_path);
+    assert_eq!(p["meta"]["comm"], "syncmap-load");
+    let canonical = bin.canonicalize().unwrap();
+    assert_eq!(p["meta"]["exe"].as_str(), canonical.to_str());
+    let b = &p["bundled"];
+    assert!(b.is_object(), "no bundled section after the exec");
+    for c in b["checks"].as_array().unwrap() {
+        let (traced, counted) = (
+            c["traced"].as_u64().unwrap(),
+            c["counted"].as_u64().unwrap(),
+        );
+        assert!(counted > 0, "{c}");
+        assert!(traced.abs_diff(counted) <= counted / 50 + 2, "{c}");
+    }
+}

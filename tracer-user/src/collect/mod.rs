@@ -10,7 +10,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 use tracer_common::{
-    map, Counter, InFlight, PhaseStats, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats,
+    map, Counter, InFlight, Phase, PhaseStats, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats,
     NUM_COUNTERS, NUM_PHASES,
 };
 
@@ -22,8 +22,12 @@ use crate::symbolize::Addr;
 use crate::units::{fmt_count, fmt_ns};
 use crate::unwind::UnwindMode;
 
+mod exec;
 mod new_stacks;
 mod snapshots;
+
+use exec::ExecWatch;
+pub use exec::Identity;
 
 pub use new_stacks::{NewStacks, Reread};
 pub use snapshots::Snapshots;
@@ -52,6 +56,10 @@ pub struct Raw {
     pub phases: [PhaseStats; NUM_PHASES],
     /// DWARF mode: waits by kernel key and unwound stack, from the snapshots.
     pub dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>,
+    /// The bundled map probed at the end (after an exec, the new image's).
+    pub map: Option<BundledMap>,
+    /// What the target exec'd into during the recording, last exec.
+    pub exec: Option<Identity>,
 }
 
 /// The map's counters and the traced phase totals, read at the same instant.
@@ -70,15 +78,38 @@ pub struct MapWindow {
     pub end_exact: bool,
 }
 
-pub async fn record(
-    tracer: &mut Tracer,
-    pid: u32,
-    duration: Option<Duration>,
-    progress: bool,
-    map: Option<&BundledMap>,
-    from_exec: bool,
-    unwind: UnwindMode,
-) -> Result<Raw> {
+/// Whether the recording began at the target's exec (`record -- CMD`) or attached to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    FromExec,
+    Attached,
+}
+
+/// What one recording does.
+pub struct Recording {
+    pub pid: u32,
+    /// `None`: until the target exits.
+    pub duration: Option<Duration>,
+    pub progress: bool,
+    pub start: Start,
+    pub unwind: UnwindMode,
+    /// The bundled map found in the target, its probes attached.
+    pub map: Option<BundledMap>,
+    /// Phases to probe if the target execs into an image with the bundled map.
+    pub phases: Vec<Phase>,
+}
+
+pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
+    let Recording {
+        pid,
+        duration,
+        progress,
+        start,
+        unwind,
+        mut map,
+        phases,
+    } = rec;
+    let from_exec = start == Start::FromExec;
     // The window starts now that every probe is live.
     let snap = |tracer: &Tracer, m: &BundledMap| -> Result<Snapshot> {
         Ok(Snapshot {
@@ -93,7 +124,10 @@ pub async fn record(
             phases: [PhaseStats::default(); NUM_PHASES],
         })
     };
-    let map_start = match map.map(|m| if from_exec { zero(m) } else { snap(tracer, m) }) {
+    let mut map_start = match map
+        .as_ref()
+        .map(|m| if from_exec { zero(m) } else { snap(tracer, m) })
+    {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => {
             eprintln!("lockscope: cannot read the bundled map's counters ({e:#}); reporting traced counts only");
@@ -111,6 +145,8 @@ pub async fn record(
         UnwindMode::FpCfi | UnwindMode::Dwarf => Some(Snapshots::take(tracer, &maps, unwind)?),
     };
     let mut new_stacks = NewStacks::take(tracer)?;
+    let mut exec = ExecWatch::new(pid);
+    let mut became = None;
 
     let exited = pidfd(pid)?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -156,6 +192,26 @@ pub async fn record(
             }
             _ = tick.tick() => {
                 ticks += 1;
+                if let Some(id) = exec.check(pid) {
+                    eprintln!(
+                        "lockscope: pid {pid} exec'd {}; following it",
+                        crate::sanitize::term_safe(&id.exe.display().to_string())
+                    );
+                    maps.refresh(pid);
+                    // The new image's bundled map, probed from now on: its window starts
+                    // when the probes are live, like an attach.
+                    if let Some(m) = bundled::find_probed(Some(&id.exe), &phases) {
+                        match tracer.attach_phases(pid, &m) {
+                            Ok(_) => {
+                                map_start = snap(tracer, &m).ok();
+                                map_last = map_start.clone();
+                                map = Some(m);
+                            }
+                            Err(e) => eprintln!("lockscope: cannot probe the bundled map after exec ({e:#})"),
+                        }
+                    }
+                    became = Some(id);
+                }
                 // Snapshots wake user space only when their ring fills up; drain on the clock.
                 if let Some(s) = &mut snapshots {
                     s.drain(pid, &mut maps, tracer);
@@ -167,7 +223,7 @@ pub async fn record(
                         s.update_modules(&maps);
                     }
                 }
-                if let (Some(m), Some(_)) = (map, &map_start) {
+                if let (Some(m), Some(_)) = (&map, &map_start) {
                     if let Ok(s) = snap(tracer, m) {
                         map_last = Some(s);
                     }
@@ -198,7 +254,7 @@ pub async fn record(
     if stop != StopReason::TargetExited {
         maps.refresh(pid);
         thread_names(pid, &mut threads);
-        if let (Some(m), Some(_)) = (map, &map_start) {
+        if let (Some(m), Some(_)) = (&map, &map_start) {
             if let Ok(s) = snap(tracer, m) {
                 map_last = Some(s);
                 end_exact = true;
@@ -221,6 +277,8 @@ pub async fn record(
         end,
         end_exact,
     });
+    raw.map = map;
+    raw.exec = became;
     Ok(raw)
 }
 
@@ -356,6 +414,8 @@ pub fn read(
         map_window: None,
         phases,
         dwarf: None,
+        map: None,
+        exec: None,
     })
 }
 
