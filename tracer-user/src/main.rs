@@ -11,6 +11,8 @@ mod attribute;
 mod bundled;
 mod cli;
 mod collect;
+#[cfg(test)]
+mod fuzz;
 mod golang;
 mod launch;
 mod locks;

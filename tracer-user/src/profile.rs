@@ -384,14 +384,20 @@ pub fn load(path: &Path) -> Result<Profile> {
             cap >> 20
         );
     }
-    if longest_string(&text) > MAX_STRING_BYTES {
+    parse(&text, path)
+}
+
+/// Parses a profile's bytes (`path` names it in errors): strings bounded first, then the
+/// format, the version and the structure.
+pub fn parse(text: &[u8], path: &Path) -> Result<Profile> {
+    if longest_string(text) > MAX_STRING_BYTES {
         bail!(
             "{} is a damaged lockscope profile: a string longer than {} KiB",
             path.display(),
             MAX_STRING_BYTES >> 10
         );
     }
-    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+    let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| {
         anyhow::anyhow!(
             "{} is not a lockscope profile (corrupt or truncated: {e})",
             path.display()

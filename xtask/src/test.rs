@@ -34,6 +34,12 @@ pub fn run() -> Result<()> {
             "--bins",
         ],
     )?;
+    step("fuzzing the profile reader and every renderer (bolero, 60 s per target)");
+    cmd_env(
+        "cargo",
+        &["test", "-p", "tracer-user", "--bin", "lockscope", "fuzz::"],
+        &[("LOCKSCOPE_FUZZ_SECS", "60")],
+    )?;
     step("model checking the bundled map's transitions (shuttle)");
     cmd(
         "cargo",
