@@ -175,6 +175,7 @@ pub fn build_profile(
             idle_ns: idle.iter().map(|r| r.total_ns).sum(),
         }
     });
+    let unnamed = sym.unnamed(&stacks);
     let symbolize_ns = t.elapsed().as_nanos() as u64;
     let c = |x: Counter| raw.counters[x as usize];
     Profile {
@@ -191,6 +192,7 @@ pub fn build_profile(
             stop: raw.stop,
             unwind: if raw.dwarf.is_some() { "dwarf" } else { "fp" }.into(),
             unwind_note: None,
+            unnamed,
             kernel: kernel_release(),
             lockscope_version: env!("CARGO_PKG_VERSION").into(),
         },

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use blazesym::symbolize::{source::Elf, source::Source, Input, Symbolized, Symbolizer};
+use blazesym::symbolize::Symbolizer;
 
 use crate::procfs::MapHistory;
-use crate::profile::{Frame, Module, Stack, Sym};
+use crate::profile::{Frame, Module, Stack, Sym, Unnamed};
+use crate::symsource::{FetchMode, SymbolSources};
 
 /// A stack address, with the return-address-minus-one rule in the type: a return address
 /// points after its call, possibly into the next function or line, so it is looked up one
@@ -109,6 +110,8 @@ pub struct StackSymbolizer {
     symbolizer: Symbolizer,
     /// (module, lookup offset) → functions; empty when it did not resolve.
     resolved: HashMap<(usize, u64), Vec<Sym>>,
+    /// Each module's symbol source: its own tables, a debug file, debuginfod, `.gopclntab`.
+    sources: SymbolSources,
 }
 
 impl StackSymbolizer {
@@ -120,7 +123,36 @@ impl StackSymbolizer {
             files: HashMap::new(),
             symbolizer: Symbolizer::new(),
             resolved: HashMap::new(),
+            sources: SymbolSources::from_env(),
         }
+    }
+
+    /// Never wait for a debuginfod fetch (`top`): frames stay unnamed until it lands.
+    pub fn fetch_in_background(&mut self) {
+        self.sources.set_mode(FetchMode::Background);
+    }
+
+    /// Per module, the frames of `stacks` nothing named, and what would name them.
+    pub fn unnamed(&mut self, stacks: &[Stack]) -> Vec<Unnamed> {
+        let mut count: HashMap<usize, u64> = HashMap::new();
+        for f in stacks.iter().flat_map(|s| &s.frames) {
+            if let (Some(m), true) = (f.module, f.syms.is_empty()) {
+                *count.entry(m).or_default() += 1;
+            }
+        }
+        let mut out: Vec<Unnamed> = count
+            .into_iter()
+            .map(|(m, frames)| {
+                let path = self.modules[m].path.clone();
+                Unnamed {
+                    hint: self.sources.hint(&path),
+                    module: path,
+                    frames,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.frames.cmp(&a.frames).then(a.module.cmp(&b.module)));
+        out
     }
 
     /// Newer memory maps (a live target loads libraries).
@@ -183,6 +215,12 @@ impl StackSymbolizer {
 
     /// Symbolizes every stack in one batch per module.
     pub fn symbolize(&mut self, stacks: Vec<Vec<Addr>>) -> Vec<Stack> {
+        // A debug file that arrived since: look that module up again.
+        for path in self.sources.take_landed() {
+            if let Some(&m) = self.module_index.get(&path) {
+                self.resolved.retain(|&(rm, _), _| rm != m);
+            }
+        }
         let mut located: Vec<Vec<Located>> = Vec::with_capacity(stacks.len());
         let mut wanted: HashMap<usize, Vec<u64>> = HashMap::new();
         for s in &stacks {
@@ -200,20 +238,17 @@ impl StackSymbolizer {
             located.push(row);
         }
 
+        for m in wanted.keys() {
+            self.sources.prepare(&self.modules[*m].path);
+        }
         for (m, mut offsets) in wanted {
             offsets.sort_unstable();
             offsets.dedup();
-            let src = Source::Elf(Elf::new(&self.modules[m].path));
-            let results = self
-                .symbolizer
-                .symbolize(&src, Input::FileOffset(&offsets))
-                .unwrap_or_default();
-            for (i, off) in offsets.iter().enumerate() {
-                let syms = match results.get(i) {
-                    Some(Symbolized::Sym(sym)) => syms_innermost_first(sym),
-                    _ => Vec::new(),
-                };
-                self.resolved.insert((m, *off), syms);
+            let found = self
+                .sources
+                .lookup(&self.symbolizer, &self.modules[m].path, &offsets);
+            for (off, syms) in offsets.into_iter().zip(found) {
+                self.resolved.insert((m, off), syms);
             }
         }
         let resolved = &self.resolved;
@@ -238,23 +273,6 @@ impl StackSymbolizer {
             .collect();
         out
     }
-}
-
-/// blazesym reports a function `f` with the calls inlined into it, outermost first (`[g, h]`),
-/// each with its own location in its own source (checked here: `f`'s code info is the line in
-/// `f`). Innermost first: h, g, f.
-fn syms_innermost_first(sym: &blazesym::symbolize::Sym<'_>) -> Vec<Sym> {
-    let make = |name: &str, ci: Option<&blazesym::symbolize::CodeInfo<'_>>| Sym {
-        name: name.to_string(),
-        file: ci.map(|c| c.file.to_string_lossy().into_owned()),
-        line: ci.and_then(|c| c.line),
-    };
-    sym.inlined
-        .iter()
-        .rev()
-        .map(|f| make(&f.name, f.code_info.as_ref()))
-        .chain(std::iter::once(make(&sym.name, sym.code_info.as_deref())))
-        .collect()
 }
 
 #[cfg(test)]

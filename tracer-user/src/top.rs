@@ -66,7 +66,7 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
         .iter()
         .take(body.height.saturating_sub(1) as usize)
         .map(|g| {
-            let site = blamed_function(g.hottest_stack.and_then(|i| p.stacks.get(i)));
+            let site = blamed_function(p, g.hottest_stack.and_then(|i| p.stacks.get(i)));
             let label = match &g.key {
                 Key::Stack(_) | Key::Function(_) => site,
                 key => format!("{} · at {site}", key_label(key, p)),
@@ -142,6 +142,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     let mut maps = MapHistory::default();
     let mut threads = BTreeMap::new();
     let mut sym = StackSymbolizer::new(MapHistory::default());
+    sym.fetch_in_background();
     // DWARF mode's ring buffer is read without awaiting, but registering it needs a reactor.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
