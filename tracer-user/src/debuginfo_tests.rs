@@ -78,7 +78,7 @@ fn a_debuglink_is_followed_only_when_its_crc_matches() {
     std::fs::write(&by_id, b"x").unwrap();
     facts.build_id = Some(id.into());
     assert_eq!(
-        facts.local_debug_file(&module, &[dir.clone()]),
+        facts.local_debug_file(&module, std::slice::from_ref(&dir)),
         Some((by_id, Found::BuildId))
     );
     let _ = std::fs::remove_dir_all(&dir);
