@@ -289,3 +289,7 @@ fn syms_innermost_first(sym: &blazesym::symbolize::Sym<'_>) -> Vec<Sym> {
         .chain(std::iter::once(make(&sym.name, sym.code_info.as_deref())))
         .collect()
 }
+
+#[cfg(test)]
+#[path = "symsource_tests.rs"]
+mod tests;
