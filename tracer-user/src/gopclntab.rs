@@ -13,6 +13,9 @@ use object::{Object, ObjectSection};
 /// Go 1.18–1.19 and Go 1.20+ headers (the layout this reader knows is the same for both).
 const MAGICS: [u32; 2] = [0xffff_fff0, 0xffff_fff1];
 
+/// The pcdata table whose value at a PC is its index in the inline tree (-1: not inlined).
+const PCDATA_INL_TREE_INDEX: u32 = 2;
+
 /// A function found in the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GoFunc {
@@ -27,6 +30,9 @@ pub struct GoFunc {
 /// A module's `.gopclntab`, parsed enough to look functions up by address.
 pub struct GoTable {
     data: Vec<u8>,
+    /// Size of `_func` before its pcdata offsets: 40 bytes (Go 1.18–1.19), 44 (1.20+ adds
+    /// `startLine`).
+    func_size: usize,
     quantum: u32,
     nfunc: usize,
     text_start: u64,
@@ -65,6 +71,7 @@ impl GoTable {
         let header_text = word(2)?;
         let off = |i: usize| usize::try_from(word(i).ok_or(())?).map_err(|_| ());
         let table = GoTable {
+            func_size: if magic == MAGICS[0] { 40 } else { 44 },
             quantum,
             nfunc,
             text_start: text.filter(|&t| t != 0).unwrap_or(header_text),
@@ -142,6 +149,18 @@ impl GoTable {
         // _func fields after entryoff: nameoff, args, deferreturn, pcsp, pcfile, pcln,
         // npcdata, cuOffset (4 bytes each).
         let field = |n: usize| self.u32_at(func + 4 * n);
+        // Inside code inlined from another function, the line tables give the inlined
+        // callee's file and line (Go records the call chain in a funcdata table this reader
+        // does not follow): the function's own line is not known there, so none is given.
+        let inline_table = field(7)
+            .filter(|&npcdata| npcdata > PCDATA_INL_TREE_INDEX)
+            .and_then(|_| self.u32_at(func + self.func_size + 4 * PCDATA_INL_TREE_INDEX as usize));
+        let inlined = inline_table
+            .and_then(|t| self.pc_value(t, f.entry, addr))
+            .is_some_and(|ix| ix >= 0);
+        if inlined {
+            return Some(f);
+        }
         let line = field(6).and_then(|t| self.pc_value(t, f.entry, addr));
         let file = field(5)
             .and_then(|t| self.pc_value(t, f.entry, addr))

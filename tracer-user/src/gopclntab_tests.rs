@@ -1,7 +1,8 @@
 use super::*;
 
 /// A Go 1.18-layout table built by hand: two functions at text+0x0 and text+0x40 (text ends at
-/// 0x100), the second with a line table (line 10 for 0x10 bytes, then 12) and a file table.
+/// 0x100), the second with a line table (line 10 for 0x10 bytes, then 12), a file table, and
+/// code inlined from another function in its last 0x10 bytes.
 fn synthetic(text: u64) -> Vec<u8> {
     let names = b"main.first\0main.second\0".to_vec();
     let cutab: Vec<u8> = [0u32, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -9,8 +10,9 @@ fn synthetic(text: u64) -> Vec<u8> {
     // pc-value tables: offset 0 is "none". Line table at 1: value -1+11 = 10 for pc <
     // entry+0x10, then +2 = 12 until entry+0x30. File table: value -1+2 = 1 (cutab[1] = 7,
     // "/src/m.go") for the whole function.
-    let pctab = vec![0u8, 22, 0x10, 4, 0x20, 0, 4, 0x40, 0];
-    let (lines_at, files_at) = (1u32, 6u32);
+    // Inline-tree index at 9: -1 (not inlined) until entry+0x30, then 0.
+    let pctab = vec![0u8, 22, 0x10, 4, 0x30, 0, 4, 0x40, 0, 0, 0x30, 2, 0x10, 0];
+    let (lines_at, files_at, inline_at) = (1u32, 6u32, 9u32);
     let header = 8 + 8 * 8;
     let funcnames = header;
     let cu = funcnames + names.len();
@@ -20,19 +22,25 @@ fn synthetic(text: u64) -> Vec<u8> {
     let mut functab = Vec::new();
     let mut funcs = Vec::new();
     let func_base = 3 * 8;
-    for (i, (entry, nameoff, pcfile, pcln_t)) in
-        [(0u32, 0u32, 0u32, 0u32), (0x40, 11, files_at, lines_at)]
-            .into_iter()
-            .enumerate()
+    for (i, (entry, nameoff, pcfile, pcln_t, npcdata)) in [
+        (0u32, 0u32, 0u32, 0u32, 0u32),
+        (0x40, 11, files_at, lines_at, 3),
+    ]
+    .into_iter()
+    .enumerate()
     {
-        let funcoff = (func_base + i * 44) as u32;
+        let funcoff = (func_base + i * 52) as u32;
         functab.extend(entry.to_le_bytes());
         functab.extend(funcoff.to_le_bytes());
         let mut f = Vec::new();
-        for v in [entry, nameoff, 0, 0, 0, pcfile, pcln_t, 0, 0] {
+        for v in [entry, nameoff, 0, 0, 0, pcfile, pcln_t, npcdata, 0] {
             f.extend(v.to_le_bytes());
         }
-        f.resize(44, 0);
+        // funcID, flag, pad, nfuncdata; then the pcdata table offsets.
+        f.resize(40, 0);
+        for v in [0, 0, if npcdata > 0 { inline_at } else { 0 }] {
+            f.extend(v.to_le_bytes());
+        }
         funcs.extend(f);
     }
     functab.extend(0x100u32.to_le_bytes());
@@ -77,6 +85,12 @@ fn functions_are_found_by_address_with_their_lines() {
     assert_eq!(s.line, Some(10));
     assert_eq!(s.file.as_deref(), Some("/src/m.go"));
     assert_eq!(t.lookup(0x40_1000 + 0x55).unwrap().line, Some(12));
+    // In inlined code the line tables give the callee's line: none is claimed for this one.
+    let inl = t.lookup(0x40_1000 + 0x75).unwrap();
+    assert_eq!(
+        (inl.name.as_str(), inl.line, inl.file),
+        ("main.second", None, None)
+    );
     // Before text, and past its end: nothing.
     assert!(t.lookup(0x40_0fff).is_none());
     assert!(t.lookup(0x40_1100).is_none());

@@ -228,7 +228,7 @@ impl StackSymbolizer {
             for &a in s {
                 let loc = self.locate(a.raw());
                 if let Some((m, off)) = loc {
-                    let key = off - (a.raw() - a.lookup());
+                    let key = off.saturating_sub(a.raw() - a.lookup());
                     if !self.resolved.contains_key(&(m, key)) {
                         wanted.entry(m).or_default().push(key);
                     }
@@ -264,7 +264,9 @@ impl StackSymbolizer {
                         module: loc.map(|(m, _)| m),
                         offset: loc.map(|(_, o)| o),
                         syms: loc
-                            .and_then(|(m, o)| resolved.get(&(m, o - (a.raw() - a.lookup()))))
+                            .and_then(|(m, o)| {
+                                resolved.get(&(m, o.saturating_sub(a.raw() - a.lookup())))
+                            })
                             .cloned()
                             .unwrap_or_default(),
                     })
