@@ -41,7 +41,7 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
         Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(frame.area());
     let p = s.profile;
     let t = totals(&p.waits);
-    let head_text = vec![
+    let mut head_text = vec![
         Line::from(format!(
             "lockscope top · pid {} ({}) · {} · waits {} · {} waiting · lost {}",
             p.meta.pid,
@@ -60,6 +60,10 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
             p.meta.unwind
         )),
     ];
+    // Frames nothing named yet (a debuginfod fetch may still be running), and what would.
+    if !p.meta.unnamed.is_empty() {
+        head_text.push(Line::from(crate::render::unnamed_line(&p.meta.unnamed)));
+    }
     frame.render_widget(Paragraph::new(head_text), head);
 
     let rows: Vec<Row> = groups(p, &s.view)

@@ -15,7 +15,7 @@ pub use folded::Folded;
 pub use json::Json;
 pub use pprof::Pprof;
 pub use svg::Svg;
-pub use table::Table;
+pub use table::{unnamed_line, Table};
 
 use crate::aggregate::{Key, ViewOptions};
 use crate::profile::{Frame, Profile, Stack};

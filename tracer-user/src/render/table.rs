@@ -92,7 +92,7 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
 
 /// "412 frames unnamed in memcached: install memcached-dbgsym (or set DEBUGINFOD_URLS)", the
 /// three modules with most, then how many more.
-fn unnamed_line(unnamed: &[crate::profile::Unnamed]) -> String {
+pub fn unnamed_line(unnamed: &[crate::profile::Unnamed]) -> String {
     let mut parts: Vec<String> = unnamed
         .iter()
         .take(3)
