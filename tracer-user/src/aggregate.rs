@@ -173,17 +173,21 @@ pub fn function_names(stack: &Stack) -> impl Iterator<Item = &str> {
 }
 
 /// The innermost function outside the lock implementation, or a placeholder saying why not.
-pub fn blamed_function(stack: Option<&Stack>) -> String {
+/// A frame nothing named stops the search there, as `module+0xoffset`: the lock site is
+/// unknown, and a named function further out would be a different one.
+pub fn blamed_function(profile: &Profile, stack: Option<&Stack>) -> String {
     let Some(stack) = stack else {
         return "[stack lost]".into();
     };
-    if let Some(f) = function_names(stack).find(|n| !is_lock_internal(n)) {
-        return f.to_string();
+    for f in &stack.frames {
+        if f.syms.is_empty() {
+            return profile.unnamed_frame(f);
+        }
+        if let Some(s) = f.syms.iter().find(|s| !is_lock_internal(&s.name)) {
+            return s.name.clone();
+        }
     }
-    match stack.frames.iter().find(|f| f.syms.is_empty()) {
-        Some(f) => format!("{:#x}", f.addr),
-        None => "[only lock internals]".into(),
-    }
+    "[only lock internals]".into()
 }
 
 /// What a report shows and how: the domain form of `--by`, `--sort`, `--top` and the rest.
@@ -244,7 +248,7 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
                 .or_insert_with(|| {
                     let stack = r.stack.and_then(|s| profile.stacks.get(s));
                     if view.by == GroupBy::Function {
-                        Key::Function(blamed_function(stack))
+                        Key::Function(blamed_function(profile, stack))
                     } else {
                         Key::Category(category_of(profile, stack))
                     }

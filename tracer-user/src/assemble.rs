@@ -188,6 +188,7 @@ pub fn build_profile(
         .iter()
         .filter(|&&i| cut.get(i) == Some(&Cut::Cut))
         .count() as u64;
+    let unnamed = sym.unnamed(&stacks);
     let symbolize_ns = t.elapsed().as_nanos() as u64;
     let c = |x: Counter| raw.counters[x as usize];
     Profile {
@@ -204,6 +205,7 @@ pub fn build_profile(
             stop: raw.stop,
             unwind: if raw.dwarf.is_some() { "dwarf" } else { "fp" }.into(),
             unwind_note: None,
+            unnamed,
             kernel: kernel_release(),
             lockscope_version: env!("CARGO_PKG_VERSION").into(),
         },

@@ -64,21 +64,36 @@ pub struct ProbePoints {
 pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
     let file = std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?;
     let obj = object::File::parse(&*file).with_context(|| format!("parsing {}", exe.display()))?;
-    let mut out = Vec::new();
-    for sym in obj.symbols() {
-        let Ok(name) = sym.name() else { continue };
-        let ready = name == READY_FUNCTION;
-        if !(ready || SEMA_FUNCTIONS.contains(&name)) || sym.size() == 0 {
-            continue;
+    let wanted = |name: &str| name == READY_FUNCTION || SEMA_FUNCTIONS.contains(&name);
+    // (name, address, size): from .symtab, or from .gopclntab in a stripped executable.
+    let mut functions: Vec<(String, u64, u64)> = obj
+        .symbols()
+        .filter_map(|sym| {
+            let name = sym.name().ok()?;
+            (wanted(name) && sym.size() > 0).then(|| (name.to_string(), sym.address(), sym.size()))
+        })
+        .collect();
+    if obj.symbol_table().is_none() {
+        if let Some(table) = crate::gopclntab::GoTable::open(exe) {
+            functions = table
+                .functions()
+                .filter(|f| wanted(&f.name))
+                .map(|f| (f.name, f.entry, f.end - f.entry))
+                .collect();
         }
-        let section = sym
-            .section_index()
-            .and_then(|i| obj.section_by_index(i).ok())
+    }
+    let mut out = Vec::new();
+    for (name, address, size) in functions {
+        let name = name.as_str();
+        let ready = name == READY_FUNCTION;
+        let section = obj
+            .sections()
+            .find(|s| s.address() <= address && address < s.address() + s.size())
             .with_context(|| format!("{name} has no section"))?;
         let (sec_off, _) = section
             .file_range()
             .with_context(|| format!("{name}: no file data"))?;
-        let entry = sec_off + (sym.address() - section.address());
+        let entry = sec_off + (address - section.address());
         if ready {
             // Entry only: the moment a waiting goroutine is made runnable.
             out.push(ProbePoints {
@@ -89,9 +104,9 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
             continue;
         }
         let code = file
-            .get(entry as usize..(entry + sym.size()) as usize)
+            .get(entry as usize..(entry + size) as usize)
             .with_context(|| format!("{name} lies outside the file"))?;
-        let returns = return_offsets(code, sym.address())
+        let returns = return_offsets(code, address)
             .into_iter()
             .map(|o| entry + o)
             .collect::<Vec<_>>();

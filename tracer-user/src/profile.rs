@@ -77,6 +77,19 @@ impl LockInfo {
 }
 
 impl Profile {
+    /// How a frame no symbol named is shown in every view: `module+0xoffset` (the module's
+    /// file name and the file offset, stable across runs), or the bare address outside files.
+    pub fn unnamed_frame(&self, frame: &Frame) -> String {
+        let module = frame
+            .module
+            .and_then(|m| self.modules.get(m))
+            .map(|m| m.path.rsplit('/').next().unwrap_or(&m.path));
+        match (module, frame.offset) {
+            (Some(m), Some(o)) => format!("{m}+{o:#x}"),
+            _ => format!("{:#x}", frame.addr),
+        }
+    }
+
     pub fn lock_info(&self, uaddr: u64) -> Option<&LockInfo> {
         self.locks.iter().find(|l| l.uaddr == uaddr)
     }
@@ -162,8 +175,20 @@ pub struct Meta {
     /// Why, when `--unwind auto` chose: e.g. "auto: lockdemo has no frame pointers".
     #[serde(default)]
     pub unwind_note: Option<String>,
+    /// Per module, frames no symbol source named, and what would name them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unnamed: Vec<Unnamed>,
     pub kernel: String,
     pub lockscope_version: String,
+}
+
+/// Frames of one module that stayed unnamed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unnamed {
+    pub module: String,
+    pub frames: u64,
+    /// What would name them: "install memcached-dbgsym (or set DEBUGINFOD_URLS)".
+    pub hint: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -443,6 +468,7 @@ pub(crate) mod tests {
                 stop: StopReason::Duration,
                 unwind: "fp".into(),
                 unwind_note: None,
+                unnamed: Vec::new(),
                 kernel: "6.18".into(),
                 lockscope_version: "0.1.0".into(),
             },

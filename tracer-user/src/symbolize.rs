@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use blazesym::symbolize::{source::Elf, source::Source, Input, Symbolized, Symbolizer};
+use blazesym::symbolize::Symbolizer;
 
 use crate::procfs::MapHistory;
-use crate::profile::{Frame, Module, Stack, Sym};
+use crate::profile::{Frame, Module, Stack, Sym, Unnamed};
+use crate::symsource::{FetchMode, SymbolSources};
 
 /// A stack address, with the return-address-minus-one rule in the type: a return address
 /// points after its call, possibly into the next function or line, so it is looked up one
@@ -111,6 +112,8 @@ pub struct StackSymbolizer {
     resolved: HashMap<(usize, u64), Vec<Sym>>,
     /// Frames already checked by [`StackSymbolizer::cut_implausible`].
     plausible: HashMap<Addr, bool>,
+    /// Each module's symbol source: its own tables, a debug file, debuginfod, `.gopclntab`.
+    sources: SymbolSources,
 }
 
 /// Whether [`StackSymbolizer::cut_implausible`] cut a stack.
@@ -130,7 +133,36 @@ impl StackSymbolizer {
             symbolizer: Symbolizer::new(),
             resolved: HashMap::new(),
             plausible: HashMap::new(),
+            sources: SymbolSources::from_env(),
         }
+    }
+
+    /// Never wait for a debuginfod fetch (`top`): frames stay unnamed until it lands.
+    pub fn fetch_in_background(&mut self) {
+        self.sources.set_mode(FetchMode::Background);
+    }
+
+    /// Per module, the frames of `stacks` nothing named, and what would name them.
+    pub fn unnamed(&mut self, stacks: &[Stack]) -> Vec<Unnamed> {
+        let mut count: HashMap<usize, u64> = HashMap::new();
+        for f in stacks.iter().flat_map(|s| &s.frames) {
+            if let (Some(m), true) = (f.module, f.syms.is_empty()) {
+                *count.entry(m).or_default() += 1;
+            }
+        }
+        let mut out: Vec<Unnamed> = count
+            .into_iter()
+            .map(|(m, frames)| {
+                let path = self.modules[m].path.clone();
+                Unnamed {
+                    hint: self.sources.hint(&path),
+                    module: path,
+                    frames,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.frames.cmp(&a.frames).then(a.module.cmp(&b.module)));
+        out
     }
 
     /// Newer memory maps (a live target loads libraries).
@@ -226,6 +258,12 @@ impl StackSymbolizer {
 
     /// Symbolizes every stack in one batch per module.
     pub fn symbolize(&mut self, stacks: Vec<Vec<Addr>>) -> Vec<Stack> {
+        // A debug file that arrived since: look that module up again.
+        for path in self.sources.take_landed() {
+            if let Some(&m) = self.module_index.get(&path) {
+                self.resolved.retain(|&(rm, _), _| rm != m);
+            }
+        }
         let mut located: Vec<Vec<Located>> = Vec::with_capacity(stacks.len());
         let mut wanted: HashMap<usize, Vec<u64>> = HashMap::new();
         for s in &stacks {
@@ -233,7 +271,7 @@ impl StackSymbolizer {
             for &a in s {
                 let loc = self.locate(a.raw());
                 if let Some((m, off)) = loc {
-                    let key = off - (a.raw() - a.lookup());
+                    let key = off.saturating_sub(a.raw() - a.lookup());
                     if !self.resolved.contains_key(&(m, key)) {
                         wanted.entry(m).or_default().push(key);
                     }
@@ -243,20 +281,17 @@ impl StackSymbolizer {
             located.push(row);
         }
 
+        for m in wanted.keys() {
+            self.sources.prepare(&self.modules[*m].path);
+        }
         for (m, mut offsets) in wanted {
             offsets.sort_unstable();
             offsets.dedup();
-            let src = Source::Elf(Elf::new(&self.modules[m].path));
-            let results = self
-                .symbolizer
-                .symbolize(&src, Input::FileOffset(&offsets))
-                .unwrap_or_default();
-            for (i, off) in offsets.iter().enumerate() {
-                let syms = match results.get(i) {
-                    Some(Symbolized::Sym(sym)) => syms_innermost_first(sym),
-                    _ => Vec::new(),
-                };
-                self.resolved.insert((m, *off), syms);
+            let found = self
+                .sources
+                .lookup(&self.symbolizer, &self.modules[m].path, &offsets);
+            for (off, syms) in offsets.into_iter().zip(found) {
+                self.resolved.insert((m, off), syms);
             }
         }
         let resolved = &self.resolved;
@@ -272,7 +307,9 @@ impl StackSymbolizer {
                         module: loc.map(|(m, _)| m),
                         offset: loc.map(|(_, o)| o),
                         syms: loc
-                            .and_then(|(m, o)| resolved.get(&(m, o - (a.raw() - a.lookup()))))
+                            .and_then(|(m, o)| {
+                                resolved.get(&(m, o.saturating_sub(a.raw() - a.lookup())))
+                            })
                             .cloned()
                             .unwrap_or_default(),
                     })
@@ -281,23 +318,6 @@ impl StackSymbolizer {
             .collect();
         out
     }
-}
-
-/// blazesym reports a function `f` with the calls inlined into it, outermost first (`[g, h]`),
-/// each with its own location in its own source (checked here: `f`'s code info is the line in
-/// `f`). Innermost first: h, g, f.
-fn syms_innermost_first(sym: &blazesym::symbolize::Sym<'_>) -> Vec<Sym> {
-    let make = |name: &str, ci: Option<&blazesym::symbolize::CodeInfo<'_>>| Sym {
-        name: name.to_string(),
-        file: ci.map(|c| c.file.to_string_lossy().into_owned()),
-        line: ci.and_then(|c| c.line),
-    };
-    sym.inlined
-        .iter()
-        .rev()
-        .map(|f| make(&f.name, f.code_info.as_ref()))
-        .chain(std::iter::once(make(&sym.name, sym.code_info.as_deref())))
-        .collect()
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
         Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(frame.area());
     let p = s.profile;
     let t = totals(&p.waits);
-    let head_text = vec![
+    let mut head_text = vec![
         Line::from(format!(
             "lockscope top · pid {} ({}) · {} · waits {} · {} waiting · lost {}",
             p.meta.pid,
@@ -60,13 +60,17 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
             p.meta.unwind
         )),
     ];
+    // Frames nothing named yet (a debuginfod fetch may still be running), and what would.
+    if !p.meta.unnamed.is_empty() {
+        head_text.push(Line::from(crate::render::unnamed_line(&p.meta.unnamed)));
+    }
     frame.render_widget(Paragraph::new(head_text), head);
 
     let rows: Vec<Row> = groups(p, &s.view)
         .iter()
         .take(body.height.saturating_sub(1) as usize)
         .map(|g| {
-            let site = blamed_function(g.hottest_stack.and_then(|i| p.stacks.get(i)));
+            let site = blamed_function(p, g.hottest_stack.and_then(|i| p.stacks.get(i)));
             let label = match &g.key {
                 Key::Stack(_) | Key::Function(_) => site,
                 key => format!("{} · at {site}", key_label(key, p)),
@@ -149,6 +153,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     let mut maps = MapHistory::default();
     let mut threads = BTreeMap::new();
     let mut sym = StackSymbolizer::new(MapHistory::default());
+    sym.fetch_in_background();
     // DWARF mode's ring buffer is read without awaiting, but registering it needs a reactor.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()

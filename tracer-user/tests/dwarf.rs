@@ -3,60 +3,10 @@
 //! -fomit-frame-pointer`) get full stacks and the same answers as frame-pointer builds.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use serde_json::Value;
-
 use common::*;
-
-/// The workloads built without frame pointers (`cargo xtask test` builds them with an empty
-/// RUSTFLAGS into target/nofp).
-fn nofp_bin(name: &str) -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/nofp/release")
-        .join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo xtask test` (it builds the workloads without frame pointers)",
-        bin.display()
-    );
-    bin
-}
-
-/// `lockscope record -- BIN ARGS` with `extra` options; returns (profile, stdout).
-fn launch(name: &str, bin: &Path, args: &[&str], extra: &[&str]) -> (Value, String) {
-    let out_path = tmp(&format!("{name}.json"));
-    let out = lockscope()
-        .args(["record", "--quiet", "-o"])
-        .arg(&out_path)
-        .args(extra)
-        .arg("--")
-        .arg(bin)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run lockscope");
-    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
-    (load(&out_path), text(&out.stdout))
-}
-
-/// Frame names of the hottest stack.
-fn top_names(p: &Value) -> Vec<String> {
-    let tops = stack_totals(p);
-    assert!(!tops.is_empty(), "no waits recorded");
-    frame_names(p, tops[0].0)
-}
-
-/// The first frame outside the lock code, as the table's ▶ marks it.
-fn blamed(stdout: &str) -> String {
-    stdout
-        .lines()
-        .filter(|l| !l.contains("innermost first"))
-        .find_map(|l| l.split_once("▶ "))
-        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
-        .unwrap_or_else(|| panic!("no ▶ in: {stdout}"))
-}
 
 #[test]
 fn a_rust_build_without_frame_pointers_unwinds_to_the_thread_entry() {

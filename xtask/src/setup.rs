@@ -140,6 +140,12 @@ pub fn run() -> Result<()> {
     } else {
         apt_install(&["golang-go"])?;
     }
+    step("Debian's debuginfod and iproute2 (a local debuginfod server in its own network namespace, for the debug-file tests)");
+    if output("debuginfod", &["--version"]).is_some() && output("ip", &["-V"]).is_some() {
+        eprintln!("    ok: debuginfod and ip are installed");
+    } else {
+        apt_install(&["debuginfod", "iproute2"])?;
+    }
     eprintln!("\nsetup complete");
     Ok(())
 }

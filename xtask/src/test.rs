@@ -99,6 +99,8 @@ pub fn run() -> Result<()> {
             "stacks",
             "--test",
             "safety",
+            "--test",
+            "debuginfo",
             "--",
             "--test-threads=1",
         ],

@@ -33,6 +33,9 @@ struct Report {
     /// Groups left out by `--top` (not by `--min-wait`).
     omitted: usize,
     rows: Vec<Row>,
+    /// Per module, frames nothing named and what would name them (absent when none).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    unnamed: Vec<crate::profile::Unnamed>,
     bundled: Option<BundledReport>,
 }
 
@@ -238,6 +241,7 @@ impl Render for Json {
             },
             omitted: all.len().saturating_sub(self.view.top),
             rows,
+            unnamed: m.unnamed.clone(),
             bundled,
         };
         serde_json::to_writer_pretty(&mut *out, &report)?;

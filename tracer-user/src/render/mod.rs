@@ -15,7 +15,7 @@ pub use folded::Folded;
 pub use json::Json;
 pub use pprof::Pprof;
 pub use svg::Svg;
-pub use table::Table;
+pub use table::{unnamed_line, Table};
 
 use crate::aggregate::{Key, ViewOptions};
 use crate::profile::{Frame, Profile, Stack};
@@ -87,17 +87,9 @@ pub fn use_color(is_terminal: bool) -> bool {
     is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// Display name of one function of a frame, or of the frame when it did not resolve:
-/// `0x7f12 (libfoo.so+0x1f12)`.
+/// Display name of a frame that did not resolve: `libfoo.so+0x1f12`.
 pub fn unresolved_name(frame: &Frame, profile: &Profile) -> String {
-    let module = frame
-        .module
-        .and_then(|m| profile.modules.get(m))
-        .map(|m| m.path.rsplit('/').next().unwrap_or(&m.path).to_string());
-    match (module, frame.offset) {
-        (Some(m), Some(o)) => format!("{:#x} ({m}+{o:#x})", frame.addr),
-        _ => format!("{:#x}", frame.addr),
-    }
+    profile.unnamed_frame(frame)
 }
 
 /// Display lines of one frame: one per function (inlined ones first), with `file:line`.
@@ -136,7 +128,9 @@ pub fn stack_names(stack: Option<&Stack>, profile: &Profile) -> Vec<String> {
 /// The label of a group's key: a function, `0x5000`, `1234 (worker-1)`, a category.
 pub fn key_label(key: &Key, profile: &Profile) -> String {
     match key {
-        Key::Stack(s) => crate::aggregate::blamed_function(s.and_then(|s| profile.stacks.get(s))),
+        Key::Stack(s) => {
+            crate::aggregate::blamed_function(profile, s.and_then(|s| profile.stacks.get(s)))
+        }
         Key::Function(f) | Key::Category(f) => f.clone(),
         Key::Lock(a) => format!("{a:#x}"),
         Key::Thread(t) => match profile.threads.get(t) {

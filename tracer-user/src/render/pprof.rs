@@ -10,7 +10,7 @@ use prost::Message;
 
 use super::{key_label, Render};
 use crate::aggregate::Key;
-use crate::profile::{Frame, Profile};
+use crate::profile::{Frame, Profile, Sym};
 
 pub struct Pprof;
 
@@ -242,9 +242,16 @@ pub fn build(profile: &Profile) -> proto::Profile {
             }
             _ => 0,
         };
+        // A frame nothing named gets `module+0xoffset` as its function, as in every view.
+        let unnamed = f.syms.is_empty().then(|| Sym {
+            name: profile.unnamed_frame(f),
+            file: None,
+            line: None,
+        });
         let line = f
             .syms
             .iter()
+            .chain(unnamed.as_ref())
             .map(|s| {
                 let key = (s.name.clone(), s.file.clone());
                 let next = function.len() as u64 + 1;

@@ -74,6 +74,9 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
             String::new()
         }
     )?;
+    if !m.unnamed.is_empty() {
+        writeln!(out, "{}", unnamed_line(&m.unnamed))?;
+    }
     if let Some(g) = &profile.go {
         writeln!(
             out,
@@ -92,6 +95,27 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// "412 frames unnamed in memcached: install memcached-dbgsym (or set DEBUGINFOD_URLS)", the
+/// three modules with most, then how many more.
+pub fn unnamed_line(unnamed: &[crate::profile::Unnamed]) -> String {
+    let mut parts: Vec<String> = unnamed
+        .iter()
+        .take(3)
+        .map(|u| {
+            let name = u.module.rsplit('/').next().unwrap_or(&u.module);
+            format!(
+                "{} frames unnamed in {name}: {}",
+                fmt_count(u.frames),
+                u.hint
+            )
+        })
+        .collect();
+    if unnamed.len() > 3 {
+        parts.push(format!("and {} more modules", unnamed.len() - 3));
+    }
+    parts.join(" · ")
 }
 
 fn clip(s: &str, width: usize) -> String {
@@ -275,8 +299,10 @@ impl Table {
         out: &mut dyn Write,
     ) -> io::Result<()> {
         let pad = " ".repeat(LEAD_WIDTH);
-        let site =
-            crate::aggregate::blamed_function(g.hottest_stack.and_then(|s| profile.stacks.get(s)));
+        let site = crate::aggregate::blamed_function(
+            profile,
+            g.hottest_stack.and_then(|s| profile.stacks.get(s)),
+        );
         match key {
             Key::Lock(uaddr) => {
                 let what = profile

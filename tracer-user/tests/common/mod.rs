@@ -155,3 +155,63 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
     assert_eq!(err.lines().count(), 1, "want one line, got: {err}");
     assert!(err.contains(needle), "want '{needle}' in: {err}");
 }
+
+/// The workloads built without frame pointers (`cargo xtask test` builds them with an empty
+/// RUSTFLAGS into target/nofp).
+pub fn nofp_bin(name: &str) -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/nofp/release")
+        .join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask test` (it builds the workloads without frame pointers)",
+        bin.display()
+    );
+    bin
+}
+
+/// `lockscope record -- BIN ARGS` with `extra` options; returns (profile, stdout).
+pub fn launch(name: &str, bin: &Path, args: &[&str], extra: &[&str]) -> (Value, String) {
+    launch_with(lockscope(), name, bin, args, extra)
+}
+
+/// [`launch`] run by `cmd`: lockscope with its environment set, or a wrapper such as
+/// `nsenter … lockscope`.
+pub fn launch_with(
+    mut cmd: Command,
+    name: &str,
+    bin: &Path,
+    args: &[&str],
+    extra: &[&str],
+) -> (Value, String) {
+    let out_path = tmp(&format!("{name}.json"));
+    let out = cmd
+        .args(["record", "--quiet", "-o"])
+        .arg(&out_path)
+        .args(extra)
+        .arg("--")
+        .arg(bin)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    (load(&out_path), text(&out.stdout))
+}
+
+/// Frame names of the hottest stack.
+pub fn top_names(p: &Value) -> Vec<String> {
+    let tops = stack_totals(p);
+    assert!(!tops.is_empty(), "no waits recorded");
+    frame_names(p, tops[0].0)
+}
+
+/// The first frame outside the lock code, as the table's ▶ marks it.
+pub fn blamed(stdout: &str) -> String {
+    stdout
+        .lines()
+        .filter(|l| !l.contains("innermost first"))
+        .find_map(|l| l.split_once("▶ "))
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+        .unwrap_or_else(|| panic!("no ▶ in: {stdout}"))
+}
