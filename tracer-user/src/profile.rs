@@ -438,8 +438,52 @@ pub fn parse(text: &[u8], path: &Path) -> Result<Profile> {
             path.display()
         );
     }
-    serde_json::from_value(value)
-        .map_err(|e| anyhow::anyhow!("{} is a damaged lockscope profile: {e}", path.display()))
+    let p: Profile = serde_json::from_value(value)
+        .map_err(|e| anyhow::anyhow!("{} is a damaged lockscope profile: {e}", path.display()))?;
+    if !p.sums_fit() {
+        bail!(
+            "{} is a damaged lockscope profile: its counts add up past 2^64",
+            path.display()
+        );
+    }
+    Ok(p)
+}
+
+impl Profile {
+    /// Whether every total a report adds up fits in 64 bits (a recorded profile's always do;
+    /// a crafted one's need not, and reports sum them).
+    fn sums_fit(&self) -> bool {
+        fn add(acc: &mut [u64], vals: impl IntoIterator<Item = u64>) -> Option<()> {
+            for (a, v) in acc.iter_mut().zip(vals) {
+                *a = a.checked_add(v)?;
+            }
+            Some(())
+        }
+        let mut waits = [0u64; 7];
+        let mut hist = vec![0u64; tracer_common::HIST_BUCKETS];
+        let mut wakes = [0u64; 3];
+        let ok = self.waits.iter().try_for_each(|r| {
+            add(
+                &mut waits,
+                [
+                    r.count,
+                    r.total_ns,
+                    r.max_ns,
+                    r.interrupted,
+                    r.timeouts,
+                    r.timeout_ns,
+                    r.errors,
+                ],
+            )?;
+            add(&mut hist, r.hist.iter().copied())
+        });
+        ok.is_some()
+            && self
+                .wakes
+                .iter()
+                .try_for_each(|r| add(&mut wakes, [r.calls, r.woken, r.empty]))
+                .is_some()
+    }
 }
 
 #[cfg(test)]
