@@ -66,6 +66,7 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
     }
     frame.render_widget(Paragraph::new(head_text), head);
 
+    let cols = columns_for(body.width);
     let rows: Vec<Row> = groups(p, &s.view)
         .iter()
         .take(body.height.saturating_sub(1) as usize)
@@ -77,31 +78,86 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
             };
             // Threads' worth of waiting right now: wait ns per second of wall time.
             let now = s.recent.get(&g.key).copied().unwrap_or(0.0) / 1e9;
-            Row::new(vec![
-                Cell::from(format!("{:.2}", now)),
-                Cell::from(fmt_count(g.count)),
-                Cell::from(fmt_ns(g.total_ns)),
-                Cell::from(fmt_ns(g.avg_ns())),
-                Cell::from(fmt_ns(g.max_ns)),
-                Cell::from(format!("{:.1}%", percent(g.total_ns, t.wait_ns))),
-                Cell::from(label),
-            ])
+            let cell = |c: Col| match c {
+                Col::Now => format!("{:.2}", now),
+                Col::Waits => fmt_count(g.count),
+                Col::Total => fmt_ns(g.total_ns),
+                Col::Avg => fmt_ns(g.avg_ns()),
+                Col::Max => fmt_ns(g.max_ns),
+                Col::Share => format!("{:.1}%", percent(g.total_ns, t.wait_ns)),
+            };
+            let mut cells: Vec<Cell> = cols.iter().map(|&c| Cell::from(cell(c))).collect();
+            cells.push(Cell::from(label));
+            Row::new(cells)
         })
         .collect();
-    let header = Row::new(vec![
-        "now", "waits", "total", "avg", "max", "share", "where",
-    ])
-    .style(Style::new().add_modifier(Modifier::REVERSED));
-    let widths = [
-        Constraint::Length(6),
-        Constraint::Length(11),
-        Constraint::Length(10),
-        Constraint::Length(9),
-        Constraint::Length(9),
-        Constraint::Length(7),
-        Constraint::Min(20),
-    ];
+    let mut names: Vec<&str> = cols.iter().map(|c| c.name()).collect();
+    names.push("where");
+    let header = Row::new(names).style(Style::new().add_modifier(Modifier::REVERSED));
+    let mut widths: Vec<Constraint> = cols.iter().map(|c| Constraint::Length(c.width())).collect();
+    widths.push(Constraint::Min(WHERE_MIN));
     frame.render_widget(Table::new(rows, widths).header(header), body);
+}
+
+/// The numeric columns, in screen order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Now,
+    Waits,
+    Total,
+    Avg,
+    Max,
+    Share,
+}
+
+/// The narrowest the `where` column may get before numeric columns are dropped.
+const WHERE_MIN: u16 = 20;
+
+impl Col {
+    const ORDER: [Col; 6] = [
+        Col::Now,
+        Col::Waits,
+        Col::Total,
+        Col::Avg,
+        Col::Max,
+        Col::Share,
+    ];
+    /// Which columns go first when the terminal is narrow: least telling first.
+    const DROP: [Col; 5] = [Col::Avg, Col::Max, Col::Now, Col::Waits, Col::Share];
+
+    fn name(self) -> &'static str {
+        match self {
+            Col::Now => "now",
+            Col::Waits => "waits",
+            Col::Total => "total",
+            Col::Avg => "avg",
+            Col::Max => "max",
+            Col::Share => "share",
+        }
+    }
+
+    fn width(self) -> u16 {
+        match self {
+            Col::Now => 6,
+            Col::Waits => 11,
+            Col::Total => 10,
+            Col::Avg | Col::Max => 9,
+            Col::Share => 7,
+        }
+    }
+}
+
+/// The columns that fit `width` whole: numbers are dropped, never clipped into other numbers.
+fn columns_for(width: u16) -> Vec<Col> {
+    let mut cols = Col::ORDER.to_vec();
+    let need = |cols: &[Col]| cols.iter().map(|c| c.width() + 1).sum::<u16>() + WHERE_MIN;
+    for drop in Col::DROP {
+        if need(&cols) <= width {
+            break;
+        }
+        cols.retain(|&c| c != drop);
+    }
+    cols
 }
 
 /// Set by SIGTERM/SIGHUP/SIGINT: leave the loop and restore the terminal rather than die in
@@ -291,9 +347,13 @@ mod tests {
     use ratatui::Terminal;
 
     fn screen_text(view: ViewOptions) -> String {
+        screen_at(view, 110)
+    }
+
+    fn screen_at(view: ViewOptions, width: u16) -> String {
         let p = sample();
         let recent = HashMap::from([(Key::Stack(Some(0)), 500_000_000.0)]);
-        let mut t = Terminal::new(TestBackend::new(110, 12)).unwrap();
+        let mut t = Terminal::new(TestBackend::new(width, 12)).unwrap();
         t.draw(|f| {
             draw(
                 f,
@@ -333,6 +393,21 @@ mod tests {
             ..ViewOptions::default()
         });
         assert!(by_lock.contains("0x5000 · at demo::hot"), "{by_lock}");
+    }
+
+    /// A narrow terminal drops whole columns rather than clip "1,000" into "1,0".
+    #[test]
+    fn narrow_terminals_drop_columns_not_digits() {
+        assert_eq!(columns_for(200).len(), 6);
+        assert_eq!(columns_for(40), vec![Col::Total, Col::Share]);
+        for width in [30u16, 40, 60, 80] {
+            let s = screen_at(ViewOptions::default(), width);
+            let header = s.lines().find(|l| l.contains("where")).unwrap();
+            for c in columns_for(width) {
+                assert!(header.contains(c.name()), "{width}: {header}");
+            }
+            assert!(!header.contains("avg") || width >= 80, "{width}: {header}");
+        }
     }
 
     #[test]

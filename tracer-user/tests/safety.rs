@@ -311,3 +311,25 @@ fn exec_during_a_recording_is_followed() {
         assert!(traced.abs_diff(counted) <= counted / 50 + 2, "{c}");
     }
 }
+
+/// Run through sudo, a new output belongs to the user who ran sudo, not to root.
+#[test]
+fn outputs_belong_to_the_sudo_user() {
+    if !can_trace() {
+        return;
+    }
+    let d = fresh_dir("sudo");
+    let path = d.join("mine.txt");
+    let out = lockscope()
+        .args(["report"])
+        .arg(fixture())
+        .arg("-o")
+        .arg(&path)
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let m = std::fs::metadata(&path).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (65534, 65534, 0o600));
+}
