@@ -23,6 +23,7 @@ mod symbolize;
 mod top;
 mod units;
 mod unwind;
+mod waitclass;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

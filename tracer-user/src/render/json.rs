@@ -5,9 +5,10 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{bucket_range, key_label, releasers, Render};
-use crate::aggregate::{groups, percent, totals, Key, ViewOptions};
+use crate::aggregate::{groups, percent, Key, ViewOptions};
 use crate::attribute::attribute;
 use crate::profile::Profile;
+use crate::waitclass::{shown_totals, Waits};
 
 pub struct Json {
     pub view: ViewOptions,
@@ -29,7 +30,11 @@ struct Report {
     by: &'static str,
     sort: &'static str,
     min_wait_ns: u64,
+    /// Which waits the rows and totals cover: `contention`, `idle` or `all`.
+    waits: &'static str,
     totals: Totals,
+    /// The waits this view leaves out (`--waits`): idle waits by default.
+    set_apart: SetApart,
     /// Groups left out by `--top` (not by `--min-wait`).
     omitted: usize,
     rows: Vec<Row>,
@@ -47,9 +52,17 @@ struct Totals {
 }
 
 #[derive(Serialize)]
+struct SetApart {
+    waits: u64,
+    wait_ns: u64,
+}
+
+#[derive(Serialize)]
 struct Row {
     rank: usize,
     key: String,
+    /// What the waits were: `contention`, or `idle-condvar`, `idle-park`, `idle-join`, ….
+    class: &'static str,
     waits: u64,
     total_ns: u64,
     avg_ns: u64,
@@ -113,7 +126,12 @@ fn round2(x: f64) -> f64 {
 
 impl Render for Json {
     fn render(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
-        let t = totals(&profile.waits);
+        let t = shown_totals(profile, self.view.waits);
+        let apart = match self.view.waits {
+            Waits::Contention => shown_totals(profile, Waits::Idle),
+            Waits::Idle => shown_totals(profile, Waits::Contention),
+            Waits::All => Default::default(),
+        };
         let all = groups(profile, &self.view);
         let rows = all
             .iter()
@@ -167,6 +185,7 @@ impl Render for Json {
                 Row {
                     rank: i + 1,
                     key: key_label(&g.key, profile),
+                    class: g.class.name(),
                     waits: g.count,
                     total_ns: g.total_ns,
                     avg_ns: g.avg_ns(),
@@ -228,6 +247,11 @@ impl Render for Json {
             by: self.view.by.name(),
             sort: self.view.sort.name(),
             min_wait_ns: self.view.min_wait_ns,
+            waits: self.view.waits.name(),
+            set_apart: SetApart {
+                waits: apart.waits,
+                wait_ns: apart.wait_ns,
+            },
             totals: Totals {
                 waits: t.waits,
                 wait_ns: t.wait_ns,

@@ -76,7 +76,7 @@ impl Format {
             Format::Json => Box::new(Json { view }),
             Format::Folded => Box::new(Folded { view }),
             Format::Svg => Box::new(Svg { view }),
-            Format::Pprof => Box::new(Pprof),
+            Format::Pprof => Box::new(Pprof { waits: view.waits }),
         }
     }
 }
