@@ -174,6 +174,7 @@ fn primitive_of_name(name: &str) -> Option<Primitive> {
     } else if has("thread::park")
         || has("Parker")
         || has("thread_parking")
+        || has("sync::parker")
         || n.starts_with("rayon_core::sleep")
         || n.starts_with("tokio::runtime::park")
     {
