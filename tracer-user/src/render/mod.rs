@@ -6,6 +6,7 @@ mod json;
 mod pprof;
 mod svg;
 mod table;
+mod table_blocked;
 
 use std::io::{self, Write};
 use std::path::Path;

@@ -101,10 +101,10 @@ fn clip(s: &str, width: usize) -> String {
 
 /// ANSI styling that is a no-op without colour.
 #[derive(Clone, Copy)]
-struct Paint(bool);
+pub(super) struct Paint(pub(super) bool);
 
 impl Paint {
-    fn bold(self, s: &str) -> String {
+    pub(super) fn bold(self, s: &str) -> String {
         self.wrap("1", s)
     }
     /// The frame lockscope blames: where the program took the lock.
@@ -124,12 +124,13 @@ impl Paint {
 }
 
 /// Width of the numeric columns before the key or stack column.
-const LEAD_WIDTH: usize = 3 + 1 + 10 + 1 + 11 + 1 + 9 + 1 + 9 + 1 + 6 + 2;
+pub(super) const LEAD_WIDTH: usize = 3 + 1 + 10 + 1 + 11 + 1 + 9 + 1 + 9 + 1 + 6 + 2;
 
 impl Render for Table {
     fn render(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         let paint = Paint(self.color);
         header(profile, self.view.waits, out)?;
+        self.blocked(profile, paint, out)?;
         let rows = groups(profile, &self.view);
         let grand = shown_totals(profile, self.view.waits).wait_ns;
         writeln!(out)?;
@@ -204,7 +205,7 @@ impl Render for Table {
 
 impl Table {
     /// One stack: its frames under the numbers, the blamed frame marked.
-    fn stack_rows(
+    pub(super) fn stack_rows(
         &self,
         profile: &Profile,
         stack: Option<usize>,

@@ -1,0 +1,80 @@
+//! The table's section on threads blocked for the whole recording (asleep in a futex wait
+//! from before attach to the end), and the possible deadlocks among them.
+use std::io::{self, Write};
+
+use super::key_label;
+use super::table::{Paint, Table, LEAD_WIDTH};
+use crate::aggregate::Key;
+use crate::attribute::lock_primitive;
+use crate::blocked::deadlocks;
+use crate::profile::Profile;
+use crate::units::fmt_ns;
+
+impl Table {
+    pub(super) fn blocked(
+        &self,
+        profile: &Profile,
+        paint: Paint,
+        out: &mut dyn Write,
+    ) -> io::Result<()> {
+        if profile.blocked.is_empty() {
+            return Ok(());
+        }
+        writeln!(out)?;
+        writeln!(
+            out,
+            "{}",
+            paint.bold(&format!(
+                "blocked for the whole recording: {} threads asleep in a futex wait from before attach to the end",
+                profile.blocked.len()
+            ))
+        )?;
+        let pad = " ".repeat(LEAD_WIDTH);
+        for b in &profile.blocked {
+            let stack = b.stack.and_then(|s| profile.stacks.get(s));
+            let owner = b
+                .owner
+                .map(|o| format!(", held by {}", key_label(&Key::Thread(o), profile)))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {} · asleep ≥ {} on {:#x} ({}, word {}{owner})",
+                key_label(&Key::Thread(b.tid), profile),
+                fmt_ns(b.seen_ns),
+                b.uaddr,
+                lock_primitive(stack),
+                b.word
+                    .map_or_else(|| "unreadable".into(), |w| w.to_string()),
+            )?;
+            self.stack_rows(profile, b.stack, &pad, paint, out)?;
+        }
+        for cycle in deadlocks(&profile.blocked) {
+            let step = |tid: u32| {
+                let uaddr = profile
+                    .blocked
+                    .iter()
+                    .find(|b| b.tid == tid)
+                    .map_or(0, |b| b.uaddr);
+                format!(
+                    "{} waits for {uaddr:#x}",
+                    key_label(&Key::Thread(tid), profile)
+                )
+            };
+            let mut text: Vec<String> = Vec::new();
+            for (i, &t) in cycle.iter().enumerate() {
+                let holder = cycle[(i + 1) % cycle.len()];
+                text.push(format!(
+                    "{} held by {}",
+                    step(t),
+                    key_label(&Key::Thread(holder), profile)
+                ));
+            }
+            writeln!(
+                out,
+                "{}",
+                paint.bold(&format!("possible deadlock: {}", text.join("; ")))
+            )?;
+        }
+        Ok(())
+    }
+}
