@@ -153,6 +153,7 @@ pub fn is_lock_internal(name: &str) -> bool {
         "do_futex_wait",
         "core::",
         "parking_lot",
+        "lock_api::",
         "std::thread::park",
         "runtime.",
         // Go's sync package: Mutex/RWMutex methods and their semaphore acquires.

@@ -7,9 +7,10 @@ use std::collections::HashMap;
 
 use tracer_common::OpKind;
 
-use crate::aggregate::{groups, totals, GroupBy, Key, Totals, ViewOptions};
+use crate::aggregate::{groups, is_lock_internal, totals, GroupBy, Totals, ViewOptions};
 use crate::golang::GoWait;
 use crate::profile::{Profile, Stack, WaitRow};
+use crate::render::{frame_lines, key_label};
 use crate::units::{fmt_count, fmt_ns};
 
 /// Why a thread that was not contending for a lock slept.
@@ -292,11 +293,17 @@ pub fn set_apart_line(profile: &Profile, waits: Waits) -> Option<String> {
         ..ViewOptions::default()
     };
     let top = groups(profile, &view).into_iter().next().map(|g| {
-        let site = match &g.key {
-            Key::Function(f) => f.clone(),
-            _ => String::new(),
-        };
         let stack = g.hottest_stack.and_then(|s| profile.stacks.get(s));
+        // The frame the table marks ▶: unresolved frames of a stripped program count too.
+        let site = stack
+            .and_then(|s| {
+                s.frames
+                    .iter()
+                    .flat_map(|f| frame_lines(f, profile))
+                    .map(|(name, _)| name)
+                    .find(|name| !is_lock_internal(name))
+            })
+            .unwrap_or_else(|| key_label(&g.key, profile));
         format!(
             " · most in {site} ({}, {})",
             crate::attribute::lock_primitive(stack),

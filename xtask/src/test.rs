@@ -89,6 +89,8 @@ pub fn run() -> Result<()> {
             "dwarf",
             "--test",
             "go",
+            "--test",
+            "classify",
             "--",
             "--test-threads=1",
         ],
