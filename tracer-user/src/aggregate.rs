@@ -240,7 +240,9 @@ impl Default for ViewOptions {
 /// say how many more there are.
 pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
     let mut keys: HashMap<Option<usize>, Key> = HashMap::new();
-    let mut acc: HashMap<(WaitClass, Key), (Group, HashMap<Option<usize>, u64>)> = HashMap::new();
+    // Per (class, key): the group, and its wait time per stack (to find the hottest).
+    type Acc = (Group, HashMap<Option<usize>, u64>);
+    let mut acc: HashMap<(WaitClass, Key), Acc> = HashMap::new();
     for (r, class) in shown_rows(profile, view.waits) {
         let key = match view.by {
             GroupBy::Stack => Key::Stack(r.stack),

@@ -5,8 +5,9 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{bucket_range, key_label, releasers, Render};
-use crate::aggregate::{groups, percent, Key, ViewOptions};
+use crate::aggregate::{function_names, groups, percent, Key, ViewOptions};
 use crate::attribute::attribute;
+use crate::blocked::deadlocks;
 use crate::profile::Profile;
 use crate::waitclass::{shown_totals, Waits};
 
@@ -39,6 +40,22 @@ struct Report {
     omitted: usize,
     rows: Vec<Row>,
     bundled: Option<BundledReport>,
+    /// Threads asleep in a futex wait from before attach to the end.
+    blocked: Vec<BlockedReport>,
+    /// Cycles of blocked threads, each waiting on a mutex the next one owns.
+    possible_deadlocks: Vec<Vec<u32>>,
+}
+
+#[derive(Serialize)]
+struct BlockedReport {
+    tid: u32,
+    lock: String,
+    op: String,
+    /// The glibc mutex's owner, when it is a thread of the process.
+    owner: Option<u32>,
+    seen_ns: u64,
+    /// Its stack's functions, innermost first.
+    functions: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -263,6 +280,23 @@ impl Render for Json {
             omitted: all.len().saturating_sub(self.view.top),
             rows,
             bundled,
+            blocked: profile
+                .blocked
+                .iter()
+                .map(|b| BlockedReport {
+                    tid: b.tid,
+                    lock: format!("{:#x}", b.uaddr),
+                    op: b.op.clone(),
+                    owner: b.owner,
+                    seen_ns: b.seen_ns,
+                    functions: b
+                        .stack
+                        .and_then(|s| profile.stacks.get(s))
+                        .map(|s| function_names(s).map(String::from).collect())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            possible_deadlocks: deadlocks(&profile.blocked),
         };
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)
