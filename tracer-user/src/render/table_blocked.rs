@@ -78,3 +78,59 @@ impl Table {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::aggregate::ViewOptions;
+    use crate::blocked::Blocked;
+    use crate::profile::tests::{sample, stack};
+    use crate::render::{Render, Table};
+
+    #[test]
+    fn blocked_threads_and_their_deadlock_are_listed() {
+        let mut p = sample();
+        p.waits.clear();
+        for (tid, site, owner) in [(11, "lock_a_then_b", 12), (12, "lock_b_then_a", 11)] {
+            p.stacks.push(stack(&[
+                "__GI___lll_lock_wait",
+                "___pthread_mutex_lock",
+                site,
+            ]));
+            p.blocked.push(Blocked {
+                tid,
+                uaddr: 0x1000 * u64::from(tid),
+                op: "FUTEX_WAIT".into(),
+                stack: Some(p.stacks.len() - 1),
+                word: Some(2),
+                owner: Some(owner),
+                seen_ns: 1_500_000_000,
+            });
+        }
+        let mut out = Vec::new();
+        Table {
+            view: ViewOptions::default(),
+            color: false,
+        }
+        .render(&p, &mut out)
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("blocked for the whole recording: 2 threads"),
+            "{text}"
+        );
+        assert!(
+            text.contains("▶ lock_a_then_b") && text.contains("▶ lock_b_then_a"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(pthread mutex, word 2, held by 12)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "possible deadlock: 11 waits for 0xb000 held by 12; 12 waits for 0xc000 held by 11"
+            ),
+            "{text}"
+        );
+    }
+}
