@@ -9,7 +9,7 @@ use crate::aggregate::{function_names, groups, percent, Key, ViewOptions};
 use crate::attribute::attribute;
 use crate::blocked::deadlocks;
 use crate::profile::Profile;
-use crate::waitclass::{shown_totals, Waits};
+use crate::waitclass::{classify, shown_totals, Waits};
 
 pub struct Json {
     pub view: ViewOptions,
@@ -49,6 +49,8 @@ struct Report {
 #[derive(Serialize)]
 struct BlockedReport {
     tid: u32,
+    /// What it waits for, as rows' `class`.
+    class: &'static str,
     lock: String,
     op: String,
     /// The glibc mutex's owner, when it is a thread of the process.
@@ -285,6 +287,7 @@ impl Render for Json {
                 .iter()
                 .map(|b| BlockedReport {
                     tid: b.tid,
+                    class: classify(b.stack.and_then(|s| profile.stacks.get(s)), &b.op).name(),
                     lock: format!("{:#x}", b.uaddr),
                     op: b.op.clone(),
                     owner: b.owner,

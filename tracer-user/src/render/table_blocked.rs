@@ -6,9 +6,10 @@ use super::key_label;
 use super::table::{Paint, Table, LEAD_WIDTH};
 use crate::aggregate::Key;
 use crate::attribute::lock_primitive;
-use crate::blocked::deadlocks;
+use crate::blocked::{deadlocks, Blocked};
 use crate::profile::Profile;
 use crate::units::fmt_ns;
+use crate::waitclass::{classify, Waits};
 
 impl Table {
     pub(super) fn blocked(
@@ -20,17 +21,33 @@ impl Table {
         if profile.blocked.is_empty() {
             return Ok(());
         }
+        // Idle threads (a pool waiting for work all along) are listed only with --waits idle|all.
+        let (shown, apart): (Vec<&Blocked>, Vec<&Blocked>) =
+            profile.blocked.iter().partition(|b| {
+                let stack = b.stack.and_then(|s| profile.stacks.get(s));
+                self.view.waits.includes(classify(stack, &b.op))
+            });
+        let (other, flag) = match self.view.waits {
+            Waits::Idle => ("lock", "contention"),
+            _ => ("idle", "idle"),
+        };
         writeln!(out)?;
         writeln!(
             out,
             "{}",
             paint.bold(&format!(
-                "blocked for the whole recording: {} threads asleep in a futex wait from before attach to the end",
-                profile.blocked.len()
+                "blocked for the whole recording: {} thread{} asleep in a futex wait from before attach to the end{}",
+                shown.len(),
+                if shown.len() == 1 { "" } else { "s" },
+                if apart.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (and {} more in {other} waits: --waits {flag})", apart.len())
+                }
             ))
         )?;
         let pad = " ".repeat(LEAD_WIDTH);
-        for b in &profile.blocked {
+        for b in shown {
             let stack = b.stack.and_then(|s| profile.stacks.get(s));
             let owner = b
                 .owner
@@ -81,8 +98,8 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::aggregate::ViewOptions;
-    use crate::blocked::Blocked;
     use crate::profile::tests::{sample, stack};
     use crate::render::{Render, Table};
 
@@ -106,6 +123,17 @@ mod tests {
                 seen_ns: 1_500_000_000,
             });
         }
+        p.stacks
+            .push(stack(&["__pthread_clockjoin_ex", "main_join"]));
+        p.blocked.push(Blocked {
+            tid: 10,
+            uaddr: 0x700,
+            op: "FUTEX_WAIT_BITSET".into(),
+            stack: Some(p.stacks.len() - 1),
+            word: Some(11),
+            owner: None,
+            seen_ns: 1_500_000_000,
+        });
         let mut out = Vec::new();
         Table {
             view: ViewOptions::default(),
@@ -116,6 +144,11 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("blocked for the whole recording: 2 threads"),
+            "{text}"
+        );
+        assert!(!text.contains("main_join"), "{text}");
+        assert!(
+            text.contains("(and 1 more in idle waits: --waits idle)"),
             "{text}"
         );
         assert!(
