@@ -24,8 +24,9 @@ use crate::profile::Profile;
 use crate::symbolize::{Addr, StackSymbolizer};
 use crate::unwind::SnapshotUnwinder;
 
-/// x86-64 `futex(2)`.
+/// x86-64 `futex(2)`, and futex2's `futex_wait(2)` (uaddr first too).
 const SYS_FUTEX: u64 = 202;
+const SYS_FUTEX_WAIT: u64 = 454;
 /// Stack bytes copied per blocked thread (capped at the end of its stack mapping).
 const STACK_BYTES: u64 = 64 * 1024;
 /// `bpf_map_update_elem` flag: only create.
@@ -86,11 +87,20 @@ pub fn parse_syscall(text: &str) -> Option<InSyscall> {
     })
 }
 
+/// The futex wait a syscall line shows, if it is one (`futex_waitv` is not: its words are
+/// behind a pointer).
+fn wait_kind(s: &InSyscall) -> Option<OpKind> {
+    match s.nr {
+        SYS_FUTEX => classify_futex_op(s.args[1] as u32).filter(|k| k.is_wait()),
+        SYS_FUTEX_WAIT => Some(OpKind::Wait2),
+        _ => None,
+    }
+}
+
 fn futex_wait_of(pid: u32, tid: u32) -> Option<(InSyscall, OpKind)> {
     let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
     let s = parse_syscall(&text)?;
-    let kind = classify_futex_op(s.args[1] as u32).filter(|k| k.is_wait())?;
-    (s.nr == SYS_FUTEX).then_some((s, kind))
+    wait_kind(&s).map(|k| (s, k))
 }
 
 fn tids(pid: u32) -> Vec<u32> {
@@ -278,6 +288,14 @@ mod tests {
         assert_eq!(s.args[0], 0x55d0c0a01040);
         assert_eq!(s.args[1], 0x80);
         assert_eq!((s.sp, s.pc), (0x7f3b2cdfed28, 0x7f3b2d0a4e5e));
+        assert_eq!(wait_kind(&s), Some(OpKind::Wait));
+        // A wake, a futex2 wait, and a read(2) in progress.
+        let wake = parse_syscall("202 0x1000 0x81 0x1 0x0 0x0 0x0 0x7ffd 0x7f00").unwrap();
+        assert_eq!(wait_kind(&wake), None);
+        let wait2 = parse_syscall("454 0x1000 0x0 0xffffffff 0x82 0x0 0x1 0x7ffd 0x7f00").unwrap();
+        assert_eq!(wait_kind(&wait2), Some(OpKind::Wait2));
+        let read = parse_syscall("0 0x3 0x7ffd 0x1000 0x0 0x0 0x0 0x7ffd 0x7f00").unwrap();
+        assert_eq!(wait_kind(&read), None);
         assert_eq!(parse_syscall("running\n"), None);
         assert_eq!(parse_syscall("-1 0x7ffd 0x7f00\n"), None);
     }
