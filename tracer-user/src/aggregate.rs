@@ -6,6 +6,7 @@ use tracer_common::HIST_BUCKETS;
 
 use crate::attribute::category_of;
 use crate::profile::{Profile, Stack, WaitRow};
+use crate::waitclass::{shown_rows, WaitClass, Waits};
 
 /// What one report row stands for (`--by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,6 +79,8 @@ pub enum Key {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     pub key: Key,
+    /// What its waits were (groups never mix classes).
+    pub class: WaitClass,
     pub count: u64,
     pub total_ns: u64,
     pub max_ns: u64,
@@ -114,8 +117,8 @@ pub struct Totals {
     pub errors: u64,
 }
 
-pub fn totals(rows: &[WaitRow]) -> Totals {
-    rows.iter().fold(Totals::default(), |mut t, r| {
+pub fn totals<'a>(rows: impl IntoIterator<Item = &'a WaitRow>) -> Totals {
+    rows.into_iter().fold(Totals::default(), |mut t, r| {
         t.waits += r.count;
         t.wait_ns += r.total_ns;
         t.timeouts += r.timeouts;
@@ -150,6 +153,7 @@ pub fn is_lock_internal(name: &str) -> bool {
         "do_futex_wait",
         "core::",
         "parking_lot",
+        "lock_api::",
         "std::thread::park",
         "runtime.",
         // Go's sync package: Mutex/RWMutex methods and their semaphore acquires.
@@ -204,6 +208,8 @@ pub struct ViewOptions {
     pub hist: bool,
     /// Flamegraph and folded weights: wait time, or number of waits.
     pub weight: Weight,
+    /// Which waits: lock contention (default), idle waits, or all.
+    pub waits: Waits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -228,6 +234,7 @@ impl Default for ViewOptions {
             max_frames: Some(DEFAULT_FRAMES),
             hist: false,
             weight: Weight::WaitTime,
+            waits: Waits::Contention,
         }
     }
 }
@@ -237,8 +244,10 @@ impl Default for ViewOptions {
 /// say how many more there are.
 pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
     let mut keys: HashMap<Option<usize>, Key> = HashMap::new();
-    let mut acc: HashMap<Key, (Group, HashMap<Option<usize>, u64>)> = HashMap::new();
-    for r in profile.waits.iter().filter(|r| r.count > 0) {
+    // Per (class, key): the group, and its wait time per stack (to find the hottest).
+    type Acc = (Group, HashMap<Option<usize>, u64>);
+    let mut acc: HashMap<(WaitClass, Key), Acc> = HashMap::new();
+    for (r, class) in shown_rows(profile, view.waits) {
         let key = match view.by {
             GroupBy::Stack => Key::Stack(r.stack),
             GroupBy::Lock => Key::Lock(r.uaddr),
@@ -255,10 +264,11 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
                 })
                 .clone(),
         };
-        let (g, per_stack) = acc.entry(key.clone()).or_insert_with(|| {
+        let (g, per_stack) = acc.entry((class, key.clone())).or_insert_with(|| {
             (
                 Group {
                     key,
+                    class,
                     count: 0,
                     total_ns: 0,
                     max_ns: 0,
@@ -297,6 +307,7 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
             .then(b.total_ns.cmp(&a.total_ns))
             .then(b.count.cmp(&a.count))
             .then(a.key.cmp(&b.key))
+            .then(a.class.cmp(&b.class))
     });
     out
 }

@@ -236,6 +236,7 @@ pub fn build_profile(
         wakes,
         threads: raw.threads,
         go,
+        blocked: Vec::new(),
         locks: {
             let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
             uaddrs.sort_unstable();

@@ -76,63 +76,14 @@ pub fn waiter_category(stack: Option<&Stack>) -> Category {
     }
 }
 
-/// The lock primitive a waiter sat in, from the lock-implementation frames of its stack.
+/// The lock primitive a waiter sat in, from the lock-implementation frames of its stack
+/// (innermost first: a Condvar wait re-takes its Mutex, but sleeps in the condvar first).
 pub fn lock_primitive(stack: Option<&Stack>) -> &'static str {
-    let Some(stack) = stack else {
-        return "unknown (stack lost)";
-    };
-    for name in crate::aggregate::function_names(stack) {
-        if name.starts_with("sync.(*RWMutex)") {
-            return "Go sync.RWMutex (goroutine)";
-        }
-        if name.starts_with("sync.(*Mutex)") {
-            return "Go sync.Mutex (goroutine)";
-        }
+    match (stack, crate::waitclass::primitive(stack)) {
+        (None, _) => "unknown (stack lost)",
+        (_, Some(p)) => p.label(),
+        (_, None) => "other futex",
     }
-    if crate::aggregate::function_names(stack).any(|n| n.starts_with("runtime.")) {
-        return crate::golang::classify(Some(stack)).label();
-    }
-    // Innermost first: the first recognised frame is the primitive actually waited in (a
-    // Condvar wait re-takes its Mutex, but sleeps in the condvar first).
-    for name in crate::aggregate::function_names(stack) {
-        let n = name.trim_start_matches('<');
-        let kind = if n.contains("std::sys::sync::mutex")
-            || n.contains("std::sync::poison::mutex")
-            || n.starts_with("std::sync::Mutex")
-        {
-            "std::sync::Mutex"
-        } else if n.contains("std::sys::sync::rwlock") || n.contains("rwlock::RwLock") {
-            "std::sync::RwLock"
-        } else if n.contains("std::sys::sync::condvar") || n.contains("Condvar") {
-            "std::sync::Condvar"
-        } else if n.contains("std::sys::sync::once")
-            || n.contains("OnceLock")
-            || n.contains("std::sync::Once")
-        {
-            "std::sync::Once"
-        } else if n.contains("thread::park") || n.contains("Parker") {
-            "thread park"
-        } else if n.starts_with("parking_lot") {
-            "parking_lot"
-        } else if n.contains("lll_lock_wait_private") {
-            // glibc's own locks: malloc arenas, stdio, the dynamic loader.
-            "glibc internal lock (malloc, stdio, …)"
-        } else if n.contains("pthread_mutex") || n.contains("lll_lock") {
-            "pthread mutex"
-        } else if n.contains("pthread_cond") {
-            "pthread condvar"
-        } else if n.contains("pthread_rwlock") {
-            "pthread rwlock"
-        } else if n.contains("sem_wait") || n.contains("sem_timedwait") {
-            "semaphore"
-        } else if n.contains("pthread_join") || n.contains("clone_internal") {
-            "thread join"
-        } else {
-            continue;
-        };
-        return kind;
-    }
-    "other futex"
 }
 
 /// `--by category`: the bundled-map operation a waiter was in, or the lock primitive.

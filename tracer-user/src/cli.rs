@@ -10,6 +10,7 @@ use tracer_common::Phase;
 use crate::aggregate::{GroupBy, SortKey, ViewOptions, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
 use crate::render::Format;
 use crate::units::parse_duration;
+use crate::waitclass::Waits;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -174,6 +175,9 @@ pub struct TopArgs {
     /// First sort key (`s` cycles it live).
     #[arg(long, value_enum, default_value_t = SortArg::Total)]
     pub sort: SortArg,
+    /// Which waits: lock contention, idle waits (condition variables, parking, joins), or all.
+    #[arg(long, value_enum, default_value_t = WaitsArg::Contention)]
+    pub waits: WaitsArg,
     #[command(flatten)]
     pub probes: ProbeArgs,
     #[command(flatten)]
@@ -188,6 +192,26 @@ pub enum FormatArg {
     Folded,
     Svg,
     Pprof,
+}
+
+/// `--waits`: which waits a view shows.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitsArg {
+    /// Lock contention only: mutexes, rwlocks, Once races, condvar waiters re-taking the mutex.
+    Contention,
+    /// Threads idle until told: condition waits, parking, joins, barriers, semaphores.
+    Idle,
+    All,
+}
+
+impl From<WaitsArg> for Waits {
+    fn from(w: WaitsArg) -> Self {
+        match w {
+            WaitsArg::Contention => Waits::Contention,
+            WaitsArg::Idle => Waits::Idle,
+            WaitsArg::All => Waits::All,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -237,6 +261,9 @@ pub struct ViewArgs {
     /// Flamegraph and folded weights: wait time or number of waits.
     #[arg(long, value_enum, default_value_t = WeightArg::Time)]
     pub weight: WeightArg,
+    /// Which waits: lock contention, idle waits (condition variables, parking, joins), or all.
+    #[arg(long, value_enum, default_value_t = WaitsArg::Contention)]
+    pub waits: WaitsArg,
 }
 
 /// How much to trace.
@@ -282,6 +309,7 @@ pub struct TopOptions {
     pub interval: Duration,
     pub by: GroupBy,
     pub sort: SortKey,
+    pub waits: Waits,
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
     pub go_uprobes: GoUprobesArg,
@@ -356,6 +384,7 @@ impl ViewArgs {
                 WeightArg::Time => Weight::WaitTime,
                 WeightArg::Count => Weight::Count,
             },
+            waits: self.waits.into(),
         })
     }
 }
@@ -410,6 +439,7 @@ impl TopArgs {
             interval: parse_duration("--interval", &self.interval)?,
             by: self.by.into(),
             sort: self.sort.into(),
+            waits: self.waits.into(),
             phases: self.probes.phases(),
             unwind: self.unwind.options()?,
             go_uprobes: self.probes.go_uprobes,

@@ -8,6 +8,7 @@ mod aggregate;
 mod assemble;
 mod attach;
 mod attribute;
+mod blocked;
 mod bundled;
 mod cli;
 mod collect;
@@ -31,6 +32,7 @@ mod symsource;
 mod top;
 mod units;
 mod unwind;
+mod waitclass;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

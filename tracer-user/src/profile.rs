@@ -35,6 +35,9 @@ pub struct Profile {
     /// Go targets: the toolchain, and the idle-thread parking left out of the rows.
     #[serde(default)]
     pub go: Option<GoTarget>,
+    /// Threads asleep in a futex wait from before attach to the end (`--pid` only).
+    #[serde(default)]
+    pub blocked: Vec<crate::blocked::Blocked>,
 }
 
 /// A Go target's futex waits are OS threads. Idle ones parking in the scheduler are not lock
@@ -570,6 +573,7 @@ pub(crate) mod tests {
                 symbol: Some("demo::LOCK".into()),
             }],
             go: None,
+            blocked: Vec::new(),
         }
     }
 

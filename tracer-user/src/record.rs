@@ -14,7 +14,7 @@ use crate::procfs::{self, Target};
 use crate::render::{use_color, Render, Table};
 use crate::sanitize::term_safe;
 use crate::symbolize::StackSymbolizer;
-use crate::{attach, bundled, golang, launch, preflight, unwind};
+use crate::{attach, blocked, bundled, golang, launch, preflight, unwind};
 
 pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
@@ -68,8 +68,15 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             plan.mode.name()
         );
     }
+    // Threads already asleep in a futex wait make no call the probes could see: find them
+    // now (a deadlock from before attach), and date their waits at this instant.
+    let asleep = match opts.launch {
+        Launch::Pid(_) => blocked::scan(target.tgid, collect::monotonic_ns()),
+        Launch::Command(_) => Vec::new(),
+    };
     let mut go_probes = 0;
     let attached = attach::attach(target.tgid, snapshot_bytes).and_then(|mut t| {
+        blocked::seed(&mut t, &asleep)?;
         if let Some(m) = &map {
             t.attach_phases(target.tgid, m)?;
         }
@@ -162,12 +169,15 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         target.exe = Some(id.exe);
     }
     let map = raw.map.take();
+    let still_blocked =
+        blocked::still_blocked(&tracer, target.tgid, asleep, collect::monotonic_ns())?;
 
     let mut sym = StackSymbolizer::new(raw.maps.clone());
     let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
     profile.meta.attach_ns = attach_ns;
     profile.meta.unwind = plan.mode.name().into();
     profile.meta.unwind_note = plan.why;
+    blocked::add_to_profile(&mut profile, still_blocked, &mut sym);
     if let Some(g) = &mut profile.go {
         g.goroutine_probes = go_probes;
     }

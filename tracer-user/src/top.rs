@@ -12,9 +12,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use crate::aggregate::{
-    blamed_function, groups, percent, totals, GroupBy, Key, SortKey, ViewOptions,
-};
+use crate::aggregate::{blamed_function, groups, percent, GroupBy, Key, SortKey, ViewOptions};
 use crate::assemble::build_profile;
 use crate::cli::TopOptions;
 use crate::collect;
@@ -24,6 +22,7 @@ use crate::render::key_label;
 use crate::symbolize::StackSymbolizer;
 use crate::units::{fmt_count, fmt_ns};
 use crate::unwind::UnwindMode;
+use crate::waitclass::shown_totals;
 use crate::{attach, bundled, preflight};
 
 /// What one screen shows: the profile so far, the view, and each row's recent wait rate.
@@ -40,7 +39,7 @@ pub fn draw(frame: &mut Frame, s: &Screen) {
     let [head, body] =
         Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(frame.area());
     let p = s.profile;
-    let t = totals(&p.waits);
+    let t = shown_totals(p, s.view.waits);
     let mut head_text = vec![
         Line::from(format!(
             "lockscope top · pid {} ({}) · {} · waits {} · {} waiting · lost {}",
@@ -227,6 +226,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     let mut view = ViewOptions {
         by: opts.by,
         sort: opts.sort,
+        waits: opts.waits,
         ..ViewOptions::default()
     };
     catch_quit_signals();

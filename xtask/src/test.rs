@@ -101,6 +101,8 @@ pub fn run() -> Result<()> {
             "safety",
             "--test",
             "debuginfo",
+            "--test",
+            "classify",
             "--",
             "--test-threads=1",
         ],

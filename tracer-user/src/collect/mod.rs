@@ -329,7 +329,7 @@ fn read_phases(tracer: &Tracer) -> Result<[PhaseStats; NUM_PHASES]> {
     Ok(phases)
 }
 
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

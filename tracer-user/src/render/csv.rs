@@ -3,8 +3,9 @@
 use std::io::{self, Write};
 
 use super::{key_label, stack_names, Render};
-use crate::aggregate::{groups, percent, totals, ViewOptions};
+use crate::aggregate::{groups, percent, ViewOptions};
 use crate::profile::Profile;
+use crate::waitclass::shown_totals;
 
 pub struct Csv {
     pub view: ViewOptions,
@@ -25,7 +26,7 @@ fn field(s: &str) -> String {
 impl Render for Csv {
     fn render(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "{HEADER}")?;
-        let grand = totals(&profile.waits).wait_ns;
+        let grand = shown_totals(profile, self.view.waits).wait_ns;
         for (rank, g) in groups(profile, &self.view)
             .iter()
             .take(self.view.top)

@@ -7,6 +7,7 @@ use super::{key_label, stack_names, Render};
 use crate::aggregate::{GroupBy, Key, ViewOptions, Weight};
 use crate::attribute::category_of;
 use crate::profile::Profile;
+use crate::waitclass::shown_rows;
 
 pub struct Folded {
     pub view: ViewOptions,
@@ -16,7 +17,7 @@ pub struct Folded {
 pub fn folded_lines(profile: &Profile, view: &ViewOptions) -> Vec<String> {
     let mut acc: BTreeMap<String, u64> = BTreeMap::new();
     let mut frames_of: BTreeMap<Option<usize>, String> = BTreeMap::new();
-    for r in profile.waits.iter().filter(|r| r.count > 0) {
+    for (r, _) in shown_rows(profile, view.waits) {
         let frames = frames_of
             .entry(r.stack)
             .or_insert_with(|| {

@@ -5,9 +5,11 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{bucket_range, key_label, releasers, Render};
-use crate::aggregate::{groups, percent, totals, Key, ViewOptions};
+use crate::aggregate::{function_names, groups, percent, Key, ViewOptions};
 use crate::attribute::attribute;
+use crate::blocked::deadlocks;
 use crate::profile::Profile;
+use crate::waitclass::{classify, shown_totals, Waits};
 
 pub struct Json {
     pub view: ViewOptions,
@@ -29,7 +31,11 @@ struct Report {
     by: &'static str,
     sort: &'static str,
     min_wait_ns: u64,
+    /// Which waits the rows and totals cover: `contention`, `idle` or `all`.
+    waits: &'static str,
     totals: Totals,
+    /// The waits this view leaves out (`--waits`): idle waits by default.
+    set_apart: SetApart,
     /// Groups left out by `--top` (not by `--min-wait`).
     omitted: usize,
     rows: Vec<Row>,
@@ -37,6 +43,24 @@ struct Report {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     unnamed: Vec<crate::profile::Unnamed>,
     bundled: Option<BundledReport>,
+    /// Threads asleep in a futex wait from before attach to the end.
+    blocked: Vec<BlockedReport>,
+    /// Cycles of blocked threads, each waiting on a mutex the next one owns.
+    possible_deadlocks: Vec<Vec<u32>>,
+}
+
+#[derive(Serialize)]
+struct BlockedReport {
+    tid: u32,
+    /// What it waits for, as rows' `class`.
+    class: &'static str,
+    lock: String,
+    op: String,
+    /// The glibc mutex's owner, when it is a thread of the process.
+    owner: Option<u32>,
+    seen_ns: u64,
+    /// Its stack's functions, innermost first.
+    functions: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -50,9 +74,17 @@ struct Totals {
 }
 
 #[derive(Serialize)]
+struct SetApart {
+    waits: u64,
+    wait_ns: u64,
+}
+
+#[derive(Serialize)]
 struct Row {
     rank: usize,
     key: String,
+    /// What the waits were: `contention`, or `idle-condvar`, `idle-park`, `idle-join`, ….
+    class: &'static str,
     waits: u64,
     total_ns: u64,
     avg_ns: u64,
@@ -116,7 +148,12 @@ fn round2(x: f64) -> f64 {
 
 impl Render for Json {
     fn render(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
-        let t = totals(&profile.waits);
+        let t = shown_totals(profile, self.view.waits);
+        let apart = match self.view.waits {
+            Waits::Contention => shown_totals(profile, Waits::Idle),
+            Waits::Idle => shown_totals(profile, Waits::Contention),
+            Waits::All => Default::default(),
+        };
         let all = groups(profile, &self.view);
         let rows = all
             .iter()
@@ -170,6 +207,7 @@ impl Render for Json {
                 Row {
                     rank: i + 1,
                     key: key_label(&g.key, profile),
+                    class: g.class.name(),
                     waits: g.count,
                     total_ns: g.total_ns,
                     avg_ns: g.avg_ns(),
@@ -231,6 +269,11 @@ impl Render for Json {
             by: self.view.by.name(),
             sort: self.view.sort.name(),
             min_wait_ns: self.view.min_wait_ns,
+            waits: self.view.waits.name(),
+            set_apart: SetApart {
+                waits: apart.waits,
+                wait_ns: apart.wait_ns,
+            },
             totals: Totals {
                 waits: t.waits,
                 wait_ns: t.wait_ns,
@@ -243,6 +286,24 @@ impl Render for Json {
             rows,
             unnamed: m.unnamed.clone(),
             bundled,
+            blocked: profile
+                .blocked
+                .iter()
+                .map(|b| BlockedReport {
+                    tid: b.tid,
+                    class: classify(b.stack.and_then(|s| profile.stacks.get(s)), &b.op).name(),
+                    lock: format!("{:#x}", b.uaddr),
+                    op: b.op.clone(),
+                    owner: b.owner,
+                    seen_ns: b.seen_ns,
+                    functions: b
+                        .stack
+                        .and_then(|s| profile.stacks.get(s))
+                        .map(|s| function_names(s).map(String::from).collect())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            possible_deadlocks: deadlocks(&profile.blocked),
         };
         serde_json::to_writer_pretty(&mut *out, &report)?;
         writeln!(out)

@@ -6,6 +6,7 @@ mod json;
 mod pprof;
 mod svg;
 mod table;
+mod table_blocked;
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -76,7 +77,7 @@ impl Format {
             Format::Json => Box::new(Json { view }),
             Format::Folded => Box::new(Folded { view }),
             Format::Svg => Box::new(Svg { view }),
-            Format::Pprof => Box::new(Pprof),
+            Format::Pprof => Box::new(Pprof { waits: view.waits }),
         }
     }
 }

@@ -11,8 +11,12 @@ use prost::Message;
 use super::{key_label, Render};
 use crate::aggregate::Key;
 use crate::profile::{Frame, Profile, Sym};
+use crate::waitclass::{shown_rows, Waits};
 
-pub struct Pprof;
+/// pprof of the waits a view selects (`--waits`).
+pub struct Pprof {
+    pub waits: Waits,
+}
 
 /// The profile.proto messages lockscope writes (field numbers from the schema).
 pub mod proto {
@@ -193,7 +197,7 @@ pub fn pprof_name(name: &str) -> String {
 }
 
 /// Builds the pprof message for a profile (public for tests).
-pub fn build(profile: &Profile) -> proto::Profile {
+pub fn build(profile: &Profile, waits: Waits) -> proto::Profile {
     let mut strings = Strings::default();
     strings.id("");
     let sample_type = vec![
@@ -283,7 +287,7 @@ pub fn build(profile: &Profile) -> proto::Profile {
     let (thread_key, tid_key, lock_key) =
         (strings.id("thread"), strings.id("tid"), strings.id("lock"));
     let mut sample = Vec::new();
-    for r in profile.waits.iter().filter(|r| r.count > 0) {
+    for (r, _) in shown_rows(profile, waits) {
         let frames = r.stack.and_then(|s| profile.stacks.get(s));
         let location_id = frames
             .map(|s| &s.frames[..])
@@ -350,7 +354,7 @@ pub fn build(profile: &Profile) -> proto::Profile {
 
 impl Render for Pprof {
     fn render(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
-        let bytes = build(profile).encode_to_vec();
+        let bytes = build(profile, self.waits).encode_to_vec();
         let mut gz = GzEncoder::new(out, Compression::default());
         gz.write_all(&bytes)?;
         gz.finish()?;
@@ -365,7 +369,7 @@ mod tests {
 
     #[test]
     fn samples_locations_and_functions_are_linked() {
-        let p = build(&sample());
+        let p = build(&sample(), Waits::Contention);
         let s = |i: i64| p.string_table[i as usize].as_str();
         assert_eq!(s(0), "");
         assert_eq!(s(p.sample_type[1].r#type), "delay");

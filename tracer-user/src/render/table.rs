@@ -3,12 +3,11 @@
 use std::io::{self, Write};
 
 use super::{bucket_range, frame_lines, key_label, releasers, Render};
-use crate::aggregate::{
-    groups, is_lock_internal, percent, totals, Group, GroupBy, Key, ViewOptions,
-};
+use crate::aggregate::{groups, is_lock_internal, percent, Group, GroupBy, Key, ViewOptions};
 use crate::attribute::{attribute, Share};
 use crate::profile::Profile;
 use crate::units::{fmt_count, fmt_ns};
+use crate::waitclass::{set_apart_line, shown_rows, shown_totals, Waits};
 
 /// The hot stack table, with a header that says what was recorded and what was lost.
 pub struct Table {
@@ -19,9 +18,9 @@ pub struct Table {
 
 const NAME_WIDTH: usize = 72;
 
-pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
+pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Result<()> {
     let m = &profile.meta;
-    let t = totals(&profile.waits);
+    let t = shown_totals(profile, waits);
     let c = &profile.counters;
     let l = &profile.losses;
     writeln!(
@@ -77,6 +76,9 @@ pub fn header(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     if !m.unnamed.is_empty() {
         writeln!(out, "{}", unnamed_line(&m.unnamed))?;
     }
+    if let Some(line) = set_apart_line(profile, waits) {
+        writeln!(out, "{line}")?;
+    }
     if let Some(g) = &profile.go {
         writeln!(
             out,
@@ -130,10 +132,10 @@ fn clip(s: &str, width: usize) -> String {
 
 /// ANSI styling that is a no-op without colour.
 #[derive(Clone, Copy)]
-struct Paint(bool);
+pub(super) struct Paint(pub(super) bool);
 
 impl Paint {
-    fn bold(self, s: &str) -> String {
+    pub(super) fn bold(self, s: &str) -> String {
         self.wrap("1", s)
     }
     /// The frame lockscope blames: where the program took the lock.
@@ -153,7 +155,7 @@ impl Paint {
 }
 
 /// Width of the numeric columns before the key or stack column.
-const LEAD_WIDTH: usize = 3 + 1 + 10 + 1 + 11 + 1 + 9 + 1 + 9 + 1 + 6 + 2;
+pub(super) const LEAD_WIDTH: usize = 3 + 1 + 10 + 1 + 11 + 1 + 9 + 1 + 9 + 1 + 6 + 2;
 
 impl Render for Table {
     fn render(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
@@ -161,12 +163,13 @@ impl Render for Table {
         let safe = crate::sanitize::for_terminal(profile);
         let profile = &safe;
         let paint = Paint(self.color);
-        header(profile, out)?;
+        header(profile, self.view.waits, out)?;
+        self.blocked(profile, paint, out)?;
         let rows = groups(profile, &self.view);
-        let grand = totals(&profile.waits).wait_ns;
+        let grand = shown_totals(profile, self.view.waits).wait_ns;
         writeln!(out)?;
         if rows.is_empty() {
-            if profile.waits.iter().any(|r| r.count > 0) {
+            if !shown_rows(profile, self.view.waits).is_empty() {
                 writeln!(
                     out,
                     "no group has {} or more of wait (--min-wait)",
@@ -175,7 +178,12 @@ impl Render for Table {
             } else {
                 writeln!(
                     out,
-                    "no lock contention: no thread slept on a futex while recording"
+                    "{}",
+                    match self.view.waits {
+                        Waits::Idle => "no idle waits: no thread slept in a condition wait, park or join while recording",
+                        Waits::Contention => "no lock contention: no thread slept on a lock while recording",
+                        Waits::All => "no lock contention: no thread slept on a futex while recording",
+                    }
                 )?;
             }
             return bundled_map(profile, out);
@@ -206,6 +214,10 @@ impl Render for Table {
                 Key::Stack(s) => self.stack_rows(profile, *s, &lead, paint, out)?,
                 key => self.group_rows(profile, g, key, &lead, paint, out)?,
             }
+            if self.view.waits != Waits::Contention {
+                let class = format!("({})", g.class.label());
+                writeln!(out, "{:LEAD_WIDTH$}{}", "", paint.dim(&class))?;
+            }
             if self.view.hist {
                 histogram(g, paint, out)?;
             }
@@ -227,7 +239,7 @@ impl Render for Table {
 
 impl Table {
     /// One stack: its frames under the numbers, the blamed frame marked.
-    fn stack_rows(
+    pub(super) fn stack_rows(
         &self,
         profile: &Profile,
         stack: Option<usize>,

@@ -1,0 +1,329 @@
+//! blocked: threads already asleep in a futex wait when lockscope attaches. A deadlock that
+//! began before the recording makes no futex call while it lasts, so the tracepoints never
+//! see it; this module finds such threads without stopping the target:
+//! - at attach, `/proc/PID/task/TID/syscall` names each thread's current syscall with its
+//!   arguments (futex word, op) and the user stack pointer and pc; the stack is copied from
+//!   `/proc/PID/mem` and unwound by CFI (`unwind::SnapshotUnwinder`; rbp is not known);
+//! - each such thread gets a kernel in-flight entry dated at attach, so if it wakes, the
+//!   normal exit path counts the part of its wait that the recording saw;
+//! - at the end, those still in the same wait with that entry untouched were blocked for the
+//!   whole recording. For glibc mutexes the owner's tid is read from the mutex
+//!   (`struct __pthread_mutex_s`: `__lock` at 0 is the futex word, `__owner` at 8), and a
+//!   cycle of waiters each waiting on a mutex another holds is a possible deadlock.
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+
+use anyhow::{Context, Result};
+use aya::maps::HashMap as BpfHashMap;
+use serde::{Deserialize, Serialize};
+use tracer_common::{classify_futex_op, map, InFlight, OpKind};
+
+use crate::attach::Tracer;
+use crate::procfs::MapHistory;
+use crate::profile::Profile;
+use crate::symbolize::{Addr, StackSymbolizer};
+use crate::unwind::SnapshotUnwinder;
+
+/// x86-64 `futex(2)`, and futex2's `futex_wait(2)` (uaddr first too).
+const SYS_FUTEX: u64 = 202;
+const SYS_FUTEX_WAIT: u64 = 454;
+/// Stack bytes copied per blocked thread (capped at the end of its stack mapping).
+const STACK_BYTES: u64 = 64 * 1024;
+/// `bpf_map_update_elem` flag: only create.
+const BPF_NOEXIST: u64 = 1;
+/// glibc's `pthread_mutex_t`: the owner's tid sits 8 bytes after the futex word.
+const MUTEX_OWNER_OFFSET: u64 = 8;
+
+/// A thread asleep in a futex wait when tracing began.
+#[derive(Debug, Clone)]
+pub struct Asleep {
+    pub tid: u32,
+    pub uaddr: u64,
+    pub kind: OpKind,
+    pub frames: Vec<Addr>,
+    /// The kernel in-flight entry's start (CLOCK_MONOTONIC): the attach instant.
+    pub seeded_ns: u64,
+}
+
+/// A thread blocked for the whole recording, as saved in the profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub tid: u32,
+    pub uaddr: u64,
+    pub op: String,
+    /// Index into the profile's stacks.
+    pub stack: Option<usize>,
+    /// The futex word's value at the end.
+    pub word: Option<u32>,
+    /// For a glibc mutex: the owner's tid, when it is a thread of the process.
+    pub owner: Option<u32>,
+    /// How long it was seen asleep (the whole recording, at least).
+    pub seen_ns: u64,
+}
+
+/// What `/proc/PID/task/TID/syscall` says of a thread in a syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InSyscall {
+    pub nr: u64,
+    pub args: [u64; 6],
+    pub sp: u64,
+    pub pc: u64,
+}
+
+/// `202 0x7f.. 0x80 0x2 0x0 0x0 0x0 0x7ffd.. 0x7f..`; `None` for `running` or `-1 sp pc`.
+pub fn parse_syscall(text: &str) -> Option<InSyscall> {
+    let mut it = text.split_whitespace();
+    let nr = it.next()?.parse().ok()?;
+    let mut hex = || u64::from_str_radix(it.next()?.trim_start_matches("0x"), 16).ok();
+    let mut args = [0; 6];
+    for a in &mut args {
+        *a = hex()?;
+    }
+    Some(InSyscall {
+        nr,
+        args,
+        sp: hex()?,
+        pc: hex()?,
+    })
+}
+
+/// The futex wait a syscall line shows, if it is one (`futex_waitv` is not: its words are
+/// behind a pointer).
+fn wait_kind(s: &InSyscall) -> Option<OpKind> {
+    match s.nr {
+        SYS_FUTEX => classify_futex_op(s.args[1] as u32).filter(|k| k.is_wait()),
+        SYS_FUTEX_WAIT => Some(OpKind::Wait2),
+        _ => None,
+    }
+}
+
+fn futex_wait_of(pid: u32, tid: u32) -> Option<(InSyscall, OpKind)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    let s = parse_syscall(&text)?;
+    wait_kind(&s).map(|k| (s, k))
+}
+
+fn tids(pid: u32) -> Vec<u32> {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn read_u32(mem: &File, addr: u64) -> Option<u32> {
+    let mut b = [0u8; 4];
+    mem.read_exact_at(&mut b, addr).ok()?;
+    Some(u32::from_le_bytes(b))
+}
+
+/// Up to `STACK_BYTES` of user stack from `sp`, page by page: a stack's mapping may end
+/// sooner (the main thread's is near the top of its mapping).
+fn read_stack(mem: &File, sp: u64) -> Vec<u8> {
+    const PAGE: u64 = 4096;
+    let mut out = Vec::new();
+    let mut at = sp;
+    while at < sp + STACK_BYTES {
+        let next = (at / PAGE + 1) * PAGE;
+        let mut chunk = vec![0u8; (next - at) as usize];
+        if mem.read_exact_at(&mut chunk, at).is_err() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+        at = next;
+    }
+    out
+}
+
+/// Threads of `pid` asleep in a futex wait now, with their user stacks.
+pub fn scan(pid: u32, now_ns: u64) -> Vec<Asleep> {
+    let mut maps = MapHistory::default();
+    if !maps.refresh(pid) {
+        return Vec::new();
+    }
+    let mut unwinder = SnapshotUnwinder::default();
+    unwinder.update(&maps);
+    let mem = File::open(format!("/proc/{pid}/mem")).ok();
+    let mut out = Vec::new();
+    for tid in tids(pid) {
+        let Some((s, kind)) = futex_wait_of(pid, tid) else {
+            continue;
+        };
+        let stack = mem
+            .as_ref()
+            .map(|m| read_stack(m, s.sp))
+            .unwrap_or_default();
+        let mut frames = if stack.is_empty() {
+            Vec::new()
+        } else {
+            unwinder.unwind_ended(s.pc, s.sp, 0, &stack).0
+        };
+        if frames.is_empty() {
+            frames.push(Addr::Ip(s.pc));
+        }
+        out.push(Asleep {
+            tid,
+            uaddr: s.args[0],
+            kind,
+            frames,
+            seeded_ns: now_ns,
+        });
+    }
+    out
+}
+
+/// Gives each sleeping thread a kernel in-flight entry dated `seeded_ns`, so a wake is counted
+/// by the normal exit path. A thread that already entered a new call keeps its own entry.
+pub fn seed(tracer: &mut Tracer, asleep: &[Asleep]) -> Result<()> {
+    let mut inflight: BpfHashMap<_, u32, InFlight> =
+        BpfHashMap::try_from(tracer.ebpf.map_mut(map::INFLIGHT).context("INFLIGHT map")?)?;
+    for a in asleep {
+        let call = InFlight {
+            start_ns: a.seeded_ns,
+            uaddr: a.uaddr,
+            kind: a.kind as u32,
+            ..InFlight::default()
+        };
+        // BPF_NOEXIST: never overwrite a call the probes saw begin.
+        let _ = inflight.insert(a.tid, call, BPF_NOEXIST);
+    }
+    Ok(())
+}
+
+/// Of the threads asleep at attach, those still in the very same wait: their in-flight entry
+/// is the one seeded (no exit since), and /proc still shows them on the same word.
+pub fn still_blocked(
+    tracer: &Tracer,
+    pid: u32,
+    asleep: Vec<Asleep>,
+    now_ns: u64,
+) -> Result<Vec<(Asleep, Blocked)>> {
+    let inflight: BpfHashMap<_, u32, InFlight> =
+        BpfHashMap::try_from(tracer.ebpf.map(map::INFLIGHT).context("INFLIGHT map")?)?;
+    let mem = File::open(format!("/proc/{pid}/mem")).ok();
+    let live = tids(pid);
+    let mut out = Vec::new();
+    for a in asleep {
+        let untouched = inflight
+            .get(&a.tid, 0)
+            .is_ok_and(|c| c.start_ns == a.seeded_ns && c.uaddr == a.uaddr);
+        let same = futex_wait_of(pid, a.tid).is_some_and(|(s, _)| s.args[0] == a.uaddr);
+        if !(untouched && same) {
+            continue;
+        }
+        let word = mem.as_ref().and_then(|m| read_u32(m, a.uaddr));
+        let owner = mem
+            .as_ref()
+            .and_then(|m| read_u32(m, a.uaddr + MUTEX_OWNER_OFFSET))
+            .filter(|&o| o != a.tid && live.contains(&o));
+        let b = Blocked {
+            tid: a.tid,
+            uaddr: a.uaddr,
+            op: a.kind.name().to_string(),
+            stack: None,
+            word,
+            owner,
+            seen_ns: now_ns.saturating_sub(a.seeded_ns),
+        };
+        out.push((a, b));
+    }
+    Ok(out)
+}
+
+/// Puts the threads blocked for the whole recording into the profile, their stacks
+/// symbolized with the rest.
+pub fn add_to_profile(
+    profile: &mut Profile,
+    blocked: Vec<(Asleep, Blocked)>,
+    sym: &mut StackSymbolizer,
+) {
+    let (asleep, mut blocked): (Vec<Asleep>, Vec<Blocked>) = blocked.into_iter().unzip();
+    let stacks = sym.symbolize(asleep.into_iter().map(|a| a.frames).collect());
+    for (b, s) in blocked.iter_mut().zip(stacks) {
+        profile.stacks.push(s);
+        b.stack = Some(profile.stacks.len() - 1);
+    }
+    profile.modules = sym.modules();
+    profile.blocked = blocked;
+}
+
+/// Cycles of blocked threads each waiting on a mutex the next one owns, each as the tids in
+/// wait order starting from the smallest; every cycle once.
+pub fn deadlocks(blocked: &[Blocked]) -> Vec<Vec<u32>> {
+    let next = |tid: u32| blocked.iter().find(|b| b.tid == tid).and_then(|b| b.owner);
+    let mut cycles: Vec<Vec<u32>> = Vec::new();
+    for b in blocked {
+        let mut path = vec![b.tid];
+        let mut at = b.tid;
+        while let Some(o) = next(at) {
+            if let Some(i) = path.iter().position(|&t| t == o) {
+                let mut cycle = path[i..].to_vec();
+                let min = (0..cycle.len()).min_by_key(|&j| cycle[j]).unwrap_or(0);
+                cycle.rotate_left(min);
+                if !cycles.contains(&cycle) {
+                    cycles.push(cycle);
+                }
+                break;
+            }
+            path.push(o);
+            at = o;
+        }
+    }
+    cycles
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syscall_lines_parse_and_running_threads_do_not() {
+        let s = parse_syscall(
+            "202 0x55d0c0a01040 0x80 0x2 0x0 0x0 0x0 0x7f3b2cdfed28 0x7f3b2d0a4e5e\n",
+        )
+        .unwrap();
+        assert_eq!(s.nr, 202);
+        assert_eq!(s.args[0], 0x55d0c0a01040);
+        assert_eq!(s.args[1], 0x80);
+        assert_eq!((s.sp, s.pc), (0x7f3b2cdfed28, 0x7f3b2d0a4e5e));
+        assert_eq!(wait_kind(&s), Some(OpKind::Wait));
+        // A wake, a futex2 wait, and a read(2) in progress.
+        let wake = parse_syscall("202 0x1000 0x81 0x1 0x0 0x0 0x0 0x7ffd 0x7f00").unwrap();
+        assert_eq!(wait_kind(&wake), None);
+        let wait2 = parse_syscall("454 0x1000 0x0 0xffffffff 0x82 0x0 0x1 0x7ffd 0x7f00").unwrap();
+        assert_eq!(wait_kind(&wait2), Some(OpKind::Wait2));
+        let read = parse_syscall("0 0x3 0x7ffd 0x1000 0x0 0x0 0x0 0x7ffd 0x7f00").unwrap();
+        assert_eq!(wait_kind(&read), None);
+        assert_eq!(parse_syscall("running\n"), None);
+        assert_eq!(parse_syscall("-1 0x7ffd 0x7f00\n"), None);
+    }
+
+    fn blocked(tid: u32, owner: Option<u32>) -> Blocked {
+        Blocked {
+            tid,
+            uaddr: u64::from(tid) * 0x40,
+            op: "FUTEX_WAIT".into(),
+            stack: None,
+            word: Some(2),
+            owner,
+            seen_ns: 1,
+        }
+    }
+
+    #[test]
+    fn owner_cycles_are_deadlocks_and_chains_are_not() {
+        let two = [blocked(7, Some(5)), blocked(5, Some(7))];
+        assert_eq!(deadlocks(&two), vec![vec![5, 7]]);
+        let three = [
+            blocked(3, Some(9)),
+            blocked(9, Some(4)),
+            blocked(4, Some(3)),
+        ];
+        assert_eq!(deadlocks(&three), vec![vec![3, 9, 4]]);
+        // A waits on B, B is blocked on something nobody here holds: no cycle.
+        let chain = [blocked(1, Some(2)), blocked(2, None), blocked(6, Some(8))];
+        assert!(deadlocks(&chain).is_empty());
+    }
+}

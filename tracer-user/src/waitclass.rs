@@ -1,0 +1,328 @@
+//! waitclass: what a waiting thread was waiting *for*. Lock contention (mutexes, rwlocks,
+//! `Once` races, a condvar waiter re-taking its mutex) is what the report is about; condition
+//! waits, parking, joins, barriers and semaphores are threads idle until told, and are set
+//! apart (`--waits contention|idle|all`). Decided from the symbolized stack, innermost lock
+//! frame first; the futex op decides only where the stack says nothing.
+use std::collections::HashMap;
+
+use tracer_common::OpKind;
+
+use crate::aggregate::{groups, is_lock_internal, totals, GroupBy, Totals, ViewOptions};
+use crate::golang::GoWait;
+use crate::profile::{Profile, Stack, WaitRow};
+use crate::render::{frame_lines, key_label};
+use crate::units::{fmt_count, fmt_ns};
+
+/// Why a thread that was not contending for a lock slept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IdleKind {
+    Condvar,
+    Park,
+    Join,
+    Barrier,
+    Semaphore,
+    /// A Go M with no goroutine to run (these rows are already left out at assembly).
+    GoIdle,
+}
+
+/// What a wait was: lock contention, or a thread idle until something happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WaitClass {
+    Contention,
+    Idle(IdleKind),
+}
+
+impl WaitClass {
+    /// Machine name (JSON, CSV).
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitClass::Contention => "contention",
+            WaitClass::Idle(IdleKind::Condvar) => "idle-condvar",
+            WaitClass::Idle(IdleKind::Park) => "idle-park",
+            WaitClass::Idle(IdleKind::Join) => "idle-join",
+            WaitClass::Idle(IdleKind::Barrier) => "idle-barrier",
+            WaitClass::Idle(IdleKind::Semaphore) => "idle-semaphore",
+            WaitClass::Idle(IdleKind::GoIdle) => "idle-go-thread",
+        }
+    }
+
+    /// For people.
+    pub fn label(self) -> &'static str {
+        match self {
+            WaitClass::Contention => "lock contention",
+            WaitClass::Idle(IdleKind::Condvar) => "condition wait",
+            WaitClass::Idle(IdleKind::Park) => "thread park",
+            WaitClass::Idle(IdleKind::Join) => "thread join",
+            WaitClass::Idle(IdleKind::Barrier) => "barrier",
+            WaitClass::Idle(IdleKind::Semaphore) => "semaphore",
+            WaitClass::Idle(IdleKind::GoIdle) => "Go idle thread",
+        }
+    }
+}
+
+/// Which classes a view shows (`--waits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Waits {
+    #[default]
+    Contention,
+    Idle,
+    All,
+}
+
+impl Waits {
+    pub fn name(self) -> &'static str {
+        match self {
+            Waits::Contention => "contention",
+            Waits::Idle => "idle",
+            Waits::All => "all",
+        }
+    }
+
+    pub fn includes(self, class: WaitClass) -> bool {
+        match self {
+            Waits::All => true,
+            Waits::Contention => class == WaitClass::Contention,
+            Waits::Idle => class != WaitClass::Contention,
+        }
+    }
+}
+
+/// The synchronisation primitive a waiter sat in, from the first recognised frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Primitive {
+    StdMutex,
+    StdRwLock,
+    StdCondvar,
+    StdOnce,
+    ThreadPark,
+    ParkingLotLock,
+    ParkingLotCondvar,
+    GlibcInternal,
+    PthreadMutex,
+    PthreadCondvar,
+    PthreadRwLock,
+    PthreadOnce,
+    PthreadBarrier,
+    Semaphore,
+    Join,
+    GoMutex,
+    GoRwMutex,
+    Go(GoWait),
+}
+
+impl Primitive {
+    pub fn label(self) -> &'static str {
+        match self {
+            Primitive::StdMutex => "std::sync::Mutex",
+            Primitive::StdRwLock => "std::sync::RwLock",
+            Primitive::StdCondvar => "std::sync::Condvar",
+            Primitive::StdOnce => "std::sync::Once",
+            Primitive::ThreadPark => "thread park",
+            Primitive::ParkingLotLock => "parking_lot",
+            Primitive::ParkingLotCondvar => "parking_lot Condvar",
+            Primitive::GlibcInternal => "glibc internal lock (malloc, stdio, …)",
+            Primitive::PthreadMutex => "pthread mutex",
+            Primitive::PthreadCondvar => "pthread condvar",
+            Primitive::PthreadRwLock => "pthread rwlock",
+            Primitive::PthreadOnce => "pthread_once",
+            Primitive::PthreadBarrier => "pthread barrier",
+            Primitive::Semaphore => "semaphore",
+            Primitive::Join => "thread join",
+            Primitive::GoMutex => "Go sync.Mutex (goroutine)",
+            Primitive::GoRwMutex => "Go sync.RWMutex (goroutine)",
+            Primitive::Go(g) => g.label(),
+        }
+    }
+
+    pub fn class(self) -> WaitClass {
+        match self {
+            Primitive::StdCondvar | Primitive::ParkingLotCondvar | Primitive::PthreadCondvar => {
+                WaitClass::Idle(IdleKind::Condvar)
+            }
+            Primitive::ThreadPark => WaitClass::Idle(IdleKind::Park),
+            Primitive::Join => WaitClass::Idle(IdleKind::Join),
+            Primitive::PthreadBarrier => WaitClass::Idle(IdleKind::Barrier),
+            Primitive::Semaphore => WaitClass::Idle(IdleKind::Semaphore),
+            Primitive::Go(GoWait::IdleThread) => WaitClass::Idle(IdleKind::GoIdle),
+            _ => WaitClass::Contention,
+        }
+    }
+}
+
+/// One function name → the primitive it implements, if it says. Order matters within a name
+/// (`parking_lot::condvar::Condvar` before any `Condvar`); across names, innermost wins.
+fn primitive_of_name(name: &str) -> Option<Primitive> {
+    let n = name.trim_start_matches('<');
+    let has = |s: &str| n.contains(s);
+    Some(if n.starts_with("parking_lot_core") {
+        // Shared by parking_lot's locks and its condvar: the caller decides.
+        return None;
+    } else if n.starts_with("parking_lot::condvar") {
+        Primitive::ParkingLotCondvar
+    } else if n.starts_with("parking_lot") || n.starts_with("lock_api") {
+        Primitive::ParkingLotLock
+    } else if has("std::sys::sync::mutex")
+        || has("std::sync::poison::mutex")
+        || n.starts_with("std::sync::Mutex")
+    {
+        Primitive::StdMutex
+    } else if has("std::sys::sync::rwlock") || has("rwlock::RwLock") {
+        Primitive::StdRwLock
+    } else if has("std::sys::sync::condvar") || has("Condvar") {
+        Primitive::StdCondvar
+    } else if has("std::sys::sync::once") || has("OnceLock") || has("std::sync::Once") {
+        Primitive::StdOnce
+    } else if has("thread::park")
+        || has("Parker")
+        || has("thread_parking")
+        || has("sync::parker")
+        || n.starts_with("rayon_core::sleep")
+        || n.starts_with("tokio::runtime::park")
+    {
+        Primitive::ThreadPark
+    } else if has("lll_lock_wait_private") {
+        // glibc's own locks: malloc arenas, stdio, the dynamic loader.
+        Primitive::GlibcInternal
+    } else if has("pthread_mutex") || has("lll_lock") {
+        // Includes `__pthread_mutex_cond_lock`: a condvar waiter re-taking its mutex.
+        Primitive::PthreadMutex
+    } else if has("pthread_cond") {
+        Primitive::PthreadCondvar
+    } else if has("pthread_rwlock") {
+        Primitive::PthreadRwLock
+    } else if has("pthread_once") {
+        Primitive::PthreadOnce
+    } else if has("pthread_barrier") {
+        Primitive::PthreadBarrier
+    } else if has("sem_wait")
+        || has("sem_timedwait")
+        || has("sem_clockwait")
+        || n == "do_futex_wait"
+    {
+        Primitive::Semaphore
+    } else if has("pthread_join")
+        || has("pthread_clockjoin")
+        || has("pthread_timedjoin")
+        || has("JoinInner")
+        || has("JoinHandle")
+        || has("clone_internal")
+    {
+        Primitive::Join
+    } else {
+        return None;
+    })
+}
+
+/// The primitive a stack waited in; `None` when no frame says (or no stack).
+pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
+    let stack = stack?;
+    let names = || crate::aggregate::function_names(stack);
+    for name in names() {
+        if name.starts_with("sync.(*RWMutex)") {
+            return Some(Primitive::GoRwMutex);
+        }
+        if name.starts_with("sync.(*Mutex)") {
+            return Some(Primitive::GoMutex);
+        }
+    }
+    if names().any(|n| n.starts_with("runtime.")) {
+        return Some(Primitive::Go(crate::golang::classify(Some(stack))));
+    }
+    let found = names().find_map(primitive_of_name);
+    // parking_lot's core alone (its callers inlined away or not symbolized): its locks.
+    found.or_else(|| {
+        names()
+            .any(|n| n.starts_with("parking_lot_core"))
+            .then_some(Primitive::ParkingLotLock)
+    })
+}
+
+/// Classifies one wait: from its stack, else from its futex op. A wait nothing explains stays
+/// contention, as every wait was before this classification existed.
+pub fn classify(stack: Option<&Stack>, op: &str) -> WaitClass {
+    if op == OpKind::GoSemacquire.name() || op == OpKind::LockPi.name() {
+        return WaitClass::Contention;
+    }
+    if let Some(p) = primitive(stack) {
+        return p.class();
+    }
+    if op == OpKind::WaitRequeuePi.name() {
+        // glibc's PI condvars wait with WAIT_REQUEUE_PI; PI mutexes lock with LOCK_PI.
+        return WaitClass::Idle(IdleKind::Condvar);
+    }
+    WaitClass::Contention
+}
+
+/// The wait rows a view shows (they slept, and their class is selected), with their class.
+/// Classes are computed once per (stack, op).
+pub fn shown_rows(profile: &Profile, waits: Waits) -> Vec<(&WaitRow, WaitClass)> {
+    let mut cache: HashMap<(Option<usize>, &str), WaitClass> = HashMap::new();
+    profile
+        .waits
+        .iter()
+        .filter(|r| r.count > 0)
+        .map(|r| {
+            let class = *cache
+                .entry((r.stack, r.op.as_str()))
+                .or_insert_with(|| classify(r.stack.and_then(|s| profile.stacks.get(s)), &r.op));
+            (r, class)
+        })
+        .filter(|(_, c)| waits.includes(*c))
+        .collect()
+}
+
+/// Totals over the rows a view shows.
+pub fn shown_totals(profile: &Profile, waits: Waits) -> Totals {
+    totals(shown_rows(profile, waits).into_iter().map(|(r, _)| r))
+}
+
+/// The header's one line about the waits a view leaves out, if any were recorded.
+pub fn set_apart_line(profile: &Profile, waits: Waits) -> Option<String> {
+    let other = match waits {
+        Waits::Contention => Waits::Idle,
+        Waits::Idle => Waits::Contention,
+        Waits::All => return None,
+    };
+    let t = shown_totals(profile, other);
+    if t.waits == 0 {
+        return None;
+    }
+    let view = ViewOptions {
+        by: GroupBy::Function,
+        waits: other,
+        ..ViewOptions::default()
+    };
+    let top = groups(profile, &view).into_iter().next().map(|g| {
+        let stack = g.hottest_stack.and_then(|s| profile.stacks.get(s));
+        // The frame the table marks ▶: unresolved frames of a stripped program count too.
+        let site = stack
+            .and_then(|s| {
+                s.frames
+                    .iter()
+                    .flat_map(|f| frame_lines(f, profile))
+                    .map(|(name, _)| name)
+                    .find(|name| !is_lock_internal(name))
+            })
+            .unwrap_or_else(|| key_label(&g.key, profile));
+        format!(
+            " · most in {site} ({}, {})",
+            crate::attribute::lock_primitive(stack),
+            fmt_ns(g.total_ns)
+        )
+    });
+    let what = match other {
+        Waits::Idle => "idle waits, not lock contention (condition waits, parking, joins)",
+        _ => "lock contention, not shown",
+    };
+    Some(format!(
+        "{what}: {} · {} of thread time{} (--waits {})",
+        fmt_count(t.waits),
+        fmt_ns(t.wait_ns),
+        top.unwrap_or_default(),
+        other.name()
+    ))
+}
+
+#[cfg(test)]
+#[path = "waitclass_tests.rs"]
+mod tests;

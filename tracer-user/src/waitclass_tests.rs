@@ -1,0 +1,240 @@
+//! Unit tests of the wait classifier on synthetic stacks of each kind.
+use super::*;
+use crate::profile::tests::{row, sample, stack};
+
+const WAIT: &str = "FUTEX_WAIT";
+const IDLE_COND: WaitClass = WaitClass::Idle(IdleKind::Condvar);
+
+fn class_of(names: &[&str]) -> WaitClass {
+    classify(Some(&stack(names)), WAIT)
+}
+
+#[test]
+fn mutexes_rwlocks_and_once_races_are_contention() {
+    for s in [
+        &[
+            "syscall",
+            "std::sys::sync::mutex::futex::Mutex::lock_contended",
+            "app::f",
+        ][..],
+        &[
+            "std::sys::sync::rwlock::futex::RwLock::write_contended",
+            "app::f",
+        ],
+        &["std::sys::sync::once::futex::Once::call", "app::init"],
+        &[
+            "futex_wait",
+            "__GI___lll_lock_wait",
+            "___pthread_mutex_lock",
+            "contended_site",
+        ],
+        &["__GI___lll_lock_wait_private", "__GI___libc_malloc"],
+        &["futex_wait", "__pthread_rwlock_wrlock_full64", "writer"],
+        &["__pthread_once_slow", "init"],
+        &[
+            "parking_lot_core::thread_parker::imp::ThreadParker::futex_wait",
+            "parking_lot_core::parking_lot::park",
+            "parking_lot::raw_mutex::RawMutex::lock_slow",
+            "lock_api::mutex::Mutex<R,T>::lock",
+            "app::site",
+        ],
+        // parking_lot's core with its callers not symbolized.
+        &["parking_lot_core::parking_lot::park", "0x1234"],
+        &["runtime.futex", "runtime.futexsleep", "runtime.lock2"],
+        &["sync.(*Mutex).lockSlow", "main.site"],
+    ] {
+        assert_eq!(class_of(s), WaitClass::Contention, "{s:?}");
+    }
+}
+
+#[test]
+fn a_condvar_waiter_retaking_its_mutex_is_contention() {
+    // glibc: woken from the condvar, blocked in __pthread_mutex_cond_lock.
+    let s = [
+        "futex_wait",
+        "__GI___lll_lock_wait",
+        "__pthread_mutex_cond_lock",
+        "__pthread_cond_wait_common",
+        "___pthread_cond_wait",
+        "worker",
+    ];
+    assert_eq!(class_of(&s), WaitClass::Contention);
+    // std: Condvar::wait re-locks through the Mutex.
+    let s = [
+        "std::sys::sync::mutex::futex::Mutex::lock_contended",
+        "std::sys::sync::condvar::futex::Condvar::wait_optional_timeout",
+        "app::worker",
+    ];
+    assert_eq!(class_of(&s), WaitClass::Contention);
+}
+
+#[test]
+fn condition_waits_parks_joins_barriers_and_semaphores_are_idle() {
+    let cases: &[(&[&str], IdleKind)] = &[
+        (
+            &[
+                "__futex_abstimed_wait_common64",
+                "__futex_abstimed_wait_common",
+                "__pthread_cond_wait_common",
+                "___pthread_cond_wait",
+                "pool_worker",
+            ],
+            IdleKind::Condvar,
+        ),
+        (
+            &[
+                "std::sys::pal::unix::futex::futex_wait",
+                "std::sys::sync::condvar::futex::Condvar::wait_optional_timeout",
+                "std::sync::poison::condvar::Condvar::wait",
+            ],
+            IdleKind::Condvar,
+        ),
+        (
+            &[
+                "parking_lot_core::parking_lot::park",
+                "parking_lot::condvar::Condvar::wait_until_internal",
+            ],
+            IdleKind::Condvar,
+        ),
+        (
+            &[
+                "std::sys::pal::unix::futex::futex_wait",
+                "std::sys::sync::thread_parking::futex::Parker::park",
+                "std::thread::park",
+            ],
+            IdleKind::Park,
+        ),
+        (
+            &["crossbeam_utils::sync::parker::Inner::park", "x"],
+            IdleKind::Park,
+        ),
+        (&["rayon_core::sleep::Sleep::sleep", "x"], IdleKind::Park),
+        (
+            &[
+                "__futex_abstimed_wait_common64",
+                "__pthread_clockjoin_ex",
+                "main",
+            ],
+            IdleKind::Join,
+        ),
+        (
+            &[
+                "std::sys::pal::unix::thread::Thread::join",
+                "std::thread::JoinInner<T>::join",
+            ],
+            IdleKind::Join,
+        ),
+        (
+            &["futex_wait", "pthread_barrier_wait", "phase"],
+            IdleKind::Barrier,
+        ),
+        (
+            &["do_futex_wait", "__new_sem_wait_slow64", "consumer"],
+            IdleKind::Semaphore,
+        ),
+        (
+            &["runtime.futex", "runtime.notesleep", "runtime.mPark"],
+            IdleKind::GoIdle,
+        ),
+    ];
+    for (s, kind) in cases {
+        assert_eq!(class_of(s), WaitClass::Idle(*kind), "{s:?}");
+    }
+}
+
+#[test]
+fn the_futex_op_decides_only_where_the_stack_says_nothing() {
+    // No stack.
+    assert_eq!(classify(None, WAIT), WaitClass::Contention);
+    assert_eq!(classify(None, "FUTEX_LOCK_PI"), WaitClass::Contention);
+    assert_eq!(classify(None, "FUTEX_WAIT_REQUEUE_PI"), IDLE_COND);
+    assert_eq!(classify(None, "go semacquire"), WaitClass::Contention);
+    // A stack of unknown frames.
+    let unknown = stack(&["0x7f00", "app::main"]);
+    assert_eq!(classify(Some(&unknown), "FUTEX_WAIT_REQUEUE_PI"), IDLE_COND);
+    assert_eq!(
+        classify(Some(&unknown), "FUTEX_WAIT_BITSET"),
+        WaitClass::Contention
+    );
+    // A recognised frame beats the op.
+    let cond = stack(&["___pthread_cond_wait"]);
+    assert_eq!(classify(Some(&cond), WAIT), IDLE_COND);
+    // LOCK_PI is a lock whatever the stack shows.
+    assert_eq!(
+        classify(Some(&cond), "FUTEX_LOCK_PI"),
+        WaitClass::Contention
+    );
+}
+
+#[test]
+fn views_select_rows_by_class() {
+    let mut p = sample();
+    p.stacks
+        .push(stack(&["___pthread_cond_wait", "pool_worker"]));
+    let cond = p.stacks.len() - 1;
+    p.waits.push(row(Some(cond), 7, 4, 9_000_000, 3_000_000));
+    let count = |w: Waits| shown_rows(&p, w).iter().map(|(r, _)| r.count).sum::<u64>();
+    assert_eq!(count(Waits::Contention), 6);
+    assert_eq!(count(Waits::Idle), 4);
+    assert_eq!(count(Waits::All), 10);
+    assert!(shown_rows(&p, Waits::Idle)
+        .iter()
+        .all(|(r, c)| r.tid == 7 && *c == IDLE_COND));
+    assert_eq!(IDLE_COND.name(), "idle-condvar");
+    assert!(
+        Waits::All.includes(WaitClass::Contention) && !Waits::Idle.includes(WaitClass::Contention)
+    );
+}
+
+#[test]
+fn waits_is_a_view_option_of_every_command() {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+    let parse = |args: &[&str]| {
+        Cli::try_parse_from(std::iter::once("lockscope").chain(args.iter().copied()))
+            .unwrap()
+            .command
+    };
+    let Command::Report(r) = parse(&["report", "p.json"]) else {
+        panic!("report")
+    };
+    assert_eq!(r.options().unwrap().view.waits, Waits::Contention);
+    let Command::Report(r) = parse(&["report", "p.json", "--waits", "all"]) else {
+        panic!("report")
+    };
+    assert_eq!(r.options().unwrap().view.waits, Waits::All);
+    let Command::Record(r) = parse(&["record", "-p", "3", "--waits", "idle"]) else {
+        panic!("record")
+    };
+    assert_eq!(r.options().unwrap().view.waits, Waits::Idle);
+    let Command::Top(t) = parse(&["top", "-p", "3", "--waits", "idle"]) else {
+        panic!("top")
+    };
+    assert_eq!(t.options().unwrap().waits, Waits::Idle);
+}
+
+#[test]
+fn the_header_sums_up_what_a_view_leaves_out_on_one_line() {
+    let mut p = sample();
+    assert_eq!(set_apart_line(&p, Waits::Contention), None);
+    p.stacks.push(stack(&[
+        "___pthread_cond_wait",
+        "pool_worker",
+        "start_thread",
+    ]));
+    let cond = p.stacks.len() - 1;
+    p.waits.push(row(Some(cond), 7, 4, 9_000_000, 3_000_000));
+    let line = set_apart_line(&p, Waits::Contention).unwrap();
+    assert!(
+        line.starts_with("idle waits, not lock contention"),
+        "{line}"
+    );
+    assert!(line.contains(": 4 · 9.00 ms"), "{line}");
+    assert!(
+        line.contains("most in pool_worker (pthread condvar"),
+        "{line}"
+    );
+    let line = set_apart_line(&p, Waits::Idle).unwrap();
+    assert!(line.starts_with("lock contention, not shown: 6"), "{line}");
+    assert_eq!(set_apart_line(&p, Waits::All), None);
+}
