@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tracer_common::Phase;
 
 use crate::aggregate::{GroupBy, SortKey, ViewOptions, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
+use crate::options::{GoUprobes, Launch, RecordOptions, ReportOptions, TopOptions, Unwind};
 use crate::render::Format;
 use crate::units::parse_duration;
 use crate::waitclass::Waits;
@@ -89,16 +90,6 @@ pub enum UnwindArg {
     Auto,
 }
 
-/// How stacks are walked, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unwind {
-    FramePointers,
-    /// Stack snapshots of this many bytes.
-    Dwarf(u32),
-    /// Dwarf (with this many bytes) if the executable lacks frame pointers.
-    Auto(u32),
-}
-
 impl UnwindArgs {
     fn options(&self) -> Result<Unwind> {
         let (lo, hi) = (
@@ -138,6 +129,16 @@ pub enum GoUprobesArg {
     Auto,
     On,
     Off,
+}
+
+impl From<GoUprobesArg> for GoUprobes {
+    fn from(g: GoUprobesArg) -> Self {
+        match g {
+            GoUprobesArg::Auto => GoUprobes::Auto,
+            GoUprobesArg::On => GoUprobes::On,
+            GoUprobesArg::Off => GoUprobes::Off,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -266,55 +267,6 @@ pub struct ViewArgs {
     pub waits: WaitsArg,
 }
 
-/// How much to trace.
-#[derive(Debug, Clone)]
-pub enum Launch {
-    /// Attach to a running process.
-    Pid(u32),
-    /// Start this command (program, then arguments) and trace it from exec.
-    Command(Vec<String>),
-}
-
-/// What `record` needs, validated.
-#[derive(Debug, Clone)]
-pub struct RecordOptions {
-    pub launch: Launch,
-    /// `None`: until the target exits (or Ctrl-C).
-    pub duration: Option<Duration>,
-    /// `None`: the default name, known once the pid is.
-    pub output: Option<PathBuf>,
-    /// `None`: the profile itself.
-    pub output_format: Option<Format>,
-    pub view: ViewOptions,
-    pub progress: bool,
-    /// Bundled-map phases to probe.
-    pub phases: Vec<Phase>,
-    pub unwind: Unwind,
-    pub go_uprobes: GoUprobesArg,
-}
-
-/// What `report` needs, validated.
-#[derive(Debug, Clone)]
-pub struct ReportOptions {
-    pub profile: PathBuf,
-    pub view: ViewOptions,
-    pub format: Format,
-    pub output: Option<PathBuf>,
-}
-
-/// What `top` needs, validated.
-#[derive(Debug, Clone)]
-pub struct TopOptions {
-    pub pid: u32,
-    pub interval: Duration,
-    pub by: GroupBy,
-    pub sort: SortKey,
-    pub waits: Waits,
-    pub phases: Vec<Phase>,
-    pub unwind: Unwind,
-    pub go_uprobes: GoUprobesArg,
-}
-
 fn pid_of(pid: i64) -> Result<u32> {
     if pid <= 0 || pid > i64::from(i32::MAX) {
         bail!("--pid {pid} is not a process id");
@@ -411,7 +363,7 @@ impl RecordArgs {
             progress: !self.quiet,
             phases: self.probes.phases(),
             unwind: self.unwind.options()?,
-            go_uprobes: self.probes.go_uprobes,
+            go_uprobes: self.probes.go_uprobes.into(),
         })
     }
 }
@@ -442,7 +394,7 @@ impl TopArgs {
             waits: self.waits.into(),
             phases: self.probes.phases(),
             unwind: self.unwind.options()?,
-            go_uprobes: self.probes.go_uprobes,
+            go_uprobes: self.probes.go_uprobes.into(),
         })
     }
 }

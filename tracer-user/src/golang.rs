@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 
+use crate::options::GoUprobes;
 use crate::profile::Stack;
 
 /// A Go executable's toolchain version (`go1.19.8`) from its `.go.buildinfo` section.
@@ -142,16 +143,15 @@ pub fn return_offsets(code: &[u8], ip: u64) -> Vec<u64> {
 pub fn attach_probes(
     tracer: &mut crate::attach::Tracer,
     target: &crate::procfs::Target,
-    mode: crate::cli::GoUprobesArg,
+    mode: GoUprobes,
 ) -> Result<usize> {
-    use crate::cli::GoUprobesArg;
     let (Some(_), Some(exe)) = (&target.go, &target.exe) else {
-        if mode == GoUprobesArg::On {
+        if mode == GoUprobes::On {
             bail!("--go-uprobes on: {} is not a Go program", target.comm);
         }
         return Ok(0);
     };
-    if mode == GoUprobesArg::Off {
+    if mode == GoUprobes::Off {
         return Ok(0);
     }
     let points = match sema_probe_points(exe) {
@@ -161,12 +161,12 @@ pub fn attach_probes(
         {
             p
         }
-        Ok(_) if mode == GoUprobesArg::Auto => return Ok(0),
+        Ok(_) if mode == GoUprobes::Auto => return Ok(0),
         Ok(_) => bail!(
             "--go-uprobes on: {} has no sync semaphore functions (stripped?)",
             exe.display()
         ),
-        Err(e) if mode == GoUprobesArg::Auto => {
+        Err(e) if mode == GoUprobes::Auto => {
             eprintln!("lockscope: no goroutine-level tracing ({e:#})");
             return Ok(0);
         }

@@ -20,6 +20,7 @@ mod golang;
 mod gopclntab;
 mod launch;
 mod locks;
+mod options;
 mod output;
 mod preflight;
 mod procfs;
@@ -40,7 +41,8 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::Parser;
 
-use cli::{Cli, Command, ReportOptions};
+use cli::{Cli, Command};
+use options::ReportOptions;
 use output::{Limited, PendingOutput};
 use render::use_color;
 

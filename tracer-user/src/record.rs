@@ -7,8 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 use crate::assemble::build_profile;
-use crate::cli::{Launch, RecordOptions};
 use crate::collect;
+use crate::options::{Launch, RecordOptions};
 use crate::output::PendingOutput;
 use crate::procfs::{self, Target};
 use crate::render::{use_color, Render, Table};

@@ -14,8 +14,8 @@ use ratatui::Frame;
 
 use crate::aggregate::{blamed_function, groups, percent, GroupBy, Key, SortKey, ViewOptions};
 use crate::assemble::build_profile;
-use crate::cli::TopOptions;
 use crate::collect;
+use crate::options::TopOptions;
 use crate::procfs::{self, thread_names, MapHistory};
 use crate::profile::{Profile, StopReason};
 use crate::render::key_label;

@@ -2,6 +2,7 @@
 mod bench;
 mod bench_map;
 mod bench_unwind;
+mod cycles;
 mod demo;
 mod go;
 mod run;
@@ -53,6 +54,8 @@ enum Task {
         #[arg(long, default_value_t = 2.0)]
         secs: f64,
     },
+    /// List import cycles among tracer-user's top-level modules (fails on one).
+    Cycles,
     /// Benchmark the unwinders (`--unwind fp`, the default, `--unwind dwarf`) on C programs
     /// built with and without frame pointers and on the Rust futex storm.
     BenchUnwind {
@@ -89,6 +92,7 @@ fn main() {
         Task::BenchMap { rounds, secs } => bench_map::run(rounds, secs),
         Task::Bench { rounds, secs } => bench::run(rounds, secs),
         Task::BenchUnwind { rounds, secs } => bench_unwind::run(rounds, secs),
+        Task::Cycles => cycles::run(),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use tracer_common::SNAPSHOT_SMALL_BYTES;
 
 use super::prologue::{export_opens_frame, imports, prologues};
-use crate::cli::Unwind;
+use crate::options::Unwind;
 use crate::procfs::Target;
 
 /// The unwinder of a recording.

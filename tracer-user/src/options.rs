@@ -1,0 +1,79 @@
+//! options: what each command needs, validated and free of the command line's types — the
+//! engine's side of the samply pattern (cli.rs turns clap's structs into these at once).
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tracer_common::Phase;
+
+use crate::aggregate::{GroupBy, SortKey, ViewOptions};
+use crate::render::Format;
+use crate::waitclass::Waits;
+
+/// How stacks are walked, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwind {
+    FramePointers,
+    /// Stack snapshots of this many bytes.
+    Dwarf(u32),
+    /// Dwarf (with this many bytes) if the executable lacks frame pointers.
+    Auto(u32),
+}
+
+/// Goroutine uprobes on a Go target (`--go-uprobes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoUprobes {
+    /// On for Go targets, quietly off for others.
+    Auto,
+    /// Required: fail if they cannot be placed.
+    On,
+    Off,
+}
+
+/// How much to trace.
+#[derive(Debug, Clone)]
+pub enum Launch {
+    /// Attach to a running process.
+    Pid(u32),
+    /// Start this command (program, then arguments) and trace it from exec.
+    Command(Vec<String>),
+}
+
+/// What `record` needs, validated.
+#[derive(Debug, Clone)]
+pub struct RecordOptions {
+    pub launch: Launch,
+    /// `None`: until the target exits (or Ctrl-C).
+    pub duration: Option<Duration>,
+    /// `None`: the default name, known once the pid is.
+    pub output: Option<PathBuf>,
+    /// `None`: the profile itself.
+    pub output_format: Option<Format>,
+    pub view: ViewOptions,
+    pub progress: bool,
+    /// Bundled-map phases to probe.
+    pub phases: Vec<Phase>,
+    pub unwind: Unwind,
+    pub go_uprobes: GoUprobes,
+}
+
+/// What `report` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    pub profile: PathBuf,
+    pub view: ViewOptions,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+}
+
+/// What `top` needs, validated.
+#[derive(Debug, Clone)]
+pub struct TopOptions {
+    pub pid: u32,
+    pub interval: Duration,
+    pub by: GroupBy,
+    pub sort: SortKey,
+    pub waits: Waits,
+    pub phases: Vec<Phase>,
+    pub unwind: Unwind,
+    pub go_uprobes: GoUprobes,
+}

@@ -1,0 +1,216 @@
+//! `cargo xtask cycles`: the import graph of tracer-user's top-level modules, and any cycle in
+//! it. A module is a file or folder directly under src/; it depends on another when any of its
+//! files names `crate::other`. A cycle means two stages of the pipeline know each other, so
+//! neither can be read, tested or moved alone. `cargo xtask test` fails on one.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+use crate::run::root;
+
+/// Top-level module → the top-level modules it names.
+pub type Graph = BTreeMap<String, BTreeSet<String>>;
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The top-level module a file under `src` belongs to (`src/a.rs`, `src/a/…` → `a`).
+fn module_of(src: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(src).ok()?;
+    let first = rel
+        .components()
+        .next()?
+        .as_os_str()
+        .to_string_lossy()
+        .into_owned();
+    let name = first.strip_suffix(".rs").unwrap_or(&first).to_string();
+    (name != "main" && name != "lib").then_some(name)
+}
+
+/// Every `crate::NAME` in `text`, comments left out.
+fn crate_refs(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        let mut rest = code;
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                out.insert(name);
+            }
+        }
+        // `use crate::{a, b::c}` names several.
+        if let Some(i) = code.find("crate::{") {
+            let inner = &code[i + "crate::{".len()..];
+            for part in inner.split([',', '}']) {
+                let name: String = part
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() {
+                    out.insert(name);
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn graph(src: &Path) -> Graph {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(src, f)).collect();
+    let mut g: Graph = modules
+        .iter()
+        .map(|m| (m.clone(), BTreeSet::new()))
+        .collect();
+    for f in &files {
+        let Some(m) = module_of(src, f) else { continue };
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for r in crate_refs(&text) {
+            if r != m && modules.contains(&r) {
+                g.entry(m.clone()).or_default().insert(r);
+            }
+        }
+    }
+    g
+}
+
+/// The strongly connected components with more than one module (Tarjan).
+pub fn cycles(g: &Graph) -> Vec<Vec<String>> {
+    struct State<'a> {
+        g: &'a Graph,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on: BTreeSet<&'a str>,
+        out: Vec<Vec<String>>,
+    }
+    fn visit<'a>(s: &mut State<'a>, v: &'a str) {
+        let i = s.index.len();
+        s.index.insert(v, i);
+        s.low.insert(v, i);
+        s.stack.push(v);
+        s.on.insert(v);
+        for w in s.g.get(v).into_iter().flatten() {
+            let w = w.as_str();
+            if !s.index.contains_key(w) {
+                visit(s, w);
+                let lw = s.low[w];
+                let lv = s.low.get_mut(v).unwrap();
+                *lv = (*lv).min(lw);
+            } else if s.on.contains(w) {
+                let iw = s.index[w];
+                let lv = s.low.get_mut(v).unwrap();
+                *lv = (*lv).min(iw);
+            }
+        }
+        if s.low[v] == s.index[v] {
+            let mut comp = Vec::new();
+            while let Some(w) = s.stack.pop() {
+                s.on.remove(w);
+                comp.push(w.to_string());
+                if w == v {
+                    break;
+                }
+            }
+            if comp.len() > 1 {
+                comp.sort();
+                s.out.push(comp);
+            }
+        }
+    }
+    let mut s = State {
+        g,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on: BTreeSet::new(),
+        out: Vec::new(),
+    };
+    for v in g.keys() {
+        if !s.index.contains_key(v.as_str()) {
+            visit(&mut s, v);
+        }
+    }
+    s.out
+}
+
+pub fn run() -> Result<()> {
+    let src = root().join("tracer-user/src");
+    let g = graph(&src);
+    let found = cycles(&g);
+    if found.is_empty() {
+        eprintln!(
+            "    ok: no import cycle among tracer-user's {} top-level modules",
+            g.len()
+        );
+        return Ok(());
+    }
+    for c in &found {
+        let edges: Vec<String> = c
+            .iter()
+            .flat_map(|a| {
+                g[a].iter()
+                    .filter(|b| c.contains(b))
+                    .map(move |b| format!("{a} → {b}"))
+            })
+            .collect();
+        eprintln!("    cycle: {} ({})", c.join(", "), edges.join(", "));
+    }
+    bail!(
+        "{} import cycle(s) among tracer-user's modules: move the shared piece down a stage",
+        found.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(edges: &[(&str, &str)]) -> Graph {
+        let mut g = Graph::new();
+        for (a, b) in edges {
+            g.entry(a.to_string()).or_default().insert(b.to_string());
+            g.entry(b.to_string()).or_default();
+        }
+        g
+    }
+
+    #[test]
+    fn cycles_are_found_and_chains_are_not() {
+        assert!(cycles(&g(&[("a", "b"), ("b", "c")])).is_empty());
+        assert_eq!(
+            cycles(&g(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])),
+            vec![vec!["a".to_string(), "b".into(), "c".into()]]
+        );
+    }
+
+    #[test]
+    fn references_are_read_from_paths_and_use_groups() {
+        let r = crate_refs(
+            "use crate::{attach, bundled::X};\nlet x = crate::render::f(); // crate::nope\n",
+        );
+        assert_eq!(
+            r.into_iter().collect::<Vec<_>>(),
+            vec!["attach", "bundled", "render"]
+        );
+    }
+}
