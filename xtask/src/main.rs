@@ -1,5 +1,6 @@
 //! Build, demo and test orchestration: `cargo xtask setup|demo|test`.
 mod bench;
+mod bench_events;
 mod bench_map;
 mod bench_unwind;
 mod cycles;
@@ -54,6 +55,13 @@ enum Task {
         #[arg(long, default_value_t = 2.0)]
         secs: f64,
     },
+    /// What each tracer adds per futex event, the host-wide tax of tracing, and Go's own
+    /// sync benchmarks under lockscope.
+    BenchEvents {
+        /// Rounds per tracer (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// List import cycles among tracer-user's top-level modules (fails on one).
     Cycles,
     /// Benchmark the unwinders (`--unwind fp`, the default, `--unwind dwarf`) on C programs
@@ -93,6 +101,7 @@ fn main() {
         Task::Bench { rounds, secs } => bench::run(rounds, secs),
         Task::BenchUnwind { rounds, secs } => bench_unwind::run(rounds, secs),
         Task::Cycles => cycles::run(),
+        Task::BenchEvents { rounds } => bench_events::run(rounds),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

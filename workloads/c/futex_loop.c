@@ -1,0 +1,105 @@
+/*
+ * futex_loop: one kind of system call in a tight loop, timed, to measure what a tracer adds
+ * per call.
+ *
+ *   futex_loop MODE CALLS [--start-delay S] [--linger S]
+ *
+ * MODE:
+ *   wake     FUTEX_WAKE on a private word nobody waits on (wakes nobody)
+ *   eagain   FUTEX_WAIT whose expected value is wrong, so it returns EAGAIN at once
+ *   block    two threads hand a word back and forth: every FUTEX_WAIT sleeps, every
+ *            FUTEX_WAKE wakes one (CALLS round trips; ns per round trip)
+ *   getppid  getppid(2): an unrelated system call, for the host-wide tax of tracepoints
+ *
+ * Prints {"mode": MODE, "calls": N, "ns_per_call": X, "ops_per_sec": Y}.
+ */
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Atomic uint32_t word;
+static long calls;
+
+static long futex(void *addr, int op, uint32_t val) {
+    return syscall(SYS_futex, addr, op | FUTEX_PRIVATE_FLAG, val, NULL, NULL, 0);
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s) {
+    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
+/* The ping-pong partner: waits for 1, sets 0 and wakes the main thread. */
+static void *partner(void *arg) {
+    (void)arg;
+    for (long i = 0; i < calls; i++) {
+        while (atomic_load(&word) != 1)
+            futex(&word, FUTEX_WAIT, 0);
+        atomic_store(&word, 0);
+        futex(&word, FUTEX_WAKE, 1);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: futex_loop wake|eagain|block|getppid CALLS [--start-delay S] [--linger S]\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    calls = atol(argv[2]);
+    double start_delay = 0, linger = 0;
+    for (int i = 3; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--start-delay"))
+            start_delay = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--linger"))
+            linger = atof(argv[i + 1]);
+    }
+    sleep_s(start_delay);
+    pthread_t t;
+    int block = !strcmp(mode, "block");
+    if (block)
+        pthread_create(&t, NULL, partner, NULL);
+    double t0 = now();
+    if (!strcmp(mode, "wake")) {
+        for (long i = 0; i < calls; i++)
+            futex(&word, FUTEX_WAKE, 1);
+    } else if (!strcmp(mode, "eagain")) {
+        for (long i = 0; i < calls; i++)
+            futex(&word, FUTEX_WAIT, 12345);
+    } else if (block) {
+        for (long i = 0; i < calls; i++) {
+            atomic_store(&word, 1);
+            futex(&word, FUTEX_WAKE, 1);
+            while (atomic_load(&word) != 0)
+                futex(&word, FUTEX_WAIT, 1);
+        }
+    } else if (!strcmp(mode, "getppid")) {
+        for (long i = 0; i < calls; i++)
+            syscall(SYS_getppid);
+    } else {
+        fprintf(stderr, "futex_loop: unknown mode %s\n", mode);
+        return 2;
+    }
+    double dt = now() - t0;
+    if (block)
+        pthread_join(t, NULL);
+    printf("{\"mode\": \"%s\", \"calls\": %ld, \"ns_per_call\": %.1f, \"ops_per_sec\": %.0f}\n", mode,
+           calls, dt * 1e9 / calls, calls / dt);
+    fflush(stdout);
+    sleep_s(linger);
+    return 0;
+}

@@ -1,0 +1,236 @@
+//! `cargo xtask bench-events`: what each tracer adds per event, not per storm. A storm's
+//! throughput can rise when each futex call gets slower (fewer lock handoffs), so the cost is
+//! measured on loops of one kind of call (`workloads/c/futex_loop.c`):
+//!
+//! - per FUTEX_WAKE that wakes nobody, per FUTEX_WAIT that returns EAGAIN, and per blocking
+//!   round trip (two waits that sleep, two wakes that wake), in the traced process;
+//! - the host-wide tax: ns per getppid() in an *untraced* process while the tracer traces an
+//!   idle one (a syscall tracepoint sets the syscall-work flag on every task);
+//! - Go's own `sync` benchmarks (BenchmarkMutex, BenchmarkRWMutexWrite100, -cpu 4), ns/op.
+//!
+//! Tracers alternate within each round, rotated per round; medians are reported.
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::bench::{median, run_once, Workload};
+use crate::run::{cmd, is_root, root, step};
+use crate::tracers::{ensure_bpftrace, start_tracer, stop, Tracer};
+
+const TRACERS: [Tracer; 6] = [
+    Tracer::None,
+    Tracer::Lockscope,
+    Tracer::LockscopeAuto,
+    Tracer::LockscopeDwarf,
+    Tracer::BpftraceCount,
+    Tracer::BpftraceStacks,
+];
+
+/// The event loops and the calls each makes.
+const LOOPS: [(&str, &str, u64); 3] = [
+    ("wake", "FUTEX_WAKE that wakes nobody", 2_000_000),
+    ("eagain", "FUTEX_WAIT that returns EAGAIN", 2_000_000),
+    (
+        "block",
+        "blocking round trip (2 waits that sleep, 2 wakes)",
+        100_000,
+    ),
+];
+
+fn build_loop() -> Result<PathBuf> {
+    let dir = root().join("target/bench-c");
+    std::fs::create_dir_all(&dir)?;
+    let bin = dir.join("futex_loop");
+    let src = root().join("workloads/c/futex_loop.c");
+    cmd(
+        "gcc",
+        &[
+            "-O2",
+            "-pthread",
+            "-o",
+            &bin.display().to_string(),
+            &src.display().to_string(),
+        ],
+    )?;
+    Ok(bin)
+}
+
+/// ns per getppid() of an untraced process while `tracer` traces an idle one.
+fn host_tax(tracer: Tracer, bin: &Path, lockscope: &Path, tmp: &Path) -> Result<f64> {
+    let mut idle = Command::new("sleep").arg("60").spawn()?;
+    let traced = match tracer {
+        Tracer::None => None,
+        t => Some((
+            start_tracer(t, idle.id(), lockscope, &tmp.join("bench-idle.json"))?,
+            Instant::now(),
+        )),
+    };
+    let out = Command::new(bin)
+        .args(["getppid", "3000000"])
+        .stderr(Stdio::null())
+        .output()?;
+    let _ = idle.kill();
+    let _ = idle.wait();
+    if let Some((running, started)) = traced {
+        stop(running, started, tracer.stops_on_sigint())?;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).context("getppid loop JSON")?;
+    v["ns_per_call"].as_f64().context("no ns_per_call")
+}
+
+/// Go's sync benchmarks, untraced and under lockscope (recording from exec), ns/op.
+fn go_sync(lockscope: &Path, tmp: &Path, flags: &[&str]) -> Result<Vec<(String, f64)>> {
+    let test_bin = tmp.join("lockscope-bench-sync.test");
+    if !test_bin.exists() {
+        cmd(
+            "go",
+            &["test", "-c", "-o", &test_bin.display().to_string(), "sync"],
+        )?;
+    }
+    let bench = [
+        "-test.run=^$",
+        "-test.bench=^(BenchmarkMutex|BenchmarkRWMutexWrite100)$",
+        "-test.cpu=4",
+        "-test.benchtime=1s",
+    ];
+    let out = if flags.is_empty() {
+        Command::new(&test_bin).args(bench).output()?
+    } else {
+        Command::new(lockscope)
+            .args(["record", "--quiet", "-o"])
+            .arg(tmp.join("bench-go.json"))
+            .args(flags)
+            .arg("--")
+            .arg(&test_bin)
+            .args(bench)
+            .stderr(Stdio::null())
+            .output()?
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("Benchmark"))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.to_string();
+            let ns = f.nth(1)?.parse().ok()?;
+            Some((name, ns))
+        })
+        .collect())
+}
+
+pub fn run(rounds: usize) -> Result<()> {
+    crate::setup::run()?;
+    if !is_root() {
+        bail!("tracing needs root: run `sudo -E cargo xtask bench-events`");
+    }
+    ensure_bpftrace()?;
+    step("building lockscope (release) and the event loop");
+    cmd("cargo", &["build", "--release", "-p", "tracer-user"])?;
+    let bin = build_loop()?;
+    let lockscope = root().join("target/release/lockscope");
+    let tmp = std::env::temp_dir();
+    let labels: Vec<&str> = TRACERS[1..].iter().map(|t| t.label()).collect();
+
+    let mut events = String::new();
+    writeln!(events, "| event | untraced ns | {} |", labels.join(" | "))?;
+    writeln!(events, "|---|---:|{}", "---:|".repeat(labels.len()))?;
+    for (mode, what, calls) in LOOPS {
+        step(&format!(
+            "{what}: {rounds} rounds x {} tracers",
+            TRACERS.len()
+        ));
+        let w = Workload {
+            name: what.into(),
+            go: false,
+            argv: vec![bin.display().to_string(), mode.into(), calls.to_string()],
+        };
+        let mut ns: Vec<Vec<f64>> = vec![Vec::new(); TRACERS.len()];
+        for round in 0..rounds {
+            for i in 0..TRACERS.len() {
+                let t = (i + round) % TRACERS.len();
+                let s = run_once(&w, TRACERS[t], &lockscope, &tmp)?;
+                let per = 1e9 / s.throughput.max(1.0);
+                eprintln!("    round {round} {:<24} {per:>9.0} ns", TRACERS[t].label());
+                ns[t].push(per);
+            }
+        }
+        let med: Vec<f64> = ns.iter_mut().map(|v| median(v)).collect();
+        let extra: Vec<String> = med[1..]
+            .iter()
+            .map(|m| format!("{:+.0}", m - med[0]))
+            .collect();
+        writeln!(events, "| {what} | {:.0} | {} |", med[0], extra.join(" | "))?;
+    }
+
+    step("host-wide tax: getppid() in an untraced process while each tracer traces an idle one");
+    let mut tax = String::new();
+    writeln!(tax, "| tracer | ns per getppid() elsewhere | vs none |")?;
+    writeln!(tax, "|---|---:|---:|")?;
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); TRACERS.len()];
+    for round in 0..rounds {
+        for i in 0..TRACERS.len() {
+            let t = (i + round) % TRACERS.len();
+            per[t].push(host_tax(TRACERS[t], &bin, &lockscope, &tmp)?);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let med: Vec<f64> = per.iter_mut().map(|v| median(v)).collect();
+    for (t, m) in TRACERS.iter().zip(&med) {
+        writeln!(
+            tax,
+            "| {} | {m:.0} | {:+.0}% |",
+            t.label(),
+            100.0 * (m / med[0] - 1.0)
+        )?;
+    }
+
+    step("Go's sync benchmarks (-cpu 4), untraced and under lockscope");
+    let mut go = String::new();
+    writeln!(
+        go,
+        "| benchmark | untraced ns/op | lockscope | lockscope --go-uprobes off |"
+    )?;
+    writeln!(go, "|---|---:|---:|---:|")?;
+    let runs = [
+        go_sync(&lockscope, &tmp, &[])?,
+        go_sync(&lockscope, &tmp, &["--unwind", "fp"])?,
+        go_sync(&lockscope, &tmp, &["--unwind", "fp", "--go-uprobes", "off"])?,
+    ];
+    for (name, base) in &runs[0] {
+        let of = |r: &[(String, f64)]| {
+            r.iter()
+                .find(|(n, _)| n == name)
+                .map_or("–".to_string(), |(_, v)| {
+                    format!("{v:.0} ({:.1}×)", v / base)
+                })
+        };
+        writeln!(
+            go,
+            "| {name} | {base:.0} | {} | {} |",
+            of(&runs[1]),
+            of(&runs[2])
+        )?;
+    }
+
+    let doc = format!(
+        "## Cost per event\n\n\
+         Command: `cargo xtask bench-events` ({rounds} rounds per tracer, interleaved and \
+         rotated; medians). Extra ns each tracer adds to one call of the traced process \
+         (`workloads/c/futex_loop.c`: loops of one kind of call, timed inside the process).\n\n\
+         Machine: {}\n\n{events}\n### Host-wide tax\n\n\
+         A syscall tracepoint sets the syscall-work flag on every task of the machine, so every \
+         process pays for it, traced or not: a getppid() loop in an untraced process while the \
+         tracer traces an idle `sleep`.\n\n{tax}\n### Go's own sync benchmarks\n\n\
+         `go test -c sync`, `-test.bench=^(BenchmarkMutex|BenchmarkRWMutexWrite100)$ \
+         -test.cpu=4`, one run each, lockscope recording from exec.\n\n{go}",
+        crate::bench_map::machine()
+    );
+    crate::bench_map::write_section("## Cost per event", &doc)?;
+    eprintln!("\n{doc}\n    written to BENCHMARKS.md");
+    Ok(())
+}
