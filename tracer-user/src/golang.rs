@@ -7,7 +7,6 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use crate::options::GoUprobes;
 use crate::profile::Stack;
 
 /// A Go executable's toolchain version (`go1.19.8`) from its `.go.buildinfo` section.
@@ -203,7 +202,7 @@ pub fn classify(stack: Option<&Stack>) -> GoWait {
     let Some(stack) = stack else {
         return GoWait::Other;
     };
-    for name in crate::aggregate::function_names(stack) {
+    for name in crate::frames::function_names(stack) {
         match name {
             "runtime.lock2" | "runtime.lockWithRank" => return GoWait::RuntimeLock,
             // An M without work, and the runtime's own monitor threads between rounds.
@@ -235,6 +234,16 @@ pub fn cut_at_scheduler(stack: &mut Stack) {
     {
         stack.frames.truncate(i + 1);
     }
+}
+
+/// Goroutine uprobes on a Go target (`--go-uprobes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoUprobes {
+    /// On for Go targets, quietly off for others.
+    Auto,
+    /// Required: fail if they cannot be placed.
+    On,
+    Off,
 }
 
 #[cfg(test)]

@@ -12,8 +12,10 @@ mod blocked;
 mod bundled;
 mod cli;
 mod collect;
+mod deadlock;
 mod debuginfo;
 mod debuginfod;
+mod frames;
 #[cfg(test)]
 mod fuzz;
 mod golang;

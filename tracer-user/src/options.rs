@@ -6,28 +6,10 @@ use std::time::Duration;
 use tracer_common::Phase;
 
 use crate::aggregate::{GroupBy, SortKey, ViewOptions};
+use crate::golang::GoUprobes;
 use crate::render::Format;
+use crate::unwind::Unwind;
 use crate::waitclass::Waits;
-
-/// How stacks are walked, validated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unwind {
-    FramePointers,
-    /// Stack snapshots of this many bytes.
-    Dwarf(u32),
-    /// Dwarf (with this many bytes) if the executable lacks frame pointers.
-    Auto(u32),
-}
-
-/// Goroutine uprobes on a Go target (`--go-uprobes`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GoUprobes {
-    /// On for Go targets, quietly off for others.
-    Auto,
-    /// Required: fail if they cannot be placed.
-    On,
-    Off,
-}
 
 /// How much to trace.
 #[derive(Debug, Clone)]

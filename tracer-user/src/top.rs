@@ -12,9 +12,11 @@ use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use crate::aggregate::{blamed_function, groups, percent, GroupBy, Key, SortKey, ViewOptions};
+use crate::aggregate::shown_totals;
+use crate::aggregate::{groups, percent, GroupBy, Key, SortKey, ViewOptions};
 use crate::assemble::build_profile;
 use crate::collect;
+use crate::frames::blamed_function;
 use crate::options::TopOptions;
 use crate::procfs::{self, thread_names, MapHistory};
 use crate::profile::{Profile, StopReason};
@@ -22,7 +24,6 @@ use crate::render::key_label;
 use crate::symbolize::StackSymbolizer;
 use crate::units::{fmt_count, fmt_ns};
 use crate::unwind::UnwindMode;
-use crate::waitclass::shown_totals;
 use crate::{attach, bundled, preflight};
 
 /// What one screen shows: the profile so far, the view, and each row's recent wait rate.

@@ -3,15 +3,11 @@
 //! waits, parking, joins, barriers and semaphores are threads idle until told, and are set
 //! apart (`--waits contention|idle|all`). Decided from the symbolized stack, innermost lock
 //! frame first; the futex op decides only where the stack says nothing.
-use std::collections::HashMap;
 
 use tracer_common::OpKind;
 
-use crate::aggregate::{groups, is_lock_internal, totals, GroupBy, Totals, ViewOptions};
 use crate::golang::GoWait;
-use crate::profile::{Profile, Stack, WaitRow};
-use crate::render::{frame_lines, key_label};
-use crate::units::{fmt_count, fmt_ns};
+use crate::profile::Stack;
 
 /// Why a thread that was not contending for a lock slept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -216,7 +212,7 @@ fn primitive_of_name(name: &str) -> Option<Primitive> {
 /// The primitive a stack waited in; `None` when no frame says (or no stack).
 pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
     let stack = stack?;
-    let names = || crate::aggregate::function_names(stack);
+    let names = || crate::frames::function_names(stack);
     for name in names() {
         if name.starts_with("sync.(*RWMutex)") {
             return Some(Primitive::GoRwMutex);
@@ -251,76 +247,6 @@ pub fn classify(stack: Option<&Stack>, op: &str) -> WaitClass {
         return WaitClass::Idle(IdleKind::Condvar);
     }
     WaitClass::Contention
-}
-
-/// The wait rows a view shows (they slept, and their class is selected), with their class.
-/// Classes are computed once per (stack, op).
-pub fn shown_rows(profile: &Profile, waits: Waits) -> Vec<(&WaitRow, WaitClass)> {
-    let mut cache: HashMap<(Option<usize>, &str), WaitClass> = HashMap::new();
-    profile
-        .waits
-        .iter()
-        .filter(|r| r.count > 0)
-        .map(|r| {
-            let class = *cache
-                .entry((r.stack, r.op.as_str()))
-                .or_insert_with(|| classify(r.stack.and_then(|s| profile.stacks.get(s)), &r.op));
-            (r, class)
-        })
-        .filter(|(_, c)| waits.includes(*c))
-        .collect()
-}
-
-/// Totals over the rows a view shows.
-pub fn shown_totals(profile: &Profile, waits: Waits) -> Totals {
-    totals(shown_rows(profile, waits).into_iter().map(|(r, _)| r))
-}
-
-/// The header's one line about the waits a view leaves out, if any were recorded.
-pub fn set_apart_line(profile: &Profile, waits: Waits) -> Option<String> {
-    let other = match waits {
-        Waits::Contention => Waits::Idle,
-        Waits::Idle => Waits::Contention,
-        Waits::All => return None,
-    };
-    let t = shown_totals(profile, other);
-    if t.waits == 0 {
-        return None;
-    }
-    let view = ViewOptions {
-        by: GroupBy::Function,
-        waits: other,
-        ..ViewOptions::default()
-    };
-    let top = groups(profile, &view).into_iter().next().map(|g| {
-        let stack = g.hottest_stack.and_then(|s| profile.stacks.get(s));
-        // The frame the table marks ▶: unresolved frames of a stripped program count too.
-        let site = stack
-            .and_then(|s| {
-                s.frames
-                    .iter()
-                    .flat_map(|f| frame_lines(f, profile))
-                    .map(|(name, _)| name)
-                    .find(|name| !is_lock_internal(name))
-            })
-            .unwrap_or_else(|| key_label(&g.key, profile));
-        format!(
-            " · most in {site} ({}, {})",
-            crate::attribute::lock_primitive(stack),
-            fmt_ns(g.total_ns)
-        )
-    });
-    let what = match other {
-        Waits::Idle => "idle waits, not lock contention (condition waits, parking, joins)",
-        _ => "lock contention, not shown",
-    };
-    Some(format!(
-        "{what}: {} · {} of thread time{} (--waits {})",
-        fmt_count(t.waits),
-        fmt_ns(t.wait_ns),
-        top.unwrap_or_default(),
-        other.name()
-    ))
 }
 
 #[cfg(test)]

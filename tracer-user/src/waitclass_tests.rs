@@ -1,6 +1,8 @@
 //! Unit tests of the wait classifier on synthetic stacks of each kind.
 use super::*;
+use crate::aggregate::shown_rows;
 use crate::profile::tests::{row, sample, stack};
+use crate::render::set_apart_line;
 
 const WAIT: &str = "FUTEX_WAIT";
 const IDLE_COND: WaitClass = WaitClass::Idle(IdleKind::Condvar);

@@ -3,9 +3,9 @@
 use std::io::{self, Write};
 
 use super::{key_label, stack_names, Render};
+use crate::aggregate::shown_totals;
 use crate::aggregate::{groups, percent, ViewOptions};
 use crate::profile::Profile;
-use crate::waitclass::shown_totals;
 
 pub struct Csv {
     pub view: ViewOptions,

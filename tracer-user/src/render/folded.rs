@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::{key_label, stack_names, Render};
+use crate::aggregate::shown_rows;
 use crate::aggregate::{GroupBy, Key, ViewOptions, Weight};
 use crate::attribute::category_of;
 use crate::profile::Profile;
-use crate::waitclass::shown_rows;
 
 pub struct Folded {
     pub view: ViewOptions,

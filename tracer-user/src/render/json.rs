@@ -5,11 +5,13 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{bucket_range, key_label, releasers, Render};
-use crate::aggregate::{function_names, groups, percent, Key, ViewOptions};
+use crate::aggregate::shown_totals;
+use crate::aggregate::{groups, percent, Key, ViewOptions};
 use crate::attribute::attribute;
-use crate::blocked::deadlocks;
+use crate::deadlock::deadlocks;
+use crate::frames::function_names;
 use crate::profile::Profile;
-use crate::waitclass::{classify, shown_totals, Waits};
+use crate::waitclass::{classify, Waits};
 
 pub struct Json {
     pub view: ViewOptions,

@@ -2,8 +2,10 @@
 //! pprof); they share the grouping in `aggregate` and the frame naming here.
 mod csv;
 mod folded;
+mod header;
 mod json;
 mod pprof;
+mod set_apart;
 mod svg;
 mod table;
 mod table_blocked;
@@ -13,10 +15,12 @@ use std::path::Path;
 
 pub use csv::Csv;
 pub use folded::Folded;
+pub use header::{header, unnamed_line};
 pub use json::Json;
 pub use pprof::Pprof;
+pub use set_apart::set_apart_line;
 pub use svg::Svg;
-pub use table::{unnamed_line, Table};
+pub use table::Table;
 
 use crate::aggregate::{Key, ViewOptions};
 use crate::profile::{Frame, Profile, Stack};
@@ -130,7 +134,7 @@ pub fn stack_names(stack: Option<&Stack>, profile: &Profile) -> Vec<String> {
 pub fn key_label(key: &Key, profile: &Profile) -> String {
     match key {
         Key::Stack(s) => {
-            crate::aggregate::blamed_function(profile, s.and_then(|s| profile.stacks.get(s)))
+            crate::frames::blamed_function(profile, s.and_then(|s| profile.stacks.get(s)))
         }
         Key::Function(f) | Key::Category(f) => f.clone(),
         Key::Lock(a) => format!("{a:#x}"),

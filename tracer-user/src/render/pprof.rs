@@ -9,9 +9,10 @@ use flate2::Compression;
 use prost::Message;
 
 use super::{key_label, Render};
+use crate::aggregate::shown_rows;
 use crate::aggregate::Key;
 use crate::profile::{Frame, Profile, Sym};
-use crate::waitclass::{shown_rows, Waits};
+use crate::waitclass::Waits;
 
 /// pprof of the waits a view selects (`--waits`).
 pub struct Pprof {

@@ -3,11 +3,14 @@
 use std::io::{self, Write};
 
 use super::{bucket_range, frame_lines, key_label, releasers, Render};
-use crate::aggregate::{groups, is_lock_internal, percent, Group, GroupBy, Key, ViewOptions};
+use crate::aggregate::{groups, percent, Group, GroupBy, Key, ViewOptions};
+use crate::aggregate::{shown_rows, shown_totals};
 use crate::attribute::{attribute, Share};
+use crate::frames::is_lock_internal;
 use crate::profile::Profile;
+use crate::render::header;
 use crate::units::{fmt_count, fmt_ns};
-use crate::waitclass::{set_apart_line, shown_rows, shown_totals, Waits};
+use crate::waitclass::Waits;
 
 /// The hot stack table, with a header that says what was recorded and what was lost.
 pub struct Table {
@@ -17,108 +20,6 @@ pub struct Table {
 }
 
 const NAME_WIDTH: usize = 72;
-
-pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Result<()> {
-    let m = &profile.meta;
-    let t = shown_totals(profile, waits);
-    let c = &profile.counters;
-    let l = &profile.losses;
-    writeln!(
-        out,
-        "lockscope: pid {} ({}) · recorded {} ({}) · attached in {} · unwind {}",
-        m.pid,
-        m.comm,
-        fmt_ns(m.duration_ns),
-        m.stop.describe(),
-        fmt_ns(m.attach_ns),
-        match &m.unwind_note {
-            Some(note) => format!("{} ({note})", m.unwind),
-            None => m.unwind.clone(),
-        }
-    )?;
-    writeln!(
-        out,
-        "waits {} · {} of thread time waiting · lost events {} · stacks lost {}{}",
-        fmt_count(t.waits),
-        fmt_ns(t.wait_ns),
-        fmt_count(l.events()),
-        fmt_count(l.stacks()),
-        if l.snapshots_dropped > 0 {
-            format!(
-                " ({} stack snapshots dropped: those waits keep their frame-pointer stacks)",
-                fmt_count(l.snapshots_dropped)
-            )
-        } else {
-            String::new()
-        }
-    )?;
-    if l.stacks_cut > 0 {
-        writeln!(
-            out,
-            "{} stacks cut at an impossible frame (an address outside the target's code, or a return address that follows no call)",
-            fmt_count(l.stacks_cut)
-        )?;
-    }
-    writeln!(
-        out,
-        "not counted as contention: {} EAGAIN (word changed before sleeping) · {} timeouts ({}) · {} in flight at start · {} still waiting at end{}",
-        fmt_count(c.eagain),
-        fmt_count(t.timeouts),
-        fmt_ns(t.timeout_ns),
-        fmt_count(c.in_flight_at_start),
-        fmt_count(c.still_waiting_at_end),
-        if c.still_waiting_at_end > 0 {
-            format!(" (longest {})", fmt_ns(c.longest_unfinished_ns))
-        } else {
-            String::new()
-        }
-    )?;
-    if !m.unnamed.is_empty() {
-        writeln!(out, "{}", unnamed_line(&m.unnamed))?;
-    }
-    if let Some(line) = set_apart_line(profile, waits) {
-        writeln!(out, "{line}")?;
-    }
-    if let Some(g) = &profile.go {
-        writeln!(
-            out,
-            "Go target ({}): futex waits are OS threads ({} idle-thread parkings, {}, left out as not contention); {}",
-            g.version,
-            fmt_count(g.idle_waits),
-            fmt_ns(g.idle_ns),
-            if g.goroutine_probes > 0 {
-                format!(
-                    "goroutines blocked on sync.Mutex/RWMutex are the `go semacquire` rows ({} uprobes)",
-                    g.goroutine_probes
-                )
-            } else {
-                "goroutines blocked on sync.Mutex park without a futex and are not in these rows (--go-uprobes)".to_string()
-            }
-        )?;
-    }
-    Ok(())
-}
-
-/// "412 frames unnamed in memcached: install memcached-dbgsym (or set DEBUGINFOD_URLS)", the
-/// three modules with most, then how many more.
-pub fn unnamed_line(unnamed: &[crate::profile::Unnamed]) -> String {
-    let mut parts: Vec<String> = unnamed
-        .iter()
-        .take(3)
-        .map(|u| {
-            let name = u.module.rsplit('/').next().unwrap_or(&u.module);
-            format!(
-                "{} frames unnamed in {name}: {}",
-                fmt_count(u.frames),
-                u.hint
-            )
-        })
-        .collect();
-    if unnamed.len() > 3 {
-        parts.push(format!("and {} more modules", unnamed.len() - 3));
-    }
-    parts.join(" · ")
-}
 
 fn clip(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
@@ -311,7 +212,7 @@ impl Table {
         out: &mut dyn Write,
     ) -> io::Result<()> {
         let pad = " ".repeat(LEAD_WIDTH);
-        let site = crate::aggregate::blamed_function(
+        let site = crate::frames::blamed_function(
             profile,
             g.hottest_stack.and_then(|s| profile.stacks.get(s)),
         );
@@ -532,98 +433,5 @@ fn share_table<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::profile::tests::sample;
-
-    fn render(view: ViewOptions) -> String {
-        let mut buf = Vec::new();
-        Table { view, color: false }
-            .render(&sample(), &mut buf)
-            .unwrap();
-        String::from_utf8(buf).unwrap()
-    }
-
-    #[test]
-    fn table_lists_hottest_stack_first_with_blame_marker() {
-        let s = render(ViewOptions::default());
-        let lines: Vec<&str> = s.lines().collect();
-        assert!(
-            lines[0].starts_with("lockscope: pid 42 (demo) · recorded 2.00 s (duration reached)")
-        );
-        assert!(lines[1].starts_with("waits 6 · 4.50 ms of thread time waiting · lost events 0"));
-        let first = lines
-            .iter()
-            .position(|l| l.trim_start().starts_with("1 "))
-            .unwrap();
-        assert!(
-            lines[first].contains("4.00 ms") && lines[first].contains("88.9%"),
-            "{}",
-            lines[first]
-        );
-        assert!(lines[first].contains("syscall"));
-        assert!(
-            lines[first + 1].contains("▶ demo::hot") && lines[first + 1].ends_with("main.rs:21")
-        );
-        assert!(lines[first + 2].contains("  demo::worker"));
-        let second = lines
-            .iter()
-            .position(|l| l.trim_start().starts_with("2 "))
-            .unwrap();
-        assert!(lines[second].contains("0x3000"), "{}", lines[second]);
-    }
-
-    #[test]
-    fn top_and_frame_limits_apply() {
-        let s = render(ViewOptions {
-            top: 1,
-            max_frames: Some(1),
-            ..ViewOptions::default()
-        });
-        assert!(s.contains("… 1 more stacks (--top N)"));
-        // The blamed frame is shown even past the frame limit; the rest is summarised.
-        assert!(s.contains("▶ demo::hot"));
-        assert!(s.contains("… 1 more frames (--full-stacks)"));
-    }
-
-    #[test]
-    fn other_groupings_and_histograms_render() {
-        let s = render(ViewOptions {
-            by: GroupBy::Lock,
-            hist: true,
-            ..ViewOptions::default()
-        });
-        assert!(s.contains("0x5000 static demo::LOCK (demo)"), "{s}");
-        assert!(s.contains("2 waiting threads · 0 releasing threads"), "{s}");
-        assert!(s.contains("most waited at demo::hot"), "{s}");
-        // The sample's waits sit in the 1-2 ms and 256-512 µs buckets.
-        assert!(s.contains("1.05 ms ..  2.10 ms"), "{s}");
-        let t = render(ViewOptions {
-            by: GroupBy::Thread,
-            ..ViewOptions::default()
-        });
-        assert!(t.contains("1 (worker-1)"), "{t}");
-        let none = render(ViewOptions {
-            min_wait_ns: 1_000_000_000,
-            ..ViewOptions::default()
-        });
-        assert!(
-            none.contains("no group has 1.00 s or more of wait"),
-            "{none}"
-        );
-    }
-
-    #[test]
-    fn colour_only_when_asked() {
-        let mut buf = Vec::new();
-        Table {
-            view: ViewOptions::default(),
-            color: true,
-        }
-        .render(&sample(), &mut buf)
-        .unwrap();
-        let s = String::from_utf8(buf).unwrap();
-        assert!(s.contains("\x1b[1;33m"), "{s}");
-        assert!(!render(ViewOptions::default()).contains('\x1b'));
-    }
-}
+#[path = "table_tests.rs"]
+mod tests;

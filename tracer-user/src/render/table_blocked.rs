@@ -6,7 +6,7 @@ use super::key_label;
 use super::table::{Paint, Table, LEAD_WIDTH};
 use crate::aggregate::Key;
 use crate::attribute::lock_primitive;
-use crate::blocked::{deadlocks, Blocked};
+use crate::deadlock::{deadlocks, Blocked};
 use crate::profile::Profile;
 use crate::units::fmt_ns;
 use crate::waitclass::{classify, Waits};

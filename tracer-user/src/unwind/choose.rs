@@ -13,8 +13,17 @@ use std::path::{Path, PathBuf};
 use tracer_common::SNAPSHOT_SMALL_BYTES;
 
 use super::prologue::{export_opens_frame, imports, prologues};
-use crate::options::Unwind;
 use crate::procfs::Target;
+
+/// How stacks are walked, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unwind {
+    FramePointers,
+    /// Stack snapshots of this many bytes.
+    Dwarf(u32),
+    /// Dwarf (with this many bytes) if the executable lacks frame pointers.
+    Auto(u32),
+}
 
 /// The unwinder of a recording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@ mod choose;
 mod prologue;
 mod stitch;
 
-pub use choose::{choose, UnwindMode};
+pub use choose::{choose, Unwind, UnwindMode};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::sync::Arc;

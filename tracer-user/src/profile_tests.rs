@@ -1,0 +1,173 @@
+//! Unit tests of profile, and the sample profiles other modules' tests use.
+use super::*;
+use std::path::PathBuf;
+
+pub fn sample() -> Profile {
+    let sym = |name: &str, line| Sym {
+        name: name.into(),
+        file: Some("src/main.rs".into()),
+        line: Some(line),
+    };
+    Profile {
+        format: FORMAT.into(),
+        version: VERSION,
+        meta: Meta {
+            pid: 42,
+            comm: "demo".into(),
+            exe: Some("/bin/demo".into()),
+            start_unix_ms: 1,
+            duration_ns: 2_000_000_000,
+            attach_ns: 40_000_000,
+            symbolize_ns: 1_000_000,
+            stop: StopReason::Duration,
+            unwind: "fp".into(),
+            unwind_note: None,
+            unnamed: Vec::new(),
+            kernel: "6.18".into(),
+            lockscope_version: "0.1.0".into(),
+        },
+        counters: Counters {
+            calls: 10,
+            eagain: 2,
+            ..Counters::default()
+        },
+        losses: Losses::default(),
+        modules: vec![Module {
+            path: "/bin/demo".into(),
+            build_id: Some("abcd".into()),
+        }],
+        stacks: vec![
+            Stack {
+                frames: vec![
+                    Frame {
+                        addr: 0x1000,
+                        ret: false,
+                        module: Some(0),
+                        offset: Some(0x100),
+                        syms: vec![sym("syscall", 1)],
+                    },
+                    Frame {
+                        addr: 0x2000,
+                        ret: true,
+                        module: Some(0),
+                        offset: Some(0x200),
+                        syms: vec![sym("demo::hot", 21), sym("demo::worker", 30)],
+                    },
+                ],
+            },
+            Stack {
+                frames: vec![Frame {
+                    addr: 0x3000,
+                    ret: false,
+                    module: None,
+                    offset: None,
+                    syms: vec![],
+                }],
+            },
+        ],
+        waits: vec![
+            row(Some(0), 1, 3, 3_000_000, 2_000_000),
+            row(Some(0), 2, 1, 1_000_000, 1_000_000),
+            row(Some(1), 1, 2, 500_000, 400_000),
+        ],
+        wakes: vec![],
+        threads: BTreeMap::from([(1, "worker-1".into())]),
+        bundled: None,
+        locks: vec![LockInfo {
+            uaddr: 0x5000,
+            region: "static".into(),
+            module: Some("/bin/demo".into()),
+            symbol: Some("demo::LOCK".into()),
+        }],
+        go: None,
+        blocked: Vec::new(),
+    }
+}
+
+/// A stack of one resolved function per frame, innermost first.
+pub fn stack(names: &[&str]) -> Stack {
+    Stack {
+        frames: names
+            .iter()
+            .map(|n| Frame {
+                addr: 1,
+                ret: true,
+                module: None,
+                offset: None,
+                syms: vec![Sym {
+                    name: n.to_string(),
+                    file: None,
+                    line: None,
+                }],
+            })
+            .collect(),
+    }
+}
+
+pub fn row(stack: Option<usize>, tid: u32, count: u64, total: u64, max: u64) -> WaitRow {
+    let mut hist = vec![0; tracer_common::HIST_BUCKETS];
+    hist[tracer_common::hist_bucket(max)] = count;
+    WaitRow {
+        stack,
+        waker_stack: None,
+        uaddr: 0x5000,
+        tid,
+        op: "FUTEX_WAIT".into(),
+        count,
+        total_ns: total,
+        max_ns: max,
+        interrupted: 0,
+        timeouts: 0,
+        timeout_ns: 0,
+        errors: 0,
+        holder_phase: None,
+        hist,
+    }
+}
+
+fn tmpdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "lockscope-test-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn string_lengths_are_measured_without_parsing() {
+    assert_eq!(longest_string(br#"{"a":"xyz","b":["12345"]}"#), 5);
+    // Escapes count as written; an escaped quote does not end the string.
+    assert_eq!(longest_string(br#"["ab\"cd"]"#), 6);
+    // An unterminated string still counts.
+    assert_eq!(longest_string(br#"{"k":"abcdefgh"#), 8);
+    assert_eq!(longest_string(b"[1,2,3]"), 0);
+}
+
+#[test]
+fn bad_files_get_one_clear_error() {
+    let d = tmpdir().join("bad");
+    fs::create_dir_all(&d).unwrap();
+    let missing = load(&d.join("nope.json")).unwrap_err().to_string();
+    assert!(missing.starts_with("no profile at"), "{missing}");
+
+    let full = serde_json::to_string(&sample()).unwrap();
+    let trunc = d.join("trunc.json");
+    fs::write(&trunc, &full[..full.len() / 2]).unwrap();
+    let e = load(&trunc).unwrap_err().to_string();
+    assert!(e.contains("corrupt or truncated"), "{e}");
+
+    let other = d.join("other.json");
+    fs::write(&other, r#"{"hello": 1}"#).unwrap();
+    assert!(load(&other)
+        .unwrap_err()
+        .to_string()
+        .ends_with("is not a lockscope profile"));
+
+    let newer = d.join("newer.json");
+    fs::write(&newer, full.replace("\"version\":1", "\"version\":99")).unwrap();
+    let e = load(&newer).unwrap_err().to_string();
+    assert!(e.contains("newer than this lockscope"), "{e}");
+    fs::remove_dir_all(d).unwrap();
+}

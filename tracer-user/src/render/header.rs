@@ -1,0 +1,111 @@
+//! header: the lines above a table — what was recorded and how, what was lost, what is not
+//! counted as contention, what stayed unnamed, and the waits the view leaves out.
+use std::io::{self, Write};
+
+use crate::aggregate::shown_totals;
+use crate::profile::Profile;
+use crate::render::set_apart_line;
+use crate::units::{fmt_count, fmt_ns};
+use crate::waitclass::Waits;
+
+pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Result<()> {
+    let m = &profile.meta;
+    let t = shown_totals(profile, waits);
+    let c = &profile.counters;
+    let l = &profile.losses;
+    writeln!(
+        out,
+        "lockscope: pid {} ({}) · recorded {} ({}) · attached in {} · unwind {}",
+        m.pid,
+        m.comm,
+        fmt_ns(m.duration_ns),
+        m.stop.describe(),
+        fmt_ns(m.attach_ns),
+        match &m.unwind_note {
+            Some(note) => format!("{} ({note})", m.unwind),
+            None => m.unwind.clone(),
+        }
+    )?;
+    writeln!(
+        out,
+        "waits {} · {} of thread time waiting · lost events {} · stacks lost {}{}",
+        fmt_count(t.waits),
+        fmt_ns(t.wait_ns),
+        fmt_count(l.events()),
+        fmt_count(l.stacks()),
+        if l.snapshots_dropped > 0 {
+            format!(
+                " ({} stack snapshots dropped: those waits keep their frame-pointer stacks)",
+                fmt_count(l.snapshots_dropped)
+            )
+        } else {
+            String::new()
+        }
+    )?;
+    if l.stacks_cut > 0 {
+        writeln!(
+            out,
+            "{} stacks cut at an impossible frame (an address outside the target's code, or a return address that follows no call)",
+            fmt_count(l.stacks_cut)
+        )?;
+    }
+    writeln!(
+        out,
+        "not counted as contention: {} EAGAIN (word changed before sleeping) · {} timeouts ({}) · {} in flight at start · {} still waiting at end{}",
+        fmt_count(c.eagain),
+        fmt_count(t.timeouts),
+        fmt_ns(t.timeout_ns),
+        fmt_count(c.in_flight_at_start),
+        fmt_count(c.still_waiting_at_end),
+        if c.still_waiting_at_end > 0 {
+            format!(" (longest {})", fmt_ns(c.longest_unfinished_ns))
+        } else {
+            String::new()
+        }
+    )?;
+    if !m.unnamed.is_empty() {
+        writeln!(out, "{}", unnamed_line(&m.unnamed))?;
+    }
+    if let Some(line) = set_apart_line(profile, waits) {
+        writeln!(out, "{line}")?;
+    }
+    if let Some(g) = &profile.go {
+        writeln!(
+            out,
+            "Go target ({}): futex waits are OS threads ({} idle-thread parkings, {}, left out as not contention); {}",
+            g.version,
+            fmt_count(g.idle_waits),
+            fmt_ns(g.idle_ns),
+            if g.goroutine_probes > 0 {
+                format!(
+                    "goroutines blocked on sync.Mutex/RWMutex are the `go semacquire` rows ({} uprobes)",
+                    g.goroutine_probes
+                )
+            } else {
+                "goroutines blocked on sync.Mutex park without a futex and are not in these rows (--go-uprobes)".to_string()
+            }
+        )?;
+    }
+    Ok(())
+}
+
+/// "412 frames unnamed in memcached: install memcached-dbgsym (or set DEBUGINFOD_URLS)", the
+/// three modules with most, then how many more.
+pub fn unnamed_line(unnamed: &[crate::profile::Unnamed]) -> String {
+    let mut parts: Vec<String> = unnamed
+        .iter()
+        .take(3)
+        .map(|u| {
+            let name = u.module.rsplit('/').next().unwrap_or(&u.module);
+            format!(
+                "{} frames unnamed in {name}: {}",
+                fmt_count(u.frames),
+                u.hint
+            )
+        })
+        .collect();
+    if unnamed.len() > 3 {
+        parts.push(format!("and {} more modules", unnamed.len() - 3));
+    }
+    parts.join(" · ")
+}

@@ -1,0 +1,55 @@
+//! set_apart: the header's one line about the waits a view leaves out (idle waits under the
+//! default view, lock contention under `--waits idle`), with where most of them were.
+use crate::aggregate::{groups, shown_totals, GroupBy, ViewOptions};
+use crate::frames::is_lock_internal;
+use crate::profile::Profile;
+use crate::render::{frame_lines, key_label};
+use crate::units::{fmt_count, fmt_ns};
+use crate::waitclass::Waits;
+
+/// The header's one line about the waits a view leaves out, if any were recorded.
+pub fn set_apart_line(profile: &Profile, waits: Waits) -> Option<String> {
+    let other = match waits {
+        Waits::Contention => Waits::Idle,
+        Waits::Idle => Waits::Contention,
+        Waits::All => return None,
+    };
+    let t = shown_totals(profile, other);
+    if t.waits == 0 {
+        return None;
+    }
+    let view = ViewOptions {
+        by: GroupBy::Function,
+        waits: other,
+        ..ViewOptions::default()
+    };
+    let top = groups(profile, &view).into_iter().next().map(|g| {
+        let stack = g.hottest_stack.and_then(|s| profile.stacks.get(s));
+        // The frame the table marks ▶: unresolved frames of a stripped program count too.
+        let site = stack
+            .and_then(|s| {
+                s.frames
+                    .iter()
+                    .flat_map(|f| frame_lines(f, profile))
+                    .map(|(name, _)| name)
+                    .find(|name| !is_lock_internal(name))
+            })
+            .unwrap_or_else(|| key_label(&g.key, profile));
+        format!(
+            " · most in {site} ({}, {})",
+            crate::attribute::lock_primitive(stack),
+            fmt_ns(g.total_ns)
+        )
+    });
+    let what = match other {
+        Waits::Idle => "idle waits, not lock contention (condition waits, parking, joins)",
+        _ => "lock contention, not shown",
+    };
+    Some(format!(
+        "{what}: {} · {} of thread time{} (--waits {})",
+        fmt_count(t.waits),
+        fmt_ns(t.wait_ns),
+        top.unwrap_or_default(),
+        other.name()
+    ))
+}
