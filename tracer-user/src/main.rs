@@ -30,6 +30,7 @@ mod profile;
 mod record;
 mod render;
 mod sanitize;
+mod session;
 mod symbolize;
 mod symsource;
 mod top;

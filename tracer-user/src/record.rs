@@ -13,14 +13,15 @@ use crate::output::PendingOutput;
 use crate::procfs::{self, Target};
 use crate::render::{use_color, Render, Table};
 use crate::sanitize::term_safe;
+use crate::session::{Probes, Session};
 use crate::symbolize::StackSymbolizer;
-use crate::{attach, blocked, bundled, golang, launch, preflight, unwind};
+use crate::{blocked, launch, preflight};
 
 pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
     preflight::check_privileges()?;
     // A launched command is forked now and held before exec until every probe is live.
-    let (mut target, mut launched) = match &opts.launch {
+    let (target, mut launched) = match &opts.launch {
         Launch::Pid(pid) => {
             let target = procfs::target(*pid)?;
             preflight::check_may_trace(target.tgid)?;
@@ -56,41 +57,33 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
 
-    let map = bundled::find_probed(target.exe.as_deref(), &opts.phases);
-    target.go = target.exe.as_deref().and_then(golang::go_version);
-    let plan = unwind::choose(opts.unwind, &target);
-    let snapshot_bytes = plan.snapshot_bytes;
-    if let (unwind::UnwindMode::FpCfi | unwind::UnwindMode::Dwarf, Some(why)) =
-        (plan.mode, &plan.why)
-    {
-        eprintln!(
-            "lockscope: unwinding {} ({why}; --unwind fp forces the frame walk)",
-            plan.mode.name()
-        );
-    }
     // Threads already asleep in a futex wait make no call the probes could see: find them
     // now (a deadlock from before attach), and date their waits at this instant.
     let asleep = match opts.launch {
         Launch::Pid(_) => blocked::scan(target.tgid, collect::monotonic_ns()),
         Launch::Command(_) => Vec::new(),
     };
-    let mut go_probes = 0;
-    let attached = attach::attach(target.tgid, snapshot_bytes).and_then(|mut t| {
-        blocked::seed(&mut t, &asleep)?;
-        if let Some(m) = &map {
-            t.attach_phases(target.tgid, m)?;
-        }
-        go_probes = golang::attach_probes(&mut t, &target, opts.go_uprobes)?;
-        Ok(t)
-    });
-    let mut tracer = match attached {
-        Ok(t) => t,
+    let probes = Probes {
+        unwind: opts.unwind,
+        phases: &opts.phases,
+        go_uprobes: opts.go_uprobes,
+    };
+    let session = match Session::start(target, &probes, |t| blocked::seed(t, &asleep)) {
+        Ok(s) => s,
         Err(e) => {
             output.abandon();
             return Err(e);
         }
     };
     let attach_ns = t0.elapsed().as_nanos() as u64;
+    session.announce();
+    let Session {
+        mut target,
+        map,
+        plan,
+        mut tracer,
+        go_probes,
+    } = session;
     if let Launch::Pid(pid) = opts.launch {
         if pid != target.tgid {
             eprintln!(
@@ -98,29 +91,6 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
                 target.tgid
             );
         }
-    }
-    for tp in &tracer.missing {
-        eprintln!(
-            "lockscope: this kernel has no syscalls:{tp} tracepoint; those calls are not traced"
-        );
-    }
-    if go_probes > 0 {
-        eprintln!(
-            "lockscope: Go target ({}): {go_probes} uprobes time goroutines blocked on sync.Mutex/RWMutex",
-            target.go.as_deref().unwrap_or("go")
-        );
-    }
-    if let Some(m) = &map {
-        eprintln!(
-            "lockscope: found the bundled map in {}: {} phase probes{}",
-            term_safe(&m.exe.display().to_string()),
-            m.phases.len(),
-            if m.stats_offset.is_some() {
-                ", counters readable"
-            } else {
-                ""
-            }
-        );
     }
     let until = match opts.duration {
         Some(d) => format!("for {d:.1?}"),

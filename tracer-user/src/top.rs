@@ -18,13 +18,14 @@ use crate::assemble::build_profile;
 use crate::collect;
 use crate::frames::blamed_function;
 use crate::options::TopOptions;
+use crate::preflight;
 use crate::procfs::{self, thread_names, MapHistory};
 use crate::profile::{Profile, StopReason};
 use crate::render::key_label;
+use crate::session::{Probes, Session};
 use crate::symbolize::StackSymbolizer;
 use crate::units::{fmt_count, fmt_ns};
 use crate::unwind::UnwindMode;
-use crate::{attach, bundled, preflight};
 
 /// What one screen shows: the profile so far, the view, and each row's recent wait rate.
 pub struct Screen<'a> {
@@ -190,17 +191,21 @@ fn next<T: Copy + PartialEq>(all: &[T], cur: T) -> T {
 
 pub fn run(opts: &TopOptions) -> Result<()> {
     preflight::check_privileges()?;
-    let mut target = procfs::target(opts.pid)?;
+    let target = procfs::target(opts.pid)?;
     preflight::check_may_trace(target.tgid)?;
-    target.go = target.exe.as_deref().and_then(crate::golang::go_version);
     preflight::ensure_tracefs()?;
-    let map = bundled::find_probed(target.exe.as_deref(), &opts.phases);
-    let plan = crate::unwind::choose(opts.unwind, &target);
-    let mut tracer = attach::attach(target.tgid, plan.snapshot_bytes)?;
-    if let Some(m) = &map {
-        tracer.attach_phases(target.tgid, m)?;
-    }
-    crate::golang::attach_probes(&mut tracer, &target, opts.go_uprobes)?;
+    let probes = Probes {
+        unwind: opts.unwind,
+        phases: &opts.phases,
+        go_uprobes: opts.go_uprobes,
+    };
+    let Session {
+        target,
+        map,
+        plan,
+        mut tracer,
+        ..
+    } = Session::start(target, &probes, |_| Ok(()))?;
     let start_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -1,0 +1,91 @@
+//! session: what `record` and `top` (and the agent to come) do before any event is read —
+//! recognise the target (Go, the bundled map), choose the unwinder, load and attach the eBPF
+//! programs, place the phase and goroutine probes, and say what was set up.
+use anyhow::Result;
+use tracer_common::Phase;
+
+use crate::attach::{self, Tracer};
+use crate::bundled::{self, BundledMap};
+use crate::golang::{self, GoUprobes};
+use crate::procfs::Target;
+use crate::sanitize::term_safe;
+use crate::unwind::{self, Unwind, UnwindMode, UnwindPlan};
+
+/// What a session probes, from the command's options.
+pub struct Probes<'a> {
+    pub unwind: Unwind,
+    pub phases: &'a [Phase],
+    pub go_uprobes: GoUprobes,
+}
+
+/// A target with every probe live.
+pub struct Session {
+    pub target: Target,
+    pub map: Option<BundledMap>,
+    pub plan: UnwindPlan,
+    pub tracer: Tracer,
+    /// Goroutine uprobes placed (0: not Go, or off).
+    pub go_probes: usize,
+}
+
+impl Session {
+    /// Recognises `target`, attaches to it, and runs `after_load` (e.g. seeding the kernel's
+    /// in-flight map) before any probe beyond the tracepoints is placed.
+    pub fn start(
+        mut target: Target,
+        probes: &Probes,
+        after_load: impl FnOnce(&mut Tracer) -> Result<()>,
+    ) -> Result<Session> {
+        let map = bundled::find_probed(target.exe.as_deref(), probes.phases);
+        target.go = target.exe.as_deref().and_then(golang::go_version);
+        let plan = unwind::choose(probes.unwind, &target);
+        let mut tracer = attach::attach(target.tgid, plan.snapshot_bytes)?;
+        after_load(&mut tracer)?;
+        if let Some(m) = &map {
+            tracer.attach_phases(target.tgid, m)?;
+        }
+        let go_probes = golang::attach_probes(&mut tracer, &target, probes.go_uprobes)?;
+        Ok(Session {
+            target,
+            map,
+            plan,
+            tracer,
+            go_probes,
+        })
+    }
+
+    /// One line per thing worth knowing about the setup, on stderr.
+    pub fn announce(&self) {
+        if let (UnwindMode::FpCfi | UnwindMode::Dwarf, Some(why)) = (self.plan.mode, &self.plan.why)
+        {
+            eprintln!(
+                "lockscope: unwinding {} ({why}; --unwind fp forces the frame walk)",
+                self.plan.mode.name()
+            );
+        }
+        for tp in &self.tracer.missing {
+            eprintln!(
+                "lockscope: this kernel has no syscalls:{tp} tracepoint; those calls are not traced"
+            );
+        }
+        if self.go_probes > 0 {
+            eprintln!(
+                "lockscope: Go target ({}): {} uprobes time goroutines blocked on sync.Mutex/RWMutex",
+                self.target.go.as_deref().unwrap_or("go"),
+                self.go_probes
+            );
+        }
+        if let Some(m) = &self.map {
+            eprintln!(
+                "lockscope: found the bundled map in {}: {} phase probes{}",
+                term_safe(&m.exe.display().to_string()),
+                m.phases.len(),
+                if m.stats_offset.is_some() {
+                    ", counters readable"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+}
