@@ -12,6 +12,8 @@ use tracer_common::Phase;
 
 use syncmap::stats::{Shard, Stats, EVENTS, MAGIC, NAMES};
 
+use crate::procfs::parse_regions;
+
 /// Exported by the syncmap crate (`syncmap::stats::SYNCMAP_STATS`); its layout is read from
 /// the crate's own types, never copied by hand.
 pub const STATS_SYMBOL: &str = "SYNCMAP_STATS";
@@ -114,21 +116,12 @@ fn offset_to_addr(pid: u32, exe: &Path, offset: u64) -> Result<u64> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .with_context(|| format!("reading /proc/{pid}/maps"))?;
     let want = exe.to_string_lossy();
-    for line in maps.lines() {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 6 || !f[1].contains('w') || f[5..].join(" ") != want {
+    for r in parse_regions(&maps) {
+        if !r.writable() || r.path != want {
             continue;
         }
-        let Some((start, end)) = f[0].split_once('-') else {
-            continue;
-        };
-        let (start, end) = (
-            u64::from_str_radix(start, 16)?,
-            u64::from_str_radix(end, 16)?,
-        );
-        let map_off = u64::from_str_radix(f[2], 16)?;
-        if offset >= map_off && offset < map_off + (end - start) {
-            return Ok(start + (offset - map_off));
+        if offset >= r.offset && offset < r.offset + (r.end - r.start) {
+            return Ok(r.start + (offset - r.offset));
         }
     }
     bail!("{} is not mapped in process {pid}", exe.display())

@@ -1,90 +1,23 @@
 //! locks: says what a futex word is — a static's symbol in a module, or heap, stack or
 //! anonymous memory — from the target's memory map and the modules' symbol tables.
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
 use blazesym::inspect::source::{Elf, Source};
 use blazesym::inspect::Inspector;
 use blazesym::SymType;
 
+use crate::elf::{load_segments, LoadSegment};
+use crate::procfs::{parse_regions, Region};
 use crate::profile::LockInfo;
-
-/// One line of /proc/PID/maps, any permissions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Region {
-    start: u64,
-    end: u64,
-    offset: u64,
-    path: String,
-}
-
-fn parse_regions(text: &str) -> Vec<Region> {
-    text.lines()
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let (start, end) = f.next()?.split_once('-')?;
-            let _perms = f.next()?;
-            let offset = u64::from_str_radix(f.next()?, 16).ok()?;
-            let (_dev, _inode) = (f.next()?, f.next()?);
-            Some(Region {
-                start: u64::from_str_radix(start, 16).ok()?,
-                end: u64::from_str_radix(end, 16).ok()?,
-                offset,
-                path: f.collect::<Vec<_>>().join(" "),
-            })
-        })
-        .collect()
-}
-
-/// A loadable segment of an ELF file: its link-time address range.
-#[derive(Debug, Clone, Copy)]
-struct Segment {
-    vaddr: u64,
-    memsz: u64,
-    offset: u64,
-}
-
-/// PT_LOAD segments from the ELF64 program headers (x86_64 little-endian).
-fn load_segments(bytes: &[u8]) -> Result<Vec<Segment>> {
-    const PT_LOAD: u32 = 1;
-    let u16_at = |o: usize| -> Option<u16> {
-        Some(u16::from_le_bytes(bytes.get(o..o + 2)?.try_into().ok()?))
-    };
-    let u32_at = |o: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(bytes.get(o..o + 4)?.try_into().ok()?))
-    };
-    let u64_at = |o: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(bytes.get(o..o + 8)?.try_into().ok()?))
-    };
-    if bytes.get(..5) != Some(b"\x7fELF\x02") {
-        bail!("not a 64-bit ELF file");
-    }
-    let phoff = u64_at(0x20).context("short ELF header")? as usize;
-    let phentsize = usize::from(u16_at(0x36).context("short ELF header")?);
-    let phnum = usize::from(u16_at(0x38).context("short ELF header")?);
-    let mut out = Vec::new();
-    for i in 0..phnum {
-        let h = phoff + i * phentsize;
-        if u32_at(h).context("short program header")? == PT_LOAD {
-            out.push(Segment {
-                offset: u64_at(h + 8).context("short program header")?,
-                vaddr: u64_at(h + 16).context("short program header")?,
-                memsz: u64_at(h + 40).context("short program header")?,
-            });
-        }
-    }
-    Ok(out)
-}
 
 /// A module as loaded: where its link-time addresses landed.
 struct Loaded {
     path: String,
     /// Runtime address minus link-time address.
     bias: u64,
-    segments: Vec<Segment>,
+    segments: Vec<LoadSegment>,
 }
 
 impl Loaded {
@@ -110,10 +43,7 @@ fn loaded_modules(regions: &[Region]) -> Vec<Loaded> {
         let Some(first) = regions.iter().find(|q| q.path == r.path && q.offset == 0) else {
             continue;
         };
-        let Ok(bytes) = read_head(Path::new(&r.path)) else {
-            continue;
-        };
-        let Ok(segments) = load_segments(&bytes) else {
+        let Ok(segments) = load_segments(Path::new(&r.path)) else {
             continue;
         };
         let Some(seg0) = segments.iter().find(|s| s.offset == 0) else {
@@ -126,22 +56,6 @@ fn loaded_modules(regions: &[Region]) -> Vec<Loaded> {
         });
     }
     out
-}
-
-/// The ELF header and program headers live in the first pages.
-fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut f = fs::File::open(path)?;
-    let mut n = 0;
-    while n < buf.len() {
-        match f.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    buf.truncate(n);
-    Ok(buf)
 }
 
 /// Data symbols of one module, sorted by address: (addr, size, demangled name).
@@ -236,7 +150,7 @@ mod tests {
         let boxed = Box::new(std::sync::Mutex::new(0u64));
         let on_stack = 5u64;
         let addr = |p: *const u8| p as u64;
-        let maps = fs::read_to_string("/proc/self/maps").unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
         let infos = describe(
             &maps,
             [

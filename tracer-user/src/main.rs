@@ -15,6 +15,7 @@ mod collect;
 mod deadlock;
 mod debuginfo;
 mod debuginfod;
+mod elf;
 mod frames;
 #[cfg(test)]
 mod fuzz;
@@ -37,6 +38,7 @@ mod top;
 mod units;
 mod unwind;
 mod waitclass;
+mod x86;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

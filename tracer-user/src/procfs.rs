@@ -137,31 +137,61 @@ impl Mapping {
     }
 }
 
-/// Executable mappings from the text of /proc/PID/maps.
-pub fn parse_maps(text: &str) -> Vec<Mapping> {
+/// One line of /proc/PID/maps, any permissions: the one parser of that file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub start: u64,
+    pub end: u64,
+    /// `rwxp` as the kernel prints them.
+    pub perms: String,
+    pub offset: u64,
+    /// Empty for anonymous memory.
+    pub path: String,
+}
+
+impl Region {
+    pub fn writable(&self) -> bool {
+        self.perms.contains('w')
+    }
+    pub fn executable(&self) -> bool {
+        self.perms.contains('x')
+    }
+}
+
+/// Every mapping in the text of /proc/PID/maps.
+pub fn parse_regions(text: &str) -> Vec<Region> {
     text.lines()
         .filter_map(|line| {
             let mut f = line.split_whitespace();
-            let range = f.next()?;
-            let perms = f.next()?;
-            let offset = f.next()?;
-            let _dev = f.next()?;
-            let _inode = f.next()?;
-            let path = f.collect::<Vec<_>>().join(" ");
-            if !perms.contains('x') {
-                return None;
-            }
-            let (start, end) = range.split_once('-')?;
-            Some(Mapping {
+            let (start, end) = f.next()?.split_once('-')?;
+            let perms = f.next()?.to_string();
+            let offset = u64::from_str_radix(f.next()?, 16).ok()?;
+            let (_dev, _inode) = (f.next()?, f.next()?);
+            Some(Region {
                 start: u64::from_str_radix(start, 16).ok()?,
                 end: u64::from_str_radix(end, 16).ok()?,
-                file_offset: u64::from_str_radix(offset, 16).ok()?,
-                path: if path.is_empty() {
-                    "[anon]".into()
-                } else {
-                    path
-                },
+                perms,
+                offset,
+                path: f.collect::<Vec<_>>().join(" "),
             })
+        })
+        .collect()
+}
+
+/// Executable mappings from the text of /proc/PID/maps.
+pub fn parse_maps(text: &str) -> Vec<Mapping> {
+    parse_regions(text)
+        .into_iter()
+        .filter(Region::executable)
+        .map(|r| Mapping {
+            start: r.start,
+            end: r.end,
+            file_offset: r.offset,
+            path: if r.path.is_empty() {
+                "[anon]".into()
+            } else {
+                r.path
+            },
         })
         .collect()
 }

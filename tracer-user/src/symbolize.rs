@@ -11,6 +11,7 @@ use blazesym::symbolize::Symbolizer;
 use crate::procfs::MapHistory;
 use crate::profile::{Frame, Module, Stack, Sym, Unnamed};
 use crate::symsource::{FetchMode, SymbolSources};
+use crate::x86::preceded_by_call;
 
 /// A stack address, with the return-address-minus-one rule in the type: a return address
 /// points after its call, possibly into the next function or line, so it is looked up one
@@ -34,39 +35,6 @@ impl Addr {
             Addr::Return(a) => a.saturating_sub(1),
         }
     }
-}
-
-/// True if the bytes ending at a candidate return address end with an x86-64 call
-/// instruction: `call rel32` (E8), or an indirect `call r/m` (FF /2) in its common forms.
-pub fn preceded_by_call(before: &[u8]) -> bool {
-    let n = before.len();
-    let at = |back: usize| (back <= n).then(|| before[n - back]);
-    let modrm_is_call = |m: u8| (m >> 3) & 7 == 2;
-    // call rel32
-    if at(5) == Some(0xE8) {
-        return true;
-    }
-    // call reg (FF D0+r): mod=11
-    if at(2) == Some(0xFF) && at(1).is_some_and(|m| m >> 6 == 3 && modrm_is_call(m)) {
-        return true;
-    }
-    // call [reg] (mod=00, no SIB/disp), call [reg+disp8] (mod=01), call [rip+disp32]
-    if at(2) == Some(0xFF)
-        && at(1).is_some_and(|m| m >> 6 == 0 && modrm_is_call(m) && m & 7 != 4 && m & 7 != 5)
-    {
-        return true;
-    }
-    if at(3) == Some(0xFF) && at(2).is_some_and(|m| m >> 6 == 1 && modrm_is_call(m) && m & 7 != 4) {
-        return true;
-    }
-    if at(4) == Some(0xFF) && at(3).is_some_and(|m| m >> 6 == 1 && modrm_is_call(m) && m & 7 == 4) {
-        return true;
-    }
-    if at(6) == Some(0xFF) && at(5).is_some_and(|m| modrm_is_call(m) && (m == 0x15 || m >> 6 == 2))
-    {
-        return true;
-    }
-    false
 }
 
 /// The frames of one kernel stack, with the caller of a frameless leaf put back: the kernel's
@@ -331,31 +299,6 @@ mod tests {
         assert_eq!(Addr::Return(0x1000).raw(), 0x1000);
     }
 
-    #[test]
-    fn call_encodings_are_recognised() {
-        // call rel32
-        assert!(preceded_by_call(&[0x90, 0x90, 0xE8, 1, 2, 3, 4]));
-        // call rax / call r11 (41 FF D3)
-        assert!(preceded_by_call(&[0, 0, 0, 0, 0, 0xFF, 0xD0]));
-        assert!(preceded_by_call(&[0, 0, 0, 0, 0x41, 0xFF, 0xD3]));
-        // call [rip+disp32]
-        assert!(preceded_by_call(&[0, 0xFF, 0x15, 1, 2, 3, 4]));
-        // call [rax+8]
-        assert!(preceded_by_call(&[0, 0, 0, 0, 0xFF, 0x50, 0x08]));
-        // call [rax]
-        assert!(preceded_by_call(&[0, 0, 0, 0, 0, 0xFF, 0x10]));
-        // A stack address or plain data: no call before it.
-        assert!(!preceded_by_call(&[
-            0x7f, 0xff, 0xff, 0xff, 0xe0, 0x10, 0x00
-        ]));
-        assert!(!preceded_by_call(&[0, 0, 0, 0, 0, 0, 0]));
-        // jmp rax (FF E0) is not a call.
-        assert!(!preceded_by_call(&[0, 0, 0, 0, 0, 0xFF, 0xE0]));
-    }
-
-    /// A frame walk through code without frame pointers reads whatever the stack holds: text
-    /// ("ead erro"), non-canonical pointers, stack or heap addresses, small integers. The
-    /// stack is cut at the first of them, and the cut is reported.
     #[test]
     fn garbage_frames_are_cut() {
         let mut maps = MapHistory::default();

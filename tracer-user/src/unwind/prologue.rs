@@ -7,6 +7,8 @@ use std::path::Path;
 
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
+use crate::x86::opens_frame;
+
 /// Where the function starts came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartsFrom {
@@ -43,16 +45,6 @@ impl Prologues {
             self.with_frame, self.functions
         )
     }
-}
-
-/// True when the code at `at` opens with `push rbp; mov rbp, rsp` (after an optional
-/// `endbr64`).
-pub fn opens_frame(code: &[u8]) -> bool {
-    let body = match code.strip_prefix(&[0xf3, 0x0f, 0x1e, 0xfa]) {
-        Some(rest) => rest,
-        None => code,
-    };
-    body.starts_with(&[0x55, 0x48, 0x89, 0xe5])
 }
 
 /// The file bytes at virtual address `vaddr` (through the segment that maps it).
@@ -210,16 +202,6 @@ pub fn imports(exe: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prologue_bytes() {
-        assert!(opens_frame(&[0x55, 0x48, 0x89, 0xe5, 0, 0, 0, 0]));
-        assert!(opens_frame(&[
-            0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48, 0x89, 0xe5
-        ]));
-        assert!(!opens_frame(&[0x41, 0x57, 0x41, 0x56, 0, 0, 0, 0]));
-        assert!(!opens_frame(&[0x55]));
-    }
 
     /// This test binary is built with frame pointers (the workspace forces them).
     #[test]
