@@ -113,11 +113,12 @@ pub fn prologues(path: &Path) -> Option<Prologues> {
 
 fn by_symbols(path: &Path, obj: &object::File<'_>, file: &[u8]) -> Option<Prologues> {
     let krate = path.file_stem()?.to_string_lossy().replace('-', "_");
+    // A Rust crate's own functions (`main` counts with them); a C program has none, and then
+    // every function outside the runtime counts.
     let own = |n: &str| {
-        n == "main"
-            || n.trim_start_matches('<')
-                .strip_prefix(krate.as_str())
-                .is_some_and(|r| r.starts_with("::"))
+        n.trim_start_matches('<')
+            .strip_prefix(krate.as_str())
+            .is_some_and(|r| r.starts_with("::"))
     };
     let runtime = |n: &str| {
         let n = n.trim_start_matches('<');
@@ -140,9 +141,15 @@ fn by_symbols(path: &Path, obj: &object::File<'_>, file: &[u8]) -> Option<Prolog
         let Some(head) = bytes_at(obj, file, sym.address(), 8) else {
             continue;
         };
-        seen.push((opens_frame(head), own(&demangled)));
+        seen.push((opens_frame(head), own(&demangled) || demangled == "main"));
     }
-    let mine: Vec<bool> = seen.iter().filter(|(_, o)| *o).map(|(p, _)| *p).collect();
+    // `main` alone does not make a program Rust.
+    let rust = seen.iter().filter(|(_, o)| *o).count() > 1;
+    let mine: Vec<bool> = if rust {
+        seen.iter().filter(|(_, o)| *o).map(|(p, _)| *p).collect()
+    } else {
+        Vec::new()
+    };
     let pool: Vec<bool> = if mine.is_empty() {
         seen.iter().map(|(p, _)| *p).collect()
     } else {
