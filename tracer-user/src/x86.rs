@@ -44,9 +44,32 @@ pub fn opens_frame(code: &[u8]) -> bool {
     body.starts_with(&[0x55, 0x48, 0x89, 0xe5])
 }
 
+/// True when `code` (a function's first bytes) sets up a frame pointer: `mov rbp, rsp` in
+/// either encoding, at entry or a few instructions in (compilers schedule other instructions
+/// between `push rbp` and it, or shrink-wrap the prologue past an early exit). Code built
+/// without frame pointers uses rbp as a plain register and never moves rsp into it.
+pub fn sets_up_frame(code: &[u8]) -> bool {
+    opens_frame(code)
+        || code
+            .windows(3)
+            .any(|w| w == [0x48, 0x89, 0xe5] || w == [0x48, 0x8b, 0xec])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shrink_wrapped_prologues_count() {
+        // test edi, edi; je +x; push rbp; mov rbp, rsp
+        assert!(sets_up_frame(&[
+            0x85, 0xff, 0x74, 0x10, 0x55, 0x48, 0x89, 0xe5
+        ]));
+        // push rbp; mov rbp, rdi (rbp as a plain register): no frame
+        assert!(!sets_up_frame(&[
+            0x55, 0x48, 0x89, 0xfd, 0x53, 0x48, 0x83, 0xec
+        ]));
+    }
 
     #[test]
     fn call_encodings_are_recognised() {

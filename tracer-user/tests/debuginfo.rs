@@ -139,7 +139,10 @@ fn a_debug_file_by_build_id_names_a_stripped_program_and_its_absence_is_reported
         .lines()
         .find(|l| l.trim_start().starts_with("1 "))
         .unwrap_or_default();
-    assert!(first_row.ends_with(&site), "{by_function}");
+    assert!(
+        first_row.ends_with(&site),
+        "want the ▶ site {site} first in:\n{by_function}\nrecorded as:\n{out}"
+    );
     let by_category = run(lockscope()
         .arg("report")
         .arg(&profile)

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use tracer_common::SNAPSHOT_SMALL_BYTES;
 
-use super::prologue::{export_opens_frame, imports, prologues};
+use super::prologue::{export_opens_frame, imports, prologues, StartsFrom};
 use crate::procfs::Target;
 
 /// How stacks are walked, validated.
@@ -151,11 +151,14 @@ pub fn choose(unwind: Unwind, target: &Target) -> UnwindPlan {
         );
     };
     if !own.keeps_frame_pointers() {
-        return plan(
-            UnwindMode::Dwarf,
-            bytes,
-            format!("auto: {name} has no frame pointers — {}", own.describe()),
-        );
+        let why = match own.from {
+            StartsFrom::Symbols => format!("auto: {name} has no frame pointers — {}", own.describe()),
+            StartsFrom::EhFrame => format!(
+                "auto: {name} is stripped and not nine in ten of its functions keep frame pointers — {}",
+                own.describe()
+            ),
+        };
+        return plan(UnwindMode::Dwarf, bytes, why);
     }
     let imported = imports(exe);
     let blocking = GLIBC_BLOCKING
