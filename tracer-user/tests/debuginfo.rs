@@ -135,8 +135,10 @@ fn a_debug_file_by_build_id_names_a_stripped_program_and_its_absence_is_reported
         .arg("report")
         .arg(&profile)
         .args(["--by", "function"]));
+    // The first row under the column header (a header line can start with "1 " too).
     let first_row = by_function
         .lines()
+        .skip_while(|l| !l.trim_start().starts_with("#  "))
         .find(|l| l.trim_start().starts_with("1 "))
         .unwrap_or_default();
     assert!(
