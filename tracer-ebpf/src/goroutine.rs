@@ -10,7 +10,7 @@ use aya_ebpf::{
     maps::HashMap,
     programs::ProbeContext,
 };
-use tracer_common::{Counter, GoCall, OpKind, Outcome, WaitKey, NO_PHASE, NO_STACK};
+use tracer_common::{Counter, GoCall, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES};
 
 use crate::futex::{record_wait, target_tid, Res};
 use crate::maps::bump;
@@ -40,6 +40,7 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
         leaf_ret,
         uaddr: sema,
         ready_ns: 0,
+        clock: tracer_common::ClockRead::default(),
     };
     // A goroutine is in one acquire at a time: an entry left by a missed return is replaced.
     if GO_INFLIGHT.insert(g, &call, 0).is_err() {
@@ -79,11 +80,10 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
         leaf_ret: call.leaf_ret,
         tid,
         kind: OpKind::GoSemacquire as u32,
-        holder_phase: NO_PHASE,
-        _pad: 0,
+        _pad: [0; 2],
     };
     bump(Counter::Slept);
-    record_wait(&key, waited, Outcome::Woken)
+    record_wait(&key, waited, &[0; NUM_PHASES], Outcome::Woken)
 }
 
 /// `runtime.ready(gp, ...)`, on the system stack of whichever thread readies `gp` (in RAX):

@@ -1,31 +1,43 @@
-//! Uprobes on the bundled map's slow-path phase functions: count them, time them, and note
-//! per thread when each last finished, so a woken waiter can be blamed on what its waker did.
+//! Uprobes on the bundled map's slow-path phase functions: count them, time them, and keep
+//! each runner's (thread's, or goroutine's) runs until it releases a lock to waiters; then the
+//! runs go onto that lock's phase clock, which waits read to split their time across the
+//! phases that overlapped them (see `tracer_common::blame`).
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
     macros::{map, uprobe, uretprobe},
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use tracer_common::{blame_phase, Phase, PhaseLast, PhaseStats, NO_PHASE, NUM_PHASES};
+use tracer_common::{blame, ClockRead, LockClock, Phase, PhaseRuns, PhaseStats, NUM_PHASES};
 
 /// Totals per phase.
 #[map]
 pub static PHASE_STATS: PerCpuArray<PhaseStats> =
     PerCpuArray::with_max_entries(NUM_PHASES as u32, 0);
 
-/// Entry time of a phase in progress, by `tid << 32 | phase`.
+/// Entry time of a phase in progress, by `runner << 32 | phase` (Rust: tid) or `g | phase`
+/// (Go).
 #[map]
 pub static PHASE_START: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
 
-/// Each phase's last run, by tid.
+/// Phase runs not yet charged to a lock, by runner (tid, or Go's g).
 #[map]
-pub static PHASE_LAST: HashMap<u32, PhaseLast> = HashMap::with_max_entries(16384, 0);
+pub static PHASE_RUNS: HashMap<u64, PhaseRuns> = HashMap::with_max_entries(16384, 0);
 
-/// Each phase's last run while holding a lock, by futex address: stamped by the releasing
-/// thread when it wakes waiters, read by every waiter of that lock, whoever wakes it.
+/// Each lock's phase clock, by futex address (or Go semaphore address); ~1 KiB each.
 #[map]
-pub static LOCK_PHASES: LruHashMap<u64, PhaseLast> = LruHashMap::with_max_entries(8192, 0);
+pub static LOCK_CLOCKS: LruHashMap<u64, LockClock> = LruHashMap::with_max_entries(2048, 0);
+
+/// Never written: the zero values new entries start from (too large for the BPF stack).
+#[map]
+pub static ZERO: Array<Zero> = Array::with_max_entries(1, 0);
+
+#[repr(C)]
+pub struct Zero {
+    clock: LockClock,
+    runs: PhaseRuns,
+}
 
 #[inline(always)]
 fn phase_of<C: EbpfContext>(ctx: &C) -> Option<Phase> {
@@ -42,24 +54,22 @@ fn stats(phase: Phase) -> Option<&'static mut PhaseStats> {
 }
 
 #[inline(always)]
-fn finished(tid: u32, phase: Phase, start: u64, now: u64) {
+fn finished(runner: u64, phase: Phase, start: u64, now: u64) {
     // Index with an explicitly bounded value so the verifier can prove the write in bounds.
     let i = phase as usize;
     if i >= NUM_PHASES {
         return;
     }
-    if let Some(last) = PHASE_LAST.get_ptr_mut(tid) {
-        // SAFETY: only this thread's programs write its entry; `i` is in bounds.
-        unsafe {
-            (*last).start_ns[i] = start;
-            (*last).end_ns[i] = now;
-        }
-        return;
+    if PHASE_RUNS.get_ptr_mut(runner).is_none() {
+        let Some(zero) = ZERO.get(0) else {
+            return;
+        };
+        let _ = PHASE_RUNS.insert(runner, &zero.runs, 0);
     }
-    let mut last = PhaseLast::default();
-    last.start_ns[i] = start;
-    last.end_ns[i] = now;
-    let _ = PHASE_LAST.insert(tid, last, 0);
+    if let Some(runs) = PHASE_RUNS.get_ptr_mut(runner) {
+        // SAFETY: only this runner's programs write its entry; `i` is in bounds.
+        unsafe { (*runs).runs[i].add(start, now) };
+    }
 }
 
 #[uprobe]
@@ -72,8 +82,8 @@ fn try_phase_enter(ctx: &ProbeContext) -> Result<(), i64> {
     let Some(phase) = phase_of(ctx) else {
         return Ok(());
     };
-    let tid = bpf_get_current_pid_tgid() as u32;
-    phase_entered(phase, (u64::from(tid) << 32) | phase as u64)
+    let tid = u64::from(bpf_get_current_pid_tgid() as u32);
+    phase_entered(phase, tid, (tid << 32) | phase as u64)
 }
 
 /// Go: phases are keyed by goroutine (`g` in R14, 8-byte aligned, so `g | phase` is unique),
@@ -83,14 +93,13 @@ pub fn go_phase_enter(ctx: ProbeContext) -> u32 {
     if let Some(phase) = phase_of(&ctx) {
         // SAFETY: `regs` is the probed thread's saved user registers.
         let g = unsafe { (*ctx.regs).r14 };
-        let _ = phase_entered(phase, g | phase as u64);
+        let _ = phase_entered(phase, g, g | phase as u64);
     }
     0
 }
 
 #[inline(always)]
-fn phase_entered(phase: Phase, key: u64) -> Result<(), i64> {
-    let tid = bpf_get_current_pid_tgid() as u32;
+fn phase_entered(phase: Phase, runner: u64, key: u64) -> Result<(), i64> {
     // SAFETY: a helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(s) = stats(phase) {
@@ -99,7 +108,7 @@ fn phase_entered(phase: Phase, key: u64) -> Result<(), i64> {
     if phase.probes_return() {
         PHASE_START.insert(key, now, 0)?;
     } else {
-        finished(tid, phase, now, now);
+        finished(runner, phase, now, now);
     }
     Ok(())
 }
@@ -114,8 +123,8 @@ fn try_phase_exit(ctx: &RetProbeContext) -> Result<(), i64> {
     let Some(phase) = phase_of(ctx) else {
         return Ok(());
     };
-    let tid = bpf_get_current_pid_tgid() as u32;
-    phase_returned(phase, (u64::from(tid) << 32) | phase as u64, ctx.ret())
+    let tid = u64::from(bpf_get_current_pid_tgid() as u32);
+    phase_returned(phase, tid, (tid << 32) | phase as u64, ctx.ret())
 }
 
 /// Go: a uprobe on each return instruction of a phase function (uretprobes break on Go's
@@ -125,14 +134,13 @@ pub fn go_phase_exit(ctx: ProbeContext) -> u32 {
     if let Some(phase) = phase_of(&ctx) {
         // SAFETY: `regs` is the probed thread's saved user registers.
         let (ret, g) = unsafe { ((*ctx.regs).rax, (*ctx.regs).r14) };
-        let _ = phase_returned(phase, g | phase as u64, ret);
+        let _ = phase_returned(phase, g, g | phase as u64, ret);
     }
     0
 }
 
 #[inline(always)]
-fn phase_returned(phase: Phase, key: u64, ret: u64) -> Result<(), i64> {
-    let tid = bpf_get_current_pid_tgid() as u32;
+fn phase_returned(phase: Phase, runner: u64, key: u64, ret: u64) -> Result<(), i64> {
     // SAFETY: copied out before removal.
     let Some(start) = (unsafe { PHASE_START.get(key) }).copied() else {
         return Ok(());
@@ -151,41 +159,48 @@ fn phase_returned(phase: Phase, key: u64, ret: u64) -> Result<(), i64> {
             s.items += ret;
         }
     }
-    finished(tid, phase, start, now);
+    finished(runner, phase, start, now);
     Ok(())
 }
 
-/// The releasing thread `tid` is about to wake waiters on `uaddr`: stamp the lock with the
-/// phases it ran (the later run of each wins).
+/// The releasing `runner` (tid, or Go's g) is about to wake waiters on `uaddr` at `now`:
+/// charge its phase runs to the lock's clock, and drop them.
 #[inline(always)]
-pub fn stamp_lock(tid: u32, uaddr: u64) {
-    // SAFETY: copied out at once.
-    let Some(mine) = (unsafe { PHASE_LAST.get(tid) }).copied() else {
+pub fn flush(runner: u64, uaddr: u64, now: u64) {
+    let Some(mine) = PHASE_RUNS.get_ptr(runner) else {
         return;
     };
-    // SAFETY: copied out at once; an LRU entry may be recycled later.
-    let mut lock = (unsafe { LOCK_PHASES.get(uaddr) })
-        .copied()
-        .unwrap_or_default();
-    let mut changed = false;
-    for i in 0..NUM_PHASES {
-        if mine.end_ns[i] > lock.end_ns[i] {
-            lock.start_ns[i] = mine.start_ns[i];
-            lock.end_ns[i] = mine.end_ns[i];
-            changed = true;
-        }
+    if LOCK_CLOCKS.get_ptr_mut(uaddr).is_none() {
+        let Some(zero) = ZERO.get(0) else {
+            return;
+        };
+        let _ = LOCK_CLOCKS.insert(uaddr, &zero.clock, 0);
     }
-    if changed {
-        let _ = LOCK_PHASES.insert(uaddr, lock, 0);
+    if let Some(lock) = LOCK_CLOCKS.get_ptr_mut(uaddr) {
+        // SAFETY: both point into map values; the lock's clock may be updated by a wake on
+        // another CPU at the same time, which at worst loses one flush (a blame estimate).
+        unsafe { (*lock).flush(&*mine, now) };
+    }
+    let _ = PHASE_RUNS.remove(runner);
+}
+
+/// The lock's clock now, for a wait on `uaddr` that begins.
+#[inline(always)]
+pub fn read_clock(uaddr: u64) -> ClockRead {
+    match LOCK_CLOCKS.get_ptr(uaddr) {
+        // SAFETY: a map value, copied field by field into a small struct at once.
+        Some(lock) => unsafe { (*lock).read() },
+        None => ClockRead::default(),
     }
 }
 
-/// What a wait on `uaddr` from `wait_start` to `now` is blamed on (see `blame_phase`).
+/// ns per phase that holders of `uaddr` ran during the wait `[wait_start, now]` that read the
+/// clock `at_start` when it began.
 #[inline(always)]
-pub fn blame(uaddr: u64, wait_start: u64, now: u64) -> u32 {
-    // SAFETY: copied out at once.
-    match (unsafe { LOCK_PHASES.get(uaddr) }).copied() {
-        Some(lock) => blame_phase(&lock, wait_start, now),
-        None => NO_PHASE,
+pub fn split(uaddr: u64, at_start: &ClockRead, wait_start: u64, now: u64) -> [u64; NUM_PHASES] {
+    match LOCK_CLOCKS.get_ptr(uaddr) {
+        // SAFETY: a map value, read in place (too large for the stack).
+        Some(lock) => blame::split(unsafe { &*lock }, at_start, wait_start, now),
+        None => [0; NUM_PHASES],
     }
 }

@@ -285,11 +285,63 @@ pub struct WaitRow {
     pub timeouts: u64,
     pub timeout_ns: u64,
     pub errors: u64,
-    /// The bundled-map phase the waker ran while this thread waited (`rebuild_dirty`, ...).
-    #[serde(default)]
+    /// Profiles recorded before waits were split: the one phase (`rebuild_dirty`, ...) the
+    /// whole wait time of the row was blamed on. Read, never written.
+    #[serde(default, skip_serializing)]
     pub holder_phase: Option<String>,
+    /// Of this row's wait time, what each holder phase ran while it waited (bundled map).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub behind: Vec<Blamed>,
+    /// Of `count`, waits whose whole time went to holder phases.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub covered_waits: u64,
     /// Log2 histogram of wait ns (see `tracer_common::HIST_BUCKETS`).
     pub hist: Vec<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A bundled-map phase a lock's holder ran ([`tracer_common::Phase`]), named in the file by
+/// its function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum HolderPhase {
+    #[serde(rename = "miss_locked")]
+    Miss,
+    #[serde(rename = "promote")]
+    Promote,
+    #[serde(rename = "rebuild_dirty")]
+    Rebuild,
+}
+
+impl From<tracer_common::Phase> for HolderPhase {
+    fn from(p: tracer_common::Phase) -> Self {
+        match p {
+            tracer_common::Phase::Miss => HolderPhase::Miss,
+            tracer_common::Phase::Promote => HolderPhase::Promote,
+            tracer_common::Phase::Rebuild => HolderPhase::Rebuild,
+        }
+    }
+}
+
+impl HolderPhase {
+    /// From the phase function's name (profiles before the split stored it so).
+    pub fn from_function(name: &str) -> Option<HolderPhase> {
+        tracer_common::Phase::ALL
+            .into_iter()
+            .find(|p| p.function() == name)
+            .map(HolderPhase::from)
+    }
+}
+
+/// The part of a wait row's time that one holder phase ran while its threads waited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blamed {
+    pub phase: HolderPhase,
+    /// Waits with some time on this phase.
+    pub waits: u64,
+    pub ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -522,6 +574,8 @@ pub(crate) mod tests {
             timeout_ns: 0,
             errors: 0,
             holder_phase: None,
+            behind: vec![],
+            covered_waits: 0,
             hist,
         }
     }

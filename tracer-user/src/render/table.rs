@@ -383,7 +383,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         share_table(
             out,
             &format!("waited behind, on lock {lock:#x}"),
-            rows.iter().map(|(l, s)| (*l, s)),
+            rows.iter().map(|(b, s)| (b.label(), s)),
             whole,
         )?;
     }
