@@ -1,16 +1,18 @@
 //! Holder blame: each wait's time is split across the holder phases that overlapped it.
 //!
 //! A phase run cannot be charged to a lock when it happens (the probes do not know which lock
-//! the thread holds), so each runner (thread, or goroutine) keeps its phase runs as [`Runs`]
-//! until it releases a lock to waiters; that wake *flushes* them onto the lock's
-//! [`LockClock`]: a cumulative ns counter per phase plus a small ring of the last flushes. A
+//! the thread holds), so each runner (thread, or goroutine) keeps its phase runs as [`Runs`],
+//! and each time it releases a lock to waiters that wake *flushes* the runs that ended since
+//! its previous flush onto the same lock to the lock's [`LockClock`] (a runner that wakes a
+//! malloc lock inside the map's critical section still flushes its rebuild onto the map's
+//! lock when it releases that): a cumulative ns counter per phase plus a small ring of the last flushes. A
 //! wait reads the clock when it starts ([`ClockRead`]) and again when it ends; the difference
-//! is the phase time of every holder it waited through, less what the first of them ran
-//! before the wait began (kept in the ring). O(1) per event: one lookup at wait entry, one at
+//! is the phase time of every holder it waited through; the ring clips it to the wait. O(1) per event: one lookup at wait entry, one at
 //! wait exit, one update per wake.
 //!
-//! Runs older than the lock's previous flush are dropped at flush: they ran in an earlier
-//! critical section that woke nobody, so no wait overlapped them.
+//! Each flush's runs are clipped to the wait, so runs from an earlier critical section that
+//! woke nobody (flushed late, by the runner's next wake) blame nothing. A wait that saw more
+//! flushes than the ring holds falls back to the cumulative clock, clamped to its length.
 
 /// Slow-path phases of the bundled map that lockscope probes (uprobes on the functions of the
 /// same names).
@@ -72,7 +74,7 @@ pub struct PhaseStats {
 }
 
 /// Runs of one phase, compressed: the latest run exactly, the earlier ones as a sum that ended
-/// by `older_end`. Instants (entry-only phases) have `start == end`.
+/// by `older_end`. Instants (entry-only phases) have `start == end`; `count` counts them all.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Runs {
@@ -87,15 +89,6 @@ pub struct Runs {
 #[inline(always)]
 fn min(a: u64, b: u64) -> u64 {
     if a < b {
-        a
-    } else {
-        b
-    }
-}
-
-#[inline(always)]
-fn max(a: u64, b: u64) -> u64 {
-    if a > b {
         a
     } else {
         b
@@ -120,23 +113,6 @@ impl Runs {
         self.older_ns + self.last_end.saturating_sub(self.last_start)
     }
 
-    /// The part of these runs after `t`.
-    #[inline(always)]
-    pub fn after(&self, t: u64) -> Runs {
-        let mut r = Runs::default();
-        if self.last_end > t {
-            r.last_start = max(self.last_start, t);
-            r.last_end = self.last_end;
-            r.count = 1;
-        }
-        if self.older_end > t {
-            r.older_ns = min(self.older_ns, self.older_end - t);
-            r.older_end = self.older_end;
-            r.count += self.count.saturating_sub(1);
-        }
-        r
-    }
-
     /// Run time before `t`.
     #[inline(always)]
     pub fn before(&self, t: u64) -> u64 {
@@ -155,18 +131,66 @@ impl Runs {
     }
 }
 
-/// A runner's phase runs not yet charged to a lock, indexed by [`Phase`].
+/// Runs of a phase kept per runner: the last [`RUN_LOG`] exactly (a runner that runs one
+/// phase more often than that between two of its flushes onto a lock loses the oldest).
+pub const RUN_LOG: usize = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunLog {
+    pub start: [u64; RUN_LOG],
+    /// 0: an empty slot.
+    pub end: [u64; RUN_LOG],
+    /// Runs ever added; the next goes to slot `next % RUN_LOG`.
+    pub next: u64,
+}
+
+impl RunLog {
+    #[inline(always)]
+    pub fn add(&mut self, start: u64, end: u64) {
+        let i = (self.next as usize) & (RUN_LOG - 1);
+        self.start[i] = start;
+        self.end[i] = end;
+        self.next += 1;
+    }
+
+    /// The runs (their parts) after `t`, oldest first, as [`Runs`].
+    #[inline(always)]
+    pub fn since(&self, t: u64) -> Runs {
+        let mut r = Runs::default();
+        let mut k = 0;
+        while k < RUN_LOG {
+            let i = (self.next as usize + k) & (RUN_LOG - 1);
+            let (s, e) = (self.start[i], self.end[i]);
+            if e != 0 && e > t {
+                r.add(if s > t { s } else { t }, e);
+            }
+            k += 1;
+        }
+        r
+    }
+}
+
+/// A runner's recent phase runs, indexed by [`Phase`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PhaseRuns {
-    pub runs: [Runs; NUM_PHASES],
+    pub runs: [RunLog; NUM_PHASES],
 }
 
 /// Flushes remembered per lock: a wait that sees more flushes than this while it sleeps is
 /// blamed without subtracting what its first holder ran before it (then clamped to the wait).
 pub const FLUSH_RING: usize = 8;
 
-/// One lock's phase clock (keyed by futex word or Go semaphore address).
+/// The runs one flush charged to a lock, indexed by [`Phase`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlushRuns {
+    pub runs: [Runs; NUM_PHASES],
+}
+
+/// One lock's phase clock (keyed by futex word or Go semaphore address). A flush's runs are
+/// kept as [`Runs`]: the last exactly, the earlier ones as if back to back.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LockClock {
@@ -175,9 +199,9 @@ pub struct LockClock {
     /// Runs of each phase, over every flush.
     pub cum_runs: [u64; NUM_PHASES],
     pub flushes: u64,
-    pub last_flush_ns: u64,
+    pub _pad: u64,
     /// Flush `k`'s runs are in slot `k % FLUSH_RING`.
-    pub ring: [PhaseRuns; FLUSH_RING],
+    pub ring: [FlushRuns; FLUSH_RING],
 }
 
 impl Default for LockClock {
@@ -186,8 +210,8 @@ impl Default for LockClock {
             cum_ns: [0; NUM_PHASES],
             cum_runs: [0; NUM_PHASES],
             flushes: 0,
-            last_flush_ns: 0,
-            ring: [PhaseRuns::default(); FLUSH_RING],
+            _pad: 0,
+            ring: [FlushRuns::default(); FLUSH_RING],
         }
     }
 }
@@ -211,46 +235,44 @@ impl LockClock {
         }
     }
 
-    /// Charges a releasing runner's phase runs to this lock at `now` (the runner must then
-    /// drop them).
+    /// Charges a releasing runner's phase runs that ended after `since` (its previous flush
+    /// onto this lock) to this lock.
     #[inline(always)]
-    pub fn flush(&mut self, mine: &PhaseRuns, now: u64) {
-        let lo = self.last_flush_ns;
+    pub fn flush(&mut self, mine: &PhaseRuns, since: u64) {
         let k = self.flushes + 1;
         let slot = (k as usize) & (FLUSH_RING - 1);
         let mut i = 0;
         while i < NUM_PHASES {
-            let r = mine.runs[i].after(lo);
+            let r = mine.runs[i].since(since);
             self.cum_ns[i] += r.total_ns();
             self.cum_runs[i] += r.count;
             self.ring[slot].runs[i] = r;
             i += 1;
         }
         self.flushes = k;
-        self.last_flush_ns = now;
     }
 }
 
 /// Splits the wait `[wait_start, wait_end]` on a lock whose clock read `at_start` then and
 /// reads `lock` now: ns per [`Phase`] that holders ran that phase during the wait. Timed
-/// phases get their overlap; [`Phase::Miss`] gets the rest of the wait when a holder it waited
-/// through missed (its critical section was a read miss), else 0. The remainder (wait minus
-/// the sum) is other work under the lock.
+/// phases get their overlap with the wait, exactly while the wait saw at most [`FLUSH_RING`]
+/// flushes (each flush's runs are clipped to the wait), else from the cumulative clock.
+/// A run still in progress when the wait ends (`running[phase]`: its start, 0 if none; it
+/// will be flushed only later) adds its part inside the wait.
+/// [`Phase::Miss`] gets the rest of the wait when a holder it waited through missed (its
+/// critical section was a read miss), else 0. The remainder (wait minus the sum) is other
+/// work under the lock.
 #[inline(always)]
 pub fn split(
     lock: &LockClock,
     at_start: &ClockRead,
+    running: &[u64; NUM_PHASES],
     wait_start: u64,
     wait_end: u64,
 ) -> [u64; NUM_PHASES] {
     let mut out = [0u64; NUM_PHASES];
-    let n = lock.flushes.wrapping_sub(at_start.flushes);
-    if n == 0 || lock.flushes < at_start.flushes {
-        return out;
-    }
+    let n = lock.flushes.saturating_sub(at_start.flushes);
     let wait = wait_end.saturating_sub(wait_start);
-    let first = (at_start.flushes as usize + 1) & (FLUSH_RING - 1);
-    let ring_has_first = n <= FLUSH_RING as u64;
     let mut left = wait;
     // Heaviest first, so clamping to the wait trims the lighter phase.
     let mut j = NUM_PHASES;
@@ -259,9 +281,29 @@ pub fn split(
         if j == Phase::Miss as usize {
             continue;
         }
-        let mut b = lock.cum_ns[j].saturating_sub(at_start.cum_ns[j]);
-        if ring_has_first {
-            b = b.saturating_sub(lock.ring[first].runs[j].before(wait_start));
+        let mut b = 0u64;
+        let since = running[j];
+        if since != 0 && since < wait_end {
+            b += wait_end
+                - if since > wait_start {
+                    since
+                } else {
+                    wait_start
+                };
+        }
+        if n <= FLUSH_RING as u64 {
+            let mut k = 0;
+            while k < FLUSH_RING {
+                if k as u64 >= n {
+                    break;
+                }
+                let slot = (at_start.flushes as usize + 1 + k) & (FLUSH_RING - 1);
+                let r = &lock.ring[slot].runs[j];
+                b += r.before(wait_end).saturating_sub(r.before(wait_start));
+                k += 1;
+            }
+        } else {
+            b += lock.cum_ns[j].saturating_sub(at_start.cum_ns[j]);
         }
         b = min(b, left);
         out[j] = b;

@@ -8,7 +8,7 @@
 pub mod blame;
 pub mod futex;
 
-pub use blame::{ClockRead, LockClock, Phase, PhaseRuns, PhaseStats, Runs, NUM_PHASES};
+pub use blame::{ClockRead, LockClock, Phase, PhaseRuns, PhaseStats, NUM_PHASES};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).

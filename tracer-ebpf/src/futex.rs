@@ -185,7 +185,7 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
         let end = call.start_ns + waited;
         (
             stack,
-            phase::split(call.uaddr, &call.clock, call.start_ns, end),
+            phase::split(u64::from(tid), call.uaddr, &call.clock, call.start_ns, end),
         )
     } else {
         (NO_STACK, [0; NUM_PHASES])

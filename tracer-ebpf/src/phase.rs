@@ -21,13 +21,23 @@ pub static PHASE_STATS: PerCpuArray<PhaseStats> =
 #[map]
 pub static PHASE_START: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
 
-/// Phase runs not yet charged to a lock, by runner (tid, or Go's g).
+/// Each runner's phase runs (tid, or Go's g; LRU since goroutines come and go).
 #[map]
-pub static PHASE_RUNS: HashMap<u64, PhaseRuns> = HashMap::with_max_entries(16384, 0);
+pub static PHASE_RUNS: LruHashMap<u64, PhaseRuns> = LruHashMap::with_max_entries(16384, 0);
+
+/// When a runner last flushed its runs onto a lock, by `[runner, lock]`.
+#[map]
+pub static FLUSHED: LruHashMap<[u64; 2], u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// Each lock's phase clock, by futex address (or Go semaphore address); ~1 KiB each.
 #[map]
 pub static LOCK_CLOCKS: LruHashMap<u64, LockClock> = LruHashMap::with_max_entries(2048, 0);
+
+/// The run of each phase in progress, indexed by [`Phase`]: `[runner, start]` (start 0 when
+/// none). One slot per phase: a map's phases run under its lock, one runner at a time (with
+/// several bundled maps in one process, the latest entry wins).
+#[map]
+pub static RUNNING: Array<[u64; 2]> = Array::with_max_entries(NUM_PHASES as u32, 0);
 
 /// Never written: the zero values new entries start from (too large for the BPF stack).
 #[map]
@@ -107,6 +117,11 @@ fn phase_entered(phase: Phase, runner: u64, key: u64) -> Result<(), i64> {
     }
     if phase.probes_return() {
         PHASE_START.insert(key, now, 0)?;
+        if let Some(slot) = RUNNING.get_ptr_mut(phase as u32) {
+            // SAFETY: a plain array slot; a racing writer can only be another runner of the
+            // same phase, and either value is a run in progress.
+            unsafe { *slot = [runner, now] };
+        }
     } else {
         finished(runner, phase, now, now);
     }
@@ -146,6 +161,14 @@ fn phase_returned(phase: Phase, runner: u64, key: u64, ret: u64) -> Result<(), i
         return Ok(());
     };
     let _ = PHASE_START.remove(key);
+    if let Some(slot) = RUNNING.get_ptr_mut(phase as u32) {
+        // SAFETY: as at entry; cleared only if the slot is still this run's.
+        unsafe {
+            if (*slot)[0] == runner {
+                *slot = [0, 0];
+            }
+        }
+    }
     // SAFETY: a helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let took = now.saturating_sub(start);
@@ -164,12 +187,15 @@ fn phase_returned(phase: Phase, runner: u64, key: u64, ret: u64) -> Result<(), i
 }
 
 /// The releasing `runner` (tid, or Go's g) is about to wake waiters on `uaddr` at `now`:
-/// charge its phase runs to the lock's clock, and drop them.
+/// charge the phase runs it finished since its last flush onto this lock to the lock's clock.
 #[inline(always)]
 pub fn flush(runner: u64, uaddr: u64, now: u64) {
     let Some(mine) = PHASE_RUNS.get_ptr(runner) else {
         return;
     };
+    let pair = [runner, uaddr];
+    // SAFETY: copied out at once.
+    let since = unsafe { FLUSHED.get(&pair) }.copied().unwrap_or(0);
     if LOCK_CLOCKS.get_ptr_mut(uaddr).is_none() {
         let Some(zero) = ZERO.get(0) else {
             return;
@@ -177,11 +203,11 @@ pub fn flush(runner: u64, uaddr: u64, now: u64) {
         let _ = LOCK_CLOCKS.insert(uaddr, &zero.clock, 0);
     }
     if let Some(lock) = LOCK_CLOCKS.get_ptr_mut(uaddr) {
-        // SAFETY: both point into map values; the lock's clock may be updated by a wake on
-        // another CPU at the same time, which at worst loses one flush (a blame estimate).
-        unsafe { (*lock).flush(&*mine, now) };
+        // SAFETY: both point into map values. Only the lock's holder flushes onto it; a wait
+        // reading it on another CPU meanwhile may see a flush half done (a blame estimate).
+        unsafe { (*lock).flush(&*mine, since) };
     }
-    let _ = PHASE_RUNS.remove(runner);
+    let _ = FLUSHED.insert(&pair, &now, 0);
 }
 
 /// The lock's clock now, for a wait on `uaddr` that begins.
@@ -194,13 +220,37 @@ pub fn read_clock(uaddr: u64) -> ClockRead {
     }
 }
 
-/// ns per phase that holders of `uaddr` ran during the wait `[wait_start, now]` that read the
-/// clock `at_start` when it began.
+/// ns per phase that holders of `uaddr` ran during the wait `[wait_start, now]` of `runner`
+/// that read the clock `at_start` when it began.
 #[inline(always)]
-pub fn split(uaddr: u64, at_start: &ClockRead, wait_start: u64, now: u64) -> [u64; NUM_PHASES] {
-    match LOCK_CLOCKS.get_ptr(uaddr) {
-        // SAFETY: a map value, read in place (too large for the stack).
-        Some(lock) => blame::split(unsafe { &*lock }, at_start, wait_start, now),
-        None => [0; NUM_PHASES],
+pub fn split(
+    runner: u64,
+    uaddr: u64,
+    at_start: &ClockRead,
+    wait_start: u64,
+    now: u64,
+) -> [u64; NUM_PHASES] {
+    // Runs still in progress, by another runner that has released this lock to waiters
+    // before (it will flush them only after this wait is over).
+    let mut running = [0u64; NUM_PHASES];
+    let mut i = 0;
+    while i < NUM_PHASES {
+        if let Some(slot) = RUNNING.get(i as u32) {
+            let [who, since] = *slot;
+            // SAFETY: copied out at once.
+            if since != 0 && who != runner && unsafe { FLUSHED.get(&[who, uaddr]) }.is_some() {
+                running[i] = since;
+            }
+        }
+        i += 1;
     }
+    let lock = match LOCK_CLOCKS.get_ptr(uaddr) {
+        // SAFETY: a map value, read in place (too large for the stack).
+        Some(lock) => unsafe { &*lock },
+        None => match ZERO.get(0) {
+            Some(zero) => &zero.clock,
+            None => return [0; NUM_PHASES],
+        },
+    };
+    blame::split(lock, at_start, &running, wait_start, now)
 }

@@ -40,7 +40,7 @@ fn replay(sections: &[Section], waits: &[(u64, u64)]) -> Vec<[u64; NUM_PHASES]> 
     evs.sort_by_key(|e| (e.0, e.1));
     let mut lock = LockClock::default();
     // Runs not yet flushed, per section (each section is its own runner here).
-    let mut pending: Vec<PhaseRuns> = sections
+    let pending: Vec<PhaseRuns> = sections
         .iter()
         .map(|s| {
             let mut p = PhaseRuns::default();
@@ -52,14 +52,16 @@ fn replay(sections: &[Section], waits: &[(u64, u64)]) -> Vec<[u64; NUM_PHASES]> 
         .collect();
     let mut reads = vec![ClockRead::default(); waits.len()];
     let mut out = vec![[0; NUM_PHASES]; waits.len()];
-    for (t, _, ev) in evs {
+    for (_, _, ev) in evs {
         match ev {
             Ev::Release(i) => {
-                lock.flush(&pending[i], t);
-                pending[i] = PhaseRuns::default();
+                // Each section is its own runner here: its first flush takes every run.
+                lock.flush(&pending[i], 0);
             }
             Ev::WaitStart(i) => reads[i] = lock.read(),
-            Ev::WaitEnd(i) => out[i] = split(&lock, &reads[i], waits[i].0, waits[i].1),
+            Ev::WaitEnd(i) => {
+                out[i] = split(&lock, &reads[i], &[0; NUM_PHASES], waits[i].0, waits[i].1)
+            }
         }
     }
     out
@@ -154,8 +156,17 @@ fn no_phase_means_no_blame_and_a_wait_ended_early_sees_no_unflushed_run() {
     ];
     let got = replay(&s, &[(10, 100), (120, 200)]);
     assert_eq!(got[0], [0; NUM_PHASES]);
-    // Interrupted at 200 while the rebuild still ran: not flushed yet, so nothing blamed.
+    // Ended at 200 while the rebuild still ran: not flushed yet, so nothing from the clock...
     assert_eq!(got[1], [0; NUM_PHASES]);
+    // ...but the run in progress (since 150) counts for its part in the wait.
+    let mut running = [0; NUM_PHASES];
+    running[R] = 150;
+    let lock = LockClock::default();
+    let b = split(&lock, &lock.read(), &running, 120, 200);
+    assert_eq!(b[R], 50);
+    // A run that began after the wait ended counts nothing.
+    running[R] = 250;
+    assert_eq!(split(&lock, &lock.read(), &running, 120, 200)[R], 0);
 }
 
 #[test]
@@ -223,4 +234,49 @@ fn random_handoffs_match_the_exact_overlap() {
             assert!(g.iter().sum::<u64>() <= w.1 - w.0);
         }
     }
+}
+
+#[test]
+fn a_runner_flushes_each_run_once_per_lock() {
+    // A rebuild 10..50; the runner wakes another lock at 60, then the map's at 100 and again
+    // at 200 (both after the rebuild).
+    let mut runs = PhaseRuns::default();
+    runs.runs[R].add(10, 50);
+    let mut map = LockClock::default();
+    let mut other = LockClock::default();
+    let at_start = map.read();
+    other.flush(&runs, 0);
+    map.flush(&runs, 0);
+    runs.runs[P].add(150, 160);
+    map.flush(&runs, 100);
+    // A wait 20..200 overlapped the rebuild 30 ns and the promotion 10 ns, once each.
+    let got = split(&map, &at_start, &[0; NUM_PHASES], 20, 200);
+    assert_eq!((got[R], got[P]), (30, 10));
+    assert_eq!(map.cum_ns[R], 40);
+}
+
+#[test]
+fn old_runs_of_a_busy_runner_do_not_leak_into_a_later_flush() {
+    // A runner promotes every 100 ns for a long time, flushing onto another lock each time;
+    // then, once, onto the map's lock: only its last promotion (after `since`) counts.
+    let mut runs = PhaseRuns::default();
+    let mut other = LockClock::default();
+    for i in 0..100u64 {
+        runs.runs[P].add(i * 100, i * 100 + 10);
+        other.flush(&runs, i * 100 + 5);
+    }
+    let mut map = LockClock::default();
+    let at_start = map.read();
+    map.flush(&runs, 9_895);
+    assert_eq!(map.cum_ns[P], 10);
+    assert_eq!(split(&map, &at_start, &[0; NUM_PHASES], 0, 20_000)[P], 10);
+    // Two runs since: the earlier one is kept too.
+    runs.runs[P].add(10_100, 10_110);
+    runs.runs[P].add(10_200, 10_210);
+    let at_start = map.read();
+    map.flush(&runs, 10_050);
+    assert_eq!(
+        split(&map, &at_start, &[0; NUM_PHASES], 10_000, 20_000)[P],
+        20
+    );
 }

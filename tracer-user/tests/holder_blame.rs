@@ -1,0 +1,238 @@
+//! Root integration tests of holder blame: each wait's time split across the phases its lock's
+//! holders ran. Checked against an invariant on every preset, and against the bundled map's
+//! own log of waits and phase runs (its `ground-truth` feature), split exactly offline.
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use common::*;
+
+const PRESETS: [&str; 5] = [
+    "read-mostly",
+    "update-existing",
+    "write-heavy",
+    "miss-storm",
+    "range-insert",
+];
+
+/// Timer and probe slack per waiting thread in the invariant.
+const SLACK_NS: u64 = 2_000_000;
+
+/// `lockscope record -- BIN ARGS` (with `extra` options before `--`); returns the profile.
+fn launch(name: &str, bin: &Path, args: &[&str], extra: &[&str]) -> Value {
+    let out_path = tmp(&format!("{name}.json"));
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&out_path)
+        .args(extra)
+        .arg("--")
+        .arg(bin)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    load(&out_path)
+}
+
+/// The `behind` shares lockscope reports (label → percent of map lock wait), from its JSON
+/// report of the profile.
+fn reported_shares(profile: &Value, name: &str) -> BTreeMap<String, f64> {
+    let path = tmp(&format!("{name}.profile.json"));
+    std::fs::write(&path, serde_json::to_vec(profile).unwrap()).unwrap();
+    let out = lockscope()
+        .args(["report", "--format", "json"])
+        .arg(&path)
+        .output()
+        .expect("run lockscope report");
+    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let behind = report["bundled"]["behind"].as_array().expect("behind");
+    let total: f64 = behind.iter().map(|s| s["wait_ns"].as_f64().unwrap()).sum();
+    behind
+        .iter()
+        .map(|s| {
+            let label = s["label"].as_str().unwrap().to_string();
+            (
+                label,
+                100.0 * s["wait_ns"].as_f64().unwrap() / total.max(1.0),
+            )
+        })
+        .collect()
+}
+
+/// Per phase function: ns blamed over the map's wait rows, ns it ran (traced), and the
+/// threads that waited on that lock.
+#[test]
+fn blame_never_exceeds_phase_time_times_waiters_on_any_preset() {
+    if !can_trace() {
+        return;
+    }
+    for preset in PRESETS {
+        let p = launch(
+            &format!("invariant-{preset}"),
+            &workload_bin("syncmap-load"),
+            &["--preset", preset, "--duration", "2"],
+            &["--phase-probes", "all"],
+        );
+        let waits = p["waits"].as_array().unwrap();
+        let mut blamed: BTreeMap<String, u64> = BTreeMap::new();
+        let mut waiters: BTreeMap<u64, std::collections::BTreeSet<u64>> = BTreeMap::new();
+        for r in waits {
+            let Some(behind) = r["behind"].as_array() else {
+                continue;
+            };
+            let mut blamed_total = 0;
+            for b in behind {
+                let ns = b["ns"].as_u64().unwrap();
+                *blamed
+                    .entry(b["phase"].as_str().unwrap().into())
+                    .or_default() += ns;
+                blamed_total += ns;
+            }
+            assert!(
+                blamed_total <= r["total_ns"].as_u64().unwrap(),
+                "{preset}: a row blamed for more than it waited: {r}"
+            );
+            waiters
+                .entry(r["uaddr"].as_u64().unwrap())
+                .or_default()
+                .insert(r["tid"].as_u64().unwrap());
+        }
+        // Blame needs a lock whose waiters were stamped: at most every thread that waited on
+        // any blamed lock (the map has one).
+        let n = waiters.values().map(|t| t.len() as u64).max().unwrap_or(0);
+        for ph in p["bundled"]["phases"].as_array().unwrap() {
+            let name = ph["phase"].as_str().unwrap();
+            let ran = ph["total_ns"].as_u64().unwrap();
+            let got = blamed.get(name).copied().unwrap_or(0);
+            if name == "miss_locked" {
+                continue; // an instant: holds the rest of a miss's critical section
+            }
+            eprintln!("{preset}: {name} blamed {got} ns, ran {ran} ns, {n} waiting threads");
+            assert!(
+                got <= ran * n + SLACK_NS * n,
+                "{preset}: {name} blamed {got} ns but ran only {ran} ns with {n} waiting threads"
+            );
+        }
+        if preset == "write-heavy" || preset == "range-insert" {
+            assert!(
+                blamed.get("rebuild_dirty").copied().unwrap_or(0) > 0,
+                "{preset}: rebuilds blamed for nothing"
+            );
+        }
+    }
+}
+
+/// The workload built with the map's ground-truth log (`cargo xtask test` builds it into
+/// target/ground-truth).
+fn ground_truth_bin() -> PathBuf {
+    let bin =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ground-truth/release/syncmap-load");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask test` (it builds the workload with --features ground-truth)",
+        bin.display()
+    );
+    bin
+}
+
+/// One logged interval: (thread, kind, start, end).
+type Interval = (u64, String, u64, u64);
+
+fn read_ground_truth(path: &Path) -> Vec<Interval> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].to_string(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The exact split: per phase, the percent of all blocked wait time that other threads spent
+/// running that phase (the rest is other work under the lock).
+fn exact_shares(log: &[Interval]) -> BTreeMap<String, f64> {
+    let mut phases: Vec<&Interval> = log.iter().filter(|i| i.1 != "wait").collect();
+    phases.sort_by_key(|i| i.2);
+    // Phase runs hold the one map lock, so they never overlap: the longest is a bound on how
+    // far back a run overlapping a wait can start.
+    let longest = phases.iter().map(|i| i.3 - i.2).max().unwrap_or(0);
+    let mut by_phase: BTreeMap<String, u64> = BTreeMap::new();
+    let mut waited = 0u64;
+    for w in log.iter().filter(|i| i.1 == "wait") {
+        waited += w.3 - w.2;
+        let from = phases.partition_point(|p| p.2 + longest < w.2);
+        for p in phases[from..].iter().take_while(|p| p.2 < w.3) {
+            if p.0 == w.0 {
+                continue;
+            }
+            let ov = p.3.min(w.3).saturating_sub(p.2.max(w.2));
+            *by_phase.entry(p.1.clone()).or_default() += ov;
+        }
+    }
+    by_phase
+        .into_iter()
+        .map(|(k, v)| (k, 100.0 * v as f64 / waited.max(1) as f64))
+        .collect()
+}
+
+/// Runs one case and compares; returns 1 if lockscope blamed rebuilds for over 5% of the wait.
+fn ground_truth_case(preset: &str, size: &[&str]) -> u32 {
+    let name = format!("gt-{preset}{}", size.join(""));
+    let log_path = tmp(&format!("{name}.log"));
+    // The presets' default 5 s: write-heavy's 100,000-key map needs it to promote and rebuild.
+    let mut args = vec!["--preset", preset];
+    args.extend_from_slice(size);
+    let log_arg = log_path.to_str().unwrap();
+    args.extend_from_slice(&["--ground-truth", log_arg]);
+    let profile = launch(&name, &ground_truth_bin(), &args, &[]);
+    let got = reported_shares(&profile, &name);
+    let log = read_ground_truth(&log_path);
+    assert!(
+        log.iter().any(|i| i.1 == "wait") && log.iter().any(|i| i.1 == "rebuild_dirty"),
+        "{name}: the map logged no blocked wait or no rebuild"
+    );
+    let want = exact_shares(&log);
+    for (label, phase) in [
+        ("dirty rebuild (O(n) copy)", "rebuild_dirty"),
+        ("promotion (O(1) swap)", "promote"),
+    ] {
+        let g = got.get(label).copied().unwrap_or(0.0);
+        let w = want.get(phase).copied().unwrap_or(0.0);
+        let line = format!("{preset} {size:?}: {phase} lockscope {g:.1}% · ground truth {w:.1}%");
+        eprintln!("{line}");
+        assert!((g - w).abs() <= 5.0, "{line}: more than 5 points apart");
+    }
+    u32::from(
+        got.get("dirty rebuild (O(n) copy)")
+            .is_some_and(|&g| g > 5.0),
+    )
+}
+
+#[test]
+fn behind_shares_match_the_maps_own_log() {
+    if !can_trace() {
+        return;
+    }
+    let mut rebuild_blamed = 0;
+    for preset in ["write-heavy", "miss-storm", "range-insert"] {
+        for size in [&[][..], &["--threads", "5", "--keys", "60000"][..]] {
+            rebuild_blamed += ground_truth_case(preset, size);
+        }
+    }
+    // Not a comparison of zeros: the rebuilds were blamed for a real share of the waiting.
+    assert!(
+        rebuild_blamed >= 3,
+        "only {rebuild_blamed} of 6 runs blamed rebuilds for over 5%"
+    );
+}
