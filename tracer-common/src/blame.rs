@@ -1,18 +1,15 @@
 //! Holder blame: each wait's time is split across the holder phases that overlapped it.
 //!
-//! A phase run cannot be charged to a lock when it happens (the probes do not know which lock
-//! the thread holds), so each runner (thread, or goroutine) keeps its phase runs as [`Runs`],
-//! and each time it releases a lock to waiters that wake *flushes* the runs that ended since
-//! its previous flush onto the same lock to the lock's [`LockClock`] (a runner that wakes a
-//! malloc lock inside the map's critical section still flushes its rebuild onto the map's
-//! lock when it releases that): a cumulative ns counter per phase plus a small ring of the last flushes. A
-//! wait reads the clock when it starts ([`ClockRead`]) and again when it ends; the difference
-//! is the phase time of every holder it waited through; the ring clips it to the wait. O(1) per event: one lookup at wait entry, one at
-//! wait exit, one update per wake.
-//!
-//! Each flush's runs are clipped to the wait, so runs from an earlier critical section that
-//! woke nobody (flushed late, by the runner's next wake) blame nothing. A wait that saw more
-//! flushes than the ring holds falls back to the cumulative clock, clamped to its length.
+//! Every phase function is a method of the map, so its entry uprobe reads the map's address
+//! (the receiver) and charges the run to that map's [`MapClock`]: per phase, the ns of every
+//! finished run and the start of the run in progress. The map's lock word lies inside the map
+//! object, so a futex word is tied to a map the first time a thread whose last phase ran on
+//! that map wakes a word within it (Go: unlocks it). A wait on that word reads the clock when
+//! it starts and when it ends ([`ClockRead`]); [`split`] turns the two reads into the exact
+//! ns each phase ran during the wait: the finished runs in between, less the part before the
+//! wait of the run in progress at its start, plus the part of the run in progress at its end.
+//! O(1) per event, and independent of which releases wake anyone (a barging holder whose
+//! release wakes nobody is still counted).
 
 /// Slow-path phases of the bundled map that lockscope probes (uprobes on the functions of the
 /// same names).
@@ -73,17 +70,122 @@ pub struct PhaseStats {
     pub _reserved: u64,
 }
 
-/// Runs of one phase, compressed: the latest run exactly, the earlier ones as a sum that ended
-/// by `older_end`. Instants (entry-only phases) have `start == end`; `count` counts them all.
+/// How far into the map object its lock word may lie (the Rust map is ~100 bytes; Go's
+/// `sync.Map`-style map has its mutex first).
+pub const MAP_LOCK_SPAN: u64 = 512;
+
+/// One map's phase clock, indexed by [`Phase`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Runs {
-    pub last_start: u64,
-    /// 0: no run.
-    pub last_end: u64,
-    pub older_ns: u64,
-    pub older_end: u64,
-    pub count: u64,
+pub struct MapClock {
+    /// ns of every finished run (0 for instants).
+    pub cum_ns: [u64; NUM_PHASES],
+    /// Finished runs (instants included).
+    pub cum_runs: [u64; NUM_PHASES],
+    /// Start of the run in progress, 0 if none (phases run under the map's lock: one at a time).
+    pub run_start: [u64; NUM_PHASES],
+    /// Who runs it (tid, or Go's g).
+    pub run_runner: [u64; NUM_PHASES],
+}
+
+impl MapClock {
+    #[inline(always)]
+    pub fn began(&mut self, phase: Phase, runner: u64, now: u64) {
+        let j = phase as usize;
+        if j < NUM_PHASES {
+            self.run_start[j] = now;
+            self.run_runner[j] = runner;
+        }
+    }
+
+    /// A run `[start, now]` finished (an instant has `start == now`).
+    #[inline(always)]
+    pub fn ended(&mut self, phase: Phase, runner: u64, start: u64, now: u64) {
+        let j = phase as usize;
+        if j < NUM_PHASES {
+            self.cum_ns[j] += now.saturating_sub(start);
+            self.cum_runs[j] += 1;
+            if self.run_runner[j] == runner {
+                self.run_start[j] = 0;
+            }
+        }
+    }
+
+    /// The clock as `me` (a waiter) sees it; `map` is this clock's key.
+    #[inline(always)]
+    pub fn read(&self, map: u64, me: u64) -> ClockRead {
+        let mut r = ClockRead {
+            map,
+            cum_ns: self.cum_ns,
+            cum_runs: self.cum_runs,
+            run_start: self.run_start,
+        };
+        let mut j = 0;
+        while j < NUM_PHASES {
+            if self.run_runner[j] == me {
+                r.run_start[j] = 0;
+            }
+            j += 1;
+        }
+        r
+    }
+}
+
+/// A map's clock as a wait saw it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockRead {
+    /// The map (its address); 0: the lock is not known to belong to a map.
+    pub map: u64,
+    pub cum_ns: [u64; NUM_PHASES],
+    pub cum_runs: [u64; NUM_PHASES],
+    /// Another runner's run in progress (its start), 0 if none.
+    pub run_start: [u64; NUM_PHASES],
+}
+
+/// Splits the wait `[wait_start, wait_end]` whose map clock read `at_start` when it began and
+/// `at_end` when it ended: ns per [`Phase`] that other runners ran that phase during the wait.
+/// [`Phase::Miss`] (an instant) gets the rest of the wait when a holder missed during it (its
+/// critical section was a read miss), else 0. The remainder (wait minus the sum) is other
+/// work under the lock.
+#[inline(always)]
+pub fn split(
+    at_start: &ClockRead,
+    at_end: &ClockRead,
+    wait_start: u64,
+    wait_end: u64,
+) -> [u64; NUM_PHASES] {
+    let mut out = [0u64; NUM_PHASES];
+    if at_start.map == 0 || at_start.map != at_end.map {
+        return out;
+    }
+    let mut left = wait_end.saturating_sub(wait_start);
+    // Heaviest first, so clamping to the wait trims the lighter phase.
+    let mut j = NUM_PHASES;
+    while j > 0 {
+        j -= 1;
+        if j == Phase::Miss as usize {
+            continue;
+        }
+        let mut b = at_end.cum_ns[j].saturating_sub(at_start.cum_ns[j]);
+        let (s0, s1) = (at_start.run_start[j], at_end.run_start[j]);
+        if s0 != 0 && s0 != s1 {
+            // The run in progress at the start has finished: its part before the wait is not
+            // the wait's.
+            b = b.saturating_sub(wait_start.saturating_sub(s0));
+        }
+        if s1 != 0 && s1 < wait_end {
+            b += wait_end - if s1 > wait_start { s1 } else { wait_start };
+        }
+        b = min(b, left);
+        out[j] = b;
+        left -= b;
+    }
+    let m = Phase::Miss as usize;
+    if at_end.cum_runs[m] > at_start.cum_runs[m] {
+        out[m] = left;
+    }
+    out
 }
 
 #[inline(always)]
@@ -93,227 +195,6 @@ fn min(a: u64, b: u64) -> u64 {
     } else {
         b
     }
-}
-
-impl Runs {
-    /// Adds a finished run `[start, end]`.
-    #[inline(always)]
-    pub fn add(&mut self, start: u64, end: u64) {
-        if self.last_end != 0 {
-            self.older_ns += self.last_end.saturating_sub(self.last_start);
-            self.older_end = self.last_end;
-        }
-        self.last_start = start;
-        self.last_end = end;
-        self.count += 1;
-    }
-
-    #[inline(always)]
-    pub fn total_ns(&self) -> u64 {
-        self.older_ns + self.last_end.saturating_sub(self.last_start)
-    }
-
-    /// Run time before `t`.
-    #[inline(always)]
-    pub fn before(&self, t: u64) -> u64 {
-        let last = if self.last_end == 0 {
-            0
-        } else {
-            min(self.last_end, t).saturating_sub(self.last_start)
-        };
-        let older = if self.older_end <= t {
-            self.older_ns
-        } else {
-            self.older_ns
-                .saturating_sub(min(self.older_ns, self.older_end - t))
-        };
-        last + older
-    }
-}
-
-/// Runs of a phase kept per runner: the last [`RUN_LOG`] exactly (a runner that runs one
-/// phase more often than that between two of its flushes onto a lock loses the oldest).
-pub const RUN_LOG: usize = 4;
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RunLog {
-    pub start: [u64; RUN_LOG],
-    /// 0: an empty slot.
-    pub end: [u64; RUN_LOG],
-    /// Runs ever added; the next goes to slot `next % RUN_LOG`.
-    pub next: u64,
-}
-
-impl RunLog {
-    #[inline(always)]
-    pub fn add(&mut self, start: u64, end: u64) {
-        let i = (self.next as usize) & (RUN_LOG - 1);
-        self.start[i] = start;
-        self.end[i] = end;
-        self.next += 1;
-    }
-
-    /// The runs (their parts) after `t`, oldest first, as [`Runs`].
-    #[inline(always)]
-    pub fn since(&self, t: u64) -> Runs {
-        let mut r = Runs::default();
-        let mut k = 0;
-        while k < RUN_LOG {
-            let i = (self.next as usize + k) & (RUN_LOG - 1);
-            let (s, e) = (self.start[i], self.end[i]);
-            if e != 0 && e > t {
-                r.add(if s > t { s } else { t }, e);
-            }
-            k += 1;
-        }
-        r
-    }
-}
-
-/// A runner's recent phase runs, indexed by [`Phase`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PhaseRuns {
-    pub runs: [RunLog; NUM_PHASES],
-}
-
-/// Flushes remembered per lock: a wait that sees more flushes than this while it sleeps is
-/// blamed without subtracting what its first holder ran before it (then clamped to the wait).
-pub const FLUSH_RING: usize = 8;
-
-/// The runs one flush charged to a lock, indexed by [`Phase`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlushRuns {
-    pub runs: [Runs; NUM_PHASES],
-}
-
-/// One lock's phase clock (keyed by futex word or Go semaphore address). A flush's runs are
-/// kept as [`Runs`]: the last exactly, the earlier ones as if back to back.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LockClock {
-    /// ns each phase ran while holding this lock, over every flush.
-    pub cum_ns: [u64; NUM_PHASES],
-    /// Runs of each phase, over every flush.
-    pub cum_runs: [u64; NUM_PHASES],
-    pub flushes: u64,
-    pub _pad: u64,
-    /// Flush `k`'s runs are in slot `k % FLUSH_RING`.
-    pub ring: [FlushRuns; FLUSH_RING],
-}
-
-impl Default for LockClock {
-    fn default() -> Self {
-        LockClock {
-            cum_ns: [0; NUM_PHASES],
-            cum_runs: [0; NUM_PHASES],
-            flushes: 0,
-            _pad: 0,
-            ring: [FlushRuns::default(); FLUSH_RING],
-        }
-    }
-}
-
-/// A lock's clock as a wait saw it when it began.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ClockRead {
-    pub cum_ns: [u64; NUM_PHASES],
-    pub cum_runs: [u64; NUM_PHASES],
-    pub flushes: u64,
-}
-
-impl LockClock {
-    #[inline(always)]
-    pub fn read(&self) -> ClockRead {
-        ClockRead {
-            cum_ns: self.cum_ns,
-            cum_runs: self.cum_runs,
-            flushes: self.flushes,
-        }
-    }
-
-    /// Charges a releasing runner's phase runs that ended after `since` (its previous flush
-    /// onto this lock) to this lock.
-    #[inline(always)]
-    pub fn flush(&mut self, mine: &PhaseRuns, since: u64) {
-        let k = self.flushes + 1;
-        let slot = (k as usize) & (FLUSH_RING - 1);
-        let mut i = 0;
-        while i < NUM_PHASES {
-            let r = mine.runs[i].since(since);
-            self.cum_ns[i] += r.total_ns();
-            self.cum_runs[i] += r.count;
-            self.ring[slot].runs[i] = r;
-            i += 1;
-        }
-        self.flushes = k;
-    }
-}
-
-/// Splits the wait `[wait_start, wait_end]` on a lock whose clock read `at_start` then and
-/// reads `lock` now: ns per [`Phase`] that holders ran that phase during the wait. Timed
-/// phases get their overlap with the wait, exactly while the wait saw at most [`FLUSH_RING`]
-/// flushes (each flush's runs are clipped to the wait), else from the cumulative clock.
-/// A run still in progress when the wait ends (`running[phase]`: its start, 0 if none; it
-/// will be flushed only later) adds its part inside the wait.
-/// [`Phase::Miss`] gets the rest of the wait when a holder it waited through missed (its
-/// critical section was a read miss), else 0. The remainder (wait minus the sum) is other
-/// work under the lock.
-#[inline(always)]
-pub fn split(
-    lock: &LockClock,
-    at_start: &ClockRead,
-    running: &[u64; NUM_PHASES],
-    wait_start: u64,
-    wait_end: u64,
-) -> [u64; NUM_PHASES] {
-    let mut out = [0u64; NUM_PHASES];
-    let n = lock.flushes.saturating_sub(at_start.flushes);
-    let wait = wait_end.saturating_sub(wait_start);
-    let mut left = wait;
-    // Heaviest first, so clamping to the wait trims the lighter phase.
-    let mut j = NUM_PHASES;
-    while j > 0 {
-        j -= 1;
-        if j == Phase::Miss as usize {
-            continue;
-        }
-        let mut b = 0u64;
-        let since = running[j];
-        if since != 0 && since < wait_end {
-            b += wait_end
-                - if since > wait_start {
-                    since
-                } else {
-                    wait_start
-                };
-        }
-        if n <= FLUSH_RING as u64 {
-            let mut k = 0;
-            while k < FLUSH_RING {
-                if k as u64 >= n {
-                    break;
-                }
-                let slot = (at_start.flushes as usize + 1 + k) & (FLUSH_RING - 1);
-                let r = &lock.ring[slot].runs[j];
-                b += r.before(wait_end).saturating_sub(r.before(wait_start));
-                k += 1;
-            }
-        } else {
-            b += lock.cum_ns[j].saturating_sub(at_start.cum_ns[j]);
-        }
-        b = min(b, left);
-        out[j] = b;
-        left -= b;
-    }
-    let m = Phase::Miss as usize;
-    if lock.cum_runs[m] > at_start.cum_runs[m] {
-        out[m] = left;
-    }
-    out
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 pub mod blame;
 pub mod futex;
 
-pub use blame::{ClockRead, LockClock, Phase, PhaseRuns, PhaseStats, NUM_PHASES};
+pub use blame::{ClockRead, MapClock, Phase, PhaseStats, NUM_PHASES};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).
@@ -245,8 +245,7 @@ pub mod map {
     pub const SCRATCH: &str = "SCRATCH";
     pub const PHASE_STATS: &str = "PHASE_STATS";
     pub const PHASE_START: &str = "PHASE_START";
-    pub const PHASE_RUNS: &str = "PHASE_RUNS";
-    pub const LOCK_CLOCKS: &str = "LOCK_CLOCKS";
+    pub const MAP_CLOCKS: &str = "MAP_CLOCKS";
     /// Goroutines in a `sync` semaphore acquire, by `g`.
     pub const GO_INFLIGHT: &str = "GO_INFLIGHT";
     /// DWARF mode: ring buffer of [`super::StackSnapshot`]s.

@@ -117,7 +117,7 @@ fn on_enter(ctx: &TracePointContext, tid: u32, kind: OpKind, uaddr: u64) -> Res 
     };
     if kind.is_wait() {
         bump(Counter::WaitEnters);
-        call.clock = phase::read_clock(uaddr);
+        call.clock = phase::read_clock(u64::from(tid), uaddr);
     } else {
         bump(Counter::WakeEnters);
         // The waker's stack is taken now, before any waiter runs, so the waiter's exit can
@@ -134,7 +134,7 @@ fn on_enter(ctx: &TracePointContext, tid: u32, kind: OpKind, uaddr: u64) -> Res 
         if LAST_WAKER.insert(uaddr, waker, 0).is_err() {
             bump(Counter::WakerMapFull);
         }
-        phase::flush(u64::from(tid), uaddr, now);
+        phase::learn_lock(u64::from(tid), uaddr);
     }
     if INFLIGHT.insert(tid, call, 0).is_err() {
         bump(Counter::InflightFull);

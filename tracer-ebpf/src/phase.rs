@@ -1,53 +1,36 @@
 //! Uprobes on the bundled map's slow-path phase functions: count them, time them, and keep
-//! each runner's (thread's, or goroutine's) runs until it releases a lock to waiters; then the
-//! runs go onto that lock's phase clock, which waits read to split their time across the
-//! phases that overlapped them (see `tracer_common::blame`).
+//! each map's phase clock (see `tracer_common::blame`), which waits on the map's lock read to
+//! split their time across the phases that overlapped them.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
     macros::{map, uprobe, uretprobe},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use tracer_common::{blame, ClockRead, LockClock, Phase, PhaseRuns, PhaseStats, NUM_PHASES};
+use tracer_common::blame::MAP_LOCK_SPAN;
+use tracer_common::{blame, ClockRead, MapClock, Phase, PhaseStats, NUM_PHASES};
 
 /// Totals per phase.
 #[map]
 pub static PHASE_STATS: PerCpuArray<PhaseStats> =
     PerCpuArray::with_max_entries(NUM_PHASES as u32, 0);
 
-/// Entry time of a phase in progress, by `runner << 32 | phase` (Rust: tid) or `g | phase`
-/// (Go).
+/// A phase in progress, by `tid << 32 | phase` (Rust) or `g | phase` (Go): `[start, map]`.
 #[map]
-pub static PHASE_START: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
+pub static PHASE_START: HashMap<u64, [u64; 2]> = HashMap::with_max_entries(16384, 0);
 
-/// Each runner's phase runs (tid, or Go's g; LRU since goroutines come and go).
+/// Each map's phase clock, by the map's address.
 #[map]
-pub static PHASE_RUNS: LruHashMap<u64, PhaseRuns> = LruHashMap::with_max_entries(16384, 0);
+pub static MAP_CLOCKS: LruHashMap<u64, MapClock> = LruHashMap::with_max_entries(1024, 0);
 
-/// When a runner last flushed its runs onto a lock, by `[runner, lock]`.
+/// The map each runner (tid, or Go's g) last ran a phase on.
 #[map]
-pub static FLUSHED: LruHashMap<[u64; 2], u64> = LruHashMap::with_max_entries(16384, 0);
+pub static LAST_MAP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
 
-/// Each lock's phase clock, by futex address (or Go semaphore address); ~1 KiB each.
+/// The map a lock word (futex, or Go semaphore) belongs to.
 #[map]
-pub static LOCK_CLOCKS: LruHashMap<u64, LockClock> = LruHashMap::with_max_entries(2048, 0);
-
-/// The run of each phase in progress, indexed by [`Phase`]: `[runner, start]` (start 0 when
-/// none). One slot per phase: a map's phases run under its lock, one runner at a time (with
-/// several bundled maps in one process, the latest entry wins).
-#[map]
-pub static RUNNING: Array<[u64; 2]> = Array::with_max_entries(NUM_PHASES as u32, 0);
-
-/// Never written: the zero values new entries start from (too large for the BPF stack).
-#[map]
-pub static ZERO: Array<Zero> = Array::with_max_entries(1, 0);
-
-#[repr(C)]
-pub struct Zero {
-    clock: LockClock,
-    runs: PhaseRuns,
-}
+pub static LOCK_MAP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
 
 #[inline(always)]
 fn phase_of<C: EbpfContext>(ctx: &C) -> Option<Phase> {
@@ -63,23 +46,14 @@ fn stats(phase: Phase) -> Option<&'static mut PhaseStats> {
         .map(|p| unsafe { &mut *p })
 }
 
+/// The map's clock, created on first use.
 #[inline(always)]
-fn finished(runner: u64, phase: Phase, start: u64, now: u64) {
-    // Index with an explicitly bounded value so the verifier can prove the write in bounds.
-    let i = phase as usize;
-    if i >= NUM_PHASES {
-        return;
+fn clock(map: u64) -> Option<*mut MapClock> {
+    if let Some(c) = MAP_CLOCKS.get_ptr_mut(map) {
+        return Some(c);
     }
-    if PHASE_RUNS.get_ptr_mut(runner).is_none() {
-        let Some(zero) = ZERO.get(0) else {
-            return;
-        };
-        let _ = PHASE_RUNS.insert(runner, &zero.runs, 0);
-    }
-    if let Some(runs) = PHASE_RUNS.get_ptr_mut(runner) {
-        // SAFETY: only this runner's programs write its entry; `i` is in bounds.
-        unsafe { (*runs).runs[i].add(start, now) };
-    }
+    let _ = MAP_CLOCKS.insert(map, MapClock::default(), 0);
+    MAP_CLOCKS.get_ptr_mut(map)
 }
 
 #[uprobe]
@@ -93,37 +67,43 @@ fn try_phase_enter(ctx: &ProbeContext) -> Result<(), i64> {
         return Ok(());
     };
     let tid = u64::from(bpf_get_current_pid_tgid() as u32);
-    phase_entered(phase, tid, (tid << 32) | phase as u64)
+    // SAFETY: `regs` is the probed thread's saved user registers. A phase is a method of the
+    // map: `&self` is the first argument (RDI).
+    let map = unsafe { (*ctx.regs).rdi };
+    phase_entered(phase, tid, (tid << 32) | phase as u64, map)
 }
 
 /// Go: phases are keyed by goroutine (`g` in R14, 8-byte aligned, so `g | phase` is unique),
-/// since a goroutine can move to another thread between a phase's entry and return.
+/// since a goroutine can move to another thread between a phase's entry and return. The
+/// receiver (the map) is the first argument, in RAX under the register ABI.
 #[uprobe]
 pub fn go_phase_enter(ctx: ProbeContext) -> u32 {
     if let Some(phase) = phase_of(&ctx) {
         // SAFETY: `regs` is the probed thread's saved user registers.
-        let g = unsafe { (*ctx.regs).r14 };
-        let _ = phase_entered(phase, g, g | phase as u64);
+        let (g, map) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
+        let _ = phase_entered(phase, g, g | phase as u64, map);
     }
     0
 }
 
 #[inline(always)]
-fn phase_entered(phase: Phase, runner: u64, key: u64) -> Result<(), i64> {
+fn phase_entered(phase: Phase, runner: u64, key: u64, map: u64) -> Result<(), i64> {
     // SAFETY: a helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(s) = stats(phase) {
         s.calls += 1;
     }
+    let _ = LAST_MAP.insert(runner, map, 0);
+    let Some(c) = clock(map) else {
+        return Ok(());
+    };
     if phase.probes_return() {
-        PHASE_START.insert(key, now, 0)?;
-        if let Some(slot) = RUNNING.get_ptr_mut(phase as u32) {
-            // SAFETY: a plain array slot; a racing writer can only be another runner of the
-            // same phase, and either value is a run in progress.
-            unsafe { *slot = [runner, now] };
-        }
+        PHASE_START.insert(key, [now, map], 0)?;
+        // SAFETY: a map value; phases of one map run under its lock, one at a time.
+        unsafe { (*c).began(phase, runner, now) };
     } else {
-        finished(runner, phase, now, now);
+        // SAFETY: as above.
+        unsafe { (*c).ended(phase, runner, now, now) };
     }
     Ok(())
 }
@@ -157,18 +137,10 @@ pub fn go_phase_exit(ctx: ProbeContext) -> u32 {
 #[inline(always)]
 fn phase_returned(phase: Phase, runner: u64, key: u64, ret: u64) -> Result<(), i64> {
     // SAFETY: copied out before removal.
-    let Some(start) = (unsafe { PHASE_START.get(key) }).copied() else {
+    let Some([start, map]) = (unsafe { PHASE_START.get(key) }).copied() else {
         return Ok(());
     };
     let _ = PHASE_START.remove(key);
-    if let Some(slot) = RUNNING.get_ptr_mut(phase as u32) {
-        // SAFETY: as at entry; cleared only if the slot is still this run's.
-        unsafe {
-            if (*slot)[0] == runner {
-                *slot = [0, 0];
-            }
-        }
-    }
     // SAFETY: a helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let took = now.saturating_sub(start);
@@ -182,46 +154,46 @@ fn phase_returned(phase: Phase, runner: u64, key: u64, ret: u64) -> Result<(), i
             s.items += ret;
         }
     }
-    finished(runner, phase, start, now);
+    if let Some(c) = clock(map) {
+        // SAFETY: as at entry.
+        unsafe { (*c).ended(phase, runner, start, now) };
+    }
     Ok(())
 }
 
-/// The releasing `runner` (tid, or Go's g) is about to wake waiters on `uaddr` at `now`:
-/// charge the phase runs it finished since its last flush onto this lock to the lock's clock.
+/// `runner` (tid, or Go's g) releases the lock word `uaddr` to waiters: if its last phase ran
+/// on a map whose object holds that word, the word is that map's lock.
 #[inline(always)]
-pub fn flush(runner: u64, uaddr: u64, now: u64) {
-    let Some(mine) = PHASE_RUNS.get_ptr(runner) else {
+pub fn learn_lock(runner: u64, uaddr: u64) {
+    // SAFETY: copied out at once.
+    if unsafe { LOCK_MAP.get(uaddr) }.is_some() {
+        return;
+    }
+    // SAFETY: as above.
+    let Some(map) = (unsafe { LAST_MAP.get(runner) }).copied() else {
         return;
     };
-    let pair = [runner, uaddr];
-    // SAFETY: copied out at once.
-    let since = unsafe { FLUSHED.get(&pair) }.copied().unwrap_or(0);
-    if LOCK_CLOCKS.get_ptr_mut(uaddr).is_none() {
-        let Some(zero) = ZERO.get(0) else {
-            return;
-        };
-        let _ = LOCK_CLOCKS.insert(uaddr, &zero.clock, 0);
+    if uaddr >= map && uaddr - map < MAP_LOCK_SPAN {
+        let _ = LOCK_MAP.insert(uaddr, map, 0);
     }
-    if let Some(lock) = LOCK_CLOCKS.get_ptr_mut(uaddr) {
-        // SAFETY: both point into map values. Only the lock's holder flushes onto it; a wait
-        // reading it on another CPU meanwhile may see a flush half done (a blame estimate).
-        unsafe { (*lock).flush(&*mine, since) };
-    }
-    let _ = FLUSHED.insert(&pair, &now, 0);
 }
 
-/// The lock's clock now, for a wait on `uaddr` that begins.
+/// The phase clock of the map `uaddr` belongs to, as `runner` (a waiter) sees it now.
 #[inline(always)]
-pub fn read_clock(uaddr: u64) -> ClockRead {
-    match LOCK_CLOCKS.get_ptr(uaddr) {
-        // SAFETY: a map value, copied field by field into a small struct at once.
-        Some(lock) => unsafe { (*lock).read() },
+pub fn read_clock(runner: u64, uaddr: u64) -> ClockRead {
+    // SAFETY: copied out at once.
+    let Some(map) = (unsafe { LOCK_MAP.get(uaddr) }).copied() else {
+        return ClockRead::default();
+    };
+    match MAP_CLOCKS.get_ptr(map) {
+        // SAFETY: a map value, copied field by field.
+        Some(c) => unsafe { (*c).read(map, runner) },
         None => ClockRead::default(),
     }
 }
 
-/// ns per phase that holders of `uaddr` ran during the wait `[wait_start, now]` of `runner`
-/// that read the clock `at_start` when it began.
+/// ns per phase that the lock's holders ran during `runner`'s wait `[wait_start, now]`, which
+/// read the clock `at_start` when it began.
 #[inline(always)]
 pub fn split(
     runner: u64,
@@ -230,27 +202,9 @@ pub fn split(
     wait_start: u64,
     now: u64,
 ) -> [u64; NUM_PHASES] {
-    // Runs still in progress, by another runner that has released this lock to waiters
-    // before (it will flush them only after this wait is over).
-    let mut running = [0u64; NUM_PHASES];
-    let mut i = 0;
-    while i < NUM_PHASES {
-        if let Some(slot) = RUNNING.get(i as u32) {
-            let [who, since] = *slot;
-            // SAFETY: copied out at once.
-            if since != 0 && who != runner && unsafe { FLUSHED.get(&[who, uaddr]) }.is_some() {
-                running[i] = since;
-            }
-        }
-        i += 1;
+    if at_start.map == 0 {
+        return [0; NUM_PHASES];
     }
-    let lock = match LOCK_CLOCKS.get_ptr(uaddr) {
-        // SAFETY: a map value, read in place (too large for the stack).
-        Some(lock) => unsafe { &*lock },
-        None => match ZERO.get(0) {
-            Some(zero) => &zero.clock,
-            None => return [0; NUM_PHASES],
-        },
-    };
-    blame::split(lock, at_start, &running, wait_start, now)
+    let at_end = read_clock(runner, uaddr);
+    blame::split(at_start, &at_end, wait_start, now)
 }

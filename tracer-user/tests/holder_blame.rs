@@ -64,8 +64,8 @@ fn reported_shares(profile: &Value, name: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Per phase function: ns blamed over the map's wait rows, ns it ran (traced), and the
-/// threads that waited on that lock.
+/// Per phase: the ns blamed over all wait rows is at most the ns the phase ran (traced) times
+/// the threads that waited on the lock, plus slack.
 #[test]
 fn blame_never_exceeds_phase_time_times_waiters_on_any_preset() {
     if !can_trace() {
@@ -118,7 +118,9 @@ fn blame_never_exceeds_phase_time_times_waiters_on_any_preset() {
                 "{preset}: {name} blamed {got} ns but ran only {ran} ns with {n} waiting threads"
             );
         }
-        if preset == "write-heavy" || preset == "range-insert" {
+        // range-insert rebuilds under contention every time (write-heavy's 100,000-key map may
+        // not promote at all in 2 s with every miss probed).
+        if preset == "range-insert" {
             assert!(
                 blamed.get("rebuild_dirty").copied().unwrap_or(0) > 0,
                 "{preset}: rebuilds blamed for nothing"

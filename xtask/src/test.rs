@@ -69,6 +69,20 @@ pub fn run() -> Result<()> {
         ],
         &[("RUSTFLAGS", "")],
     )?;
+    step("the map workload with its ground-truth log (--features ground-truth), for holder blame");
+    cmd(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "workloads",
+            "--features",
+            "ground-truth",
+            "--target-dir",
+            "target/ground-truth",
+        ],
+    )?;
     step("root integration tests: real eBPF programs tracing real processes");
     if !is_root() {
         eprintln!("    note: not root, so the integration tests will skip themselves; run `sudo -E cargo xtask test`");
@@ -89,6 +103,8 @@ pub fn run() -> Result<()> {
             "dwarf",
             "--test",
             "go",
+            "--test",
+            "holder_blame",
             "--",
             "--test-threads=1",
         ],

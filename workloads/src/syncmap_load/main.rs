@@ -80,6 +80,8 @@ struct Args {
     start_delay: Duration,
     linger: Duration,
     map: String,
+    /// Read only in a `ground-truth` build.
+    #[cfg_attr(not(feature = "ground-truth"), allow(dead_code))]
     ground_truth: Option<String>,
 }
 
