@@ -210,6 +210,8 @@ pub struct GoCall {
     pub ready_ns: u64,
     /// The semaphore's phase clock when the acquire began.
     pub clock: ClockRead,
+    /// Per [`Phase`], the ns its holders ran that phase during the wait (set when readied).
+    pub blamed: [u64; NUM_PHASES],
 }
 
 /// One wait that slept, in DWARF mode: its aggregate key and wait time, the user registers
@@ -445,6 +447,9 @@ pub mod prog {
     pub const GO_SEMA_EXIT: &str = "go_sema_exit";
     /// uprobe on `runtime.ready(gp)`: stamps when a waiting goroutine became runnable.
     pub const GO_READY: &str = "go_ready";
+    /// uprobe on `sync.(*Mutex).unlockSlow(m)` (an unlock with waiters): ties the mutex's
+    /// semaphore to the map whose phases the unlocking goroutine ran.
+    pub const GO_UNLOCK: &str = "go_unlock";
 
     /// (program, syscalls tracepoints). Exits come first: attached before the entries, every
     /// entry seen has its exit seen too.

@@ -279,9 +279,8 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
     let map_wait_ns = behind.iter().map(|(_, s)| s.wait_ns).sum();
     let fast = bundled.fast_read_percent();
     let rebuild = bundled.phases.iter().find(|r| r.phase == "rebuild_dirty");
-    // Holder blame needs the phase probes and a futex wake to stamp the lock with them; a
-    // goroutine's unlock makes no futex call.
-    let blame_known = !bundled.probed.is_empty() && !go;
+    // Holder blame needs the phase probes (in Go, goroutine waits read the map's clock too).
+    let blame_known = !bundled.probed.is_empty();
     let verdict = verdict(
         p.meta.duration_ns,
         map_wait_ns,

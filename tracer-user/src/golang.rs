@@ -51,6 +51,12 @@ pub const SEMA_FUNCTIONS: [&str; 3] = [
 /// The scheduler function that makes a goroutine runnable (`runtime.ready(gp, ...)`).
 pub const READY_FUNCTION: &str = "runtime.ready";
 
+/// A `sync.Mutex` unlock with waiters: where holder blame ties a mutex to a map.
+pub const UNLOCK_FUNCTION: &str = "sync.(*Mutex).unlockSlow";
+
+/// Functions probed at entry only.
+const ENTRY_ONLY: [&str; 2] = [READY_FUNCTION, UNLOCK_FUNCTION];
+
 /// Where to probe one function: its entry and each return instruction, as file offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbePoints {
@@ -67,8 +73,8 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
     let mut out = Vec::new();
     for sym in obj.symbols() {
         let Ok(name) = sym.name() else { continue };
-        let ready = name == READY_FUNCTION;
-        if !(ready || SEMA_FUNCTIONS.contains(&name)) || sym.size() == 0 {
+        let entry_only = ENTRY_ONLY.contains(&name);
+        if !(entry_only || SEMA_FUNCTIONS.contains(&name)) || sym.size() == 0 {
             continue;
         }
         let section = sym
@@ -79,8 +85,9 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
             .file_range()
             .with_context(|| format!("{name}: no file data"))?;
         let entry = sec_off + (sym.address() - section.address());
-        if ready {
-            // Entry only: the moment a waiting goroutine is made runnable.
+        if entry_only {
+            // The moment a waiting goroutine is made runnable, or a mutex is released to
+            // waiters.
             out.push(ProbePoints {
                 function: name.to_string(),
                 entry,
@@ -302,9 +309,11 @@ mod tests {
             );
             assert!(points
                 .iter()
-                .filter(|p| p.function != READY_FUNCTION)
+                .filter(|p| !ENTRY_ONLY.contains(&p.function.as_str()))
                 .all(|p| !p.returns.is_empty()));
-            assert!(points.iter().any(|p| p.function == READY_FUNCTION));
+            for f in ENTRY_ONLY {
+                assert!(points.iter().any(|p| p.function == f), "{f} not found");
+            }
         }
     }
 }
