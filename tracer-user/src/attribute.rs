@@ -310,6 +310,10 @@ fn hottest_first<K: Ord>(m: BTreeMap<K, Share>) -> Vec<(K, Share)> {
 /// Map lock wait below this share of the recording's wall time counts as negligible.
 const NEGLIGIBLE_WAIT_PERCENT: f64 = 1.0;
 
+/// A phase behind at least this share of the map's lock wait is named as its cause, even when
+/// the holders' other work adds up to more.
+const NAMED_CAUSE_PERCENT: f64 = 25.0;
+
 fn verdict(
     duration_ns: u64,
     map_wait_ns: u64,
@@ -326,8 +330,13 @@ fn verdict(
             fmt_ns(duration_ns)
         );
     }
-    let (top_behind, b) = behind
-        .and_then(|b| b.first())
+    // The cause named is the heaviest phase when it holds a real share of the wait: "other
+    // work under the lock" is what is left over, not a cause, unless nothing else is.
+    let top_phase = behind
+        .and_then(|b| b.iter().find(|(l, _)| *l != Behind::OtherWork))
+        .filter(|(_, s)| percent(s.wait_ns, map_wait_ns) >= NAMED_CAUSE_PERCENT);
+    let (top_behind, b) = top_phase
+        .or_else(|| behind.and_then(|b| b.first()))
         .map_or((Behind::OtherWork, Share::default()), |(l, s)| {
             (*l, s.clone())
         });
@@ -555,5 +564,30 @@ mod tests {
         assert!(v.starts_with("81% of map lock wait is behind dirty rebuild (O(n) copy) copying ~100,000 entries each (4 rebuilds, longest 40.0 ms)"), "{v}");
         assert!(v.contains("88% of it was slow store"), "{v}");
         assert!(v.ends_with("a sharded map fits this workload"), "{v}");
+        // A rebuild behind 40% of the wait is named, though other work adds up to 60%...
+        let split = |rebuild: u64| {
+            verdict(
+                sec,
+                1_000_000_000,
+                &[(Category::SlowStore, share(1_000_000_000))],
+                Some(&[
+                    (Behind::OtherWork, share(1_000_000_000 - rebuild)),
+                    (Behind::Phase(HolderPhase::Rebuild), share(rebuild)),
+                ]),
+                None,
+                None,
+            )
+        };
+        let v = split(400_000_000);
+        assert!(
+            v.starts_with("40% of map lock wait is behind dirty rebuild"),
+            "{v}"
+        );
+        // ...but one behind 10% is not.
+        let v = split(100_000_000);
+        assert!(
+            v.starts_with("90% of map lock wait is behind other work"),
+            "{v}"
+        );
     }
 }
