@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use tracer_common::OpKind;
 
 use crate::aggregate::percent;
-use crate::profile::{HolderPhase, Profile, Stack, WaitRow};
+use crate::behind::split_row;
+pub use crate::behind::Behind;
+use crate::profile::{HolderPhase, Profile, Stack};
 use crate::units::{fmt_count, fmt_ns};
 
 /// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
@@ -144,71 +146,6 @@ pub fn category_of(profile: &Profile, stack: Option<&Stack>) -> String {
         }
     }
     lock_primitive(stack).to_string()
-}
-
-/// What a lock's holder was doing while a thread waited: a bundled-map phase, or anything
-/// else it did under the lock (ran other code, or was descheduled).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Behind {
-    Phase(HolderPhase),
-    OtherWork,
-}
-
-/// How a [`Behind`] reads in the report.
-pub fn behind_label(b: Behind) -> &'static str {
-    match b {
-        Behind::Phase(HolderPhase::Rebuild) => "dirty rebuild (O(n) copy)",
-        Behind::Phase(HolderPhase::Promote) => "promotion (O(1) swap)",
-        Behind::Phase(HolderPhase::Miss) => "read misses",
-        Behind::OtherWork => "other work under the lock",
-    }
-}
-
-impl Behind {
-    pub fn label(self) -> &'static str {
-        behind_label(self)
-    }
-}
-
-/// A wait row's time split by what the holder did: each phase's share, and the rest as other
-/// work. Profiles from before the split blamed a row's whole time on one phase.
-fn split_row(r: &WaitRow) -> Vec<(Behind, Share)> {
-    let legacy = r
-        .holder_phase
-        .as_deref()
-        .and_then(HolderPhase::from_function)
-        .filter(|_| r.behind.is_empty());
-    if let Some(p) = legacy {
-        return vec![(
-            Behind::Phase(p),
-            Share {
-                waits: r.count,
-                wait_ns: r.total_ns,
-            },
-        )];
-    }
-    let mut out: Vec<(Behind, Share)> = r
-        .behind
-        .iter()
-        .map(|b| {
-            (
-                Behind::Phase(b.phase),
-                Share {
-                    waits: b.waits,
-                    wait_ns: b.ns,
-                },
-            )
-        })
-        .collect();
-    let blamed: u64 = r.behind.iter().map(|b| b.ns).sum();
-    let rest = Share {
-        waits: r.count.saturating_sub(r.covered_waits),
-        wait_ns: r.total_ns.saturating_sub(blamed),
-    };
-    if rest.wait_ns > 0 {
-        out.push((Behind::OtherWork, rest));
-    }
-    out
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

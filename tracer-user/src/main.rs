@@ -8,6 +8,7 @@ mod aggregate;
 mod assemble;
 mod attach;
 mod attribute;
+mod behind;
 mod bundled;
 mod cli;
 mod collect;
