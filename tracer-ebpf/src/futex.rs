@@ -202,7 +202,8 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
     record_wait(&key, waited, &blamed, outcome)
 }
 
-/// Adds one finished wait, with the ns each holder phase is blamed for, to its aggregate row (and, in DWARF mode, sends its snapshot).
+/// Adds one finished wait, with the ns each holder phase is blamed for, to its aggregate row
+/// (and, in DWARF mode, sends its snapshot).
 #[inline(always)]
 pub fn record_wait(
     key: &WaitKey,
