@@ -212,6 +212,10 @@ pub struct GoCall {
     pub clock: ClockRead,
     /// Per [`Phase`], the ns its holders ran that phase during the wait (set when readied).
     pub blamed: [u64; NUM_PHASES],
+    /// When the goroutine first parked (`runtime.park_m`); 0 until then. The wait starts
+    /// here: before it the goroutine still runs, and the entry probe's own trap return (a
+    /// point where the kernel may preempt the thread for a whole time slice) is not waiting.
+    pub park_ns: u64,
 }
 
 /// One wait that slept, in DWARF mode: its aggregate key and wait time, the user registers
@@ -450,6 +454,8 @@ pub mod prog {
     /// uprobe on `sync.(*Mutex).unlockSlow(m)` (an unlock with waiters): ties the mutex's
     /// semaphore to the map whose phases the unlocking goroutine ran.
     pub const GO_UNLOCK: &str = "go_unlock";
+    /// uprobe on `runtime.park_m(gp)`: stamps when a goroutine in an acquire first parked.
+    pub const GO_PARK: &str = "go_park";
 
     /// (program, syscalls tracepoints). Exits come first: attached before the entries, every
     /// entry seen has its exit seen too.

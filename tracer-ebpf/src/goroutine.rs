@@ -46,6 +46,7 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
         ready_ns: 0,
         clock,
         blamed: [0; NUM_PHASES],
+        park_ns: 0,
     };
     // A goroutine is in one acquire at a time: an entry left by a missed return is replaced.
     if GO_INFLIGHT.insert(g, &call, 0).is_err() {
@@ -77,7 +78,7 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
         return Ok(());
     }
     // The wait ended when the goroutine was last made runnable.
-    let waited = call.ready_ns.saturating_sub(call.start_ns);
+    let waited = call.ready_ns.saturating_sub(wait_start(&call));
     let key = WaitKey {
         stack_id: call.stack_id,
         waker_stack_id: NO_STACK,
@@ -108,7 +109,40 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
         unsafe {
             let now = bpf_ktime_get_ns();
             (*call).ready_ns = now;
-            (*call).blamed = phase::split(gp, (*call).uaddr, &(*call).clock, (*call).start_ns, now);
+            (*call).blamed =
+                phase::split(gp, (*call).uaddr, &(*call).clock, wait_start(&*call), now);
+        }
+    }
+    0
+}
+
+/// Where a goroutine's wait starts: its first park, or (if that was not seen) the acquire's
+/// entry.
+#[inline(always)]
+fn wait_start(call: &GoCall) -> u64 {
+    if call.park_ns != 0 {
+        call.park_ns
+    } else {
+        call.start_ns
+    }
+}
+
+/// `runtime.park_m(gp)`, on the system stack of the thread `gp` parks from (gp in RAX, set
+/// by `mcall`): if `gp` is one of ours in a semaphore acquire, its wait starts now (the first
+/// park counts; a re-park after losing the race keeps waiting).
+#[uprobe]
+pub fn go_park(ctx: ProbeContext) -> u32 {
+    if target_tid().is_none() {
+        return 0;
+    }
+    // SAFETY: as above.
+    let gp = unsafe { (*ctx.regs).rax };
+    if let Some(call) = GO_INFLIGHT.get_ptr_mut(gp) {
+        // SAFETY: a map value; only `gp`'s own thread writes this field, before it parks.
+        unsafe {
+            if (*call).park_ns == 0 {
+                (*call).park_ns = bpf_ktime_get_ns();
+            }
         }
     }
     0

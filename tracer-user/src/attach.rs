@@ -44,6 +44,7 @@ pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
         prog::GO_SEMA_EXIT,
         prog::GO_READY,
         prog::GO_UNLOCK,
+        prog::GO_PARK,
         prog::GO_PHASE_ENTER,
         prog::GO_PHASE_EXIT,
     ] {
@@ -103,6 +104,7 @@ impl Tracer {
             let entry = match p.function.as_str() {
                 crate::golang::READY_FUNCTION => prog::GO_READY,
                 crate::golang::UNLOCK_FUNCTION => prog::GO_UNLOCK,
+                crate::golang::PARK_FUNCTION => prog::GO_PARK,
                 _ => prog::GO_SEMA_ENTER,
             };
             let sites = std::iter::once((entry, p.entry))

@@ -54,8 +54,11 @@ pub const READY_FUNCTION: &str = "runtime.ready";
 /// A `sync.Mutex` unlock with waiters: where holder blame ties a mutex to a map.
 pub const UNLOCK_FUNCTION: &str = "sync.(*Mutex).unlockSlow";
 
+/// Where a goroutine parks (`runtime.park_m(gp)`): its wait starts there.
+pub const PARK_FUNCTION: &str = "runtime.park_m";
+
 /// Functions probed at entry only.
-const ENTRY_ONLY: [&str; 2] = [READY_FUNCTION, UNLOCK_FUNCTION];
+const ENTRY_ONLY: [&str; 3] = [READY_FUNCTION, UNLOCK_FUNCTION, PARK_FUNCTION];
 
 /// Where to probe one function: its entry and each return instruction, as file offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
