@@ -272,9 +272,9 @@ fn behind_shares_match_the_maps_own_log() {
 }
 
 /// The Go port: goroutine waits blamed through the unlockSlow probe, against the Go map's own
-/// log. A goroutine's wait in lockscope is each park (semaphore acquire until readied, as in
+/// log. A goroutine's wait in lockscope runs from its first park to its last ready (as in
 /// Go's block profile); in the map's log it runs from the failed TryLock until Lock returns,
-/// spinning, run-queue delay and re-parks included (often twice as long). Each park lies
+/// spinning and run-queue delay included (often twice as long). Each wait lies
 /// inside a logged wait, so lockscope's rebuild time can only be smaller than the exact
 /// overlap: it must be at most that (scaled by the probes' own time inside the phase, which
 /// the log does not see) and most of it.
