@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use tracer_common::OpKind;
 
 use crate::aggregate::percent;
-use crate::behind::split_row;
 pub use crate::behind::Behind;
+use crate::behind::{locked_miss_fraction, split_row, weigh_misses};
 use crate::profile::{HolderPhase, Profile, Stack};
 use crate::units::{fmt_count, fmt_ns};
 
@@ -204,6 +204,11 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
             }
         }
     }
+    if let Some(f) = locked_miss_fraction(bundled) {
+        for m in std::iter::once(&mut behind).chain(by_lock.values_mut()) {
+            weigh_misses(m, f);
+        }
+    }
     let by_category = hottest_first(by_category);
     let behind = hottest_first(behind);
     let mut behind_by_lock: Vec<(u64, Vec<(Behind, Share)>)> = by_lock
@@ -249,7 +254,7 @@ const NEGLIGIBLE_WAIT_PERCENT: f64 = 1.0;
 
 /// A phase behind at least this share of the map's lock wait is named as its cause, even when
 /// the holders' other work adds up to more.
-const NAMED_CAUSE_PERCENT: f64 = 25.0;
+const NAMED_CAUSE_PERCENT: f64 = 10.0;
 
 fn verdict(
     duration_ns: u64,
@@ -520,10 +525,10 @@ mod tests {
             v.starts_with("40% of map lock wait is behind dirty rebuild"),
             "{v}"
         );
-        // ...but one behind 10% is not.
-        let v = split(100_000_000);
+        // ...but one behind 5% is not.
+        let v = split(50_000_000);
         assert!(
-            v.starts_with("90% of map lock wait is behind other work"),
+            v.starts_with("95% of map lock wait is behind other work"),
             "{v}"
         );
     }

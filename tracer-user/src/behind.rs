@@ -1,9 +1,11 @@
 //! behind: what a lock's holder was doing while threads waited — the bundled-map phases a
 //! wait row's time is split across (as stored in the profile), and how the report names them.
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::attribute::Share;
-use crate::profile::WaitRow;
+use crate::profile::{Bundled, WaitRow};
 
 /// A bundled-map phase a lock's holder ran ([`tracer_common::Phase`]), named in the file by
 /// its function.
@@ -111,6 +113,33 @@ pub fn split_row(r: &WaitRow) -> Vec<(Behind, Share)> {
     out
 }
 
+/// Of the map's operations that took its lock, the share that missed the snapshot (its own
+/// counters); `None` without counters.
+pub fn locked_miss_fraction(b: &Bundled) -> Option<f64> {
+    let c = b.counters.as_ref()?;
+    let get = |k: &str| c.get(k).copied().unwrap_or(0);
+    let locked = get("slow_loads") + get("slow_stores") + get("slow_deletes");
+    (locked > 0).then(|| (get("read_misses") as f64 / locked as f64).min(1.0))
+}
+
+/// A miss is an instant, so the kernel gives "read misses" the rest of every wait during which
+/// a holder missed; but those holders also did other work. Keeps `fraction` of that time (the
+/// share of locked operations that missed) as read misses and moves the rest to other work.
+pub fn weigh_misses(m: &mut BTreeMap<Behind, Share>, fraction: f64) {
+    let Some(miss) = m.get_mut(&Behind::Phase(HolderPhase::Miss)) else {
+        return;
+    };
+    let keep = (miss.wait_ns as f64 * fraction).round() as u64;
+    let moved = miss.wait_ns - keep.min(miss.wait_ns);
+    miss.wait_ns -= moved;
+    if miss.wait_ns == 0 {
+        m.remove(&Behind::Phase(HolderPhase::Miss));
+    }
+    if moved > 0 {
+        m.entry(Behind::OtherWork).or_default().wait_ns += moved;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +173,32 @@ mod tests {
         );
         let total: u64 = parts.iter().map(|(_, s)| s.wait_ns).sum();
         assert_eq!(total, r.total_ns);
+    }
+
+    #[test]
+    fn miss_time_is_weighed_by_the_share_of_locked_operations_that_missed() {
+        let mut m = BTreeMap::from([
+            (
+                Behind::Phase(HolderPhase::Miss),
+                Share {
+                    waits: 4,
+                    wait_ns: 1_000,
+                },
+            ),
+            (
+                Behind::OtherWork,
+                Share {
+                    waits: 1,
+                    wait_ns: 500,
+                },
+            ),
+        ]);
+        weigh_misses(&mut m, 0.25);
+        assert_eq!(m[&Behind::Phase(HolderPhase::Miss)].wait_ns, 250);
+        assert_eq!(m[&Behind::OtherWork].wait_ns, 1_250);
+        weigh_misses(&mut m, 0.0);
+        assert!(!m.contains_key(&Behind::Phase(HolderPhase::Miss)));
+        assert_eq!(m[&Behind::OtherWork].wait_ns, 1_500);
     }
 
     #[test]
