@@ -80,7 +80,11 @@ func (m *Map) Load(key any) (value any, ok bool) {
 //
 //go:noinline
 func (m *Map) loadMiss(key any) (any, bool) {
-	m.mu.Lock()
+	if !gtTryLock(&m.mu) {
+		t := gtNow()
+		m.mu.Lock()
+		gtWaited(t)
+	}
 	count(key, SlowLoad)
 	e := m.lookupLocked(key, false)
 	m.mu.Unlock()
@@ -124,10 +128,12 @@ func (m *Map) missLocked(key any) {
 //
 //go:noinline
 func (m *Map) promote(key any) {
+	t := gtNow()
 	m.read.Store(&readOnly{m: m.dirty})
 	m.dirty = nil
 	m.misses = 0
 	count(key, Promotion)
+	gtPhase("promote", t)
 }
 
 // rebuildDirty copies every live entry of the snapshot into a new dirty map (O(n) under the
@@ -135,6 +141,7 @@ func (m *Map) promote(key any) {
 //
 //go:noinline
 func (m *Map) rebuildDirty(key any) int {
+	t := gtNow()
 	read := m.loadRead()
 	m.dirty = make(map[any]*entry, len(read.m))
 	for k, e := range read.m {
@@ -145,6 +152,7 @@ func (m *Map) rebuildDirty(key any) int {
 	copied := len(m.dirty)
 	count(key, Rebuild)
 	add(key, EntriesCopied, uint64(copied))
+	gtPhase("rebuild_dirty", t)
 	return copied
 }
 
@@ -197,7 +205,11 @@ func (m *Map) Swap(key, value any) (previous any, loaded bool) {
 //go:noinline
 func (m *Map) slowStore(key, value any) (previous any, loaded bool) {
 	count(key, SlowStore)
-	m.mu.Lock()
+	if !gtTryLock(&m.mu) {
+		t := gtNow()
+		m.mu.Lock()
+		gtWaited(t)
+	}
 	defer m.mu.Unlock()
 	read := m.loadRead()
 	if e, hit := read.m[key]; hit {
@@ -237,7 +249,11 @@ func (m *Map) LoadOrStore(key, value any) (actual any, loaded bool) {
 		return v, true
 	}
 	count(key, SlowStore)
-	m.mu.Lock()
+	if !gtTryLock(&m.mu) {
+		t := gtNow()
+		m.mu.Lock()
+		gtWaited(t)
+	}
 	defer m.mu.Unlock()
 	read := m.loadRead()
 	var e *entry
@@ -277,7 +293,11 @@ func (m *Map) LoadAndDelete(key any) (value any, loaded bool) {
 //go:noinline
 func (m *Map) slowDelete(key any) (any, bool) {
 	count(key, SlowDelete)
-	m.mu.Lock()
+	if !gtTryLock(&m.mu) {
+		t := gtNow()
+		m.mu.Lock()
+		gtWaited(t)
+	}
 	e := m.lookupLocked(key, true)
 	m.mu.Unlock()
 	if e == nil {
@@ -320,7 +340,11 @@ func (m *Map) Range(f func(key, value any) bool) {
 //
 //go:noinline
 func (m *Map) rangePromote() readOnly {
-	m.mu.Lock()
+	if !gtTryLock(&m.mu) {
+		t := gtNow()
+		m.mu.Lock()
+		gtWaited(t)
+	}
 	defer m.mu.Unlock()
 	if m.loadRead().amended {
 		m.promote(nil)

@@ -27,6 +27,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
+#[cfg(feature = "ground-truth")]
+pub mod ground_truth;
 pub mod stats;
 mod sync;
 
@@ -229,10 +231,27 @@ where
         Self::default()
     }
 
+    #[cfg(not(feature = "ground-truth"))]
     fn lock(&self) -> MutexGuard<'_, Dirty<K, V>> {
         // A panic while holding the lock cannot leave the maps torn (every update is a single
         // insert or swap), so a poisoned lock is still usable.
         self.mu.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The same, logging each wait that blocks (see [`ground_truth`]).
+    #[cfg(feature = "ground-truth")]
+    fn lock(&self) -> MutexGuard<'_, Dirty<K, V>> {
+        use ground_truth::{now, record, Kind};
+        match self.mu.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let start = now();
+                let g = self.mu.lock().unwrap_or_else(|p| p.into_inner());
+                record(Kind::Wait, start, now());
+                g
+            }
+        }
     }
 
     /// The value for `key`, if any. Lock-free when `key` is in the read snapshot.
@@ -313,6 +332,8 @@ where
     /// Phase: dirty becomes the read snapshot. O(1): the map moves, nothing is copied.
     #[inline(never)]
     fn promote(&self, d: &mut Dirty<K, V>) {
+        #[cfg(feature = "ground-truth")]
+        let _span = ground_truth::Span::start(ground_truth::Kind::Promote);
         let m = d.map.take().unwrap_or_default();
         self.read.store(Arc::new(ReadOnly {
             m: Arc::new(m),
@@ -328,6 +349,8 @@ where
     /// (tracers read it as the return value).
     #[inline(never)]
     fn rebuild_dirty(&self, d: &mut Dirty<K, V>) -> usize {
+        #[cfg(feature = "ground-truth")]
+        let _span = ground_truth::Span::start(ground_truth::Kind::Rebuild);
         let read = self.read.load();
         let mut m = HashMap::with_capacity(read.m.len());
         for (k, e) in read.m.iter() {

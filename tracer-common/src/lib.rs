@@ -3,10 +3,12 @@
 //! Every struct here crosses the kernel/user boundary as raw bytes, so each is `#[repr(C)]`
 //! with explicit padding (no implicit holes the verifier or `Pod` could trip on). The `user`
 //! feature adds `aya::Pod` so user space can read the maps.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
+pub mod blame;
 pub mod futex;
 
+pub use blame::{ClockRead, MapClock, Phase, PhaseStats, NUM_PHASES};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).
@@ -36,9 +38,7 @@ pub struct WaitKey {
     pub tid: u32,
     /// [`OpKind`] as u32.
     pub kind: u32,
-    /// What the waker was doing while this thread waited: [`Phase`] + 1, or [`NO_PHASE`].
-    pub holder_phase: u32,
-    pub _pad: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Wait aggregate value (per CPU in the kernel; user space sums the CPUs).
@@ -56,7 +56,13 @@ pub struct WaitStats {
     pub timeout_ns: u64,
     /// Waits that failed for another reason (EFAULT, EINVAL, EDEADLK, ...).
     pub errors: u64,
-    pub _reserved: u64,
+    /// Of `count`, waits whose whole time is blamed on holder phases (no other work).
+    pub covered: u64,
+    /// Of `total_ns`, the ns each holder phase ran while these threads waited (see
+    /// [`blame::split`]), indexed by [`Phase`].
+    pub blamed_ns: [u64; NUM_PHASES],
+    /// Of `count`, the waits with some time blamed on each phase.
+    pub blamed_waits: [u64; NUM_PHASES],
     pub hist: [u64; HIST_BUCKETS],
 }
 
@@ -70,7 +76,9 @@ impl Default for WaitStats {
             timeouts: 0,
             timeout_ns: 0,
             errors: 0,
-            _reserved: 0,
+            covered: 0,
+            blamed_ns: [0; NUM_PHASES],
+            blamed_waits: [0; NUM_PHASES],
             hist: [0; HIST_BUCKETS],
         }
     }
@@ -111,6 +119,8 @@ pub struct InFlight {
     pub leaf_ret: u64,
     pub kind: u32,
     pub _pad: u32,
+    /// Waits only: the lock's phase clock when the wait began.
+    pub clock: ClockRead,
 }
 
 /// The last waker of a futex word, keyed by uaddr; read by the waiter it woke.
@@ -140,105 +150,6 @@ pub struct Scratch {
     pub stack: StackFrames,
     /// Always zero: the initial value inserted for a new wait row.
     pub zero_wait: WaitStats,
-}
-
-/// Slow-path phases of the bundled map that lockscope probes (uprobes on the functions of the
-/// same names). Ordered by how much lock time a phase costs: blame goes to the heaviest.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Phase {
-    /// `miss_locked`: one miss toward promotion (entry probe only).
-    Miss = 0,
-    /// `promote`: dirty becomes the read snapshot, O(1).
-    Promote = 1,
-    /// `rebuild_dirty`: the snapshot copied into a new dirty map, O(n); returns entries copied.
-    Rebuild = 2,
-}
-
-pub const NUM_PHASES: usize = 3;
-/// `WaitKey::holder_phase` when no phase of the waker overlapped the wait.
-pub const NO_PHASE: u32 = 0;
-
-impl Phase {
-    pub const ALL: [Phase; NUM_PHASES] = [Phase::Miss, Phase::Promote, Phase::Rebuild];
-
-    /// A `match`, not a table lookup: in BPF a load from `.rodata` loses the bound the
-    /// verifier needs when the phase is then used as an index.
-    pub fn from_u64(v: u64) -> Option<Phase> {
-        match v {
-            0 => Some(Phase::Miss),
-            1 => Some(Phase::Promote),
-            2 => Some(Phase::Rebuild),
-            _ => None,
-        }
-    }
-
-    /// Symbol name of the phase function (a method of `syncmap::SyncMap`).
-    pub fn function(self) -> &'static str {
-        match self {
-            Phase::Miss => "miss_locked",
-            Phase::Promote => "promote",
-            Phase::Rebuild => "rebuild_dirty",
-        }
-    }
-
-    /// Whether the return is probed too (for duration and return value).
-    pub fn probes_return(self) -> bool {
-        !matches!(self, Phase::Miss)
-    }
-}
-
-/// Per-phase totals (per CPU), indexed by [`Phase`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PhaseStats {
-    pub calls: u64,
-    /// Calls whose return was seen (probes attached mid-call miss their first return).
-    pub returns: u64,
-    pub total_ns: u64,
-    pub max_ns: u64,
-    /// Sum of return values: entries copied, for rebuilds.
-    pub items: u64,
-    pub _reserved: u64,
-}
-
-/// The last run of each phase, as an interval (entry-only phases have start == end). Kept per
-/// thread (`PHASE_LAST`), and per lock (`LOCK_PHASES`), stamped by the thread when it
-/// releases that lock to waiters.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PhaseLast {
-    pub start_ns: [u64; NUM_PHASES],
-    pub end_ns: [u64; NUM_PHASES],
-}
-
-/// The phase a wait `[wait_start, wait_end]` is blamed on, given the lock's last phase
-/// intervals: the one overlapping the wait the longest (a phase seen only as an instant counts
-/// if it falls inside the wait); ties go to the heavier phase. [`NO_PHASE`] if none overlaps.
-/// Returned as `Phase + 1`, as stored in [`WaitKey::holder_phase`].
-#[inline(always)]
-pub fn blame_phase(lock: &PhaseLast, wait_start: u64, wait_end: u64) -> u32 {
-    let mut best = NO_PHASE;
-    let mut best_overlap = 0u64;
-    let mut i = 0;
-    while i < NUM_PHASES {
-        let (s, e) = (lock.start_ns[i], lock.end_ns[i]);
-        let overlap = if e == 0 {
-            0
-        } else if s == e {
-            u64::from(wait_start <= e && e <= wait_end)
-        } else {
-            let lo = if s > wait_start { s } else { wait_start };
-            let hi = if e < wait_end { e } else { wait_end };
-            hi.saturating_sub(lo)
-        };
-        if overlap > 0 && overlap >= best_overlap {
-            best_overlap = overlap;
-            best = i as u32 + 1;
-        }
-        i += 1;
-    }
-    best
 }
 
 /// Indexes of the per-CPU `COUNTERS` array. Every way an event can go missing has its own
@@ -307,6 +218,14 @@ pub struct GoCall {
     /// The wait ends here, as in Go's block profile: the run-queue delay after it is
     /// scheduling latency, not time spent waiting for the lock.
     pub ready_ns: u64,
+    /// The semaphore's phase clock when the acquire began.
+    pub clock: ClockRead,
+    /// Per [`Phase`], the ns its holders ran that phase during the wait (set when readied).
+    pub blamed: [u64; NUM_PHASES],
+    /// When the goroutine first parked (`runtime.park_m`); 0 until then. The wait starts
+    /// here: before it the goroutine still runs, and the entry probe's own trap return (a
+    /// point where the kernel may preempt the thread for a whole time slice) is not waiting.
+    pub park_ns: u64,
 }
 
 /// One wait that slept, in DWARF mode: its aggregate key and wait time, the user registers
@@ -347,8 +266,7 @@ pub mod map {
     pub const SCRATCH: &str = "SCRATCH";
     pub const PHASE_STATS: &str = "PHASE_STATS";
     pub const PHASE_START: &str = "PHASE_START";
-    pub const PHASE_LAST: &str = "PHASE_LAST";
-    pub const LOCK_PHASES: &str = "LOCK_PHASES";
+    pub const MAP_CLOCKS: &str = "MAP_CLOCKS";
     /// Goroutines in a `sync` semaphore acquire, by `g`.
     pub const GO_INFLIGHT: &str = "GO_INFLIGHT";
     /// DWARF mode: ring buffer of [`super::StackSnapshot`]s.
@@ -512,37 +430,16 @@ mod tests {
     }
 
     #[test]
-    fn waits_are_blamed_on_the_longest_overlapping_phase() {
-        let mut lock = PhaseLast::default();
-        // A rebuild 100..200, a miss at 150 (an instant), a promotion 90..95.
-        lock.start_ns[Phase::Rebuild as usize] = 100;
-        lock.end_ns[Phase::Rebuild as usize] = 200;
-        lock.start_ns[Phase::Miss as usize] = 150;
-        lock.end_ns[Phase::Miss as usize] = 150;
-        lock.start_ns[Phase::Promote as usize] = 90;
-        lock.end_ns[Phase::Promote as usize] = 95;
-        let b = |s, e| blame_phase(&lock, s, e);
-        assert_eq!(b(120, 300), Phase::Rebuild as u32 + 1);
-        // Waited only through the promotion.
-        assert_eq!(b(80, 99), Phase::Promote as u32 + 1);
-        // Waited through nothing the lock recorded.
-        assert_eq!(b(300, 400), NO_PHASE);
-        // Only the miss instant falls in the wait.
-        let mut only_miss = PhaseLast::default();
-        only_miss.start_ns[Phase::Miss as usize] = 150;
-        only_miss.end_ns[Phase::Miss as usize] = 150;
-        assert_eq!(blame_phase(&only_miss, 140, 160), Phase::Miss as u32 + 1);
-        assert_eq!(blame_phase(&only_miss, 151, 160), NO_PHASE);
-    }
-
-    #[test]
     fn layouts_have_no_implicit_padding() {
         use core::mem::size_of;
         assert_eq!(size_of::<WaitKey>(), 6 * 8);
         assert_eq!(size_of::<PhaseStats>(), 6 * 8);
-        assert_eq!(size_of::<WaitStats>(), (8 + HIST_BUCKETS) * 8);
+        assert_eq!(
+            size_of::<WaitStats>(),
+            (8 + 2 * NUM_PHASES + HIST_BUCKETS) * 8
+        );
         assert_eq!(size_of::<WakeKey>(), 4 * 8);
-        assert_eq!(size_of::<InFlight>(), 5 * 8);
+        assert_eq!(size_of::<InFlight>(), 5 * 8 + size_of::<ClockRead>());
         assert_eq!(size_of::<LastWaker>(), 3 * 8);
         assert_eq!(size_of::<StackFrames>(), 8 + MAX_STACK_DEPTH * 8);
     }
@@ -570,6 +467,11 @@ pub mod prog {
     pub const GO_SEMA_EXIT: &str = "go_sema_exit";
     /// uprobe on `runtime.ready(gp)`: stamps when a waiting goroutine became runnable.
     pub const GO_READY: &str = "go_ready";
+    /// uprobe on `sync.(*Mutex).unlockSlow(m)` (an unlock with waiters): ties the mutex's
+    /// semaphore to the map whose phases the unlocking goroutine ran.
+    pub const GO_UNLOCK: &str = "go_unlock";
+    /// uprobe on `runtime.park_m(gp)`: stamps when a goroutine in an acquire first parked.
+    pub const GO_PARK: &str = "go_park";
 
     /// (program, syscalls tracepoints). Exits come first: attached before the entries, every
     /// entry seen has its exit seen too.

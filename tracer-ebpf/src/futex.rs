@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     classify_futex_op, hist_bucket, is_wait_kind, Counter, InFlight, LastWaker, OpKind, Outcome,
-    WaitKey, WakeKey, WakeStats, NO_PHASE, NO_STACK,
+    WaitKey, WakeKey, WakeStats, NO_STACK, NUM_PHASES,
 };
 
 use crate::{
@@ -117,6 +117,7 @@ fn on_enter(ctx: &TracePointContext, tid: u32, kind: OpKind, uaddr: u64) -> Res 
     };
     if kind.is_wait() {
         bump(Counter::WaitEnters);
+        call.clock = phase::read_clock(u64::from(tid), uaddr);
     } else {
         bump(Counter::WakeEnters);
         // The waker's stack is taken now, before any waiter runs, so the waiter's exit can
@@ -133,7 +134,7 @@ fn on_enter(ctx: &TracePointContext, tid: u32, kind: OpKind, uaddr: u64) -> Res 
         if LAST_WAKER.insert(uaddr, waker, 0).is_err() {
             bump(Counter::WakerMapFull);
         }
-        phase::stamp_lock(tid, uaddr);
+        phase::learn_lock(u64::from(tid), uaddr);
     }
     if INFLIGHT.insert(tid, call, 0).is_err() {
         bump(Counter::InflightFull);
@@ -178,14 +179,16 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
     }
     bump(Counter::Slept);
     let (stack_id, leaf_ret) = stack::capture(ctx);
-    let (waker_stack_id, holder_phase) = if outcome == Outcome::Woken {
+    let (waker_stack_id, blamed) = if outcome == Outcome::Woken {
         // SAFETY: copied out at once; an LRU entry may be recycled later.
         let stack = unsafe { LAST_WAKER.get(call.uaddr) }.map_or(NO_STACK, |w| w.stack_id);
-        // SAFETY: a helper with no preconditions.
-        let now = unsafe { bpf_ktime_get_ns() };
-        (stack, phase::blame(call.uaddr, call.start_ns, now))
+        let end = call.start_ns + waited;
+        (
+            stack,
+            phase::split(u64::from(tid), call.uaddr, &call.clock, call.start_ns, end),
+        )
     } else {
-        (NO_STACK, NO_PHASE)
+        (NO_STACK, [0; NUM_PHASES])
     };
     let key = WaitKey {
         stack_id,
@@ -194,15 +197,20 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
         leaf_ret,
         tid,
         kind: call.kind,
-        holder_phase,
-        _pad: 0,
+        _pad: [0; 2],
     };
-    record_wait(&key, waited, outcome)
+    record_wait(&key, waited, &blamed, outcome)
 }
 
-/// Adds one finished wait to its aggregate row (and, in DWARF mode, sends its snapshot).
+/// Adds one finished wait, with the ns each holder phase is blamed for, to its aggregate row
+/// (and, in DWARF mode, sends its snapshot).
 #[inline(always)]
-pub fn record_wait(key: &WaitKey, waited: u64, outcome: Outcome) -> Res {
+pub fn record_wait(
+    key: &WaitKey,
+    waited: u64,
+    blamed: &[u64; NUM_PHASES],
+    outcome: Outcome,
+) -> Res {
     let row = match WAITS.get_ptr_mut(*key) {
         Some(row) => row,
         None => {
@@ -238,6 +246,19 @@ pub fn record_wait(key: &WaitKey, waited: u64, outcome: Outcome) -> Res {
             }
             if outcome == Outcome::Interrupted {
                 row.interrupted += 1;
+            }
+            let mut i = 0;
+            let mut sum = 0;
+            while i < NUM_PHASES {
+                if blamed[i] > 0 {
+                    row.blamed_ns[i] += blamed[i];
+                    row.blamed_waits[i] += 1;
+                    sum += blamed[i];
+                }
+                i += 1;
+            }
+            if sum >= waited && waited > 0 {
+                row.covered += 1;
             }
         }
         Outcome::TimedOut => {

@@ -3,14 +3,17 @@
 //! entry uprobe stamps the goroutine (its `g`, in R14 under the register ABI: goroutines move
 //! between threads) with the time and its stack; uprobes on each of the function's return
 //! instructions (user space finds them by disassembly; never uretprobes on Go) record the
-//! wait in the same aggregate rows as futex waits, as op `go semacquire`.
+//! wait in the same aggregate rows as futex waits, as op `go semacquire`. Holder blame: the
+//! acquire reads its map's phase clock at entry, and again when the goroutine is readied.
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::{map, uprobe},
     maps::HashMap,
     programs::ProbeContext,
 };
-use tracer_common::{Counter, GoCall, OpKind, Outcome, WaitKey, NO_PHASE, NO_STACK};
+use tracer_common::{Counter, GoCall, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES};
+
+use crate::phase;
 
 use crate::futex::{record_wait, target_tid, Res};
 use crate::maps::bump;
@@ -33,6 +36,7 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
     // SAFETY: `regs` is the probed thread's saved user registers, valid for this program.
     let (g, sema) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
     let (stack_id, leaf_ret) = stack::capture(ctx);
+    let clock = phase::read_clock(g, sema);
     let call = GoCall {
         // SAFETY: a helper with no preconditions.
         start_ns: unsafe { bpf_ktime_get_ns() },
@@ -40,6 +44,9 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
         leaf_ret,
         uaddr: sema,
         ready_ns: 0,
+        clock,
+        blamed: [0; NUM_PHASES],
+        park_ns: 0,
     };
     // A goroutine is in one acquire at a time: an entry left by a missed return is replaced.
     if GO_INFLIGHT.insert(g, &call, 0).is_err() {
@@ -71,7 +78,7 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
         return Ok(());
     }
     // The wait ended when the goroutine was last made runnable.
-    let waited = call.ready_ns.saturating_sub(call.start_ns);
+    let waited = call.ready_ns.saturating_sub(wait_start(&call));
     let key = WaitKey {
         stack_id: call.stack_id,
         waker_stack_id: NO_STACK,
@@ -79,11 +86,10 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
         leaf_ret: call.leaf_ret,
         tid,
         kind: OpKind::GoSemacquire as u32,
-        holder_phase: NO_PHASE,
-        _pad: 0,
+        _pad: [0; 2],
     };
     bump(Counter::Slept);
-    record_wait(&key, waited, Outcome::Woken)
+    record_wait(&key, waited, &call.blamed, Outcome::Woken)
 }
 
 /// `runtime.ready(gp, ...)`, on the system stack of whichever thread readies `gp` (in RAX):
@@ -98,11 +104,63 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
     // SAFETY: as above.
     let gp = unsafe { (*ctx.regs).rax };
     if let Some(call) = GO_INFLIGHT.get_ptr_mut(gp) {
-        // SAFETY: a map value we only write this field of; `gp` is parked, so nothing else
+        // SAFETY: a map value we only write these fields of; `gp` is parked, so nothing else
         // readies it at the same time.
         unsafe {
-            (*call).ready_ns = bpf_ktime_get_ns();
+            let now = bpf_ktime_get_ns();
+            (*call).ready_ns = now;
+            (*call).blamed =
+                phase::split(gp, (*call).uaddr, &(*call).clock, wait_start(&*call), now);
         }
     }
     0
 }
+
+/// Where a goroutine's wait starts: its first park, or (if that was not seen) the acquire's
+/// entry.
+#[inline(always)]
+fn wait_start(call: &GoCall) -> u64 {
+    if call.park_ns != 0 {
+        call.park_ns
+    } else {
+        call.start_ns
+    }
+}
+
+/// `runtime.park_m(gp)`, on the system stack of the thread `gp` parks from (gp in RAX, set
+/// by `mcall`): if `gp` is one of ours in a semaphore acquire, its wait starts now (the first
+/// park counts; a re-park after losing the race keeps waiting).
+#[uprobe]
+pub fn go_park(ctx: ProbeContext) -> u32 {
+    if target_tid().is_none() {
+        return 0;
+    }
+    // SAFETY: as above.
+    let gp = unsafe { (*ctx.regs).rax };
+    if let Some(call) = GO_INFLIGHT.get_ptr_mut(gp) {
+        // SAFETY: a map value; only `gp`'s own thread writes this field, before it parks.
+        unsafe {
+            if (*call).park_ns == 0 {
+                (*call).park_ns = bpf_ktime_get_ns();
+            }
+        }
+    }
+    0
+}
+
+/// `sync.(*Mutex).unlockSlow(m)`: an unlock that has waiters (or must hand off). Ties the
+/// mutex's semaphore (`&m.sema`, 4 bytes in) to the map whose phases this goroutine ran, so
+/// its waiters read that map's clock. Entry only, like every goroutine probe.
+#[uprobe]
+pub fn go_unlock(ctx: ProbeContext) -> u32 {
+    if target_tid().is_none() {
+        return 0;
+    }
+    // SAFETY: as above.
+    let (g, m) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
+    phase::learn_lock(g, m + GO_MUTEX_SEMA);
+    0
+}
+
+/// Offset of `sema` in Go's `sync.Mutex { state int32; sema uint32 }`.
+const GO_MUTEX_SEMA: u64 = 4;

@@ -1,5 +1,6 @@
-//! Uprobes on the bundled map's slow-path phase functions: count them, time them, and note
-//! per thread when each last finished, so a woken waiter can be blamed on what its waker did.
+//! Uprobes on the bundled map's slow-path phase functions: count them, time them, and keep
+//! each map's phase clock (see `tracer_common::blame`), which waits on the map's lock read to
+//! split their time across the phases that overlapped them.
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
     macros::{map, uprobe, uretprobe},
@@ -7,25 +8,29 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
-use tracer_common::{blame_phase, Phase, PhaseLast, PhaseStats, NO_PHASE, NUM_PHASES};
+use tracer_common::blame::MAP_LOCK_SPAN;
+use tracer_common::{blame, ClockRead, MapClock, Phase, PhaseStats, NUM_PHASES};
 
 /// Totals per phase.
 #[map]
 pub static PHASE_STATS: PerCpuArray<PhaseStats> =
     PerCpuArray::with_max_entries(NUM_PHASES as u32, 0);
 
-/// Entry time of a phase in progress, by `tid << 32 | phase`.
+/// A phase in progress, by `tid << 32 | phase` (Rust) or `g | phase` (Go): `[start, map]`.
 #[map]
-pub static PHASE_START: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
+pub static PHASE_START: HashMap<u64, [u64; 2]> = HashMap::with_max_entries(16384, 0);
 
-/// Each phase's last run, by tid.
+/// Each map's phase clock, by the map's address.
 #[map]
-pub static PHASE_LAST: HashMap<u32, PhaseLast> = HashMap::with_max_entries(16384, 0);
+pub static MAP_CLOCKS: LruHashMap<u64, MapClock> = LruHashMap::with_max_entries(1024, 0);
 
-/// Each phase's last run while holding a lock, by futex address: stamped by the releasing
-/// thread when it wakes waiters, read by every waiter of that lock, whoever wakes it.
+/// The map each runner (tid, or Go's g) last ran a phase on.
 #[map]
-pub static LOCK_PHASES: LruHashMap<u64, PhaseLast> = LruHashMap::with_max_entries(8192, 0);
+pub static LAST_MAP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// The map a lock word (futex, or Go semaphore) belongs to.
+#[map]
+pub static LOCK_MAP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
 
 #[inline(always)]
 fn phase_of<C: EbpfContext>(ctx: &C) -> Option<Phase> {
@@ -41,25 +46,14 @@ fn stats(phase: Phase) -> Option<&'static mut PhaseStats> {
         .map(|p| unsafe { &mut *p })
 }
 
+/// The map's clock, created on first use.
 #[inline(always)]
-fn finished(tid: u32, phase: Phase, start: u64, now: u64) {
-    // Index with an explicitly bounded value so the verifier can prove the write in bounds.
-    let i = phase as usize;
-    if i >= NUM_PHASES {
-        return;
+fn clock(map: u64) -> Option<*mut MapClock> {
+    if let Some(c) = MAP_CLOCKS.get_ptr_mut(map) {
+        return Some(c);
     }
-    if let Some(last) = PHASE_LAST.get_ptr_mut(tid) {
-        // SAFETY: only this thread's programs write its entry; `i` is in bounds.
-        unsafe {
-            (*last).start_ns[i] = start;
-            (*last).end_ns[i] = now;
-        }
-        return;
-    }
-    let mut last = PhaseLast::default();
-    last.start_ns[i] = start;
-    last.end_ns[i] = now;
-    let _ = PHASE_LAST.insert(tid, last, 0);
+    let _ = MAP_CLOCKS.insert(map, MapClock::default(), 0);
+    MAP_CLOCKS.get_ptr_mut(map)
 }
 
 #[uprobe]
@@ -72,34 +66,44 @@ fn try_phase_enter(ctx: &ProbeContext) -> Result<(), i64> {
     let Some(phase) = phase_of(ctx) else {
         return Ok(());
     };
-    let tid = bpf_get_current_pid_tgid() as u32;
-    phase_entered(phase, (u64::from(tid) << 32) | phase as u64)
+    let tid = u64::from(bpf_get_current_pid_tgid() as u32);
+    // SAFETY: `regs` is the probed thread's saved user registers. A phase is a method of the
+    // map: `&self` is the first argument (RDI).
+    let map = unsafe { (*ctx.regs).rdi };
+    phase_entered(phase, tid, (tid << 32) | phase as u64, map)
 }
 
 /// Go: phases are keyed by goroutine (`g` in R14, 8-byte aligned, so `g | phase` is unique),
-/// since a goroutine can move to another thread between a phase's entry and return.
+/// since a goroutine can move to another thread between a phase's entry and return. The
+/// receiver (the map) is the first argument, in RAX under the register ABI.
 #[uprobe]
 pub fn go_phase_enter(ctx: ProbeContext) -> u32 {
     if let Some(phase) = phase_of(&ctx) {
         // SAFETY: `regs` is the probed thread's saved user registers.
-        let g = unsafe { (*ctx.regs).r14 };
-        let _ = phase_entered(phase, g | phase as u64);
+        let (g, map) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
+        let _ = phase_entered(phase, g, g | phase as u64, map);
     }
     0
 }
 
 #[inline(always)]
-fn phase_entered(phase: Phase, key: u64) -> Result<(), i64> {
-    let tid = bpf_get_current_pid_tgid() as u32;
+fn phase_entered(phase: Phase, runner: u64, key: u64, map: u64) -> Result<(), i64> {
     // SAFETY: a helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(s) = stats(phase) {
         s.calls += 1;
     }
+    let _ = LAST_MAP.insert(runner, map, 0);
+    let Some(c) = clock(map) else {
+        return Ok(());
+    };
     if phase.probes_return() {
-        PHASE_START.insert(key, now, 0)?;
+        PHASE_START.insert(key, [now, map], 0)?;
+        // SAFETY: a map value; phases of one map run under its lock, one at a time.
+        unsafe { (*c).began(phase, runner, now) };
     } else {
-        finished(tid, phase, now, now);
+        // SAFETY: as above.
+        unsafe { (*c).ended(phase, runner, now, now) };
     }
     Ok(())
 }
@@ -114,8 +118,8 @@ fn try_phase_exit(ctx: &RetProbeContext) -> Result<(), i64> {
     let Some(phase) = phase_of(ctx) else {
         return Ok(());
     };
-    let tid = bpf_get_current_pid_tgid() as u32;
-    phase_returned(phase, (u64::from(tid) << 32) | phase as u64, ctx.ret())
+    let tid = u64::from(bpf_get_current_pid_tgid() as u32);
+    phase_returned(phase, tid, (tid << 32) | phase as u64, ctx.ret())
 }
 
 /// Go: a uprobe on each return instruction of a phase function (uretprobes break on Go's
@@ -125,16 +129,15 @@ pub fn go_phase_exit(ctx: ProbeContext) -> u32 {
     if let Some(phase) = phase_of(&ctx) {
         // SAFETY: `regs` is the probed thread's saved user registers.
         let (ret, g) = unsafe { ((*ctx.regs).rax, (*ctx.regs).r14) };
-        let _ = phase_returned(phase, g | phase as u64, ret);
+        let _ = phase_returned(phase, g, g | phase as u64, ret);
     }
     0
 }
 
 #[inline(always)]
-fn phase_returned(phase: Phase, key: u64, ret: u64) -> Result<(), i64> {
-    let tid = bpf_get_current_pid_tgid() as u32;
+fn phase_returned(phase: Phase, runner: u64, key: u64, ret: u64) -> Result<(), i64> {
     // SAFETY: copied out before removal.
-    let Some(start) = (unsafe { PHASE_START.get(key) }).copied() else {
+    let Some([start, map]) = (unsafe { PHASE_START.get(key) }).copied() else {
         return Ok(());
     };
     let _ = PHASE_START.remove(key);
@@ -151,41 +154,57 @@ fn phase_returned(phase: Phase, key: u64, ret: u64) -> Result<(), i64> {
             s.items += ret;
         }
     }
-    finished(tid, phase, start, now);
+    if let Some(c) = clock(map) {
+        // SAFETY: as at entry.
+        unsafe { (*c).ended(phase, runner, start, now) };
+    }
     Ok(())
 }
 
-/// The releasing thread `tid` is about to wake waiters on `uaddr`: stamp the lock with the
-/// phases it ran (the later run of each wins).
+/// `runner` (tid, or Go's g) releases the lock word `uaddr` to waiters: if its last phase ran
+/// on a map whose object holds that word, the word is that map's lock.
 #[inline(always)]
-pub fn stamp_lock(tid: u32, uaddr: u64) {
+pub fn learn_lock(runner: u64, uaddr: u64) {
     // SAFETY: copied out at once.
-    let Some(mine) = (unsafe { PHASE_LAST.get(tid) }).copied() else {
+    if unsafe { LOCK_MAP.get(uaddr) }.is_some() {
+        return;
+    }
+    // SAFETY: as above.
+    let Some(map) = (unsafe { LAST_MAP.get(runner) }).copied() else {
         return;
     };
-    // SAFETY: copied out at once; an LRU entry may be recycled later.
-    let mut lock = (unsafe { LOCK_PHASES.get(uaddr) })
-        .copied()
-        .unwrap_or_default();
-    let mut changed = false;
-    for i in 0..NUM_PHASES {
-        if mine.end_ns[i] > lock.end_ns[i] {
-            lock.start_ns[i] = mine.start_ns[i];
-            lock.end_ns[i] = mine.end_ns[i];
-            changed = true;
-        }
-    }
-    if changed {
-        let _ = LOCK_PHASES.insert(uaddr, lock, 0);
+    if uaddr >= map && uaddr - map < MAP_LOCK_SPAN {
+        let _ = LOCK_MAP.insert(uaddr, map, 0);
     }
 }
 
-/// What a wait on `uaddr` from `wait_start` to `now` is blamed on (see `blame_phase`).
+/// The phase clock of the map `uaddr` belongs to, as `runner` (a waiter) sees it now.
 #[inline(always)]
-pub fn blame(uaddr: u64, wait_start: u64, now: u64) -> u32 {
+pub fn read_clock(runner: u64, uaddr: u64) -> ClockRead {
     // SAFETY: copied out at once.
-    match (unsafe { LOCK_PHASES.get(uaddr) }).copied() {
-        Some(lock) => blame_phase(&lock, wait_start, now),
-        None => NO_PHASE,
+    let Some(map) = (unsafe { LOCK_MAP.get(uaddr) }).copied() else {
+        return ClockRead::default();
+    };
+    match MAP_CLOCKS.get_ptr(map) {
+        // SAFETY: a map value, copied field by field.
+        Some(c) => unsafe { (*c).read(map, runner) },
+        None => ClockRead::default(),
     }
+}
+
+/// ns per phase that the lock's holders ran during `runner`'s wait `[wait_start, now]`, which
+/// read the clock `at_start` when it began.
+#[inline(always)]
+pub fn split(
+    runner: u64,
+    uaddr: u64,
+    at_start: &ClockRead,
+    wait_start: u64,
+    now: u64,
+) -> [u64; NUM_PHASES] {
+    if at_start.map == 0 {
+        return [0; NUM_PHASES];
+    }
+    let at_end = read_clock(runner, uaddr);
+    blame::split(at_start, &at_end, wait_start, now)
 }

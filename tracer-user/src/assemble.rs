@@ -10,17 +10,34 @@ use crate::collect::{MapWindow, Raw, Snapshot};
 use crate::golang;
 use crate::procfs::Target;
 use crate::profile::{
-    Bundled, Check, Counters, GoTarget, Losses, Meta, PhaseRow, Profile, WaitRow, WakeRow, FORMAT,
-    VERSION,
+    Blamed, Bundled, Check, Counters, GoTarget, Losses, Meta, PhaseRow, Profile, WaitRow, WakeRow,
+    FORMAT, VERSION,
 };
 use crate::symbolize::{frames_with_leaf, Addr, Cut, StackSymbolizer};
 
-/// The bundled-map phase a wait was blamed on (stored 1-based; 0 is none).
-fn holder_phase(k: &WaitKey) -> Option<String> {
-    k.holder_phase
-        .checked_sub(1)
-        .and_then(|p| Phase::from_u64(u64::from(p)))
-        .map(|p| p.function().to_string())
+/// What each holder phase ran during a row's waits, heaviest first; `scale` (0..=1) keeps
+/// the share of it that goes to a part of the row (DWARF mode splits rows by unwound stack).
+fn behind(v: &WaitStats, scale: f64) -> Vec<Blamed> {
+    let mut out: Vec<Blamed> = Phase::ALL
+        .into_iter()
+        .map(|p| Blamed {
+            phase: p.into(),
+            waits: (v.blamed_waits[p as usize] as f64 * scale).round() as u64,
+            ns: (v.blamed_ns[p as usize] as f64 * scale).round() as u64,
+        })
+        .filter(|b| b.ns > 0)
+        .collect();
+    out.sort_by_key(|b| std::cmp::Reverse(b.ns));
+    out
+}
+
+/// The share of kernel row `v`'s time that `part` (a slice of the same waits) holds.
+fn part_of(part_ns: u64, v: &WaitStats) -> f64 {
+    if v.total_ns == 0 {
+        0.0
+    } else {
+        (part_ns as f64 / v.total_ns as f64).min(1.0)
+    }
 }
 
 fn op_name(kind: u32) -> String {
@@ -76,8 +93,8 @@ pub fn build_profile(
     let waits: Vec<WaitRow> = raw
         .waits
         .iter()
-        .map(|(k, v)| (k, remainder(k, v)))
-        .map(|(k, v)| WaitRow {
+        .map(|(k, v)| (k, remainder(k, v), v))
+        .map(|(k, v, whole)| WaitRow {
             stack: resolve(sym, k.stack_id, k.leaf_ret),
             // The waker's leaf is not kept per wait; its own wake row carries it.
             waker_stack: None,
@@ -91,7 +108,9 @@ pub fn build_profile(
             timeouts: v.timeouts,
             timeout_ns: v.timeout_ns,
             errors: v.errors,
-            holder_phase: holder_phase(k),
+            holder_phase: None,
+            behind: behind(whole, part_of(v.total_ns, whole)),
+            covered_waits: (whole.covered as f64 * part_of(v.total_ns, whole)).round() as u64,
             hist: v.hist.to_vec(),
         })
         .collect();
@@ -125,7 +144,9 @@ pub fn build_profile(
         // A row fully explained by snapshots has nothing left to say.
         .filter(|r| r.count > 0 || r.timeouts > 0 || r.errors > 0 || r.interrupted > 0)
         .collect();
-    // The snapshot rows, each under its unwound stack.
+    // The snapshot rows, each under its unwound stack, with their share of the kernel row's
+    // holder blame (the kernel keeps blame per row, not per snapshot).
+    let kernel_row: HashMap<&WaitKey, &WaitStats> = raw.waits.iter().map(|(k, v)| (k, v)).collect();
     let mut unwound: HashMap<&[Addr], usize> = HashMap::new();
     for ((k, frames), st) in raw.dwarf.iter().flatten() {
         let stack = match unwound.get(frames.as_slice()) {
@@ -149,7 +170,13 @@ pub fn build_profile(
             timeouts: 0,
             timeout_ns: 0,
             errors: 0,
-            holder_phase: holder_phase(k),
+            holder_phase: None,
+            behind: kernel_row
+                .get(k)
+                .map_or_else(Vec::new, |v| behind(v, part_of(st.total_ns, v))),
+            covered_waits: kernel_row.get(k).map_or(0, |v| {
+                (v.covered as f64 * part_of(st.total_ns, v)).round() as u64
+            }),
             hist: st.hist.to_vec(),
         });
     }
@@ -342,8 +369,7 @@ mod tests {
             leaf_ret: 0,
             tid: 7,
             kind: 0,
-            holder_phase: 0,
-            _pad: 0,
+            _pad: [0; 2],
         }
     }
 

@@ -43,6 +43,8 @@ pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
         prog::GO_SEMA_ENTER,
         prog::GO_SEMA_EXIT,
         prog::GO_READY,
+        prog::GO_UNLOCK,
+        prog::GO_PARK,
         prog::GO_PHASE_ENTER,
         prog::GO_PHASE_EXIT,
     ] {
@@ -99,10 +101,11 @@ impl Tracer {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
         let mut n = 0;
         for p in points {
-            let entry = if p.function == crate::golang::READY_FUNCTION {
-                prog::GO_READY
-            } else {
-                prog::GO_SEMA_ENTER
+            let entry = match p.function.as_str() {
+                crate::golang::READY_FUNCTION => prog::GO_READY,
+                crate::golang::UNLOCK_FUNCTION => prog::GO_UNLOCK,
+                crate::golang::PARK_FUNCTION => prog::GO_PARK,
+                _ => prog::GO_SEMA_ENTER,
             };
             let sites = std::iter::once((entry, p.entry))
                 .chain(p.returns.iter().map(|&r| (prog::GO_SEMA_EXIT, r)));

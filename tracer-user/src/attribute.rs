@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use tracer_common::OpKind;
 
 use crate::aggregate::percent;
-use crate::profile::{Profile, Stack};
+pub use crate::behind::Behind;
+use crate::behind::{locked_miss_fraction, split_row, weigh_misses};
+use crate::profile::{HolderPhase, Profile, Stack};
 use crate::units::{fmt_count, fmt_ns};
 
 /// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
@@ -97,16 +99,6 @@ pub fn category_of(profile: &Profile, stack: Option<&Stack>) -> String {
     lock_primitive(stack).to_string()
 }
 
-/// What a wait was blamed on, for display: a phase function, or other work under the lock.
-pub fn behind_label(phase: Option<&str>) -> &'static str {
-    match phase {
-        Some("rebuild_dirty") => "dirty rebuild (O(n) copy)",
-        Some("promote") => "promotion (O(1) swap)",
-        Some("miss_locked") => "read misses",
-        _ => "other work under the lock",
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Share {
     pub waits: u64,
@@ -116,10 +108,11 @@ pub struct Share {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attribution {
     pub by_category: Vec<(Category, Share)>,
-    /// Waits on the map's locks, by what they waited behind.
-    pub behind: Vec<(&'static str, Share)>,
+    /// Wait time on the map's locks, split by what the holders did meanwhile (a wait that
+    /// overlapped several phases counts in each of their `waits`).
+    pub behind: Vec<(Behind, Share)>,
     /// The same, per lock (futex address), busiest lock first.
-    pub behind_by_lock: Vec<(u64, Vec<(&'static str, Share)>)>,
+    pub behind_by_lock: Vec<(u64, Vec<(Behind, Share)>)>,
     pub total_ns: u64,
     pub map_wait_ns: u64,
     pub fast_read_percent: Option<f64>,
@@ -133,8 +126,8 @@ pub struct Attribution {
 pub fn attribute(p: &Profile) -> Option<Attribution> {
     let bundled = p.bundled.as_ref()?;
     let mut by_category: BTreeMap<Category, Share> = BTreeMap::new();
-    let mut behind: BTreeMap<&'static str, Share> = BTreeMap::new();
-    let mut by_lock: BTreeMap<u64, BTreeMap<&'static str, Share>> = BTreeMap::new();
+    let mut behind: BTreeMap<Behind, Share> = BTreeMap::new();
+    let mut by_lock: BTreeMap<u64, BTreeMap<Behind, Share>> = BTreeMap::new();
     let mut categories: BTreeMap<Option<usize>, Category> = BTreeMap::new();
     // In a Go process only goroutine waits (timed by uprobes) can be on the map's mutex; its
     // futex waits are OS threads of the runtime, even when the stack passes through map code.
@@ -151,35 +144,36 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
         s.waits += r.count;
         s.wait_ns += r.total_ns;
         if c != Category::OtherLock {
-            let label = behind_label(r.holder_phase.as_deref());
-            for b in [
-                behind.entry(label).or_default(),
-                by_lock
-                    .entry(r.uaddr)
-                    .or_default()
-                    .entry(label)
-                    .or_default(),
-            ] {
-                b.waits += r.count;
-                b.wait_ns += r.total_ns;
+            for (what, part) in split_row(r) {
+                for b in [
+                    behind.entry(what).or_default(),
+                    by_lock.entry(r.uaddr).or_default().entry(what).or_default(),
+                ] {
+                    b.waits += part.waits;
+                    b.wait_ns += part.wait_ns;
+                }
             }
+        }
+    }
+    if let Some(f) = locked_miss_fraction(bundled) {
+        for m in std::iter::once(&mut behind).chain(by_lock.values_mut()) {
+            weigh_misses(m, f);
         }
     }
     let by_category = hottest_first(by_category);
     let behind = hottest_first(behind);
-    let mut behind_by_lock: Vec<(u64, Vec<(&'static str, Share)>)> = by_lock
+    let mut behind_by_lock: Vec<(u64, Vec<(Behind, Share)>)> = by_lock
         .into_iter()
         .map(|(lock, m)| (lock, hottest_first(m)))
         .collect();
-    let lock_total = |v: &[(&str, Share)]| v.iter().map(|(_, s)| s.wait_ns).sum::<u64>();
+    let lock_total = |v: &[(Behind, Share)]| v.iter().map(|(_, s)| s.wait_ns).sum::<u64>();
     behind_by_lock.sort_by_key(|(_, v)| std::cmp::Reverse(lock_total(v)));
     let total_ns = by_category.iter().map(|(_, s)| s.wait_ns).sum();
     let map_wait_ns = behind.iter().map(|(_, s)| s.wait_ns).sum();
     let fast = bundled.fast_read_percent();
     let rebuild = bundled.phases.iter().find(|r| r.phase == "rebuild_dirty");
-    // Holder blame needs the phase probes and a futex wake to stamp the lock with them; a
-    // goroutine's unlock makes no futex call.
-    let blame_known = !bundled.probed.is_empty() && !go;
+    // Holder blame needs the phase probes (in Go, goroutine waits read the map's clock too).
+    let blame_known = !bundled.probed.is_empty();
     let verdict = verdict(
         p.meta.duration_ns,
         map_wait_ns,
@@ -209,11 +203,15 @@ fn hottest_first<K: Ord>(m: BTreeMap<K, Share>) -> Vec<(K, Share)> {
 /// Map lock wait below this share of the recording's wall time counts as negligible.
 const NEGLIGIBLE_WAIT_PERCENT: f64 = 1.0;
 
+/// A phase behind at least this share of the map's lock wait is named as its cause, even when
+/// the holders' other work adds up to more.
+const NAMED_CAUSE_PERCENT: f64 = 10.0;
+
 fn verdict(
     duration_ns: u64,
     map_wait_ns: u64,
     by_category: &[(Category, Share)],
-    behind: Option<&[(&'static str, Share)]>,
+    behind: Option<&[(Behind, Share)]>,
     fast: Option<f64>,
     rebuilds: Option<(u64, u64, u64)>,
 ) -> String {
@@ -225,9 +223,17 @@ fn verdict(
             fmt_ns(duration_ns)
         );
     }
-    let (top_behind, b) = behind
-        .and_then(|b| b.first())
-        .map_or(("", Share::default()), |(l, s)| (*l, s.clone()));
+    // The cause named is the heaviest phase when it holds a real share of the wait: "other
+    // work under the lock" is what is left over, not a cause, unless nothing else is.
+    let top_phase = behind
+        .and_then(|b| b.iter().find(|(l, _)| *l != Behind::OtherWork))
+        .filter(|(_, s)| percent(s.wait_ns, map_wait_ns) >= NAMED_CAUSE_PERCENT);
+    let (top_behind, b) = top_phase
+        .or_else(|| behind.and_then(|b| b.first()))
+        .map_or((Behind::OtherWork, Share::default()), |(l, s)| {
+            (*l, s.clone())
+        });
+    const REBUILD: Behind = Behind::Phase(HolderPhase::Rebuild);
     let (top_cat, c) = by_category
         .iter()
         .find(|(c, _)| *c != Category::OtherLock)
@@ -235,7 +241,7 @@ fn verdict(
             (*c, s.clone())
         });
     let detail = match (top_behind, rebuilds) {
-        ("dirty rebuild (O(n) copy)", Some((n, items, max))) if n > 0 => format!(
+        (REBUILD, Some((n, items, max))) if n > 0 => format!(
             " copying ~{} entries each ({} rebuilds, longest {})",
             fmt_count(items / n),
             fmt_count(n),
@@ -244,10 +250,8 @@ fn verdict(
         _ => String::new(),
     };
     let advice = match (top_behind, top_cat) {
-        ("dirty rebuild (O(n) copy)", _) => {
-            "each promotion forces an O(n) copy: a sharded map fits this workload"
-        }
-        (_, Category::ReadMiss) | ("read misses", _) => {
+        (REBUILD, _) => "each promotion forces an O(n) copy: a sharded map fits this workload",
+        (_, Category::ReadMiss) | (Behind::Phase(HolderPhase::Miss), _) => {
             "reads of just-written keys keep missing the snapshot: a sharded map fits this workload"
         }
         (_, Category::SlowStore) => {
@@ -274,8 +278,9 @@ fn verdict(
         );
     }
     format!(
-        "{:.0}% of map lock wait is behind {top_behind}{detail}; {:.0}% of it was {}{reads} — {advice}",
+        "{:.0}% of map lock wait is behind {}{detail}; {:.0}% of it was {}{reads} — {advice}",
         percent(b.wait_ns, map_wait_ns),
+        top_behind.label(),
         percent(c.wait_ns, map_wait_ns),
         top_cat.label(),
     )
@@ -285,6 +290,7 @@ fn verdict(
 mod tests {
     use super::*;
     use crate::profile::tests::stack;
+    use crate::profile::Blamed;
 
     #[test]
     fn waiters_are_classified_by_their_innermost_map_operation() {
@@ -359,10 +365,19 @@ mod tests {
         ]);
         let mut a = row(Some(0), 1, 2, 5_000, 3_000);
         a.uaddr = 0xa;
-        a.holder_phase = Some("rebuild_dirty".into());
+        a.behind = vec![Blamed {
+            phase: HolderPhase::Rebuild,
+            waits: 2,
+            ns: 4_000,
+        }];
         let mut b = row(Some(0), 2, 1, 9_000, 9_000);
         b.uaddr = 0xb;
-        b.holder_phase = Some("miss_locked".into());
+        b.behind = vec![Blamed {
+            phase: HolderPhase::Miss,
+            waits: 1,
+            ns: 9_000,
+        }];
+        b.covered_waits = 1;
         let other = row(Some(1), 3, 1, 100, 100); // stack 1 is not the map: not blamed
         p.waits = vec![a, b, other];
         p.bundled = Some(Bundled {
@@ -377,9 +392,38 @@ mod tests {
         let at = attribute(&p).expect("bundled map present");
         assert_eq!(at.behind_by_lock.len(), 2);
         assert_eq!(at.behind_by_lock[0].0, 0xb, "busiest lock first");
-        assert_eq!(at.behind_by_lock[0].1[0].0, "read misses");
-        assert_eq!(at.behind_by_lock[1].1[0].0, "dirty rebuild (O(n) copy)");
+        assert_eq!(
+            at.behind_by_lock[0].1,
+            [(
+                Behind::Phase(HolderPhase::Miss),
+                Share {
+                    waits: 1,
+                    wait_ns: 9_000
+                }
+            )]
+        );
+        // Lock 0xa: 4 µs of its 5 µs behind the rebuild, the rest other work.
+        assert_eq!(
+            at.behind_by_lock[1].1,
+            [
+                (
+                    Behind::Phase(HolderPhase::Rebuild),
+                    Share {
+                        waits: 2,
+                        wait_ns: 4_000
+                    }
+                ),
+                (
+                    Behind::OtherWork,
+                    Share {
+                        waits: 2,
+                        wait_ns: 1_000
+                    }
+                ),
+            ]
+        );
         assert_eq!(at.map_wait_ns, 14_000);
+        assert_eq!(at.behind[0].0, Behind::Phase(HolderPhase::Miss));
         assert_eq!(at.total_ns, 14_100);
     }
 
@@ -404,8 +448,8 @@ mod tests {
                 (Category::ReadMiss, share(100_000_000)),
             ],
             Some(&[
-                ("dirty rebuild (O(n) copy)", share(648_000_000)),
-                ("read misses", share(152_000_000)),
+                (Behind::Phase(HolderPhase::Rebuild), share(648_000_000)),
+                (Behind::Phase(HolderPhase::Miss), share(152_000_000)),
             ]),
             Some(99.9),
             Some((4, 400_000, 40_000_000)),
@@ -413,5 +457,30 @@ mod tests {
         assert!(v.starts_with("81% of map lock wait is behind dirty rebuild (O(n) copy) copying ~100,000 entries each (4 rebuilds, longest 40.0 ms)"), "{v}");
         assert!(v.contains("88% of it was slow store"), "{v}");
         assert!(v.ends_with("a sharded map fits this workload"), "{v}");
+        // A rebuild behind 40% of the wait is named, though other work adds up to 60%...
+        let split = |rebuild: u64| {
+            verdict(
+                sec,
+                1_000_000_000,
+                &[(Category::SlowStore, share(1_000_000_000))],
+                Some(&[
+                    (Behind::OtherWork, share(1_000_000_000 - rebuild)),
+                    (Behind::Phase(HolderPhase::Rebuild), share(rebuild)),
+                ]),
+                None,
+                None,
+            )
+        };
+        let v = split(400_000_000);
+        assert!(
+            v.starts_with("40% of map lock wait is behind dirty rebuild"),
+            "{v}"
+        );
+        // ...but one behind 5% is not.
+        let v = split(50_000_000);
+        assert!(
+            v.starts_with("95% of map lock wait is behind other work"),
+            "{v}"
+        );
     }
 }

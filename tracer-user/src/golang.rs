@@ -51,6 +51,15 @@ pub const SEMA_FUNCTIONS: [&str; 3] = [
 /// The scheduler function that makes a goroutine runnable (`runtime.ready(gp, ...)`).
 pub const READY_FUNCTION: &str = "runtime.ready";
 
+/// A `sync.Mutex` unlock with waiters: where holder blame ties a mutex to a map.
+pub const UNLOCK_FUNCTION: &str = "sync.(*Mutex).unlockSlow";
+
+/// Where a goroutine parks (`runtime.park_m(gp)`): its wait starts there.
+pub const PARK_FUNCTION: &str = "runtime.park_m";
+
+/// Functions probed at entry only.
+const ENTRY_ONLY: [&str; 3] = [READY_FUNCTION, UNLOCK_FUNCTION, PARK_FUNCTION];
+
 /// Where to probe one function: its entry and each return instruction, as file offsets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbePoints {
@@ -64,7 +73,7 @@ pub struct ProbePoints {
 pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
     let file = std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?;
     let obj = object::File::parse(&*file).with_context(|| format!("parsing {}", exe.display()))?;
-    let wanted = |name: &str| name == READY_FUNCTION || SEMA_FUNCTIONS.contains(&name);
+    let wanted = |name: &str| ENTRY_ONLY.contains(&name) || SEMA_FUNCTIONS.contains(&name);
     // (name, address, size): from .symtab, or from .gopclntab in a stripped executable.
     let mut functions: Vec<(String, u64, u64)> = obj
         .symbols()
@@ -85,7 +94,7 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
     let mut out = Vec::new();
     for (name, address, size) in functions {
         let name = name.as_str();
-        let ready = name == READY_FUNCTION;
+        let entry_only = ENTRY_ONLY.contains(&name);
         let section = obj
             .sections()
             .find(|s| s.address() <= address && address < s.address() + s.size())
@@ -94,8 +103,9 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
             .file_range()
             .with_context(|| format!("{name}: no file data"))?;
         let entry = sec_off + (address - section.address());
-        if ready {
-            // Entry only: the moment a waiting goroutine is made runnable.
+        if entry_only {
+            // The moment a waiting goroutine is made runnable, or a mutex is released to
+            // waiters.
             out.push(ProbePoints {
                 function: name.to_string(),
                 entry,
@@ -326,9 +336,11 @@ mod tests {
             );
             assert!(points
                 .iter()
-                .filter(|p| p.function != READY_FUNCTION)
+                .filter(|p| !ENTRY_ONLY.contains(&p.function.as_str()))
                 .all(|p| !p.returns.is_empty()));
-            assert!(points.iter().any(|p| p.function == READY_FUNCTION));
+            for f in ENTRY_ONLY {
+                assert!(points.iter().any(|p| p.function == f), "{f} not found");
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ mod aggregate;
 mod assemble;
 mod attach;
 mod attribute;
+mod behind;
 mod blocked;
 mod bundled;
 mod cli;

@@ -7,6 +7,8 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
+pub use crate::behind::{Blamed, HolderPhase};
+
 pub const FORMAT: &str = "lockscope-profile";
 /// Bump on any change an older reader would misread.
 pub const VERSION: u32 = 1;
@@ -322,11 +324,22 @@ pub struct WaitRow {
     pub timeouts: u64,
     pub timeout_ns: u64,
     pub errors: u64,
-    /// The bundled-map phase the waker ran while this thread waited (`rebuild_dirty`, ...).
-    #[serde(default)]
+    /// Profiles recorded before waits were split: the one phase (`rebuild_dirty`, ...) the
+    /// whole wait time of the row was blamed on. Read, never written.
+    #[serde(default, skip_serializing)]
     pub holder_phase: Option<String>,
+    /// Of this row's wait time, what each holder phase ran while it waited (bundled map).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub behind: Vec<Blamed>,
+    /// Of `count`, waits whose whole time went to holder phases.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub covered_waits: u64,
     /// Log2 histogram of wait ns (see `tracer_common::HIST_BUCKETS`).
     pub hist: Vec<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -121,6 +121,8 @@ pub fn row(stack: Option<usize>, tid: u32, count: u64, total: u64, max: u64) -> 
         timeout_ns: 0,
         errors: 0,
         holder_phase: None,
+        behind: vec![],
+        covered_waits: 0,
         hist,
     }
 }

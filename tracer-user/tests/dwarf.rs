@@ -93,17 +93,24 @@ fn the_bundled_map_without_frame_pointers_gets_the_same_attribution() {
             .trim()
             .to_string()
     };
-    for title in ["waiting threads were doing", "waited behind, on lock"] {
-        assert_eq!(section(&dw_out, title), section(&fp_out, title), "{title}");
-    }
-    assert_eq!(
-        section(&dw_out, "waiting threads were doing"),
-        "slow store (new or expunged key)"
-    );
-    assert_eq!(
-        section(&dw_out, "waited behind, on lock"),
-        "dirty rebuild (O(n) copy)"
-    );
+    let title = "waiting threads were doing";
+    assert_eq!(section(&dw_out, title), section(&fp_out, title), "{title}");
+    assert_eq!(section(&dw_out, title), "slow store (new or expunged key)");
+    // And the same cause: range-insert's rebuilds hold about half the wait, other work the
+    // rest, so the order of those two table rows varies from run to run; the verdict names
+    // the rebuild in both.
+    let cause = |out: &str| -> String {
+        let v = out
+            .lines()
+            .find_map(|l| l.strip_prefix("verdict: "))
+            .unwrap_or_else(|| panic!("no verdict in: {out}"));
+        v.split_once(" is behind ")
+            .and_then(|(_, rest)| rest.split(" copying").next())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(cause(&dw_out), cause(&fp_out));
+    assert_eq!(cause(&dw_out), "dirty rebuild (O(n) copy)");
     // Phase tracing does not depend on the unwinder: traced and counted still agree.
     for c in dw["bundled"]["checks"].as_array().unwrap() {
         let (t, n) = (

@@ -37,6 +37,23 @@ pub fn build() -> Result<PathBuf> {
     Ok(out)
 }
 
+/// Builds the Go workload with the map's ground-truth log (tag groundtruth), for the holder
+/// blame test; returns its path.
+pub fn build_ground_truth() -> Result<PathBuf> {
+    step("the Go workload with its ground-truth log: target/go/syncmap-load-go-gt");
+    let out = root().join("target/go/syncmap-load-go-gt");
+    let out_s = out.to_str().context("path")?;
+    go(&[
+        "build",
+        "-tags",
+        "groundtruth",
+        "-o",
+        out_s,
+        "./cmd/syncmap-load-go",
+    ])?;
+    Ok(out)
+}
+
 /// gofmt, vet, and the Go map's tests under the race detector.
 pub fn test() -> Result<()> {
     step("the Go map: gofmt, go vet, go test -race");

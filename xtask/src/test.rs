@@ -59,6 +59,7 @@ pub fn run() -> Result<()> {
     )?;
     crate::go::test()?;
     crate::go::build()?;
+    crate::go::build_ground_truth()?;
     step("test workloads (release, frame pointers)");
     cmd("cargo", &["build", "--release", "-p", "workloads"])?;
     step("the same workloads without frame pointers (a plain release build), for DWARF unwinding");
@@ -74,6 +75,20 @@ pub fn run() -> Result<()> {
             "target/nofp",
         ],
         &[("RUSTFLAGS", "")],
+    )?;
+    step("the map workload with its ground-truth log (--features ground-truth), for holder blame");
+    cmd(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-p",
+            "workloads",
+            "--features",
+            "ground-truth",
+            "--target-dir",
+            "target/ground-truth",
+        ],
     )?;
     step("root integration tests: real eBPF programs tracing real processes");
     if !is_root() {
@@ -103,6 +118,8 @@ pub fn run() -> Result<()> {
             "debuginfo",
             "--test",
             "classify",
+            "--test",
+            "holder_blame",
             "--",
             "--test-threads=1",
         ],

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"os"
@@ -165,7 +166,12 @@ func main() {
 	linger := flag.Float64("linger", 0, "seconds to stay alive after printing")
 	blockProfile := flag.String("block-profile", "", "write Go's block profile here at exit")
 	mutexProfile := flag.String("mutex-profile", "", "write Go's mutex profile here at exit")
+	groundTruth := flag.String("ground-truth", "", "write the map's log of blocked waits and phase runs here at exit (a build with -tags groundtruth)")
 	flag.Parse()
+	if *groundTruth != "" && !syncmap.GroundTruth {
+		fmt.Fprintf(os.Stderr, "syncmap-load-go: --ground-truth needs a build with -tags groundtruth\n")
+		os.Exit(2)
+	}
 	defKeys, ok := presets[*preset]
 	if !ok || *threads < 1 || *duration < 0 {
 		fmt.Fprintf(os.Stderr, "syncmap-load-go: --preset is one of read-mostly, update-existing, write-heavy, miss-storm, range-insert; --threads > 0\n")
@@ -209,6 +215,12 @@ func main() {
 	for i := range diff {
 		diff[i] = after[i] - before[i]
 	}
+	if *groundTruth != "" {
+		if err := writeGroundTruth(*groundTruth); err != nil {
+			fmt.Fprintf(os.Stderr, "syncmap-load-go: --ground-truth: %v\n", err)
+			os.Exit(1)
+		}
+	}
 	for name, path := range map[string]string{"block": *blockProfile, "mutex": *mutexProfile} {
 		if path != "" {
 			if err := writeProfile(name, path); err != nil {
@@ -221,4 +233,21 @@ func main() {
 	fmt.Printf("{\"map\": \"syncmap\", \"preset\": %q, \"threads\": %d, \"keys\": %d, \"seconds\": %.3f, \"ops\": %d, \"ops_per_sec\": %.0f, \"counters\": %s, \"counters_since_start\": %s}\n",
 		*preset, *threads, *keys, secs, ops, float64(ops)/secs, jsonCounters(diff), jsonCounters(after))
 	time.Sleep(time.Duration(*linger * float64(time.Second)))
+}
+
+func writeGroundTruth(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	if err := syncmap.DumpGroundTruth(w); err != nil {
+		f.Close()
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

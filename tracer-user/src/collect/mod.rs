@@ -428,6 +428,11 @@ pub fn merge_wait(sum: &mut WaitStats, v: &WaitStats) {
     sum.timeouts += v.timeouts;
     sum.timeout_ns += v.timeout_ns;
     sum.errors += v.errors;
+    sum.covered += v.covered;
+    for i in 0..tracer_common::NUM_PHASES {
+        sum.blamed_ns[i] += v.blamed_ns[i];
+        sum.blamed_waits[i] += v.blamed_waits[i];
+    }
     for (a, b) in sum.hist.iter_mut().zip(v.hist.iter()) {
         *a += b;
     }

@@ -236,10 +236,10 @@ impl Render for Json {
                 }
             })
             .collect();
-        let shares = |v: &[(&'static str, crate::attribute::Share)]| {
+        let shares = |v: &[(crate::attribute::Behind, crate::attribute::Share)]| {
             v.iter()
-                .map(|(label, s)| Share {
-                    label,
+                .map(|(b, s)| Share {
+                    label: b.label(),
                     waits: s.waits,
                     wait_ns: s.wait_ns,
                 })

@@ -319,12 +319,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     if !a.blame_known {
         writeln!(
             out,
-            "  what waiters waited behind: {}",
-            if profile.go.is_some() {
-                "not known for Go (a goroutine's unlock makes no futex call for the phases to be stamped on)"
-            } else {
-                "not known (--phase-probes off)"
-            }
+            "  what waiters waited behind: not known (--phase-probes off)"
         )?;
     }
     for (lock, rows) in a.behind_by_lock.iter().filter(|_| a.blame_known) {
@@ -332,7 +327,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         share_table(
             out,
             &format!("waited behind, on lock {lock:#x}"),
-            rows.iter().map(|(l, s)| (*l, s)),
+            rows.iter().map(|(b, s)| (b.label(), s)),
             whole,
         )?;
     }

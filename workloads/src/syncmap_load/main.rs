@@ -4,9 +4,13 @@
 //!
 //! syncmap-load --preset NAME [--threads N] [--keys N] [--duration SECS]
 //!              [--start-delay SECS] [--linger SECS] [--map syncmap|rwlock-hashmap|mutex-hashmap|dashmap]
+//!              [--ground-truth FILE]
 //!
 //! `--map` drives another map with the same preset, for the throughput benchmark
 //! (`cargo xtask bench-map`); the map counters in the JSON are the bundled map's only.
+//!
+//! `--ground-truth FILE` (a build with `--features ground-truth` only) writes the bundled map's
+//! own log of blocked lock waits and phase runs to FILE at exit (see `syncmap::ground_truth`).
 //!
 //! `--start-delay` waits after filling the map and before working, and `--linger` stays alive
 //! (idle) after printing the JSON: a tracer attached in the delay and still attached in the
@@ -76,6 +80,9 @@ struct Args {
     start_delay: Duration,
     linger: Duration,
     map: String,
+    /// Read only in a `ground-truth` build.
+    #[cfg_attr(not(feature = "ground-truth"), allow(dead_code))]
+    ground_truth: Option<String>,
 }
 
 fn secs(v: &str, what: &str) -> Result<Duration, String> {
@@ -93,6 +100,7 @@ fn parse() -> Result<Args, String> {
     let mut duration = Duration::from_secs(5);
     let (mut start_delay, mut linger) = (Duration::ZERO, Duration::ZERO);
     let mut map = "syncmap".to_string();
+    let mut ground_truth = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = |what: &str| it.next().ok_or(format!("{what} needs a value"));
@@ -135,6 +143,12 @@ fn parse() -> Result<Args, String> {
                     ));
                 }
             }
+            "--ground-truth" if cfg!(feature = "ground-truth") => {
+                ground_truth = Some(val("--ground-truth")?)
+            }
+            "--ground-truth" => {
+                return Err("--ground-truth needs a build with `--features ground-truth`".into())
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -147,6 +161,7 @@ fn parse() -> Result<Args, String> {
         start_delay,
         linger,
         map,
+        ground_truth,
     })
 }
 
@@ -323,6 +338,18 @@ fn run<M: BenchMap>(args: &Args) {
     std::thread::sleep(args.duration);
     shared.stop.store(true, Relaxed);
     let ops: u64 = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
+    #[cfg(feature = "ground-truth")]
+    if let Some(path) = &args.ground_truth {
+        let written = std::fs::File::create(path).and_then(|f| {
+            let mut w = std::io::BufWriter::new(f);
+            syncmap::ground_truth::dump(&mut w)?;
+            std::io::Write::flush(&mut w)
+        });
+        if let Err(e) = written {
+            eprintln!("syncmap-load: cannot write --ground-truth {path}: {e}");
+            std::process::exit(1);
+        }
+    }
     let secs = start.elapsed().as_secs_f64();
     let after = stats::snapshot();
     let counters: Vec<String> = stats::NAMES
