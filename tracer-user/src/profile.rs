@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-pub use crate::behind::{Blamed, HolderPhase};
+pub use crate::holder::{Blamed, HolderPhase};
 
 pub const FORMAT: &str = "lockscope-profile";
 /// Bump on any change an older reader would misread.
@@ -325,8 +325,9 @@ pub struct WaitRow {
     pub timeout_ns: u64,
     pub errors: u64,
     /// Profiles recorded before waits were split: the one phase (`rebuild_dirty`, ...) the
-    /// whole wait time of the row was blamed on. Read, never written.
-    #[serde(default, skip_serializing)]
+    /// whole wait time of the row was blamed on. Read, and written back only when it was
+    /// read (so a re-rendered old profile keeps it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder_phase: Option<String>,
     /// Of this row's wait time, what each holder phase ran while it waited (bundled map).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
