@@ -247,14 +247,7 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
     out
 }
 
-/// Share of `part` in `whole`, in percent.
-pub fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
-}
+pub use crate::units::percent;
 
 /// The wait rows a view shows (they slept, and their class is selected), with their class.
 /// Classes are computed once per (stack, op).

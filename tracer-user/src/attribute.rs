@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 
 use tracer_common::OpKind;
 
-use crate::aggregate::percent;
-pub use crate::behind::Behind;
 use crate::behind::{locked_miss_fraction, split_row, weigh_misses};
+pub use crate::behind::{Behind, Share};
 use crate::profile::{HolderPhase, Profile, Stack};
+use crate::units::percent;
 use crate::units::{fmt_count, fmt_ns};
 
 /// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
@@ -97,12 +97,6 @@ pub fn category_of(profile: &Profile, stack: Option<&Stack>) -> String {
         }
     }
     lock_primitive(stack).to_string()
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Share {
-    pub waits: u64,
-    pub wait_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -2,50 +2,13 @@
 //! wait row's time is split across (as stored in the profile), and how the report names them.
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use crate::profile::{Bundled, HolderPhase, WaitRow};
 
-use crate::attribute::Share;
-use crate::profile::{Bundled, WaitRow};
-
-/// A bundled-map phase a lock's holder ran ([`tracer_common::Phase`]), named in the file by
-/// its function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum HolderPhase {
-    #[serde(rename = "miss_locked")]
-    Miss,
-    #[serde(rename = "promote")]
-    Promote,
-    #[serde(rename = "rebuild_dirty")]
-    Rebuild,
-}
-
-impl From<tracer_common::Phase> for HolderPhase {
-    fn from(p: tracer_common::Phase) -> Self {
-        match p {
-            tracer_common::Phase::Miss => HolderPhase::Miss,
-            tracer_common::Phase::Promote => HolderPhase::Promote,
-            tracer_common::Phase::Rebuild => HolderPhase::Rebuild,
-        }
-    }
-}
-
-impl HolderPhase {
-    /// From the phase function's name (profiles before the split stored it so).
-    pub fn from_function(name: &str) -> Option<HolderPhase> {
-        tracer_common::Phase::ALL
-            .into_iter()
-            .find(|p| p.function() == name)
-            .map(HolderPhase::from)
-    }
-}
-
-/// The part of a wait row's time that one holder phase ran while its threads waited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Blamed {
-    pub phase: HolderPhase,
-    /// Waits with some time on this phase.
+/// Waits and their time, summed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Share {
     pub waits: u64,
-    pub ns: u64,
+    pub wait_ns: u64,
 }
 
 /// What a lock's holder was doing while a thread waited: a bundled-map phase, or anything
@@ -144,6 +107,7 @@ pub fn weigh_misses(m: &mut BTreeMap<Behind, Share>, fraction: f64) {
 mod tests {
     use super::*;
     use crate::profile::tests::row;
+    use crate::profile::Blamed;
 
     #[test]
     fn a_row_is_split_into_its_phases_and_the_rest() {

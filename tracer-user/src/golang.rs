@@ -147,41 +147,39 @@ pub fn return_offsets(code: &[u8], ip: u64) -> Vec<u64> {
     out
 }
 
-/// Places the goroutine probes on a Go target as `--go-uprobes` asks; returns how many were
-/// attached (0 when off or not Go).
-pub fn attach_probes(
-    tracer: &mut crate::attach::Tracer,
+/// Where to place the goroutine probes on a Go target as `--go-uprobes` asks: the executable
+/// and the probe points, or `None` (off, or not Go and not required).
+pub fn goroutine_probes(
     target: &crate::procfs::Target,
     mode: GoUprobes,
-) -> Result<usize> {
+) -> Result<Option<(std::path::PathBuf, Vec<ProbePoints>)>> {
     let (Some(_), Some(exe)) = (&target.go, &target.exe) else {
         if mode == GoUprobes::On {
             bail!("--go-uprobes on: {} is not a Go program", target.comm);
         }
-        return Ok(0);
+        return Ok(None);
     };
     if mode == GoUprobes::Off {
-        return Ok(0);
+        return Ok(None);
     }
-    let points = match sema_probe_points(exe) {
+    match sema_probe_points(exe) {
         Ok(p)
             if p.iter()
                 .any(|x| SEMA_FUNCTIONS.contains(&x.function.as_str())) =>
         {
-            p
+            Ok(Some((exe.clone(), p)))
         }
-        Ok(_) if mode == GoUprobes::Auto => return Ok(0),
+        Ok(_) if mode == GoUprobes::Auto => Ok(None),
         Ok(_) => bail!(
             "--go-uprobes on: {} has no sync semaphore functions (stripped?)",
             exe.display()
         ),
         Err(e) if mode == GoUprobes::Auto => {
             eprintln!("lockscope: no goroutine-level tracing ({e:#})");
-            return Ok(0);
+            Ok(None)
         }
-        Err(e) => return Err(e),
-    };
-    tracer.attach_go(target.tgid, exe, &points)
+        Err(e) => Err(e),
+    }
 }
 
 /// What an OS thread of a Go process was doing in a futex wait.

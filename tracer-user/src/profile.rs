@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-pub use crate::behind::{Blamed, HolderPhase};
+pub use crate::holder::{Blamed, HolderPhase};
 
 pub const FORMAT: &str = "lockscope-profile";
 /// Bump on any change an older reader would misread.

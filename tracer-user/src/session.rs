@@ -44,7 +44,10 @@ impl Session {
         if let Some(m) = &map {
             tracer.attach_phases(target.tgid, m)?;
         }
-        let go_probes = golang::attach_probes(&mut tracer, &target, probes.go_uprobes)?;
+        let go_probes = match golang::goroutine_probes(&target, probes.go_uprobes)? {
+            Some((exe, points)) => tracer.attach_go(target.tgid, &exe, &points)?,
+            None => 0,
+        };
         Ok(Session {
             target,
             map,

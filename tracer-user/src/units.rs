@@ -67,6 +67,15 @@ pub fn fmt_count(n: u64) -> String {
     out
 }
 
+/// Share of `part` in `whole`, in percent.
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,8 @@ use crate::run::{cmd, cmd_env, is_root, step};
 
 pub fn run() -> Result<()> {
     crate::setup::run()?;
+    step("import cycles among tracer-user's modules");
+    crate::cycles::run()?;
     step("format check");
     cmd("cargo", &["fmt", "--all", "--", "--check"])?;
     step("clippy (warnings are errors)");
