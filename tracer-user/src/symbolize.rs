@@ -197,7 +197,14 @@ impl StackSymbolizer {
         let ok = match (a, self.maps.lookup(a.raw())) {
             (_, None) => false,
             // Code outside files (the vDSO, JIT code) has no bytes on disk to check.
-            (Addr::Return(r), Some(m)) if m.is_file() => self.is_return_address(r),
+            (Addr::Return(r), Some(m)) if m.is_file() => {
+                self.code_before(r).is_some_and(|b| {
+                    // Go starts every goroutine with `runtime.goexit`+1 as its first frame's
+                    // return address: goexit opens with a one-byte NOP so that address lies
+                    // inside it, and no call precedes it.
+                    preceded_by_call(&b) || b[b.len() - 1] == 0x90
+                })
+            }
             (_, Some(_)) => true,
         };
         self.plausible.insert(a, ok);
@@ -206,22 +213,22 @@ impl StackSymbolizer {
 
     /// Validates a leaf return address against the module's bytes on disk.
     pub fn is_return_address(&mut self, addr: u64) -> bool {
-        let Some((module, offset)) = self.locate(addr) else {
-            return false;
-        };
+        self.code_before(addr).is_some_and(|b| preceded_by_call(&b))
+    }
+
+    /// The 7 bytes of the module file just before `addr` (enough for any call encoding).
+    fn code_before(&mut self, addr: u64) -> Option<[u8; 7]> {
+        let (module, offset) = self.locate(addr)?;
         let path = self.modules[module].path.clone();
         let file = self
             .files
             .entry(module)
-            .or_insert_with(|| File::open(&path).ok());
-        let Some(file) = file else {
-            return false;
-        };
+            .or_insert_with(|| File::open(&path).ok())
+            .as_ref()?;
         let mut before = [0u8; 7];
-        let Some(start) = offset.checked_sub(before.len() as u64) else {
-            return false;
-        };
-        file.read_exact_at(&mut before, start).is_ok() && preceded_by_call(&before)
+        let start = offset.checked_sub(before.len() as u64)?;
+        file.read_exact_at(&mut before, start).ok()?;
+        Some(before)
     }
 
     /// Symbolizes every stack in one batch per module.
