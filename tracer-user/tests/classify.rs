@@ -13,20 +13,6 @@ use serde_json::Value;
 
 use common::*;
 
-/// Builds `workloads/c/NAME.c` with gcc into the test's temp dir.
-fn build_c(name: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../workloads/c/{name}.c"));
-    let bin = tmp(name);
-    let cc = Command::new("gcc")
-        .args(["-O2", "-g", "-pthread", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("gcc is needed to build the C workloads");
-    assert!(cc.status.success(), "gcc: {}", text(&cc.stderr));
-    bin
-}
-
 /// `lockscope record --unwind dwarf -o PROFILE -- BIN ARGS`; returns (profile path, stdout).
 fn launch(name: &str, bin: &Path, args: &[&str]) -> (PathBuf, String) {
     let out_path = tmp(&format!("{name}.json"));
@@ -125,7 +111,7 @@ fn a_condvar_pool_beside_a_contended_mutex_is_not_contention() {
     if !can_trace() {
         return;
     }
-    let bin = build_c("cond_pool");
+    let bin = build_c("cond_pool", "cond_pool", &["-O2", "-g"]);
     let (profile, stdout) = launch("cond-pool", &bin, &["6", "4", "2"]);
     check_split(
         &profile,
@@ -214,7 +200,7 @@ fn a_deadlock_from_before_attach_is_reported_with_both_lock_sites() {
     if !can_trace() {
         return;
     }
-    let bin = build_c("deadlock");
+    let bin = build_c("deadlock", "deadlock", &["-O2", "-g"]);
     let w = start_until(&bin, &[], "deadlocked");
     let path = tmp("deadlock.json");
     let out = record_with(&w.pid(), "1s", &path, &["--unwind", "dwarf"]);
@@ -253,7 +239,7 @@ fn a_wait_begun_before_attach_counts_its_visible_part_when_it_ends() {
     if !can_trace() {
         return;
     }
-    let bin = build_c("deadlock");
+    let bin = build_c("deadlock", "deadlock", &["-O2", "-g"]);
     let w = start_until(&bin, &["release", "1.2"], "blocked");
     let path = tmp("released.json");
     let started = std::time::Instant::now();

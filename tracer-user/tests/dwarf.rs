@@ -3,9 +3,6 @@
 //! -fomit-frame-pointer`) get full stacks and the same answers as frame-pointer builds.
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use common::*;
 
 #[test]
@@ -127,15 +124,11 @@ fn a_c_program_built_with_omit_frame_pointer_unwinds_to_main_and_start_thread() 
     if !can_trace() {
         return;
     }
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/c/pthread_contend.c");
-    let bin = tmp("pthread_contend");
-    let cc = Command::new("gcc")
-        .args(["-O2", "-fomit-frame-pointer", "-pthread", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("gcc is needed to build the C workload");
-    assert!(cc.status.success(), "gcc: {}", text(&cc.stderr));
+    let bin = build_c(
+        "pthread_contend",
+        "pthread_contend",
+        &["-O2", "-fomit-frame-pointer"],
+    );
     let (p, out) = launch("c-dwarf", &bin, &["4", "1"], &[]);
     assert_eq!(p["meta"]["unwind"], "dwarf");
     let names = top_names(&p);

@@ -22,22 +22,6 @@ const PRESETS: [&str; 5] = [
 const SLACK_NS: u64 = 2_000_000;
 
 /// `lockscope record -- BIN ARGS` (with `extra` options before `--`); returns the profile.
-fn launch(name: &str, bin: &Path, args: &[&str], extra: &[&str]) -> Value {
-    let out_path = tmp(&format!("{name}.json"));
-    let out = lockscope()
-        .args(["record", "--quiet", "-o"])
-        .arg(&out_path)
-        .args(extra)
-        .arg("--")
-        .arg(bin)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run lockscope");
-    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
-    load(&out_path)
-}
-
 /// What lockscope reports the map's waits were behind (label → ns, percent of map lock wait),
 /// from its JSON report of the profile.
 fn reported_shares(profile: &Value, name: &str) -> BTreeMap<String, (u64, f64)> {
@@ -70,7 +54,7 @@ fn blame_never_exceeds_phase_time_times_waiters_on_any_preset() {
         return;
     }
     for preset in PRESETS {
-        let p = launch(
+        let (p, _) = launch(
             &format!("invariant-{preset}"),
             &workload_bin("syncmap-load"),
             &["--preset", preset, "--duration", "2"],
@@ -210,7 +194,7 @@ fn ground_truth_case(bin: &str, preset: &str, size: &[&str]) -> Compared {
     args.extend_from_slice(size);
     let log_arg = log_path.to_str().unwrap();
     args.extend_from_slice(&["--ground-truth", log_arg]);
-    let profile = launch(&name, &ground_truth_bin(bin), &args, &[]);
+    let (profile, _) = launch(&name, &ground_truth_bin(bin), &args, &[]);
     let got = reported_shares(&profile, &name);
     let log = read_ground_truth(&log_path);
     assert!(

@@ -15,16 +15,7 @@ fn fixture() -> PathBuf {
 }
 
 fn odd_threads() -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/c/odd_threads.c");
-    let bin = tmp("odd_threads");
-    let cc = Command::new("gcc")
-        .args(["-O2", "-pthread", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("gcc is needed to build the C workload");
-    assert!(cc.status.success(), "gcc: {}", text(&cc.stderr));
-    bin
+    build_c("odd_threads", "odd_threads", &["-O2"])
 }
 
 fn fresh_dir(name: &str) -> PathBuf {

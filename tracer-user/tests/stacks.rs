@@ -3,25 +3,14 @@
 //! with only `.eh_frame`, and programs too short-lived for a periodic read of their maps.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-
-use serde_json::Value;
 
 use common::*;
 
 /// Builds workloads/c/pthread_contend.c with `flags` (and strips it when asked).
-fn build_c(name: &str, flags: &[&str], strip: Strip) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/c/pthread_contend.c");
-    let bin = tmp(name);
-    let cc = Command::new("gcc")
-        .args(flags)
-        .args(["-pthread", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .expect("gcc is needed to build the C workload");
-    assert!(cc.status.success(), "gcc: {}", text(&cc.stderr));
+fn build_pc(name: &str, flags: &[&str], strip: Strip) -> PathBuf {
+    let bin = build_c("pthread_contend", name, flags);
     if strip == Strip::Yes {
         let s = Command::new("strip").arg("-s").arg(&bin).output().unwrap();
         assert!(s.status.success(), "strip: {}", text(&s.stderr));
@@ -35,23 +24,6 @@ enum Strip {
     No,
 }
 
-/// `lockscope record -- BIN ARGS` with `extra` options; returns (profile, stdout, stderr).
-fn launch(name: &str, bin: &Path, args: &[&str], extra: &[&str]) -> (Value, String, String) {
-    let out_path = tmp(&format!("{name}.json"));
-    let out = lockscope()
-        .args(["record", "-o"])
-        .arg(&out_path)
-        .args(extra)
-        .arg("--")
-        .arg(bin)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run lockscope");
-    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
-    (load(&out_path), text(&out.stdout), text(&out.stderr))
-}
-
 /// The first data row of `--by function`: where the program took the hottest lock.
 fn first_function(stdout: &str) -> String {
     stdout
@@ -63,13 +35,6 @@ fn first_function(stdout: &str) -> String {
         .to_string()
 }
 
-/// Frame names of the hottest stack.
-fn top_names(p: &Value) -> Vec<String> {
-    let tops = stack_totals(p);
-    assert!(!tops.is_empty(), "no waits recorded");
-    frame_names(p, tops[0].0)
-}
-
 /// Frame pointers in the program, none in Debian's glibc: a frame walk from `rbp` in
 /// `pthread_mutex_lock` skips `contended_site` and blames `worker`. The default finds it.
 #[test]
@@ -77,8 +42,8 @@ fn frames_in_the_program_and_none_in_glibc_keep_the_lock_site() {
     if !can_trace() {
         return;
     }
-    let bin = build_c("pthread_fp", &["-O2", "-fno-omit-frame-pointer"], Strip::No);
-    let (p, out, _) = launch("c-fp-auto", &bin, &["4", "1"], &["--by", "function"]);
+    let bin = build_pc("pthread_fp", &["-O2", "-fno-omit-frame-pointer"], Strip::No);
+    let (p, out) = launch("c-fp-auto", &bin, &["4", "1"], &["--by", "function"]);
     assert_eq!(
         p["meta"]["unwind"], "fp+cfi",
         "{}",
@@ -98,7 +63,7 @@ fn frames_in_the_program_and_none_in_glibc_keep_the_lock_site() {
         assert!(names.iter().any(|n| n == want), "{want}: {names:#?}");
     }
     // The frame walk alone, on the same program, blames the caller: what the default fixes.
-    let (_, fp_out, _) = launch(
+    let (_, fp_out) = launch(
         "c-fp-forced",
         &bin,
         &["4", "1"],
@@ -115,12 +80,12 @@ fn stripped_programs_without_frame_pointers_get_dwarf() {
     if !can_trace() {
         return;
     }
-    let bin = build_c(
+    let bin = build_pc(
         "pthread_stripped",
         &["-O2", "-fomit-frame-pointer"],
         Strip::Yes,
     );
-    let (p, out, _) = launch("c-stripped", &bin, &["4", "1"], &[]);
+    let (p, out) = launch("c-stripped", &bin, &["4", "1"], &[]);
     assert_eq!(p["meta"]["unwind"], "dwarf");
     let note = p["meta"]["unwind_note"].as_str().unwrap();
     assert!(note.contains(".eh_frame"), "{note}");
@@ -141,7 +106,7 @@ fn stripped_rust_without_frame_pointers_gets_dwarf() {
     let s = Command::new("strip").arg("-s").arg(&bin).output().unwrap();
     assert!(s.status.success(), "strip: {}", text(&s.stderr));
     let args = ["contended", "--threads", "4", "--seconds", "1"];
-    let (p, _, _) = launch("rust-stripped", &bin, &args, &[]);
+    let (p, _) = launch("rust-stripped", &bin, &args, &[]);
     assert_eq!(p["meta"]["unwind"], "dwarf", "{}", p["meta"]["unwind_note"]);
     let names = top_names(&p);
     assert!(names.iter().any(|n| n == "start_thread"), "{names:#?}");
@@ -154,8 +119,8 @@ fn every_frame_is_code_of_the_target() {
     if !can_trace() {
         return;
     }
-    let bin = build_c("pthread_nofp", &["-O2", "-fomit-frame-pointer"], Strip::No);
-    let (p, out, _) = launch("c-nofp-fp", &bin, &["4", "1"], &["--unwind", "fp"]);
+    let bin = build_pc("pthread_nofp", &["-O2", "-fomit-frame-pointer"], Strip::No);
+    let (p, out) = launch("c-nofp-fp", &bin, &["4", "1"], &["--unwind", "fp"]);
     // Whether the walk reads garbage (cut) or stops by itself depends on what the frameless
     // code left in rbp; either way no frame outside the target's code is shown, and a cut is
     // always reported (the cut itself is unit-tested on synthetic garbage).
@@ -182,12 +147,12 @@ fn short_lived_programs_keep_their_library_frames() {
     if !can_trace() {
         return;
     }
-    let bin = build_c(
+    let bin = build_pc(
         "pthread_short",
         &["-O2", "-fno-omit-frame-pointer"],
         Strip::No,
     );
-    let (p, out, _) = launch("c-short", &bin, &["4", "0.3"], &["--unwind", "fp"]);
+    let (p, out) = launch("c-short", &bin, &["4", "0.3"], &["--unwind", "fp"]);
     let modules: Vec<&str> = p["modules"]
         .as_array()
         .unwrap()

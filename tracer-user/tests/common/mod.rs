@@ -215,3 +215,18 @@ pub fn blamed(stdout: &str) -> String {
         .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
         .unwrap_or_else(|| panic!("no ▶ in: {stdout}"))
 }
+
+/// Builds `workloads/c/SRC.c` with gcc and `flags` into the test's temp dir as `out`.
+pub fn build_c(src: &str, out: &str, flags: &[&str]) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../workloads/c/{src}.c"));
+    let bin = tmp(out);
+    let cc = Command::new("gcc")
+        .args(flags)
+        .args(["-pthread", "-o"])
+        .arg(&bin)
+        .arg(&path)
+        .output()
+        .expect("gcc is needed to build the C workloads");
+    assert!(cc.status.success(), "gcc: {}", text(&cc.stderr));
+    bin
+}
