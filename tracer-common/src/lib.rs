@@ -376,74 +376,8 @@ pub fn stack_hash_finish(h: u64, len: u32) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_follow_log2() {
-        assert_eq!(hist_bucket(0), 0);
-        assert_eq!(hist_bucket(1), 1);
-        assert_eq!(hist_bucket(2), 2);
-        assert_eq!(hist_bucket(3), 2);
-        assert_eq!(hist_bucket(4), 3);
-        assert_eq!(hist_bucket(1023), 10);
-        assert_eq!(hist_bucket(1024), 11);
-        assert_eq!(hist_bucket(u64::MAX), HIST_BUCKETS - 1);
-        for b in 1..HIST_BUCKETS - 1 {
-            let lo = bucket_floor_ns(b);
-            assert_eq!(hist_bucket(lo), b, "floor of bucket {b}");
-            assert_eq!(hist_bucket(lo * 2 - 1), b, "top of bucket {b}");
-        }
-    }
-
-    #[test]
-    fn bucket_matches_leading_zeros() {
-        let mut x = 1u64;
-        for _ in 0..10_000 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let v = x >> (x % 64);
-            let want = if v == 0 {
-                0
-            } else {
-                (64 - v.leading_zeros()) as usize
-            };
-            assert_eq!(hist_bucket(v), want.min(HIST_BUCKETS - 1), "v={v}");
-        }
-    }
-
-    #[test]
-    fn stack_hash_depends_on_order_and_never_zero() {
-        let a = [0x1000u64, 0x2000];
-        let b = [0x2000u64, 0x1000];
-        let h = |f: &[u64]| {
-            let mut h = STACK_HASH_SEED;
-            for &x in f {
-                h = stack_hash_step(h, x);
-            }
-            stack_hash_finish(h, f.len() as u32)
-        };
-        assert_ne!(h(&a), h(&b));
-        assert_ne!(h(&a), NO_STACK);
-        assert_ne!(h(&a[..1]), h(&a));
-    }
-
-    #[test]
-    fn layouts_have_no_implicit_padding() {
-        use core::mem::size_of;
-        assert_eq!(size_of::<WaitKey>(), 6 * 8);
-        assert_eq!(size_of::<PhaseStats>(), 6 * 8);
-        assert_eq!(
-            size_of::<WaitStats>(),
-            (8 + 2 * NUM_PHASES + HIST_BUCKETS) * 8
-        );
-        assert_eq!(size_of::<WakeKey>(), 4 * 8);
-        assert_eq!(size_of::<InFlight>(), 5 * 8 + size_of::<ClockRead>());
-        assert_eq!(size_of::<LastWaker>(), 3 * 8);
-        assert_eq!(size_of::<StackFrames>(), 8 + MAX_STACK_DEPTH * 8);
-    }
-}
+#[path = "lib_tests.rs"]
+mod tests;
 
 /// Program names (the `#[tracepoint]` fn names in tracer-ebpf) and what each attaches to.
 pub mod prog {

@@ -5,13 +5,11 @@ use std::io::{IsTerminal, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use anyhow::Result;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 use tracer_common::{
-    map, Counter, InFlight, Phase, PhaseStats, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats,
-    NUM_COUNTERS, NUM_PHASES,
+    Counter, Phase, PhaseStats, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS, NUM_PHASES,
 };
 
 use crate::attach::Tracer;
@@ -24,12 +22,15 @@ use crate::unwind::UnwindMode;
 
 mod exec;
 mod new_stacks;
+mod read;
 mod snapshots;
 
 use exec::ExecWatch;
 pub use exec::Identity;
 
 pub use new_stacks::{NewStacks, Reread};
+pub use read::{merge_wait, monotonic_ns, read};
+use read::{read_counters, read_phases};
 pub use snapshots::Snapshots;
 
 /// How often the progress line and the map/thread snapshots refresh.
@@ -296,146 +297,6 @@ fn pidfd(pid: u32) -> Result<AsyncFd<OwnedFd>> {
     // AsyncFd's whole life.
     unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("watching PID {pid} for exit: {e}"))
-}
-
-fn read_counters(tracer: &Tracer) -> Result<[u64; NUM_COUNTERS as usize]> {
-    let counters: PerCpuArray<&MapData, u64> =
-        PerCpuArray::try_from(tracer.ebpf.map(map::COUNTERS).context("COUNTERS map")?)?;
-    let mut out = [0u64; NUM_COUNTERS as usize];
-    for (i, slot) in out.iter_mut().enumerate() {
-        *slot = counters.get(&(i as u32), 0)?.iter().sum();
-    }
-    Ok(out)
-}
-
-/// Traced phase totals, summed over CPUs.
-fn read_phases(tracer: &Tracer) -> Result<[PhaseStats; NUM_PHASES]> {
-    let phase_map: PerCpuArray<&MapData, PhaseStats> = PerCpuArray::try_from(
-        tracer
-            .ebpf
-            .map(map::PHASE_STATS)
-            .context("PHASE_STATS map")?,
-    )?;
-    let mut phases = [PhaseStats::default(); NUM_PHASES];
-    for (i, p) in phases.iter_mut().enumerate() {
-        for v in phase_map.get(&(i as u32), 0)?.iter() {
-            p.calls += v.calls;
-            p.returns += v.returns;
-            p.total_ns += v.total_ns;
-            p.max_ns = p.max_ns.max(v.max_ns);
-            p.items += v.items;
-        }
-    }
-    Ok(phases)
-}
-
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own. CLOCK_MONOTONIC is bpf_ktime_get_ns's
-    // clock, so the two can be subtracted.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-pub fn read(
-    tracer: &Tracer,
-    maps: MapHistory,
-    threads: BTreeMap<u32, String>,
-    stop: StopReason,
-    elapsed: Duration,
-) -> Result<Raw> {
-    let ebpf = &tracer.ebpf;
-    let counters = read_counters(tracer)?;
-
-    let waits_map: PerCpuHashMap<&MapData, WaitKey, WaitStats> =
-        PerCpuHashMap::try_from(ebpf.map(map::WAITS).context("WAITS map")?)?;
-    let mut waits = Vec::new();
-    for item in waits_map.iter() {
-        let (key, per_cpu) = item?;
-        let mut sum = WaitStats::default();
-        for v in per_cpu.iter() {
-            merge_wait(&mut sum, v);
-        }
-        waits.push((key, sum));
-    }
-
-    let wakes_map: PerCpuHashMap<&MapData, WakeKey, WakeStats> =
-        PerCpuHashMap::try_from(ebpf.map(map::WAKES).context("WAKES map")?)?;
-    let mut wakes = Vec::new();
-    for item in wakes_map.iter() {
-        let (key, per_cpu) = item?;
-        let mut sum = WakeStats::default();
-        for v in per_cpu.iter() {
-            sum.calls += v.calls;
-            sum.woken += v.woken;
-            sum.empty += v.empty;
-        }
-        wakes.push((key, sum));
-    }
-
-    let stacks_map: BpfHashMap<&MapData, u64, StackFrames> =
-        BpfHashMap::try_from(ebpf.map(map::STACKS).context("STACKS map")?)?;
-    let mut stacks = HashMap::new();
-    for item in stacks_map.iter() {
-        let (id, s) = item?;
-        let n = (s.len as usize).min(s.frames.len());
-        stacks.insert(id, s.frames[..n].to_vec());
-    }
-
-    // Waits still blocked at the end are real contention the rows do not hold yet.
-    let inflight: BpfHashMap<&MapData, u32, InFlight> =
-        BpfHashMap::try_from(ebpf.map(map::INFLIGHT).context("INFLIGHT map")?)?;
-    let now = monotonic_ns();
-    let (mut still_waiting, mut longest) = (0, 0);
-    for item in inflight.iter() {
-        let (_tid, call) = item?;
-        if tracer_common::is_wait_kind(call.kind) {
-            still_waiting += 1;
-            longest = longest.max(now.saturating_sub(call.start_ns));
-        }
-    }
-
-    let phases = read_phases(tracer)?;
-
-    Ok(Raw {
-        waits,
-        wakes,
-        stacks,
-        counters,
-        still_waiting,
-        longest_unfinished_ns: longest,
-        maps,
-        threads,
-        stop,
-        elapsed,
-        map_window: None,
-        phases,
-        dwarf: None,
-        map: None,
-        exec: None,
-    })
-}
-
-/// Adds one CPU's copy of a wait row into a sum.
-pub fn merge_wait(sum: &mut WaitStats, v: &WaitStats) {
-    sum.count += v.count;
-    sum.total_ns += v.total_ns;
-    sum.max_ns = sum.max_ns.max(v.max_ns);
-    sum.interrupted += v.interrupted;
-    sum.timeouts += v.timeouts;
-    sum.timeout_ns += v.timeout_ns;
-    sum.errors += v.errors;
-    sum.covered += v.covered;
-    for i in 0..tracer_common::NUM_PHASES {
-        sum.blamed_ns[i] += v.blamed_ns[i];
-        sum.blamed_waits[i] += v.blamed_waits[i];
-    }
-    for (a, b) in sum.hist.iter_mut().zip(v.hist.iter()) {
-        *a += b;
-    }
 }
 
 /// One line for the end of a recording, e.g. "recorded 5.00 s (target exited)".

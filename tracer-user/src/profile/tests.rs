@@ -1,5 +1,6 @@
 //! Unit tests of profile, and the sample profiles other modules' tests use.
 use super::*;
+use std::fs;
 use std::path::PathBuf;
 
 pub fn sample() -> Profile {

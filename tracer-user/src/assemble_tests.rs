@@ -1,0 +1,95 @@
+//! Unit tests of assemble.
+use super::*;
+use crate::collect::Raw;
+use crate::procfs::tests::target;
+use crate::procfs::MapHistory;
+use crate::profile::StopReason;
+
+fn key(stack_id: u64) -> WaitKey {
+    WaitKey {
+        stack_id,
+        waker_stack_id: NO_STACK,
+        uaddr: 0x5000,
+        leaf_ret: 0,
+        tid: 7,
+        kind: 0,
+        _pad: [0; 2],
+    }
+}
+
+fn stats(count: u64, total_ns: u64) -> WaitStats {
+    let mut s = WaitStats {
+        count,
+        total_ns,
+        max_ns: total_ns / count.max(1),
+        ..WaitStats::default()
+    };
+    s.hist[tracer_common::hist_bucket(s.max_ns)] = count;
+    s
+}
+
+/// Anonymous executable memory (JIT-like: no file to check calls in) holding the test
+/// stacks' addresses.
+fn code_maps() -> MapHistory {
+    let mut m = MapHistory::default();
+    m.merge(vec![crate::procfs::Mapping {
+        start: 0x1000,
+        end: 0x5000,
+        file_offset: 0,
+        path: "[anon]".into(),
+    }]);
+    m
+}
+
+fn raw(dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>) -> Raw {
+    Raw {
+        waits: vec![(key(1), stats(5, 5_000))],
+        wakes: vec![],
+        stacks: HashMap::from([(1, vec![0x1000, 0x2000])]),
+        counters: [0; tracer_common::NUM_COUNTERS as usize],
+        still_waiting: 0,
+        longest_unfinished_ns: 0,
+        maps: code_maps(),
+        threads: BTreeMap::new(),
+        stop: StopReason::Duration,
+        elapsed: std::time::Duration::from_secs(1),
+        map_window: None,
+        phases: Default::default(),
+        dwarf,
+        map: None,
+        exec: None,
+    }
+}
+
+#[test]
+fn snapshot_rows_replace_what_they_explain_and_the_rest_keeps_its_frame_walk() {
+    let unwound = vec![Addr::Ip(0x1000), Addr::Return(0x3000), Addr::Return(0x4000)];
+    let dwarf = HashMap::from([((key(1), unwound), stats(3, 3_000))]);
+    let mut sym = StackSymbolizer::new(MapHistory::default());
+    let p = build_profile(&target(), raw(Some(dwarf)), 0, None, &mut sym);
+    assert_eq!(p.meta.unwind, "dwarf");
+    let mut rows: Vec<(u64, u64, usize)> = p
+        .waits
+        .iter()
+        .map(|r| (r.count, r.total_ns, p.stacks[r.stack.unwrap()].frames.len()))
+        .collect();
+    rows.sort();
+    // Two waits lost their snapshot: they stay under the 2-frame walk; three were unwound.
+    assert_eq!(rows, vec![(2, 2_000, 2), (3, 3_000, 3)]);
+    let hist: u64 = p.waits.iter().map(|r| r.hist.iter().sum::<u64>()).sum();
+    assert_eq!(hist, 5, "histograms split, not doubled");
+}
+
+#[test]
+fn fully_explained_rows_disappear_and_fp_mode_is_untouched() {
+    let unwound = vec![Addr::Ip(0x1000), Addr::Return(0x3000)];
+    let dwarf = HashMap::from([((key(1), unwound), stats(5, 5_000))]);
+    let mut sym = StackSymbolizer::new(MapHistory::default());
+    let p = build_profile(&target(), raw(Some(dwarf)), 0, None, &mut sym);
+    assert_eq!(p.waits.len(), 1);
+    assert_eq!(p.waits[0].count, 5);
+    let fp = build_profile(&target(), raw(None), 0, None, &mut sym);
+    assert_eq!(fp.meta.unwind, "fp");
+    assert_eq!(fp.waits.len(), 1);
+    assert_eq!(fp.waits[0].count, 5);
+}

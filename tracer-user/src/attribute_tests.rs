@@ -1,0 +1,196 @@
+//! Unit tests of attribute.
+use super::*;
+use crate::profile::tests::stack;
+use crate::profile::Blamed;
+
+#[test]
+fn waiters_are_classified_by_their_innermost_map_operation() {
+    let s = stack(&[
+        "syscall",
+        "syncmap::SyncMap<K,V>::lock",
+        "syncmap::SyncMap<K,V>::slow_store",
+        "syncmap::SyncMap<K,V>::swap",
+        "app::main",
+    ]);
+    assert_eq!(waiter_category(Some(&s)), Category::SlowStore);
+    let s = stack(&[
+        "syncmap::SyncMap<K,V>::lock",
+        "syncmap::SyncMap<K,V>::load_miss",
+    ]);
+    assert_eq!(waiter_category(Some(&s)), Category::ReadMiss);
+    let s = stack(&["syncmap::SyncMap<K,V>::lock", "syncmap::SyncMap<K,V>::len"]);
+    assert_eq!(waiter_category(Some(&s)), Category::OtherMapOp);
+    assert_eq!(
+        waiter_category(Some(&stack(&["app::f"]))),
+        Category::OtherLock
+    );
+    assert_eq!(waiter_category(None), Category::OtherLock);
+    // The Go port's method names.
+    let go = stack(&[
+        "sync.(*Mutex).Lock",
+        "lockscope.dev/go/syncmap.(*Map).slowStore",
+        "lockscope.dev/go/syncmap.(*Map).Swap",
+    ]);
+    assert_eq!(waiter_category(Some(&go)), Category::SlowStore);
+    let go = stack(&["lockscope.dev/go/syncmap.(*Map).loadMiss"]);
+    assert_eq!(waiter_category(Some(&go)), Category::ReadMiss);
+}
+
+#[test]
+fn lock_primitives_are_named_from_the_innermost_lock_frame() {
+    let m = stack(&[
+        "syscall",
+        "std::sys::sync::mutex::futex::Mutex::lock_contended",
+        "app::f",
+    ]);
+    assert_eq!(lock_primitive(Some(&m)), "std::sync::Mutex");
+    let c = stack(&[
+        "syscall",
+        "std::sys::sync::condvar::futex::Condvar::wait",
+        "std::sys::sync::mutex::futex::Mutex::lock",
+    ]);
+    assert_eq!(lock_primitive(Some(&c)), "std::sync::Condvar");
+    let p = stack(&["__lll_lock_wait", "___pthread_mutex_lock", "main"]);
+    assert_eq!(lock_primitive(Some(&p)), "pthread mutex");
+    let m = stack(&[
+        "futex_wait",
+        "__GI___lll_lock_wait_private",
+        "__GI___libc_malloc",
+    ]);
+    assert_eq!(
+        lock_primitive(Some(&m)),
+        "glibc internal lock (malloc, stdio, …)"
+    );
+    assert_eq!(lock_primitive(Some(&stack(&["app::g"]))), "other futex");
+    assert_eq!(lock_primitive(None), "unknown (stack lost)");
+}
+
+#[test]
+fn blame_is_kept_per_lock_busiest_first() {
+    use crate::profile::tests::{row, sample};
+    use crate::profile::Bundled;
+    let mut p = sample();
+    p.stacks[0] = stack(&[
+        "syncmap::SyncMap<K,V>::lock",
+        "syncmap::SyncMap<K,V>::slow_store",
+    ]);
+    let mut a = row(Some(0), 1, 2, 5_000, 3_000);
+    a.uaddr = 0xa;
+    a.behind = vec![Blamed {
+        phase: HolderPhase::Rebuild,
+        waits: 2,
+        ns: 4_000,
+    }];
+    let mut b = row(Some(0), 2, 1, 9_000, 9_000);
+    b.uaddr = 0xb;
+    b.behind = vec![Blamed {
+        phase: HolderPhase::Miss,
+        waits: 1,
+        ns: 9_000,
+    }];
+    b.covered_waits = 1;
+    let other = row(Some(1), 3, 1, 100, 100); // stack 1 is not the map: not blamed
+    p.waits = vec![a, b, other];
+    p.bundled = Some(Bundled {
+        exe: "/bin/x".into(),
+        probes: 3,
+        probed: vec![],
+        phases: vec![],
+        counters: None,
+        counters_exact: true,
+        checks: vec![],
+    });
+    let at = attribute(&p).expect("bundled map present");
+    assert_eq!(at.behind_by_lock.len(), 2);
+    assert_eq!(at.behind_by_lock[0].0, 0xb, "busiest lock first");
+    assert_eq!(
+        at.behind_by_lock[0].1,
+        [(
+            Behind::Phase(HolderPhase::Miss),
+            Share {
+                waits: 1,
+                wait_ns: 9_000
+            }
+        )]
+    );
+    // Lock 0xa: 4 µs of its 5 µs behind the rebuild, the rest other work.
+    assert_eq!(
+        at.behind_by_lock[1].1,
+        [
+            (
+                Behind::Phase(HolderPhase::Rebuild),
+                Share {
+                    waits: 2,
+                    wait_ns: 4_000
+                }
+            ),
+            (
+                Behind::OtherWork,
+                Share {
+                    waits: 2,
+                    wait_ns: 1_000
+                }
+            ),
+        ]
+    );
+    assert_eq!(at.map_wait_ns, 14_000);
+    assert_eq!(at.behind[0].0, Behind::Phase(HolderPhase::Miss));
+    assert_eq!(at.total_ns, 14_100);
+}
+
+#[test]
+fn verdicts_name_the_dominant_cause() {
+    let sec = 1_000_000_000;
+    let quiet = verdict(sec, 1_000, &[], Some(&[]), Some(99.95), None);
+    assert!(quiet.starts_with("no meaningful lock wait"), "{quiet}");
+    assert!(
+        quiet.contains("reads 100.0% fast path") || quiet.contains("reads 99.9"),
+        "{quiet}"
+    );
+    let share = |ns| Share {
+        waits: 10,
+        wait_ns: ns,
+    };
+    let v = verdict(
+        sec,
+        800_000_000,
+        &[
+            (Category::SlowStore, share(700_000_000)),
+            (Category::ReadMiss, share(100_000_000)),
+        ],
+        Some(&[
+            (Behind::Phase(HolderPhase::Rebuild), share(648_000_000)),
+            (Behind::Phase(HolderPhase::Miss), share(152_000_000)),
+        ]),
+        Some(99.9),
+        Some((4, 400_000, 40_000_000)),
+    );
+    assert!(v.starts_with("81% of map lock wait is behind dirty rebuild (O(n) copy) copying ~100,000 entries each (4 rebuilds, longest 40.0 ms)"), "{v}");
+    assert!(v.contains("88% of it was slow store"), "{v}");
+    assert!(v.ends_with("a sharded map fits this workload"), "{v}");
+    // A rebuild behind 40% of the wait is named, though other work adds up to 60%...
+    let split = |rebuild: u64| {
+        verdict(
+            sec,
+            1_000_000_000,
+            &[(Category::SlowStore, share(1_000_000_000))],
+            Some(&[
+                (Behind::OtherWork, share(1_000_000_000 - rebuild)),
+                (Behind::Phase(HolderPhase::Rebuild), share(rebuild)),
+            ]),
+            None,
+            None,
+        )
+    };
+    let v = split(400_000_000);
+    assert!(
+        v.starts_with("40% of map lock wait is behind dirty rebuild"),
+        "{v}"
+    );
+    // ...but one behind 5% is not.
+    let v = split(50_000_000);
+    assert!(
+        v.starts_with("95% of map lock wait is behind other work"),
+        "{v}"
+    );
+}
