@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -133,25 +133,12 @@ fn ctrl_c_stops_early_and_saves() {
     }
     let w = Workload::start(&["contended", "--threads", "4"]);
     let out_path = tmp("sigint.json");
-    let child = lockscope()
-        .args([
-            "record",
-            "--quiet",
-            "--pid",
-            &w.pid(),
-            "--duration",
-            "60s",
-            "-o",
-        ])
-        .arg(&out_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().unwrap();
+    let out = record_until_signal(
+        &w.pid(),
+        &out_path,
+        libc::SIGINT,
+        Duration::from_millis(1500),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let p = load(&out_path);
     assert_eq!(p["meta"]["stop"], "interrupted");

@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -166,25 +166,7 @@ fn sighup_saves_the_recording() {
     let w = Workload::start(&["contended", "--threads", "4", "--seconds", "30"]);
     let out_path = tmp("sighup.json");
     let _ = std::fs::remove_file(&out_path);
-    let child = lockscope()
-        .args([
-            "record",
-            "--quiet",
-            "--pid",
-            &w.pid(),
-            "--duration",
-            "60s",
-            "-o",
-        ])
-        .arg(&out_path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
-    let out = child.wait_with_output().unwrap();
+    let out = record_until_signal(&w.pid(), &out_path, libc::SIGHUP, Duration::from_secs(3));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let p = load(&out_path);
     assert_eq!(p["meta"]["stop"], "interrupted");

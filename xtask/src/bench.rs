@@ -217,6 +217,17 @@ pub(crate) fn run_once(
     Ok(sample)
 }
 
+/// Each tracer's median, and the run-to-run spread of the untraced runs (the first; half the
+/// min-max range, % of their median): ratios closer to 1.00 than this are noise.
+pub(crate) fn medians_and_spread(runs: &mut [Vec<f64>]) -> (Vec<f64>, f64) {
+    let med: Vec<f64> = runs.iter_mut().map(|v| median(v)).collect();
+    let (lo, hi) = runs[0]
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    let spread = 50.0 * (hi - lo) / med[0].max(1.0);
+    (med, spread)
+}
+
 pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
@@ -315,13 +326,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
                 }
             }
         }
-        let med: Vec<f64> = tput.iter_mut().map(|v| median(v)).collect();
-        // Run-to-run spread of the untraced runs (half the min-max range, % of the median):
-        // ratios closer to 1.00 than this are noise.
-        let (lo, hi) = tput[0]
-            .iter()
-            .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-        let spread = 50.0 * (hi - lo) / med[0].max(1.0);
+        let (med, spread) = medians_and_spread(&mut tput);
         let ratios: Vec<String> = tput[1..]
             .iter()
             .zip(&med[1..])

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::bench::{median, run_once, LockscopeRun, Workload};
+use crate::bench::{median, medians_and_spread, run_once, LockscopeRun, Workload};
 use crate::run::{cmd, is_root, root, step};
 use crate::tracers::Tracer;
 
@@ -108,11 +108,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
                 runs[t].extend(s.lockscope);
             }
         }
-        let med: Vec<f64> = tput.iter_mut().map(|v| median(v)).collect();
-        let (lo, hi) = tput[0]
-            .iter()
-            .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-        let spread = 50.0 * (hi - lo) / med[0].max(1.0);
+        let (med, spread) = medians_and_spread(&mut tput);
         let ratios: Vec<String> = med[1..]
             .iter()
             .map(|m| format!("{:.2}", m / med[0]))

@@ -230,3 +230,19 @@ pub fn build_c(src: &str, out: &str, flags: &[&str]) -> PathBuf {
     assert!(cc.status.success(), "gcc: {}", text(&cc.stderr));
     bin
 }
+
+/// `lockscope record --pid PID --duration 60s -o OUT`, sent `signal` after `after`: the run's
+/// output once it saved and exited.
+pub fn record_until_signal(pid: &str, out: &Path, signal: i32, after: Duration) -> Output {
+    let child = lockscope()
+        .args(["record", "--quiet", "--pid", pid, "--duration", "60s", "-o"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    child.wait_with_output().unwrap()
+}
