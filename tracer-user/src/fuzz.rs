@@ -137,3 +137,13 @@ fn mutated_profiles() {
             }
         });
 }
+
+/// Found by `mutated_profiles`: a frame at the top of the address space overflowed the pprof
+/// mapping's limit.
+#[test]
+fn extreme_addresses_render() {
+    let mut p = crate::profile::tests::sample();
+    p.stacks[0].frames[0].addr = u64::MAX;
+    p.stacks[0].frames[0].offset = Some(u64::MAX);
+    render_all(&p, 1 << 20);
+}

@@ -242,7 +242,7 @@ pub fn build(profile: &Profile, waits: Waits) -> proto::Profile {
                 let map = &mut mapping[m];
                 let base = f.addr.wrapping_sub(off);
                 map.memory_start = map.memory_start.min(base);
-                map.memory_limit = map.memory_limit.max(f.addr + 1);
+                map.memory_limit = map.memory_limit.max(f.addr.saturating_add(1));
                 m as u64 + 1
             }
             _ => 0,
