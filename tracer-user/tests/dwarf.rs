@@ -144,14 +144,15 @@ fn a_c_program_built_with_omit_frame_pointer_unwinds_to_main_and_start_thread() 
         );
     }
     assert_eq!(blamed(&out), "contended_site");
-    // The main thread's join wait walks back to main and the C runtime.
+    // The main thread's join wait, when it slept (workers that already exited make none),
+    // walks back to main and the C runtime.
     let joins: Vec<Vec<String>> = stack_totals(&p)
         .iter()
         .map(|t| frame_names(&p, t.0))
         .filter(|n| n.iter().any(|f| f.contains("pthread_clockjoin")))
         .collect();
     assert!(
-        joins.iter().any(|n| n.iter().any(|f| f == "main")),
+        joins.is_empty() || joins.iter().any(|n| n.iter().any(|f| f == "main")),
         "{joins:#?}"
     );
     // A frame walk of the same program stops inside pthread_mutex_lock.
