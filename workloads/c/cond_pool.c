@@ -6,6 +6,7 @@
  *
  * idle_threads wait in pool_worker on a condvar; main posts one work item every 50 ms.
  * contending_threads loop in contended_site on one mutex held for a little work each time.
+ * At the end main joins a thread that outlives the rest by 200 ms, so a join wait is certain.
  * The functions are out of line with known names so tests can look for them.
  */
 #include <pthread.h>
@@ -53,6 +54,14 @@ __attribute__((noinline)) void contended_site(void) {
     shared += 1;
 }
 
+/* Outlives the others by 200 ms, so main's first join always waits (an idle-join). */
+__attribute__((noinline)) void *lingerer(void *arg) {
+    (void)arg;
+    struct timespec linger = {0, 200 * 1000 * 1000};
+    nanosleep(&linger, NULL);
+    return NULL;
+}
+
 __attribute__((noinline)) void *contender(void *arg) {
     (void)arg;
     while (!stop)
@@ -81,10 +90,13 @@ int main(int argc, char **argv) {
         pthread_cond_signal(&queue_cond);
         pthread_mutex_unlock(&queue_lock);
     }
+    pthread_t last;
+    pthread_create(&last, NULL, lingerer, NULL);
     pthread_mutex_lock(&queue_lock);
     stop = 1;
     pthread_cond_broadcast(&queue_cond);
     pthread_mutex_unlock(&queue_lock);
+    pthread_join(last, NULL);
     for (int i = 0; i < idle + busy; i++)
         pthread_join(t[i], NULL);
     printf("%llu\n", (unsigned long long)shared);
