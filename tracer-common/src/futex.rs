@@ -103,6 +103,12 @@ pub fn is_wait_kind(kind: u32) -> bool {
     kind < OpKind::Wake as u32
 }
 
+/// x86-64 syscall numbers of the futex calls, as `orig_ax` holds them at syscall exit.
+pub mod nr {
+    pub const FUTEX: u64 = 202;
+    pub const FUTEX_WAKE: u64 = 454;
+}
+
 /// Classifies a `futex(2)` op argument; `None` for ops lockscope ignores.
 #[inline(always)]
 pub fn classify_futex_op(op: u32) -> Option<OpKind> {
@@ -128,6 +134,7 @@ const ERESTARTSYS: i64 = 512;
 const ERESTART_RESTARTBLOCK: i64 = 516;
 
 /// How a wait call ended, from its return value.
+#[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Slept and was woken (or, for LOCK_PI, acquired the lock). futex_waitv returns the index
@@ -142,6 +149,33 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    const ALL: [Outcome; 5] = [
+        Outcome::Woken,
+        Outcome::Again,
+        Outcome::TimedOut,
+        Outcome::Interrupted,
+        Outcome::Error,
+    ];
+
+    /// Its index in a map value.
+    #[inline(always)]
+    pub fn as_u32(self) -> u32 {
+        self as u32
+    }
+
+    /// The outcome a map value stored; an unknown value reads as an error.
+    #[inline(always)]
+    pub fn from_u32(v: u32) -> Outcome {
+        let mut i = 0;
+        while i < Self::ALL.len() {
+            if Self::ALL[i] as u32 == v {
+                return Self::ALL[i];
+            }
+            i += 1;
+        }
+        Outcome::Error
+    }
+
     #[inline(always)]
     pub fn of_wait(ret: i64) -> Outcome {
         if ret >= 0 {
@@ -207,5 +241,9 @@ mod tests {
         assert_eq!(Outcome::of_wait(-4), Outcome::Interrupted);
         assert_eq!(Outcome::of_wait(-512), Outcome::Interrupted);
         assert_eq!(Outcome::of_wait(-14), Outcome::Error);
+        for o in Outcome::ALL {
+            assert_eq!(Outcome::from_u32(o.as_u32()), o);
+        }
+        assert_eq!(Outcome::from_u32(99), Outcome::Error);
     }
 }

@@ -7,9 +7,11 @@
 
 pub mod blame;
 pub mod futex;
+pub mod wait_stats;
 
 pub use blame::{ClockRead, MapClock, Phase, PhaseStats, NUM_PHASES};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
+pub use wait_stats::WaitStats;
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).
 pub const MAX_STACK_DEPTH: usize = 127;
@@ -27,9 +29,9 @@ pub const NO_STACK: u64 = 0;
 pub struct WaitKey {
     /// Hash of the waiter's user stack ([`NO_STACK`] if it could not be captured).
     pub stack_id: u64,
-    /// Stack of the last FUTEX_WAKE on this futex issued after the wait began ([`NO_STACK`]
-    /// when none was seen, e.g. a timeout or a wake from before attach).
-    pub waker_stack_id: u64,
+    /// The wake that ended the wait, as [`waker_id`] of its stack and leaf ([`NO_STACK`] when
+    /// none is known, e.g. a timeout or a wake from before attach).
+    pub waker_id: u64,
     /// The futex word's user address.
     pub uaddr: u64,
     /// The word at the user SP at syscall entry: the return address into the caller of a
@@ -38,50 +40,42 @@ pub struct WaitKey {
     pub tid: u32,
     /// [`OpKind`] as u32.
     pub kind: u32,
-    pub _pad: [u32; 2],
+    /// [`HANDED_OFF`] when the waker's exit recorded this wait (the waiter exited first).
+    pub flags: u32,
+    pub _pad: u32,
 }
 
-/// Wait aggregate value (per CPU in the kernel; user space sums the CPUs).
+/// [`WaitKey::flags`]: the waiter exited before its waker, so the waker recorded the wait (or
+/// the snapshot of such a wait, whose waker the waiter could not know yet).
+pub const HANDED_OFF: u32 = 1;
+
+/// Where a waiter that exited before its waker leaves its finished wait: one of
+/// [`HANDOFF_SLOTS`] slots per futex word. The next wake of that word that woke someone
+/// records it under its own stack.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HandoffKey {
+    pub uaddr: u64,
+    pub slot: u32,
+    pub _pad: u32,
+}
+
+/// Slots per futex word for waits waiting on their waker's exit.
+pub const HANDOFF_SLOTS: u32 = 4;
+
+/// A finished wait whose waker has not exited yet: everything needed to record it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WaitStats {
-    /// Waits that blocked and were woken (or interrupted after blocking).
-    pub count: u64,
-    pub total_ns: u64,
-    pub max_ns: u64,
-    /// Of `count`, waits ended by a signal (EINTR) rather than a wake.
-    pub interrupted: u64,
-    /// Waits that ended with ETIMEDOUT: counted apart from contention.
-    pub timeouts: u64,
-    pub timeout_ns: u64,
-    /// Waits that failed for another reason (EFAULT, EINVAL, EDEADLK, ...).
-    pub errors: u64,
-    /// Of `count`, waits whose whole time is blamed on holder phases (no other work).
-    pub covered: u64,
-    /// Of `total_ns`, the ns each holder phase ran while these threads waited (see
-    /// [`blame::split`]), indexed by [`Phase`].
-    pub blamed_ns: [u64; NUM_PHASES],
-    /// Of `count`, the waits with some time blamed on each phase.
-    pub blamed_waits: [u64; NUM_PHASES],
-    pub hist: [u64; HIST_BUCKETS],
-}
-
-impl Default for WaitStats {
-    fn default() -> Self {
-        Self {
-            count: 0,
-            total_ns: 0,
-            max_ns: 0,
-            interrupted: 0,
-            timeouts: 0,
-            timeout_ns: 0,
-            errors: 0,
-            covered: 0,
-            blamed_ns: [0; NUM_PHASES],
-            blamed_waits: [0; NUM_PHASES],
-            hist: [0; HIST_BUCKETS],
-        }
-    }
+pub struct Handoff {
+    /// The waiter's key; `waker_id` is filled in by the waker.
+    pub key: WaitKey,
+    pub waited: u64,
+    /// When the wait began: a wake that exited before this did not wake it.
+    pub start_ns: u64,
+    pub blamed: [u64; NUM_PHASES],
+    /// [`Outcome`] as u32 ([`Outcome::as_u32`]).
+    pub outcome: u32,
+    pub _pad: u32,
 }
 
 /// Wake aggregate key: one row per (waker stack, futex, thread, op kind).
@@ -123,7 +117,8 @@ pub struct InFlight {
     pub clock: ClockRead,
 }
 
-/// The last waker of a futex word, keyed by uaddr; read by the waiter it woke.
+/// The last waker of a futex word, keyed by uaddr; read by the waiter it woke. `stack_id` is
+/// the waker's [`waker_id`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LastWaker {
@@ -188,9 +183,15 @@ pub enum Counter {
     /// A new stack's notice did not fit its ring buffer: its addresses are checked against
     /// the memory maps only at the next periodic re-read.
     NewStackNoticesLost,
+    /// Wake calls that woke nobody: counted, no stack taken.
+    EmptyWakes,
+    /// Waits that ended before their waker's syscall did: handed to the waker to record.
+    HandedOff,
+    /// A handed-off wait found no free slot: recorded with no waker.
+    HandoffsFull,
 }
 
-pub const NUM_COUNTERS: u32 = 15;
+pub const NUM_COUNTERS: u32 = 18;
 
 /// The largest user-stack copy a DWARF-mode snapshot holds. Reads are tried at this size and
 /// at halves down to [`SNAPSHOT_MIN_BYTES`], since a copy may not run past the stack's top.
@@ -272,6 +273,8 @@ pub mod map {
     /// DWARF mode: ring buffer of [`super::StackSnapshot`]s.
     pub const SNAPSHOTS: &str = "SNAPSHOTS";
     pub const NEW_STACKS: &str = "NEW_STACKS";
+    pub const HANDOFFS: &str = "HANDOFFS";
+    pub const PHASES_ON: &str = "PHASES_ON";
 }
 
 /// Global (`static`) names set by user space before load.
@@ -302,6 +305,10 @@ mod pod {
     unsafe impl aya::Pod for PhaseStats {}
     // SAFETY: as above.
     unsafe impl aya::Pod for GoCall {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for HandoffKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for Handoff {}
 }
 
 /// Histogram bucket for a wait of `ns` nanoseconds: `floor(log2(ns)) + 1`, 0 for 0, clamped to
@@ -363,6 +370,17 @@ pub fn stack_hash_step(h: u64, frame: u64) -> u64 {
 }
 
 pub const STACK_HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// A waker's identity: its stack id and its leaf return address together. The leaf matters:
+/// where the syscall wrapper is frameless and the program keeps no frame pointers, the
+/// kernel's walk is the same for every caller, and only the leaf tells them apart.
+#[inline(always)]
+pub fn waker_id(stack_id: u64, leaf_ret: u64) -> u64 {
+    if stack_id == NO_STACK {
+        return NO_STACK;
+    }
+    stack_hash_finish(stack_hash_step(stack_id, leaf_ret), 1)
+}
 
 /// Finishes a stack hash; maps the reserved [`NO_STACK`] value away.
 #[inline(always)]

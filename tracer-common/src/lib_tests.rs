@@ -65,3 +65,46 @@ fn layouts_have_no_implicit_padding() {
     assert_eq!(size_of::<LastWaker>(), 3 * 8);
     assert_eq!(size_of::<StackFrames>(), 8 + MAX_STACK_DEPTH * 8);
 }
+
+#[test]
+fn a_wait_is_added_by_outcome() {
+    let mut row = WaitStats::default();
+    let mut blamed = [0; NUM_PHASES];
+    blamed[0] = 300;
+    row.add_wait(300, &blamed, Outcome::Woken);
+    row.add_wait(100, &[0; NUM_PHASES], Outcome::Interrupted);
+    row.add_wait(50, &[0; NUM_PHASES], Outcome::TimedOut);
+    row.add_wait(0, &[0; NUM_PHASES], Outcome::Error);
+    assert_eq!((row.count, row.total_ns, row.max_ns), (2, 400, 300));
+    assert_eq!(
+        (row.interrupted, row.timeouts, row.timeout_ns, row.errors),
+        (1, 1, 50, 1)
+    );
+    assert_eq!(
+        (row.blamed_ns[0], row.blamed_waits[0], row.covered),
+        (300, 1, 1)
+    );
+    assert_eq!(row.hist.iter().sum::<u64>(), 2);
+}
+
+#[test]
+fn rows_merge_and_subtract() {
+    let mut a = WaitStats::default();
+    let mut b = WaitStats::default();
+    b.add_wait(200, &[0; NUM_PHASES], Outcome::Woken);
+    b.add_wait(100, &[0; NUM_PHASES], Outcome::Woken);
+    let mut c = WaitStats::default();
+    c.add_wait(50, &[0; NUM_PHASES], Outcome::Woken);
+    c.add_wait(9, &[0; NUM_PHASES], Outcome::TimedOut);
+    a.merge(&b);
+    a.merge(&c);
+    assert_eq!(
+        (a.count, a.total_ns, a.max_ns, a.timeouts),
+        (3, 350, 200, 1)
+    );
+    assert_eq!(a.minus(&c).count, 2);
+    assert_eq!(a.minus(&c).total_ns, 300);
+    assert_eq!(a.minus(&c).hist, b.hist);
+    let none = a.minus(&a);
+    assert_eq!((none.count, none.total_ns, none.max_ns), (0, 0, 0));
+}

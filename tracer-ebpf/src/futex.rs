@@ -1,21 +1,27 @@
 //! futex syscall probes: pair entry and exit per thread, aggregate waits and wakes by stack.
 //!
-//! Entry does the minimum (filter by tgid, classify, stamp the time); waits capture their stack
-//! only at exit and only if they really slept, so EAGAIN returns stay cheap.
+//! Only what the data needs is paid for. A wait's entry stamps the time; its exit takes a
+//! stack only if it really slept, so EAGAIN returns stay cheap. A wake's entry does nothing
+//! beyond the filter; its exit reads the call's arguments from the saved registers and takes
+//! a stack only if it woke someone. The waiter then finds that waker's stack, or, if the
+//! waiter's exit ran first, leaves its wait for the waker to record (`handoff`).
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
 use tracer_common::{
-    classify_futex_op, hist_bucket, is_wait_kind, Counter, InFlight, LastWaker, OpKind, Outcome,
-    WaitKey, WakeKey, WakeStats, NO_STACK, NUM_PHASES,
+    classify_futex_op, futex::nr, waker_id, Counter, InFlight, LastWaker, OpKind, Outcome, WaitKey,
+    WakeKey, HANDED_OFF, NO_STACK, NUM_PHASES,
 };
 
 use crate::{
-    maps::{bump, INFLIGHT, LAST_WAKER, SCRATCH, WAITS, WAKES},
-    phase, snapshot, stack,
+    handoff::{self, Left},
+    maps::{bump, INFLIGHT, LAST_WAKER},
+    phase, rows, snapshot, stack,
 };
 
 /// Process to trace; set by user space before load.
@@ -28,6 +34,9 @@ const ARG1: usize = 24;
 const EXIT_RET: usize = 16;
 /// `struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }`
 const WAITV_UADDR: usize = 8;
+/// Offset of `si` in the user `struct pt_regs` saved at syscall entry; `di` and `orig_ax`
+/// follow it (x86_64).
+const PT_REGS_SI: usize = 13 * 8;
 
 pub type Res = Result<(), i64>;
 
@@ -64,7 +73,7 @@ fn try_futex_enter(ctx: &TracePointContext) -> Res {
     let Some(kind) = classify_futex_op(arg(ctx, ARG1)? as u32) else {
         return Ok(());
     };
-    on_enter(ctx, tid, kind, arg(ctx, ARG0)?)
+    on_enter(tid, kind, arg(ctx, ARG0)?)
 }
 
 #[tracepoint]
@@ -84,7 +93,7 @@ fn try_futex2_enter(ctx: &TracePointContext, kind: OpKind) -> Res {
         return Ok(());
     };
     bump(Counter::Calls);
-    on_enter(ctx, tid, kind, arg(ctx, ARG0)?)
+    on_enter(tid, kind, arg(ctx, ARG0)?)
 }
 
 #[tracepoint]
@@ -102,40 +111,25 @@ fn try_futex_waitv_enter(ctx: &TracePointContext) -> Res {
     // SAFETY: a user pointer read through the checked helper.
     let uaddr =
         unsafe { bpf_probe_read_user((waiters as usize + WAITV_UADDR) as *const u64) }.unwrap_or(0);
-    on_enter(ctx, tid, OpKind::Waitv, uaddr)
+    on_enter(tid, OpKind::Waitv, uaddr)
 }
 
 #[inline(always)]
-fn on_enter(ctx: &TracePointContext, tid: u32, kind: OpKind, uaddr: u64) -> Res {
-    // SAFETY: a helper with no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let mut call = InFlight {
-        start_ns: now,
+fn on_enter(tid: u32, kind: OpKind, uaddr: u64) -> Res {
+    if !kind.is_wait() {
+        // Nothing to keep: the exit reads the arguments back from the saved registers.
+        bump(Counter::WakeEnters);
+        return Ok(());
+    }
+    bump(Counter::WaitEnters);
+    let call = InFlight {
+        // SAFETY: a helper with no preconditions.
+        start_ns: unsafe { bpf_ktime_get_ns() },
         uaddr,
         kind: kind as u32,
+        clock: phase::read_clock(u64::from(tid), uaddr),
         ..InFlight::default()
     };
-    if kind.is_wait() {
-        bump(Counter::WaitEnters);
-        call.clock = phase::read_clock(u64::from(tid), uaddr);
-    } else {
-        bump(Counter::WakeEnters);
-        // The waker's stack is taken now, before any waiter runs, so the waiter's exit can
-        // name it.
-        let (stack_id, leaf_ret) = stack::capture(ctx);
-        call.stack_id = stack_id;
-        call.leaf_ret = leaf_ret;
-        let waker = LastWaker {
-            stack_id,
-            ts_ns: now,
-            tid,
-            _pad: 0,
-        };
-        if LAST_WAKER.insert(uaddr, waker, 0).is_err() {
-            bump(Counter::WakerMapFull);
-        }
-        phase::learn_lock(u64::from(tid), uaddr);
-    }
     if INFLIGHT.insert(tid, call, 0).is_err() {
         bump(Counter::InflightFull);
     }
@@ -153,25 +147,45 @@ fn try_futex_exit(ctx: &TracePointContext) -> Res {
     let Some(tid) = target_tid() else {
         return Ok(());
     };
+    let ret = arg(ctx, EXIT_RET)? as i64;
     let Some(call) = INFLIGHT.get_ptr(tid) else {
-        bump(Counter::ExitWithoutEnter);
-        return Ok(());
+        // Not a wait in progress: a wake, or a call from before tracing began.
+        return match wake_args() {
+            Some((kind, uaddr)) => on_wake_exit(ctx, tid, kind, uaddr, ret),
+            None => {
+                bump(Counter::ExitWithoutEnter);
+                Ok(())
+            }
+        };
     };
     // SAFETY: copied out before the entry is removed.
     let call = unsafe { *call };
     let _ = INFLIGHT.remove(tid);
-    let ret = arg(ctx, EXIT_RET)? as i64;
-    if is_wait_kind(call.kind) {
-        on_wait_exit(ctx, tid, &call, ret)
-    } else {
-        on_wake_exit(tid, &call, ret)
-    }
+    on_wait_exit(ctx, tid, &call, ret)
+}
+
+/// At a futex syscall's exit: (kind, futex word) if the call was a wake, from the user
+/// registers the kernel saved at entry (the arguments are still there; only `ax` changed).
+#[inline(always)]
+fn wake_args() -> Option<(OpKind, u64)> {
+    // SAFETY: the helpers validate the pointers they are given; a fault yields Err.
+    let [si, di, orig_ax] = unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        bpf_probe_read_kernel(regs.add(PT_REGS_SI).cast::<[u64; 3]>()).ok()?
+    };
+    let kind = match orig_ax {
+        nr::FUTEX => classify_futex_op(si as u32)?,
+        nr::FUTEX_WAKE => OpKind::Wake2,
+        _ => return None,
+    };
+    (!kind.is_wait()).then_some((kind, di))
 }
 
 #[inline(always)]
 fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) -> Res {
     // SAFETY: a helper with no preconditions.
-    let waited = unsafe { bpf_ktime_get_ns() }.saturating_sub(call.start_ns);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let waited = now.saturating_sub(call.start_ns);
     let outcome = Outcome::of_wait(ret);
     if outcome == Outcome::Again {
         bump(Counter::Eagain);
@@ -179,126 +193,75 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
     }
     bump(Counter::Slept);
     let (stack_id, leaf_ret) = stack::capture(ctx);
-    let (waker_stack_id, blamed) = if outcome == Outcome::Woken {
-        // SAFETY: copied out at once; an LRU entry may be recycled later.
-        let stack = unsafe { LAST_WAKER.get(call.uaddr) }.map_or(NO_STACK, |w| w.stack_id);
-        let end = call.start_ns + waited;
-        (
-            stack,
-            phase::split(u64::from(tid), call.uaddr, &call.clock, call.start_ns, end),
-        )
-    } else {
-        (NO_STACK, [0; NUM_PHASES])
-    };
-    let key = WaitKey {
+    let mut key = WaitKey {
         stack_id,
-        waker_stack_id,
+        waker_id: NO_STACK,
         uaddr: call.uaddr,
         leaf_ret,
         tid,
         kind: call.kind,
-        _pad: [0; 2],
+        flags: 0,
+        _pad: 0,
     };
-    record_wait(&key, waited, &blamed, outcome)
-}
-
-/// Adds one finished wait, with the ns each holder phase is blamed for, to its aggregate row
-/// (and, in DWARF mode, sends its snapshot).
-#[inline(always)]
-pub fn record_wait(
-    key: &WaitKey,
-    waited: u64,
-    blamed: &[u64; NUM_PHASES],
-    outcome: Outcome,
-) -> Res {
-    let row = match WAITS.get_ptr_mut(*key) {
-        Some(row) => row,
-        None => {
-            let Some(scratch) = SCRATCH.get_ptr(0) else {
-                return Ok(());
-            };
-            // SAFETY: `zero_wait` is never written, so it is an all-zero WaitStats.
-            let zero = unsafe { &(*scratch).zero_wait };
-            let _ = WAITS.insert(*key, zero, BPF_NOEXIST as u64);
-            match WAITS.get_ptr_mut(*key) {
-                Some(row) => row,
-                None => {
-                    bump(Counter::WaitMapFull);
-                    return Ok(());
-                }
-            }
-        }
-    };
-    // SAFETY: this CPU's copy of a per-CPU value; no other writer while we run.
-    let row = unsafe { &mut *row };
-    match outcome {
-        Outcome::Woken | Outcome::Interrupted => {
-            // Only waits counted as contention need a better stack.
-            snapshot::emit(key, waited);
-            row.count += 1;
-            row.total_ns += waited;
-            if waited > row.max_ns {
-                row.max_ns = waited;
-            }
-            let b = hist_bucket(waited);
-            if let Some(slot) = row.hist.get_mut(b) {
-                *slot += 1;
-            }
-            if outcome == Outcome::Interrupted {
-                row.interrupted += 1;
-            }
-            let mut i = 0;
-            let mut sum = 0;
-            while i < NUM_PHASES {
-                if blamed[i] > 0 {
-                    row.blamed_ns[i] += blamed[i];
-                    row.blamed_waits[i] += 1;
-                    sum += blamed[i];
-                }
-                i += 1;
-            }
-            if sum >= waited && waited > 0 {
-                row.covered += 1;
-            }
-        }
-        Outcome::TimedOut => {
-            row.timeouts += 1;
-            row.timeout_ns += waited;
-        }
-        Outcome::Error | Outcome::Again => row.errors += 1,
+    if outcome != Outcome::Woken {
+        return rows::record_wait(&key, waited, &[0; NUM_PHASES], outcome);
     }
-    Ok(())
+    let blamed = phase::split(u64::from(tid), call.uaddr, &call.clock, call.start_ns, now);
+    if let Some(waker) = handoff::waker_since(call.uaddr, call.start_ns) {
+        key.waker_id = waker;
+        return rows::record_wait(&key, waited, &blamed, outcome);
+    }
+    // Woken, but the waker's exit has not run yet.
+    match handoff::leave(&key, waited, call.start_ns, &blamed, outcome) {
+        Left::Back(waker) => {
+            key.waker_id = waker;
+            rows::record_wait(&key, waited, &blamed, outcome)
+        }
+        Left::Taken(waker) => {
+            key.waker_id = waker;
+            key.flags = HANDED_OFF;
+            snapshot::emit(&key, waited);
+            Ok(())
+        }
+        // The snapshot goes without its waker; user space pairs it with the waker's row.
+        Left::Waiting => {
+            key.flags = HANDED_OFF;
+            snapshot::emit(&key, waited);
+            Ok(())
+        }
+        Left::Full => rows::record_wait(&key, waited, &blamed, outcome),
+    }
 }
 
+/// A wake's exit. One that woke nobody is only counted; one that woke someone takes its
+/// stack, becomes its futex word's last waker, and records any wait its waiter left.
 #[inline(always)]
-fn on_wake_exit(tid: u32, call: &InFlight, ret: i64) -> Res {
-    let key = WakeKey {
-        stack_id: call.stack_id,
-        uaddr: call.uaddr,
-        leaf_ret: call.leaf_ret,
+fn on_wake_exit(ctx: &TracePointContext, tid: u32, kind: OpKind, uaddr: u64, ret: i64) -> Res {
+    if ret <= 0 {
+        bump(Counter::EmptyWakes);
+        return Ok(());
+    }
+    let (stack_id, leaf_ret) = stack::capture(ctx);
+    let id = waker_id(stack_id, leaf_ret);
+    // SAFETY: a helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let waker = LastWaker {
+        stack_id: id,
+        ts_ns: now,
         tid,
-        kind: call.kind,
+        _pad: 0,
     };
-    let row = match WAKES.get_ptr_mut(key) {
-        Some(row) => row,
-        None => {
-            let _ = WAKES.insert(key, WakeStats::default(), BPF_NOEXIST as u64);
-            match WAKES.get_ptr_mut(key) {
-                Some(row) => row,
-                None => {
-                    bump(Counter::WakeMapFull);
-                    return Ok(());
-                }
-            }
-        }
-    };
-    // SAFETY: this CPU's copy of a per-CPU value; no other writer while we run.
-    let row = unsafe { &mut *row };
-    row.calls += 1;
-    if ret > 0 {
-        row.woken += ret as u64;
-    } else {
-        row.empty += 1;
+    if LAST_WAKER.insert(uaddr, waker, 0).is_err() {
+        bump(Counter::WakerMapFull);
     }
-    Ok(())
+    handoff::settle(uaddr, id, now);
+    phase::learn_lock(u64::from(tid), uaddr);
+    let key = WakeKey {
+        stack_id,
+        uaddr,
+        leaf_ret,
+        tid,
+        kind: kind as u32,
+    };
+    rows::add_wake(&key, ret as u64)
 }

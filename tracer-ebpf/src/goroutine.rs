@@ -15,8 +15,9 @@ use tracer_common::{Counter, GoCall, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHA
 
 use crate::phase;
 
-use crate::futex::{record_wait, target_tid, Res};
+use crate::futex::{target_tid, Res};
 use crate::maps::bump;
+use crate::rows::record_wait;
 use crate::stack;
 
 /// Goroutines in a semaphore acquire, by `g`.
@@ -81,12 +82,13 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
     let waited = call.ready_ns.saturating_sub(wait_start(&call));
     let key = WaitKey {
         stack_id: call.stack_id,
-        waker_stack_id: NO_STACK,
+        waker_id: NO_STACK,
         uaddr: call.uaddr,
         leaf_ret: call.leaf_ret,
         tid,
         kind: OpKind::GoSemacquire as u32,
-        _pad: [0; 2],
+        flags: 0,
+        _pad: 0,
     };
     bump(Counter::Slept);
     record_wait(&key, waited, &call.blamed, Outcome::Woken)

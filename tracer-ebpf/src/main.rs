@@ -4,8 +4,10 @@
 
 mod futex;
 mod goroutine;
+mod handoff;
 mod maps;
 mod phase;
+mod rows;
 mod snapshot;
 mod stack;
 

@@ -2,11 +2,11 @@
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use tracer_common::{
-    Counter, InFlight, LastWaker, Scratch, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats,
-    NUM_COUNTERS, SNAPSHOT_RING_BYTES,
+    Counter, Handoff, HandoffKey, InFlight, LastWaker, Scratch, StackFrames, WaitKey, WaitStats,
+    WakeKey, WakeStats, NUM_COUNTERS, SNAPSHOT_RING_BYTES,
 };
 
 /// Futex calls in progress, by tid. Sized for many threads: a full map loses calls (counted).
@@ -28,9 +28,19 @@ pub static WAKES: PerCpuHashMap<WakeKey, WakeStats> =
 #[map]
 pub static STACKS: HashMap<u64, StackFrames> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
-/// Last waker per futex word; LRU because futex words come and go with the objects they live in.
+/// Last wake per futex word that woke someone, written at its syscall's exit; LRU because
+/// futex words come and go with the objects they live in.
 #[map]
 pub static LAST_WAKER: LruHashMap<u64, LastWaker> = LruHashMap::with_max_entries(8192, 0);
+
+/// Finished waits whose waker had not exited yet (see `handoff`). Entries live for
+/// microseconds; user space records what is left at the end.
+#[map]
+pub static HANDOFFS: HashMap<HandoffKey, Handoff> = HashMap::with_max_entries(4096, 0);
+
+/// Slot 0 is nonzero once phase probes are attached: only then do waits read phase clocks.
+#[map]
+pub static PHASES_ON: Array<u32> = Array::with_max_entries(1, 0);
 
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NUM_COUNTERS, 0);

@@ -165,6 +165,9 @@ fn phase_returned(phase: Phase, runner: u64, key: u64, ret: u64) -> Result<(), i
 /// on a map whose object holds that word, the word is that map's lock.
 #[inline(always)]
 pub fn learn_lock(runner: u64, uaddr: u64) {
+    if !on() {
+        return;
+    }
     // SAFETY: copied out at once.
     if unsafe { LOCK_MAP.get(uaddr) }.is_some() {
         return;
@@ -178,9 +181,19 @@ pub fn learn_lock(runner: u64, uaddr: u64) {
     }
 }
 
+/// True once user space attached phase probes: before that no lock word belongs to a map,
+/// so waits skip the lookups.
+#[inline(always)]
+pub fn on() -> bool {
+    crate::maps::PHASES_ON.get(0).is_some_and(|v| *v != 0)
+}
+
 /// The phase clock of the map `uaddr` belongs to, as `runner` (a waiter) sees it now.
 #[inline(always)]
 pub fn read_clock(runner: u64, uaddr: u64) -> ClockRead {
+    if !on() {
+        return ClockRead::default();
+    }
     // SAFETY: copied out at once.
     let Some(map) = (unsafe { LOCK_MAP.get(uaddr) }).copied() else {
         return ClockRead::default();

@@ -73,23 +73,10 @@ pub fn build_profile(
     // the rest (waits whose snapshot was dropped), under its frame-pointer stack.
     let mut explained: HashMap<WaitKey, WaitStats> = HashMap::new();
     for ((key, _), st) in raw.dwarf.iter().flatten() {
-        crate::collect::merge_wait(explained.entry(*key).or_default(), st);
+        explained.entry(*key).or_default().merge(st);
     }
-    let remainder = |k: &WaitKey, v: &WaitStats| -> WaitStats {
-        let Some(e) = explained.get(k) else {
-            return *v;
-        };
-        let mut r = *v;
-        r.count = v.count.saturating_sub(e.count);
-        r.total_ns = v.total_ns.saturating_sub(e.total_ns);
-        for (a, b) in r.hist.iter_mut().zip(e.hist.iter()) {
-            *a = a.saturating_sub(*b);
-        }
-        if r.count == 0 {
-            r.max_ns = 0;
-        }
-        r
-    };
+    let remainder =
+        |k: &WaitKey, v: &WaitStats| -> WaitStats { explained.get(k).map_or(*v, |e| v.minus(e)) };
     let waits: Vec<WaitRow> = raw
         .waits
         .iter()
@@ -127,18 +114,18 @@ pub fn build_profile(
             empty: v.empty,
         })
         .collect();
-    // Waiters name their waker by kernel stack id; map it to the waker's final stack.
+    // Waiters name their waker by its kernel stack id and leaf; map that to its final stack.
     let waker_of: HashMap<u64, Option<usize>> = raw
         .wakes
         .iter()
         .zip(&wakes)
-        .map(|((k, _), row)| (k.stack_id, row.stack))
+        .map(|((k, _), row)| (tracer_common::waker_id(k.stack_id, k.leaf_ret), row.stack))
         .collect();
     let mut waits: Vec<WaitRow> = waits
         .into_iter()
         .zip(&raw.waits)
         .map(|(mut row, (k, _))| {
-            row.waker_stack = waker_of.get(&k.waker_stack_id).copied().flatten();
+            row.waker_stack = waker_of.get(&k.waker_id).copied().flatten();
             row
         })
         // A row fully explained by snapshots has nothing left to say.
@@ -159,7 +146,7 @@ pub fn build_profile(
         };
         waits.push(WaitRow {
             stack: (!frames.is_empty()).then_some(stack),
-            waker_stack: waker_of.get(&k.waker_stack_id).copied().flatten(),
+            waker_stack: waker_of.get(&k.waker_id).copied().flatten(),
             uaddr: k.uaddr,
             tid: k.tid,
             op: op_name(k.kind),
@@ -244,6 +231,8 @@ pub fn build_profile(
             in_flight_at_start: c(Counter::ExitWithoutEnter),
             still_waiting_at_end: raw.still_waiting,
             longest_unfinished_ns: raw.longest_unfinished_ns,
+            empty_wakes: c(Counter::EmptyWakes),
+            handed_off: c(Counter::HandedOff),
         },
         losses: Losses {
             stack_errors: c(Counter::StackErrors),
@@ -256,6 +245,7 @@ pub fn build_profile(
             snapshot_read_errors: c(Counter::SnapshotReadErrors),
             stacks_cut,
             new_stack_notices_lost: c(Counter::NewStackNoticesLost),
+            waker_unknown: c(Counter::HandoffsFull) + raw.handoffs_left,
         },
         modules,
         stacks,

@@ -8,12 +8,13 @@ use crate::profile::StopReason;
 fn key(stack_id: u64) -> WaitKey {
     WaitKey {
         stack_id,
-        waker_stack_id: NO_STACK,
+        waker_id: NO_STACK,
         uaddr: 0x5000,
         leaf_ret: 0,
         tid: 7,
         kind: 0,
-        _pad: [0; 2],
+        flags: 0,
+        _pad: 0,
     }
 }
 
@@ -58,6 +59,7 @@ fn raw(dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>) -> Raw {
         dwarf,
         map: None,
         exec: None,
+        handoffs_left: 0,
     }
 }
 

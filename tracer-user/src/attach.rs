@@ -75,6 +75,19 @@ pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
     })
 }
 
+impl Tracer {
+    /// Lets waits read the phase clocks: called once phase or goroutine probes are attached
+    /// (until then no lock word belongs to a map, and waits skip the lookups).
+    pub fn enable_phase_clocks(&mut self) -> Result<()> {
+        let mut on: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
+            self.ebpf
+                .map_mut(tracer_common::map::PHASES_ON)
+                .context("PHASES_ON map")?,
+        )?;
+        on.set(0, 1, 0).context("switching phase clocks on")
+    }
+}
+
 fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe> {
     Ok(ebpf
         .program_mut(name)
@@ -158,6 +171,7 @@ impl Tracer {
                 self.uprobes.push((name, link));
             }
         }
+        self.enable_phase_clocks()?;
         Ok(self.uprobes.len())
     }
 

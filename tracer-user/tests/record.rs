@@ -99,7 +99,7 @@ fn target_exiting_mid_recording_still_saves_the_profile() {
     if !can_trace() {
         return;
     }
-    let w = Workload::start(&["contended", "--threads", "4", "--seconds", "1.2"]);
+    let w = Workload::start(&["contended", "--threads", "4", "--seconds", "2.5"]);
     let out_path = tmp("exits.json");
     let t0 = Instant::now();
     let out = record(&w.pid(), "20s", &out_path);

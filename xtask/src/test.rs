@@ -122,6 +122,8 @@ pub fn run() -> Result<()> {
             "classify",
             "--test",
             "holder_blame",
+            "--test",
+            "pairing",
             "--",
             "--test-threads=1",
         ],

@@ -21,6 +21,7 @@ use crate::units::{fmt_count, fmt_ns};
 use crate::unwind::UnwindMode;
 
 mod exec;
+mod handoff;
 mod new_stacks;
 mod read;
 mod snapshots;
@@ -29,7 +30,7 @@ use exec::ExecWatch;
 pub use exec::Identity;
 
 pub use new_stacks::{NewStacks, Reread};
-pub use read::{merge_wait, monotonic_ns, read};
+pub use read::{monotonic_ns, read};
 use read::{read_counters, read_phases};
 pub use snapshots::Snapshots;
 
@@ -61,6 +62,9 @@ pub struct Raw {
     pub map: Option<BundledMap>,
     /// What the target exec'd into during the recording, last exec.
     pub exec: Option<Identity>,
+    /// Woken waits still waiting for their waker's exit when recording stopped: recorded in
+    /// `waits` with no waker.
+    pub handoffs_left: u64,
 }
 
 /// The map's counters and the traced phase totals, read at the same instant.
@@ -268,7 +272,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         s.drain(pid, &mut maps, tracer);
     }
     let mut raw = read(tracer, maps, threads, stop, elapsed)?;
-    raw.dwarf = snapshots.map(|s| s.rows);
+    raw.dwarf = snapshots.map(|s| handoff::pair_snapshots(&raw.waits, s.rows));
     if let (Some(end), true) = (&map_last, end_exact) {
         // The stop instant, not later: the probes keep firing until they are detached.
         raw.phases = end.phases;
@@ -307,7 +311,3 @@ pub fn describe_stop(stop: StopReason, elapsed: Duration) -> String {
         stop.describe()
     )
 }
-
-#[cfg(test)]
-#[path = "tests.rs"]
-mod tests;

@@ -74,10 +74,11 @@ pub fn read(
         let (key, per_cpu) = item?;
         let mut sum = WaitStats::default();
         for v in per_cpu.iter() {
-            merge_wait(&mut sum, v);
+            sum.merge(v);
         }
         waits.push((key, sum));
     }
+    let handoffs_left = super::handoff::leftovers(ebpf, &mut waits)?;
 
     let wakes_map: PerCpuHashMap<&MapData, WakeKey, WakeStats> =
         PerCpuHashMap::try_from(ebpf.map(map::WAKES).context("WAKES map")?)?;
@@ -88,7 +89,6 @@ pub fn read(
         for v in per_cpu.iter() {
             sum.calls += v.calls;
             sum.woken += v.woken;
-            sum.empty += v.empty;
         }
         wakes.push((key, sum));
     }
@@ -133,24 +133,6 @@ pub fn read(
         dwarf: None,
         map: None,
         exec: None,
+        handoffs_left,
     })
-}
-
-/// Adds one CPU's copy of a wait row into a sum.
-pub fn merge_wait(sum: &mut WaitStats, v: &WaitStats) {
-    sum.count += v.count;
-    sum.total_ns += v.total_ns;
-    sum.max_ns = sum.max_ns.max(v.max_ns);
-    sum.interrupted += v.interrupted;
-    sum.timeouts += v.timeouts;
-    sum.timeout_ns += v.timeout_ns;
-    sum.errors += v.errors;
-    sum.covered += v.covered;
-    for i in 0..tracer_common::NUM_PHASES {
-        sum.blamed_ns[i] += v.blamed_ns[i];
-        sum.blamed_waits[i] += v.blamed_waits[i];
-    }
-    for (a, b) in sum.hist.iter_mut().zip(v.hist.iter()) {
-        *a += b;
-    }
 }

@@ -224,6 +224,12 @@ pub struct Counters {
     /// Waits still blocked when recording stopped, and the longest of them so far.
     pub still_waiting_at_end: u64,
     pub longest_unfinished_ns: u64,
+    /// Wake calls that woke nobody: counted, no stack taken.
+    #[serde(default)]
+    pub empty_wakes: u64,
+    /// Woken waits whose waker's syscall ended after theirs: the waker recorded them.
+    #[serde(default)]
+    pub handed_off: u64,
 }
 
 /// Everything the kernel side had to drop. Rows are exact only when all are zero.
@@ -257,6 +263,10 @@ pub struct Losses {
     /// periodic read (their notice ring was full).
     #[serde(default)]
     pub new_stack_notices_lost: u64,
+    /// Woken waits recorded without their waker: no free hand-off slot on their futex word,
+    /// or no wake of it came after them.
+    #[serde(default)]
+    pub waker_unknown: u64,
 }
 
 impl Losses {

@@ -1,0 +1,75 @@
+//! The aggregate rows: one finished wait or one wake that woke someone, added to its per-CPU
+//! row. The arithmetic itself is `WaitStats::add_wait`, shared with user space.
+use aya_ebpf::bindings::BPF_NOEXIST;
+use tracer_common::{Counter, Outcome, WaitKey, WakeKey, WakeStats, NUM_PHASES};
+
+use crate::{
+    futex::Res,
+    maps::{bump, SCRATCH, WAITS, WAKES},
+    snapshot,
+};
+
+/// Adds one finished wait and, in the snapshot modes, sends the waiter's stack snapshot
+/// (only waits that count as contention need a better stack).
+#[inline(always)]
+pub fn record_wait(
+    key: &WaitKey,
+    waited: u64,
+    blamed: &[u64; NUM_PHASES],
+    outcome: Outcome,
+) -> Res {
+    if matches!(outcome, Outcome::Woken | Outcome::Interrupted) {
+        snapshot::emit(key, waited);
+    }
+    add_wait(key, waited, blamed, outcome)
+}
+
+/// Adds one finished wait, with the ns each holder phase is blamed for, to its row; no
+/// snapshot (a waker recording a handed-off wait is not the waiter).
+#[inline(always)]
+pub fn add_wait(key: &WaitKey, waited: u64, blamed: &[u64; NUM_PHASES], outcome: Outcome) -> Res {
+    let row = match WAITS.get_ptr_mut(*key) {
+        Some(row) => row,
+        None => {
+            let Some(scratch) = SCRATCH.get_ptr(0) else {
+                return Ok(());
+            };
+            // SAFETY: `zero_wait` is never written, so it is an all-zero WaitStats.
+            let zero = unsafe { &(*scratch).zero_wait };
+            let _ = WAITS.insert(*key, zero, BPF_NOEXIST as u64);
+            match WAITS.get_ptr_mut(*key) {
+                Some(row) => row,
+                None => {
+                    bump(Counter::WaitMapFull);
+                    return Ok(());
+                }
+            }
+        }
+    };
+    // SAFETY: this CPU's copy of a per-CPU value; no other writer while we run.
+    unsafe { &mut *row }.add_wait(waited, blamed, outcome);
+    Ok(())
+}
+
+/// Adds one wake call that woke `woken` threads to its row.
+#[inline(always)]
+pub fn add_wake(key: &WakeKey, woken: u64) -> Res {
+    let row = match WAKES.get_ptr_mut(*key) {
+        Some(row) => row,
+        None => {
+            let _ = WAKES.insert(*key, WakeStats::default(), BPF_NOEXIST as u64);
+            match WAKES.get_ptr_mut(*key) {
+                Some(row) => row,
+                None => {
+                    bump(Counter::WakeMapFull);
+                    return Ok(());
+                }
+            }
+        }
+    };
+    // SAFETY: this CPU's copy of a per-CPU value; no other writer while we run.
+    let row = unsafe { &mut *row };
+    row.calls += 1;
+    row.woken += woken;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Root integration tests of what each futex call costs in data: a wake that woke nobody and
+//! a wait that returned EAGAIN take no stack (they are only counted), while waits that slept
+//! are still paired with the wake that ended them, whichever thread's syscall exit ran first.
+//! The program is `workloads/c/futex_loop.c`, built here with gcc, traced from its start.
+mod common;
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use common::*;
+
+fn counter(p: &Value, name: &str) -> u64 {
+    p["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name}: {}", p["counters"]))
+}
+
+fn futex_loop() -> std::path::PathBuf {
+    build_c("futex_loop", "futex_loop", &["-O2", "-g"])
+}
+
+#[test]
+fn wakes_that_wake_nobody_and_eagain_waits_take_no_stack() {
+    if !can_trace() {
+        return;
+    }
+    let bin = futex_loop();
+    for (mode, counted) in [("wake", "empty_wakes"), ("eagain", "eagain")] {
+        let (p, _) = launch(&format!("cost-{mode}"), &bin, &[mode, "100000"], &[]);
+        // Every call was seen and counted as what it was...
+        assert!(counter(&p, "calls") >= 100_000, "{mode}: {}", p["counters"]);
+        assert!(counter(&p, counted) >= 100_000, "{mode}: {}", p["counters"]);
+        // ...and none of them took a stack, made a row, or was handed to a waker.
+        let stacks = p["stacks"].as_array().expect("stacks");
+        assert!(stacks.is_empty(), "{mode}: {} stacks taken", stacks.len());
+        assert_eq!(p["waits"].as_array().map(Vec::len), Some(0), "{mode}");
+        assert_eq!(p["wakes"].as_array().map(Vec::len), Some(0), "{mode}");
+        assert_eq!(counter(&p, "handed_off"), 0, "{mode}");
+    }
+}
+
+/// Function names of stack `i` in the profile.
+fn names(p: &Value, i: &Value) -> BTreeSet<String> {
+    i.as_u64()
+        .map(|i| frame_names(p, i as usize).into_iter().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_wait_that_slept_is_paired_with_the_wake_that_ended_it() {
+    if !can_trace() {
+        return;
+    }
+    let bin = futex_loop();
+    // Two threads hand one word back and forth: main waits for `partner`'s wake and
+    // `partner` for main's, so each wait's waker is the other thread's function.
+    let (p, _) = launch(
+        "cost-block",
+        &bin,
+        &["block", "20000"],
+        &["--unwind", "dwarf"],
+    );
+    let waits = p["waits"].as_array().expect("waits");
+    let (mut total, mut right) = (0, 0);
+    for w in waits {
+        let n = w["count"].as_u64().unwrap_or(0);
+        total += n;
+        let waiter = names(&p, &w["stack"]);
+        let waker = names(&p, &w["waker_stack"]);
+        let (me, other) = if waiter.contains("partner") {
+            ("partner", "main")
+        } else {
+            ("main", "partner")
+        };
+        assert!(waiter.contains(me), "waiter {waiter:?}");
+        if waker.contains(other) && !waker.contains(me) {
+            right += n;
+        } else {
+            eprintln!("{n} waits of {me} paired with {waker:?}");
+        }
+    }
+    assert!(
+        total >= 10_000,
+        "only {total} waits slept: {}",
+        p["counters"]
+    );
+    let unknown = p["losses"]["waker_unknown"].as_u64().unwrap_or(0);
+    // The last wake of the run can be the only one no waiter pairs with.
+    assert!(
+        right + unknown + 2 >= total,
+        "{right} of {total} waits paired with the other thread's wake ({unknown} unknown); \
+         counters {}",
+        p["counters"]
+    );
+    // Every wake that woke someone has a row; those that woke nobody are only counted.
+    let woken: u64 = p["wakes"]
+        .as_array()
+        .expect("wakes")
+        .iter()
+        .map(|w| w["woken"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(woken >= total, "{woken} woken, {total} waits");
+    eprintln!(
+        "{total} waits, {right} paired right, {} handed off to their waker, {unknown} unknown",
+        counter(&p, "handed_off")
+    );
+}
