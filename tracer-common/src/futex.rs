@@ -103,12 +103,6 @@ pub fn is_wait_kind(kind: u32) -> bool {
     kind < OpKind::Wake as u32
 }
 
-/// x86-64 syscall numbers of the futex calls, as `orig_ax` holds them at syscall exit.
-pub mod nr {
-    pub const FUTEX: u64 = 202;
-    pub const FUTEX_WAKE: u64 = 454;
-}
-
 /// Classifies a `futex(2)` op argument; `None` for ops lockscope ignores.
 #[inline(always)]
 pub fn classify_futex_op(op: u32) -> Option<OpKind> {

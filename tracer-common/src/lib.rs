@@ -102,19 +102,30 @@ pub struct WakeStats {
     pub _reserved: u64,
 }
 
-/// A futex call in progress on one thread, keyed by tid.
+/// A futex call in progress on one thread, in slot [`inflight_slot`] of its tid. A slot
+/// holding another tid is not this thread's call (two threads whose tids share a slot, or a
+/// thread that died inside a call).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct InFlight {
+    /// Waits only: when the call entered.
     pub start_ns: u64,
     pub uaddr: u64,
-    /// Wakes only: the stack captured at entry (waits capture theirs at exit).
-    pub stack_id: u64,
-    pub leaf_ret: u64,
+    /// The thread in the call; 0: the slot is free.
+    pub tid: u32,
+    /// [`OpKind`] as u32.
     pub kind: u32,
-    pub _pad: u32,
     /// Waits only: the lock's phase clock when the wait began.
     pub clock: ClockRead,
+}
+
+/// Slots of the in-flight array: a power of two, indexed by the low bits of the tid.
+pub const INFLIGHT_SLOTS: u32 = 32768;
+
+/// The in-flight slot of thread `tid`.
+#[inline(always)]
+pub fn inflight_slot(tid: u32) -> u32 {
+    tid & (INFLIGHT_SLOTS - 1)
 }
 
 /// The last waker of a futex word, keyed by uaddr; read by the waiter it woke. `stack_id` is

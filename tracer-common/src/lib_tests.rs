@@ -61,7 +61,7 @@ fn layouts_have_no_implicit_padding() {
         (8 + 2 * NUM_PHASES + HIST_BUCKETS) * 8
     );
     assert_eq!(size_of::<WakeKey>(), 4 * 8);
-    assert_eq!(size_of::<InFlight>(), 5 * 8 + size_of::<ClockRead>());
+    assert_eq!(size_of::<InFlight>(), 3 * 8 + size_of::<ClockRead>());
     assert_eq!(size_of::<LastWaker>(), 3 * 8);
     assert_eq!(size_of::<StackFrames>(), 8 + MAX_STACK_DEPTH * 8);
 }

@@ -1,21 +1,18 @@
 //! futex syscall probes: pair entry and exit per thread, aggregate waits and wakes by stack.
 //!
-//! Only what the data needs is paid for. A wait's entry stamps the time; its exit takes a
-//! stack only if it really slept, so EAGAIN returns stay cheap. A wake's entry does nothing
-//! beyond the filter; its exit reads the call's arguments from the saved registers and takes
-//! a stack only if it woke someone. The waiter then finds that waker's stack, or, if the
+//! Only what the data needs is paid for. Each call keeps its arguments in its thread's slot
+//! of an array (no hash insert or delete per call). A wait's entry stamps the time; its exit
+//! takes a stack only if it really slept, so EAGAIN returns stay cheap. A wake takes a stack
+//! only at its exit, and only if it woke someone. The waiter then finds that waker's stack, or, if the
 //! waiter's exit ran first, leaves its wait for the waker to record (`handoff`).
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
-        bpf_probe_read_kernel, bpf_probe_read_user, generated::bpf_task_pt_regs,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use tracer_common::{
-    classify_futex_op, futex::nr, waker_id, Counter, InFlight, LastWaker, OpKind, Outcome, WaitKey,
-    WakeKey, HANDED_OFF, NO_STACK, NUM_PHASES,
+    classify_futex_op, inflight_slot, is_wait_kind, waker_id, Counter, InFlight, LastWaker, OpKind,
+    Outcome, WaitKey, WakeKey, HANDED_OFF, NO_STACK, NUM_PHASES,
 };
 
 use crate::{
@@ -34,9 +31,6 @@ const ARG1: usize = 24;
 const EXIT_RET: usize = 16;
 /// `struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 reserved; }`
 const WAITV_UADDR: usize = 8;
-/// Offset of `si` in the user `struct pt_regs` saved at syscall entry; `di` and `orig_ax`
-/// follow it (x86_64).
-const PT_REGS_SI: usize = 13 * 8;
 
 pub type Res = Result<(), i64>;
 
@@ -116,22 +110,27 @@ fn try_futex_waitv_enter(ctx: &TracePointContext) -> Res {
 
 #[inline(always)]
 fn on_enter(tid: u32, kind: OpKind, uaddr: u64) -> Res {
-    if !kind.is_wait() {
-        // Nothing to keep: the exit reads the arguments back from the saved registers.
-        bump(Counter::WakeEnters);
+    let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(tid)) else {
         return Ok(());
-    }
-    bump(Counter::WaitEnters);
-    let call = InFlight {
-        // SAFETY: a helper with no preconditions.
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        uaddr,
-        kind: kind as u32,
-        clock: phase::read_clock(u64::from(tid), uaddr),
-        ..InFlight::default()
     };
-    if INFLIGHT.insert(tid, call, 0).is_err() {
-        bump(Counter::InflightFull);
+    // SAFETY: the slot of this thread's tid; only this thread's calls write it (a thread whose
+    // tid shares the slot and is in a call at the same time is caught at exit by the tid).
+    let slot = unsafe { &mut *slot };
+    slot.tid = tid;
+    slot.kind = kind as u32;
+    slot.uaddr = uaddr;
+    if kind.is_wait() {
+        bump(Counter::WaitEnters);
+        // SAFETY: a helper with no preconditions.
+        slot.start_ns = unsafe { bpf_ktime_get_ns() };
+        if phase::on() {
+            slot.clock = phase::read_clock(u64::from(tid), uaddr);
+        } else {
+            // Marks the clock unread without writing all of it.
+            slot.clock.map = 0;
+        }
+    } else {
+        bump(Counter::WakeEnters);
     }
     Ok(())
 }
@@ -147,50 +146,37 @@ fn try_futex_exit(ctx: &TracePointContext) -> Res {
     let Some(tid) = target_tid() else {
         return Ok(());
     };
+    let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(tid)) else {
+        return Ok(());
+    };
+    // SAFETY: this thread's slot (see on_enter); copied out, then freed.
+    let call = unsafe {
+        if (*slot).tid != tid {
+            // A call from before tracing began, or one whose slot another thread took.
+            bump(Counter::ExitWithoutEnter);
+            return Ok(());
+        }
+        (*slot).tid = 0;
+        *slot
+    };
     let ret = arg(ctx, EXIT_RET)? as i64;
-    let Some(call) = INFLIGHT.get_ptr(tid) else {
-        // Not a wait in progress: a wake, or a call from before tracing began.
-        return match wake_args() {
-            Some((kind, uaddr)) => on_wake_exit(ctx, tid, kind, uaddr, ret),
-            None => {
-                bump(Counter::ExitWithoutEnter);
-                Ok(())
-            }
-        };
-    };
-    // SAFETY: copied out before the entry is removed.
-    let call = unsafe { *call };
-    let _ = INFLIGHT.remove(tid);
-    on_wait_exit(ctx, tid, &call, ret)
-}
-
-/// At a futex syscall's exit: (kind, futex word) if the call was a wake, from the user
-/// registers the kernel saved at entry (the arguments are still there; only `ax` changed).
-#[inline(always)]
-fn wake_args() -> Option<(OpKind, u64)> {
-    // SAFETY: the helpers validate the pointers they are given; a fault yields Err.
-    let [si, di, orig_ax] = unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
-        bpf_probe_read_kernel(regs.add(PT_REGS_SI).cast::<[u64; 3]>()).ok()?
-    };
-    let kind = match orig_ax {
-        nr::FUTEX => classify_futex_op(si as u32)?,
-        nr::FUTEX_WAKE => OpKind::Wake2,
-        _ => return None,
-    };
-    (!kind.is_wait()).then_some((kind, di))
+    if is_wait_kind(call.kind) {
+        on_wait_exit(ctx, tid, &call, ret)
+    } else {
+        on_wake_exit(ctx, tid, call.kind, call.uaddr, ret)
+    }
 }
 
 #[inline(always)]
 fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) -> Res {
-    // SAFETY: a helper with no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let waited = now.saturating_sub(call.start_ns);
     let outcome = Outcome::of_wait(ret);
     if outcome == Outcome::Again {
         bump(Counter::Eagain);
         return Ok(());
     }
+    // SAFETY: a helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let waited = now.saturating_sub(call.start_ns);
     bump(Counter::Slept);
     let (stack_id, leaf_ret) = stack::capture(ctx);
     let mut key = WaitKey {
@@ -236,7 +222,7 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
 /// A wake's exit. One that woke nobody is only counted; one that woke someone takes its
 /// stack, becomes its futex word's last waker, and records any wait its waiter left.
 #[inline(always)]
-fn on_wake_exit(ctx: &TracePointContext, tid: u32, kind: OpKind, uaddr: u64, ret: i64) -> Res {
+fn on_wake_exit(ctx: &TracePointContext, tid: u32, kind: u32, uaddr: u64, ret: i64) -> Res {
     if ret <= 0 {
         bump(Counter::EmptyWakes);
         return Ok(());
@@ -261,7 +247,7 @@ fn on_wake_exit(ctx: &TracePointContext, tid: u32, kind: OpKind, uaddr: u64, ret
         uaddr,
         leaf_ret,
         tid,
-        kind: kind as u32,
+        kind,
     };
     rows::add_wake(&key, ret as u64)
 }

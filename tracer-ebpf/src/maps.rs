@@ -6,12 +6,13 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Counter, Handoff, HandoffKey, InFlight, LastWaker, Scratch, StackFrames, WaitKey, WaitStats,
-    WakeKey, WakeStats, NUM_COUNTERS, SNAPSHOT_RING_BYTES,
+    WakeKey, WakeStats, INFLIGHT_SLOTS, NUM_COUNTERS, SNAPSHOT_RING_BYTES,
 };
 
-/// Futex calls in progress, by tid. Sized for many threads: a full map loses calls (counted).
+/// Futex calls in progress, one slot per tid's low bits (`inflight_slot`): an array, because
+/// a hash insert and delete on every call cost more than the rest of the call's tracing.
 #[map]
-pub static INFLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(16384, 0);
+pub static INFLIGHT: Array<InFlight> = Array::with_max_entries(INFLIGHT_SLOTS, 0);
 
 /// Wait aggregates. Per CPU so the hot path never bounces a cache line between CPUs; not
 /// preallocated so memory follows the rows used rather than rows x CPUs.

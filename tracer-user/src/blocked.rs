@@ -14,9 +14,9 @@ use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 
 use anyhow::{Context, Result};
-use aya::maps::HashMap as BpfHashMap;
+use aya::maps::Array;
 
-use tracer_common::{classify_futex_op, map, InFlight, OpKind};
+use tracer_common::{classify_futex_op, inflight_slot, map, InFlight, OpKind};
 
 use crate::attach::Tracer;
 use crate::deadlock::Blocked;
@@ -27,11 +27,9 @@ use crate::unwind::SnapshotUnwinder;
 
 /// x86-64 `futex(2)`, and futex2's `futex_wait(2)` (uaddr first too).
 const SYS_FUTEX: u64 = 202;
-const SYS_FUTEX_WAIT: u64 = 454;
+const SYS_FUTEX_WAIT: u64 = 455;
 /// Stack bytes copied per blocked thread (capped at the end of its stack mapping).
 const STACK_BYTES: u64 = 64 * 1024;
-/// `bpf_map_update_elem` flag: only create.
-const BPF_NOEXIST: u64 = 1;
 /// glibc's `pthread_mutex_t`: the owner's tid sits 8 bytes after the futex word.
 const MUTEX_OWNER_OFFSET: u64 = 8;
 
@@ -162,17 +160,22 @@ pub fn scan(pid: u32, now_ns: u64) -> Vec<Asleep> {
 /// Gives each sleeping thread a kernel in-flight entry dated `seeded_ns`, so a wake is counted
 /// by the normal exit path. A thread that already entered a new call keeps its own entry.
 pub fn seed(tracer: &mut Tracer, asleep: &[Asleep]) -> Result<()> {
-    let mut inflight: BpfHashMap<_, u32, InFlight> =
-        BpfHashMap::try_from(tracer.ebpf.map_mut(map::INFLIGHT).context("INFLIGHT map")?)?;
+    let mut inflight: Array<_, InFlight> =
+        Array::try_from(tracer.ebpf.map_mut(map::INFLIGHT).context("INFLIGHT map")?)?;
     for a in asleep {
+        let slot = inflight_slot(a.tid);
+        // Never overwrite a call the probes saw begin.
+        if inflight.get(&slot, 0).is_ok_and(|c| c.tid == a.tid) {
+            continue;
+        }
         let call = InFlight {
             start_ns: a.seeded_ns,
             uaddr: a.uaddr,
+            tid: a.tid,
             kind: a.kind as u32,
             ..InFlight::default()
         };
-        // BPF_NOEXIST: never overwrite a call the probes saw begin.
-        let _ = inflight.insert(a.tid, call, BPF_NOEXIST);
+        let _ = inflight.set(slot, call, 0);
     }
     Ok(())
 }
@@ -185,15 +188,15 @@ pub fn still_blocked(
     asleep: Vec<Asleep>,
     now_ns: u64,
 ) -> Result<Vec<(Asleep, Blocked)>> {
-    let inflight: BpfHashMap<_, u32, InFlight> =
-        BpfHashMap::try_from(tracer.ebpf.map(map::INFLIGHT).context("INFLIGHT map")?)?;
+    let inflight: Array<_, InFlight> =
+        Array::try_from(tracer.ebpf.map(map::INFLIGHT).context("INFLIGHT map")?)?;
     let mem = File::open(format!("/proc/{pid}/mem")).ok();
     let live = tids(pid);
     let mut out = Vec::new();
     for a in asleep {
         let untouched = inflight
-            .get(&a.tid, 0)
-            .is_ok_and(|c| c.start_ns == a.seeded_ns && c.uaddr == a.uaddr);
+            .get(&inflight_slot(a.tid), 0)
+            .is_ok_and(|c| c.tid == a.tid && c.start_ns == a.seeded_ns && c.uaddr == a.uaddr);
         let same = futex_wait_of(pid, a.tid).is_some_and(|(s, _)| s.args[0] == a.uaddr);
         if !(untouched && same) {
             continue;

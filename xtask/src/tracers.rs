@@ -59,7 +59,7 @@ impl Tracer {
             Tracer::LockscopeDwarf => "lockscope (dwarf)",
             Tracer::LockscopeAllPhases => "lockscope, all phase probes",
             Tracer::BpftraceStacks => "bpftrace futexctn-like",
-            Tracer::BpftraceCount => "bpftrace count-only",
+            Tracer::BpftraceCount => "bpftrace count-only (enter+exit)",
             Tracer::PerfCount => "perf stat count-only",
             Tracer::LockscopeNoGoUprobes => "lockscope, --go-uprobes off",
             Tracer::LockscopeAuto => "lockscope (auto)",
@@ -69,9 +69,11 @@ impl Tracer {
 
 pub(crate) fn bpftrace_script(tracer: Tracer, pid: u32) -> String {
     match tracer {
-        Tracer::BpftraceCount => {
-            format!("tracepoint:syscalls:sys_enter_futex /pid == {pid}/ {{ @calls = count(); }}")
-        }
+        // The floor for any tracer on these tracepoints: both ends counted, nothing kept.
+        Tracer::BpftraceCount => format!(
+            "tracepoint:syscalls:sys_enter_futex /pid == {pid}/ {{ @enter = count(); }} \
+             tracepoint:syscalls:sys_exit_futex /pid == {pid}/ {{ @exit = count(); }}"
+        ),
         _ => format!(
             "tracepoint:syscalls:sys_enter_futex /pid == {pid}/ {{ @start[tid] = nsecs; }} \
              tracepoint:syscalls:sys_exit_futex /@start[tid]/ {{ \

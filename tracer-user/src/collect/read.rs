@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use tracer_common::{
     map, InFlight, PhaseStats, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS,
     NUM_PHASES,
@@ -103,13 +103,13 @@ pub fn read(
     }
 
     // Waits still blocked at the end are real contention the rows do not hold yet.
-    let inflight: BpfHashMap<&MapData, u32, InFlight> =
-        BpfHashMap::try_from(ebpf.map(map::INFLIGHT).context("INFLIGHT map")?)?;
+    let inflight: Array<&MapData, InFlight> =
+        Array::try_from(ebpf.map(map::INFLIGHT).context("INFLIGHT map")?)?;
     let now = monotonic_ns();
     let (mut still_waiting, mut longest) = (0, 0);
-    for item in inflight.iter() {
-        let (_tid, call) = item?;
-        if tracer_common::is_wait_kind(call.kind) {
+    for call in inflight.iter() {
+        let call = call?;
+        if call.tid != 0 && tracer_common::is_wait_kind(call.kind) {
             still_waiting += 1;
             longest = longest.max(now.saturating_sub(call.start_ns));
         }
