@@ -7,10 +7,12 @@
 
 pub mod blame;
 pub mod futex;
+pub mod goroutine;
 pub mod wait_stats;
 
 pub use blame::{ClockRead, MapClock, Phase, PhaseStats, NUM_PHASES};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
+pub use goroutine::{GoCall, GoRef};
 pub use wait_stats::WaitStats;
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).
@@ -215,30 +217,6 @@ pub const SNAPSHOT_SMALL_BYTES: usize = 4096;
 /// The snapshot ring buffer's size: ~500 DWARF records or ~2,000 `fp+cfi` records. User space
 /// drains it every tick, and sooner when a record finds it a quarter full.
 pub const SNAPSHOT_RING_BYTES: usize = 8 << 20;
-
-/// A goroutine in a `sync` semaphore acquire, by its `g` (R14 under Go's register ABI): what
-/// the entry uprobe saw, for the return-instruction uprobes to finish.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct GoCall {
-    pub start_ns: u64,
-    pub stack_id: u64,
-    pub leaf_ret: u64,
-    /// The semaphore's address (first argument, RAX).
-    pub uaddr: u64,
-    /// When the scheduler made the goroutine runnable again (`runtime.ready`); 0 until then.
-    /// The wait ends here, as in Go's block profile: the run-queue delay after it is
-    /// scheduling latency, not time spent waiting for the lock.
-    pub ready_ns: u64,
-    /// The semaphore's phase clock when the acquire began.
-    pub clock: ClockRead,
-    /// Per [`Phase`], the ns its holders ran that phase during the wait (set when readied).
-    pub blamed: [u64; NUM_PHASES],
-    /// When the goroutine first parked (`runtime.park_m`); 0 until then. The wait starts
-    /// here: before it the goroutine still runs, and the entry probe's own trap return (a
-    /// point where the kernel may preempt the thread for a whole time slice) is not waiting.
-    pub park_ns: u64,
-}
 
 /// One wait that slept, in DWARF mode: its aggregate key and wait time, the user registers
 /// unwinding starts from, and a copy of the user stack from `sp` up.

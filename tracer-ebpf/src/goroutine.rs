@@ -6,12 +6,13 @@
 //! wait in the same aggregate rows as futex waits, as op `go semacquire`. Holder blame: the
 //! acquire reads its map's phase clock at entry, and again when the goroutine is readied.
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
     macros::{map, uprobe},
     maps::HashMap,
     programs::ProbeContext,
+    EbpfContext,
 };
-use tracer_common::{Counter, GoCall, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES};
+use tracer_common::{Counter, GoCall, GoRef, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES};
 
 use crate::phase;
 
@@ -94,17 +95,15 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
     record_wait(&key, waited, &call.blamed, Outcome::Woken)
 }
 
-/// `runtime.ready(gp, ...)`, on the system stack of whichever thread readies `gp` (in RAX):
-/// if `gp` is one of ours in a semaphore acquire, note when its wait ended. The last ready
-/// wins: a goroutine woken while another barges in re-parks inside the same acquire, and its
-/// wait goes on (Go's block profile counts it the same way).
+/// `runtime.ready(gp)`, on the system stack of whichever thread readies `gp` (in RAX): if
+/// `gp` is one of ours in a semaphore acquire, its wait ends now. The last ready wins: a goroutine woken while another barges in re-parks
+/// inside the same acquire, and its wait goes on (Go's block profile counts it the same way).
 #[uprobe]
 pub fn go_ready(ctx: ProbeContext) -> u32 {
     if target_tid().is_none() {
         return 0;
     }
-    // SAFETY: as above.
-    let gp = unsafe { (*ctx.regs).rax };
+    let gp = goroutine(&ctx);
     if let Some(call) = GO_INFLIGHT.get_ptr_mut(gp) {
         // SAFETY: a map value we only write these fields of; `gp` is parked, so nothing else
         // readies it at the same time.
@@ -118,6 +117,25 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// The goroutine a ready or park probe is about, as its attach cookie says where to find it.
+#[inline(always)]
+fn goroutine(ctx: &ProbeContext) -> u64 {
+    // SAFETY: the helper reads the cookie set at attach; `regs` is the probed thread's saved
+    // user registers.
+    unsafe {
+        // Both registers are read, then one is chosen: a load at a computed offset into the
+        // context is something the verifier refuses.
+        let (rax, r14) = (
+            core::ptr::read_volatile(&(*ctx.regs).rax),
+            core::ptr::read_volatile(&(*ctx.regs).r14),
+        );
+        match GoRef::from_u64(bpf_get_attach_cookie(ctx.as_ptr())) {
+            GoRef::GInRax => rax,
+            GoRef::Current => r14,
+        }
+    }
+}
+
 /// Where a goroutine's wait starts: its first park, or (if that was not seen) the acquire's
 /// entry.
 #[inline(always)]
@@ -129,16 +147,16 @@ fn wait_start(call: &GoCall) -> u64 {
     }
 }
 
-/// `runtime.park_m(gp)`, on the system stack of the thread `gp` parks from (gp in RAX, set
-/// by `mcall`): if `gp` is one of ours in a semaphore acquire, its wait starts now (the first
-/// park counts; a re-park after losing the race keeps waiting).
+/// A goroutine parks: at the call to `gopark` inside `runtime.semacquire1` (semaphore parks
+/// only) or, where that is not found, `runtime.park_m(gp)` (every park). If it is one of ours
+/// in a semaphore acquire, its wait starts now (the first park counts; a re-park after losing
+/// the race keeps waiting).
 #[uprobe]
 pub fn go_park(ctx: ProbeContext) -> u32 {
     if target_tid().is_none() {
         return 0;
     }
-    // SAFETY: as above.
-    let gp = unsafe { (*ctx.regs).rax };
+    let gp = goroutine(&ctx);
     if let Some(call) = GO_INFLIGHT.get_ptr_mut(gp) {
         // SAFETY: a map value; only `gp`'s own thread writes this field, before it parks.
         unsafe {

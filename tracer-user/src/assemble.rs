@@ -233,6 +233,7 @@ pub fn build_profile(
             longest_unfinished_ns: raw.longest_unfinished_ns,
             empty_wakes: c(Counter::EmptyWakes),
             handed_off: c(Counter::HandedOff),
+            waker_unknown: c(Counter::HandoffsFull) + raw.handoffs_left,
         },
         losses: Losses {
             stack_errors: c(Counter::StackErrors),
@@ -245,7 +246,6 @@ pub fn build_profile(
             snapshot_read_errors: c(Counter::SnapshotReadErrors),
             stacks_cut,
             new_stack_notices_lost: c(Counter::NewStackNoticesLost),
-            waker_unknown: c(Counter::HandoffsFull) + raw.handoffs_left,
         },
         modules,
         stacks,

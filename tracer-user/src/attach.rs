@@ -109,23 +109,18 @@ impl Tracer {
         &mut self,
         pid: u32,
         exe: &std::path::Path,
-        points: &[crate::golang::ProbePoints],
+        points: &[crate::goprobes::ProbePoints],
     ) -> Result<usize> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
         let mut n = 0;
         for p in points {
-            let entry = match p.function.as_str() {
-                crate::golang::READY_FUNCTION => prog::GO_READY,
-                crate::golang::UNLOCK_FUNCTION => prog::GO_UNLOCK,
-                crate::golang::PARK_FUNCTION => prog::GO_PARK,
-                _ => prog::GO_SEMA_ENTER,
-            };
-            let sites = std::iter::once((entry, p.entry))
-                .chain(p.returns.iter().map(|&r| (prog::GO_SEMA_EXIT, r)));
-            for (name, offset) in sites {
+            let (entry, cookie) = p.probe.program();
+            let sites = std::iter::once((entry, cookie, p.entry))
+                .chain(p.returns.iter().map(|&r| (prog::GO_SEMA_EXIT, None, r)));
+            for (name, cookie, offset) in sites {
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(offset),
-                    cookie: None,
+                    cookie,
                 };
                 let link = uprobe(&mut self.ebpf, name)?
                     .attach(point, exe, scope)

@@ -255,8 +255,11 @@ mod tests {
         // A wake, a futex2 wait, and a read(2) in progress.
         let wake = parse_syscall("202 0x1000 0x81 0x1 0x0 0x0 0x0 0x7ffd 0x7f00").unwrap();
         assert_eq!(wait_kind(&wake), None);
-        let wait2 = parse_syscall("454 0x1000 0x0 0xffffffff 0x82 0x0 0x1 0x7ffd 0x7f00").unwrap();
+        // futex_wait(2) is 455; 454 is futex_wake(2).
+        let wait2 = parse_syscall("455 0x1000 0x0 0xffffffff 0x82 0x0 0x1 0x7ffd 0x7f00").unwrap();
         assert_eq!(wait_kind(&wait2), Some(OpKind::Wait2));
+        let wake2 = parse_syscall("454 0x1000 0xffffffff 0x1 0x82 0x0 0x0 0x7ffd 0x7f00").unwrap();
+        assert_eq!(wait_kind(&wake2), None);
         let read = parse_syscall("0 0x3 0x7ffd 0x1000 0x0 0x0 0x0 0x7ffd 0x7f00").unwrap();
         assert_eq!(wait_kind(&read), None);
         assert_eq!(parse_syscall("running\n"), None);

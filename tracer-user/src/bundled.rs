@@ -87,7 +87,7 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
                             b.get(off as usize..off as usize + sym.size.unwrap_or(0))
                         });
                         if let Some(code) = code {
-                            let rets = crate::golang::return_offsets(code, sym.addr);
+                            let rets = crate::x86::return_offsets(code, sym.addr);
                             go_returns.insert(off, rets.into_iter().map(|r| off + r).collect());
                         }
                     }

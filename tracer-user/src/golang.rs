@@ -4,8 +4,7 @@
 //! executables, names those classes, and keeps idle parking out of the contention rows.
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
-use object::{Object, ObjectSection, ObjectSymbol};
+use object::{Object, ObjectSection};
 
 use crate::profile::Stack;
 
@@ -38,148 +37,6 @@ fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
         }
     }
     None
-}
-
-/// The `sync` semaphore acquires a goroutine blocks in: Mutex and RWMutex slow paths (the
-/// RWMutex ones are separate functions from Go 1.20).
-pub const SEMA_FUNCTIONS: [&str; 3] = [
-    "sync.runtime_SemacquireMutex",
-    "sync.runtime_SemacquireRWMutexR",
-    "sync.runtime_SemacquireRWMutex",
-];
-
-/// The scheduler function that makes a goroutine runnable (`runtime.ready(gp, ...)`).
-pub const READY_FUNCTION: &str = "runtime.ready";
-
-/// A `sync.Mutex` unlock with waiters: where holder blame ties a mutex to a map.
-pub const UNLOCK_FUNCTION: &str = "sync.(*Mutex).unlockSlow";
-
-/// Where a goroutine parks (`runtime.park_m(gp)`): its wait starts there.
-pub const PARK_FUNCTION: &str = "runtime.park_m";
-
-/// Functions probed at entry only.
-const ENTRY_ONLY: [&str; 3] = [READY_FUNCTION, UNLOCK_FUNCTION, PARK_FUNCTION];
-
-/// Where to probe one function: its entry and each return instruction, as file offsets.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbePoints {
-    pub function: String,
-    pub entry: u64,
-    pub returns: Vec<u64>,
-}
-
-/// Entry and return-instruction offsets of the `sync` semaphore acquires in a Go executable,
-/// found by disassembling each function (uretprobes corrupt Go's movable stacks).
-pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
-    let file = std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?;
-    let obj = object::File::parse(&*file).with_context(|| format!("parsing {}", exe.display()))?;
-    let wanted = |name: &str| ENTRY_ONLY.contains(&name) || SEMA_FUNCTIONS.contains(&name);
-    // (name, address, size): from .symtab, or from .gopclntab in a stripped executable.
-    let mut functions: Vec<(String, u64, u64)> = obj
-        .symbols()
-        .filter_map(|sym| {
-            let name = sym.name().ok()?;
-            (wanted(name) && sym.size() > 0).then(|| (name.to_string(), sym.address(), sym.size()))
-        })
-        .collect();
-    if obj.symbol_table().is_none() {
-        if let Some(table) = crate::gopclntab::GoTable::open(exe) {
-            functions = table
-                .functions()
-                .filter(|f| wanted(&f.name))
-                .map(|f| (f.name, f.entry, f.end - f.entry))
-                .collect();
-        }
-    }
-    let mut out = Vec::new();
-    for (name, address, size) in functions {
-        let name = name.as_str();
-        let entry_only = ENTRY_ONLY.contains(&name);
-        let section = obj
-            .sections()
-            .find(|s| s.address() <= address && address < s.address() + s.size())
-            .with_context(|| format!("{name} has no section"))?;
-        let (sec_off, _) = section
-            .file_range()
-            .with_context(|| format!("{name}: no file data"))?;
-        let entry = sec_off + (address - section.address());
-        if entry_only {
-            // The moment a waiting goroutine is made runnable, or a mutex is released to
-            // waiters.
-            out.push(ProbePoints {
-                function: name.to_string(),
-                entry,
-                returns: Vec::new(),
-            });
-            continue;
-        }
-        let code = file
-            .get(entry as usize..(entry + size) as usize)
-            .with_context(|| format!("{name} lies outside the file"))?;
-        let returns = return_offsets(code, address)
-            .into_iter()
-            .map(|o| entry + o)
-            .collect::<Vec<_>>();
-        if returns.is_empty() {
-            bail!("{name} has no return instruction to probe");
-        }
-        out.push(ProbePoints {
-            function: name.to_string(),
-            entry,
-            returns,
-        });
-    }
-    Ok(out)
-}
-
-/// Offsets of the `ret` instructions in a function's machine code.
-pub fn return_offsets(code: &[u8], ip: u64) -> Vec<u64> {
-    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
-    let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
-    let mut out = Vec::new();
-    while d.can_decode() {
-        let at = d.position() as u64;
-        let insn = d.decode();
-        if insn.mnemonic() == Mnemonic::Ret {
-            out.push(at);
-        }
-    }
-    out
-}
-
-/// Where to place the goroutine probes on a Go target as `--go-uprobes` asks: the executable
-/// and the probe points, or `None` (off, or not Go and not required).
-pub fn goroutine_probes(
-    target: &crate::procfs::Target,
-    mode: GoUprobes,
-) -> Result<Option<(std::path::PathBuf, Vec<ProbePoints>)>> {
-    let (Some(_), Some(exe)) = (&target.go, &target.exe) else {
-        if mode == GoUprobes::On {
-            bail!("--go-uprobes on: {} is not a Go program", target.comm);
-        }
-        return Ok(None);
-    };
-    if mode == GoUprobes::Off {
-        return Ok(None);
-    }
-    match sema_probe_points(exe) {
-        Ok(p)
-            if p.iter()
-                .any(|x| SEMA_FUNCTIONS.contains(&x.function.as_str())) =>
-        {
-            Ok(Some((exe.clone(), p)))
-        }
-        Ok(_) if mode == GoUprobes::Auto => Ok(None),
-        Ok(_) => bail!(
-            "--go-uprobes on: {} has no sync semaphore functions (stripped?)",
-            exe.display()
-        ),
-        Err(e) if mode == GoUprobes::Auto => {
-            eprintln!("lockscope: no goroutine-level tracing ({e:#})");
-            Ok(None)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 /// What an OS thread of a Go process was doing in a futex wait.
@@ -303,42 +160,5 @@ mod tests {
         let stw = stack(&["runtime.futex", "runtime.notetsleep", "runtime.forEachP"]);
         assert_eq!(classify(Some(&stw)), GoWait::StopTheWorld);
         assert_eq!(classify(None), GoWait::Other);
-    }
-
-    #[test]
-    fn return_instructions_are_found_by_decoding_not_byte_search() {
-        // sub rsp,0x18 ; mov eax,0xc3 (a C3 byte that is not a ret) ; add rsp,0x18 ; ret ;
-        // jmp back ; ret
-        let code = [
-            0x48, 0x83, 0xec, 0x18, 0xb8, 0xc3, 0x00, 0x00, 0x00, 0x48, 0x83, 0xc4, 0x18, 0xc3,
-            0xeb, 0xf0, 0xc3,
-        ];
-        assert_eq!(return_offsets(&code, 0x1000), vec![13, 16]);
-    }
-
-    #[test]
-    fn the_go_workload_is_recognised_if_built() {
-        // Built by `cargo xtask test` (and build-go); this test binary is not Go.
-        let me = std::env::current_exe().unwrap();
-        assert_eq!(go_version(&me), None);
-        let go = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/go/syncmap-load-go");
-        if go.exists() {
-            let v = go_version(&go).unwrap();
-            assert!(v.starts_with("go1."), "{v}");
-            let points = sema_probe_points(&go).unwrap();
-            assert!(
-                points
-                    .iter()
-                    .any(|p| p.function == "sync.runtime_SemacquireMutex"),
-                "{points:?}"
-            );
-            assert!(points
-                .iter()
-                .filter(|p| !ENTRY_ONLY.contains(&p.function.as_str()))
-                .all(|p| !p.returns.is_empty()));
-            for f in ENTRY_ONLY {
-                assert!(points.iter().any(|p| p.function == f), "{f} not found");
-            }
-        }
     }
 }

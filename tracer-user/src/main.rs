@@ -22,6 +22,7 @@ mod frames;
 mod fuzz;
 mod golang;
 mod gopclntab;
+mod goprobes;
 mod holder;
 mod launch;
 mod locks;

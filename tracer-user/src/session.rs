@@ -7,6 +7,7 @@ use tracer_common::Phase;
 use crate::attach::{self, Tracer};
 use crate::bundled::{self, BundledMap};
 use crate::golang::{self, GoUprobes};
+use crate::goprobes;
 use crate::procfs::Target;
 use crate::sanitize::term_safe;
 use crate::unwind::{self, Unwind, UnwindMode, UnwindPlan};
@@ -44,8 +45,14 @@ impl Session {
         if let Some(m) = &map {
             tracer.attach_phases(target.tgid, m)?;
         }
-        let go_probes = match golang::goroutine_probes(&target, probes.go_uprobes)? {
-            Some((exe, points)) => tracer.attach_go(target.tgid, &exe, &points)?,
+        let go_probes = match goprobes::goroutine_probes(&target, probes.go_uprobes)? {
+            Some((exe, mut points)) => {
+                // Unlocks tie a mutex to a map's phases: without a map they have no use.
+                if map.is_none() {
+                    points.retain(|p| p.probe != goprobes::GoProbe::Unlock);
+                }
+                tracer.attach_go(target.tgid, &exe, &points)?
+            }
             None => 0,
         };
         Ok(Session {

@@ -1,6 +1,6 @@
 //! x86: the few x86-64 instruction facts lockscope reads from code bytes — whether a return
-//! address follows a call, whether a function opens a frame, and (through iced-x86, in
-//! golang.rs's probe placement) where a function returns.
+//! address follows a call, whether a function opens a frame, and (decoded with iced-x86, for
+//! probe placement in Go code) where a function returns and where it calls another.
 /// True if the bytes ending at a candidate return address end with an x86-64 call
 /// instruction: `call rel32` (E8), or an indirect `call r/m` (FF /2) in its common forms.
 pub fn preceded_by_call(before: &[u8]) -> bool {
@@ -55,6 +55,33 @@ pub fn sets_up_frame(code: &[u8]) -> bool {
             .any(|w| w == [0x48, 0x89, 0xe5] || w == [0x48, 0x8b, 0xec])
 }
 
+/// Offsets (from the start of `code`, which sits at `ip`) of its `ret` instructions. Decoded
+/// instruction by instruction: a C3 byte inside another instruction is not a return.
+pub fn return_offsets(code: &[u8], ip: u64) -> Vec<u64> {
+    decode(code, ip, |insn| insn.mnemonic() == iced_x86::Mnemonic::Ret)
+}
+
+/// Offsets of the direct calls to `target` in `code` (at `ip`).
+pub fn call_offsets(code: &[u8], ip: u64, target: u64) -> Vec<u64> {
+    decode(code, ip, |insn| {
+        insn.mnemonic() == iced_x86::Mnemonic::Call
+            && insn.op0_kind() == iced_x86::OpKind::NearBranch64
+            && insn.near_branch64() == target
+    })
+}
+
+fn decode(code: &[u8], ip: u64, want: impl Fn(&iced_x86::Instruction) -> bool) -> Vec<u64> {
+    let mut d = iced_x86::Decoder::with_ip(64, code, ip, iced_x86::DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while d.can_decode() {
+        let at = d.position() as u64;
+        if want(&d.decode()) {
+            out.push(at);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +131,32 @@ mod tests {
         ]));
         assert!(!opens_frame(&[0x41, 0x57, 0x41, 0x56, 0, 0, 0, 0]));
         assert!(!opens_frame(&[0x55]));
+    }
+
+    #[test]
+    fn return_instructions_are_found_by_decoding_not_byte_search() {
+        // sub rsp,0x18 ; mov eax,0xc3 (a C3 byte that is not a ret) ; add rsp,0x18 ; ret ;
+        // jmp back ; ret
+        let code = [
+            0x48, 0x83, 0xec, 0x18, 0xb8, 0xc3, 0x00, 0x00, 0x00, 0x48, 0x83, 0xc4, 0x18, 0xc3,
+            0xeb, 0xf0, 0xc3,
+        ];
+        assert_eq!(return_offsets(&code, 0x1000), vec![13, 16]);
+    }
+
+    #[test]
+    fn calls_to_one_target_are_found() {
+        // At 0x1000: call 0x2000 ; call 0x3000 ; nop ; call 0x2000
+        let rel = |at: u64, to: u64| ((to as i64 - (at as i64 + 5)) as i32).to_le_bytes();
+        let mut code = vec![0xe8];
+        code.extend(rel(0x1000, 0x2000));
+        code.push(0xe8);
+        code.extend(rel(0x1005, 0x3000));
+        code.push(0x90);
+        code.push(0xe8);
+        code.extend(rel(0x100b, 0x2000));
+        assert_eq!(call_offsets(&code, 0x1000, 0x2000), vec![0, 11]);
+        assert_eq!(call_offsets(&code, 0x1000, 0x3000), vec![5]);
+        assert!(call_offsets(&code, 0x1000, 0x4000).is_empty());
     }
 }

@@ -14,7 +14,7 @@ use common::*;
 /// `WORKLOAD_SECS`, prints its counters and lingers idle, so lockscope's window (from attach to
 /// its last read before the target exits) spans exactly the interval the workload counts.
 const WORKLOAD_SECS: &str = "2";
-const START_DELAY: &str = "1";
+const START_DELAY: &str = "1.6";
 const LINGER: &str = "1";
 /// Filling the largest map (100,000 keys) takes well under this.
 const FILLED: Duration = Duration::from_millis(600);

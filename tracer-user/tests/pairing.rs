@@ -85,7 +85,7 @@ fn every_wait_that_slept_is_paired_with_the_wake_that_ended_it() {
         "only {total} waits slept: {}",
         p["counters"]
     );
-    let unknown = p["losses"]["waker_unknown"].as_u64().unwrap_or(0);
+    let unknown = counter(&p, "waker_unknown");
     // The last wake of the run can be the only one no waiter pairs with.
     assert!(
         right + unknown + 2 >= total,

@@ -230,6 +230,10 @@ pub struct Counters {
     /// Woken waits whose waker's syscall ended after theirs: the waker recorded them.
     #[serde(default)]
     pub handed_off: u64,
+    /// Woken waits with no waker known: woken by no traced wake (the kernel wakes a joiner
+    /// when a thread exits), or no free hand-off slot on their futex word.
+    #[serde(default)]
+    pub waker_unknown: u64,
 }
 
 /// Everything the kernel side had to drop. Rows are exact only when all are zero.
@@ -263,10 +267,6 @@ pub struct Losses {
     /// periodic read (their notice ring was full).
     #[serde(default)]
     pub new_stack_notices_lost: u64,
-    /// Woken waits recorded without their waker: no free hand-off slot on their futex word,
-    /// or no wake of it came after them.
-    #[serde(default)]
-    pub waker_unknown: u64,
 }
 
 impl Losses {
