@@ -48,3 +48,26 @@ impl GoRef {
         }
     }
 }
+
+/// Where a semaphore acquire takes its goroutine's stack; user space passes it as the entry
+/// probe's attach cookie.
+#[repr(u64)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoStack {
+    /// At the acquire's entry: the park is probed only scheduler-wide, off the goroutine's
+    /// stack.
+    AtEntry = 0,
+    /// At the semaphore code's call to gopark: only acquires that really park pay for it.
+    AtPark = 1,
+}
+
+impl GoStack {
+    #[inline(always)]
+    pub fn from_u64(v: u64) -> GoStack {
+        if v == GoStack::AtPark as u64 {
+            GoStack::AtPark
+        } else {
+            GoStack::AtEntry
+        }
+    }
+}

@@ -12,7 +12,7 @@ pub mod wait_stats;
 
 pub use blame::{ClockRead, MapClock, Phase, PhaseStats, NUM_PHASES};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
-pub use goroutine::{GoCall, GoRef};
+pub use goroutine::{GoCall, GoRef, GoStack};
 pub use wait_stats::WaitStats;
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).

@@ -12,7 +12,9 @@ use aya_ebpf::{
     programs::ProbeContext,
     EbpfContext,
 };
-use tracer_common::{Counter, GoCall, GoRef, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES};
+use tracer_common::{
+    Counter, GoCall, GoRef, GoStack, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES,
+};
 
 use crate::phase;
 
@@ -35,9 +37,19 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
     if target_tid().is_none() {
         return Ok(());
     }
-    // SAFETY: `regs` is the probed thread's saved user registers, valid for this program.
-    let (g, sema) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
-    let (stack_id, leaf_ret) = stack::capture(ctx);
+    // SAFETY: `regs` is the probed thread's saved user registers, valid for this program;
+    // the helper reads the cookie set at attach.
+    let (g, sema, at) = unsafe {
+        (
+            (*ctx.regs).r14,
+            (*ctx.regs).rax,
+            GoStack::from_u64(bpf_get_attach_cookie(ctx.as_ptr())),
+        )
+    };
+    let (stack_id, leaf_ret) = match at {
+        GoStack::AtEntry => stack::capture(ctx),
+        GoStack::AtPark => (NO_STACK, 0),
+    };
     let clock = phase::read_clock(g, sema);
     let call = GoCall {
         // SAFETY: a helper with no preconditions.
@@ -129,7 +141,7 @@ fn goroutine(ctx: &ProbeContext) -> u64 {
             core::ptr::read_volatile(&(*ctx.regs).rax),
             core::ptr::read_volatile(&(*ctx.regs).r14),
         );
-        match GoRef::from_u64(bpf_get_attach_cookie(ctx.as_ptr())) {
+        match GoRef::from_u64(cookie(ctx)) {
             GoRef::GInRax => rax,
             GoRef::Current => r14,
         }
@@ -158,14 +170,25 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
     }
     let gp = goroutine(&ctx);
     if let Some(call) = GO_INFLIGHT.get_ptr_mut(gp) {
-        // SAFETY: a map value; only `gp`'s own thread writes this field, before it parks.
+        // SAFETY: a map value; only `gp`'s own thread writes these fields, before it parks.
         unsafe {
             if (*call).park_ns == 0 {
                 (*call).park_ns = bpf_ktime_get_ns();
             }
+            // On the goroutine's own stack (the semaphore code's park): the acquire's stack,
+            // taken once. The word at SP mid-function is no return address: no leaf.
+            if (*call).stack_id == NO_STACK && GoRef::from_u64(cookie(&ctx)) == GoRef::Current {
+                (*call).stack_id = stack::capture(&ctx).0;
+            }
         }
     }
     0
+}
+
+#[inline(always)]
+fn cookie(ctx: &ProbeContext) -> u64 {
+    // SAFETY: the helper reads the cookie set at attach; it has no preconditions.
+    unsafe { bpf_get_attach_cookie(ctx.as_ptr()) }
 }
 
 /// `sync.(*Mutex).unlockSlow(m)`: an unlock that has waiters (or must hand off). Ties the

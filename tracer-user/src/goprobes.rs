@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
-use tracer_common::{prog, GoRef};
+use tracer_common::{prog, GoRef, GoStack};
 
 use crate::golang::GoUprobes;
 use crate::x86::{call_offsets, return_offsets};
@@ -39,8 +39,9 @@ const UNLOCK: &str = "sync.(*Mutex).unlockSlow";
 /// What a goroutine probe point does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GoProbe {
-    /// A semaphore acquire's entry (its return instructions end the wait).
-    Acquire,
+    /// A semaphore acquire's entry (its return instructions end the wait), and where its
+    /// stack is taken.
+    Acquire(GoStack),
     /// The call to `gopark` in the semaphore code: the running goroutine parks.
     ParkSite,
     /// `runtime.park_m(gp)`: any goroutine parks (fallback for [`GoProbe::ParkSite`]).
@@ -56,7 +57,7 @@ impl GoProbe {
     pub fn program(self) -> (&'static str, Option<u64>) {
         let cookie = |r: GoRef| Some(r as u64);
         match self {
-            GoProbe::Acquire => (prog::GO_SEMA_ENTER, None),
+            GoProbe::Acquire(at) => (prog::GO_SEMA_ENTER, Some(at as u64)),
             GoProbe::ParkSite => (prog::GO_PARK, cookie(GoRef::Current)),
             GoProbe::ParkAny => (prog::GO_PARK, cookie(GoRef::GInRax)),
             GoProbe::ReadyAny => (prog::GO_READY, cookie(GoRef::GInRax)),
@@ -144,6 +145,20 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
         entry,
         returns: Vec::new(),
     };
+    // Parks: the semaphore code's own calls to gopark, else every park.
+    let mut sites = Vec::new();
+    if let Some(parker) = funcs.get(PARKER) {
+        for target in GOPARK.iter().filter_map(|n| funcs.get(*n)) {
+            sites.extend(call_offsets(code(parker)?, parker.address, target.address));
+        }
+        sites.sort_unstable();
+    }
+    // The stack is taken where the goroutine parks if that point is on its own stack.
+    let stack_at = if sites.is_empty() {
+        GoStack::AtEntry
+    } else {
+        GoStack::AtPark
+    };
     let mut out = Vec::new();
     for name in SEMA_FUNCTIONS {
         let Some(f) = funcs.get(name) else { continue };
@@ -156,16 +171,10 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
         }
         out.push(ProbePoints {
             returns,
-            ..point(GoProbe::Acquire, name, f.offset)
+            ..point(GoProbe::Acquire(stack_at), name, f.offset)
         });
     }
-    // Parks: the semaphore code's own calls to gopark, else every park.
-    let mut sites = Vec::new();
     if let Some(parker) = funcs.get(PARKER) {
-        for target in GOPARK.iter().filter_map(|n| funcs.get(*n)) {
-            sites.extend(call_offsets(code(parker)?, parker.address, target.address));
-        }
-        sites.sort_unstable();
         for s in &sites {
             out.push(point(GoProbe::ParkSite, PARKER, parker.offset + s));
         }
@@ -200,7 +209,9 @@ pub fn goroutine_probes(
         return Ok(None);
     }
     match sema_probe_points(exe) {
-        Ok(p) if p.iter().any(|x| x.probe == GoProbe::Acquire) => Ok(Some((exe.clone(), p))),
+        Ok(p) if p.iter().any(|x| matches!(x.probe, GoProbe::Acquire(_))) => {
+            Ok(Some((exe.clone(), p)))
+        }
         Ok(_) if mode == GoUprobes::Auto => Ok(None),
         Ok(_) => bail!(
             "--go-uprobes on: {} has no sync semaphore functions (stripped?)",
@@ -235,8 +246,8 @@ mod tests {
         );
         assert!(points
             .iter()
-            .filter(|p| p.probe == GoProbe::Acquire)
-            .all(|p| !p.returns.is_empty()));
+            .filter(|p| matches!(p.probe, GoProbe::Acquire(_)))
+            .all(|p| !p.returns.is_empty() && p.probe == GoProbe::Acquire(GoStack::AtPark)));
         // Go 1.19: semacquire1 calls gopark, so the scheduler-wide park is not probed.
         assert!(
             has(GoProbe::ParkSite) && has(GoProbe::ReadyAny),
