@@ -431,4 +431,25 @@ pub mod prog {
         (FUTEX_WAITV_ENTER, &["sys_enter_futex_waitv"]),
         (FUTEX_WAKE_ENTER, &["sys_enter_futex_wake"]),
     ];
+
+    /// BPF trampolines on the kernel's futex functions, where the kernel allows them:
+    /// (entry program, exit program, kernel function). Exits first, as above.
+    pub const TRAMPOLINES: [(&str, &str, &str); 4] = [
+        ("do_futex_entry", "do_futex_exit", "do_futex"),
+        (
+            "futex_wait_fentry",
+            "futex_wait_fexit",
+            "__x64_sys_futex_wait",
+        ),
+        (
+            "futex_wake_fentry",
+            "futex_wake_fexit",
+            "__x64_sys_futex_wake",
+        ),
+        (
+            "futex_waitv_fentry",
+            "futex_waitv_fexit",
+            "__x64_sys_futex_waitv",
+        ),
+    ];
 }

@@ -9,6 +9,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
+    EbpfContext,
 };
 use tracer_common::{
     classify_futex_op, inflight_slot, is_wait_kind, waker_id, Counter, InFlight, LastWaker, OpKind,
@@ -101,15 +102,19 @@ fn try_futex_waitv_enter(ctx: &TracePointContext) -> Res {
         return Ok(());
     };
     bump(Counter::Calls);
-    let waiters = arg(ctx, ARG0)?;
-    // SAFETY: a user pointer read through the checked helper.
-    let uaddr =
-        unsafe { bpf_probe_read_user((waiters as usize + WAITV_UADDR) as *const u64) }.unwrap_or(0);
-    on_enter(tid, OpKind::Waitv, uaddr)
+    on_enter(tid, OpKind::Waitv, first_uaddr(arg(ctx, ARG0)?))
 }
 
+/// futex_waitv(2): the first futex word of the vector `waiters` (the one recorded).
 #[inline(always)]
-fn on_enter(tid: u32, kind: OpKind, uaddr: u64) -> Res {
+pub fn first_uaddr(waiters: u64) -> u64 {
+    // SAFETY: a user pointer read through the checked helper.
+    unsafe { bpf_probe_read_user((waiters as usize + WAITV_UADDR) as *const u64) }.unwrap_or(0)
+}
+
+/// A futex call of the target's thread `tid` begins.
+#[inline(always)]
+pub fn on_enter(tid: u32, kind: OpKind, uaddr: u64) -> Res {
     let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(tid)) else {
         return Ok(());
     };
@@ -143,6 +148,12 @@ pub fn futex_exit(ctx: TracePointContext) -> u32 {
 }
 
 fn try_futex_exit(ctx: &TracePointContext) -> Res {
+    on_exit(ctx, arg(ctx, EXIT_RET)? as i64)
+}
+
+/// A futex call of the target ends with `ret`; `ctx` is the probe's (for the user stack).
+#[inline(always)]
+pub fn on_exit<C: EbpfContext>(ctx: &C, ret: i64) -> Res {
     let Some(tid) = target_tid() else {
         return Ok(());
     };
@@ -159,7 +170,6 @@ fn try_futex_exit(ctx: &TracePointContext) -> Res {
         (*slot).tid = 0;
         *slot
     };
-    let ret = arg(ctx, EXIT_RET)? as i64;
     if is_wait_kind(call.kind) {
         on_wait_exit(ctx, tid, &call, ret)
     } else {
@@ -168,7 +178,7 @@ fn try_futex_exit(ctx: &TracePointContext) -> Res {
 }
 
 #[inline(always)]
-fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) -> Res {
+fn on_wait_exit<C: EbpfContext>(ctx: &C, tid: u32, call: &InFlight, ret: i64) -> Res {
     let outcome = Outcome::of_wait(ret);
     if outcome == Outcome::Again {
         bump(Counter::Eagain);
@@ -222,7 +232,7 @@ fn on_wait_exit(ctx: &TracePointContext, tid: u32, call: &InFlight, ret: i64) ->
 /// A wake's exit. One that woke nobody is only counted; one that woke someone takes its
 /// stack, becomes its futex word's last waker, and records any wait its waiter left.
 #[inline(always)]
-fn on_wake_exit(ctx: &TracePointContext, tid: u32, kind: u32, uaddr: u64, ret: i64) -> Res {
+fn on_wake_exit<C: EbpfContext>(ctx: &C, tid: u32, kind: u32, uaddr: u64, ret: i64) -> Res {
     if ret <= 0 {
         bump(Counter::EmptyWakes);
         return Ok(());

@@ -10,6 +10,7 @@ mod phase;
 mod rows;
 mod snapshot;
 mod stack;
+mod trampoline;
 
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

@@ -8,6 +8,7 @@ use aya::{Ebpf, EbpfLoader};
 use tracer_common::{global, prog};
 
 use crate::bundled::BundledMap;
+use crate::hooks::{self, Hooks, TrampolineLink};
 use crate::preflight::has_tracepoint;
 
 /// The eBPF object, built by build.rs through aya-build.
@@ -17,9 +18,12 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lo
 pub struct Tracer {
     pub ebpf: Ebpf,
     links: Vec<(&'static str, TracePointLinkId)>,
+    trampolines: Vec<TrampolineLink>,
     uprobes: Vec<(&'static str, UProbeLinkId)>,
     /// Tracepoints this kernel lacks (older kernels have no futex2 syscalls).
     pub missing: Vec<&'static str>,
+    /// Which kernel hooks carry the futex events.
+    pub hooks: Hooks,
 }
 
 /// Loads and attaches for process `tgid`. `snapshot_bytes` > 0 turns on DWARF mode: a stack
@@ -32,10 +36,13 @@ pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
         .context("loading the eBPF object")?;
     // Load (verify) everything before attaching anything: verification takes milliseconds, and
     // exits attached during that time would see calls whose entries nobody recorded.
-    for (name, _) in prog::ATTACH_ORDER {
-        program(&mut ebpf, name)?
-            .load()
-            .with_context(|| format!("the kernel rejected program {name}"))?;
+    let hooks = Hooks::choose(hooks::load_trampolines(&mut ebpf));
+    if hooks != Hooks::Trampolines {
+        for (name, _) in prog::ATTACH_ORDER {
+            program(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("the kernel rejected program {name}"))?;
+        }
     }
     for name in [
         prog::PHASE_ENTER,
@@ -54,7 +61,16 @@ pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
     }
     let mut links = Vec::new();
     let mut missing = Vec::new();
-    for (name, tracepoints) in prog::ATTACH_ORDER {
+    let trampolines = match hooks {
+        Hooks::Trampolines => hooks::attach_trampolines(&mut ebpf)?,
+        Hooks::Tracepoints { .. } => Vec::new(),
+    };
+    let tracepoints = if trampolines.is_empty() {
+        &prog::ATTACH_ORDER[..]
+    } else {
+        &[]
+    };
+    for &(name, tracepoints) in tracepoints {
         let program = program(&mut ebpf, name)?;
         for &tp in tracepoints {
             if !has_tracepoint("syscalls", tp) {
@@ -70,8 +86,10 @@ pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
     Ok(Tracer {
         ebpf,
         links,
+        trampolines,
         uprobes: Vec::new(),
         missing,
+        hooks,
     })
 }
 
@@ -178,6 +196,6 @@ impl Tracer {
         for (name, link) in self.links.drain(..) {
             program(&mut self.ebpf, name)?.detach(link)?;
         }
-        Ok(())
+        hooks::detach_trampolines(&mut self.ebpf, std::mem::take(&mut self.trampolines))
     }
 }

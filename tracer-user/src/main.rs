@@ -24,6 +24,7 @@ mod golang;
 mod gopclntab;
 mod goprobes;
 mod holder;
+mod hooks;
 mod launch;
 mod locks;
 mod options;

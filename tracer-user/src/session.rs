@@ -66,6 +66,7 @@ impl Session {
 
     /// One line per thing worth knowing about the setup, on stderr.
     pub fn announce(&self) {
+        eprintln!("lockscope: {}", self.tracer.hooks.describe());
         if let (UnwindMode::FpCfi | UnwindMode::Dwarf, Some(why)) = (self.plan.mode, &self.plan.why)
         {
             eprintln!(

@@ -398,7 +398,9 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
     );
     crate::bench_map::write_section("## Tracer overhead", &doc)?;
     eprintln!("\n{doc}\n    written to BENCHMARKS.md");
-    Ok(())
+    // Storm throughput alone hides what each event costs (a slower futex can raise a storm's
+    // throughput): the per-event costs, the host-wide tax and Go's own benchmarks follow.
+    crate::bench_events::run(rounds)
 }
 
 /// Runs lockscope and the count-only bpftrace on the same workload run and compares the
