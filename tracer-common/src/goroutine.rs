@@ -71,3 +71,31 @@ impl GoStack {
         }
     }
 }
+
+/// Return addresses into the `sync` acquires from their call of the semaphore code: a park
+/// whose frame returns elsewhere (a WaitGroup, the runtime's own semaphores) is not traced.
+pub const GO_CALLER_SLOTS: u32 = 8;
+
+/// The semaphore code's frame, for the precise park probe: where the return address and the
+/// spilled semaphore address sit above the stack pointer. Packed into the attach cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoFrame {
+    /// Bytes from SP to the return address (the frame's size).
+    pub ret_at: u32,
+    /// Bytes from SP to the spilled first argument (the semaphore's address).
+    pub sema_at: u32,
+}
+
+impl GoFrame {
+    pub fn cookie(self) -> u64 {
+        (u64::from(self.ret_at) << 32) | u64::from(self.sema_at)
+    }
+
+    #[inline(always)]
+    pub fn from_cookie(c: u64) -> GoFrame {
+        GoFrame {
+            ret_at: (c >> 32) as u32,
+            sema_at: c as u32,
+        }
+    }
+}

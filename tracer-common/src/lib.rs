@@ -12,7 +12,7 @@ pub mod wait_stats;
 
 pub use blame::{ClockRead, MapClock, Phase, PhaseStats, NUM_PHASES};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
-pub use goroutine::{GoCall, GoRef, GoStack};
+pub use goroutine::{GoCall, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
 pub use wait_stats::WaitStats;
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).
@@ -264,6 +264,7 @@ pub mod map {
     pub const NEW_STACKS: &str = "NEW_STACKS";
     pub const HANDOFFS: &str = "HANDOFFS";
     pub const PHASES_ON: &str = "PHASES_ON";
+    pub const GO_CALLERS: &str = "GO_CALLERS";
 }
 
 /// Global (`static`) names set by user space before load.
@@ -413,6 +414,9 @@ pub mod prog {
     pub const GO_UNLOCK: &str = "go_unlock";
     /// uprobe on `runtime.park_m(gp)`: stamps when a goroutine in an acquire first parked.
     pub const GO_PARK: &str = "go_park";
+    /// uprobe on the semaphore code's call to gopark, where its frame layout is known: the
+    /// acquire begins there (no entry or return-instruction probes needed).
+    pub const GO_SEMA_PARK: &str = "go_sema_park";
 
     /// (program, syscalls tracepoints). Exits come first: attached before the entries, every
     /// entry seen has its exit seen too.

@@ -6,14 +6,15 @@
 //! wait in the same aggregate rows as futex waits, as op `go semacquire`. Holder blame: the
 //! acquire reads its map's phase clock at entry, and again when the goroutine is readied.
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user, generated::bpf_get_attach_cookie},
     macros::{map, uprobe},
-    maps::HashMap,
+    maps::{Array, HashMap},
     programs::ProbeContext,
     EbpfContext,
 };
 use tracer_common::{
-    Counter, GoCall, GoRef, GoStack, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES,
+    Counter, GoCall, GoFrame, GoRef, GoStack, OpKind, Outcome, WaitKey, GO_CALLER_SLOTS,
+    NO_STACK, NUM_PHASES,
 };
 
 use crate::phase;
@@ -69,6 +70,74 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
     Ok(())
 }
 
+/// Return addresses into the `sync` acquires (see `GoCallers` in user space); 0: unused.
+#[map]
+pub static GO_CALLERS: Array<u64> = Array::with_max_entries(GO_CALLER_SLOTS, 0);
+
+/// Precise mode: the semaphore code's slow path, at the top of its queue-and-park loop (its
+/// call to lock the semaphore root), just after Go's block profile starts its clock. The
+/// first pass begins the wait; a pass after a wake that lost the race goes on with it. The
+/// fast paths hit no probe. The semaphore address comes from the frame's spill slot; the
+/// stack is taken at the end, and only if the goroutine was parked and readied
+/// (`go_sema_exit`, on the semaphore code's way out).
+#[uprobe]
+pub fn go_sema_park(ctx: ProbeContext) -> u32 {
+    let _ = try_go_sema_begin(&ctx);
+    0
+}
+
+fn try_go_sema_begin(ctx: &ProbeContext) -> Res {
+    if target_tid().is_none() {
+        return Ok(());
+    }
+    // SAFETY: `regs` is the probed thread's saved user registers, valid for this program.
+    let (g, sp) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rsp) };
+    if GO_INFLIGHT.get_ptr(g).is_some() {
+        return Ok(());
+    }
+    let frame = GoFrame::from_cookie(cookie(ctx));
+    // SAFETY: user stack reads through the checked helper.
+    let (ret, sema) = unsafe {
+        (
+            bpf_probe_read_user((sp + u64::from(frame.ret_at)) as *const u64).unwrap_or(0),
+            bpf_probe_read_user((sp + u64::from(frame.sema_at)) as *const u64).unwrap_or(0),
+        )
+    };
+    if !from_sync_acquire(ret) {
+        return Ok(());
+    }
+    // SAFETY: a helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let call = GoCall {
+        start_ns: now,
+        stack_id: NO_STACK,
+        leaf_ret: 0,
+        uaddr: sema,
+        ready_ns: 0,
+        clock: phase::read_clock(g, sema),
+        blamed: [0; NUM_PHASES],
+        park_ns: 0,
+    };
+    if GO_INFLIGHT.insert(g, &call, 0).is_err() {
+        bump(Counter::InflightFull);
+    }
+    Ok(())
+}
+
+/// True if `ret` returns into one of the `sync` acquires.
+#[inline(always)]
+fn from_sync_acquire(ret: u64) -> bool {
+    let mut i = 0;
+    while i < GO_CALLER_SLOTS {
+        match GO_CALLERS.get(i) {
+            Some(&a) if a == ret && a != 0 => return true,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
 #[uprobe]
 pub fn go_sema_exit(ctx: ProbeContext) -> u32 {
     let _ = try_go_sema_exit(&ctx);
@@ -91,10 +160,17 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
     if call.ready_ns == 0 {
         return Ok(());
     }
+    // Precise mode takes the stack only now, for waits: the goroutine is still inside the
+    // acquire. Mid-function, the word at SP is no return address: no leaf.
+    let stack_id = if call.stack_id == NO_STACK {
+        stack::capture(ctx).0
+    } else {
+        call.stack_id
+    };
     // The wait ended when the goroutine was last made runnable.
     let waited = call.ready_ns.saturating_sub(wait_start(&call));
     let key = WaitKey {
-        stack_id: call.stack_id,
+        stack_id,
         waker_id: NO_STACK,
         uaddr: call.uaddr,
         leaf_ret: call.leaf_ret,

@@ -52,6 +52,7 @@ pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
         prog::GO_READY,
         prog::GO_UNLOCK,
         prog::GO_PARK,
+        prog::GO_SEMA_PARK,
         prog::GO_PHASE_ENTER,
         prog::GO_PHASE_EXIT,
     ] {
@@ -127,11 +128,20 @@ impl Tracer {
         &mut self,
         pid: u32,
         exe: &std::path::Path,
-        points: &[crate::goprobes::ProbePoints],
+        plan: &crate::goprobes::GoPlan,
     ) -> Result<usize> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
+        // Before any probe fires: where a traced park's frame must return to.
+        let mut slots: aya::maps::Array<_, u64> = aya::maps::Array::try_from(
+            self.ebpf
+                .map_mut(tracer_common::map::GO_CALLERS)
+                .context("GO_CALLERS map")?,
+        )?;
+        for (i, a) in plan.callers.iter().enumerate() {
+            slots.set(i as u32, a, 0)?;
+        }
         let mut n = 0;
-        for p in points {
+        for p in &plan.points {
             let (entry, cookie) = p.probe.program();
             let sites = std::iter::once((entry, cookie, p.entry))
                 .chain(p.returns.iter().map(|&r| (prog::GO_SEMA_EXIT, None, r)));

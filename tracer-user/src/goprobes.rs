@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
-use tracer_common::{prog, GoRef, GoStack};
+use tracer_common::{prog, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
 
 use crate::golang::GoUprobes;
-use crate::x86::{call_offsets, return_offsets};
+use crate::x86::{call_offsets, frame_size, return_offsets, stores_rax_at};
 
 /// The `sync` semaphore acquires a goroutine blocks in: Mutex and RWMutex slow paths (the
 /// RWMutex ones are separate functions from Go 1.20).
@@ -29,6 +29,12 @@ pub const SEMA_FUNCTIONS: [&str; 3] = [
 /// The semaphore code that parks the goroutine (it calls `gopark`).
 const PARKER: &str = "runtime.semacquire1";
 const GOPARK: [&str; 2] = ["runtime.gopark", "runtime.goparkunlock"];
+/// The semaphore code's slow path: the lock at the top of its queue-and-park loop (just after
+/// Go's block profile starts its clock), and its last call, parked or not.
+const LOOP_LOCK: [&str; 2] = ["runtime.lock2", "runtime.lockWithRank"];
+const RELEASE: &str = "runtime.releaseSudog";
+/// Length of a direct `call rel32`: the return address follows it.
+const CALL_LEN: u64 = 5;
 /// Every goroutine made runnable.
 const READY_ANY: &str = "runtime.ready";
 /// Every goroutine parked: the fallback for the semaphore code's own park.
@@ -50,6 +56,11 @@ pub enum GoProbe {
     ReadyAny,
     /// A mutex unlock with waiters: needed only to tie a mutex to a map's phases.
     Unlock,
+    /// Precise mode: the top of the semaphore code's queue-and-park loop, with its frame's
+    /// layout. Begins a `sync` acquire's wait; nothing else is probed on the way in.
+    SemaPark(GoFrame),
+    /// Precise mode: the semaphore code's call to releaseSudog, on its way out: ends it.
+    SemaDone,
 }
 
 impl GoProbe {
@@ -62,6 +73,8 @@ impl GoProbe {
             GoProbe::ParkAny => (prog::GO_PARK, cookie(GoRef::GInRax)),
             GoProbe::ReadyAny => (prog::GO_READY, cookie(GoRef::GInRax)),
             GoProbe::Unlock => (prog::GO_UNLOCK, None),
+            GoProbe::SemaPark(frame) => (prog::GO_SEMA_PARK, Some(frame.cookie())),
+            GoProbe::SemaDone => (prog::GO_SEMA_EXIT, None),
         }
     }
 }
@@ -91,7 +104,8 @@ fn functions(exe: &Path, file: &[u8]) -> Result<HashMap<String, Function>> {
     let wanted = |name: &str| {
         SEMA_FUNCTIONS.contains(&name)
             || GOPARK.contains(&name)
-            || [PARKER, READY_ANY, PARK_ANY, UNLOCK].contains(&name)
+            || LOOP_LOCK.contains(&name)
+            || [PARKER, READY_ANY, PARK_ANY, UNLOCK, RELEASE].contains(&name)
     };
     let mut found: Vec<(String, u64, u64)> = obj
         .symbols()
@@ -131,10 +145,95 @@ fn functions(exe: &Path, file: &[u8]) -> Result<HashMap<String, Function>> {
     Ok(out)
 }
 
-/// Every goroutine probe point in a Go executable, found by symbol and by disassembly.
-pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
+/// Where the goroutine probes go: the points, and (precise mode) the addresses in the process
+/// of the returns into the `sync` acquires that a traced park must come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoPlan {
+    pub points: Vec<ProbePoints>,
+    pub callers: Vec<u64>,
+}
+
+/// The semaphore code's layout, when disassembly finds all of it: one probe per park and one
+/// on the way out then replace the acquires' entry and return-instruction probes.
+struct Precise {
+    frame: GoFrame,
+    parks: Vec<u64>,
+    dones: Vec<u64>,
+    callers: Vec<u64>,
+}
+
+/// Where code of `exe` runs in the process: a non-PIE executable at its link addresses; a PIE
+/// one where `pid` mapped it (not yet known before the target's exec: then `None`).
+struct Placement<'a> {
+    exe: &'a Path,
+    pie: bool,
+    pid: Option<u32>,
+}
+
+impl Placement<'_> {
+    /// Runtime addresses of (link address, file offset) pairs.
+    fn resolve(&self, at: &[(u64, u64)]) -> Option<Vec<u64>> {
+        if !self.pie {
+            return Some(at.iter().map(|a| a.0).collect());
+        }
+        let offsets: Vec<u64> = at.iter().map(|a| a.1).collect();
+        code_addresses(self.pid?, self.exe, &offsets).ok()
+    }
+}
+
+fn precise(
+    funcs: &HashMap<String, Function>,
+    file: &[u8],
+    placement: &Placement,
+) -> Option<Precise> {
+    let code = |f: &Function| file.get(f.offset as usize..(f.offset + f.size) as usize);
+    let parker = funcs.get(PARKER)?;
+    let body = code(parker)?;
+    let ret_at = frame_size(body, parker.address)?;
+    // Under Go's register ABI the first argument (the semaphore) is spilled just above the
+    // return address; the precise probe reads it there.
+    let sema_at = ret_at + 8;
+    if !stores_rax_at(body, parker.address, sema_at) {
+        return None;
+    }
+    let calls = |name: &str| {
+        funcs
+            .get(name)
+            .map(|t| call_offsets(body, parker.address, t.address))
+            .unwrap_or_default()
+    };
+    let parks: Vec<u64> = LOOP_LOCK.iter().flat_map(|n| calls(n)).collect();
+    let dones = calls(RELEASE);
+    let mut returns = Vec::new();
+    for f in SEMA_FUNCTIONS.iter().filter_map(|n| funcs.get(*n)) {
+        let at = call_offsets(code(f)?, f.address, parker.address);
+        returns.extend(
+            at.into_iter()
+                .map(|o| (f.address + o + CALL_LEN, f.offset + o + CALL_LEN)),
+        );
+    }
+    let callers = placement.resolve(&returns)?;
+    let complete = !parks.is_empty() && !dones.is_empty() && !callers.is_empty();
+    (complete && callers.len() <= GO_CALLER_SLOTS as usize).then(|| Precise {
+        frame: GoFrame { ret_at, sema_at },
+        parks: parks.into_iter().map(|o| parker.offset + o).collect(),
+        dones: dones.into_iter().map(|o| parker.offset + o).collect(),
+        callers,
+    })
+}
+
+/// Every goroutine probe point in a Go executable, found by symbol and by disassembly, for
+/// process `pid` (`None`: no process yet, as before a launched target's exec).
+pub fn sema_probe_points(exe: &Path, pid: Option<u32>) -> Result<GoPlan> {
     let file = std::fs::read(exe).with_context(|| format!("reading {}", exe.display()))?;
     let funcs = functions(exe, &file)?;
+    let placement = Placement {
+        exe,
+        pie: object::File::parse(&*file)
+            .map(|o| o.kind() != object::ObjectKind::Executable)
+            .unwrap_or(true),
+        pid,
+    };
     let code = |f: &Function| -> Result<&[u8]> {
         file.get(f.offset as usize..(f.offset + f.size) as usize)
             .context("a function lies outside the file")
@@ -145,43 +244,50 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
         entry,
         returns: Vec::new(),
     };
-    // Parks: the semaphore code's own calls to gopark, else every park.
-    let mut sites = Vec::new();
-    if let Some(parker) = funcs.get(PARKER) {
-        for target in GOPARK.iter().filter_map(|n| funcs.get(*n)) {
-            sites.extend(call_offsets(code(parker)?, parker.address, target.address));
-        }
-        sites.sort_unstable();
-    }
-    // The stack is taken where the goroutine parks if that point is on its own stack.
-    let stack_at = if sites.is_empty() {
-        GoStack::AtEntry
-    } else {
-        GoStack::AtPark
-    };
     let mut out = Vec::new();
-    for name in SEMA_FUNCTIONS {
-        let Some(f) = funcs.get(name) else { continue };
-        let returns: Vec<u64> = return_offsets(code(f)?, f.address)
-            .into_iter()
-            .map(|o| f.offset + o)
-            .collect();
-        if returns.is_empty() {
-            bail!("{name} has no return instruction to probe");
+    let mut callers = Vec::new();
+    if let Some(p) = precise(&funcs, &file, &placement) {
+        out.extend(p.parks.iter().map(|&o| point(GoProbe::SemaPark(p.frame), PARKER, o)));
+        out.extend(p.dones.iter().map(|&o| point(GoProbe::SemaDone, PARKER, o)));
+        callers = p.callers;
+    } else {
+        // Parks: the semaphore code's own calls to gopark, else every park.
+        let mut sites = Vec::new();
+        if let Some(parker) = funcs.get(PARKER) {
+            for target in GOPARK.iter().filter_map(|n| funcs.get(*n)) {
+                sites.extend(call_offsets(code(parker)?, parker.address, target.address));
+            }
+            sites.sort_unstable();
+            out.extend(
+                sites
+                    .iter()
+                    .map(|s| point(GoProbe::ParkSite, PARKER, parker.offset + s)),
+            );
         }
-        out.push(ProbePoints {
-            returns,
-            ..point(GoProbe::Acquire(stack_at), name, f.offset)
-        });
-    }
-    if let Some(parker) = funcs.get(PARKER) {
-        for s in &sites {
-            out.push(point(GoProbe::ParkSite, PARKER, parker.offset + s));
+        // The stack is taken where the goroutine parks if that point is on its own stack.
+        let stack_at = if sites.is_empty() {
+            GoStack::AtEntry
+        } else {
+            GoStack::AtPark
+        };
+        for name in SEMA_FUNCTIONS {
+            let Some(f) = funcs.get(name) else { continue };
+            let returns: Vec<u64> = return_offsets(code(f)?, f.address)
+                .into_iter()
+                .map(|o| f.offset + o)
+                .collect();
+            if returns.is_empty() {
+                bail!("{name} has no return instruction to probe");
+            }
+            out.push(ProbePoints {
+                returns,
+                ..point(GoProbe::Acquire(stack_at), name, f.offset)
+            });
         }
-    }
-    if sites.is_empty() {
-        if let Some(f) = funcs.get(PARK_ANY) {
-            out.push(point(GoProbe::ParkAny, PARK_ANY, f.offset));
+        if sites.is_empty() {
+            if let Some(f) = funcs.get(PARK_ANY) {
+                out.push(point(GoProbe::ParkAny, PARK_ANY, f.offset));
+            }
         }
     }
     if let Some(f) = funcs.get(READY_ANY) {
@@ -190,7 +296,33 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
     if let Some(f) = funcs.get(UNLOCK) {
         out.push(point(GoProbe::Unlock, UNLOCK, f.offset));
     }
-    Ok(out)
+    Ok(GoPlan {
+        points: out,
+        callers,
+    })
+}
+
+/// The addresses in process `pid` of file offsets in its executable's code.
+pub fn code_addresses(pid: u32, exe: &Path, offsets: &[u64]) -> Result<Vec<u64>> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .with_context(|| format!("reading /proc/{pid}/maps"))?;
+    let regions = crate::procfs::parse_regions(&maps);
+    let want = exe.to_string_lossy();
+    offsets
+        .iter()
+        .map(|&o| {
+            regions
+                .iter()
+                .find(|r| {
+                    r.path == want
+                        && r.perms.contains('x')
+                        && o >= r.offset
+                        && o < r.offset + (r.end - r.start)
+                })
+                .map(|r| r.start + (o - r.offset))
+                .with_context(|| format!("{} is not mapped in process {pid}", exe.display()))
+        })
+        .collect()
 }
 
 /// Where to place the goroutine probes on a Go target as `--go-uprobes` asks: the executable
@@ -198,7 +330,7 @@ pub fn sema_probe_points(exe: &Path) -> Result<Vec<ProbePoints>> {
 pub fn goroutine_probes(
     target: &crate::procfs::Target,
     mode: GoUprobes,
-) -> Result<Option<(PathBuf, Vec<ProbePoints>)>> {
+) -> Result<Option<(PathBuf, GoPlan)>> {
     let (Some(_), Some(exe)) = (&target.go, &target.exe) else {
         if mode == GoUprobes::On {
             bail!("--go-uprobes on: {} is not a Go program", target.comm);
@@ -208,8 +340,12 @@ pub fn goroutine_probes(
     if mode == GoUprobes::Off {
         return Ok(None);
     }
-    match sema_probe_points(exe) {
-        Ok(p) if p.iter().any(|x| matches!(x.probe, GoProbe::Acquire(_))) => {
+    match sema_probe_points(exe, Some(target.tgid)) {
+        Ok(p)
+            if p.points
+                .iter()
+                .any(|x| matches!(x.probe, GoProbe::Acquire(_) | GoProbe::SemaPark(_))) =>
+        {
             Ok(Some((exe.clone(), p)))
         }
         Ok(_) if mode == GoUprobes::Auto => Ok(None),
@@ -236,24 +372,17 @@ mod tests {
         if !go.exists() {
             return;
         }
-        let points = sema_probe_points(&go).unwrap();
-        let has = |p: GoProbe| points.iter().any(|x| x.probe == p);
+        let plan = sema_probe_points(&go, None).unwrap();
+        let has = |f: &dyn Fn(GoProbe) -> bool| plan.points.iter().any(|x| f(x.probe));
+        // Go 1.19's semacquire1: a 0x60-byte frame with the semaphore spilled above it, one
+        // call each to lock2 and releaseSudog; called by sync.runtime_SemacquireMutex.
         assert!(
-            points
-                .iter()
-                .any(|p| p.function == "sync.runtime_SemacquireMutex"),
-            "{points:?}"
+            has(&|p| p == GoProbe::SemaPark(GoFrame { ret_at: 0x60, sema_at: 0x68 })),
+            "{plan:?}"
         );
-        assert!(points
-            .iter()
-            .filter(|p| matches!(p.probe, GoProbe::Acquire(_)))
-            .all(|p| !p.returns.is_empty() && p.probe == GoProbe::Acquire(GoStack::AtPark)));
-        // Go 1.19: semacquire1 calls gopark, so the scheduler-wide park is not probed.
-        assert!(
-            has(GoProbe::ParkSite) && has(GoProbe::ReadyAny),
-            "{points:?}"
-        );
-        assert!(!has(GoProbe::ParkAny), "{points:?}");
-        assert!(has(GoProbe::Unlock), "{points:?}");
+        assert!(has(&|p| p == GoProbe::SemaDone), "{plan:?}");
+        assert!(!has(&|p| matches!(p, GoProbe::Acquire(_))), "{plan:?}");
+        assert!(has(&|p| p == GoProbe::ReadyAny) && has(&|p| p == GoProbe::Unlock));
+        assert!(!plan.callers.is_empty(), "{plan:?}");
     }
 }

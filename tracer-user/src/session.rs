@@ -46,12 +46,12 @@ impl Session {
             tracer.attach_phases(target.tgid, m)?;
         }
         let go_probes = match goprobes::goroutine_probes(&target, probes.go_uprobes)? {
-            Some((exe, mut points)) => {
+            Some((exe, mut plan)) => {
                 // Unlocks tie a mutex to a map's phases: without a map they have no use.
                 if map.is_none() {
-                    points.retain(|p| p.probe != goprobes::GoProbe::Unlock);
+                    plan.points.retain(|p| p.probe != goprobes::GoProbe::Unlock);
                 }
-                tracer.attach_go(target.tgid, &exe, &points)?
+                tracer.attach_go(target.tgid, &exe, &plan)?
             }
             None => 0,
         };

@@ -70,6 +70,37 @@ pub fn call_offsets(code: &[u8], ip: u64, target: u64) -> Vec<u64> {
     })
 }
 
+/// The size of the frame a function's prologue makes: the first `sub rsp, imm` in its first
+/// few instructions (Go: after the stack-bound check).
+pub fn frame_size(code: &[u8], ip: u64) -> Option<u32> {
+    let mut d = iced_x86::Decoder::with_ip(64, code, ip, iced_x86::DecoderOptions::NONE);
+    for _ in 0..8 {
+        if !d.can_decode() {
+            break;
+        }
+        let insn = d.decode();
+        if insn.mnemonic() == iced_x86::Mnemonic::Sub
+            && insn.op0_register() == iced_x86::Register::RSP
+        {
+            return u32::try_from(insn.immediate(1)).ok();
+        }
+    }
+    None
+}
+
+/// True if the code stores RAX at `[rsp + disp]` (Go spilling its first register argument).
+pub fn stores_rax_at(code: &[u8], ip: u64, disp: u32) -> bool {
+    !decode(code, ip, |insn| {
+        insn.mnemonic() == iced_x86::Mnemonic::Mov
+            && insn.op0_kind() == iced_x86::OpKind::Memory
+            && insn.memory_base() == iced_x86::Register::RSP
+            && insn.memory_index() == iced_x86::Register::None
+            && insn.memory_displacement64() == u64::from(disp)
+            && insn.op1_register() == iced_x86::Register::RAX
+    })
+    .is_empty()
+}
+
 fn decode(code: &[u8], ip: u64, want: impl Fn(&iced_x86::Instruction) -> bool) -> Vec<u64> {
     let mut d = iced_x86::Decoder::with_ip(64, code, ip, iced_x86::DecoderOptions::NONE);
     let mut out = Vec::new();
@@ -158,5 +189,18 @@ mod tests {
         assert_eq!(call_offsets(&code, 0x1000, 0x2000), vec![0, 11]);
         assert_eq!(call_offsets(&code, 0x1000, 0x3000), vec![5]);
         assert!(call_offsets(&code, 0x1000, 0x4000).is_empty());
+    }
+
+    #[test]
+    fn a_go_prologue_gives_its_frame_and_its_first_argument_spill() {
+        // cmp rsp,[r14+0x10] ; jbe +0 ; sub rsp,0x60 ; mov [rsp+0x58],rbp ; mov [rsp+0x68],rax
+        let code = [
+            0x49, 0x3b, 0x66, 0x10, 0x76, 0x00, 0x48, 0x83, 0xec, 0x60, 0x48, 0x89, 0x6c, 0x24,
+            0x58, 0x48, 0x89, 0x44, 0x24, 0x68,
+        ];
+        assert_eq!(frame_size(&code, 0x1000), Some(0x60));
+        assert!(stores_rax_at(&code, 0x1000, 0x68));
+        assert!(!stores_rax_at(&code, 0x1000, 0x58), "that is rbp");
+        assert_eq!(frame_size(&[0xc3], 0x1000), None);
     }
 }
