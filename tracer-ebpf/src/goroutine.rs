@@ -13,8 +13,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
-    Counter, GoCall, GoFrame, GoRef, GoStack, OpKind, Outcome, WaitKey, GO_CALLER_SLOTS,
-    NO_STACK, NUM_PHASES,
+    Counter, GoCall, GoFrame, GoRef, GoStack, OpKind, Outcome, WaitKey, GO_CALLER_SLOTS, NO_STACK,
+    NUM_PHASES,
 };
 
 use crate::phase;

@@ -35,7 +35,11 @@ const LOOP_LOCK: [&str; 2] = ["runtime.lock2", "runtime.lockWithRank"];
 const RELEASE: &str = "runtime.releaseSudog";
 /// Length of a direct `call rel32`: the return address follows it.
 const CALL_LEN: u64 = 5;
-/// Every goroutine made runnable.
+/// Readies a semaphore (or `sync.Cond`) waiter, just after Go's block profile stops its clock:
+/// its call to `goready(gp)`.
+const READY_SEMA: &str = "runtime.readyWithTime";
+const GOREADY: &str = "runtime.goready";
+/// Every goroutine made runnable: the fallback.
 const READY_ANY: &str = "runtime.ready";
 /// Every goroutine parked: the fallback for the semaphore code's own park.
 const PARK_ANY: &str = "runtime.park_m";
@@ -52,7 +56,9 @@ pub enum GoProbe {
     ParkSite,
     /// `runtime.park_m(gp)`: any goroutine parks (fallback for [`GoProbe::ParkSite`]).
     ParkAny,
-    /// `runtime.ready(gp)`: a goroutine made runnable.
+    /// The semaphore release's call to `goready(gp)` (in `readyWithTime`).
+    ReadySite,
+    /// `runtime.ready(gp)`: any goroutine made runnable (fallback for `ReadySite`).
     ReadyAny,
     /// A mutex unlock with waiters: needed only to tie a mutex to a map's phases.
     Unlock,
@@ -71,7 +77,7 @@ impl GoProbe {
             GoProbe::Acquire(at) => (prog::GO_SEMA_ENTER, Some(at as u64)),
             GoProbe::ParkSite => (prog::GO_PARK, cookie(GoRef::Current)),
             GoProbe::ParkAny => (prog::GO_PARK, cookie(GoRef::GInRax)),
-            GoProbe::ReadyAny => (prog::GO_READY, cookie(GoRef::GInRax)),
+            GoProbe::ReadySite | GoProbe::ReadyAny => (prog::GO_READY, cookie(GoRef::GInRax)),
             GoProbe::Unlock => (prog::GO_UNLOCK, None),
             GoProbe::SemaPark(frame) => (prog::GO_SEMA_PARK, Some(frame.cookie())),
             GoProbe::SemaDone => (prog::GO_SEMA_EXIT, None),
@@ -105,7 +111,10 @@ fn functions(exe: &Path, file: &[u8]) -> Result<HashMap<String, Function>> {
         SEMA_FUNCTIONS.contains(&name)
             || GOPARK.contains(&name)
             || LOOP_LOCK.contains(&name)
-            || [PARKER, READY_ANY, PARK_ANY, UNLOCK, RELEASE].contains(&name)
+            || [
+                PARKER, READY_SEMA, GOREADY, READY_ANY, PARK_ANY, UNLOCK, RELEASE,
+            ]
+            .contains(&name)
     };
     let mut found: Vec<(String, u64, u64)> = obj
         .symbols()
@@ -247,7 +256,11 @@ pub fn sema_probe_points(exe: &Path, pid: Option<u32>) -> Result<GoPlan> {
     let mut out = Vec::new();
     let mut callers = Vec::new();
     if let Some(p) = precise(&funcs, &file, &placement) {
-        out.extend(p.parks.iter().map(|&o| point(GoProbe::SemaPark(p.frame), PARKER, o)));
+        out.extend(
+            p.parks
+                .iter()
+                .map(|&o| point(GoProbe::SemaPark(p.frame), PARKER, o)),
+        );
         out.extend(p.dones.iter().map(|&o| point(GoProbe::SemaDone, PARKER, o)));
         callers = p.callers;
     } else {
@@ -290,8 +303,19 @@ pub fn sema_probe_points(exe: &Path, pid: Option<u32>) -> Result<GoPlan> {
             }
         }
     }
-    if let Some(f) = funcs.get(READY_ANY) {
-        out.push(point(GoProbe::ReadyAny, READY_ANY, f.offset));
+    let mut readies = Vec::new();
+    if let (Some(f), Some(t)) = (funcs.get(READY_SEMA), funcs.get(GOREADY)) {
+        readies = call_offsets(code(f)?, f.address, t.address);
+        out.extend(
+            readies
+                .iter()
+                .map(|o| point(GoProbe::ReadySite, READY_SEMA, f.offset + o)),
+        );
+    }
+    if readies.is_empty() {
+        if let Some(f) = funcs.get(READY_ANY) {
+            out.push(point(GoProbe::ReadyAny, READY_ANY, f.offset));
+        }
     }
     if let Some(f) = funcs.get(UNLOCK) {
         out.push(point(GoProbe::Unlock, UNLOCK, f.offset));
@@ -377,12 +401,17 @@ mod tests {
         // Go 1.19's semacquire1: a 0x60-byte frame with the semaphore spilled above it, one
         // call each to lock2 and releaseSudog; called by sync.runtime_SemacquireMutex.
         assert!(
-            has(&|p| p == GoProbe::SemaPark(GoFrame { ret_at: 0x60, sema_at: 0x68 })),
+            has(&|p| p
+                == GoProbe::SemaPark(GoFrame {
+                    ret_at: 0x60,
+                    sema_at: 0x68
+                })),
             "{plan:?}"
         );
         assert!(has(&|p| p == GoProbe::SemaDone), "{plan:?}");
         assert!(!has(&|p| matches!(p, GoProbe::Acquire(_))), "{plan:?}");
-        assert!(has(&|p| p == GoProbe::ReadyAny) && has(&|p| p == GoProbe::Unlock));
+        assert!(has(&|p| p == GoProbe::ReadySite) && !has(&|p| p == GoProbe::ReadyAny));
+        assert!(has(&|p| p == GoProbe::Unlock));
         assert!(!plan.callers.is_empty(), "{plan:?}");
     }
 }
