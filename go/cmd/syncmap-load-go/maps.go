@@ -45,17 +45,18 @@ func newMap(name string) kv {
 //
 // sync.Map has no counters. A rebuild (dirtyLocked, Go ≤ 1.23) is the only thing that gives
 // m.dirty a new map: a promotion sets it to nil, and stores of new keys then fill the map the
-// last rebuild made. So after every Store the wrapper reads the dirty pointer (its field
-// offset from reflect, not a hand-copied layout) and counts a rebuild when it is non-nil and
-// differs from the last one any goroutine saw. The map a rebuild replaced is still the read
-// snapshot then, so an address cannot come back at once. This misses a rebuild only when a
-// promotion and another rebuild both happen between a Store's return and its read of the
-// pointer (a promotion needs len(dirty) locked misses first); the first Store into an empty
-// map is a rebuild too (it copies nothing) and is counted.
+// last rebuild made. So after every Store the wrapper looks at the dirty pointer (its field
+// offset from reflect, not a hand-copied layout). When it is non-nil and differs from the
+// last one counted, the wrapper takes the map's own mutex (sync.Map's first field), reads the
+// pointer again and counts it if it is still new: under the mutex the pointers are seen in
+// the order the map made them, so a goroutine holding a stale pointer never counts twice, and
+// the mutex is taken about once per rebuild. A rebuild is missed only if a promotion (which
+// needs len(dirty) locked misses) happens between the Store that rebuilt and that look.
+// The first Store into an empty map is a rebuild too (it copies nothing) and is counted.
 type stdMap struct {
 	sync.Map
-	lastDirty atomic.Uintptr
-	rebuilds  atomic.Uint64
+	seen     atomic.Uintptr // the last dirty map counted
+	rebuilds atomic.Uint64
 }
 
 var dirtyOffset = func() uintptr {
@@ -67,15 +68,25 @@ var dirtyOffset = func() uintptr {
 	return f.Offset
 }()
 
+func (m *stdMap) dirty() uintptr {
+	return atomic.LoadUintptr((*uintptr)(unsafe.Add(unsafe.Pointer(&m.Map), dirtyOffset)))
+}
+
 func (m *stdMap) Store(key, value any) {
 	m.Map.Store(key, value)
 	if dirtyOffset == ^uintptr(0) {
 		return
 	}
-	p := atomic.LoadUintptr((*uintptr)(unsafe.Add(unsafe.Pointer(&m.Map), dirtyOffset)))
-	if p != 0 && m.lastDirty.Swap(p) != p {
+	if p := m.dirty(); p == 0 || p == m.seen.Load() {
+		return
+	}
+	mu := (*sync.Mutex)(unsafe.Pointer(&m.Map))
+	mu.Lock()
+	if p := m.dirty(); p != 0 && p != m.seen.Load() {
+		m.seen.Store(p)
 		m.rebuilds.Add(1)
 	}
+	mu.Unlock()
 }
 
 type mutexMap struct {
