@@ -85,7 +85,24 @@ impl Session {
                 self.go_probes
             );
         }
-        if let Some(m) = &self.map {
+        if let Some(s) = self.map.as_ref().and_then(|m| m.std.as_ref()) {
+            let probed: Vec<&str> = s.phases.iter().map(|&(p, _)| s.kind.function(p)).collect();
+            eprintln!(
+                "lockscope: {} ({}): probing {}",
+                s.kind.label(),
+                term_safe(&s.version),
+                if probed.is_empty() {
+                    crate::stdmap::none_probed(s.kind).to_string()
+                } else {
+                    probed.join(", ")
+                }
+            );
+        }
+        if let Some(m) = self
+            .map
+            .as_ref()
+            .filter(|m| !m.phases.is_empty() || m.stats_offset.is_some())
+        {
             eprintln!(
                 "lockscope: found the bundled map in {}: {} phase probes{}",
                 term_safe(&m.exe.display().to_string()),

@@ -50,6 +50,7 @@ fn lockscope_categories(profile: &Path) -> BTreeMap<String, f64> {
             *acc.entry(label.to_string()).or_insert(0.0) += c["wait_ns"].as_f64().unwrap();
         }
     }
+    assert_eq!(r["bundled"]["kind"], "std-read-dirty");
     assert_eq!(r["bundled"]["fast_read_percent"], Value::Null, "invented");
     shares(acc)
 }
