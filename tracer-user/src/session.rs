@@ -47,8 +47,9 @@ impl Session {
         }
         let go_probes = match goprobes::goroutine_probes(&target, probes.go_uprobes)? {
             Some((exe, mut points)) => {
-                // Unlocks tie a mutex to a map's phases: without a map they have no use.
-                if map.is_none() {
+                // Unlocks tie a mutex to the bundled map's phases: without it they have no use
+                // (Go's sync.Map has its lock at a known place, tied at its first phase run).
+                if map.as_ref().is_none_or(|m| m.phases.is_empty()) {
                     points.retain(|p| p.probe != goprobes::GoProbe::Unlock);
                 }
                 tracer.attach_go(target.tgid, &exe, &points)?

@@ -28,8 +28,8 @@ use exec::ExecWatch;
 pub use exec::Identity;
 
 pub use new_stacks::{NewStacks, Reread};
-pub use read::{monotonic_ns, read};
 pub use read::SlotPhases;
+pub use read::{monotonic_ns, read};
 use read::{read_counters, read_phases};
 pub use snapshots::Snapshots;
 
