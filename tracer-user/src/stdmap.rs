@@ -160,10 +160,10 @@ pub fn function_name(kind: MapKind, stored: &str) -> &str {
 }
 
 /// The map section's title.
-pub fn heading(b: &crate::profile::Bundled) -> String {
-    match &b.go_version {
-        Some(v) if !b.kind.is_bundled() => format!("{} ({v})", b.kind.label()),
-        _ => b.kind.label().to_string(),
+pub fn heading(kind: MapKind, go_version: Option<&str>) -> String {
+    match go_version {
+        Some(v) if !kind.is_bundled() => format!("{} ({v})", kind.label()),
+        _ => kind.label().to_string(),
     }
 }
 
@@ -175,9 +175,10 @@ pub fn none_probed(kind: MapKind) -> &'static str {
     }
 }
 
-/// Lines saying what the report cannot know about Go's `sync.Map`: it counts nothing itself.
-pub fn not_traced(b: &crate::profile::Bundled) -> Vec<String> {
-    match b.kind {
+/// Lines saying what the report cannot know about Go's `sync.Map` (it counts nothing itself),
+/// given the phase functions probed (by stored name).
+pub fn not_traced(kind: MapKind, probed: &[String]) -> Vec<String> {
+    match kind {
         MapKind::Bundled => vec![],
         MapKind::StdReadDirty => {
             let mut v = vec![
@@ -188,7 +189,7 @@ pub fn not_traced(b: &crate::profile::Bundled) -> Vec<String> {
                  the misses, not timed apart"
                     .to_string(),
             ];
-            if !b.probed.iter().any(|p| p == Phase::Miss.function()) {
+            if !probed.iter().any(|p| p == Phase::Miss.function()) {
                 v.push(
                     "read misses: not traced (`--phase-probes all` probes missLocked, at a cost)"
                         .to_string(),

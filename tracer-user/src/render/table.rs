@@ -302,7 +302,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     writeln!(
         out,
         "{} in {}: probed {}",
-        crate::stdmap::heading(b),
+        crate::stdmap::heading(b.kind, b.go_version.as_deref()),
         b.exe,
         if b.probed.is_empty() {
             crate::stdmap::none_probed(b.kind).to_string()
@@ -394,7 +394,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
             fmt_count(c.get("slow_loads").copied().unwrap_or(0))
         )?;
     }
-    for note in crate::stdmap::not_traced(b) {
+    for note in crate::stdmap::not_traced(b.kind, &b.probed) {
         writeln!(out, "  {note}")?;
     }
     if !b.probed.iter().any(|p| p == "miss_locked") {
