@@ -56,6 +56,54 @@ impl Phase {
     }
 }
 
+/// Map implementations whose phases are counted apart (`PHASE_STATS` has [`NUM_PHASES`]
+/// slots per kind): one executable can hold both the bundled map and Go's `sync.Map`.
+pub const MAP_SLOTS: usize = 2;
+
+/// A phase probe's attach cookie: the [`Phase`] in bits 0–7, the map slot (0: the bundled
+/// map, 1: Go's `sync.Map`) in bits 8–15, and in bits 16–31 the offset in the map object of
+/// its dirty map's pointer, read at a Go return probe for the entries copied (`len(dirty)`:
+/// the count is the first word of Go's map header), or 0 when the function returns that
+/// number itself. Bits 32–47: the offset of the lock word in the map object when the layout
+/// is known (Go's `sync.Map`: its mutex's semaphore, 4), so the first phase run ties the word
+/// to the map; 0: learned from the holder's unlocks instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseCookie {
+    pub phase: Phase,
+    pub slot: u32,
+    pub dirty_at: u32,
+    pub lock_at: u32,
+}
+
+impl PhaseCookie {
+    pub fn encode(self) -> u64 {
+        self.phase as u64
+            | (u64::from(self.slot & 0xff) << 8)
+            | (u64::from(self.dirty_at & 0xffff) << 16)
+            | (u64::from(self.lock_at & 0xffff) << 32)
+    }
+
+    #[inline(always)]
+    pub fn decode(v: u64) -> Option<PhaseCookie> {
+        let slot = ((v >> 8) & 0xff) as u32;
+        if slot as usize >= MAP_SLOTS {
+            return None;
+        }
+        Some(PhaseCookie {
+            phase: Phase::from_u64(v & 0xff)?,
+            slot,
+            dirty_at: ((v >> 16) & 0xffff) as u32,
+            lock_at: ((v >> 32) & 0xffff) as u32,
+        })
+    }
+
+    /// The cookie's index in `PHASE_STATS`.
+    #[inline(always)]
+    pub fn stats_index(self) -> u32 {
+        self.slot * NUM_PHASES as u32 + self.phase as u32
+    }
+}
+
 /// Per-phase totals (per CPU), indexed by [`Phase`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

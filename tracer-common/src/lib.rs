@@ -10,7 +10,7 @@ pub mod futex;
 pub mod goroutine;
 pub mod wait_stats;
 
-pub use blame::{ClockRead, MapClock, Phase, PhaseStats, NUM_PHASES};
+pub use blame::{ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, MAP_SLOTS, NUM_PHASES};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 pub use goroutine::{GoCall, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
 pub use wait_stats::WaitStats;
@@ -394,7 +394,7 @@ pub mod prog {
     pub const FUTEX_WAITV_ENTER: &str = "futex_waitv_enter";
     pub const FUTEX_WAKE_ENTER: &str = "futex_wake_enter";
     pub const FUTEX_EXIT: &str = "futex_exit";
-    /// uprobe on each probed phase function; the attach cookie is the [`super::Phase`].
+    /// uprobe on each probed phase function; the attach cookie is a [`super::PhaseCookie`].
     pub const PHASE_ENTER: &str = "phase_enter";
     /// uretprobe on phase functions whose return is probed.
     pub const PHASE_EXIT: &str = "phase_exit";

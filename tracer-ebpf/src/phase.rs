@@ -1,20 +1,26 @@
-//! Uprobes on the bundled map's slow-path phase functions: count them, time them, and keep
+//! Uprobes on the slow-path phase functions of the bundled map and of Go's `sync.Map`
+//! (per-kind totals: [`PhaseCookie`]): count them, time them, and keep
 //! each map's phase clock (see `tracer_common::blame`), which waits on the map's lock read to
 //! split their time across the phases that overlapped them.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_get_attach_cookie},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
+        generated::bpf_get_attach_cookie,
+    },
     macros::{map, uprobe, uretprobe},
     maps::{HashMap, LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
 use tracer_common::blame::MAP_LOCK_SPAN;
-use tracer_common::{blame, ClockRead, MapClock, Phase, PhaseStats, NUM_PHASES};
+use tracer_common::{
+    blame, ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, MAP_SLOTS, NUM_PHASES,
+};
 
-/// Totals per phase.
+/// Totals per phase, per map kind ([`PhaseCookie::stats_index`]).
 #[map]
 pub static PHASE_STATS: PerCpuArray<PhaseStats> =
-    PerCpuArray::with_max_entries(NUM_PHASES as u32, 0);
+    PerCpuArray::with_max_entries((NUM_PHASES * MAP_SLOTS) as u32, 0);
 
 /// A phase in progress, by `tid << 32 | phase` (Rust) or `g | phase` (Go): `[start, map]`.
 #[map]
@@ -33,17 +39,33 @@ pub static LAST_MAP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 
 pub static LOCK_MAP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
 
 #[inline(always)]
-fn phase_of<C: EbpfContext>(ctx: &C) -> Option<Phase> {
+fn phase_of<C: EbpfContext>(ctx: &C) -> Option<PhaseCookie> {
     // SAFETY: the helper reads the cookie user space set at attach; it has no preconditions.
-    Phase::from_u64(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) })
+    PhaseCookie::decode(unsafe { bpf_get_attach_cookie(ctx.as_ptr()) })
 }
 
 #[inline(always)]
-fn stats(phase: Phase) -> Option<&'static mut PhaseStats> {
+fn stats(cookie: PhaseCookie) -> Option<&'static mut PhaseStats> {
     // SAFETY: this CPU's slot of a per-CPU array; programs run with migration disabled.
     PHASE_STATS
-        .get_ptr_mut(phase as u32)
+        .get_ptr_mut(cookie.stats_index())
         .map(|p| unsafe { &mut *p })
+}
+
+/// `len(dirty)` of the Go map at `map`: its dirty map's pointer is `dirty_at` bytes into the
+/// map object, and a Go map header starts with its count. 0 if unreadable or nil.
+#[inline(always)]
+fn go_dirty_len(map: u64, dirty_at: u32) -> u64 {
+    // SAFETY: reads of user memory through the helper, which fails cleanly on a bad address.
+    let Ok(header) = (unsafe { bpf_probe_read_user((map + u64::from(dirty_at)) as *const u64) })
+    else {
+        return 0;
+    };
+    if header == 0 {
+        return 0;
+    }
+    // SAFETY: as above.
+    unsafe { bpf_probe_read_user(header as *const u64) }.unwrap_or(0)
 }
 
 /// The map's clock, created on first use.
@@ -63,14 +85,14 @@ pub fn phase_enter(ctx: ProbeContext) -> u32 {
 }
 
 fn try_phase_enter(ctx: &ProbeContext) -> Result<(), i64> {
-    let Some(phase) = phase_of(ctx) else {
+    let Some(cookie) = phase_of(ctx) else {
         return Ok(());
     };
     let tid = u64::from(bpf_get_current_pid_tgid() as u32);
     // SAFETY: `regs` is the probed thread's saved user registers. A phase is a method of the
     // map: `&self` is the first argument (RDI).
     let map = unsafe { (*ctx.regs).rdi };
-    phase_entered(phase, tid, (tid << 32) | phase as u64, map)
+    phase_entered(cookie, tid, (tid << 32) | cookie.phase as u64, map)
 }
 
 /// Go: phases are keyed by goroutine (`g` in R14, 8-byte aligned, so `g | phase` is unique),
@@ -78,22 +100,30 @@ fn try_phase_enter(ctx: &ProbeContext) -> Result<(), i64> {
 /// receiver (the map) is the first argument, in RAX under the register ABI.
 #[uprobe]
 pub fn go_phase_enter(ctx: ProbeContext) -> u32 {
-    if let Some(phase) = phase_of(&ctx) {
+    if let Some(cookie) = phase_of(&ctx) {
         // SAFETY: `regs` is the probed thread's saved user registers.
         let (g, map) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
-        let _ = phase_entered(phase, g, g | phase as u64, map);
+        let _ = phase_entered(cookie, g, g | cookie.phase as u64, map);
     }
     0
 }
 
 #[inline(always)]
-fn phase_entered(phase: Phase, runner: u64, key: u64, map: u64) -> Result<(), i64> {
+fn phase_entered(cookie: PhaseCookie, runner: u64, key: u64, map: u64) -> Result<(), i64> {
+    let phase = cookie.phase;
     // SAFETY: a helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(s) = stats(phase) {
+    if let Some(s) = stats(cookie) {
         s.calls += 1;
     }
     let _ = LAST_MAP.insert(runner, map, 0);
+    if cookie.lock_at != 0 {
+        let word = map + u64::from(cookie.lock_at);
+        // SAFETY: copied out at once.
+        if unsafe { LOCK_MAP.get(word) }.is_none() {
+            let _ = LOCK_MAP.insert(word, map, 0);
+        }
+    }
     let Some(c) = clock(map) else {
         return Ok(());
     };
@@ -115,27 +145,40 @@ pub fn phase_exit(ctx: RetProbeContext) -> u32 {
 }
 
 fn try_phase_exit(ctx: &RetProbeContext) -> Result<(), i64> {
-    let Some(phase) = phase_of(ctx) else {
+    let Some(cookie) = phase_of(ctx) else {
         return Ok(());
     };
     let tid = u64::from(bpf_get_current_pid_tgid() as u32);
-    phase_returned(phase, tid, (tid << 32) | phase as u64, ctx.ret())
+    let ret: u64 = ctx.ret();
+    phase_returned(cookie, tid, (tid << 32) | cookie.phase as u64, |_| ret)
 }
 
 /// Go: a uprobe on each return instruction of a phase function (uretprobes break on Go's
-/// movable stacks). The return value is in RAX under both ABIs.
+/// movable stacks). The return value is in RAX under both ABIs; Go's `sync.Map.dirtyLocked`
+/// returns nothing, so its entries copied are `len(dirty)` read from the map at return.
 #[uprobe]
 pub fn go_phase_exit(ctx: ProbeContext) -> u32 {
-    if let Some(phase) = phase_of(&ctx) {
+    if let Some(cookie) = phase_of(&ctx) {
         // SAFETY: `regs` is the probed thread's saved user registers.
         let (ret, g) = unsafe { ((*ctx.regs).rax, (*ctx.regs).r14) };
-        let _ = phase_returned(phase, g, g | phase as u64, ret);
+        let items = |map: u64| match cookie.dirty_at {
+            0 => ret,
+            at => go_dirty_len(map, at),
+        };
+        let _ = phase_returned(cookie, g, g | cookie.phase as u64, items);
     }
     0
 }
 
+/// `items` gives the run's return count (entries copied) from the map's address.
 #[inline(always)]
-fn phase_returned(phase: Phase, runner: u64, key: u64, ret: u64) -> Result<(), i64> {
+fn phase_returned(
+    cookie: PhaseCookie,
+    runner: u64,
+    key: u64,
+    items: impl FnOnce(u64) -> u64,
+) -> Result<(), i64> {
+    let phase = cookie.phase;
     // SAFETY: copied out before removal.
     let Some([start, map]) = (unsafe { PHASE_START.get(key) }).copied() else {
         return Ok(());
@@ -144,14 +187,14 @@ fn phase_returned(phase: Phase, runner: u64, key: u64, ret: u64) -> Result<(), i
     // SAFETY: a helper with no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let took = now.saturating_sub(start);
-    if let Some(s) = stats(phase) {
+    if let Some(s) = stats(cookie) {
         s.returns += 1;
         s.total_ns += took;
         if took > s.max_ns {
             s.max_ns = took;
         }
         if phase == Phase::Rebuild {
-            s.items += ret;
+            s.items += items(map);
         }
     }
     if let Some(c) = clock(map) {

@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 use tracer_common::{Counter, OpKind, Phase, PhaseStats, WaitKey, WaitStats, NO_STACK};
 
 use crate::bundled::BundledMap;
-use crate::collect::{MapWindow, Raw, Snapshot};
+use crate::collect::{MapWindow, Raw, SlotPhases, Snapshot};
 use crate::golang;
 use crate::procfs::Target;
 use crate::profile::{
     Blamed, Bundled, Check, Counters, GoTarget, Losses, Meta, PhaseRow, Profile, WaitRow, WakeRow,
     FORMAT, VERSION,
 };
+use crate::stdmap::MapKind;
 use crate::symbolize::{frames_with_leaf, Addr, Cut, StackSymbolizer};
 
 /// What each holder phase ran during a row's waits, heaviest first; `scale` (0..=1) keeps
@@ -260,37 +261,72 @@ pub fn build_profile(
             uaddrs.dedup();
             crate::locks::describe(&raw.maps.last_text, uaddrs)
         },
-        bundled: map.map(|m| Bundled {
-            exe: m.exe.display().to_string(),
-            probes: m.phases.len(),
-            probed: Phase::ALL
-                .iter()
-                .filter(|p| m.phases.iter().any(|(q, _)| q == *p))
-                .map(|p| p.function().to_string())
-                .collect(),
-            phases: Phase::ALL
-                .iter()
-                .zip(&raw.phases)
-                .map(|(p, s)| PhaseRow {
-                    phase: p.function().to_string(),
-                    calls: s.calls,
-                    returns: s.returns,
-                    total_ns: s.total_ns,
-                    max_ns: s.max_ns,
-                    items: s.items,
-                })
-                .collect(),
-            counters: raw
-                .map_window
-                .as_ref()
-                .map(|w| counter_delta(&w.start, &w.end)),
-            counters_exact: raw.map_window.as_ref().is_some_and(|w| w.end_exact),
-            checks: raw
-                .map_window
-                .as_ref()
-                .map(|w| checks(w, m))
-                .unwrap_or_default(),
+        bundled: map.map(|m| {
+            let kind = active_kind(m, &raw.phases, raw.map_window.as_ref());
+            let counted = kind.is_bundled();
+            Bundled {
+                kind,
+                exe: m.exe.display().to_string(),
+                probes: m.probed(kind).count(),
+                probed: Phase::ALL
+                    .iter()
+                    .filter(|p| m.probed(kind).any(|q| q == **p))
+                    .map(|p| p.function().to_string())
+                    .collect(),
+                phases: Phase::ALL
+                    .iter()
+                    .zip(&raw.phases[kind.slot() as usize])
+                    .map(|(p, s)| PhaseRow {
+                        phase: p.function().to_string(),
+                        calls: s.calls,
+                        returns: s.returns,
+                        total_ns: s.total_ns,
+                        max_ns: s.max_ns,
+                        items: s.items,
+                    })
+                    .collect(),
+                // Go's sync.Map has no counters: nothing is counted, so nothing is checked.
+                counters: raw
+                    .map_window
+                    .as_ref()
+                    .filter(|_| counted && m.stats_offset.is_some())
+                    .map(|w| counter_delta(&w.start, &w.end)),
+                counters_exact: raw.map_window.as_ref().is_some_and(|w| w.end_exact),
+                checks: raw
+                    .map_window
+                    .as_ref()
+                    .filter(|_| counted && m.stats_offset.is_some())
+                    .map(|w| checks(w, m))
+                    .unwrap_or_default(),
+                go_version: m
+                    .std
+                    .as_ref()
+                    .filter(|_| !counted)
+                    .map(|s| s.version.clone()),
+            }
         }),
+    }
+}
+
+/// The map the recording explains when the executable holds both the bundled map and Go's
+/// `sync.Map` (the Go workload links both): the one whose phases ran, the bundled map when
+/// neither or both did and its counters say it ran.
+fn active_kind(m: &BundledMap, phases: &SlotPhases, window: Option<&MapWindow>) -> MapKind {
+    let Some(std) = &m.std else {
+        return MapKind::Bundled;
+    };
+    let bundled_here = !m.phases.is_empty() || m.stats_offset.is_some();
+    let calls = |k: MapKind| -> u64 { phases[k.slot() as usize].iter().map(|s| s.calls).sum() };
+    let bundled_ran = window
+        .map(|w| counter_delta(&w.start, &w.end).values().sum::<u64>())
+        .unwrap_or(0)
+        + calls(MapKind::Bundled);
+    if bundled_here && bundled_ran > 0 && bundled_ran >= calls(std.kind) {
+        MapKind::Bundled
+    } else if !bundled_here || calls(std.kind) > 0 || std.kind == MapKind::StdHashTrie {
+        std.kind
+    } else {
+        MapKind::Bundled
     }
 }
 
@@ -312,7 +348,8 @@ fn checks(w: &MapWindow, map: &BundledMap) -> Vec<Check> {
     let probed = |p: Phase| map.phases.iter().any(|(q, _)| *q == p);
     let counted = counter_delta(&w.start, &w.end);
     let traced = |p: Phase, f: fn(&PhaseStats) -> u64| {
-        f(&w.end.phases[p as usize]).saturating_sub(f(&w.start.phases[p as usize]))
+        let slot = MapKind::Bundled.slot() as usize;
+        f(&w.end.phases[slot][p as usize]).saturating_sub(f(&w.start.phases[slot][p as usize]))
     };
     let calls = |s: &PhaseStats| s.calls;
     let items = |s: &PhaseStats| s.items;

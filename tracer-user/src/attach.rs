@@ -5,7 +5,7 @@ use anyhow::{anyhow, Context, Result};
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{trace_point::TracePointLinkId, TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
-use tracer_common::{global, prog};
+use tracer_common::{global, prog, PhaseCookie};
 
 use crate::bundled::BundledMap;
 use crate::hooks::{self, Hooks, TrampolineLink};
@@ -160,12 +160,20 @@ impl Tracer {
         Ok(n)
     }
 
-    /// Probes every instantiation of the bundled map's phase functions in `pid`. Returns how
+    /// Probes every instantiation of the bundled map's phase functions in `pid`, and Go's
+    /// `sync.Map`'s (each kind counted in its own slot). Returns how
     /// many probes were attached.
     pub fn attach_phases(&mut self, pid: u32, map: &BundledMap) -> Result<usize> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
-        for &(phase, offset) in &map.phases {
+        for (kind, phase, offset) in map.sites() {
             let go = map.go_returns.get(&offset);
+            let std = map.std.as_ref().filter(|_| !kind.is_bundled());
+            let cookie = PhaseCookie {
+                phase,
+                slot: kind.slot(),
+                dirty_at: std.map_or(0, |s| s.dirty_at),
+                lock_at: std.map_or(0, |_| crate::stdmap::SEMA_OFFSET),
+            };
             let mut sites = vec![(
                 if go.is_some() {
                     prog::GO_PHASE_ENTER
@@ -184,12 +192,12 @@ impl Tracer {
             for (name, at) in sites {
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(at),
-                    cookie: Some(phase as u64),
+                    cookie: Some(cookie.encode()),
                 };
                 let link = uprobe(&mut self.ebpf, name)?
                     .attach(point, &map.exe, scope)
                     .with_context(|| {
-                        format!("probing {} in {}", phase.function(), map.exe.display())
+                        format!("probing {} in {}", kind.function(phase), map.exe.display())
                     })?;
                 self.uprobes.push((name, link));
             }

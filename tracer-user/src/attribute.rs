@@ -1,4 +1,5 @@
-//! attribute: explains lock waits in the bundled map's own terms: what each waiter was doing
+//! attribute: explains lock waits in the bundled map's own terms (and Go `sync.Map`'s, which
+//! has the same design up to Go 1.23): what each waiter was doing
 //! (from its symbolized stack), what it waited behind (the holder's phase, traced in the
 //! kernel), the fast-path share of reads (the map's counters), and one verdict line.
 use std::collections::BTreeMap;
@@ -51,13 +52,34 @@ fn category_of_method(method: &str) -> Option<Category> {
     })
 }
 
-/// Classifies a waiter's stack by its innermost bundled-map operation frame.
+/// A waiter inside Go's own `sync.Map` method (`sync.(*Map).Load`, …): the method it called
+/// is the operation, since the slow paths are inline in it. Load, LoadAndDelete and Range
+/// lock only on a miss, a delete of a key not in the snapshot, or to promote.
+fn category_of_std_method(method: &str) -> Option<Category> {
+    Some(match method {
+        "Load" => Category::ReadMiss,
+        "Store" | "LoadOrStore" | "Swap" => Category::SlowStore,
+        "LoadAndDelete" | "Delete" => Category::Delete,
+        "Range" => Category::Range,
+        "CompareAndSwap" | "CompareAndDelete" => Category::Compare,
+        _ => return None,
+    })
+}
+
+/// Classifies a waiter's stack by its innermost bundled-map (or Go `sync.Map`) operation frame.
 pub fn waiter_category(stack: Option<&Stack>) -> Category {
     let Some(stack) = stack else {
         return Category::OtherLock;
     };
     let mut in_map = false;
     for sym in stack.frames.iter().flat_map(|f| &f.syms) {
+        if let Some(m) = sym.name.strip_prefix("sync.(*Map).") {
+            in_map = true;
+            match category_of_std_method(m) {
+                Some(c) => return c,
+                None => continue,
+            }
+        }
         let method = if let Some(rest) = sym.name.strip_prefix("syncmap::SyncMap<") {
             rest.rsplit("::").next()
         } else if let Some((_, m)) = sym.name.split_once("syncmap.(*Map).") {

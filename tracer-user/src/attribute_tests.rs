@@ -37,6 +37,43 @@ fn waiters_are_classified_by_their_innermost_map_operation() {
 }
 
 #[test]
+fn go_std_sync_map_waiters_are_classified_by_the_method_they_called() {
+    for (method, want) in [
+        ("Load", Category::ReadMiss),
+        ("Store", Category::SlowStore),
+        ("LoadOrStore", Category::SlowStore),
+        ("Swap", Category::SlowStore),
+        ("LoadAndDelete", Category::Delete),
+        ("Range", Category::Range),
+        ("CompareAndSwap", Category::Compare),
+        ("CompareAndDelete", Category::Compare),
+    ] {
+        let s = stack(&[
+            "runtime.semacquire1",
+            "sync.runtime_SemacquireMutex",
+            "sync.(*Mutex).lockSlow",
+            "sync.(*Mutex).Lock",
+            &format!("sync.(*Map).{method}"),
+            "main.worker",
+        ]);
+        assert_eq!(waiter_category(Some(&s)), want, "{method}");
+    }
+    // Delete calls LoadAndDelete: the innermost method decides.
+    let s = stack(&[
+        "sync.(*Mutex).Lock",
+        "sync.(*Map).LoadAndDelete",
+        "sync.(*Map).Delete",
+    ]);
+    assert_eq!(waiter_category(Some(&s)), Category::Delete);
+    // The phase functions run under the lock; a wait never starts inside them.
+    let s = stack(&["sync.(*Map).missLocked"]);
+    assert_eq!(waiter_category(Some(&s)), Category::OtherMapOp);
+    // Another package's Map is not sync.Map.
+    let s = stack(&["sync.(*Mutex).Lock", "mypkg.(*Map).Load"]);
+    assert_eq!(waiter_category(Some(&s)), Category::OtherLock);
+}
+
+#[test]
 fn lock_primitives_are_named_from_the_innermost_lock_frame() {
     let m = stack(&[
         "syscall",
@@ -92,6 +129,7 @@ fn blame_is_kept_per_lock_busiest_first() {
     let other = row(Some(1), 3, 1, 100, 100); // stack 1 is not the map: not blamed
     p.waits = vec![a, b, other];
     p.bundled = Some(Bundled {
+        kind: Default::default(),
         exe: "/bin/x".into(),
         probes: 3,
         probed: vec![],
@@ -99,6 +137,7 @@ fn blame_is_kept_per_lock_busiest_first() {
         counters: None,
         counters_exact: true,
         checks: vec![],
+        go_version: None,
     });
     let at = attribute(&p).expect("bundled map present");
     assert_eq!(at.behind_by_lock.len(), 2);

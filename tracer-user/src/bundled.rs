@@ -1,5 +1,6 @@
 //! The bundled map inside a target: where its phase functions are (to probe them) and where its
-//! ground-truth counters live (to read them from outside, with no help from the program).
+//! ground-truth counters live (to read them from outside, with no help from the program); and,
+//! in a Go target, the standard library's `sync.Map` beside it (`stdmap`).
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::ControlFlow;
@@ -13,6 +14,7 @@ use tracer_common::Phase;
 use syncmap::stats::{Shard, Stats, EVENTS, MAGIC, NAMES};
 
 use crate::procfs::parse_regions;
+use crate::stdmap::{self, MapKind, StdSync};
 
 /// Exported by the syncmap crate (`syncmap::stats::SYNCMAP_STATS`); its layout is read from
 /// the crate's own types, never copied by hand.
@@ -31,6 +33,30 @@ pub struct BundledMap {
     /// The Go port: each phase function's return instructions (file offsets), by its entry
     /// offset. Go phases are timed to these, never with uretprobes.
     pub go_returns: BTreeMap<u64, Vec<u64>>,
+    /// Go's own `sync.Map`, if the target links it (its phase offsets' returns are in
+    /// `go_returns` too).
+    pub std: Option<StdSync>,
+}
+
+impl BundledMap {
+    /// Every probed phase site: the map kind it belongs to, the phase, its file offset.
+    pub fn sites(&self) -> impl Iterator<Item = (MapKind, Phase, u64)> + '_ {
+        let std = self
+            .std
+            .iter()
+            .flat_map(|s| s.phases.iter().map(|&(p, o)| (s.kind, p, o)));
+        self.phases
+            .iter()
+            .map(|&(p, o)| (MapKind::Bundled, p, o))
+            .chain(std)
+    }
+
+    /// The phases probed for a kind.
+    pub fn probed(&self, kind: MapKind) -> impl Iterator<Item = Phase> + '_ {
+        self.sites()
+            .filter(move |&(k, ..)| k == kind)
+            .map(|(_, p, _)| p)
+    }
 }
 
 /// `syncmap::SyncMap<K,V>::promote` (Rust) or `…/syncmap.(*Map).promote` (Go) → the phase.
@@ -53,6 +79,9 @@ pub fn phase_of_symbol(demangled: &str) -> Option<Phase> {
 pub fn find_probed(exe: Option<&Path>, phases: &[Phase]) -> Option<BundledMap> {
     let mut m = find(exe?).ok().flatten()?;
     m.phases.retain(|(p, _)| phases.contains(p));
+    if let Some(s) = &mut m.std {
+        s.phases.retain(|(p, _)| phases.contains(p));
+    }
     Some(m)
 }
 
@@ -67,6 +96,17 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
     let mut stats_offset = None;
     let mut go_returns = BTreeMap::new();
     let bytes = std::fs::read(exe).ok();
+    let mut go_returns_of = |off: u64, size: Option<usize>, addr: u64| {
+        let code = bytes
+            .as_deref()
+            .and_then(|b| b.get(off as usize..off as usize + size.unwrap_or(0)));
+        if let Some(code) = code {
+            let rets = crate::x86::return_offsets(code, addr);
+            go_returns.insert(off, rets.into_iter().map(|r| off + r).collect::<Vec<_>>());
+        }
+    };
+    let mut std_syms: Vec<String> = Vec::new();
+    let mut std_phases = Vec::new();
     inspector
         .for_each(&src, |sym| {
             // The Go port exports it as `<package path>.SYNCMAP_STATS`.
@@ -77,19 +117,20 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
                     .is_some_and(|p| p.ends_with("syncmap."))
             {
                 stats_offset = sym.file_offset;
+            } else if sym.name.starts_with("sync.(*Map).") {
+                if let (Some(p), Some(off)) = (stdmap::phase_of_symbol(&sym.name), sym.file_offset)
+                {
+                    std_phases.push((p, off));
+                    go_returns_of(off, sym.size, sym.addr);
+                }
+                std_syms.push(sym.name.to_string());
             } else if sym.name.contains("syncmap") {
                 let demangled = format!("{:#}", rustc_demangle::demangle(&sym.name));
                 if let (Some(p), Some(off)) = (phase_of_symbol(&demangled), sym.file_offset) {
                     phases.push((p, off));
                     // A Go phase: find its return instructions in the function's code.
                     if demangled.contains("syncmap.(*Map).") {
-                        let code = bytes.as_deref().and_then(|b| {
-                            b.get(off as usize..off as usize + sym.size.unwrap_or(0))
-                        });
-                        if let Some(code) = code {
-                            let rets = crate::x86::return_offsets(code, sym.addr);
-                            go_returns.insert(off, rets.into_iter().map(|r| off + r).collect());
-                        }
+                        go_returns_of(off, sym.size, sym.addr);
                     }
                 }
             }
@@ -98,7 +139,8 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
         .with_context(|| format!("reading symbols of {}", exe.display()))?;
     phases.sort_unstable_by_key(|&(p, off)| (p, off));
     phases.dedup();
-    if phases.is_empty() && stats_offset.is_none() {
+    let std = find_std(exe, &std_syms, std_phases);
+    if phases.is_empty() && stats_offset.is_none() && std.is_none() {
         return Ok(None);
     }
     Ok(Some(BundledMap {
@@ -106,7 +148,30 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
         phases,
         stats_offset,
         go_returns,
+        std,
     }))
+}
+
+/// Go's `sync.Map` from the `sync.(*Map).` symbols of a Go executable and its version.
+fn find_std(exe: &Path, syms: &[String], mut phases: Vec<(Phase, u64)>) -> Option<StdSync> {
+    if syms.is_empty() {
+        return None;
+    }
+    let version = crate::golang::go_version(exe)?;
+    let kind = stdmap::recognise(Some(&version), syms.iter().map(String::as_str))?;
+    if kind == MapKind::StdHashTrie {
+        // No promotion or rebuild exists: nothing is probed, whatever the names.
+        phases.clear();
+    }
+    phases.sort_unstable();
+    phases.dedup();
+    let dirty_at = stdmap::dirty_offset(&version).unwrap_or(0);
+    Some(StdSync {
+        kind,
+        version,
+        phases,
+        dirty_at,
+    })
 }
 
 /// The address in `pid` of a file offset of `exe`'s writable data, from its memory maps.

@@ -36,6 +36,7 @@ mod record;
 mod render;
 mod sanitize;
 mod session;
+mod stdmap;
 mod symbolize;
 mod symsource;
 mod top;

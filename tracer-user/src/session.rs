@@ -47,8 +47,9 @@ impl Session {
         }
         let go_probes = match goprobes::goroutine_probes(&target, probes.go_uprobes)? {
             Some((exe, mut plan)) => {
-                // Unlocks tie a mutex to a map's phases: without a map they have no use.
-                if map.is_none() {
+                // Unlocks tie a mutex to the bundled map's phases: without it they have no use
+                // (Go's sync.Map has its lock at a known place, tied at its first phase run).
+                if map.as_ref().is_none_or(|m| m.phases.is_empty()) {
                     plan.points.retain(|p| p.probe != goprobes::GoProbe::Unlock);
                 }
                 tracer.attach_go(target.tgid, &exe, &plan)?
@@ -86,7 +87,24 @@ impl Session {
                 self.go_probes
             );
         }
-        if let Some(m) = &self.map {
+        if let Some(s) = self.map.as_ref().and_then(|m| m.std.as_ref()) {
+            let probed: Vec<&str> = s.phases.iter().map(|&(p, _)| s.kind.function(p)).collect();
+            eprintln!(
+                "lockscope: {} ({}): probing {}",
+                s.kind.label(),
+                term_safe(&s.version),
+                if probed.is_empty() {
+                    crate::stdmap::none_probed(s.kind).to_string()
+                } else {
+                    probed.join(", ")
+                }
+            );
+        }
+        if let Some(m) = self
+            .map
+            .as_ref()
+            .filter(|m| !m.phases.is_empty() || m.stats_offset.is_some())
+        {
             eprintln!(
                 "lockscope: found the bundled map in {}: {} phase probes{}",
                 term_safe(&m.exe.display().to_string()),

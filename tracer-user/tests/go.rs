@@ -13,13 +13,7 @@ use serde_json::Value;
 use common::*;
 
 fn go_workload() -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/go/syncmap-load-go");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo xtask test` or `cargo xtask build-go`",
-        bin.display()
-    );
-    bin
+    go_bin("syncmap-load-go")
 }
 
 #[test]
@@ -131,40 +125,10 @@ fn lockscope_shares(p: &Value) -> Vec<(String, f64)> {
     shares(acc)
 }
 
-/// Go's own block profile by lock site, read with `go tool pprof -traces`.
+/// Go's own block profile by lock site.
 fn go_block_shares(block: &Path) -> Vec<(String, f64)> {
-    let out = Command::new("go")
-        .args(["tool", "pprof", "-traces"])
-        .arg(block)
-        .env("HOME", std::env::temp_dir())
-        .output()
-        .expect("go tool pprof (cargo xtask setup installs golang-go)");
-    let listing = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let ns = |v: &str| -> f64 {
-        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
-        let x: f64 = num.parse().unwrap_or(0.0);
-        x * match unit {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "mins" => 60e9,
-            _ => 0.0,
-        }
-    };
     let mut acc = BTreeMap::new();
-    for trace in listing.split("-----------+").skip(1) {
-        let mut lines = trace
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('-'));
-        let Some(first) = lines.next() else { continue };
-        let mut parts = first.split_whitespace();
-        let value = ns(parts.next().unwrap_or("0"));
-        let head = parts.collect::<Vec<_>>().join(" ");
-        let frames: Vec<String> = std::iter::once(head)
-            .chain(lines.map(|l| l.trim().to_string()))
-            .collect();
+    for (value, frames) in go_block_traces(block) {
         *acc.entry(site(frames.iter().map(String::as_str)))
             .or_insert(0.0) += value;
     }

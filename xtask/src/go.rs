@@ -34,6 +34,15 @@ pub fn build() -> Result<PathBuf> {
     let out = root().join("target/go/syncmap-load-go");
     let out_s = out.to_str().context("path")?;
     go(&["build", "-o", out_s, "./cmd/syncmap-load-go"])?;
+    // A plain sync.Map cache, for the stdlib sync.Map test (tests/stdmap.rs).
+    step("a plain Go sync.Map cache: target/go/gocache");
+    let cache = root().join("target/go/gocache");
+    go(&[
+        "build",
+        "-o",
+        cache.to_str().context("path")?,
+        "./cmd/gocache",
+    ])?;
     Ok(out)
 }
 

@@ -113,6 +113,8 @@ pub fn run() -> Result<()> {
             "--test",
             "go",
             "--test",
+            "stdmap",
+            "--test",
             "stacks",
             "--test",
             "safety",

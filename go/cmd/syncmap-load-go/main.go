@@ -1,8 +1,9 @@
-// Command syncmap-load-go drives the Go bundled map with the presets of the Rust
+// Command syncmap-load-go drives the Go bundled map (or, with --map, Go's sync.Map or a map
+// behind a mutex; see maps.go) with the presets of the Rust
 // syncmap-load, with the same flags and the same JSON at exit, and can write Go's own block
 // and mutex profiles: the reference lockscope is checked against.
 //
-//	syncmap-load-go --preset NAME [--threads N] [--keys N] [--duration SECS]
+//	syncmap-load-go --preset NAME [--map syncmap|std|mutex-map|rwmutex-map] [--threads N] [--keys N] [--duration SECS]
 //	                [--start-delay SECS] [--linger SECS]
 //	                [--block-profile FILE] [--mutex-profile FILE]
 //
@@ -35,7 +36,7 @@ var presets = map[string]int{
 }
 
 type shared struct {
-	m    syncmap.Map
+	m    kv
 	next atomic.Uint64
 	keys uint64
 	stop atomic.Bool
@@ -140,14 +141,6 @@ func worker(preset string, index int, s *shared) uint64 {
 	return ops
 }
 
-func jsonCounters(c [len(syncmap.Names)]uint64) string {
-	parts := make([]string, len(c))
-	for i, n := range syncmap.Names {
-		parts[i] = fmt.Sprintf("%q: %d", n, c[i])
-	}
-	return "{" + strings.Join(parts, ", ") + "}"
-}
-
 func writeProfile(name, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
@@ -158,6 +151,7 @@ func writeProfile(name, path string) error {
 }
 
 func main() {
+	mapName := flag.String("map", "syncmap", strings.Join(mapNames, "|"))
 	preset := flag.String("preset", "", "read-mostly|update-existing|write-heavy|miss-storm|range-insert")
 	threads := flag.Int("threads", 4, "worker goroutines")
 	keys := flag.Uint64("keys", 0, "live keys (default: the preset's)")
@@ -180,7 +174,12 @@ func main() {
 	if *keys == 0 {
 		*keys = uint64(defKeys)
 	}
-	s := &shared{keys: *keys}
+	m := newMap(*mapName)
+	if m == nil {
+		fmt.Fprintf(os.Stderr, "syncmap-load-go: --map is one of %s\n", strings.Join(mapNames, ", "))
+		os.Exit(2)
+	}
+	s := &shared{m: m, keys: *keys}
 	// Fill and promote, so the run starts from a full read snapshot.
 	for i := uint64(0); i < *keys; i++ {
 		s.insertNew()
@@ -193,9 +192,9 @@ func main() {
 	if *mutexProfile != "" {
 		runtime.SetMutexProfileFraction(1)
 	}
-	before := syncmap.Snapshot()
-	fmt.Fprintf(os.Stderr, "syncmap-load-go pid %d map syncmap preset %s threads %d keys %d\n",
-		os.Getpid(), *preset, *threads, *keys)
+	names, before := snapshot(s.m)
+	fmt.Fprintf(os.Stderr, "syncmap-load-go pid %d map %s preset %s threads %d keys %d\n",
+		os.Getpid(), *mapName, *preset, *threads, *keys)
 	start := time.Now()
 	var wg sync.WaitGroup
 	var total atomic.Uint64
@@ -210,11 +209,7 @@ func main() {
 	s.stop.Store(true)
 	wg.Wait()
 	secs := time.Since(start).Seconds()
-	after := syncmap.Snapshot()
-	var diff [len(syncmap.Names)]uint64
-	for i := range diff {
-		diff[i] = after[i] - before[i]
-	}
+	_, after := snapshot(s.m)
 	if *groundTruth != "" {
 		if err := writeGroundTruth(*groundTruth); err != nil {
 			fmt.Fprintf(os.Stderr, "syncmap-load-go: --ground-truth: %v\n", err)
@@ -230,8 +225,9 @@ func main() {
 		}
 	}
 	ops := total.Load()
-	fmt.Printf("{\"map\": \"syncmap\", \"preset\": %q, \"threads\": %d, \"keys\": %d, \"seconds\": %.3f, \"ops\": %d, \"ops_per_sec\": %.0f, \"counters\": %s, \"counters_since_start\": %s}\n",
-		*preset, *threads, *keys, secs, ops, float64(ops)/secs, jsonCounters(diff), jsonCounters(after))
+	fmt.Printf("{\"map\": %q, \"preset\": %q, \"threads\": %d, \"keys\": %d, \"seconds\": %.3f, \"ops\": %d, \"ops_per_sec\": %.0f, \"counters\": %s, \"counters_since_start\": %s}\n",
+		*mapName, *preset, *threads, *keys, secs, ops, float64(ops)/secs,
+		jsonCounters(names, after, before), jsonCounters(names, after, nil))
 	time.Sleep(time.Duration(*linger * float64(time.Second)))
 }
 

@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
-use tracer_common::{
-    Counter, Phase, PhaseStats, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS, NUM_PHASES,
-};
+use tracer_common::{Counter, Phase, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS};
 
 use crate::attach::Tracer;
 use crate::bundled::{self, BundledMap};
@@ -30,6 +28,7 @@ use exec::ExecWatch;
 pub use exec::Identity;
 
 pub use new_stacks::{NewStacks, Reread};
+pub use read::SlotPhases;
 pub use read::{monotonic_ns, read};
 use read::{read_counters, read_phases};
 pub use snapshots::Snapshots;
@@ -55,7 +54,7 @@ pub struct Raw {
     /// The bundled map's own counters and the traced phase totals over one window.
     pub map_window: Option<MapWindow>,
     /// Traced phase totals over the whole recording.
-    pub phases: [PhaseStats; NUM_PHASES],
+    pub phases: SlotPhases,
     /// DWARF mode: waits by kernel key and unwound stack, from the snapshots.
     pub dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>,
     /// The bundled map probed at the end (after an exec, the new image's).
@@ -71,7 +70,7 @@ pub struct Raw {
 #[derive(Clone)]
 pub struct Snapshot {
     pub counters: BTreeMap<String, u64>,
-    pub phases: [PhaseStats; NUM_PHASES],
+    pub phases: SlotPhases,
 }
 
 /// Two snapshots bounding one window, so traced and counted events cover the same time (the
@@ -118,7 +117,11 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     // The window starts now that every probe is live.
     let snap = |tracer: &Tracer, m: &BundledMap| -> Result<Snapshot> {
         Ok(Snapshot {
-            counters: bundled::read_counters(pid, m)?,
+            // Go's sync.Map alone keeps no counters.
+            counters: match m.stats_offset {
+                Some(_) => bundled::read_counters(pid, m)?,
+                None => BTreeMap::new(),
+            },
             phases: read_phases(tracer)?,
         })
     };
@@ -126,7 +129,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     let zero = |_: &BundledMap| -> Result<Snapshot> {
         Ok(Snapshot {
             counters: bundled::zero_counters(),
-            phases: [PhaseStats::default(); NUM_PHASES],
+            phases: Default::default(),
         })
     };
     let mut map_start = match map

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
 use tracer_common::{
-    map, InFlight, PhaseStats, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS,
-    NUM_PHASES,
+    map, InFlight, PhaseStats, StackFrames, WaitKey, WaitStats, WakeKey, WakeStats, MAP_SLOTS,
+    NUM_COUNTERS, NUM_PHASES,
 };
 
 use super::Raw;
@@ -25,16 +25,19 @@ pub(super) fn read_counters(tracer: &Tracer) -> Result<[u64; NUM_COUNTERS as usi
     Ok(out)
 }
 
-/// Traced phase totals, summed over CPUs.
-pub(super) fn read_phases(tracer: &Tracer) -> Result<[PhaseStats; NUM_PHASES]> {
+/// Traced phase totals per map kind ([`crate::stdmap::MapKind::slot`]).
+pub type SlotPhases = [[PhaseStats; NUM_PHASES]; MAP_SLOTS];
+
+/// Traced phase totals, summed over CPUs, per map kind.
+pub(super) fn read_phases(tracer: &Tracer) -> Result<SlotPhases> {
     let phase_map: PerCpuArray<&MapData, PhaseStats> = PerCpuArray::try_from(
         tracer
             .ebpf
             .map(map::PHASE_STATS)
             .context("PHASE_STATS map")?,
     )?;
-    let mut phases = [PhaseStats::default(); NUM_PHASES];
-    for (i, p) in phases.iter_mut().enumerate() {
+    let mut phases = [[PhaseStats::default(); NUM_PHASES]; MAP_SLOTS];
+    for (i, p) in phases.iter_mut().flatten().enumerate() {
         for v in phase_map.get(&(i as u32), 0)?.iter() {
             p.calls += v.calls;
             p.returns += v.returns;

@@ -1,6 +1,7 @@
 //! The versioned profile file: everything needed to print the report again without the process.
 use std::collections::BTreeMap;
 
+use crate::stdmap::MapKind;
 use serde::{Deserialize, Serialize};
 
 pub use crate::holder::{Blamed, HolderPhase};
@@ -98,6 +99,10 @@ impl Profile {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bundled {
+    /// Which map this explains: the bundled map, or Go's own `sync.Map` (profiles before
+    /// there was a choice are the bundled map's).
+    #[serde(default, skip_serializing_if = "MapKind::is_bundled")]
+    pub kind: MapKind,
     pub exe: String,
     /// Uprobes attached to phase functions.
     pub probes: usize,
@@ -112,6 +117,9 @@ pub struct Bundled {
     pub counters_exact: bool,
     /// Traced counts against the map's own counters, over the same window.
     pub checks: Vec<Check>,
+    /// Go's `sync.Map`: the Go release it came with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub go_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

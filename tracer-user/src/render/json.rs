@@ -1,5 +1,6 @@
 //! `json`: the report as data, in the stable schema documented in docs/report-json.md
 //! (`schema: "lockscope-report"`, `schema_version: 1`).
+use crate::stdmap::MapKind;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -131,6 +132,9 @@ struct Bucket {
 
 #[derive(Serialize)]
 struct BundledReport {
+    /// Absent for the bundled map; `std-read-dirty` or `std-hash-trie` for Go's `sync.Map`.
+    #[serde(skip_serializing_if = "MapKind::is_bundled")]
+    kind: MapKind,
     categories: Vec<Share>,
     behind: Vec<Share>,
     fast_read_percent: Option<f64>,
@@ -246,6 +250,10 @@ impl Render for Json {
                 .collect()
         };
         let bundled = attribute(profile).map(|a| BundledReport {
+            kind: profile
+                .bundled
+                .as_ref()
+                .map_or(MapKind::Bundled, |b| b.kind),
             categories: a
                 .by_category
                 .iter()

@@ -298,14 +298,20 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         return Ok(());
     };
     writeln!(out)?;
+    let name = |f: &str| crate::stdmap::function_name(b.kind, f).to_string();
     writeln!(
         out,
-        "bundled map in {}: probed {}",
+        "{} in {}: probed {}",
+        crate::stdmap::heading(b.kind, b.go_version.as_deref()),
         b.exe,
         if b.probed.is_empty() {
-            "no phases (--phase-probes off)".to_string()
+            crate::stdmap::none_probed(b.kind).to_string()
         } else {
-            b.probed.join(", ")
+            b.probed
+                .iter()
+                .map(|f| name(f))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     )?;
     share_table(
@@ -316,7 +322,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     )?;
     // Blame is kept per lock: with one map lock the table names it; with several, one table
     // per lock, busiest first.
-    if !a.blame_known {
+    if !a.blame_known && b.kind != crate::stdmap::MapKind::StdHashTrie {
         writeln!(
             out,
             "  what waiters waited behind: not known (--phase-probes off)"
@@ -336,7 +342,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         .iter()
         .filter(|r| r.calls > 0)
         .map(|r| {
-            let mut s = format!("{} ×{}", r.phase, fmt_count(r.calls));
+            let mut s = format!("{} ×{}", name(&r.phase), fmt_count(r.calls));
             if let Some(avg) = r.total_ns.checked_div(r.returns) {
                 s += &format!(" (avg {}, max {}", fmt_ns(avg), fmt_ns(r.max_ns));
                 if r.items > 0 {
@@ -387,6 +393,9 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
             fmt_count(c.get("fast_reads").copied().unwrap_or(0)),
             fmt_count(c.get("slow_loads").copied().unwrap_or(0))
         )?;
+    }
+    for note in crate::stdmap::not_traced(b.kind, &b.probed) {
+        writeln!(out, "  {note}")?;
     }
     if !b.probed.iter().any(|p| p == "miss_locked") {
         if let Some(misses) = b.counters.as_ref().and_then(|c| c.get("read_misses")) {

@@ -246,3 +246,54 @@ pub fn record_until_signal(pid: &str, out: &Path, signal: i32, after: Duration) 
     unsafe { libc::kill(child.id() as i32, signal) };
     child.wait_with_output().unwrap()
 }
+
+/// A binary of the Go side (`go/cmd/NAME`), built by `cargo xtask test` into target/go.
+pub fn go_bin(name: &str) -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/go/{name}"));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask test` or `cargo xtask build-go`",
+        bin.display()
+    );
+    bin
+}
+
+/// Go's own block profile as (ns, frames innermost first) per trace, read with
+/// `go tool pprof -traces`.
+pub fn go_block_traces(block: &Path) -> Vec<(f64, Vec<String>)> {
+    let out = Command::new("go")
+        .args(["tool", "pprof", "-traces"])
+        .arg(block)
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .expect("go tool pprof (cargo xtask setup installs golang-go)");
+    let listing = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ns = |v: &str| -> f64 {
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+        let x: f64 = num.parse().unwrap_or(0.0);
+        x * match unit {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "mins" => 60e9,
+            _ => 0.0,
+        }
+    };
+    let mut traces = Vec::new();
+    for trace in listing.split("-----------+").skip(1) {
+        let mut lines = trace
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('-'));
+        let Some(first) = lines.next() else { continue };
+        let mut parts = first.split_whitespace();
+        let value = ns(parts.next().unwrap_or("0"));
+        let head = parts.collect::<Vec<_>>().join(" ");
+        let frames: Vec<String> = std::iter::once(head)
+            .chain(lines.map(|l| l.trim().to_string()))
+            .collect();
+        traces.push((value, frames));
+    }
+    traces
+}

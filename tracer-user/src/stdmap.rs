@@ -1,0 +1,206 @@
+//! stdmap: Go's standard library `sync.Map` in a target, as one more kind of map lockscope
+//! explains with the bundled map's phases, sections and verdict.
+//!
+//! Up to Go 1.23 `sync.Map` is the read/dirty design the bundled map copies:
+//! `sync.(*Map).dirtyLocked` is the O(n) dirty rebuild and `sync.(*Map).missLocked` counts a
+//! miss and, when misses reach len(dirty), promotes (an O(1) swap; `Range` promotes inline).
+//! Both stay out of line in Go 1.19 (`go tool nm` lists them; Load, Store, LoadOrStore and
+//! LoadAndDelete CALL them), so they are probed like the bundled Go map's phases: an entry
+//! uprobe and one on each return instruction. `dirtyLocked` returns nothing: the entries it
+//! copied are `len(m.dirty)` at its return, read from the map in the kernel (see
+//! [`dirty_offset`]). The map keeps no counters, so nothing is checked against it and no
+//! fast-path share exists. Go 1.24 replaced it with a hash trie: no promotion, no rebuild.
+use serde::{Deserialize, Serialize};
+use tracer_common::Phase;
+
+/// Which map implementation lockscope explains. Each has its own phase totals in the kernel
+/// ([`MapKind::slot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MapKind {
+    /// The bundled map (`syncmap/`, or its Go port `go/syncmap`), with its own counters.
+    #[default]
+    Bundled,
+    /// Go's `sync.Map` up to Go 1.23: read snapshot, dirty map, promotion, rebuild.
+    StdReadDirty,
+    /// Go's `sync.Map` from Go 1.24: a concurrent hash trie, no promotion or rebuild.
+    StdHashTrie,
+}
+
+impl MapKind {
+    /// Its index among the kernel's per-kind phase totals.
+    pub fn slot(self) -> u32 {
+        match self {
+            MapKind::Bundled => 0,
+            MapKind::StdReadDirty | MapKind::StdHashTrie => 1,
+        }
+    }
+
+    pub fn is_bundled(&self) -> bool {
+        *self == MapKind::Bundled
+    }
+
+    /// How the report names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            MapKind::Bundled => "bundled map",
+            MapKind::StdReadDirty => "Go sync.Map (read/dirty design, Go ≤ 1.23)",
+            MapKind::StdHashTrie => "Go sync.Map (hash trie, Go ≥ 1.24)",
+        }
+    }
+
+    /// The function a phase is probed at, as the report names it.
+    pub fn function(self, phase: Phase) -> &'static str {
+        match (self, phase) {
+            (MapKind::Bundled | MapKind::StdHashTrie, p) => p.function(),
+            (MapKind::StdReadDirty, Phase::Miss) => "sync.(*Map).missLocked",
+            (MapKind::StdReadDirty, Phase::Promote) => "promotion (inside missLocked and Range)",
+            (MapKind::StdReadDirty, Phase::Rebuild) => "sync.(*Map).dirtyLocked",
+        }
+    }
+}
+
+/// The exported methods every `sync.Map` has (Go 1.20 added Swap, CompareAndSwap and
+/// CompareAndDelete).
+pub const STD_METHODS: [&str; 9] = [
+    "Load",
+    "Store",
+    "LoadOrStore",
+    "LoadAndDelete",
+    "Delete",
+    "Range",
+    "Swap",
+    "CompareAndSwap",
+    "CompareAndDelete",
+];
+
+const STD_PREFIX: &str = "sync.(*Map).";
+
+/// `sync.(*Map).dirtyLocked` → the rebuild; `missLocked` → a miss (and, sometimes, the
+/// promotion it does).
+pub fn phase_of_symbol(name: &str) -> Option<Phase> {
+    match name.strip_prefix(STD_PREFIX)? {
+        "dirtyLocked" => Some(Phase::Rebuild),
+        "missLocked" => Some(Phase::Miss),
+        _ => None,
+    }
+}
+
+/// The `sync.Map` method a symbol is, if any.
+pub fn method_of_symbol(name: &str) -> Option<&str> {
+    name.strip_prefix(STD_PREFIX)
+        .filter(|m| STD_METHODS.contains(m))
+}
+
+/// Go's minor version from a build's version string (`go1.19.8` → 19).
+fn go_minor(version: &str) -> Option<u32> {
+    let rest = version.strip_prefix("go1.")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Which `sync.Map` a Go target has, from its version and the `sync.(*Map)` symbols it
+/// links (`None`: the program does not use it). Go ≥ 1.24 is the hash trie, whatever
+/// symbols remain; before, the read/dirty design needs its phase functions, so a stripped
+/// or unknown build is not guessed at.
+pub fn recognise<'a>(
+    version: Option<&str>,
+    symbols: impl IntoIterator<Item = &'a str>,
+) -> Option<MapKind> {
+    let (mut methods, mut phases) = (false, false);
+    for s in symbols {
+        methods |= method_of_symbol(s).is_some();
+        phases |= phase_of_symbol(s).is_some();
+    }
+    let minor = version.and_then(go_minor)?;
+    match (minor >= 24, methods, phases) {
+        (true, true, _) => Some(MapKind::StdHashTrie),
+        (false, _, true) => Some(MapKind::StdReadDirty),
+        _ => None,
+    }
+}
+
+/// Offset of `dirty` (a pointer to a Go map header) in `sync.Map` for Go ≤ 1.23: after `mu`
+/// (8 bytes) and `read`, an `atomic.Value` (16 bytes, an interface) up to Go 1.19 and an
+/// `atomic.Pointer[readOnly]` (8 bytes) from Go 1.20. Checked against Go 1.19's code:
+/// `missLocked` reads len(m.dirty) through `MOVQ 0x18(AX), DX`. `None` for other versions.
+pub fn dirty_offset(version: &str) -> Option<u32> {
+    match go_minor(version)? {
+        0..=19 => Some(24),
+        20..=23 => Some(16),
+        _ => None,
+    }
+}
+
+/// Where a goroutine blocked on `sync.Map`'s mutex waits: `mu` is its first field and the
+/// semaphore is the Mutex's second word (`state int32; sema uint32`), in every Go release.
+pub const SEMA_OFFSET: u32 = 4;
+
+/// Go's `sync.Map` as found in an executable: its kind, its phase functions by file offset,
+/// and where `len(dirty)` is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StdSync {
+    pub kind: MapKind,
+    pub version: String,
+    pub phases: Vec<(Phase, u64)>,
+    /// [`dirty_offset`]; 0: entries copied are not read.
+    pub dirty_at: u32,
+}
+
+#[cfg(test)]
+#[path = "stdmap_tests.rs"]
+mod tests;
+
+/// A probed phase's stored name (`rebuild_dirty`) as the report names it for `kind`.
+pub fn function_name(kind: MapKind, stored: &str) -> &str {
+    Phase::ALL
+        .into_iter()
+        .find(|p| p.function() == stored)
+        .map_or(stored, |p| kind.function(p))
+}
+
+/// The map section's title.
+pub fn heading(kind: MapKind, go_version: Option<&str>) -> String {
+    match go_version {
+        Some(v) if !kind.is_bundled() => format!("{} ({v})", kind.label()),
+        _ => kind.label().to_string(),
+    }
+}
+
+/// What the title says when no phase is probed.
+pub fn none_probed(kind: MapKind) -> &'static str {
+    match kind {
+        MapKind::StdHashTrie => "nothing (no promotion or dirty rebuild exists in this design)",
+        _ => "no phases (--phase-probes off)",
+    }
+}
+
+/// Lines saying what the report cannot know about Go's `sync.Map` (it counts nothing itself),
+/// given the phase functions probed (by stored name).
+pub fn not_traced(kind: MapKind, probed: &[String]) -> Vec<String> {
+    match kind {
+        MapKind::Bundled => vec![],
+        MapKind::StdReadDirty => {
+            let mut v = vec![
+                "not available: sync.Map keeps no counters, so there is no fast-path share of reads, \
+                 no count of lock-free loads or stores, and nothing to check traced counts against"
+                    .to_string(),
+                "promotions run inside missLocked (and inline in Range): an O(1) swap, counted with \
+                 the misses, not timed apart"
+                    .to_string(),
+            ];
+            if !probed.iter().any(|p| p == Phase::Miss.function()) {
+                v.push(
+                    "read misses: not traced (`--phase-probes all` probes missLocked, at a cost)"
+                        .to_string(),
+                );
+            }
+            v
+        }
+        MapKind::StdHashTrie => vec![
+            "hash-trie sync.Map: it has no read snapshot, no promotion and no dirty rebuild, so \
+             none is traced or claimed; waiters are classified from their stacks only"
+                .to_string(),
+        ],
+    }
+}
