@@ -103,6 +103,9 @@ pub fn is_wait_kind(kind: u32) -> bool {
     kind < OpKind::Wake as u32
 }
 
+/// The in-flight kind of a call whose op lockscope ignores: its exit is dropped quietly.
+pub const IGNORED_OP: u32 = u32::MAX;
+
 /// Classifies a `futex(2)` op argument; `None` for ops lockscope ignores.
 #[inline(always)]
 pub fn classify_futex_op(op: u32) -> Option<OpKind> {

@@ -8,11 +8,13 @@
 pub mod blame;
 pub mod futex;
 pub mod goroutine;
+pub mod handoff;
 pub mod wait_stats;
 
 pub use blame::{ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, MAP_SLOTS, NUM_PHASES};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 pub use goroutine::{GoCall, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
+pub use handoff::{Handoff, HandoffKey, HANDED_OFF, HANDOFF_SLOTS};
 pub use wait_stats::WaitStats;
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).
@@ -44,39 +46,6 @@ pub struct WaitKey {
     pub kind: u32,
     /// [`HANDED_OFF`] when the waker's exit recorded this wait (the waiter exited first).
     pub flags: u32,
-    pub _pad: u32,
-}
-
-/// [`WaitKey::flags`]: the waiter exited before its waker, so the waker recorded the wait (or
-/// the snapshot of such a wait, whose waker the waiter could not know yet).
-pub const HANDED_OFF: u32 = 1;
-
-/// Where a waiter that exited before its waker leaves its finished wait: one of
-/// [`HANDOFF_SLOTS`] slots per futex word. The next wake of that word that woke someone
-/// records it under its own stack.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HandoffKey {
-    pub uaddr: u64,
-    pub slot: u32,
-    pub _pad: u32,
-}
-
-/// Slots per futex word for waits waiting on their waker's exit.
-pub const HANDOFF_SLOTS: u32 = 4;
-
-/// A finished wait whose waker has not exited yet: everything needed to record it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Handoff {
-    /// The waiter's key; `waker_id` is filled in by the waker.
-    pub key: WaitKey,
-    pub waited: u64,
-    /// When the wait began: a wake that exited before this did not wake it.
-    pub start_ns: u64,
-    pub blamed: [u64; NUM_PHASES],
-    /// [`Outcome`] as u32 ([`Outcome::as_u32`]).
-    pub outcome: u32,
     pub _pad: u32,
 }
 

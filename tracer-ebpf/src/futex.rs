@@ -11,9 +11,10 @@ use aya_ebpf::{
     programs::TracePointContext,
     EbpfContext,
 };
+use aya_log_ebpf::debug;
 use tracer_common::{
-    classify_futex_op, inflight_slot, is_wait_kind, waker_id, Counter, InFlight, LastWaker, OpKind,
-    Outcome, WaitKey, WakeKey, HANDED_OFF, NO_STACK, NUM_PHASES,
+    classify_futex_op, futex::IGNORED_OP, inflight_slot, is_wait_kind, waker_id, Counter, InFlight,
+    LastWaker, OpKind, Outcome, WaitKey, WakeKey, HANDED_OFF, NO_STACK, NUM_PHASES,
 };
 
 use crate::{
@@ -65,7 +66,17 @@ fn try_futex_enter(ctx: &TracePointContext) -> Res {
         return Ok(());
     };
     bump(Counter::Calls);
-    let Some(kind) = classify_futex_op(arg(ctx, ARG1)? as u32) else {
+    let op = arg(ctx, ARG1)? as u32;
+    let Some(kind) = classify_futex_op(op) else {
+        debug!(&(), "futex op {} neither waits nor wakes: not traced", op);
+        // Its exit is then known for what it is, not taken for a call from before attach.
+        if let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(tid)) {
+            // SAFETY: this thread's slot (see on_enter).
+            unsafe {
+                (*slot).tid = tid;
+                (*slot).kind = IGNORED_OP;
+            }
+        }
         return Ok(());
     };
     on_enter(tid, kind, arg(ctx, ARG0)?)
@@ -170,6 +181,9 @@ pub fn on_exit<C: EbpfContext>(ctx: &C, ret: i64) -> Res {
         (*slot).tid = 0;
         *slot
     };
+    if call.kind == IGNORED_OP {
+        return Ok(());
+    }
     if is_wait_kind(call.kind) {
         on_wait_exit(ctx, tid, &call, ret)
     } else {

@@ -3,6 +3,7 @@
 //! slot keyed by the futex word, and the waker's exit records it under the waker's stack.
 //! Whoever deletes the slot records the wait, so each wait is recorded exactly once.
 use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_log_ebpf::debug;
 use tracer_common::{
     Counter, Handoff, HandoffKey, Outcome, WaitKey, HANDED_OFF, HANDOFF_SLOTS, NUM_PHASES,
 };
@@ -67,6 +68,10 @@ pub fn leave(
     }
     if !placed {
         bump(Counter::HandoffsFull);
+        debug!(
+            &(),
+            "hand-off slots of futex {:x} full: wait recorded without its waker", key.uaddr
+        );
         return Left::Full;
     }
     // The waker may have exited between the first look and the insert, and found no slot.

@@ -1,6 +1,7 @@
 //! The aggregate rows: one finished wait or one wake that woke someone, added to its per-CPU
 //! row. The arithmetic itself is `WaitStats::add_wait`, shared with user space.
 use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_log_ebpf::warn;
 use tracer_common::{Counter, Outcome, WaitKey, WakeKey, WakeStats, NUM_PHASES};
 
 use crate::{
@@ -41,6 +42,10 @@ pub fn add_wait(key: &WaitKey, waited: u64, blamed: &[u64; NUM_PHASES], outcome:
                 Some(row) => row,
                 None => {
                     bump(Counter::WaitMapFull);
+                    warn!(
+                        &(),
+                        "wait aggregate map full: a wait of {} ns is lost", waited
+                    );
                     return Ok(());
                 }
             }
@@ -62,6 +67,7 @@ pub fn add_wake(key: &WakeKey, woken: u64) -> Res {
                 Some(row) => row,
                 None => {
                     bump(Counter::WakeMapFull);
+                    warn!(&(), "wake aggregate map full: a wake is lost");
                     return Ok(());
                 }
             }

@@ -11,6 +11,8 @@ use tracer_common::{
     SNAPSHOT_SMALL_BYTES,
 };
 
+use aya_log_ebpf::debug;
+
 use crate::maps::{bump, SNAPSHOTS};
 
 /// Bytes of stack to copy; 0 turns snapshots off (frame-pointer mode). Set before load.
@@ -49,6 +51,10 @@ pub fn emit(key: &WaitKey, wait_ns: u64) {
 fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize) {
     let Some(mut entry) = SNAPSHOTS.reserve::<StackSnapshotOf<N>>(0) else {
         bump(Counter::SnapshotsDropped);
+        debug!(
+            &(),
+            "snapshot ring full: a {} ns wait keeps its frame-walk stack", wait_ns
+        );
         return;
     };
     let snap = entry.as_mut_ptr();

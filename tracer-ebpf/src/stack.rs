@@ -12,6 +12,8 @@ use tracer_common::{
     stack_hash_finish, stack_hash_step, Counter, MAX_STACK_DEPTH, NO_STACK, STACK_HASH_SEED,
 };
 
+use aya_log_ebpf::{debug, warn};
+
 use crate::maps::{bump, NEW_STACKS, SCRATCH, STACKS};
 
 const EEXIST: i32 = 17;
@@ -41,6 +43,10 @@ pub fn capture<C: EbpfContext>(ctx: &C) -> (u64, u64) {
     };
     if bytes <= 0 {
         bump(Counter::StackErrors);
+        debug!(
+            &(),
+            "user stack not captured: bpf_get_stack returned {}", bytes
+        );
         return (NO_STACK, leaf_ret);
     }
     let depth = (bytes as usize / 8).min(MAX_STACK_DEPTH);
@@ -65,8 +71,9 @@ pub fn capture<C: EbpfContext>(ctx: &C) -> (u64, u64) {
             }
             // Another CPU inserting the same stack first is fine.
             Err(e) if e as i32 == -EEXIST => {}
-            Err(_) => {
+            Err(e) => {
                 bump(Counter::StackMapFull);
+                warn!(&(), "stack map full ({}): event kept without its stack", e);
                 return (NO_STACK, leaf_ret);
             }
         }

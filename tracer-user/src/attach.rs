@@ -9,6 +9,7 @@ use tracer_common::{global, prog, PhaseCookie};
 
 use crate::bundled::BundledMap;
 use crate::hooks::{self, Hooks, TrampolineLink};
+use crate::klog::{self, KernelLog};
 use crate::preflight::has_tracepoint;
 
 /// The eBPF object, built by build.rs through aya-build.
@@ -24,16 +25,21 @@ pub struct Tracer {
     pub missing: Vec<&'static str>,
     /// Which kernel hooks carry the futex events.
     pub hooks: Hooks,
+    /// The programs' rare diagnostics (`RUST_LOG`).
+    log: KernelLog,
 }
 
 /// Loads and attaches for process `tgid`. `snapshot_bytes` > 0 turns on DWARF mode: a stack
 /// snapshot of that many bytes for every wait that slept.
 pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
+    let level = klog::kernel_level();
     let mut ebpf = EbpfLoader::new()
         .override_global(global::TARGET_TGID, &tgid, true)
         .override_global(global::SNAPSHOT_BYTES, &snapshot_bytes, true)
+        .override_global(aya_log::LEVEL, &level, false)
         .load(OBJECT)
         .context("loading the eBPF object")?;
+    let log = KernelLog::open(&mut ebpf, level);
     // Load (verify) everything before attaching anything: verification takes milliseconds, and
     // exits attached during that time would see calls whose entries nobody recorded.
     let hooks = Hooks::choose(hooks::load_trampolines(&mut ebpf));
@@ -91,6 +97,7 @@ pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
         uprobes: Vec::new(),
         missing,
         hooks,
+        log,
     })
 }
 
@@ -210,6 +217,11 @@ impl Tracer {
     /// uprobes stay until the tracer is dropped: each takes ~90 ms to detach (an RCU grace
     /// period), their totals were already snapshotted at the stop instant, and the report
     /// should not wait on them.
+    /// Prints the programs' diagnostics logged since the last call (`RUST_LOG`).
+    pub fn flush_logs(&mut self) {
+        self.log.flush();
+    }
+
     pub fn detach(&mut self) -> Result<()> {
         for (name, link) in self.links.drain(..) {
             program(&mut self.ebpf, name)?.detach(link)?;

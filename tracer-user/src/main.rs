@@ -25,6 +25,7 @@ mod gopclntab;
 mod goprobes;
 mod holder;
 mod hooks;
+mod klog;
 mod launch;
 mod locks;
 mod options;
@@ -57,6 +58,7 @@ use output::{Limited, PendingOutput};
 use render::use_color;
 
 fn main() -> ExitCode {
+    klog::init_from_env();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {

@@ -143,3 +143,40 @@ fn the_kernel_hooks_are_chosen_by_probing_and_named_in_the_header() {
     let p = load(&path);
     assert!(counter(&p, "calls") >= 4000, "{}", p["counters"]);
 }
+
+#[test]
+fn kernel_diagnostics_appear_only_when_rust_log_asks() {
+    if !can_trace() {
+        return;
+    }
+    let bin = futex_loop();
+    let run = |rust_log: Option<&str>| {
+        let path = tmp("cost-ignored.json");
+        let mut cmd = lockscope();
+        cmd.args(["record", "--quiet", "-o"])
+            .arg(&path)
+            .arg("--")
+            .arg(&bin)
+            .args(["ignored", "5", "--linger", "0.3"]);
+        match rust_log {
+            Some(v) => cmd.env("RUST_LOG", v),
+            None => cmd.env_remove("RUST_LOG"),
+        };
+        let out = cmd.output().expect("run lockscope");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        (text(&out.stderr), load(&path))
+    };
+    // An op that neither waits nor wakes is counted, and its exit is not taken for a call
+    // from before attach.
+    let (quiet, p) = run(None);
+    assert!(!quiet.contains("not traced"), "{quiet}");
+    assert!(counter(&p, "calls") >= 5, "{}", p["counters"]);
+    assert_eq!(counter(&p, "in_flight_at_start"), 0, "{}", p["counters"]);
+    // With RUST_LOG, the kernel programs say why through aya-log, once per call.
+    let (said, _) = run(Some("lockscope=debug"));
+    let lines = said
+        .lines()
+        .filter(|l| l.contains("futex op 136 neither waits nor wakes: not traced"))
+        .count();
+    assert_eq!(lines, 5, "{said}");
+}

@@ -10,6 +10,7 @@
  *   block    two threads hand a word back and forth: every FUTEX_WAIT sleeps, every
  *            FUTEX_WAKE wakes one (CALLS round trips; ns per round trip)
  *   getppid  getppid(2): an unrelated system call, for the host-wide tax of tracepoints
+ *   ignored  FUTEX_TRYLOCK_PI on a free word: an op that neither waits nor wakes
  *
  * Prints {"mode": MODE, "calls": N, "ns_per_call": X, "ops_per_sec": Y}.
  */
@@ -56,7 +57,7 @@ static void *partner(void *arg) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: futex_loop wake|eagain|block|getppid CALLS [--start-delay S] [--linger S]\n");
+        fprintf(stderr, "usage: futex_loop wake|eagain|block|getppid|ignored CALLS [--start-delay S] [--linger S]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -86,6 +87,11 @@ int main(int argc, char **argv) {
             futex(&word, FUTEX_WAKE, 1);
             while (atomic_load(&word) != 0)
                 futex(&word, FUTEX_WAIT, 1);
+        }
+    } else if (!strcmp(mode, "ignored")) {
+        for (long i = 0; i < calls; i++) {
+            futex(&word, FUTEX_TRYLOCK_PI, 0);
+            atomic_store(&word, 0);
         }
     } else if (!strcmp(mode, "getppid")) {
         for (long i = 0; i < calls; i++)

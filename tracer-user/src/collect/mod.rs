@@ -200,6 +200,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
             }
             _ = tick.tick() => {
                 ticks += 1;
+                tracer.flush_logs();
                 if let Some(id) = exec.check(pid) {
                     eprintln!(
                         "lockscope: pid {pid} exec'd {}; following it",
@@ -270,6 +271,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         }
     }
     tracer.detach()?;
+    tracer.flush_logs();
     // Snapshots of the last waits, sent before the tracepoints went away.
     if let Some(s) = &mut snapshots {
         s.drain(pid, &mut maps, tracer);
