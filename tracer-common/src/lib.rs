@@ -234,11 +234,19 @@ pub mod map {
     pub const HANDOFFS: &str = "HANDOFFS";
     pub const PHASES_ON: &str = "PHASES_ON";
     pub const GO_CALLERS: &str = "GO_CALLERS";
+    /// Set mode: the tgids to trace (see [`super::TGID_SET`]).
+    pub const TARGETS: &str = "TARGETS";
 }
+
+/// `TARGET_TGID` value meaning "trace the processes in the `TARGETS` map" (no real tgid: pids
+/// stop at 2^22).
+pub const TGID_SET: u32 = u32::MAX;
+/// The most processes the `TARGETS` set holds.
+pub const MAX_TARGETS: u32 = 4096;
 
 /// Global (`static`) names set by user space before load.
 pub mod global {
-    /// The tgid (process id) to trace.
+    /// The tgid (process id) to trace, or [`super::TGID_SET`].
     pub const TARGET_TGID: &str = "TARGET_TGID";
     /// Nonzero: send a stack snapshot for every wait that slept (DWARF unwinding).
     pub const SNAPSHOT_BYTES: &str = "SNAPSHOT_BYTES";

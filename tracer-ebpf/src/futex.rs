@@ -6,7 +6,7 @@
 //! only at its exit, and only if it woke someone. The waiter then finds that waker's stack, or, if the
 //! waiter's exit ran first, leaves its wait for the waker to record (`handoff`).
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
     macros::tracepoint,
     programs::TracePointContext,
     EbpfContext,
@@ -23,10 +23,6 @@ use crate::{
     phase, rows, snapshot, stack,
 };
 
-/// Process to trace; set by user space before load.
-#[no_mangle]
-static TARGET_TGID: u32 = 0;
-
 // Field offsets, from /sys/kernel/tracing/events/syscalls/*/format.
 const ARG0: usize = 16;
 const ARG1: usize = 24;
@@ -36,18 +32,7 @@ const WAITV_UADDR: usize = 8;
 
 pub type Res = Result<(), i64>;
 
-#[inline(always)]
-pub fn target_tid() -> Option<u32> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: a plain read of a static; volatile so the compiler cannot fold the 0 it was
-    // compiled with (user space rewrites it before load).
-    let target = unsafe { core::ptr::read_volatile(&TARGET_TGID) };
-    if (pid_tgid >> 32) as u32 == target {
-        Some(pid_tgid as u32)
-    } else {
-        None
-    }
-}
+pub use crate::filter::target_tid;
 
 #[inline(always)]
 fn arg(ctx: &TracePointContext, offset: usize) -> Result<u64, i64> {

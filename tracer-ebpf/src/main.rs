@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod filter;
 mod futex;
 mod goroutine;
 mod handoff;

@@ -1,11 +1,13 @@
-//! attach: load the eBPF object aimed at one process and attach the futex tracepoints.
+//! attach: load the eBPF object aimed at one process (or a set of them) and attach the futex
+//! tracepoints.
 use std::num::NonZeroU32;
 
 use anyhow::{anyhow, Context, Result};
+use aya::maps::HashMap as BpfHashMap;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{trace_point::TracePointLinkId, TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
-use tracer_common::{global, prog, PhaseCookie};
+use tracer_common::{global, map, prog, PhaseCookie, TGID_SET};
 
 use crate::bundled::BundledMap;
 use crate::hooks::{self, Hooks, TrampolineLink};
@@ -29,9 +31,32 @@ pub struct Tracer {
     log: KernelLog,
 }
 
-/// Loads and attaches for process `tgid`. `snapshot_bytes` > 0 turns on DWARF mode: a stack
-/// snapshot of that many bytes for every wait that slept.
-pub fn attach(tgid: u32, snapshot_bytes: u32) -> Result<Tracer> {
+/// Which processes the kernel programs trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    /// One process: the cheapest filter.
+    One(u32),
+    /// The processes added with [`Tracer::add_target`] (none at first).
+    Set,
+}
+
+/// Uprobes placed for one process, detached together when it goes.
+#[derive(Default)]
+pub struct Uprobes(Vec<(&'static str, UProbeLinkId)>);
+
+impl Uprobes {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Loads and attaches for `filter`'s processes. `snapshot_bytes` > 0 turns on DWARF mode: a
+/// stack snapshot of that many bytes for every wait that slept.
+pub fn attach(filter: Filter, snapshot_bytes: u32) -> Result<Tracer> {
+    let tgid = match filter {
+        Filter::One(tgid) => tgid,
+        Filter::Set => TGID_SET,
+    };
     let level = klog::kernel_level();
     let mut ebpf = EbpfLoader::new()
         .override_global(global::TARGET_TGID, &tgid, true)
@@ -211,6 +236,45 @@ impl Tracer {
         }
         self.enable_phase_clocks()?;
         Ok(self.uprobes.len())
+    }
+
+    /// Set mode: traces process `tgid` from now on.
+    pub fn add_target(&mut self, tgid: u32) -> Result<()> {
+        let mut set: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(self.ebpf.map_mut(map::TARGETS).context("TARGETS map")?)?;
+        set.insert(tgid, 1, 0).with_context(|| {
+            format!(
+                "adding pid {tgid} to the traced set (it holds {} at most)",
+                tracer_common::MAX_TARGETS
+            )
+        })
+    }
+
+    /// Set mode: stops tracing process `tgid` (no error if it was not traced).
+    pub fn remove_target(&mut self, tgid: u32) -> Result<()> {
+        let mut set: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(self.ebpf.map_mut(map::TARGETS).context("TARGETS map")?)?;
+        match set.remove(&tgid) {
+            Err(aya::maps::MapError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(())
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// The uprobes placed since the last call: one process's, to detach when it goes.
+    pub fn take_uprobes(&mut self) -> Uprobes {
+        Uprobes(std::mem::take(&mut self.uprobes))
+    }
+
+    /// Detaches one process's uprobes.
+    pub fn detach_uprobes(&mut self, probes: Uprobes) -> Result<()> {
+        for (name, link) in probes.0 {
+            uprobe(&mut self.ebpf, name)?.detach(link)?;
+        }
+        Ok(())
     }
 
     /// Stops the futex event flow so the maps can be read as one consistent snapshot. Phase

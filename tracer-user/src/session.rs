@@ -1,10 +1,10 @@
-//! session: what `record` and `top` (and the agent to come) do before any event is read —
+//! session: what `record` and `top` (and, per process, the agent) do before any event is read —
 //! recognise the target (Go, the bundled map), choose the unwinder, load and attach the eBPF
 //! programs, place the phase and goroutine probes, and say what was set up.
 use anyhow::Result;
 use tracer_common::Phase;
 
-use crate::attach::{self, Tracer};
+use crate::attach::{self, Filter, Tracer};
 use crate::bundled::{self, BundledMap};
 use crate::golang::{self, GoUprobes};
 use crate::goprobes;
@@ -17,6 +17,38 @@ pub struct Probes<'a> {
     pub unwind: Unwind,
     pub phases: &'a [Phase],
     pub go_uprobes: GoUprobes,
+}
+
+/// Recognises what `target` runs: its Go version (set on it) and the bundled map, if probed.
+pub fn recognise(target: &mut Target, probes: &Probes) -> Option<BundledMap> {
+    let map = bundled::find_probed(target.exe.as_deref(), probes.phases);
+    target.go = target.exe.as_deref().and_then(golang::go_version);
+    map
+}
+
+/// Places one process's uprobes on a loaded tracer: the bundled map's phases and the
+/// goroutine probes. Returns how many goroutine probes were placed.
+pub fn place(
+    tracer: &mut Tracer,
+    target: &Target,
+    map: Option<&BundledMap>,
+    probes: &Probes,
+) -> Result<usize> {
+    if let Some(m) = map {
+        tracer.attach_phases(target.tgid, m)?;
+    }
+    let placed = match goprobes::goroutine_probes(target, probes.go_uprobes)? {
+        Some((exe, mut plan)) => {
+            // Unlocks tie a mutex to the bundled map's phases: without it they have no use
+            // (Go's sync.Map has its lock at a known place, tied at its first phase run).
+            if map.is_none_or(|m| m.phases.is_empty()) {
+                plan.points.retain(|p| p.probe != goprobes::GoProbe::Unlock);
+            }
+            tracer.attach_go(target.tgid, &exe, &plan)?
+        }
+        None => 0,
+    };
+    Ok(placed)
 }
 
 /// A target with every probe live.
@@ -37,25 +69,11 @@ impl Session {
         probes: &Probes,
         after_load: impl FnOnce(&mut Tracer) -> Result<()>,
     ) -> Result<Session> {
-        let map = bundled::find_probed(target.exe.as_deref(), probes.phases);
-        target.go = target.exe.as_deref().and_then(golang::go_version);
+        let map = recognise(&mut target, probes);
         let plan = unwind::choose(probes.unwind, &target);
-        let mut tracer = attach::attach(target.tgid, plan.snapshot_bytes)?;
+        let mut tracer = attach::attach(Filter::One(target.tgid), plan.snapshot_bytes)?;
         after_load(&mut tracer)?;
-        if let Some(m) = &map {
-            tracer.attach_phases(target.tgid, m)?;
-        }
-        let go_probes = match goprobes::goroutine_probes(&target, probes.go_uprobes)? {
-            Some((exe, mut plan)) => {
-                // Unlocks tie a mutex to the bundled map's phases: without it they have no use
-                // (Go's sync.Map has its lock at a known place, tied at its first phase run).
-                if map.as_ref().is_none_or(|m| m.phases.is_empty()) {
-                    plan.points.retain(|p| p.probe != goprobes::GoProbe::Unlock);
-                }
-                tracer.attach_go(target.tgid, &exe, &plan)?
-            }
-            None => 0,
-        };
+        let go_probes = place(&mut tracer, &target, map.as_ref(), probes)?;
         Ok(Session {
             target,
             map,
