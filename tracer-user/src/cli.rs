@@ -35,6 +35,9 @@ pub enum Command {
     Report(ReportArgs),
     /// A live, refreshing table of the hottest lock waits of a running process.
     Top(TopArgs),
+    /// Run as a daemon: trace matching processes as they come and go, and serve Prometheus
+    /// metrics and pprof profiles over HTTP.
+    Agent(AgentArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -269,7 +272,7 @@ pub struct ViewArgs {
     pub waits: WaitsArg,
 }
 
-fn pid_of(pid: i64) -> Result<u32> {
+pub(crate) fn pid_of(pid: i64) -> Result<u32> {
     if pid <= 0 || pid > i64::from(i32::MAX) {
         bail!("--pid {pid} is not a process id");
     }
@@ -313,7 +316,7 @@ impl From<FormatArg> for Format {
 }
 
 impl ProbeArgs {
-    fn phases(&self) -> Vec<Phase> {
+    pub(crate) fn phases(&self) -> Vec<Phase> {
         match self.phase_probes {
             PhaseProbesArg::Heavy => vec![Phase::Promote, Phase::Rebuild],
             PhaseProbesArg::All => Phase::ALL.to_vec(),
@@ -400,6 +403,10 @@ impl TopArgs {
         })
     }
 }
+
+#[path = "cli_agent.rs"]
+mod agent_args;
+pub use agent_args::AgentArgs;
 
 #[cfg(test)]
 #[path = "cli_tests.rs"]

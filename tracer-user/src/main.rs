@@ -3,7 +3,9 @@
 //! Pipeline: attach (load + attach eBPF) → collect (record, read aggregates) → symbolize
 //! (addresses → functions) → assemble (the profile) → attribute (bundled-map causes) →
 //! render (formats). `record`
-//! drives it once; `top` drives it live; `report` re-renders a saved profile.
+//! drives it once; `top` drives it live; `agent` drives it for many processes as a daemon;
+//! `report` re-renders a saved profile.
+mod agent;
 mod aggregate;
 mod assemble;
 mod attach;
@@ -106,6 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record(args) => record::run(&args.options()?),
         Command::Report(args) => report(&args.options()?).map(|()| ExitCode::SUCCESS),
         Command::Top(args) => top::run(&args.options()?).map(|()| ExitCode::SUCCESS),
+        Command::Agent(args) => agent::run(&args.options()?),
     }
 }
 

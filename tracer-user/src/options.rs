@@ -1,5 +1,6 @@
 //! options: what each command needs, validated and free of the command line's types — the
 //! engine's side of the samply pattern (cli.rs turns clap's structs into these at once).
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -57,5 +58,32 @@ pub struct TopOptions {
     pub waits: Waits,
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
+    pub go_uprobes: GoUprobes,
+}
+
+/// What the agent traces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select {
+    /// Every process (but the agent itself and kernel threads).
+    All,
+    /// Fixed pids, and processes whose command name or executable matches.
+    Match {
+        pids: Vec<u32>,
+        comms: Vec<String>,
+        exes: Vec<PathBuf>,
+    },
+}
+
+/// What `agent` needs, validated.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub listen: SocketAddr,
+    pub select: Select,
+    /// `seconds=0` profiles cover the last whole window of this length.
+    pub window: Duration,
+    pub max_targets: usize,
+    /// Lock sites per process with their own metric label.
+    pub top_sites: usize,
+    pub phases: Vec<Phase>,
     pub go_uprobes: GoUprobes,
 }

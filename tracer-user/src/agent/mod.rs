@@ -1,0 +1,103 @@
+//! agent: `lockscope agent`, the continuous daemon. One eBPF object traces a set of processes
+//! (the kernel filter in set mode); processes that match are found by polling /proc every
+//! second, attached when they appear and dropped when they exit. An HTTP server on the same
+//! single-threaded runtime serves Prometheus metrics and pprof profiles of what was traced.
+//! SIGTERM or SIGINT detaches everything and exits 0.
+use std::cell::RefCell;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::attach::{self, Filter};
+use crate::options::AgentOptions;
+use crate::preflight;
+use crate::session::Probes;
+use crate::unwind::Unwind;
+
+mod discover;
+mod http;
+mod metrics;
+mod targets;
+
+use discover::Select;
+use http::Ctx;
+use targets::State;
+
+/// How often /proc is polled and the kernel's rows are read.
+const TICK: Duration = Duration::from_secs(1);
+
+pub fn run(opts: &AgentOptions) -> Result<ExitCode> {
+    preflight::check_privileges()?;
+    preflight::ensure_tracefs()?;
+    // Fixed pids must exist now; the rest are found as they come.
+    if let Select::Match { pids, .. } = &opts.select {
+        for &pid in pids {
+            let t = crate::procfs::target(pid)?;
+            preflight::check_may_trace(t.tgid)?;
+        }
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, serve(opts))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(opts: &AgentOptions) -> Result<()> {
+    let listener = TcpListener::bind(opts.listen).await.with_context(|| {
+        format!(
+            "listening on {} (is another agent running there?)",
+            opts.listen
+        )
+    })?;
+    // Frame-pointer stacks only: one stack-copy ring for many processes is not built yet.
+    let mut tracer = attach::attach(Filter::Set, 0)?;
+    let probes = Probes {
+        unwind: Unwind::FramePointers,
+        phases: &opts.phases,
+        go_uprobes: opts.go_uprobes,
+    };
+    let (tick_tx, tick_rx) = watch::channel(0u64);
+    let ctx = Rc::new(Ctx {
+        state: RefCell::new(State::new()),
+        ticks: tick_rx,
+        top_sites: opts.top_sites,
+    });
+    eprintln!(
+        "lockscope agent: listening on http://{} (/metrics, /debug/pprof/contention?pid=PID&seconds=N, /targets, /healthz)",
+        listener.local_addr()?
+    );
+    let server = tokio::task::spawn_local(http::serve(listener, ctx.clone()));
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(TICK);
+    let mut n = 0u64;
+    let result = loop {
+        tokio::select! {
+            _ = sigint.recv() => break Ok(()),
+            _ = sigterm.recv() => break Ok(()),
+            _ = tick.tick() => {
+                let running = discover::scan(&opts.select);
+                let mut state = ctx.state.borrow_mut();
+                state.update_targets(&mut tracer, &running, &probes, opts.max_targets);
+                if let Err(e) = state.refresh(&mut tracer, opts.window) {
+                    break Err(e);
+                }
+                n += 1;
+                let _ = tick_tx.send(n);
+            }
+        }
+    };
+    server.abort();
+    ctx.state.borrow_mut().detach_all(&mut tracer);
+    tracer.detach()?;
+    drop(tracer);
+    eprintln!("lockscope agent: detached; exiting");
+    result
+}
