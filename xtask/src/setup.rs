@@ -146,6 +146,12 @@ pub fn run() -> Result<()> {
     } else {
         apt_install(&["debuginfod", "iproute2"])?;
     }
+    step("Debian's prometheus (the agent test starts its own server on 127.0.0.1 and scrapes the agent)");
+    if output("prometheus", &["--version"]).is_some() {
+        eprintln!("    ok: prometheus is installed");
+    } else {
+        apt_install(&["prometheus"])?;
+    }
     eprintln!("\nsetup complete");
     Ok(())
 }

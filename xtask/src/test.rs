@@ -126,6 +126,8 @@ pub fn run() -> Result<()> {
             "holder_blame",
             "--test",
             "pairing",
+            "--test",
+            "agent",
             "--",
             "--test-threads=1",
         ],

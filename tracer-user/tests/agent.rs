@@ -1,0 +1,304 @@
+//! Root integration test of `lockscope agent`: the agent starts before its targets, finds
+//! them by command name as they start, and a real Prometheus (Debian's, on 127.0.0.1 with a
+//! temp config and data dir) scrapes it; `go tool pprof` reads its contention profile; a
+//! target that exits is dropped and the next one picked up with its bundled-map uprobes;
+//! SIGTERM detaches everything and exits 0 at once.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use common::*;
+
+/// The lock site of lockdemo's contended mode.
+const SITE: &str = "lockdemo::contended_lock_site";
+
+/// A free TCP port on 127.0.0.1 (free when asked; nothing else here races for it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` over HTTP/1.0; (status, body).
+fn get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, buf[split + 4..].to_vec()))
+}
+
+fn get_text(port: u16, path: &str) -> String {
+    let (status, body) = get(port, path).unwrap_or_else(|| panic!("GET {path} failed"));
+    let body = text(&body);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
+}
+
+/// Polls `f` every 200 ms until it gives a value, for at most `limit`.
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A copy of a workload under a name no other test uses, so the agent's `--comm` matches
+/// only the processes this test starts.
+fn renamed_copy(bin: &str, name: &str) -> PathBuf {
+    let to = tmp(name);
+    std::fs::copy(workload_bin(bin), &to).unwrap();
+    to
+}
+
+/// The sum of a metric's samples whose labels include every one of `labels`.
+fn metric(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    let mut found = None;
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix(name).filter(|r| r.starts_with('{')) else {
+            continue;
+        };
+        let (set, value) = rest.rsplit_once(' ')?;
+        if labels.iter().all(|l| set.contains(l)) {
+            *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+        }
+    }
+    found
+}
+
+fn pids_traced(port: u16) -> Vec<u64> {
+    let v: Value = serde_json::from_str(&get_text(port, "/targets")).unwrap();
+    v["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["pid"].as_u64().unwrap())
+        .collect()
+}
+
+/// Percent-encodes a PromQL query for a URL.
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Prometheus's instant query; the values of the result vector.
+fn prom_query(port: u16, q: &str) -> Vec<f64> {
+    let Some((200, body)) = get(port, &format!("/api/v1/query?query={}", encode(q))) else {
+        return Vec::new();
+    };
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    v["data"]["result"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|s| s["value"][1].as_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_prometheus(dir: &Path, agent_port: u16) -> (Killed, u16) {
+    let port = free_port();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: lockscope\n    \
+             scrape_interval: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{agent_port}']\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Debian's prometheus is needed: run `cargo xtask setup`");
+    (Killed(child), port)
+}
+
+#[test]
+fn the_agent_finds_targets_as_they_come_serves_prometheus_and_pprof_and_exits_clean() {
+    if !can_trace() {
+        return;
+    }
+    let tag = std::process::id() % 100_000;
+    let demo_name = format!("lkdemo{tag}");
+    let map_name = format!("lkmap{tag}");
+    let demo = renamed_copy("lockdemo", &demo_name);
+    let map_load = renamed_copy("syncmap-load", &map_name);
+    let port = free_port();
+    let mut agent = lockscope()
+        .args(["agent", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--comm", &demo_name, "--comm", &map_name, "--window", "5s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent_pid = agent.id();
+    wait_for("the agent's /healthz", Duration::from_secs(20), || {
+        get(port, "/healthz").filter(|(s, _)| *s == 200)
+    });
+    assert!(pids_traced(port).is_empty(), "nothing matches yet");
+    let dir = tmp("prometheus");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_prom, prom_port) = start_prometheus(&dir, port);
+
+    // A target started after the agent is found by its command name.
+    let first = Killed(
+        Command::new(&demo)
+            .args(["contended", "--threads", "4", "--seconds", "60"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let p1 = u64::from(first.0.id());
+    wait_for(
+        "the first target to be traced",
+        Duration::from_secs(10),
+        || pids_traced(port).contains(&p1).then_some(()),
+    );
+
+    // Prometheus scraped a non-zero wait time at the lock site.
+    let q = format!(r#"lockscope_lock_wait_seconds_total{{pid="{p1}",site="{SITE}"}}"#);
+    let scraped = wait_for(
+        "Prometheus to scrape the lock site",
+        Duration::from_secs(30),
+        || prom_query(prom_port, &q).into_iter().find(|&v| v > 0.0),
+    );
+    eprintln!("Prometheus: {q} = {scraped}");
+
+    // go tool pprof reads the contention profile of the next 2 s and names the lock site.
+    let url = format!("http://127.0.0.1:{port}/debug/pprof/contention?pid={p1}&seconds=2");
+    let pprof = Command::new("go")
+        .args(["tool", "pprof", "-top", &url])
+        .env("PPROF_TMPDIR", &dir)
+        .output()
+        .expect("Debian's golang-go is needed: run `cargo xtask setup`");
+    let top = text(&pprof.stdout);
+    assert!(pprof.status.success(), "{}", text(&pprof.stderr));
+    assert!(top.contains(SITE), "{top}");
+
+    // The first target exits and a second starts: the first is dropped, the second found
+    // with its bundled-map uprobes, and its counters only grow.
+    let site = format!(r#"site="{SITE}""#);
+    let before = metric(
+        &get_text(port, "/metrics"),
+        "lockscope_lock_wait_seconds_total",
+        &[&format!(r#"pid="{p1}""#), &site],
+    );
+    assert!(before.is_some_and(|v| v > 0.0), "{before:?}");
+    drop(first);
+    let second = Killed(
+        Command::new(&map_load)
+            .args(["--preset", "range-insert", "--duration", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let p2 = u64::from(second.0.id());
+    wait_for(
+        "the first dropped, the second traced",
+        Duration::from_secs(10),
+        || (pids_traced(port) == [p2]).then_some(()),
+    );
+    let targets: Value = serde_json::from_str(&get_text(port, "/targets")).unwrap();
+    let t2 = &targets["targets"][0];
+    assert_eq!(t2["bundled_map"], true, "{targets}");
+    assert!(t2["uprobes"].as_u64().unwrap() > 0, "{targets}");
+    let mut last = 0.0;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(1500));
+        let body = get_text(port, "/metrics");
+        assert!(!body.contains(&format!(r#"pid="{p1}""#)), "{body}");
+        let now = metric(
+            &body,
+            "lockscope_lock_wait_seconds_total",
+            &[&format!(r#"pid="{p2}""#)],
+        )
+        .unwrap_or(0.0);
+        assert!(now >= last, "went back from {last} to {now}: {body}");
+        last = now;
+    }
+    assert!(last > 0.0, "the second target's waits were counted");
+    assert_eq!(
+        metric(&get_text(port, "/metrics"), "lockscope_targets", &[]).or_else(|| {
+            get_text(port, "/metrics")
+                .lines()
+                .find_map(|l| l.strip_prefix("lockscope_targets ")?.parse().ok())
+        }),
+        Some(1.0)
+    );
+    // Prometheus saw no counter reset in any series.
+    let resets = prom_query(
+        prom_port,
+        "sum(resets(lockscope_lock_wait_seconds_total[5m]))",
+    );
+    assert_eq!(resets, [0.0], "counter resets seen by Prometheus");
+
+    // SIGTERM: detached and exited 0 within 2 s, no uprobe of the agent's left behind.
+    let t0 = Instant::now();
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(agent_pid as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(s) = agent.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "still running 2 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    agent
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{status}: {err}");
+    assert!(err.contains(&format!("tracing pid {p2}")), "{err}");
+    let events = std::fs::read_to_string("/sys/kernel/tracing/uprobe_events").unwrap_or_default();
+    assert!(
+        !events.contains(&format!("aya_{agent_pid}_")),
+        "uprobes left: {events}"
+    );
+    drop(second);
+}
