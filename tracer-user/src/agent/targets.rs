@@ -320,6 +320,8 @@ fn minus(now: &WaitStats, before: Option<&WaitStats>) -> WaitStats {
 /// Finds what `pid` runs, adds it to the kernel's set and places its uprobes.
 fn attach_target(tracer: &mut Tracer, pid: u32, probes: &Probes) -> Result<Traced> {
     let mut target = procfs::target(pid)?;
+    // With capabilities rather than root, only processes the caller could ptrace.
+    crate::preflight::check_may_trace(target.tgid)?;
     let map = session::recognise(&mut target, probes);
     tracer.add_target(target.tgid)?;
     let placed = session::place(tracer, &target, map.as_ref(), probes);
