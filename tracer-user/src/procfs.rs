@@ -1,7 +1,7 @@
 //! What lockscope reads from /proc about the target: its state, memory maps and thread names.
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -101,7 +101,8 @@ pub fn target(pid: u32) -> Result<Target> {
         comm,
         exe: fs::read_link(format!("/proc/{tgid}/exe"))
             .or_else(|_| fs::read_link(format!("/proc/{tgid}/task/{live}/exe")))
-            .ok(),
+            .ok()
+            .map(|e| host_path(tgid, &e)),
         go: None,
     })
 }
@@ -221,7 +222,13 @@ impl MapHistory {
                 None => return false,
             }
         }
-        self.merge(parse_maps(&text));
+        let mut now = parse_maps(&text);
+        for m in now.iter_mut().filter(|m| m.is_file()) {
+            m.path = host_path(pid, Path::new(&m.path))
+                .to_string_lossy()
+                .into_owned();
+        }
+        self.merge(now);
         self.last_text = text;
         true
     }
@@ -239,6 +246,24 @@ impl MapHistory {
             .iter()
             .rev()
             .find(|m| m.start <= addr && addr < m.end)
+    }
+}
+
+/// A file as process `pid` names it, reachable from here: `path` itself when it is the same
+/// file here, else the same path under `/proc/PID/root` (a process in a container, or in its
+/// own mount namespace, whose files are not where the host has them).
+pub fn host_path(pid: u32, path: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rel) = path.strip_prefix("/") else {
+        return path.to_path_buf();
+    };
+    let inside = Path::new(&format!("/proc/{pid}/root")).join(rel);
+    match (fs::metadata(path), fs::metadata(&inside)) {
+        (Ok(here), Ok(there)) if here.dev() == there.dev() && here.ino() == there.ino() => {
+            path.to_path_buf()
+        }
+        (_, Ok(_)) => inside,
+        _ => path.to_path_buf(),
     }
 }
 
@@ -260,6 +285,18 @@ pub fn thread_names(pid: u32, into: &mut BTreeMap<u32, String>) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A file the process sees where the host does keeps its path; one that does not exist
+    /// here is not rewritten to anything.
+    #[test]
+    fn host_paths_stay_as_they_are_in_our_own_namespace() {
+        let me = std::process::id();
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        assert_eq!(host_path(me, &exe), exe);
+        let none = Path::new("/no/such/lockscope/file");
+        assert_eq!(host_path(me, none), none);
+        assert_eq!(host_path(me, Path::new("[vdso]")), Path::new("[vdso]"));
+    }
 
     /// A target with no executable, for tests of what is built from one.
     pub fn target() -> Target {

@@ -118,6 +118,53 @@ fn prom_query(port: u16, q: &str) -> Vec<f64> {
         .unwrap_or_default()
 }
 
+/// Starts `lockscope agent --comm NAME…` on a free port and waits until it serves.
+fn start_agent(comms: &[&str]) -> (Child, u16) {
+    let port = free_port();
+    let mut cmd = lockscope();
+    cmd.args([
+        "agent",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--window",
+        "5s",
+    ]);
+    for c in comms {
+        cmd.args(["--comm", c]);
+    }
+    let agent = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    wait_for("the agent's /healthz", Duration::from_secs(20), || {
+        get(port, "/healthz").filter(|(s, _)| *s == 200)
+    });
+    (agent, port)
+}
+
+/// SIGTERM: the agent must exit 0 within 2 s; returns what it printed.
+fn stop_agent(mut agent: Child) -> String {
+    let t0 = Instant::now();
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let status = loop {
+        if let Some(s) = agent.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "still running 2 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    agent
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{status}: {err}");
+    err
+}
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -162,17 +209,8 @@ fn the_agent_finds_targets_as_they_come_serves_prometheus_and_pprof_and_exits_cl
     let map_name = format!("lkmap{tag}");
     let demo = renamed_copy("lockdemo", &demo_name);
     let map_load = renamed_copy("syncmap-load", &map_name);
-    let port = free_port();
-    let mut agent = lockscope()
-        .args(["agent", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--comm", &demo_name, "--comm", &map_name, "--window", "5s"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (agent, port) = start_agent(&[&demo_name, &map_name]);
     let agent_pid = agent.id();
-    wait_for("the agent's /healthz", Duration::from_secs(20), || {
-        get(port, "/healthz").filter(|(s, _)| *s == 200)
-    });
     assert!(pids_traced(port).is_empty(), "nothing matches yet");
     let dir = tmp("prometheus");
     let _ = std::fs::remove_dir_all(&dir);
@@ -273,27 +311,7 @@ fn the_agent_finds_targets_as_they_come_serves_prometheus_and_pprof_and_exits_cl
     assert_eq!(resets, [0.0], "counter resets seen by Prometheus");
 
     // SIGTERM: detached and exited 0 within 2 s, no uprobe of the agent's left behind.
-    let t0 = Instant::now();
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(agent_pid as i32, libc::SIGTERM) };
-    let status = loop {
-        if let Some(s) = agent.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(2),
-            "still running 2 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    agent
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(status.success(), "{status}: {err}");
+    let err = stop_agent(agent);
     assert!(err.contains(&format!("tracing pid {p2}")), "{err}");
     let events = std::fs::read_to_string("/sys/kernel/tracing/uprobe_events").unwrap_or_default();
     assert!(
@@ -301,4 +319,53 @@ fn the_agent_finds_targets_as_they_come_serves_prometheus_and_pprof_and_exits_cl
         "uprobes left: {events}"
     );
     drop(second);
+}
+
+/// A target in its own mount namespace, running a binary bind-mounted at a path the host does
+/// not have: the agent reads its files through /proc/PID/root and names its lock site.
+#[test]
+fn a_target_in_its_own_mount_namespace_is_symbolized_through_its_root() {
+    if !can_trace() {
+        return;
+    }
+    let name = format!("lkct{}", std::process::id() % 100_000);
+    let bin = renamed_copy("lockdemo", &name);
+    let dir = tmp(&format!("{name}-mnt"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let hidden = dir.join("hidden").join(&name);
+    let (agent, port) = start_agent(&[&name]);
+    let (d, h, b) = (dir.display(), hidden.display(), bin.display());
+    let script = format!(
+        "mount -t tmpfs lockscope-test '{d}' && mkdir '{d}/hidden' && touch '{h}' && \
+         mount --bind '{b}' '{h}' && exec '{h}' contended --threads 4 --seconds 30"
+    );
+    let target = Killed(
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("util-linux unshare"),
+    );
+    let pid = target.0.id();
+    let labels = [format!(r#"pid="{pid}""#), format!(r#"site="{SITE}""#)];
+    let waited = wait_for(
+        "the lock site of the namespaced target",
+        Duration::from_secs(20),
+        || {
+            let body = get_text(port, "/metrics");
+            let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+            metric(&body, "lockscope_lock_wait_seconds_total", &refs).filter(|&v| v > 0.0)
+        },
+    );
+    eprintln!("namespaced target {pid}: {waited} s at {SITE}");
+    assert!(
+        !hidden.exists(),
+        "{} is only inside the namespace",
+        hidden.display()
+    );
+    let targets: Value = serde_json::from_str(&get_text(port, "/targets")).unwrap();
+    let exe = targets["targets"][0]["exe"].as_str().unwrap_or("");
+    assert_eq!(exe, format!("/proc/{pid}/root{h}"), "{targets}");
+    stop_agent(agent);
 }

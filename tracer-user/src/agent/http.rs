@@ -180,6 +180,7 @@ fn targets_json(state: &State) -> serde_json::Value {
                 "pid": pid,
                 "comm": t.target.comm,
                 "exe": t.target.exe.as_ref().map(|e| e.display().to_string()),
+                "cgroup": t.cgroup,
                 "go": t.target.go,
                 "bundled_map": t.map.is_some(),
                 "unwind": "fp",

@@ -27,6 +27,7 @@ pub const OTHER_SITE: &str = "other";
 struct WaitLabels {
     pid: String,
     comm: String,
+    cgroup: String,
     class: String,
     category: String,
     site: String,
@@ -88,6 +89,7 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
             let labels = WaitLabels {
                 pid: pid.to_string(),
                 comm: t.target.comm.clone(),
+                cgroup: t.cgroup.clone(),
                 class,
                 category,
                 site,

@@ -33,6 +33,8 @@ pub struct AgentLosses {
 /// One traced process.
 pub struct Traced {
     pub target: Target,
+    /// The process's cgroup (v2 path), a label: which container or service it is.
+    pub cgroup: String,
     pub map: Option<BundledMap>,
     uprobes: Uprobes,
     pub probes: usize,
@@ -334,6 +336,7 @@ fn attach_target(tracer: &mut Tracer, pid: u32, probes: &Probes) -> Result<Trace
     let mut maps = MapHistory::default();
     maps.refresh(pid);
     Ok(Traced {
+        cgroup: cgroup_of(pid),
         probes: uprobes.len(),
         target,
         map,
@@ -350,6 +353,16 @@ fn attach_target(tracer: &mut Tracer, pid: u32, probes: &Probes) -> Result<Trace
         window: [None, None],
         sites: Vec::new(),
     })
+}
+
+/// The cgroup v2 path of a process (`0::/system.slice/x.service` → that path), or "".
+fn cgroup_of(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("")
+        .to_string()
 }
 
 /// Deletes rows from the kernel's maps (those of a process that is gone), and the calls its
