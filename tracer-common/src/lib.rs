@@ -394,6 +394,9 @@ pub mod prog {
     /// uprobe on the semaphore code's call to gopark, where its frame layout is known: the
     /// acquire begins there (no entry or return-instruction probes needed).
     pub const GO_SEMA_PARK: &str = "go_sema_park";
+    /// `task:task_newtask`: adds a traced process's new child process to the set
+    /// (`record --follow-forks`).
+    pub const FOLLOW_FORK: &str = "follow_fork";
 
     /// (program, syscalls tracepoints). Exits come first: attached before the entries, every
     /// entry seen has its exit seen too.

@@ -2,7 +2,12 @@
 //! filter can be: it runs for every futex syscall on the host), or, when user space sets
 //! [`TARGET_TGID`] to [`TGID_SET`], the processes in the [`TARGETS`] set (the agent and
 //! `record --follow-forks`), at the cost of one hash lookup.
-use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::map, maps::HashMap};
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid,
+    macros::{map, tracepoint},
+    maps::HashMap,
+    programs::TracePointContext,
+};
 use tracer_common::{MAX_TARGETS, TGID_SET};
 
 /// Process to trace, or [`TGID_SET`]; set by user space before load.
@@ -29,4 +34,31 @@ pub fn target_tid() -> Option<u32> {
         return Some(pid_tgid as u32);
     }
     None
+}
+
+/// `task:task_newtask` fields, from its format file.
+const NEWTASK_PID: usize = 8;
+const NEWTASK_CLONE_FLAGS: usize = 32;
+/// `CLONE_THREAD` from include/uapi/linux/sched.h: a new thread, not a new process.
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// `record --follow-forks`: a process forked by a traced process is traced too, from before
+/// it first runs (the tracepoint fires in the parent, inside fork). Attached only then.
+#[tracepoint]
+pub fn follow_fork(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets from the tracepoint's format file; reads are bounds-checked.
+    let (child, flags) = unsafe {
+        (
+            ctx.read_at::<i32>(NEWTASK_PID),
+            ctx.read_at::<u64>(NEWTASK_CLONE_FLAGS),
+        )
+    };
+    let (Ok(child), Ok(flags)) = (child, flags) else {
+        return 0;
+    };
+    if flags & CLONE_THREAD == 0 && target_tid().is_some() {
+        // A full set leaves the child untraced (user space sees it missing from the set).
+        let _ = TARGETS.insert(child as u32, 1u8, 0);
+    }
+    0
 }

@@ -60,6 +60,7 @@ fn raw(dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>) -> Raw {
         map: None,
         exec: None,
         handoffs_left: 0,
+        children: BTreeMap::new(),
     }
 }
 

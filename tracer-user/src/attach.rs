@@ -264,6 +264,27 @@ impl Tracer {
         }
     }
 
+    /// Set mode: processes forked by traced processes are traced too (added by the kernel as
+    /// they are forked). Stops with [`Tracer::detach`].
+    pub fn follow_forks(&mut self) -> Result<()> {
+        let program = program(&mut self.ebpf, prog::FOLLOW_FORK)?;
+        program
+            .load()
+            .with_context(|| format!("the kernel rejected program {}", prog::FOLLOW_FORK))?;
+        let link = program
+            .attach("task", "task_newtask")
+            .context("attaching to task:task_newtask (to follow forks)")?;
+        self.links.push((prog::FOLLOW_FORK, link));
+        Ok(())
+    }
+
+    /// Set mode: the processes traced now.
+    pub fn targets(&self) -> Result<Vec<u32>> {
+        let set: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(self.ebpf.map(map::TARGETS).context("TARGETS map")?)?;
+        Ok(set.keys().filter_map(|k| k.ok()).collect())
+    }
+
     /// The uprobes placed since the last call: one process's, to detach when it goes.
     pub fn take_uprobes(&mut self) -> Uprobes {
         Uprobes(std::mem::take(&mut self.uprobes))

@@ -9,7 +9,7 @@ use tracer_common::Phase;
 
 use crate::aggregate::{GroupBy, SortKey, ViewOptions, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
 use crate::golang::GoUprobes;
-use crate::options::{Launch, RecordOptions, ReportOptions, TopOptions};
+use crate::options::{Follow, Launch, RecordOptions, ReportOptions, TopOptions};
 use crate::render::Format;
 use crate::units::parse_duration;
 use crate::unwind::Unwind;
@@ -59,6 +59,10 @@ pub struct RecordArgs {
     /// format instead.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Also trace the processes the command forks (and theirs), from their first instruction;
+    /// their waits join the report. Frame-pointer stacks only.
+    #[arg(long, requires = "command", conflicts_with = "unwind")]
+    pub follow_forks: bool,
     #[command(flatten)]
     pub view: ViewArgs,
     /// No live progress line.
@@ -367,8 +371,17 @@ impl RecordArgs {
             view: self.view.options()?,
             progress: !self.quiet,
             phases: self.probes.phases(),
-            unwind: self.unwind.options()?,
+            unwind: if self.follow_forks {
+                Unwind::FramePointers
+            } else {
+                self.unwind.options()?
+            },
             go_uprobes: self.probes.go_uprobes.into(),
+            follow: if self.follow_forks {
+                Follow::Forks
+            } else {
+                Follow::Off
+            },
         })
     }
 }

@@ -19,6 +19,7 @@ mod deadlock;
 mod debuginfo;
 mod debuginfod;
 mod elf;
+mod follow;
 mod frames;
 #[cfg(test)]
 mod fuzz;

@@ -21,6 +21,13 @@ pub enum Launch {
     Command(Vec<String>),
 }
 
+/// Whether processes the target forks are traced too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    Forks,
+    Off,
+}
+
 /// What `record` needs, validated.
 #[derive(Debug, Clone)]
 pub struct RecordOptions {
@@ -37,6 +44,7 @@ pub struct RecordOptions {
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
     pub go_uprobes: GoUprobes,
+    pub follow: Follow,
 }
 
 /// What `report` needs, validated.

@@ -15,7 +15,7 @@ use crate::render::{use_color, Render, Table};
 use crate::sanitize::term_safe;
 use crate::session::{Probes, Session};
 use crate::symbolize::StackSymbolizer;
-use crate::{blocked, launch, preflight};
+use crate::{blocked, follow, launch, preflight};
 
 pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
@@ -67,6 +67,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         unwind: opts.unwind,
         phases: &opts.phases,
         go_uprobes: opts.go_uprobes,
+        follow: opts.follow,
     };
     let session = match Session::start(target, &probes, |t| blocked::seed(t, &asleep)) {
         Ok(s) => s,
@@ -131,6 +132,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             unwind: plan.mode,
             map,
             phases: opts.phases.clone(),
+            follow: opts.follow,
         },
     ))?;
     // After an exec the report names what ran last, and the map probed in it.
@@ -142,8 +144,27 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let still_blocked =
         blocked::still_blocked(&tracer, target.tgid, asleep, collect::monotonic_ns())?;
 
+    let children = follow::split_children(&mut raw);
     let mut sym = StackSymbolizer::new(raw.maps.clone());
     let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
+    if !children.is_empty() {
+        let names: Vec<String> = children
+            .iter()
+            .map(|(t, _)| format!("{} ({})", t.tgid, term_safe(&t.comm)))
+            .collect();
+        eprintln!(
+            "lockscope: followed {} forked processes: {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
+    for (child, raw) in children {
+        let mut sym = StackSymbolizer::new(raw.maps.clone());
+        follow::merge(
+            &mut profile,
+            build_profile(&child, raw, start_unix_ms, None, &mut sym),
+        );
+    }
     profile.meta.attach_ns = attach_ns;
     profile.meta.unwind = plan.mode.name().into();
     profile.meta.unwind_note = plan.why;

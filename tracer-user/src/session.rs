@@ -8,6 +8,7 @@ use crate::attach::{self, Filter, Tracer};
 use crate::bundled::{self, BundledMap};
 use crate::golang::{self, GoUprobes};
 use crate::goprobes;
+use crate::options::Follow;
 use crate::procfs::Target;
 use crate::sanitize::term_safe;
 use crate::unwind::{self, Unwind, UnwindMode, UnwindPlan};
@@ -17,6 +18,8 @@ pub struct Probes<'a> {
     pub unwind: Unwind,
     pub phases: &'a [Phase],
     pub go_uprobes: GoUprobes,
+    /// Forks: the kernel adds the processes the target forks to a traced set.
+    pub follow: Follow,
 }
 
 /// Recognises what `target` runs: its Go version (set on it) and the bundled map, if probed.
@@ -71,7 +74,15 @@ impl Session {
     ) -> Result<Session> {
         let map = recognise(&mut target, probes);
         let plan = unwind::choose(probes.unwind, &target);
-        let mut tracer = attach::attach(Filter::One(target.tgid), plan.snapshot_bytes)?;
+        let mut tracer = match probes.follow {
+            Follow::Off => attach::attach(Filter::One(target.tgid), plan.snapshot_bytes)?,
+            Follow::Forks => {
+                let mut t = attach::attach(Filter::Set, plan.snapshot_bytes)?;
+                t.add_target(target.tgid)?;
+                t.follow_forks()?;
+                t
+            }
+        };
         after_load(&mut tracer)?;
         let go_probes = place(&mut tracer, &target, map.as_ref(), probes)?;
         Ok(Session {

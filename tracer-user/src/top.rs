@@ -17,7 +17,7 @@ use crate::aggregate::{groups, percent, GroupBy, Key, SortKey, ViewOptions};
 use crate::assemble::build_profile;
 use crate::collect;
 use crate::frames::blamed_function;
-use crate::options::TopOptions;
+use crate::options::{Follow, TopOptions};
 use crate::preflight;
 use crate::procfs::{self, thread_names, MapHistory};
 use crate::profile::{Profile, StopReason};
@@ -198,6 +198,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         unwind: opts.unwind,
         phases: &opts.phases,
         go_uprobes: opts.go_uprobes,
+        follow: Follow::Off,
     };
     let Session {
         target,

@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -121,6 +122,57 @@ fn a_launched_bundled_map_counts_from_exec() {
             counters[key], truth["counters_since_start"][key]
         );
     }
+}
+
+/// `--follow-forks`: a shell that starts two contending programs is traced in both, each
+/// symbolized with its own memory maps; without it, only the shell is.
+#[test]
+fn follow_forks_traces_the_children_a_script_starts() {
+    if !can_trace() {
+        return;
+    }
+    let script = format!(
+        "'{}' contended --threads 4 --seconds 2 & '{}' --preset range-insert --duration 2 & wait",
+        workload_bin("lockdemo").display(),
+        workload_bin("syncmap-load").display()
+    );
+    let sites = |extra: &[&str]| {
+        let (p, _) = launch("follow", Path::new("sh"), &["-c", &script], extra);
+        let names: Vec<String> = stack_totals(&p)
+            .into_iter()
+            .filter(|&(_, n, _)| n > 0)
+            .flat_map(|(s, _, _)| frame_names(&p, s))
+            .collect();
+        (names, p)
+    };
+    let (names, p) = sites(&["--follow-forks"]);
+    assert!(
+        names.iter().any(|n| n == "lockdemo::contended_lock_site"),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("syncmap::SyncMap<") && n.ends_with(">::slow_store")),
+        "{names:?}"
+    );
+    // Threads of both programs, under their own names.
+    let threads: Vec<&str> = p["threads"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(threads.contains(&"lockdemo"), "{threads:?}");
+    assert!(
+        threads.iter().any(|t| t.starts_with("syncmap")),
+        "{threads:?}"
+    );
+    let (names, _) = sites(&[]);
+    assert!(
+        !names.iter().any(|n| n == "lockdemo::contended_lock_site"),
+        "children are not traced without --follow-forks: {names:?}"
+    );
 }
 
 #[test]

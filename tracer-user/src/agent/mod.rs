@@ -14,7 +14,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::attach::{self, Filter};
-use crate::options::AgentOptions;
+use crate::options::{AgentOptions, Follow};
 use crate::preflight;
 use crate::session::Probes;
 use crate::unwind::Unwind;
@@ -62,6 +62,7 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
         unwind: Unwind::FramePointers,
         phases: &opts.phases,
         go_uprobes: opts.go_uprobes,
+        follow: Follow::Off,
     };
     let (tick_tx, tick_rx) = watch::channel(0u64);
     let ctx = Rc::new(Ctx {

@@ -265,6 +265,7 @@ impl State {
             dwarf: None,
             map: None,
             exec: None,
+            children: BTreeMap::new(),
         };
         Some(build_profile(
             &t.target,

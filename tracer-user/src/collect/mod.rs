@@ -12,18 +12,22 @@ use tracer_common::{Counter, Phase, WaitKey, WaitStats, WakeKey, WakeStats, NUM_
 
 use crate::attach::Tracer;
 use crate::bundled::{self, BundledMap};
+use crate::options::Follow;
 use crate::procfs::{thread_names, MapHistory};
 use crate::profile::StopReason;
 use crate::symbolize::Addr;
 use crate::units::{fmt_count, fmt_ns};
 use crate::unwind::UnwindMode;
 
+mod children;
 mod exec;
 mod handoff;
 mod new_stacks;
 mod read;
 mod snapshots;
 
+pub use children::Child;
+use children::Children;
 use exec::ExecWatch;
 pub use exec::Identity;
 
@@ -64,6 +68,8 @@ pub struct Raw {
     /// Woken waits still waiting for their waker's exit when recording stopped: recorded in
     /// `waits` with no waker.
     pub handoffs_left: u64,
+    /// `--follow-forks`: the processes followed, by pid (their rows are still in `waits`).
+    pub children: BTreeMap<u32, Child>,
 }
 
 /// The map's counters and the traced phase totals, read at the same instant.
@@ -101,6 +107,7 @@ pub struct Recording {
     pub map: Option<BundledMap>,
     /// Phases to probe if the target execs into an image with the bundled map.
     pub phases: Vec<Phase>,
+    pub follow: Follow,
 }
 
 pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
@@ -112,7 +119,9 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         unwind,
         mut map,
         phases,
+        follow,
     } = rec;
+    let mut children = Children::default();
     let from_exec = start == Start::FromExec;
     // The window starts now that every probe is live.
     let snap = |tracer: &Tracer, m: &BundledMap| -> Result<Snapshot> {
@@ -201,6 +210,9 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
             _ = tick.tick() => {
                 ticks += 1;
                 tracer.flush_logs();
+                if follow == Follow::Forks {
+                    children.refresh(tracer, pid);
+                }
                 if let Some(id) = exec.check(pid) {
                     eprintln!(
                         "lockscope: pid {pid} exec'd {}; following it",
@@ -270,6 +282,9 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
             }
         }
     }
+    if follow == Follow::Forks {
+        children.refresh(tracer, pid);
+    }
     tracer.detach()?;
     tracer.flush_logs();
     // Snapshots of the last waits, sent before the tracepoints went away.
@@ -289,6 +304,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     });
     raw.map = map;
     raw.exec = became;
+    raw.children = children.seen;
     Ok(raw)
 }
 

@@ -137,5 +137,6 @@ pub fn read(
         map: None,
         exec: None,
         handoffs_left,
+        children: BTreeMap::new(),
     })
 }

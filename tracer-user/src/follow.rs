@@ -1,0 +1,128 @@
+//! follow: `record --follow-forks` after the recording. The kernel rows of every followed
+//! process are split from the parent's by thread, each process's rows are symbolized with its
+//! own memory maps, and the profiles are merged into the parent's: one report, every
+//! process's stacks (a process's threads keep their own tids).
+use std::collections::{BTreeMap, HashMap};
+
+use crate::collect::Raw;
+use crate::procfs::Target;
+use crate::profile::Profile;
+
+/// Moves each child's rows (by the threads seen in it) out of `raw` into a `Raw` of its own;
+/// rows of threads nobody saw stay the parent's.
+pub fn split_children(raw: &mut Raw) -> Vec<(Target, Raw)> {
+    let children = std::mem::take(&mut raw.children);
+    let owner: HashMap<u32, u32> = children
+        .iter()
+        .flat_map(|(&pid, c)| c.threads.keys().map(move |&tid| (tid, pid)))
+        .collect();
+    let mut waits: BTreeMap<u32, Vec<_>> = BTreeMap::new();
+    raw.waits.retain(|(k, v)| match owner.get(&k.tid) {
+        Some(&pid) => {
+            waits.entry(pid).or_default().push((*k, *v));
+            false
+        }
+        None => true,
+    });
+    let mut wakes: BTreeMap<u32, Vec<_>> = BTreeMap::new();
+    raw.wakes.retain(|(k, v)| match owner.get(&k.tid) {
+        Some(&pid) => {
+            wakes.entry(pid).or_default().push((*k, *v));
+            false
+        }
+        None => true,
+    });
+    children
+        .into_iter()
+        .map(|(pid, c)| {
+            let r = Raw {
+                waits: waits.remove(&pid).unwrap_or_default(),
+                wakes: wakes.remove(&pid).unwrap_or_default(),
+                stacks: raw.stacks.clone(),
+                counters: raw.counters,
+                still_waiting: 0,
+                longest_unfinished_ns: 0,
+                maps: c.maps,
+                threads: c.threads,
+                stop: raw.stop,
+                elapsed: raw.elapsed,
+                map_window: None,
+                phases: Default::default(),
+                dwarf: None,
+                map: None,
+                exec: None,
+                children: BTreeMap::new(),
+            };
+            (c.target, r)
+        })
+        .collect()
+}
+
+/// Adds `other`'s stacks, rows, threads, locks and unnamed frames to `into`, its module and
+/// stack indexes renumbered. Counters and losses are the kernel's, shared: kept once.
+pub fn merge(into: &mut Profile, other: Profile) {
+    let module_map: Vec<usize> = other
+        .modules
+        .into_iter()
+        .map(|m| match into.modules.iter().position(|x| *x == m) {
+            Some(i) => i,
+            None => {
+                into.modules.push(m);
+                into.modules.len() - 1
+            }
+        })
+        .collect();
+    let base = into.stacks.len();
+    for mut s in other.stacks {
+        for f in &mut s.frames {
+            f.module = f.module.and_then(|m| module_map.get(m).copied());
+        }
+        into.stacks.push(s);
+    }
+    for mut w in other.waits {
+        w.stack = w.stack.map(|i| i + base);
+        w.waker_stack = w.waker_stack.map(|i| i + base);
+        into.waits.push(w);
+    }
+    for mut w in other.wakes {
+        w.stack = w.stack.map(|i| i + base);
+        into.wakes.push(w);
+    }
+    into.threads.extend(other.threads);
+    for l in other.locks {
+        if into.lock_info(l.uaddr).is_none() {
+            into.locks.push(l);
+        }
+    }
+    into.meta.unnamed.extend(other.meta.unnamed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::sample;
+
+    #[test]
+    fn a_merged_profile_keeps_both_processes_rows_on_their_own_stacks() {
+        let mut a = sample();
+        let b = sample();
+        let (stacks, waits, modules) = (a.stacks.len(), a.waits.len(), a.modules.len());
+        let names = |p: &Profile, i: Option<usize>| {
+            crate::render::stack_names(i.and_then(|i| p.stacks.get(i)), p)
+        };
+        let before: Vec<_> = b.waits.iter().map(|w| names(&b, w.stack)).collect();
+        merge(&mut a, b);
+        assert_eq!(a.stacks.len(), 2 * stacks);
+        assert_eq!(a.waits.len(), 2 * waits);
+        // The same files are one module each.
+        assert_eq!(a.modules.len(), modules);
+        let after: Vec<_> = a.waits[waits..]
+            .iter()
+            .map(|w| names(&a, w.stack))
+            .collect();
+        assert_eq!(before, after);
+        assert!(a.waits[waits..]
+            .iter()
+            .all(|w| w.stack.is_none_or(|s| s >= stacks)));
+    }
+}
