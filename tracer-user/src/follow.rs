@@ -51,6 +51,7 @@ pub fn split_children(raw: &mut Raw) -> Vec<(Target, Raw)> {
                 dwarf: None,
                 map: None,
                 exec: None,
+                handoffs_left: 0,
                 children: BTreeMap::new(),
             };
             (c.target, r)

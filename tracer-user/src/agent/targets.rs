@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap as BpfHashMap, PerCpuHashMap};
-use tracer_common::{map, InFlight, PhaseStats, WaitKey, WaitStats, WakeKey, WakeStats};
+use aya::maps::{Array, PerCpuHashMap};
+use tracer_common::{
+    inflight_slot, map, InFlight, PhaseStats, WaitKey, WaitStats, WakeKey, WakeStats,
+};
 use tracer_common::{NUM_COUNTERS, NUM_PHASES};
 
 use crate::assemble::build_profile;
@@ -245,7 +247,7 @@ impl State {
         let wakes: Vec<(WakeKey, WakeStats)> = t.wakes.iter().map(|(k, v)| (*k, *v)).collect();
         let stacks = waits
             .iter()
-            .flat_map(|(k, _)| [k.stack_id, k.waker_stack_id])
+            .map(|(k, _)| k.stack_id)
             .chain(wakes.iter().map(|(k, _)| k.stack_id))
             .filter_map(|id| Some((id, self.stacks.get(&id)?.clone())))
             .collect();
@@ -265,6 +267,7 @@ impl State {
             dwarf: None,
             map: None,
             exec: None,
+            handoffs_left: 0,
             children: BTreeMap::new(),
         };
         Some(build_profile(
@@ -296,15 +299,14 @@ pub enum Since<'a> {
     Rows(Instant, &'a HashMap<WaitKey, WaitStats>),
 }
 
-/// `now - before` for one row (its longest wait stays the cumulative one: maxima do not
-/// subtract).
+/// `now - before` for one row read twice: every count and sum is the difference; the longest
+/// wait stays the cumulative one (maxima do not subtract).
 fn minus(now: &WaitStats, before: Option<&WaitStats>) -> WaitStats {
     let Some(b) = before else {
         return *now;
     };
-    let mut d = *now;
-    d.count = now.count.saturating_sub(b.count);
-    d.total_ns = now.total_ns.saturating_sub(b.total_ns);
+    let mut d = now.minus(b);
+    d.max_ns = now.max_ns;
     d.interrupted = now.interrupted.saturating_sub(b.interrupted);
     d.timeouts = now.timeouts.saturating_sub(b.timeouts);
     d.timeout_ns = now.timeout_ns.saturating_sub(b.timeout_ns);
@@ -313,9 +315,6 @@ fn minus(now: &WaitStats, before: Option<&WaitStats>) -> WaitStats {
     for i in 0..NUM_PHASES {
         d.blamed_ns[i] = now.blamed_ns[i].saturating_sub(b.blamed_ns[i]);
         d.blamed_waits[i] = now.blamed_waits[i].saturating_sub(b.blamed_waits[i]);
-    }
-    for (a, x) in d.hist.iter_mut().zip(b.hist.iter()) {
-        *a = a.saturating_sub(*x);
     }
     d
 }
@@ -387,10 +386,13 @@ fn forget_rows<'a>(
         let _ = w.remove(k);
     }
     if !tids.is_empty() {
-        let mut inflight: BpfHashMap<_, u32, InFlight> =
-            BpfHashMap::try_from(ebpf.map_mut(map::INFLIGHT).context("INFLIGHT map")?)?;
-        for tid in tids {
-            let _ = inflight.remove(tid);
+        let mut inflight: Array<_, InFlight> =
+            Array::try_from(ebpf.map_mut(map::INFLIGHT).context("INFLIGHT map")?)?;
+        for &tid in tids {
+            let slot = inflight_slot(tid);
+            if inflight.get(&slot, 0).is_ok_and(|c| c.tid == tid) {
+                inflight.set(slot, InFlight::default(), 0)?;
+            }
         }
     }
     Ok(())
