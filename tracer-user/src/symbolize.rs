@@ -2,9 +2,11 @@
 //!
 //! Works from the memory maps saved during recording and the files on disk, so stacks resolve
 //! even after the target has exited.
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::rc::Rc;
 
 use blazesym::symbolize::Symbolizer;
 
@@ -82,7 +84,19 @@ pub struct StackSymbolizer {
     plausible: HashMap<Addr, bool>,
     /// Each module's symbol source: its own tables, a debug file, debuginfod, `.gopclntab`.
     sources: SymbolSources,
+    /// Names by build id, shared with other processes' symbolizers (the agent).
+    shared: Option<SharedNames>,
+    /// Offsets looked up in symbol sources (not found in a cache).
+    pub lookups: u64,
 }
+
+/// Names found per (module build id, lookup offset), shared by the symbolizers of many
+/// processes: a hundred processes of one binary are symbolized once. Only names are kept
+/// (an offset nothing named may be named later by a debug file that lands).
+pub type SharedNames = Rc<RefCell<HashMap<(String, u64), Vec<Sym>>>>;
+
+/// The most names a [`SharedNames`] keeps; past it, new names stay per process.
+const SHARED_NAMES_MAX: usize = 1 << 20;
 
 /// Whether [`StackSymbolizer::cut_implausible`] cut a stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +116,20 @@ impl StackSymbolizer {
             resolved: HashMap::new(),
             plausible: HashMap::new(),
             sources: SymbolSources::from_env(),
+            shared: None,
+            lookups: 0,
         }
+    }
+
+    /// Takes and gives names through `shared`, by build id.
+    pub fn share_names(&mut self, shared: SharedNames) {
+        self.shared = Some(shared);
+    }
+
+    /// The shared names of module `m` at `offset`, if another process's symbolizer found them.
+    fn shared_names(&self, m: usize, offset: u64) -> Option<Vec<Sym>> {
+        let id = self.modules[m].build_id.clone()?;
+        self.shared.as_ref()?.borrow().get(&(id, offset)).cloned()
     }
 
     /// Never wait for a debuginfod fetch (`top`): frames stay unnamed until it lands.
@@ -248,7 +275,12 @@ impl StackSymbolizer {
                 if let Some((m, off)) = loc {
                     let key = off.saturating_sub(a.raw() - a.lookup());
                     if !self.resolved.contains_key(&(m, key)) {
-                        wanted.entry(m).or_default().push(key);
+                        match self.shared_names(m, key) {
+                            Some(names) => {
+                                self.resolved.insert((m, key), names);
+                            }
+                            None => wanted.entry(m).or_default().push(key),
+                        }
                     }
                 }
                 row.push((a, loc));
@@ -262,10 +294,18 @@ impl StackSymbolizer {
         for (m, mut offsets) in wanted {
             offsets.sort_unstable();
             offsets.dedup();
+            self.lookups += offsets.len() as u64;
             let found = self
                 .sources
                 .lookup(&self.symbolizer, &self.modules[m].path, &offsets);
+            let share = self.shared.as_ref().zip(self.modules[m].build_id.as_ref());
             for (off, syms) in offsets.into_iter().zip(found) {
+                if let Some((shared, id)) = share {
+                    let mut shared = shared.borrow_mut();
+                    if !syms.is_empty() && shared.len() < SHARED_NAMES_MAX {
+                        shared.insert((id.clone(), off), syms.clone());
+                    }
+                }
                 self.resolved.insert((m, off), syms);
             }
         }
@@ -341,6 +381,31 @@ mod tests {
         // SAFETY: reads the return address this frame-pointer function saved at [rbp+8].
         unsafe { std::arch::asm!("mov {}, [rbp + 8]", out(reg) ra) };
         ra
+    }
+
+    /// Two processes of one binary: the second symbolizer takes every name from the first's
+    /// through the build id, and looks nothing up itself.
+    #[test]
+    fn a_binary_is_symbolized_once_for_all_its_processes() {
+        let mut maps = MapHistory::default();
+        assert!(maps.refresh(std::process::id()));
+        let shared = SharedNames::default();
+        let stack = || {
+            vec![vec![
+                Addr::Ip(real_return_address()),
+                Addr::Return(real_return_address()),
+            ]]
+        };
+        let mut first = StackSymbolizer::new(maps.clone());
+        first.share_names(shared.clone());
+        let a = first.symbolize(stack());
+        assert!(first.lookups > 0);
+        assert!(!a[0].frames[0].syms.is_empty(), "{a:?}");
+        let mut second = StackSymbolizer::new(maps);
+        second.share_names(shared);
+        let b = second.symbolize(stack());
+        assert_eq!(second.lookups, 0);
+        assert_eq!(a, b);
     }
 
     #[test]

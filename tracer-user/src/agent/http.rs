@@ -189,6 +189,7 @@ fn targets_json(state: &State) -> serde_json::Value {
                 "waits": waits,
                 "wait_seconds": ns as f64 / 1e9,
                 "lock_site_labels": t.sites.len(),
+                "symbol_lookups": t.symbol_lookups(),
             })
         })
         .collect();

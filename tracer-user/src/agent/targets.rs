@@ -19,7 +19,7 @@ use crate::collect::{self, Raw};
 use crate::procfs::{self, thread_names, MapHistory, Target};
 use crate::profile::{Profile, StopReason};
 use crate::session::{self, Probes};
-use crate::symbolize::StackSymbolizer;
+use crate::symbolize::{SharedNames, StackSymbolizer};
 
 /// Losses only the agent can have, beside the kernel's counters.
 #[derive(Debug, Default, Clone, Copy)]
@@ -55,6 +55,14 @@ pub struct Traced {
     pub sites: Vec<String>,
 }
 
+impl Traced {
+    /// Offsets this process's symbolizer looked up itself (not found by build id in the
+    /// names another process of the same binary already found).
+    pub fn symbol_lookups(&self) -> u64 {
+        self.sym.lookups
+    }
+}
+
 /// Everything the agent knows; the HTTP handlers read it between ticks.
 pub struct State {
     pub targets: BTreeMap<u32, Traced>,
@@ -67,6 +75,8 @@ pub struct State {
     owner: HashMap<u32, u32>,
     window_started: Instant,
     pub started: Instant,
+    /// Symbol names by build id, for every target's symbolizer.
+    names: SharedNames,
 }
 
 impl State {
@@ -80,6 +90,7 @@ impl State {
             owner: HashMap::new(),
             window_started: Instant::now(),
             started: Instant::now(),
+            names: SharedNames::default(),
         }
     }
 
@@ -112,7 +123,7 @@ impl State {
                 self.losses.target_cap += 1;
                 continue;
             }
-            match attach_target(tracer, pid, probes) {
+            match attach_target(tracer, pid, probes, &self.names) {
                 Ok(t) => {
                     eprintln!(
                         "lockscope agent: tracing pid {pid} ({})",
@@ -320,7 +331,12 @@ fn minus(now: &WaitStats, before: Option<&WaitStats>) -> WaitStats {
 }
 
 /// Finds what `pid` runs, adds it to the kernel's set and places its uprobes.
-fn attach_target(tracer: &mut Tracer, pid: u32, probes: &Probes) -> Result<Traced> {
+fn attach_target(
+    tracer: &mut Tracer,
+    pid: u32,
+    probes: &Probes,
+    names: &SharedNames,
+) -> Result<Traced> {
     let mut target = procfs::target(pid)?;
     // With capabilities rather than root, only processes the caller could ptrace.
     crate::preflight::check_may_trace(target.tgid)?;
@@ -335,6 +351,8 @@ fn attach_target(tracer: &mut Tracer, pid: u32, probes: &Probes) -> Result<Trace
     }
     let mut maps = MapHistory::default();
     maps.refresh(pid);
+    let mut sym = StackSymbolizer::new(MapHistory::default());
+    sym.share_names(names.clone());
     Ok(Traced {
         cgroup: cgroup_of(pid),
         probes: uprobes.len(),
@@ -347,7 +365,7 @@ fn attach_target(tracer: &mut Tracer, pid: u32, probes: &Probes) -> Result<Trace
         attached: Instant::now(),
         maps,
         threads: BTreeMap::new(),
-        sym: StackSymbolizer::new(MapHistory::default()),
+        sym,
         waits: HashMap::new(),
         wakes: HashMap::new(),
         window: [None, None],
