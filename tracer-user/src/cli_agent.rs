@@ -21,8 +21,12 @@ pub struct AgentArgs {
     /// Trace processes running this executable, as they start (repeatable).
     #[arg(long)]
     pub exe: Vec<PathBuf>,
+    /// Trace processes in this cgroup (v2 path, e.g. /system.slice/x.service) or below it,
+    /// as they start (repeatable).
+    #[arg(long)]
+    pub cgroup: Vec<String>,
     /// Trace every process (up to --max-targets).
-    #[arg(long, conflicts_with_all = ["pid", "comm", "exe"])]
+    #[arg(long, conflicts_with_all = ["pid", "comm", "exe", "cgroup"])]
     pub all: bool,
     /// `/debug/pprof/contention?seconds=0` serves the last window of this length.
     #[arg(long, default_value = "60s")]
@@ -41,13 +45,22 @@ impl AgentArgs {
     pub fn options(&self) -> Result<AgentOptions> {
         let select = if self.all {
             Select::All
-        } else if self.pid.is_empty() && self.comm.is_empty() && self.exe.is_empty() {
-            bail!("say what to trace: --pid PID, --comm NAME, --exe PATH or --all");
+        } else if self.pid.is_empty()
+            && self.comm.is_empty()
+            && self.exe.is_empty()
+            && self.cgroup.is_empty()
+        {
+            bail!("say what to trace: --pid PID, --comm NAME, --exe PATH, --cgroup PATH or --all");
         } else {
             Select::Match {
                 pids: self.pid.iter().map(|&p| pid_of(p)).collect::<Result<_>>()?,
                 comms: self.comm.clone(),
                 exes: self.exe.clone(),
+                cgroups: self
+                    .cgroup
+                    .iter()
+                    .map(|c| c.trim_end_matches('/').to_string())
+                    .collect(),
             }
         };
         Ok(AgentOptions {

@@ -74,11 +74,13 @@ pub struct TopOptions {
 pub enum Select {
     /// Every process (but the agent itself and kernel threads).
     All,
-    /// Fixed pids, and processes whose command name or executable matches.
+    /// Fixed pids, and processes whose command name, executable or cgroup matches.
     Match {
         pids: Vec<u32>,
         comms: Vec<String>,
         exes: Vec<PathBuf>,
+        /// cgroup v2 paths: a process in one of them or below it.
+        cgroups: Vec<String>,
     },
 }
 

@@ -267,6 +267,16 @@ pub fn host_path(pid: u32, path: &Path) -> PathBuf {
     }
 }
 
+/// The cgroup v2 path of a process (`0::/system.slice/x.service` → that path), or "".
+pub fn cgroup(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("")
+        .to_string()
+}
+
 /// Thread names of a process, by tid.
 pub fn thread_names(pid: u32, into: &mut BTreeMap<u32, String>) {
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/task")) else {

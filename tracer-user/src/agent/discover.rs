@@ -15,18 +15,28 @@ pub struct Seen {
     pub pid: u32,
     pub comm: String,
     pub exe: Option<PathBuf>,
+    /// cgroup v2 path, read only when matching needs it.
+    pub cgroup: Option<String>,
 }
 
 impl Select {
     pub fn matches(&self, p: &Seen) -> bool {
         match self {
             Select::All => true,
-            Select::Match { pids, comms, exes } => {
+            Select::Match {
+                pids,
+                comms,
+                exes,
+                cgroups,
+            } => {
                 pids.contains(&p.pid)
                     || comms.contains(&p.comm)
                     || p.exe
                         .as_deref()
                         .is_some_and(|e| exes.iter().any(|x| x == e))
+                    || p.cgroup
+                        .as_deref()
+                        .is_some_and(|c| cgroups.iter().any(|g| in_cgroup(c, g)))
             }
         }
     }
@@ -35,6 +45,18 @@ impl Select {
     fn needs_exe(&self) -> bool {
         matches!(self, Select::Match { exes, .. } if !exes.is_empty())
     }
+
+    /// Whether matching needs each process's cgroup (a read per process per poll).
+    fn needs_cgroup(&self) -> bool {
+        matches!(self, Select::Match { cgroups, .. } if !cgroups.is_empty())
+    }
+}
+
+/// Whether cgroup `c` is `group` or below it (`/a/b` is in `/a`, `/ab` is not).
+fn in_cgroup(c: &str, group: &str) -> bool {
+    group.is_empty()
+        || c.strip_prefix(group)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// The processes now running that `select` matches, by pid (the agent itself left out).
@@ -46,25 +68,27 @@ pub fn scan(select: &Select) -> BTreeSet<u32> {
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != me)
-        .filter_map(|pid| seen(Path::new("/proc"), pid, select.needs_exe()))
+        .filter_map(|pid| seen(Path::new("/proc"), pid, select))
         .filter(|p| select.matches(p))
         .map(|p| p.pid)
         .collect()
 }
 
 /// Reads one process's entry; `None` for kernel threads, zombies and processes gone already.
-fn seen(proc: &Path, pid: u32, with_exe: bool) -> Option<Seen> {
+fn seen(proc: &Path, pid: u32, select: &Select) -> Option<Seen> {
     let stat = parse_stat(&fs::read_to_string(proc.join(format!("{pid}/stat"))).ok()?).ok()?;
     if stat.is_kernel_thread() || stat.is_zombie() {
         return None;
     }
-    let exe = with_exe
+    let exe = select
+        .needs_exe()
         .then(|| fs::read_link(proc.join(format!("{pid}/exe"))).ok())
         .flatten();
     Some(Seen {
         pid,
         comm: stat.comm,
         exe,
+        cgroup: select.needs_cgroup().then(|| crate::procfs::cgroup(pid)),
     })
 }
 
@@ -77,6 +101,7 @@ mod tests {
             pid,
             comm: comm.into(),
             exe: exe.map(PathBuf::from),
+            cgroup: Some("/system.slice/web.service".into()),
         }
     }
 
@@ -86,12 +111,23 @@ mod tests {
             pids: vec![7],
             comms: vec!["lockdemo".into()],
             exes: vec!["/usr/bin/pigz".into()],
+            cgroups: vec![],
         };
         assert!(s.matches(&p(7, "x", None)));
         assert!(s.matches(&p(8, "lockdemo", None)));
         assert!(s.matches(&p(9, "y", Some("/usr/bin/pigz"))));
         assert!(!s.matches(&p(10, "lockdemo2", Some("/usr/bin/gzip"))));
         assert!(Select::All.matches(&p(10, "anything", None)));
+        let group = |g: &str| Select::Match {
+            pids: vec![],
+            comms: vec![],
+            exes: vec![],
+            cgroups: vec![g.into()],
+        };
+        assert!(group("/system.slice").matches(&p(11, "x", None)));
+        assert!(group("/system.slice/web.service").matches(&p(11, "x", None)));
+        assert!(!group("/system.slice/web").matches(&p(11, "x", None)));
+        assert!(!group("/user.slice").matches(&p(11, "x", None)));
     }
 
     /// The scan reads the real /proc: this test process is there, and the agent (here, the
@@ -104,12 +140,14 @@ mod tests {
             pids: vec![],
             comms: vec![comm.trim_end().into()],
             exes: vec![],
+            cgroups: vec![],
         };
         assert!(!scan(&by_comm).contains(&me));
         let init = Select::Match {
             pids: vec![1],
             comms: vec![],
             exes: vec![],
+            cgroups: vec![],
         };
         assert_eq!(scan(&init), BTreeSet::from([1]));
     }

@@ -354,7 +354,7 @@ fn attach_target(
     let mut sym = StackSymbolizer::new(MapHistory::default());
     sym.share_names(names.clone());
     Ok(Traced {
-        cgroup: cgroup_of(pid),
+        cgroup: procfs::cgroup(pid),
         probes: uprobes.len(),
         target,
         map,
@@ -371,16 +371,6 @@ fn attach_target(
         window: [None, None],
         sites: Vec::new(),
     })
-}
-
-/// The cgroup v2 path of a process (`0::/system.slice/x.service` → that path), or "".
-fn cgroup_of(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .unwrap_or("")
-        .to_string()
 }
 
 /// Deletes rows from the kernel's maps (those of a process that is gone), and the calls its
