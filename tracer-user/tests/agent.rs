@@ -295,6 +295,21 @@ fn the_agent_finds_targets_as_they_come_serves_prometheus_and_pprof_and_exits_cl
         last = now;
     }
     assert!(last > 0.0, "the second target's waits were counted");
+    // The bundled map's own counters, and what its lock's holder ran while threads waited.
+    let body = get_text(port, "/metrics");
+    let p2_label = format!(r#"pid="{p2}""#);
+    let promotions = metric(
+        &body,
+        "lockscope_bundled_map_events_total",
+        &[&p2_label, r#"counter="promotions""#],
+    );
+    assert!(promotions.is_some_and(|v| v > 0.0), "{body}");
+    let behind_rebuild = metric(
+        &body,
+        "lockscope_lock_wait_behind_seconds_total",
+        &[&p2_label, r#"behind="dirty rebuild (O(n) copy)""#],
+    );
+    assert!(behind_rebuild.is_some_and(|v| v > 0.0), "{body}");
     assert_eq!(
         metric(&get_text(port, "/metrics"), "lockscope_targets", &[]).or_else(|| {
             get_text(port, "/metrics")

@@ -17,6 +17,7 @@ use tracer_common::Counter as K;
 use super::targets::{Since, State};
 use crate::aggregate::shown_rows;
 use crate::attribute::category_of;
+use crate::behind::{behind_label, Behind};
 use crate::frames::blamed_function;
 use crate::waitclass::Waits;
 
@@ -31,6 +32,13 @@ struct WaitLabels {
     class: String,
     category: String,
     site: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BehindLabels {
+    pid: String,
+    comm: String,
+    behind: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +68,7 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
     let mut reg = Registry::default();
     let wait_s = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
     let waits = Family::<WaitLabels, Counter>::default();
+    let behind = Family::<BehindLabels, Counter<f64, AtomicU64>>::default();
     let pids: Vec<u32> = state.targets.keys().copied().collect();
     for pid in pids {
         let Some(p) = state.profile(pid, Since::Attach) else {
@@ -81,6 +90,15 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
             let e = sums.entry(key).or_default();
             e.0 += row.count;
             e.1 += row.total_ns;
+            for b in &row.behind {
+                behind
+                    .get_or_create(&BehindLabels {
+                        pid: pid.to_string(),
+                        comm: t.target.comm.clone(),
+                        behind: behind_label(Behind::Phase(b.phase)).into(),
+                    })
+                    .inc_by(b.ns as f64 / 1e9);
+            }
         }
         let mut sums: Vec<_> = sums.into_iter().collect();
         sums.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then_with(|| a.0.cmp(&b.0)));
@@ -108,6 +126,12 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
         "lockscope_lock_waits",
         "Waits that blocked, by process and lock site",
         waits,
+    );
+    reg.register_with_unit(
+        "lockscope_lock_wait_behind",
+        "Of the wait time on the bundled map's lock, what its holder ran meanwhile (a phase)",
+        Unit::Seconds,
+        behind,
     );
 
     let lost = Family::<Reason, Counter>::default();
