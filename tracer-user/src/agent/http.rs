@@ -29,6 +29,8 @@ pub struct Ctx {
     pub state: RefCell<State>,
     /// Bumped after every refresh of the kernel's rows.
     pub ticks: watch::Receiver<u64>,
+    /// Asks the agent's loop to read the rows now.
+    pub refresh_now: tokio::sync::Notify,
     pub top_sites: usize,
 }
 
@@ -151,9 +153,10 @@ async fn contention(ctx: &Ctx, query: &HashMap<&str, &str>) -> Result<Vec<u8>, F
             .waits
             .clone();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
-        // Rows read after the sleep, not before it.
+        // Rows read after the sleep, not before it: asked for now.
         let mut ticks = ctx.ticks.clone();
         ticks.mark_unchanged();
+        ctx.refresh_now.notify_one();
         let _ = ticks.changed().await;
         ctx.state.borrow_mut().profile(pid, Since::Rows(at, &base))
     };

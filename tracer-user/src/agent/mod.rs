@@ -68,6 +68,7 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
     let ctx = Rc::new(Ctx {
         state: RefCell::new(State::new()),
         ticks: tick_rx,
+        refresh_now: tokio::sync::Notify::new(),
         top_sites: opts.top_sites,
     });
     eprintln!(
@@ -83,7 +84,13 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
         tokio::select! {
             _ = sigint.recv() => break Ok(()),
             _ = sigterm.recv() => break Ok(()),
-            _ = tick.tick() => {
+            // A profile request whose seconds are up reads the rows now, not at the next tick.
+            _ = async {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = ctx.refresh_now.notified() => {}
+                }
+            } => {
                 let running = discover::scan(&opts.select);
                 let mut state = ctx.state.borrow_mut();
                 state.update_targets(&mut tracer, &running, &probes, opts.max_targets);
