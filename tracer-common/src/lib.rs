@@ -6,12 +6,14 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod blame;
+pub mod filter;
 pub mod futex;
 pub mod goroutine;
 pub mod handoff;
 pub mod wait_stats;
 
 pub use blame::{ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, MAP_SLOTS, NUM_PHASES};
+pub use filter::{MAX_TARGETS, TGID_SET};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 pub use goroutine::{GoCall, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
 pub use handoff::{Handoff, HandoffKey, HANDED_OFF, HANDOFF_SLOTS};
@@ -237,12 +239,6 @@ pub mod map {
     /// Set mode: the tgids to trace (see [`super::TGID_SET`]).
     pub const TARGETS: &str = "TARGETS";
 }
-
-/// `TARGET_TGID` value meaning "trace the processes in the `TARGETS` map" (no real tgid: pids
-/// stop at 2^22).
-pub const TGID_SET: u32 = u32::MAX;
-/// The most processes the `TARGETS` set holds.
-pub const MAX_TARGETS: u32 = 4096;
 
 /// Global (`static`) names set by user space before load.
 pub mod global {
