@@ -7,9 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, PerCpuHashMap};
-use tracer_common::{
-    inflight_slot, map, InFlight, PhaseStats, WaitKey, WaitStats, WakeKey, WakeStats,
-};
+use tracer_common::{inflight_slot, map, InFlight, WaitKey, WaitStats, WakeKey, WakeStats};
 use tracer_common::{NUM_COUNTERS, NUM_PHASES};
 
 use crate::assemble::build_profile;
@@ -274,7 +272,7 @@ impl State {
             stop: StopReason::Duration,
             elapsed: from.elapsed(),
             map_window: None,
-            phases: [PhaseStats::default(); NUM_PHASES],
+            phases: Default::default(),
             dwarf: None,
             map: None,
             exec: None,
