@@ -33,7 +33,7 @@ pub use exec::Identity;
 
 pub use new_stacks::{NewStacks, Reread};
 pub use read::SlotPhases;
-pub use read::{monotonic_ns, read};
+pub use read::{monotonic_ns, read, read_rows};
 use read::{read_counters, read_phases};
 pub use snapshots::Snapshots;
 

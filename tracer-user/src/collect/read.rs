@@ -60,13 +60,17 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-pub fn read(
-    tracer: &Tracer,
-    maps: MapHistory,
-    threads: BTreeMap<u32, String>,
-    stop: StopReason,
-    elapsed: Duration,
-) -> Result<Raw> {
+/// The kernel's rows and counters, without the in-flight scan: what a live reader (the
+/// agent, every second) needs.
+pub struct Rows {
+    pub waits: Vec<(WaitKey, WaitStats)>,
+    pub wakes: Vec<(WakeKey, WakeStats)>,
+    pub stacks: HashMap<u64, Vec<u64>>,
+    pub counters: [u64; NUM_COUNTERS as usize],
+    pub handoffs_left: u64,
+}
+
+pub fn read_rows(tracer: &Tracer) -> Result<Rows> {
     let ebpf = &tracer.ebpf;
     let counters = read_counters(tracer)?;
 
@@ -104,6 +108,31 @@ pub fn read(
         let n = (s.len as usize).min(s.frames.len());
         stacks.insert(id, s.frames[..n].to_vec());
     }
+
+    Ok(Rows {
+        waits,
+        wakes,
+        stacks,
+        counters,
+        handoffs_left,
+    })
+}
+
+pub fn read(
+    tracer: &Tracer,
+    maps: MapHistory,
+    threads: BTreeMap<u32, String>,
+    stop: StopReason,
+    elapsed: Duration,
+) -> Result<Raw> {
+    let ebpf = &tracer.ebpf;
+    let Rows {
+        waits,
+        wakes,
+        stacks,
+        counters,
+        handoffs_left,
+    } = read_rows(tracer)?;
 
     // Waits still blocked at the end are real contention the rows do not hold yet.
     let inflight: Array<&MapData, InFlight> =
