@@ -1,5 +1,6 @@
 //! Build, demo and test orchestration: `cargo xtask setup|demo|test`.
 mod bench;
+mod bench_agent;
 mod bench_events;
 mod bench_map;
 mod bench_unwind;
@@ -62,6 +63,12 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// The continuous agent's memory with 50 idle targets and its cost on the futex storm.
+    BenchAgent {
+        /// Rounds (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// List import cycles among tracer-user's top-level modules (fails on one).
     Cycles,
     /// Benchmark the unwinders (`--unwind fp`, the default, `--unwind dwarf`) on C programs
@@ -102,6 +109,7 @@ fn main() {
         Task::BenchUnwind { rounds, secs } => bench_unwind::run(rounds, secs),
         Task::Cycles => cycles::run(),
         Task::BenchEvents { rounds } => bench_events::run(rounds),
+        Task::BenchAgent { rounds } => bench_agent::run(rounds),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

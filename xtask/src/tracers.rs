@@ -71,8 +71,8 @@ pub(crate) fn bpftrace_script(tracer: Tracer, pid: u32) -> String {
     match tracer {
         // The floor for any tracer on these tracepoints: both ends counted, nothing kept.
         Tracer::BpftraceCount => format!(
-            "tracepoint:syscalls:sys_enter_futex /pid == {pid}/ {{ @enter = count(); }} \
-             tracepoint:syscalls:sys_exit_futex /pid == {pid}/ {{ @exit = count(); }}"
+            "tracepoint:syscalls:sys_enter_futex /pid == {pid}/ {{ @calls = count(); }} \
+             tracepoint:syscalls:sys_exit_futex /pid == {pid}/ {{ @exits = count(); }}"
         ),
         _ => format!(
             "tracepoint:syscalls:sys_enter_futex /pid == {pid}/ {{ @start[tid] = nsecs; }} \
