@@ -196,11 +196,36 @@ pub fn run(rounds: usize) -> Result<()> {
         "| benchmark | untraced ns/op | lockscope | lockscope --go-uprobes off |"
     )?;
     writeln!(go, "|---|---:|---:|---:|")?;
-    let runs = [
-        go_sync(&lockscope, &tmp, &[])?,
-        go_sync(&lockscope, &tmp, &["--unwind", "fp"])?,
-        go_sync(&lockscope, &tmp, &["--unwind", "fp", "--go-uprobes", "off"])?,
+    // One benchmark run swings by 2x on this machine: each configuration runs `rounds` times,
+    // interleaved and rotated, and the medians are compared.
+    let configs: [&[&str]; 3] = [
+        &[],
+        &["--unwind", "fp"],
+        &["--unwind", "fp", "--go-uprobes", "off"],
     ];
+    let mut per: Vec<Vec<Vec<(String, f64)>>> = vec![Vec::new(); configs.len()];
+    for round in 0..rounds {
+        for i in 0..configs.len() {
+            let c = (i + round) % configs.len();
+            per[c].push(go_sync(&lockscope, &tmp, configs[c])?);
+        }
+    }
+    let medians = |runs: &[Vec<(String, f64)>]| -> Vec<(String, f64)> {
+        let names: Vec<String> = runs
+            .first()
+            .map_or(Vec::new(), |r| r.iter().map(|(n, _)| n.clone()).collect());
+        names
+            .into_iter()
+            .map(|n| {
+                let mut v: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|r| r.iter().find(|(m, _)| *m == n).map(|x| x.1))
+                    .collect();
+                (n, median(&mut v))
+            })
+            .collect()
+    };
+    let runs: Vec<Vec<(String, f64)>> = per.iter().map(|r| medians(r)).collect();
     for (name, base) in &runs[0] {
         let of = |r: &[(String, f64)]| {
             r.iter()
@@ -227,7 +252,7 @@ pub fn run(rounds: usize) -> Result<()> {
          process pays for it, traced or not: a getppid() loop in an untraced process while the \
          tracer traces an idle `sleep`.\n\n{tax}\n### Go's own sync benchmarks\n\n\
          `go test -c sync`, `-test.bench=^(BenchmarkMutex|BenchmarkRWMutexWrite100)$ \
-         -test.cpu=4`, one run each, lockscope recording from exec.\n\n{go}",
+         -test.cpu=4`, {rounds} runs each (interleaved, medians), lockscope recording from exec.\n\n{go}",
         crate::bench_map::machine()
     );
     crate::bench_map::write_section("## Cost per event", &doc)?;
