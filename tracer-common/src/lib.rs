@@ -382,9 +382,6 @@ pub mod prog {
     pub const GO_SEMA_EXIT: &str = "go_sema_exit";
     /// uprobe on `runtime.ready(gp)`: stamps when a waiting goroutine became runnable.
     pub const GO_READY: &str = "go_ready";
-    /// uprobe on `sync.(*Mutex).unlockSlow(m)` (an unlock with waiters): ties the mutex's
-    /// semaphore to the map whose phases the unlocking goroutine ran.
-    pub const GO_UNLOCK: &str = "go_unlock";
     /// uprobe on `runtime.park_m(gp)`: stamps when a goroutine in an acquire first parked.
     pub const GO_PARK: &str = "go_park";
     /// uprobe on the semaphore code's call to gopark, where its frame layout is known: the

@@ -266,20 +266,3 @@ fn cookie(ctx: &ProbeContext) -> u64 {
     // SAFETY: the helper reads the cookie set at attach; it has no preconditions.
     unsafe { bpf_get_attach_cookie(ctx.as_ptr()) }
 }
-
-/// `sync.(*Mutex).unlockSlow(m)`: an unlock that has waiters (or must hand off). Ties the
-/// mutex's semaphore (`&m.sema`, 4 bytes in) to the map whose phases this goroutine ran, so
-/// its waiters read that map's clock. Entry only, like every goroutine probe.
-#[uprobe]
-pub fn go_unlock(ctx: ProbeContext) -> u32 {
-    if target_tid().is_none() {
-        return 0;
-    }
-    // SAFETY: as above.
-    let (g, m) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rax) };
-    phase::learn_lock(g, m + GO_MUTEX_SEMA);
-    0
-}
-
-/// Offset of `sema` in Go's `sync.Mutex { state int32; sema uint32 }`.
-const GO_MUTEX_SEMA: u64 = 4;

@@ -81,7 +81,6 @@ pub fn attach(filter: Filter, snapshot_bytes: u32) -> Result<Tracer> {
         prog::GO_SEMA_ENTER,
         prog::GO_SEMA_EXIT,
         prog::GO_READY,
-        prog::GO_UNLOCK,
         prog::GO_PARK,
         prog::GO_SEMA_PARK,
         prog::GO_PHASE_ENTER,
@@ -204,7 +203,14 @@ impl Tracer {
                 phase,
                 slot: kind.slot(),
                 dirty_at: std.map_or(0, |s| s.dirty_at),
-                lock_at: std.map_or(0, |_| crate::stdmap::SEMA_OFFSET),
+                // Both Go maps hold their sync.Mutex first: the semaphore is tied to the map
+                // at its first phase run (an unlockSlow probe did this once, at 25x the cost
+                // on contended Go maps).
+                lock_at: if go.is_some() || std.is_some() {
+                    crate::stdmap::SEMA_OFFSET
+                } else {
+                    0
+                },
             };
             let mut sites = vec![(
                 if go.is_some() {
@@ -221,6 +227,9 @@ impl Tracer {
                     None => sites.push((prog::PHASE_EXIT, offset)),
                 }
             }
+            // Returns before the entry: a call that enters while the probes go in then always
+            // has its return seen (a hot phase missed a few returns the other way round).
+            sites.rotate_left(1);
             for (name, at) in sites {
                 let point = UProbeAttachPoint {
                     location: UProbeAttachLocation::AbsoluteOffset(at),

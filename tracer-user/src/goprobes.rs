@@ -43,8 +43,6 @@ const GOREADY: &str = "runtime.goready";
 const READY_ANY: &str = "runtime.ready";
 /// Every goroutine parked: the fallback for the semaphore code's own park.
 const PARK_ANY: &str = "runtime.park_m";
-/// A `sync.Mutex` unlock with waiters: where holder blame ties a mutex to a map.
-const UNLOCK: &str = "sync.(*Mutex).unlockSlow";
 
 /// What a goroutine probe point does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +58,6 @@ pub enum GoProbe {
     ReadySite,
     /// `runtime.ready(gp)`: any goroutine made runnable (fallback for `ReadySite`).
     ReadyAny,
-    /// A mutex unlock with waiters: needed only to tie a mutex to a map's phases.
-    Unlock,
     /// Precise mode: the top of the semaphore code's queue-and-park loop, with its frame's
     /// layout. Begins a `sync` acquire's wait; nothing else is probed on the way in.
     SemaPark(GoFrame),
@@ -78,7 +74,6 @@ impl GoProbe {
             GoProbe::ParkSite => (prog::GO_PARK, cookie(GoRef::Current)),
             GoProbe::ParkAny => (prog::GO_PARK, cookie(GoRef::GInRax)),
             GoProbe::ReadySite | GoProbe::ReadyAny => (prog::GO_READY, cookie(GoRef::GInRax)),
-            GoProbe::Unlock => (prog::GO_UNLOCK, None),
             GoProbe::SemaPark(frame) => (prog::GO_SEMA_PARK, Some(frame.cookie())),
             GoProbe::SemaDone => (prog::GO_SEMA_EXIT, None),
         }
@@ -111,10 +106,7 @@ fn functions(exe: &Path, file: &[u8]) -> Result<HashMap<String, Function>> {
         SEMA_FUNCTIONS.contains(&name)
             || GOPARK.contains(&name)
             || LOOP_LOCK.contains(&name)
-            || [
-                PARKER, READY_SEMA, GOREADY, READY_ANY, PARK_ANY, UNLOCK, RELEASE,
-            ]
-            .contains(&name)
+            || [PARKER, READY_SEMA, GOREADY, READY_ANY, PARK_ANY, RELEASE].contains(&name)
     };
     let mut found: Vec<(String, u64, u64)> = obj
         .symbols()
@@ -317,9 +309,6 @@ pub fn sema_probe_points(exe: &Path, pid: Option<u32>) -> Result<GoPlan> {
             out.push(point(GoProbe::ReadyAny, READY_ANY, f.offset));
         }
     }
-    if let Some(f) = funcs.get(UNLOCK) {
-        out.push(point(GoProbe::Unlock, UNLOCK, f.offset));
-    }
     Ok(GoPlan {
         points: out,
         callers,
@@ -411,7 +400,6 @@ mod tests {
         assert!(has(&|p| p == GoProbe::SemaDone), "{plan:?}");
         assert!(!has(&|p| matches!(p, GoProbe::Acquire(_))), "{plan:?}");
         assert!(has(&|p| p == GoProbe::ReadySite) && !has(&|p| p == GoProbe::ReadyAny));
-        assert!(has(&|p| p == GoProbe::Unlock));
         assert!(!plan.callers.is_empty(), "{plan:?}");
     }
 }

@@ -41,14 +41,7 @@ pub fn place(
         tracer.attach_phases(target.tgid, m)?;
     }
     let placed = match goprobes::goroutine_probes(target, probes.go_uprobes)? {
-        Some((exe, mut plan)) => {
-            // Unlocks tie a mutex to the bundled map's phases: without it they have no use
-            // (Go's sync.Map has its lock at a known place, tied at its first phase run).
-            if map.is_none_or(|m| m.phases.is_empty()) {
-                plan.points.retain(|p| p.probe != goprobes::GoProbe::Unlock);
-            }
-            tracer.attach_go(target.tgid, &exe, &plan)?
-        }
+        Some((exe, plan)) => tracer.attach_go(target.tgid, &exe, &plan)?,
         None => 0,
     };
     Ok(placed)
