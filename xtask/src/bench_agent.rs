@@ -42,6 +42,17 @@ fn targets() -> Option<u64> {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
 
+/// The lock waits /metrics counts for processes named `comm`.
+fn waits_seen(comm: &str) -> u64 {
+    let want = format!("comm=\"{comm}\"");
+    get("/metrics").map_or(0, |m| {
+        m.lines()
+            .filter(|l| l.starts_with("lockscope_lock_waits_total{") && l.contains(&want))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    })
+}
+
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
@@ -120,6 +131,9 @@ pub fn run(rounds: usize) -> Result<()> {
     }
     drop(agent);
     eprintln!("    {found} targets found in {discovered_s:.1} s; RSS {empty} KiB -> {full} KiB");
+    // The agent's exit detaches everything; the kernel finishes that work (RCU grace periods)
+    // after the process is gone, and a process started meanwhile can take seconds to run.
+    std::thread::sleep(Duration::from_secs(3));
 
     step(&format!(
         "the futex storm untraced and under the agent: {rounds} rounds"
@@ -137,13 +151,31 @@ pub fn run(rounds: usize) -> Result<()> {
         ],
     };
     let tmp = std::env::temp_dir();
-    let (mut bare, mut traced) = (Vec::new(), Vec::new());
+    let (mut bare, mut traced, mut seen) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         for i in 0..2 {
             let under_agent = (i + round) % 2 == 1;
             let s = if under_agent {
-                let _agent = Agent::start(&lockscope, "lockdemo")?;
-                run_once(&storm, Tracer::None, &lockscope, &tmp)?
+                let agent = Agent::start(&lockscope, "lockdemo")?;
+                // The agent drops a target's series once it exits: watch them while it runs.
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let watch = {
+                    let stop = stop.clone();
+                    std::thread::spawn(move || {
+                        let mut most = 0;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            most = most.max(waits_seen("lockdemo"));
+                            std::thread::sleep(Duration::from_millis(250));
+                        }
+                        most
+                    })
+                };
+                let s = run_once(&storm, Tracer::None, &lockscope, &tmp)?;
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                seen.push(watch.join().unwrap_or(0));
+                drop(agent);
+                std::thread::sleep(Duration::from_secs(3));
+                s
             } else {
                 run_once(&storm, Tracer::None, &lockscope, &tmp)?
             };
@@ -180,6 +212,14 @@ pub fn run(rounds: usize) -> Result<()> {
         "| futex storm under the agent (median locks/s) | {t:.0} |"
     )?;
     writeln!(doc, "| retained | {:.2} |", t / b.max(1.0))?;
+    writeln!(
+        doc,
+        "| lock waits the agent reported for the storm, per round | {} |",
+        seen.iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    )?;
     writeln!(
         doc,
         "\nThe agent discovers the storm by polling /proc (once a second) and attaches during \
