@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::aggregate::{GroupBy, ViewOptions};
-use crate::output::Limited;
+use crate::analyze::{GroupBy, ViewOptions};
+use crate::profile::Limited;
 use crate::profile::{self, Profile};
 use crate::render::Format;
 

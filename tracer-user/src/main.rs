@@ -5,49 +5,19 @@
 //! render (formats). `record`
 //! drives it once; `top` drives it live; `agent` drives it for many processes as a daemon;
 //! `report` re-renders a saved profile.
-mod agent;
-mod aggregate;
-mod assemble;
+mod analyze;
 mod attach;
-mod attribute;
-mod behind;
-mod blocked;
-mod bundled;
 mod cli;
 mod collect;
-mod deadlock;
-mod debuginfo;
-mod debuginfod;
-mod elf;
-mod follow;
-mod frames;
+mod commands;
 #[cfg(test)]
 mod fuzz;
-mod golang;
-mod gopclntab;
-mod goprobes;
-mod holder;
-mod hooks;
-mod klog;
-mod launch;
-mod locks;
-mod options;
-mod output;
-mod preflight;
-mod procfs;
 mod profile;
-mod record;
 mod render;
-mod sanitize;
-mod session;
-mod stdmap;
 mod symbolize;
-mod symsource;
-mod top;
-mod units;
+mod sys;
+mod tracee;
 mod unwind;
-mod waitclass;
-mod x86;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -56,12 +26,12 @@ use anyhow::bail;
 use clap::Parser;
 
 use cli::{Cli, Command};
-use options::ReportOptions;
-use output::{Limited, PendingOutput};
+use commands::ReportOptions;
+use profile::{Limited, PendingOutput};
 use render::use_color;
 
 fn main() -> ExitCode {
-    klog::init_from_env();
+    attach::init_log_from_env();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if e.use_stderr() => {
@@ -79,7 +49,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // Errors can quote a target's name or a profile's contents.
-            eprintln!("lockscope: {}", sanitize::term_safe(&format!("{e:#}")));
+            eprintln!("lockscope: {}", profile::term_safe(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -106,10 +76,10 @@ fn one_line(clap_text: &str) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Record(args) => record::run(&args.options()?),
+        Command::Record(args) => commands::record(&args.options()?),
         Command::Report(args) => report(&args.options()?).map(|()| ExitCode::SUCCESS),
-        Command::Top(args) => top::run(&args.options()?).map(|()| ExitCode::SUCCESS),
-        Command::Agent(args) => agent::run(&args.options()?),
+        Command::Top(args) => commands::top(&args.options()?).map(|()| ExitCode::SUCCESS),
+        Command::Agent(args) => commands::agent(&args.options()?),
     }
 }
 

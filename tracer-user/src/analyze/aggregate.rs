@@ -4,10 +4,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use tracer_common::HIST_BUCKETS;
 
-use crate::attribute::category_of;
-use crate::frames::blamed_function;
+use super::attribute::category_of;
+use super::waitclass::{classify, WaitClass, Waits};
+use crate::profile::blamed_function;
 use crate::profile::{Profile, WaitRow};
-use crate::waitclass::{classify, WaitClass, Waits};
 
 /// What one report row stands for (`--by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -247,8 +247,6 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
     out
 }
 
-pub use crate::units::percent;
-
 /// The wait rows a view shows (they slept, and their class is selected), with their class.
 /// Classes are computed once per (stack, op).
 pub fn shown_rows(profile: &Profile, waits: Waits) -> Vec<(&WaitRow, WaitClass)> {
@@ -275,6 +273,7 @@ pub fn shown_totals(profile: &Profile, waits: Waits) -> Totals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::percent;
     use crate::profile::tests::{row, sample};
 
     fn by(by: GroupBy, sort: SortKey) -> ViewOptions {

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use tracer_common::OpKind;
 
-use crate::behind::{locked_miss_fraction, split_row, weigh_misses};
-pub use crate::behind::{Behind, Share};
+use super::behind::{locked_miss_fraction, split_row, weigh_misses};
+pub use super::behind::{Behind, Share};
+use crate::profile::percent;
+use crate::profile::{fmt_count, fmt_ns};
 use crate::profile::{HolderPhase, Profile, Stack};
-use crate::units::percent;
-use crate::units::{fmt_count, fmt_ns};
 
 /// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,7 +103,7 @@ pub fn waiter_category(stack: Option<&Stack>) -> Category {
 /// The lock primitive a waiter sat in, from the lock-implementation frames of its stack
 /// (innermost first: a Condvar wait re-takes its Mutex, but sleeps in the condvar first).
 pub fn lock_primitive(stack: Option<&Stack>) -> &'static str {
-    match (stack, crate::waitclass::primitive(stack)) {
+    match (stack, super::waitclass::primitive(stack)) {
         (None, _) => "unknown (stack lost)",
         (_, Some(p)) => p.label(),
         (_, None) => "other futex",

@@ -6,8 +6,8 @@
 
 use tracer_common::OpKind;
 
-use crate::golang::GoWait;
 use crate::profile::Stack;
+use crate::tracee::GoWait;
 
 /// Why a thread that was not contending for a lock slept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -212,7 +212,7 @@ fn primitive_of_name(name: &str) -> Option<Primitive> {
 /// The primitive a stack waited in; `None` when no frame says (or no stack).
 pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
     let stack = stack?;
-    let names = || crate::frames::function_names(stack);
+    let names = || crate::profile::function_names(stack);
     for name in names() {
         if name.starts_with("sync.(*RWMutex)") {
             return Some(Primitive::GoRwMutex);
@@ -222,7 +222,7 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
         }
     }
     if names().any(|n| n.starts_with("runtime.")) {
-        return Some(Primitive::Go(crate::golang::classify(Some(stack))));
+        return Some(Primitive::Go(crate::tracee::classify(Some(stack))));
     }
     let found = names().find_map(primitive_of_name);
     // parking_lot's core alone (its callers inlined away or not symbolized): its locks.

@@ -1,8 +1,7 @@
 //! Unit tests of the wait classifier on synthetic stacks of each kind.
 use super::*;
-use crate::aggregate::shown_rows;
+use crate::analyze::shown_rows;
 use crate::profile::tests::{row, sample, stack};
-use crate::render::set_apart_line;
 
 const WAIT: &str = "FUTEX_WAIT";
 const IDLE_COND: WaitClass = WaitClass::Idle(IdleKind::Condvar);
@@ -186,57 +185,4 @@ fn views_select_rows_by_class() {
     assert!(
         Waits::All.includes(WaitClass::Contention) && !Waits::Idle.includes(WaitClass::Contention)
     );
-}
-
-#[test]
-fn waits_is_a_view_option_of_every_command() {
-    use crate::cli::{Cli, Command};
-    use clap::Parser;
-    let parse = |args: &[&str]| {
-        Cli::try_parse_from(std::iter::once("lockscope").chain(args.iter().copied()))
-            .unwrap()
-            .command
-    };
-    let Command::Report(r) = parse(&["report", "p.json"]) else {
-        panic!("report")
-    };
-    assert_eq!(r.options().unwrap().view.waits, Waits::Contention);
-    let Command::Report(r) = parse(&["report", "p.json", "--waits", "all"]) else {
-        panic!("report")
-    };
-    assert_eq!(r.options().unwrap().view.waits, Waits::All);
-    let Command::Record(r) = parse(&["record", "-p", "3", "--waits", "idle"]) else {
-        panic!("record")
-    };
-    assert_eq!(r.options().unwrap().view.waits, Waits::Idle);
-    let Command::Top(t) = parse(&["top", "-p", "3", "--waits", "idle"]) else {
-        panic!("top")
-    };
-    assert_eq!(t.options().unwrap().waits, Waits::Idle);
-}
-
-#[test]
-fn the_header_sums_up_what_a_view_leaves_out_on_one_line() {
-    let mut p = sample();
-    assert_eq!(set_apart_line(&p, Waits::Contention), None);
-    p.stacks.push(stack(&[
-        "___pthread_cond_wait",
-        "pool_worker",
-        "start_thread",
-    ]));
-    let cond = p.stacks.len() - 1;
-    p.waits.push(row(Some(cond), 7, 4, 9_000_000, 3_000_000));
-    let line = set_apart_line(&p, Waits::Contention).unwrap();
-    assert!(
-        line.starts_with("idle waits, not lock contention"),
-        "{line}"
-    );
-    assert!(line.contains(": 4 · 9.00 ms"), "{line}");
-    assert!(
-        line.contains("most in pool_worker (pthread condvar"),
-        "{line}"
-    );
-    let line = set_apart_line(&p, Waits::Idle).unwrap();
-    assert!(line.starts_with("lock contention, not shown: 6"), "{line}");
-    assert_eq!(set_apart_line(&p, Waits::All), None);
 }

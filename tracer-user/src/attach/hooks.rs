@@ -47,7 +47,7 @@ impl Hooks {
 fn one_line(s: &str) -> String {
     let first = s.lines().next().unwrap_or("").trim();
     let short = first.split(". Verifier output").next().unwrap_or(first);
-    crate::sanitize::term_safe(short).into_owned()
+    crate::profile::term_safe(short).into_owned()
 }
 
 /// Loads every trampoline program: the feature probe. An error (this kernel refuses BPF

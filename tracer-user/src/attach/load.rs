@@ -9,10 +9,10 @@ use aya::programs::{trace_point::TracePointLinkId, TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
 use tracer_common::{global, map, prog, PhaseCookie, TGID_SET};
 
-use crate::bundled::BundledMap;
-use crate::hooks::{self, Hooks, TrampolineLink};
-use crate::klog::{self, KernelLog};
-use crate::preflight::has_tracepoint;
+use super::hooks::{self, Hooks, TrampolineLink};
+use super::klog::{self, KernelLog};
+use crate::sys::has_tracepoint;
+use crate::tracee::BundledMap;
 
 /// The eBPF object, built by build.rs through aya-build.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lockscope"));
@@ -159,7 +159,7 @@ impl Tracer {
         &mut self,
         pid: u32,
         exe: &std::path::Path,
-        plan: &crate::goprobes::GoPlan,
+        plan: &crate::tracee::GoPlan,
     ) -> Result<usize> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
         // Before any probe fires: where a traced park's frame must return to.
@@ -207,7 +207,7 @@ impl Tracer {
                 // at its first phase run (an unlockSlow probe did this once, at 25x the cost
                 // on contended Go maps).
                 lock_at: if go.is_some() || std.is_some() {
-                    crate::stdmap::SEMA_OFFSET
+                    crate::tracee::SEMA_OFFSET
                 } else {
                     0
                 },

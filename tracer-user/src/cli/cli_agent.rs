@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use super::{pid_of, ProbeArgs};
-use crate::options::{AgentOptions, Select};
-use crate::units::parse_duration;
+use crate::commands::{AgentOptions, Select};
+use crate::profile::parse_duration;
 
 #[derive(clap::Args, Debug)]
 pub struct AgentArgs {

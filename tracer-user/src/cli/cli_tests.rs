@@ -1,5 +1,6 @@
 //! Unit tests of cli.
 use super::*;
+use crate::analyze::Waits;
 
 fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
     Cli::try_parse_from(std::iter::once("lockscope").chain(args.iter().copied()))
@@ -91,4 +92,25 @@ fn view_flags_become_view_options() {
     };
     let e = r.options().unwrap_err().to_string();
     assert!(e.starts_with("--min-wait 'soon'"), "{e}");
+}
+
+#[test]
+fn waits_is_a_view_option_of_every_command() {
+    let parse = |args: &[&str]| parse(args).unwrap().command;
+    let Command::Report(r) = parse(&["report", "p.json"]) else {
+        panic!("report")
+    };
+    assert_eq!(r.options().unwrap().view.waits, Waits::Contention);
+    let Command::Report(r) = parse(&["report", "p.json", "--waits", "all"]) else {
+        panic!("report")
+    };
+    assert_eq!(r.options().unwrap().view.waits, Waits::All);
+    let Command::Record(r) = parse(&["record", "-p", "3", "--waits", "idle"]) else {
+        panic!("record")
+    };
+    assert_eq!(r.options().unwrap().view.waits, Waits::Idle);
+    let Command::Top(t) = parse(&["top", "-p", "3", "--waits", "idle"]) else {
+        panic!("top")
+    };
+    assert_eq!(t.options().unwrap().waits, Waits::Idle);
 }

@@ -7,13 +7,14 @@ use clap::{Parser, Subcommand};
 
 use tracer_common::Phase;
 
-use crate::aggregate::{GroupBy, SortKey, ViewOptions, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
-use crate::golang::GoUprobes;
-use crate::options::{Follow, Launch, RecordOptions, ReportOptions, TopOptions};
+use crate::analyze::Waits;
+use crate::analyze::{GroupBy, SortKey, ViewOptions, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
+use crate::collect::Follow;
+use crate::commands::{Launch, RecordOptions, ReportOptions, TopOptions};
+use crate::profile::parse_duration;
 use crate::render::Format;
-use crate::units::parse_duration;
+use crate::tracee::GoUprobes;
 use crate::unwind::Unwind;
-use crate::waitclass::Waits;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -5,16 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use tracer_common::{Counter, OpKind, Phase, PhaseStats, WaitKey, WaitStats, NO_STACK};
 
-use crate::bundled::BundledMap;
 use crate::collect::{MapWindow, Raw, SlotPhases, Snapshot};
-use crate::golang;
-use crate::procfs::Target;
+use crate::profile::MapKind;
 use crate::profile::{
     Blamed, Bundled, Check, Counters, GoTarget, Losses, Meta, PhaseRow, Profile, WaitRow, WakeRow,
     FORMAT, VERSION,
 };
-use crate::stdmap::MapKind;
 use crate::symbolize::{frames_with_leaf, Addr, Cut, StackSymbolizer};
+use crate::sys::Target;
+use crate::tracee;
+use crate::tracee::BundledMap;
 
 /// What each holder phase ran during a row's waits, heaviest first; `scale` (0..=1) keeps
 /// the share of it that goes to a part of the row (DWARF mode splits rows by unwound stack).
@@ -178,11 +178,11 @@ pub fn build_profile(
     // threads parking (not contention) out of the rows, counted instead.
     let go = target.go.as_ref().map(|version| {
         for s in &mut stacks {
-            golang::cut_at_scheduler(s);
+            tracee::cut_at_scheduler(s);
         }
         let (idle, busy): (Vec<WaitRow>, Vec<WaitRow>) =
             std::mem::take(&mut waits).into_iter().partition(|r| {
-                golang::classify(r.stack.and_then(|i| stacks.get(i))) == golang::GoWait::IdleThread
+                tracee::classify(r.stack.and_then(|i| stacks.get(i))) == tracee::GoWait::IdleThread
             });
         waits = busy;
         GoTarget {
@@ -259,7 +259,7 @@ pub fn build_profile(
             let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
             uaddrs.sort_unstable();
             uaddrs.dedup();
-            crate::locks::describe(&raw.maps.last_text, uaddrs)
+            crate::tracee::describe(&raw.maps.last_text, uaddrs)
         },
         bundled: map.map(|m| {
             let kind = active_kind(m, &raw.phases, raw.map_window.as_ref());

@@ -1,9 +1,9 @@
 //! Unit tests of assemble.
 use super::*;
 use crate::collect::Raw;
-use crate::procfs::tests::target;
-use crate::procfs::MapHistory;
 use crate::profile::StopReason;
+use crate::sys::procfs_tests::target;
+use crate::sys::MapHistory;
 
 fn key(stack_id: u64) -> WaitKey {
     WaitKey {
@@ -33,7 +33,7 @@ fn stats(count: u64, total_ns: u64) -> WaitStats {
 /// stacks' addresses.
 fn code_maps() -> MapHistory {
     let mut m = MapHistory::default();
-    m.merge(vec![crate::procfs::Mapping {
+    m.merge(vec![crate::sys::Mapping {
         start: 0x1000,
         end: 0x5000,
         file_offset: 0,

@@ -19,10 +19,10 @@ use aya::maps::Array;
 use tracer_common::{classify_futex_op, inflight_slot, map, InFlight, OpKind};
 
 use crate::attach::Tracer;
-use crate::deadlock::Blocked;
-use crate::procfs::MapHistory;
+use crate::profile::Blocked;
 use crate::profile::Profile;
 use crate::symbolize::{Addr, StackSymbolizer};
+use crate::sys::MapHistory;
 use crate::unwind::SnapshotUnwinder;
 
 /// x86-64 `futex(2)`, and futex2's `futex_wait(2)` (uaddr first too).

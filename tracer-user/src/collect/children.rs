@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::attach::Tracer;
-use crate::procfs::{self, thread_names, MapHistory, Target};
+use crate::sys::{self, thread_names, MapHistory, Target};
 
 /// One followed process, as last seen alive.
 pub struct Child {
@@ -26,7 +26,7 @@ impl Children {
             if pid == parent {
                 continue;
             }
-            let Ok(target) = procfs::target(pid) else {
+            let Ok(target) = sys::target(pid) else {
                 // Gone: its pid must not stay in the set for whoever gets it next.
                 let _ = tracer.remove_target(pid);
                 continue;

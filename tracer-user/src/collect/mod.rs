@@ -11,14 +11,22 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracer_common::{Counter, Phase, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS};
 
 use crate::attach::Tracer;
-use crate::bundled::{self, BundledMap};
-use crate::options::Follow;
-use crate::procfs::{thread_names, MapHistory};
 use crate::profile::StopReason;
+use crate::profile::{fmt_count, fmt_ns};
 use crate::symbolize::Addr;
-use crate::units::{fmt_count, fmt_ns};
+use crate::sys::{thread_names, MapHistory};
+use crate::tracee::{self, BundledMap};
 use crate::unwind::UnwindMode;
 
+/// Whether processes the target forks are traced too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Follow {
+    Forks,
+    Off,
+}
+
+mod assemble;
+mod blocked;
 mod children;
 mod exec;
 mod handoff;
@@ -26,6 +34,10 @@ mod new_stacks;
 mod read;
 mod snapshots;
 
+pub(crate) use assemble::build_profile;
+pub(crate) use blocked::{
+    add_to_profile as add_blocked, scan as scan_blocked, seed as seed_blocked, still_blocked,
+};
 pub use children::Child;
 use children::Children;
 use exec::ExecWatch;
@@ -128,7 +140,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         Ok(Snapshot {
             // Go's sync.Map alone keeps no counters.
             counters: match m.stats_offset {
-                Some(_) => bundled::read_counters(pid, m)?,
+                Some(_) => tracee::read_counters(pid, m)?,
                 None => BTreeMap::new(),
             },
             phases: read_phases(tracer)?,
@@ -137,7 +149,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     // A process traced from exec starts with every counter and traced total at zero.
     let zero = |_: &BundledMap| -> Result<Snapshot> {
         Ok(Snapshot {
-            counters: bundled::zero_counters(),
+            counters: tracee::zero_counters(),
             phases: Default::default(),
         })
     };
@@ -216,12 +228,12 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
                 if let Some(id) = exec.check(pid) {
                     eprintln!(
                         "lockscope: pid {pid} exec'd {}; following it",
-                        crate::sanitize::term_safe(&id.exe.display().to_string())
+                        crate::profile::term_safe(&id.exe.display().to_string())
                     );
                     maps.refresh(pid);
                     // The new image's bundled map, probed from now on: its window starts
                     // when the probes are live, like an attach.
-                    if let Some(m) = bundled::find_probed(Some(&id.exe), &phases) {
+                    if let Some(m) = tracee::find_probed(Some(&id.exe), &phases) {
                         match tracer.attach_phases(pid, &m) {
                             Ok(_) => {
                                 map_start = snap(tracer, &m).ok();

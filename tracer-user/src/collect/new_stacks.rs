@@ -10,7 +10,7 @@ use tokio::io::unix::AsyncFd;
 use tracer_common::{map, StackFrames};
 
 use crate::attach::Tracer;
-use crate::procfs::MapHistory;
+use crate::sys::MapHistory;
 
 /// Re-reads forced by new stacks are at least this far apart (a burst of new stacks in a
 /// starting program costs one read, not hundreds).

@@ -12,8 +12,8 @@ use tracer_common::{
 
 use super::Raw;
 use crate::attach::Tracer;
-use crate::procfs::MapHistory;
 use crate::profile::StopReason;
+use crate::sys::MapHistory;
 
 pub(super) fn read_counters(tracer: &Tracer) -> Result<[u64; NUM_COUNTERS as usize]> {
     let counters: PerCpuArray<&MapData, u64> =
@@ -25,7 +25,7 @@ pub(super) fn read_counters(tracer: &Tracer) -> Result<[u64; NUM_COUNTERS as usi
     Ok(out)
 }
 
-/// Traced phase totals per map kind ([`crate::stdmap::MapKind::slot`]).
+/// Traced phase totals per map kind ([`crate::profile::MapKind::slot`]).
 pub type SlotPhases = [[PhaseStats; NUM_PHASES]; MAP_SLOTS];
 
 /// Traced phase totals, summed over CPUs, per map kind.

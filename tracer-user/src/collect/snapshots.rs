@@ -10,8 +10,8 @@ use tokio::io::unix::AsyncFd;
 use tracer_common::{hist_bucket, map, SnapshotHeader, StackFrames, WaitKey, WaitStats};
 
 use crate::attach::Tracer;
-use crate::procfs::MapHistory;
 use crate::symbolize::Addr;
+use crate::sys::MapHistory;
 use crate::unwind::{stitch, Join, SnapshotUnwinder, UnwindMode};
 
 /// DWARF mode's stream: stack snapshots from the ring buffer, unwound as they arrive (the

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::collect::Raw;
-use crate::procfs::Target;
 use crate::profile::Profile;
+use crate::sys::Target;
 
 /// Moves each child's rows (by the threads seen in it) out of `raw` into a `Raw` of its own;
 /// rows of threads nobody saw stay the parent's.

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use tracer_common::Phase;
 
-use crate::aggregate::{GroupBy, SortKey, ViewOptions};
-use crate::golang::GoUprobes;
+use crate::analyze::Waits;
+use crate::analyze::{GroupBy, SortKey, ViewOptions};
+use crate::collect::Follow;
 use crate::render::Format;
+use crate::tracee::GoUprobes;
 use crate::unwind::Unwind;
-use crate::waitclass::Waits;
 
 /// How much to trace.
 #[derive(Debug, Clone)]
@@ -19,13 +20,6 @@ pub enum Launch {
     Pid(u32),
     /// Start this command (program, then arguments) and trace it from exec.
     Command(Vec<String>),
-}
-
-/// Whether processes the target forks are traced too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Follow {
-    Forks,
-    Off,
 }
 
 /// What `record` needs, validated.

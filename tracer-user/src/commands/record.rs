@@ -6,29 +6,29 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
-use crate::assemble::build_profile;
+use super::follow;
+use super::options::{Launch, RecordOptions};
+use super::session::{Probes, Session};
 use crate::collect;
-use crate::options::{Launch, RecordOptions};
-use crate::output::PendingOutput;
-use crate::procfs::{self, Target};
+use crate::collect::build_profile;
+use crate::profile::term_safe;
+use crate::profile::PendingOutput;
 use crate::render::{use_color, Render, Table};
-use crate::sanitize::term_safe;
-use crate::session::{Probes, Session};
 use crate::symbolize::StackSymbolizer;
-use crate::{blocked, follow, launch, preflight};
+use crate::sys::{self, Target};
 
 pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
-    preflight::check_privileges()?;
+    sys::check_privileges()?;
     // A launched command is forked now and held before exec until every probe is live.
     let (target, mut launched) = match &opts.launch {
         Launch::Pid(pid) => {
-            let target = procfs::target(*pid)?;
-            preflight::check_may_trace(target.tgid)?;
+            let target = sys::target(*pid)?;
+            sys::check_may_trace(target.tgid)?;
             (target, None)
         }
         Launch::Command(argv) => {
-            let l = launch::spawn(argv)?;
+            let l = sys::spawn(argv)?;
             let target = Target {
                 tgid: l.pid,
                 comm: l
@@ -51,7 +51,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         "profile"
     };
     let output = PendingOutput::reserve_for(what, &output_path)?;
-    preflight::ensure_tracefs()?;
+    sys::ensure_tracefs()?;
     let start_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -60,7 +60,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     // Threads already asleep in a futex wait make no call the probes could see: find them
     // now (a deadlock from before attach), and date their waits at this instant.
     let asleep = match opts.launch {
-        Launch::Pid(_) => blocked::scan(target.tgid, collect::monotonic_ns()),
+        Launch::Pid(_) => collect::scan_blocked(target.tgid, collect::monotonic_ns()),
         Launch::Command(_) => Vec::new(),
     };
     let probes = Probes {
@@ -69,7 +69,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         go_uprobes: opts.go_uprobes,
         follow: opts.follow,
     };
-    let session = match Session::start(target, &probes, |t| blocked::seed(t, &asleep)) {
+    let session = match Session::start(target, &probes, |t| collect::seed_blocked(t, &asleep)) {
         Ok(s) => s,
         Err(e) => {
             output.abandon();
@@ -142,7 +142,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     }
     let map = raw.map.take();
     let still_blocked =
-        blocked::still_blocked(&tracer, target.tgid, asleep, collect::monotonic_ns())?;
+        collect::still_blocked(&tracer, target.tgid, asleep, collect::monotonic_ns())?;
 
     let children = follow::split_children(&mut raw);
     let mut sym = StackSymbolizer::new(raw.maps.clone());
@@ -168,7 +168,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     profile.meta.attach_ns = attach_ns;
     profile.meta.unwind = plan.mode.name().into();
     profile.meta.unwind_note = plan.why;
-    blocked::add_to_profile(&mut profile, still_blocked, &mut sym);
+    collect::add_blocked(&mut profile, still_blocked, &mut sym);
     if let Some(g) = &mut profile.go {
         g.goroutine_probes = go_probes;
     }

@@ -5,12 +5,10 @@ use anyhow::Result;
 use tracer_common::Phase;
 
 use crate::attach::{self, Filter, Tracer};
-use crate::bundled::{self, BundledMap};
-use crate::golang::{self, GoUprobes};
-use crate::goprobes;
-use crate::options::Follow;
-use crate::procfs::Target;
-use crate::sanitize::term_safe;
+use crate::collect::Follow;
+use crate::profile::term_safe;
+use crate::sys::Target;
+use crate::tracee::{self, BundledMap, GoUprobes};
 use crate::unwind::{self, Unwind, UnwindMode, UnwindPlan};
 
 /// What a session probes, from the command's options.
@@ -24,8 +22,8 @@ pub struct Probes<'a> {
 
 /// Recognises what `target` runs: its Go version (set on it) and the bundled map, if probed.
 pub fn recognise(target: &mut Target, probes: &Probes) -> Option<BundledMap> {
-    let map = bundled::find_probed(target.exe.as_deref(), probes.phases);
-    target.go = target.exe.as_deref().and_then(golang::go_version);
+    let map = tracee::find_probed(target.exe.as_deref(), probes.phases);
+    target.go = target.exe.as_deref().and_then(tracee::go_version);
     map
 }
 
@@ -40,7 +38,7 @@ pub fn place(
     if let Some(m) = map {
         tracer.attach_phases(target.tgid, m)?;
     }
-    let placed = match goprobes::goroutine_probes(target, probes.go_uprobes)? {
+    let placed = match tracee::goroutine_probes(target, probes.go_uprobes)? {
         Some((exe, plan)) => tracer.attach_go(target.tgid, &exe, &plan)?,
         None => 0,
     };
@@ -116,7 +114,7 @@ impl Session {
                 s.kind.label(),
                 term_safe(&s.version),
                 if probed.is_empty() {
-                    crate::stdmap::none_probed(s.kind).to_string()
+                    crate::tracee::none_probed(s.kind).to_string()
                 } else {
                     probed.join(", ")
                 }

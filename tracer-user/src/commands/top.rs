@@ -12,19 +12,20 @@ use ratatui::text::Line;
 use ratatui::widgets::{Cell, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use crate::aggregate::shown_totals;
-use crate::aggregate::{groups, percent, GroupBy, Key, SortKey, ViewOptions};
-use crate::assemble::build_profile;
+use super::options::TopOptions;
+use super::session::{Probes, Session};
+use crate::analyze::shown_totals;
+use crate::analyze::{groups, GroupBy, Key, SortKey, ViewOptions};
 use crate::collect;
-use crate::frames::blamed_function;
-use crate::options::{Follow, TopOptions};
-use crate::preflight;
-use crate::procfs::{self, thread_names, MapHistory};
+use crate::collect::build_profile;
+use crate::collect::Follow;
+use crate::profile::blamed_function;
+use crate::profile::percent;
+use crate::profile::{fmt_count, fmt_ns};
 use crate::profile::{Profile, StopReason};
 use crate::render::key_label;
-use crate::session::{Probes, Session};
 use crate::symbolize::StackSymbolizer;
-use crate::units::{fmt_count, fmt_ns};
+use crate::sys::{self, thread_names, MapHistory};
 use crate::unwind::UnwindMode;
 
 /// What one screen shows: the profile so far, the view, and each row's recent wait rate.
@@ -190,10 +191,10 @@ fn next<T: Copy + PartialEq>(all: &[T], cur: T) -> T {
 }
 
 pub fn run(opts: &TopOptions) -> Result<()> {
-    preflight::check_privileges()?;
-    let target = procfs::target(opts.pid)?;
-    preflight::check_may_trace(target.tgid)?;
-    preflight::ensure_tracefs()?;
+    sys::check_privileges()?;
+    let target = sys::target(opts.pid)?;
+    sys::check_may_trace(target.tgid)?;
+    sys::ensure_tracefs()?;
     let probes = Probes {
         unwind: opts.unwind,
         phases: &opts.phases,

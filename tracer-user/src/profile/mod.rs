@@ -1,10 +1,23 @@
 //! The versioned profile file: everything needed to print the report again without the process.
 use std::collections::BTreeMap;
 
-use crate::stdmap::MapKind;
 use serde::{Deserialize, Serialize};
 
-pub use crate::holder::{Blamed, HolderPhase};
+mod deadlock;
+mod frames;
+mod holder;
+mod map_kind;
+mod output;
+mod sanitize;
+mod units;
+
+pub(crate) use deadlock::{deadlocks, Blocked};
+pub(crate) use frames::{blamed_function, function_names, is_lock_internal};
+pub use holder::{Blamed, HolderPhase};
+pub(crate) use map_kind::MapKind;
+pub(crate) use output::{Limited, PendingOutput};
+pub(crate) use sanitize::{for_terminal, term_safe};
+pub(crate) use units::{fmt_count, fmt_ns, parse_duration, percent};
 
 pub const FORMAT: &str = "lockscope-profile";
 /// Bump on any change an older reader would misread.
@@ -36,7 +49,7 @@ pub struct Profile {
     pub go: Option<GoTarget>,
     /// Threads asleep in a futex wait from before attach to the end (`--pid` only).
     #[serde(default)]
-    pub blocked: Vec<crate::deadlock::Blocked>,
+    pub blocked: Vec<self::deadlock::Blocked>,
 }
 
 /// A Go target's futex waits are OS threads. Idle ones parking in the scheduler are not lock

@@ -3,8 +3,9 @@
 use std::io::{self, Write};
 
 use super::{key_label, stack_names, Render};
-use crate::aggregate::shown_totals;
-use crate::aggregate::{groups, percent, ViewOptions};
+use crate::analyze::shown_totals;
+use crate::analyze::{groups, ViewOptions};
+use crate::profile::percent;
 use crate::profile::Profile;
 
 pub struct Csv {

@@ -2,11 +2,11 @@
 //! counted as contention, what stayed unnamed, and the waits the view leaves out.
 use std::io::{self, Write};
 
-use crate::aggregate::shown_totals;
+use crate::analyze::shown_totals;
+use crate::analyze::Waits;
 use crate::profile::Profile;
+use crate::profile::{fmt_count, fmt_ns};
 use crate::render::set_apart_line;
-use crate::units::{fmt_count, fmt_ns};
-use crate::waitclass::Waits;
 
 pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Result<()> {
     let m = &profile.meta;

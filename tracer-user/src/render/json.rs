@@ -1,18 +1,19 @@
 //! `json`: the report as data, in the stable schema documented in docs/report-json.md
 //! (`schema: "lockscope-report"`, `schema_version: 1`).
-use crate::stdmap::MapKind;
+use crate::profile::MapKind;
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 use super::{bucket_range, key_label, releasers, Render};
-use crate::aggregate::shown_totals;
-use crate::aggregate::{groups, percent, Key, ViewOptions};
-use crate::attribute::attribute;
-use crate::deadlock::deadlocks;
-use crate::frames::function_names;
+use crate::analyze::attribute;
+use crate::analyze::shown_totals;
+use crate::analyze::{classify, Waits};
+use crate::analyze::{groups, Key, ViewOptions};
+use crate::profile::deadlocks;
+use crate::profile::function_names;
+use crate::profile::percent;
 use crate::profile::Profile;
-use crate::waitclass::{classify, Waits};
 
 pub struct Json {
     pub view: ViewOptions,
@@ -240,7 +241,7 @@ impl Render for Json {
                 }
             })
             .collect();
-        let shares = |v: &[(crate::attribute::Behind, crate::attribute::Share)]| {
+        let shares = |v: &[(crate::analyze::Behind, crate::analyze::Share)]| {
             v.iter()
                 .map(|(b, s)| Share {
                     label: b.label(),

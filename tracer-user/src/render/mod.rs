@@ -22,7 +22,7 @@ pub use set_apart::set_apart_line;
 pub use svg::Svg;
 pub use table::Table;
 
-use crate::aggregate::{Key, ViewOptions};
+use crate::analyze::{Key, ViewOptions};
 use crate::profile::{Frame, Profile, Stack};
 
 pub trait Render {
@@ -134,7 +134,7 @@ pub fn stack_names(stack: Option<&Stack>, profile: &Profile) -> Vec<String> {
 pub fn key_label(key: &Key, profile: &Profile) -> String {
     match key {
         Key::Stack(s) => {
-            crate::frames::blamed_function(profile, s.and_then(|s| profile.stacks.get(s)))
+            crate::profile::blamed_function(profile, s.and_then(|s| profile.stacks.get(s)))
         }
         Key::Function(f) | Key::Category(f) => f.clone(),
         Key::Lock(a) => format!("{a:#x}"),

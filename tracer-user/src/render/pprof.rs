@@ -9,10 +9,10 @@ use flate2::Compression;
 use prost::Message;
 
 use super::{key_label, Render};
-use crate::aggregate::shown_rows;
-use crate::aggregate::Key;
+use crate::analyze::shown_rows;
+use crate::analyze::Key;
+use crate::analyze::Waits;
 use crate::profile::{Frame, Profile, Sym};
-use crate::waitclass::Waits;
 
 /// pprof of the waits a view selects (`--waits`).
 pub struct Pprof {

@@ -1,11 +1,11 @@
 //! set_apart: the header's one line about the waits a view leaves out (idle waits under the
 //! default view, lock contention under `--waits idle`), with where most of them were.
-use crate::aggregate::{groups, shown_totals, GroupBy, ViewOptions};
-use crate::frames::is_lock_internal;
+use crate::analyze::Waits;
+use crate::analyze::{groups, shown_totals, GroupBy, ViewOptions};
+use crate::profile::is_lock_internal;
 use crate::profile::Profile;
+use crate::profile::{fmt_count, fmt_ns};
 use crate::render::{frame_lines, key_label};
-use crate::units::{fmt_count, fmt_ns};
-use crate::waitclass::Waits;
 
 /// The header's one line about the waits a view leaves out, if any were recorded.
 pub fn set_apart_line(profile: &Profile, waits: Waits) -> Option<String> {
@@ -37,7 +37,7 @@ pub fn set_apart_line(profile: &Profile, waits: Waits) -> Option<String> {
             .unwrap_or_else(|| key_label(&g.key, profile));
         format!(
             " · most in {site} ({}, {})",
-            crate::attribute::lock_primitive(stack),
+            crate::analyze::lock_primitive(stack),
             fmt_ns(g.total_ns)
         )
     });
@@ -52,4 +52,36 @@ pub fn set_apart_line(profile: &Profile, waits: Waits) -> Option<String> {
         top.unwrap_or_default(),
         other.name()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::{row, sample, stack};
+
+    #[test]
+    fn the_header_sums_up_what_a_view_leaves_out_on_one_line() {
+        let mut p = sample();
+        assert_eq!(set_apart_line(&p, Waits::Contention), None);
+        p.stacks.push(stack(&[
+            "___pthread_cond_wait",
+            "pool_worker",
+            "start_thread",
+        ]));
+        let cond = p.stacks.len() - 1;
+        p.waits.push(row(Some(cond), 7, 4, 9_000_000, 3_000_000));
+        let line = set_apart_line(&p, Waits::Contention).unwrap();
+        assert!(
+            line.starts_with("idle waits, not lock contention"),
+            "{line}"
+        );
+        assert!(line.contains(": 4 · 9.00 ms"), "{line}");
+        assert!(
+            line.contains("most in pool_worker (pthread condvar"),
+            "{line}"
+        );
+        let line = set_apart_line(&p, Waits::Idle).unwrap();
+        assert!(line.starts_with("lock contention, not shown: 6"), "{line}");
+        assert_eq!(set_apart_line(&p, Waits::All), None);
+    }
 }

@@ -5,9 +5,9 @@ use inferno::flamegraph::{self, color::BasicPalette, Options, Palette};
 
 use super::folded::folded_lines;
 use super::Render;
-use crate::aggregate::{ViewOptions, Weight};
+use crate::analyze::{ViewOptions, Weight};
+use crate::profile::fmt_ns;
 use crate::profile::Profile;
-use crate::units::fmt_ns;
 
 pub struct Svg {
     pub view: ViewOptions,

@@ -3,14 +3,15 @@
 use std::io::{self, Write};
 
 use super::{bucket_range, frame_lines, key_label, releasers, Render};
-use crate::aggregate::{groups, percent, Group, GroupBy, Key, ViewOptions};
-use crate::aggregate::{shown_rows, shown_totals};
-use crate::attribute::{attribute, Share};
-use crate::frames::is_lock_internal;
+use crate::analyze::Waits;
+use crate::analyze::{attribute, Share};
+use crate::analyze::{groups, Group, GroupBy, Key, ViewOptions};
+use crate::analyze::{shown_rows, shown_totals};
+use crate::profile::is_lock_internal;
+use crate::profile::percent;
 use crate::profile::Profile;
+use crate::profile::{fmt_count, fmt_ns};
 use crate::render::header;
-use crate::units::{fmt_count, fmt_ns};
-use crate::waitclass::Waits;
 
 /// The hot stack table, with a header that says what was recorded and what was lost.
 pub struct Table {
@@ -61,7 +62,7 @@ pub(super) const LEAD_WIDTH: usize = 3 + 1 + 10 + 1 + 11 + 1 + 9 + 1 + 9 + 1 + 6
 impl Render for Table {
     fn render(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         // Every string the target or a profile file controls is escaped for the terminal.
-        let safe = crate::sanitize::for_terminal(profile);
+        let safe = crate::profile::for_terminal(profile);
         let profile = &safe;
         let paint = Paint(self.color);
         header(profile, self.view.waits, out)?;
@@ -212,7 +213,7 @@ impl Table {
         out: &mut dyn Write,
     ) -> io::Result<()> {
         let pad = " ".repeat(LEAD_WIDTH);
-        let site = crate::frames::blamed_function(
+        let site = crate::profile::blamed_function(
             profile,
             g.hottest_stack.and_then(|s| profile.stacks.get(s)),
         );
@@ -298,14 +299,14 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         return Ok(());
     };
     writeln!(out)?;
-    let name = |f: &str| crate::stdmap::function_name(b.kind, f).to_string();
+    let name = |f: &str| crate::tracee::function_name(b.kind, f).to_string();
     writeln!(
         out,
         "{} in {}: probed {}",
-        crate::stdmap::heading(b.kind, b.go_version.as_deref()),
+        crate::tracee::heading(b.kind, b.go_version.as_deref()),
         b.exe,
         if b.probed.is_empty() {
-            crate::stdmap::none_probed(b.kind).to_string()
+            crate::tracee::none_probed(b.kind).to_string()
         } else {
             b.probed
                 .iter()
@@ -322,7 +323,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
     )?;
     // Blame is kept per lock: with one map lock the table names it; with several, one table
     // per lock, busiest first.
-    if !a.blame_known && b.kind != crate::stdmap::MapKind::StdHashTrie {
+    if !a.blame_known && b.kind != crate::profile::MapKind::StdHashTrie {
         writeln!(
             out,
             "  what waiters waited behind: not known (--phase-probes off)"
@@ -394,7 +395,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
             fmt_count(c.get("slow_loads").copied().unwrap_or(0))
         )?;
     }
-    for note in crate::stdmap::not_traced(b.kind, &b.probed) {
+    for note in crate::tracee::not_traced(b.kind, &b.probed) {
         writeln!(out, "  {note}")?;
     }
     if !b.probed.iter().any(|p| p == "miss_locked") {

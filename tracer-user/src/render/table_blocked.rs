@@ -4,12 +4,12 @@ use std::io::{self, Write};
 
 use super::key_label;
 use super::table::{Paint, Table, LEAD_WIDTH};
-use crate::aggregate::Key;
-use crate::attribute::lock_primitive;
-use crate::deadlock::{deadlocks, Blocked};
+use crate::analyze::lock_primitive;
+use crate::analyze::Key;
+use crate::analyze::{classify, Waits};
+use crate::profile::fmt_ns;
 use crate::profile::Profile;
-use crate::units::fmt_ns;
-use crate::waitclass::{classify, Waits};
+use crate::profile::{deadlocks, Blocked};
 
 impl Table {
     pub(super) fn blocked(
@@ -99,7 +99,7 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::ViewOptions;
+    use crate::analyze::ViewOptions;
     use crate::profile::tests::{sample, stack};
     use crate::render::{Render, Table};
 

@@ -10,10 +10,10 @@ use std::rc::Rc;
 
 use blazesym::symbolize::Symbolizer;
 
-use crate::procfs::MapHistory;
+use super::symsource::{FetchMode, SymbolSources};
 use crate::profile::{Frame, Module, Stack, Sym, Unnamed};
-use crate::symsource::{FetchMode, SymbolSources};
-use crate::x86::preceded_by_call;
+use crate::sys::preceded_by_call;
+use crate::sys::MapHistory;
 
 /// A stack address, with the return-address-minus-one rule in the type: a return address
 /// points after its call, possibly into the next function or line, so it is looked up one

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use blazesym::symbolize::{source::Elf, source::Source, Input, Symbolized, Symbolizer};
 
-use crate::debuginfo::{build_id_path, debug_roots, Found, ModuleFacts};
-use crate::debuginfod::Debuginfod;
-use crate::gopclntab::GoTable;
+use super::debuginfo::{build_id_path, debug_roots, Found, ModuleFacts};
+use super::debuginfod::Debuginfod;
+use super::gopclntab::GoTable;
 use crate::profile::Sym;
 
 /// Whether lookups wait for a debuginfod fetch: `record` symbolizes after the recording and

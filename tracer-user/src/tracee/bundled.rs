@@ -13,8 +13,9 @@ use tracer_common::Phase;
 
 use syncmap::stats::{Shard, Stats, EVENTS, MAGIC, NAMES};
 
-use crate::procfs::parse_regions;
-use crate::stdmap::{self, MapKind, StdSync};
+use super::stdmap::{self, StdSync};
+use crate::profile::MapKind;
+use crate::sys::parse_regions;
 
 /// Exported by the syncmap crate (`syncmap::stats::SYNCMAP_STATS`); its layout is read from
 /// the crate's own types, never copied by hand.
@@ -101,7 +102,7 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
             .as_deref()
             .and_then(|b| b.get(off as usize..off as usize + size.unwrap_or(0)));
         if let Some(code) = code {
-            let rets = crate::x86::return_offsets(code, addr);
+            let rets = crate::sys::return_offsets(code, addr);
             go_returns.insert(off, rets.into_iter().map(|r| off + r).collect::<Vec<_>>());
         }
     };
@@ -157,7 +158,7 @@ fn find_std(exe: &Path, syms: &[String], mut phases: Vec<(Phase, u64)>) -> Optio
     if syms.is_empty() {
         return None;
     }
-    let version = crate::golang::go_version(exe)?;
+    let version = super::golang::go_version(exe)?;
     let kind = stdmap::recognise(Some(&version), syms.iter().map(String::as_str))?;
     if kind == MapKind::StdHashTrie {
         // No promotion or rebuild exists: nothing is probed, whatever the names.

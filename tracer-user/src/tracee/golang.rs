@@ -67,7 +67,7 @@ pub fn classify(stack: Option<&Stack>) -> GoWait {
     let Some(stack) = stack else {
         return GoWait::Other;
     };
-    for name in crate::frames::function_names(stack) {
+    for name in crate::profile::function_names(stack) {
         match name {
             "runtime.lock2" | "runtime.lockWithRank" => return GoWait::RuntimeLock,
             // An M without work, and the runtime's own monitor threads between rounds.

@@ -16,8 +16,8 @@ use anyhow::{bail, Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 use tracer_common::{prog, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
 
-use crate::golang::GoUprobes;
-use crate::x86::{call_offsets, frame_size, return_offsets, stores_rax_at};
+use super::golang::GoUprobes;
+use crate::sys::{call_offsets, frame_size, return_offsets, stores_rax_at};
 
 /// The `sync` semaphore acquires a goroutine blocks in: Mutex and RWMutex slow paths (the
 /// RWMutex ones are separate functions from Go 1.20).
@@ -116,7 +116,7 @@ fn functions(exe: &Path, file: &[u8]) -> Result<HashMap<String, Function>> {
         })
         .collect();
     if obj.symbol_table().is_none() {
-        if let Some(table) = crate::gopclntab::GoTable::open(exe) {
+        if let Some(table) = crate::symbolize::GoTable::open(exe) {
             found = table
                 .functions()
                 .filter(|f| wanted(&f.name))
@@ -319,7 +319,7 @@ pub fn sema_probe_points(exe: &Path, pid: Option<u32>) -> Result<GoPlan> {
 pub fn code_addresses(pid: u32, exe: &Path, offsets: &[u64]) -> Result<Vec<u64>> {
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
         .with_context(|| format!("reading /proc/{pid}/maps"))?;
-    let regions = crate::procfs::parse_regions(&maps);
+    let regions = crate::sys::parse_regions(&maps);
     let want = exe.to_string_lossy();
     offsets
         .iter()
@@ -341,7 +341,7 @@ pub fn code_addresses(pid: u32, exe: &Path, offsets: &[u64]) -> Result<Vec<u64>>
 /// Where to place the goroutine probes on a Go target as `--go-uprobes` asks: the executable
 /// and the probe points, or `None` (off, or not Go and not required).
 pub fn goroutine_probes(
-    target: &crate::procfs::Target,
+    target: &crate::sys::Target,
     mode: GoUprobes,
 ) -> Result<Option<(PathBuf, GoPlan)>> {
     let (Some(_), Some(exe)) = (&target.go, &target.exe) else {

@@ -8,9 +8,9 @@ use blazesym::inspect::source::{Elf, Source};
 use blazesym::inspect::Inspector;
 use blazesym::SymType;
 
-use crate::elf::{load_segments, LoadSegment};
-use crate::procfs::{parse_regions, Region};
 use crate::profile::LockInfo;
+use crate::sys::{load_segments, LoadSegment};
+use crate::sys::{parse_regions, Region};
 
 /// A module as loaded: where its link-time addresses landed.
 struct Loaded {

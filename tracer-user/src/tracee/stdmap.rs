@@ -10,55 +10,9 @@
 //! copied are `len(m.dirty)` at its return, read from the map in the kernel (see
 //! [`dirty_offset`]). The map keeps no counters, so nothing is checked against it and no
 //! fast-path share exists. Go 1.24 replaced it with a hash trie: no promotion, no rebuild.
-use serde::{Deserialize, Serialize};
 use tracer_common::Phase;
 
-/// Which map implementation lockscope explains. Each has its own phase totals in the kernel
-/// ([`MapKind::slot`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MapKind {
-    /// The bundled map (`syncmap/`, or its Go port `go/syncmap`), with its own counters.
-    #[default]
-    Bundled,
-    /// Go's `sync.Map` up to Go 1.23: read snapshot, dirty map, promotion, rebuild.
-    StdReadDirty,
-    /// Go's `sync.Map` from Go 1.24: a concurrent hash trie, no promotion or rebuild.
-    StdHashTrie,
-}
-
-impl MapKind {
-    /// Its index among the kernel's per-kind phase totals.
-    pub fn slot(self) -> u32 {
-        match self {
-            MapKind::Bundled => 0,
-            MapKind::StdReadDirty | MapKind::StdHashTrie => 1,
-        }
-    }
-
-    pub fn is_bundled(&self) -> bool {
-        *self == MapKind::Bundled
-    }
-
-    /// How the report names it.
-    pub fn label(self) -> &'static str {
-        match self {
-            MapKind::Bundled => "bundled map",
-            MapKind::StdReadDirty => "Go sync.Map (read/dirty design, Go ≤ 1.23)",
-            MapKind::StdHashTrie => "Go sync.Map (hash trie, Go ≥ 1.24)",
-        }
-    }
-
-    /// The function a phase is probed at, as the report names it.
-    pub fn function(self, phase: Phase) -> &'static str {
-        match (self, phase) {
-            (MapKind::Bundled | MapKind::StdHashTrie, p) => p.function(),
-            (MapKind::StdReadDirty, Phase::Miss) => "sync.(*Map).missLocked",
-            (MapKind::StdReadDirty, Phase::Promote) => "promotion (inside missLocked and Range)",
-            (MapKind::StdReadDirty, Phase::Rebuild) => "sync.(*Map).dirtyLocked",
-        }
-    }
-}
+use crate::profile::MapKind;
 
 /// The exported methods every `sync.Map` has (Go 1.20 added Swap, CompareAndSwap and
 /// CompareAndDelete).

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use tracer_common::SNAPSHOT_SMALL_BYTES;
 
 use super::prologue::{export_opens_frame, imports, prologues, StartsFrom};
-use crate::procfs::Target;
+use crate::sys::Target;
 
 /// How stacks are walked, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,7 +186,7 @@ pub fn choose(unwind: Unwind, target: &Target) -> UnwindPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::procfs::tests::target;
+    use crate::sys::procfs_tests::target;
 
     fn with_exe(exe: Option<&str>, go: Option<&str>) -> Target {
         Target {

@@ -18,8 +18,8 @@ use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
 use framehop::{ExplicitModuleSectionInfo, FrameAddress, Module, Unwinder};
 use object::{Object, ObjectSection, ObjectSegment};
 
-use crate::procfs::MapHistory;
 use crate::symbolize::Addr;
+use crate::sys::MapHistory;
 
 /// Most frames kept per stack, as in frame-pointer mode.
 pub const MAX_FRAMES: usize = tracer_common::MAX_STACK_DEPTH;

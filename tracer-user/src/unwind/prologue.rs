@@ -7,7 +7,7 @@ use std::path::Path;
 
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
-use crate::x86::sets_up_frame;
+use crate::sys::sets_up_frame;
 
 /// How far into a function a frame set-up is looked for.
 const PROLOGUE_BYTES: usize = 64;

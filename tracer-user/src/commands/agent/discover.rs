@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use crate::options::Select;
-use crate::procfs::parse_stat;
+pub use crate::commands::options::Select;
+use crate::sys::parse_stat;
 
 /// What one /proc entry says about a process, for matching.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +88,7 @@ fn seen(proc: &Path, pid: u32, select: &Select) -> Option<Seen> {
         pid,
         comm: stat.comm,
         exe,
-        cgroup: select.needs_cgroup().then(|| crate::procfs::cgroup(pid)),
+        cgroup: select.needs_cgroup().then(|| crate::sys::cgroup(pid)),
     })
 }
 

@@ -18,8 +18,8 @@ use tokio::sync::watch;
 
 use super::metrics;
 use super::targets::{Since, State};
+use crate::analyze::Waits;
 use crate::render::{Pprof, Render};
-use crate::waitclass::Waits;
 
 /// The longest `seconds=N` a profile request may ask for.
 const MAX_SECONDS: u64 = 3600;

@@ -15,11 +15,11 @@ use prometheus_client::registry::{Registry, Unit};
 use tracer_common::Counter as K;
 
 use super::targets::{Since, State};
-use crate::aggregate::shown_rows;
-use crate::attribute::category_of;
-use crate::behind::{behind_label, Behind};
-use crate::frames::blamed_function;
-use crate::waitclass::Waits;
+use crate::analyze::category_of;
+use crate::analyze::shown_rows;
+use crate::analyze::Waits;
+use crate::analyze::{behind_label, Behind};
+use crate::profile::blamed_function;
 
 /// The label of the lock sites past a process's `--top-sites`.
 pub const OTHER_SITE: &str = "other";
@@ -162,7 +162,7 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
         let Some(m) = t.map.as_ref().filter(|m| m.stats_offset.is_some()) else {
             continue;
         };
-        for (name, v) in crate::bundled::read_counters(*pid, m).unwrap_or_default() {
+        for (name, v) in crate::tracee::read_counters(*pid, m).unwrap_or_default() {
             map_counters
                 .get_or_create(&MapCounter {
                     pid: pid.to_string(),

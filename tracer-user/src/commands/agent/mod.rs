@@ -14,9 +14,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::attach::{self, Filter};
-use crate::options::{AgentOptions, Follow};
-use crate::preflight;
-use crate::session::Probes;
+use crate::collect::Follow;
+use crate::commands::options::AgentOptions;
+use crate::commands::session::Probes;
+use crate::sys;
 use crate::unwind::Unwind;
 
 mod discover;
@@ -32,13 +33,13 @@ use targets::State;
 const TICK: Duration = Duration::from_secs(1);
 
 pub fn run(opts: &AgentOptions) -> Result<ExitCode> {
-    preflight::check_privileges()?;
-    preflight::ensure_tracefs()?;
+    sys::check_privileges()?;
+    sys::ensure_tracefs()?;
     // Fixed pids must exist now; the rest are found as they come.
     if let Select::Match { pids, .. } = &opts.select {
         for &pid in pids {
-            let t = crate::procfs::target(pid)?;
-            preflight::check_may_trace(t.tgid)?;
+            let t = crate::sys::target(pid)?;
+            sys::check_may_trace(t.tgid)?;
         }
     }
     let rt = tokio::runtime::Builder::new_current_thread()

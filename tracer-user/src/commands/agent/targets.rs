@@ -10,14 +10,14 @@ use aya::maps::{Array, PerCpuHashMap};
 use tracer_common::{inflight_slot, map, InFlight, WaitKey, WaitStats, WakeKey, WakeStats};
 use tracer_common::{NUM_COUNTERS, NUM_PHASES};
 
-use crate::assemble::build_profile;
 use crate::attach::{Tracer, Uprobes};
-use crate::bundled::BundledMap;
+use crate::collect::build_profile;
 use crate::collect::{self, Raw};
-use crate::procfs::{self, thread_names, MapHistory, Target};
+use crate::commands::session::{self, Probes};
 use crate::profile::{Profile, StopReason};
-use crate::session::{self, Probes};
 use crate::symbolize::{SharedNames, StackSymbolizer};
+use crate::sys::{self, thread_names, MapHistory, Target};
+use crate::tracee::BundledMap;
 
 /// Losses only the agent can have, beside the kernel's counters.
 #[derive(Debug, Default, Clone, Copy)]
@@ -125,7 +125,7 @@ impl State {
                 Ok(t) => {
                     eprintln!(
                         "lockscope agent: tracing pid {pid} ({})",
-                        crate::sanitize::term_safe(&t.target.comm)
+                        crate::profile::term_safe(&t.target.comm)
                     );
                     self.targets.insert(pid, t);
                 }
@@ -146,7 +146,7 @@ impl State {
         };
         eprintln!(
             "lockscope agent: pid {pid} ({}) exited; dropped",
-            crate::sanitize::term_safe(&t.target.comm)
+            crate::profile::term_safe(&t.target.comm)
         );
         tracer.remove_target(pid)?;
         tracer.detach_uprobes(t.uprobes)?;
@@ -331,9 +331,9 @@ fn attach_target(
     probes: &Probes,
     names: &SharedNames,
 ) -> Result<Traced> {
-    let mut target = procfs::target(pid)?;
+    let mut target = sys::target(pid)?;
     // With capabilities rather than root, only processes the caller could ptrace.
-    crate::preflight::check_may_trace(target.tgid)?;
+    crate::sys::check_may_trace(target.tgid)?;
     let map = session::recognise(&mut target, probes);
     tracer.add_target(target.tgid)?;
     let placed = session::place(tracer, &target, map.as_ref(), probes);
@@ -348,7 +348,7 @@ fn attach_target(
     let mut sym = StackSymbolizer::new(MapHistory::default());
     sym.share_names(names.clone());
     Ok(Traced {
-        cgroup: procfs::cgroup(pid),
+        cgroup: sys::cgroup(pid),
         probes: uprobes.len(),
         target,
         map,

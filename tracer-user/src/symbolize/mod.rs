@@ -1,0 +1,15 @@
+//! symbolize: raw addresses → module + file offset (+ build id) → functions, file and line
+//! (`stacks`), and where each module's names come from (`symsource`): its own tables, a
+//! separate debug file by build id or debuglink (`debuginfo`), a debuginfod server
+//! (`debuginfod`), or a stripped Go executable's `.gopclntab` (`gopclntab`).
+//!
+//! Exposes the stack symbolizer and the Go PC table; it reads the profile's frame type and the
+//! host facts, and nothing above.
+mod debuginfo;
+mod debuginfod;
+mod gopclntab;
+mod stacks;
+mod symsource;
+
+pub(crate) use gopclntab::GoTable;
+pub(crate) use stacks::{frames_with_leaf, Addr, Cut, SharedNames, StackSymbolizer};

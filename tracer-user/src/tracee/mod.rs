@@ -1,0 +1,18 @@
+//! tracee: what lockscope knows of the traced process's runtimes and maps. Go executables
+//! (`golang`: recognising them, naming their futex waits; `goprobes`: where the goroutine
+//! probes go), the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`), and what
+//! a futex word is (`locks`: a static, the heap, a stack).
+//!
+//! Exposes those findings as plain data for attach, collect and analyze; it loads nothing
+//! into the kernel and knows nothing of the commands.
+mod bundled;
+mod golang;
+mod goprobes;
+mod locks;
+mod stdmap;
+
+pub(crate) use bundled::{find_probed, read_counters, zero_counters, BundledMap};
+pub(crate) use golang::{classify, cut_at_scheduler, go_version, GoUprobes, GoWait};
+pub(crate) use goprobes::{goroutine_probes, GoPlan};
+pub(crate) use locks::describe;
+pub(crate) use stdmap::{function_name, heading, none_probed, not_traced, SEMA_OFFSET};
