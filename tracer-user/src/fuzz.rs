@@ -15,8 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::analyze::{GroupBy, ViewOptions};
-use crate::profile::Limited;
-use crate::profile::{self, Profile};
+use crate::profile::{self, Limited, Profile};
 use crate::render::Format;
 
 const FORMATS: [Format; 6] = [

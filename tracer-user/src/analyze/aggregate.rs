@@ -6,8 +6,7 @@ use tracer_common::HIST_BUCKETS;
 
 use super::attribute::category_of;
 use super::waitclass::{classify, WaitClass, Waits};
-use crate::profile::blamed_function;
-use crate::profile::{Profile, WaitRow};
+use crate::profile::{blamed_function, Profile, WaitRow};
 
 /// What one report row stands for (`--by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -8,9 +8,7 @@ use tracer_common::OpKind;
 
 use super::behind::{locked_miss_fraction, split_row, weigh_misses};
 pub use super::behind::{Behind, Share};
-use crate::profile::percent;
-use crate::profile::{fmt_count, fmt_ns};
-use crate::profile::{HolderPhase, Profile, Stack};
+use crate::profile::{fmt_count, fmt_ns, percent, HolderPhase, Profile, Stack};
 
 /// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

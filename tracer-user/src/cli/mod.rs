@@ -7,8 +7,7 @@ use clap::{Parser, Subcommand};
 
 use tracer_common::Phase;
 
-use crate::analyze::Waits;
-use crate::analyze::{GroupBy, SortKey, ViewOptions, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
+use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
 use crate::collect::Follow;
 use crate::commands::{Launch, RecordOptions, ReportOptions, TopOptions};
 use crate::profile::parse_duration;

@@ -19,8 +19,7 @@ use aya::maps::Array;
 use tracer_common::{classify_futex_op, inflight_slot, map, InFlight, OpKind};
 
 use crate::attach::Tracer;
-use crate::profile::Blocked;
-use crate::profile::Profile;
+use crate::profile::{Blocked, Profile};
 use crate::symbolize::{Addr, StackSymbolizer};
 use crate::sys::MapHistory;
 use crate::unwind::SnapshotUnwinder;

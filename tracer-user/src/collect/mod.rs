@@ -11,8 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracer_common::{Counter, Phase, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS};
 
 use crate::attach::Tracer;
-use crate::profile::StopReason;
-use crate::profile::{fmt_count, fmt_ns};
+use crate::profile::{fmt_count, fmt_ns, StopReason};
 use crate::symbolize::Addr;
 use crate::sys::{thread_names, MapHistory};
 use crate::tracee::{self, BundledMap};

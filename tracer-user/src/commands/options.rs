@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use tracer_common::Phase;
 
-use crate::analyze::Waits;
-use crate::analyze::{GroupBy, SortKey, ViewOptions};
+use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits};
 use crate::collect::Follow;
 use crate::render::Format;
 use crate::tracee::GoUprobes;

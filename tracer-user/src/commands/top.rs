@@ -14,15 +14,9 @@ use ratatui::Frame;
 
 use super::options::TopOptions;
 use super::session::{Probes, Session};
-use crate::analyze::shown_totals;
-use crate::analyze::{groups, GroupBy, Key, SortKey, ViewOptions};
-use crate::collect;
-use crate::collect::build_profile;
-use crate::collect::Follow;
-use crate::profile::blamed_function;
-use crate::profile::percent;
-use crate::profile::{fmt_count, fmt_ns};
-use crate::profile::{Profile, StopReason};
+use crate::analyze::{groups, shown_totals, GroupBy, Key, SortKey, ViewOptions};
+use crate::collect::{self, build_profile, Follow};
+use crate::profile::{blamed_function, fmt_count, fmt_ns, percent, Profile, StopReason};
 use crate::render::key_label;
 use crate::symbolize::StackSymbolizer;
 use crate::sys::{self, thread_names, MapHistory};

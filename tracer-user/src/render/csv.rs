@@ -3,10 +3,8 @@
 use std::io::{self, Write};
 
 use super::{key_label, stack_names, Render};
-use crate::analyze::shown_totals;
-use crate::analyze::{groups, ViewOptions};
-use crate::profile::percent;
-use crate::profile::Profile;
+use crate::analyze::{groups, shown_totals, ViewOptions};
+use crate::profile::{percent, Profile};
 
 pub struct Csv {
     pub view: ViewOptions,

@@ -4,9 +4,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use super::{key_label, stack_names, Render};
-use crate::analyze::category_of;
-use crate::analyze::shown_rows;
-use crate::analyze::{GroupBy, Key, ViewOptions, Weight};
+use crate::analyze::{category_of, shown_rows, GroupBy, Key, ViewOptions, Weight};
 use crate::profile::Profile;
 
 pub struct Folded {

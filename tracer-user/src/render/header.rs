@@ -2,10 +2,8 @@
 //! counted as contention, what stayed unnamed, and the waits the view leaves out.
 use std::io::{self, Write};
 
-use crate::analyze::shown_totals;
-use crate::analyze::Waits;
-use crate::profile::Profile;
-use crate::profile::{fmt_count, fmt_ns};
+use crate::analyze::{shown_totals, Waits};
+use crate::profile::{fmt_count, fmt_ns, Profile};
 use crate::render::set_apart_line;
 
 pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Result<()> {

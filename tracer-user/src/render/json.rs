@@ -1,19 +1,12 @@
 //! `json`: the report as data, in the stable schema documented in docs/report-json.md
 //! (`schema: "lockscope-report"`, `schema_version: 1`).
-use crate::profile::MapKind;
+use crate::profile::{deadlocks, function_names, percent, MapKind, Profile};
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 use super::{bucket_range, key_label, releasers, Render};
-use crate::analyze::attribute;
-use crate::analyze::shown_totals;
-use crate::analyze::{classify, Waits};
-use crate::analyze::{groups, Key, ViewOptions};
-use crate::profile::deadlocks;
-use crate::profile::function_names;
-use crate::profile::percent;
-use crate::profile::Profile;
+use crate::analyze::{attribute, classify, groups, shown_totals, Key, ViewOptions, Waits};
 
 pub struct Json {
     pub view: ViewOptions,

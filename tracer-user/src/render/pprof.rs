@@ -9,9 +9,7 @@ use flate2::Compression;
 use prost::Message;
 
 use super::{key_label, Render};
-use crate::analyze::shown_rows;
-use crate::analyze::Key;
-use crate::analyze::Waits;
+use crate::analyze::{shown_rows, Key, Waits};
 use crate::profile::{Frame, Profile, Sym};
 
 /// pprof of the waits a view selects (`--waits`).

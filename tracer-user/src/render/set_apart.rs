@@ -1,10 +1,7 @@
 //! set_apart: the header's one line about the waits a view leaves out (idle waits under the
 //! default view, lock contention under `--waits idle`), with where most of them were.
-use crate::analyze::Waits;
-use crate::analyze::{groups, shown_totals, GroupBy, ViewOptions};
-use crate::profile::is_lock_internal;
-use crate::profile::Profile;
-use crate::profile::{fmt_count, fmt_ns};
+use crate::analyze::{groups, shown_totals, GroupBy, ViewOptions, Waits};
+use crate::profile::{fmt_count, fmt_ns, is_lock_internal, Profile};
 use crate::render::{frame_lines, key_label};
 
 /// The header's one line about the waits a view leaves out, if any were recorded.

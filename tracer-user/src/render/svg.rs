@@ -6,8 +6,7 @@ use inferno::flamegraph::{self, color::BasicPalette, Options, Palette};
 use super::folded::folded_lines;
 use super::Render;
 use crate::analyze::{ViewOptions, Weight};
-use crate::profile::fmt_ns;
-use crate::profile::Profile;
+use crate::profile::{fmt_ns, Profile};
 
 pub struct Svg {
     pub view: ViewOptions,

@@ -3,14 +3,10 @@
 use std::io::{self, Write};
 
 use super::{bucket_range, frame_lines, key_label, releasers, Render};
-use crate::analyze::Waits;
-use crate::analyze::{attribute, Share};
-use crate::analyze::{groups, Group, GroupBy, Key, ViewOptions};
-use crate::analyze::{shown_rows, shown_totals};
-use crate::profile::is_lock_internal;
-use crate::profile::percent;
-use crate::profile::Profile;
-use crate::profile::{fmt_count, fmt_ns};
+use crate::analyze::{
+    attribute, groups, shown_rows, shown_totals, Group, GroupBy, Key, Share, ViewOptions, Waits,
+};
+use crate::profile::{fmt_count, fmt_ns, is_lock_internal, percent, Profile};
 use crate::render::header;
 
 /// The hot stack table, with a header that says what was recorded and what was lost.

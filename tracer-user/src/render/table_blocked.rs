@@ -4,12 +4,8 @@ use std::io::{self, Write};
 
 use super::key_label;
 use super::table::{Paint, Table, LEAD_WIDTH};
-use crate::analyze::lock_primitive;
-use crate::analyze::Key;
-use crate::analyze::{classify, Waits};
-use crate::profile::fmt_ns;
-use crate::profile::Profile;
-use crate::profile::{deadlocks, Blocked};
+use crate::analyze::{classify, lock_primitive, Key, Waits};
+use crate::profile::{deadlocks, fmt_ns, Blocked, Profile};
 
 impl Table {
     pub(super) fn blocked(

@@ -12,8 +12,7 @@ use blazesym::symbolize::Symbolizer;
 
 use super::symsource::{FetchMode, SymbolSources};
 use crate::profile::{Frame, Module, Stack, Sym, Unnamed};
-use crate::sys::preceded_by_call;
-use crate::sys::MapHistory;
+use crate::sys::{preceded_by_call, MapHistory};
 
 /// A stack address, with the return-address-minus-one rule in the type: a return address
 /// points after its call, possibly into the next function or line, so it is looked up one

@@ -9,8 +9,7 @@ use blazesym::inspect::Inspector;
 use blazesym::SymType;
 
 use crate::profile::LockInfo;
-use crate::sys::{load_segments, LoadSegment};
-use crate::sys::{parse_regions, Region};
+use crate::sys::{load_segments, parse_regions, LoadSegment, Region};
 
 /// A module as loaded: where its link-time addresses landed.
 struct Loaded {

@@ -15,10 +15,7 @@ use prometheus_client::registry::{Registry, Unit};
 use tracer_common::Counter as K;
 
 use super::targets::{Since, State};
-use crate::analyze::category_of;
-use crate::analyze::shown_rows;
-use crate::analyze::Waits;
-use crate::analyze::{behind_label, Behind};
+use crate::analyze::{behind_label, category_of, shown_rows, Behind, Waits};
 use crate::profile::blamed_function;
 
 /// The label of the lock sites past a process's `--top-sites`.

@@ -11,8 +11,7 @@ use tracer_common::{inflight_slot, map, InFlight, WaitKey, WaitStats, WakeKey, W
 use tracer_common::{NUM_COUNTERS, NUM_PHASES};
 
 use crate::attach::{Tracer, Uprobes};
-use crate::collect::build_profile;
-use crate::collect::{self, Raw};
+use crate::collect::{self, build_profile, Raw};
 use crate::commands::session::{self, Probes};
 use crate::profile::{Profile, StopReason};
 use crate::symbolize::{SharedNames, StackSymbolizer};
