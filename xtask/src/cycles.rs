@@ -1,7 +1,8 @@
 //! `cargo xtask cycles`: the import graph of tracer-user's top-level modules, and any cycle in
-//! it. A module is a file or folder directly under src/; it depends on another when any of its
-//! files names `crate::other`. A cycle means two stages of the pipeline know each other, so
-//! neither can be read, tested or moved alone. `cargo xtask test` fails on one.
+//! it. A module is a file or folder directly under src/ (the folders are the pipeline's
+//! stages: cli, commands, attach, collect, …); it depends on another when any of its files
+//! names `crate::other`. A cycle means two stages of the pipeline know each other, so neither
+//! can be read, tested or moved alone. `cargo xtask test` fails on one.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -153,15 +154,71 @@ pub fn cycles(g: &Graph) -> Vec<Vec<String>> {
     s.out
 }
 
+/// The shortest closed path through the modules of one cycle (first module repeated at the
+/// end): usually the one back-edge to undo.
+fn shortest_loop(g: &Graph, cycle: &[String]) -> Vec<String> {
+    let mut best: Vec<String> = Vec::new();
+    for start in cycle {
+        // Breadth-first from `start` inside the cycle, back to `start`.
+        let mut prev: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut queue = std::collections::VecDeque::from([start.as_str()]);
+        let mut found = None;
+        while let Some(v) = queue.pop_front() {
+            for w in g.get(v).into_iter().flatten() {
+                if !cycle.contains(w) {
+                    continue;
+                }
+                if w == start {
+                    found = Some(v);
+                    break;
+                }
+                if !prev.contains_key(w.as_str()) {
+                    prev.insert(w, v);
+                    queue.push_back(w);
+                }
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        let Some(mut v) = found else { continue };
+        let mut path = vec![start.clone()];
+        while v != start {
+            path.push(v.to_string());
+            v = prev[v];
+        }
+        path.push(start.clone());
+        path.reverse();
+        if best.is_empty() || path.len() < best.len() {
+            best = path;
+        }
+    }
+    best
+}
+
+/// How many of the graph's modules are folders, and which are single files.
+fn folders_and_files(src: &Path, g: &Graph) -> (usize, Vec<String>) {
+    let (folders, files): (Vec<&String>, Vec<&String>) =
+        g.keys().partition(|m| src.join(m).is_dir());
+    (
+        folders.len(),
+        files.into_iter().map(|m| format!("{m}.rs")).collect(),
+    )
+}
+
 pub fn run() -> Result<()> {
     let src = root().join("tracer-user/src");
     let g = graph(&src);
     let found = cycles(&g);
+    let (folders, files) = folders_and_files(&src, &g);
+    let edges: usize = g.values().map(BTreeSet::len).sum();
+    eprintln!(
+        "    tracer-user/src: {} top-level modules ({folders} folders; files: {}), {edges} edges",
+        g.len(),
+        files.join(", ")
+    );
     if found.is_empty() {
-        eprintln!(
-            "    ok: no import cycle among tracer-user's {} top-level modules",
-            g.len()
-        );
+        eprintln!("    ok: no import cycle among them");
         return Ok(());
     }
     for c in &found {
@@ -174,6 +231,10 @@ pub fn run() -> Result<()> {
             })
             .collect();
         eprintln!("    cycle: {} ({})", c.join(", "), edges.join(", "));
+        eprintln!(
+            "    shortest loop in it: {}",
+            shortest_loop(&g, c).join(" → ")
+        );
     }
     bail!(
         "{} import cycle(s) among tracer-user's modules: move the shared piece down a stage",
@@ -200,6 +261,50 @@ mod tests {
         assert_eq!(
             cycles(&g(&[("a", "b"), ("b", "c"), ("c", "a"), ("c", "d")])),
             vec![vec!["a".to_string(), "b".into(), "c".into()]]
+        );
+    }
+
+    #[test]
+    fn folders_are_one_module_each_and_main_is_none() {
+        let src = std::env::temp_dir().join(format!("xtask-cycles-{}", std::process::id()));
+        let write = |rel: &str, text: &str| {
+            let p = src.join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        };
+        write("main.rs", "mod low; mod high; use crate::high::x;");
+        write("high/mod.rs", "mod inner;");
+        write("high/inner.rs", "use crate::low::Y; use crate::high::Z;");
+        write("low/mod.rs", "");
+        write("low/deep/leaf.rs", "fn f() { crate::tool::g() }");
+        write("tool.rs", "// crate::high is only named in a comment");
+        let g = graph(&src);
+        let (folders, files) = folders_and_files(&src, &g);
+        std::fs::remove_dir_all(&src).unwrap();
+        let edges: Vec<(&str, &str)> = g
+            .iter()
+            .flat_map(|(a, bs)| bs.iter().map(move |b| (a.as_str(), b.as_str())))
+            .collect();
+        assert_eq!(edges, vec![("high", "low"), ("low", "tool")]);
+        assert_eq!((folders, files), (2, vec!["tool.rs".to_string()]));
+        assert!(cycles(&g).is_empty());
+    }
+
+    #[test]
+    fn the_shortest_loop_names_the_back_edge() {
+        let g = g(&[
+            ("cli", "commands"),
+            ("commands", "render"),
+            ("render", "analyze"),
+            ("analyze", "profile"),
+            ("commands", "profile"),
+            ("profile", "commands"),
+        ]);
+        let c = cycles(&g);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            shortest_loop(&g, &c[0]),
+            vec!["commands", "profile", "commands"]
         );
     }
 
