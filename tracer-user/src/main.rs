@@ -1,10 +1,11 @@
 //! lockscope: attach to a process, trace its futex waits in the kernel, report the hot stacks.
 //!
-//! Pipeline: attach (load + attach eBPF) → collect (record, read aggregates) → symbolize
-//! (addresses → functions) → assemble (the profile) → attribute (bundled-map causes) →
-//! render (formats). `record`
-//! drives it once; `top` drives it live; `agent` drives it for many processes as a daemon;
-//! `report` re-renders a saved profile.
+//! Pipeline, one folder per stage: attach (load + attach eBPF) → collect (record, read
+//! aggregates, assemble the profile) → symbolize (addresses → functions) → analyze (group,
+//! classify, bundled-map causes) → render (formats); `profile` is the data model, `tracee` what
+//! is known of the target's runtimes and maps, `sys` the host facts. `commands` drives it:
+//! `record` once, `top` live, `agent` for many processes as a daemon; `report` (here)
+//! re-renders a saved profile. `cli` is clap only.
 mod analyze;
 mod attach;
 mod cli;

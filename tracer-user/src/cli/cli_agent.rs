@@ -1,4 +1,4 @@
-//! `lockscope agent`'s command line (part of cli.rs, in its own file for size).
+//! `lockscope agent`'s command line (part of cli/, in its own file for size).
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};

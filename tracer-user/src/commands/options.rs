@@ -1,5 +1,5 @@
 //! options: what each command needs, validated and free of the command line's types — the
-//! engine's side of the samply pattern (cli.rs turns clap's structs into these at once).
+//! engine's side of the samply pattern (cli/ turns clap's structs into these at once).
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! deadlock: threads blocked for a whole recording, as the profile keeps them, and the cycles
 //! of glibc mutex owners among them (a possible deadlock). Data and a pure function: the
-//! renderers read it without depending on how blocked threads are found (`blocked.rs`).
+//! renderers read it without depending on how blocked threads are found (`collect/blocked.rs`).
 use serde::{Deserialize, Serialize};
 
 /// A thread blocked for the whole recording, as saved in the profile.

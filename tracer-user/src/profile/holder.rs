@@ -1,5 +1,5 @@
 //! holder: the bundled-map phases a lock's holder can be running, as the profile stores
-//! them per wait row (data only: `behind.rs` splits and names them).
+//! them per wait row (data only: `analyze/behind.rs` splits and names them).
 use serde::{Deserialize, Serialize};
 
 /// A bundled-map phase a lock's holder ran ([`tracer_common::Phase`]), named in the file by

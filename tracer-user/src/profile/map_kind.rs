@@ -1,5 +1,5 @@
 //! The kind of map a profile's map section explains: the bundled map or one of Go's
-//! `sync.Map` designs. It is profile data (stored in the file); `target/stdmap.rs` finds which
+//! `sync.Map` designs. It is profile data (stored in the file); `tracee/stdmap.rs` finds which
 //! one a target has.
 use serde::{Deserialize, Serialize};
 use tracer_common::Phase;
