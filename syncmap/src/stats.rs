@@ -34,6 +34,27 @@ pub enum Event {
 }
 
 pub const EVENTS: usize = 10;
+
+impl Event {
+    /// Every event, in layout order (`ALL[i] as usize == i`).
+    pub const ALL: [Event; EVENTS] = [
+        Event::FastRead,
+        Event::SlowLoad,
+        Event::ReadMiss,
+        Event::Promotion,
+        Event::Rebuild,
+        Event::EntriesCopied,
+        Event::SlowStore,
+        Event::FastStore,
+        Event::SlowDelete,
+        Event::Range,
+    ];
+
+    /// The counter's name in reports, profiles and metrics (`fast_reads`).
+    pub fn name(self) -> &'static str {
+        NAMES[self as usize]
+    }
+}
 pub const SHARDS: usize = 64;
 
 /// A shard: one cache line's worth of counters, padded so shards never share a line.
@@ -128,3 +149,19 @@ pub const NAMES: [&str; EVENTS] = [
     "slow_deletes",
     "ranges",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_is_listed_once_in_layout_order_with_its_name() {
+        for (i, e) in Event::ALL.into_iter().enumerate() {
+            assert_eq!(e as usize, i);
+            assert_eq!(e.name(), NAMES[i]);
+        }
+        assert_eq!(Event::FastRead.name(), "fast_reads");
+        assert_eq!(Event::Promotion.name(), "promotions");
+        assert_eq!(Event::Range.name(), "ranges");
+    }
+}

@@ -2,7 +2,7 @@
 //! wait row's time is split across (as stored in the profile), and how the report names them.
 use std::collections::BTreeMap;
 
-use crate::profile::{Bundled, HolderPhase, WaitRow};
+use crate::profile::{Bundled, HolderPhase, MapCounter, WaitRow};
 
 /// Waits and their time, summed.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -79,10 +79,11 @@ pub fn split_row(r: &WaitRow) -> Vec<(Behind, Share)> {
 /// Of the map's operations that took its lock, the share that missed the snapshot (its own
 /// counters); `None` without counters.
 pub fn locked_miss_fraction(b: &Bundled) -> Option<f64> {
-    let c = b.counters.as_ref()?;
-    let get = |k: &str| c.get(k).copied().unwrap_or(0);
-    let locked = get("slow_loads") + get("slow_stores") + get("slow_deletes");
-    (locked > 0).then(|| (get("read_misses") as f64 / locked as f64).min(1.0))
+    b.counters.as_ref()?;
+    let get = |c: MapCounter| b.counter(c).unwrap_or(0);
+    let locked =
+        get(MapCounter::SlowLoad) + get(MapCounter::SlowStore) + get(MapCounter::SlowDelete);
+    (locked > 0).then(|| (get(MapCounter::ReadMiss) as f64 / locked as f64).min(1.0))
 }
 
 /// A miss is an instant, so the kernel gives "read misses" the rest of every wait during which

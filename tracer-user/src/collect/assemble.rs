@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use tracer_common::{Counter, OpKind, Phase, PhaseStats, WaitKey, WaitStats, NO_STACK};
 
 use crate::collect::{MapWindow, Raw, SlotPhases, Snapshot};
-use crate::profile::MapKind;
 use crate::profile::{
     Blamed, Bundled, Check, Counters, GoTarget, Losses, Meta, PhaseRow, Profile, WaitRow, WakeRow,
     FORMAT, VERSION,
 };
+use crate::profile::{MapCounter, MapKind};
 use crate::symbolize::{frames_with_leaf, Addr, Cut, StackSymbolizer};
 use crate::sys::Target;
 use crate::tracee;
@@ -358,18 +358,23 @@ fn checks(w: &MapWindow, map: &BundledMap) -> Vec<Check> {
             Phase::Promote,
             "promotions",
             calls as fn(&PhaseStats) -> u64,
-            "promotions",
+            MapCounter::Promotion,
         ),
-        (Phase::Rebuild, "rebuilds", calls, "rebuilds"),
-        (Phase::Rebuild, "entries copied", items, "entries_copied"),
-        (Phase::Miss, "read misses", calls, "read_misses"),
+        (Phase::Rebuild, "rebuilds", calls, MapCounter::Rebuild),
+        (
+            Phase::Rebuild,
+            "entries copied",
+            items,
+            MapCounter::EntriesCopied,
+        ),
+        (Phase::Miss, "read misses", calls, MapCounter::ReadMiss),
     ]
     .into_iter()
     .filter(|(p, ..)| probed(*p))
     .map(|(p, what, f, key)| Check {
         what: what.into(),
         traced: traced(p, f),
-        counted: counted.get(key).copied().unwrap_or(0),
+        counted: counted.get(key.name()).copied().unwrap_or(0),
     })
     .collect()
 }

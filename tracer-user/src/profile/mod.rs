@@ -17,6 +17,8 @@ pub use holder::{Blamed, HolderPhase};
 pub(crate) use map_kind::MapKind;
 pub(crate) use output::{Limited, PendingOutput};
 pub(crate) use sanitize::{for_terminal, term_safe};
+/// The bundled map's own counters; a profile stores each under its `name()`.
+pub(crate) use syncmap::stats::Event as MapCounter;
 pub(crate) use units::{fmt_count, fmt_ns, parse_duration, percent};
 
 pub const FORMAT: &str = "lockscope-profile";
@@ -158,12 +160,16 @@ impl Check {
 }
 
 impl Bundled {
+    /// One of the map's own counters; `None` without counters or without that one.
+    pub fn counter(&self, c: MapCounter) -> Option<u64> {
+        self.counters.as_ref()?.get(c.name()).copied()
+    }
+
     /// Share of loads served from the snapshot without locking, in percent, from the map's
     /// own counters (no per-read probe: a uprobe costs ~100x a fast read).
     pub fn fast_read_percent(&self) -> Option<f64> {
-        let c = self.counters.as_ref()?;
-        let fast = *c.get("fast_reads")?;
-        let slow = *c.get("slow_loads")?;
+        let fast = self.counter(MapCounter::FastRead)?;
+        let slow = self.counter(MapCounter::SlowLoad)?;
         (fast + slow > 0).then(|| fast as f64 * 100.0 / (fast + slow) as f64)
     }
 }

@@ -6,7 +6,7 @@ use super::{bucket_range, frame_lines, key_label, releasers, Render};
 use crate::analyze::{
     attribute, groups, shown_rows, shown_totals, Group, GroupBy, Key, Share, ViewOptions, Waits,
 };
-use crate::profile::{fmt_count, fmt_ns, is_lock_internal, percent, Profile};
+use crate::profile::{fmt_count, fmt_ns, is_lock_internal, percent, MapCounter, Profile};
 use crate::render::header;
 
 /// The hot stack table, with a header that says what was recorded and what was lost.
@@ -383,23 +383,23 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
             worst
         )?;
     }
-    if let (Some(f), Some(c)) = (a.fast_read_percent, &b.counters) {
+    if let (Some(f), Some(_)) = (a.fast_read_percent, &b.counters) {
         writeln!(
             out,
             "  reads: {f:.2}% fast path ({} lock-free, {} locked)",
-            fmt_count(c.get("fast_reads").copied().unwrap_or(0)),
-            fmt_count(c.get("slow_loads").copied().unwrap_or(0))
+            fmt_count(b.counter(MapCounter::FastRead).unwrap_or(0)),
+            fmt_count(b.counter(MapCounter::SlowLoad).unwrap_or(0))
         )?;
     }
     for note in crate::tracee::not_traced(b.kind, &b.probed) {
         writeln!(out, "  {note}")?;
     }
     if !b.probed.iter().any(|p| p == "miss_locked") {
-        if let Some(misses) = b.counters.as_ref().and_then(|c| c.get("read_misses")) {
+        if let Some(misses) = b.counter(MapCounter::ReadMiss) {
             writeln!(
                 out,
                 "  read misses: {} (the map's own count; `--phase-probes all` traces each one, at a cost)",
-                fmt_count(*misses)
+                fmt_count(misses)
             )?;
         }
     }

@@ -11,10 +11,10 @@ use anyhow::{bail, Context, Result};
 use blazesym::inspect::{source::Elf, source::Source, Inspector};
 use tracer_common::Phase;
 
-use syncmap::stats::{Shard, Stats, EVENTS, MAGIC, NAMES};
+use syncmap::stats::{Shard, Stats, EVENTS, MAGIC};
 
 use super::stdmap::{self, StdSync};
-use crate::profile::MapKind;
+use crate::profile::{MapCounter, MapKind};
 use crate::sys::parse_regions;
 
 /// Exported by the syncmap crate (`syncmap::stats::SYNCMAP_STATS`); its layout is read from
@@ -195,7 +195,10 @@ fn offset_to_addr(pid: u32, exe: &Path, offset: u64) -> Result<u64> {
 
 /// Every counter at zero: the map's state at exec.
 pub fn zero_counters() -> BTreeMap<String, u64> {
-    NAMES.iter().map(|n| (n.to_string(), 0)).collect()
+    MapCounter::ALL
+        .iter()
+        .map(|c| (c.name().to_string(), 0))
+        .collect()
 }
 
 /// Reads and sums the counters from the target's memory.
@@ -228,10 +231,10 @@ pub fn sum_shards(block: &[u8], events: usize) -> BTreeMap<String, u64> {
             *t += u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
         }
     }
-    NAMES
+    MapCounter::ALL
         .iter()
         .zip(totals)
-        .map(|(n, v)| (n.to_string(), v))
+        .map(|(c, v)| (c.name().to_string(), v))
         .collect()
 }
 
@@ -275,8 +278,8 @@ mod tests {
         block[128..136].copy_from_slice(&7u64.to_le_bytes()); // shard 1, fast_reads
         block[128 + 24..128 + 32].copy_from_slice(&3u64.to_le_bytes()); // shard 1, index 3: promotions
         let s = sum_shards(&block, EVENTS);
-        assert_eq!(s["fast_reads"], 12);
-        assert_eq!(s["promotions"], 3);
-        assert_eq!(s["rebuilds"], 0);
+        assert_eq!(s[MapCounter::FastRead.name()], 12);
+        assert_eq!(s[MapCounter::Promotion.name()], 3);
+        assert_eq!(s[MapCounter::Rebuild.name()], 0);
     }
 }
