@@ -83,6 +83,40 @@ pub struct Raw {
     pub children: BTreeMap<u32, Child>,
 }
 
+impl Raw {
+    /// Rows read outside one recording's loop (the agent's window on one target, a followed
+    /// child's share of a record): no map window, phase totals, DWARF snapshots, exec or
+    /// children, nothing left waiting, and no maps or thread names until the caller sets them.
+    pub fn rows_only(
+        waits: Vec<(WaitKey, WaitStats)>,
+        wakes: Vec<(WakeKey, WakeStats)>,
+        stacks: HashMap<u64, Vec<u64>>,
+        counters: [u64; NUM_COUNTERS as usize],
+        stop: StopReason,
+        elapsed: Duration,
+    ) -> Raw {
+        Raw {
+            waits,
+            wakes,
+            stacks,
+            counters,
+            still_waiting: 0,
+            longest_unfinished_ns: 0,
+            maps: MapHistory::default(),
+            threads: BTreeMap::new(),
+            stop,
+            elapsed,
+            map_window: None,
+            phases: Default::default(),
+            dwarf: None,
+            map: None,
+            exec: None,
+            handoffs_left: 0,
+            children: BTreeMap::new(),
+        }
+    }
+}
+
 /// The map's counters and the traced phase totals, read at the same instant.
 #[derive(Clone)]
 pub struct Snapshot {

@@ -36,23 +36,16 @@ pub fn split_children(raw: &mut Raw) -> Vec<(Target, Raw)> {
         .into_iter()
         .map(|(pid, c)| {
             let r = Raw {
-                waits: waits.remove(&pid).unwrap_or_default(),
-                wakes: wakes.remove(&pid).unwrap_or_default(),
-                stacks: raw.stacks.clone(),
-                counters: raw.counters,
-                still_waiting: 0,
-                longest_unfinished_ns: 0,
                 maps: c.maps,
                 threads: c.threads,
-                stop: raw.stop,
-                elapsed: raw.elapsed,
-                map_window: None,
-                phases: Default::default(),
-                dwarf: None,
-                map: None,
-                exec: None,
-                handoffs_left: 0,
-                children: BTreeMap::new(),
+                ..Raw::rows_only(
+                    waits.remove(&pid).unwrap_or_default(),
+                    wakes.remove(&pid).unwrap_or_default(),
+                    raw.stacks.clone(),
+                    raw.counters,
+                    raw.stop,
+                    raw.elapsed,
+                )
             };
             (c.target, r)
         })

@@ -256,23 +256,16 @@ impl State {
             .filter_map(|id| Some((id, self.stacks.get(&id)?.clone())))
             .collect();
         let raw = Raw {
-            waits,
-            wakes,
-            stacks,
-            counters: self.counters,
-            still_waiting: 0,
-            longest_unfinished_ns: 0,
             maps: t.maps.clone(),
             threads: t.threads.clone(),
-            stop: StopReason::Duration,
-            elapsed: from.elapsed(),
-            map_window: None,
-            phases: Default::default(),
-            dwarf: None,
-            map: None,
-            exec: None,
-            handoffs_left: 0,
-            children: BTreeMap::new(),
+            ..Raw::rows_only(
+                waits,
+                wakes,
+                stacks,
+                self.counters,
+                StopReason::Duration,
+                from.elapsed(),
+            )
         };
         Some(build_profile(
             &t.target,
