@@ -1,3 +1,4 @@
+//! Unit tests of debuginfo: build-id paths, debuglink reading and its CRC check.
 use super::*;
 
 #[test]

@@ -1,3 +1,4 @@
+//! Unit tests of debuginfod: a fetch lands in the cache once; silent servers time out.
 use super::*;
 
 use std::io::{BufRead, BufReader};

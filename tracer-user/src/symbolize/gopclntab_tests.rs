@@ -1,3 +1,4 @@
+//! Unit tests of gopclntab on hand-built Go 1.18-layout tables.
 use super::*;
 
 /// A Go 1.18-layout table built by hand: two functions at text+0x0 and text+0x40 (text ends at

@@ -1,3 +1,4 @@
+//! Unit tests of symsource: a background debuginfod fetch and the frames it names later.
 use super::*;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,3 +1,4 @@
+//! Unit tests of stdmap: recognising Go's sync.Map designs and naming their phases.
 use super::*;
 
 const GO119: [&str; 10] = [
