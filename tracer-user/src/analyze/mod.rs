@@ -3,7 +3,7 @@
 //! explains bundled-map and `sync.Map` waits in the map's own terms (`attribute`, `behind`).
 //!
 //! Exposes the view options and grouping the renderers and commands use, the wait classifier
-//! and the map attribution; it reads the profile and the target facts, and nothing above.
+//! and the map attribution; it reads the profile and `tracee`, and nothing above.
 mod aggregate;
 mod attribute;
 mod behind;

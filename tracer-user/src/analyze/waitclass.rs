@@ -222,7 +222,7 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
         }
     }
     if names().any(|n| n.starts_with("runtime.")) {
-        return Some(Primitive::Go(crate::tracee::classify(Some(stack))));
+        return Some(Primitive::Go(crate::tracee::classify_go_wait(Some(stack))));
     }
     let found = names().find_map(primitive_of_name);
     // parking_lot's core alone (its callers inlined away or not symbolized): its locks.

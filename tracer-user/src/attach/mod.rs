@@ -3,7 +3,7 @@
 //! side's rare diagnostics carried by aya-log (`klog`).
 //!
 //! Exposes the loaded `Tracer`, its filter and uprobes, and the log setup; it takes its probe
-//! sites from `target` and knows nothing of collect or the commands.
+//! sites from `tracee` and knows nothing of collect or the commands.
 mod hooks;
 mod klog;
 mod load;

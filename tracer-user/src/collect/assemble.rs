@@ -182,7 +182,8 @@ pub fn build_profile(
         }
         let (idle, busy): (Vec<WaitRow>, Vec<WaitRow>) =
             std::mem::take(&mut waits).into_iter().partition(|r| {
-                tracee::classify(r.stack.and_then(|i| stacks.get(i))) == tracee::GoWait::IdleThread
+                tracee::classify_go_wait(r.stack.and_then(|i| stacks.get(i)))
+                    == tracee::GoWait::IdleThread
             });
         waits = busy;
         GoTarget {
@@ -259,7 +260,7 @@ pub fn build_profile(
             let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
             uaddrs.sort_unstable();
             uaddrs.dedup();
-            crate::tracee::describe(&raw.maps.last_text, uaddrs)
+            crate::tracee::describe_lock(&raw.maps.last_text, uaddrs)
         },
         bundled: map.map(|m| {
             let kind = active_kind(m, &raw.phases, raw.map_window.as_ref());

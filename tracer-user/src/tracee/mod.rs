@@ -12,7 +12,9 @@ mod locks;
 mod stdmap;
 
 pub(crate) use bundled::{find_probed, read_counters, zero_counters, BundledMap};
-pub(crate) use golang::{classify, cut_at_scheduler, go_version, GoUprobes, GoWait};
+pub(crate) use golang::{
+    classify as classify_go_wait, cut_at_scheduler, go_version, GoUprobes, GoWait,
+};
 pub(crate) use goprobes::{goroutine_probes, GoPlan};
-pub(crate) use locks::describe;
+pub(crate) use locks::describe as describe_lock;
 pub(crate) use stdmap::{function_name, heading, none_probed, not_traced, SEMA_OFFSET};
