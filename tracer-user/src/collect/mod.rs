@@ -1,5 +1,9 @@
 //! collect: run a recording (live progress, stop on duration, Ctrl-C or target exit) and read
-//! the kernel's aggregates out as raw rows.
+//! the kernel's aggregates out as raw rows; find the threads asleep before attach (`blocked`);
+//! and build the profile from the raw rows (`assemble`).
+//!
+//! Exposes `record`, the raw rows (`Raw`) and what reads them, `build_profile`, the blocked-at-
+//! attach steps and `Follow`; it drives `attach`'s tracer and names no command.
 use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::os::fd::{FromRawFd, OwnedFd};

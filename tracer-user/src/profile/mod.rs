@@ -1,4 +1,9 @@
-//! The versioned profile file: everything needed to print the report again without the process.
+//! profile: the data model and its versioned file: everything needed to print the report again
+//! without the process. Beside it, the data the profile stores (`holder` blame, `deadlock`s,
+//! the `MapKind`), the frame helpers every stage shares (`frames`: lock internals, the lock
+//! site), terminal-safe strings (`sanitize`), safe `-o` writing (`output`) and `units`.
+//!
+//! Exposes the model's types, `load`, and those helpers; it names no other folder.
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

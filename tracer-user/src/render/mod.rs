@@ -1,5 +1,8 @@
 //! render: output formats. One `Render` impl per format (table, csv, json, folded, svg,
-//! pprof); they share the grouping in `aggregate` and the frame naming here.
+//! pprof); they share the grouping in `analyze` and the frame naming here.
+//!
+//! Exposes `Format`, the `Render` trait and its impls, and the frame and header helpers `top`
+//! and `record` reuse; it reads the profile and `analyze`, and nothing above.
 mod csv;
 mod folded;
 mod header;
