@@ -47,14 +47,18 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
             GoStack::from_u64(bpf_get_attach_cookie(ctx.as_ptr())),
         )
     };
+    // SAFETY: a helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if !in_window(now).0 {
+        return Ok(());
+    }
     let (stack_id, leaf_ret) = match at {
         GoStack::AtEntry => stack::capture(ctx),
         GoStack::AtPark => (NO_STACK, 0),
     };
     let clock = phase::read_clock(g, sema);
     let call = GoCall {
-        // SAFETY: a helper with no preconditions.
-        start_ns: unsafe { bpf_ktime_get_ns() },
+        start_ns: now,
         stack_id,
         leaf_ret,
         uaddr: sema,
@@ -68,6 +72,23 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
         bump(Counter::InflightFull);
     }
     Ok(())
+}
+
+/// `--go-sample`: slot 0 opens the current window and slot 1 closes it (monotonic ns);
+/// slot 1 = 0: not sampling, always open. A wait counts only if it began and was readied
+/// inside one window, so user space can scale by exactly the time windows were open.
+#[map]
+pub static GO_WINDOW: Array<u64> = Array::with_max_entries(2, 0);
+
+/// Whether `t` falls in the open window, and when that window opened.
+#[inline(always)]
+fn in_window(t: u64) -> (bool, u64) {
+    let close = GO_WINDOW.get(1).copied().unwrap_or(0);
+    if close == 0 {
+        return (true, 0);
+    }
+    let open = GO_WINDOW.get(0).copied().unwrap_or(0);
+    (open <= t && t <= close, open)
 }
 
 /// Return addresses into the `sync` acquires (see `GoCallers` in user space); 0: unused.
@@ -92,8 +113,19 @@ fn try_go_sema_begin(ctx: &ProbeContext) -> Res {
     }
     // SAFETY: `regs` is the probed thread's saved user registers, valid for this program.
     let (g, sp) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rsp) };
-    if GO_INFLIGHT.get_ptr(g).is_some() {
+    // SAFETY: a helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let (open, opened) = in_window(now);
+    if !open {
         return Ok(());
+    }
+    // A goroutine already in this acquire goes on waiting; an entry from before this
+    // window (its end unseen) is replaced.
+    // SAFETY: read at once.
+    if let Some(call) = unsafe { GO_INFLIGHT.get(g) } {
+        if call.start_ns >= opened {
+            return Ok(());
+        }
     }
     let frame = GoFrame::from_cookie(cookie(ctx));
     // SAFETY: user stack reads through the checked helper.
@@ -106,8 +138,6 @@ fn try_go_sema_begin(ctx: &ProbeContext) -> Res {
     if !from_sync_acquire(ret) {
         return Ok(());
     }
-    // SAFETY: a helper with no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
     let call = GoCall {
         start_ns: now,
         stack_id: NO_STACK,
@@ -158,6 +188,11 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
     // Never made runnable: the semaphore was taken without parking. Not a wait (Go's block
     // profile leaves these out too).
     if call.ready_ns == 0 {
+        return Ok(());
+    }
+    // Sampling: readied after its window closed (or begun before it opened).
+    let (open, opened) = in_window(call.ready_ns);
+    if !open || call.start_ns < opened {
         return Ok(());
     }
     // Precise mode takes the stack only now, for waits: the goroutine is still inside the

@@ -299,13 +299,8 @@ fn go_block_rows(bin: &Path, profile: &Path) -> BTreeMap<String, (u64, u64)> {
     rows
 }
 
-/// Go's own `sync` benchmarks (`go test -c sync`) under lockscope, against Go's block profile
-/// of the same run: every goroutine wait stack has the same count and a total within 5%.
-#[test]
-fn sync_benchmarks_match_go_block_profile_per_stack() {
-    if !can_trace() {
-        return;
-    }
+/// Builds Go's own `sync` tests (`go test -c sync`) once per test.
+fn sync_test_binary() -> std::path::PathBuf {
     let bin = tmp("sync.test");
     let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/go/cache");
     let built = Command::new("go")
@@ -318,38 +313,65 @@ fn sync_benchmarks_match_go_block_profile_per_stack() {
         .output()
         .expect("go (cargo xtask setup installs golang-go)");
     assert!(built.status.success(), "{}", text(&built.stderr));
-    for bench in ["^BenchmarkMutex$", "^BenchmarkRWMutexWrite100$"] {
-        let out_path = tmp("sync-bench.json");
-        let block = tmp("sync-bench.block");
-        let out = lockscope()
-            .args(["record", "--quiet", "-o"])
-            .arg(&out_path)
-            .arg("--")
-            .arg(&bin)
-            .args(["-test.run=^$", "-test.cpu=4", "-test.blockprofilerate=1"])
-            .arg(format!("-test.bench={bench}"))
-            .arg(format!("-test.blockprofile={}", block.display()))
-            .output()
-            .expect("run lockscope");
-        assert!(out.status.success(), "{bench}: {}", text(&out.stderr));
-        let p = load(&out_path);
-        let mut ours: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for r in p["waits"].as_array().unwrap() {
-            if r["op"] != "go semacquire" || r["count"] == 0 {
-                continue;
-            }
-            let names = r["stack"]
-                .as_u64()
-                .map(|s| frame_names(&p, s as usize))
-                .unwrap_or_default();
-            let e = ours
-                .entry(lock_key(names.iter().map(String::as_str)))
-                .or_default();
-            e.0 += r["count"].as_u64().unwrap();
-            e.1 += r["total_ns"].as_u64().unwrap();
+    bin
+}
+
+/// Per lock stack: (waits, ns)
+type Rows = BTreeMap<String, (u64, u64)>;
+
+/// Runs one of Go's `sync` benchmarks under `lockscope record FLAGS`, with Go's block profile
+/// on: lockscope's goroutine rows and Go's, per stack, and the profile.
+fn sync_bench(
+    bin: &Path,
+    bench: &str,
+    flags: &[&str],
+    benchtime: &str,
+) -> (Rows, Rows, serde_json::Value) {
+    let out_path = tmp("sync-bench.json");
+    let block = tmp("sync-bench.block");
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&out_path)
+        .args(flags)
+        .arg("--")
+        .arg(bin)
+        .args(["-test.run=^$", "-test.cpu=4", "-test.blockprofilerate=1"])
+        .arg(format!("-test.bench={bench}"))
+        .arg(format!("-test.benchtime={benchtime}"))
+        .arg(format!("-test.blockprofile={}", block.display()))
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{bench}: {}", text(&out.stderr));
+    let p = load(&out_path);
+    let mut ours: Rows = BTreeMap::new();
+    for r in p["waits"].as_array().unwrap() {
+        if r["op"] != "go semacquire" || r["count"] == 0 {
+            continue;
         }
-        let go = go_block_rows(&bin, &block);
-        assert!(!ours.is_empty(), "{bench}: no goroutine waits traced");
+        let names = r["stack"]
+            .as_u64()
+            .map(|s| frame_names(&p, s as usize))
+            .unwrap_or_default();
+        let e = ours
+            .entry(lock_key(names.iter().map(String::as_str)))
+            .or_default();
+        e.0 += r["count"].as_u64().unwrap();
+        e.1 += r["total_ns"].as_u64().unwrap();
+    }
+    assert!(!ours.is_empty(), "{bench}: no goroutine waits traced");
+    (ours, go_block_rows(bin, &block), p)
+}
+
+/// Go's own `sync` benchmarks (`go test -c sync`) under lockscope, against Go's block profile
+/// of the same run: every goroutine wait stack has the same count and a total within 5%.
+#[test]
+fn sync_benchmarks_match_go_block_profile_per_stack() {
+    if !can_trace() {
+        return;
+    }
+    let bin = sync_test_binary();
+    for bench in ["^BenchmarkMutex$", "^BenchmarkRWMutexWrite100$"] {
+        let (ours, go, _) = sync_bench(&bin, bench, &[], "1s");
         for (key, (n, ns)) in &ours {
             let (gn, gns) = go.get(key).copied().unwrap_or_default();
             let off = 100.0 * (*ns as f64 - gns as f64) / gns.max(1) as f64;
@@ -362,6 +384,52 @@ fn sync_benchmarks_match_go_block_profile_per_stack() {
             assert!(
                 off.abs() <= 5.0,
                 "{bench} {key}: {off:+.1}% off Go's block profile"
+            );
+        }
+    }
+}
+
+/// `--go-sample 10`: the goroutine probes attached 100 ms of every second. The scaled rows
+/// estimate Go's block profile of the whole run: each lock stack's share of the goroutine wait
+/// time within 10 points, and its wait count within a factor of 2 (the benchmarks' wait rates
+/// change from round to round, and a few windows sample them coarsely).
+#[test]
+fn sampled_goroutine_waits_estimate_go_block_profile() {
+    if !can_trace() {
+        return;
+    }
+    let bin = sync_test_binary();
+    // Waits in sync's locks; Go's profile also has the harness's channel and WaitGroup waits.
+    let locks = |r: Rows| -> Rows {
+        r.into_iter()
+            .filter(|(k, _)| k.starts_with("sync.(*Mutex)") || k.starts_with("sync.(*RWMutex)"))
+            .collect()
+    };
+    for bench in ["^BenchmarkMutex$", "^BenchmarkRWMutexWrite100$"] {
+        let (ours, go, p) = sync_bench(&bin, bench, &["--go-sample", "10"], "3s");
+        let (ours, go) = (locks(ours), locks(go));
+        let sampled = &p["go"]["sampled"];
+        assert_eq!(sampled["percent"], 10, "{bench}: {sampled}");
+        assert!(
+            sampled["windows"].as_u64().unwrap() >= 5,
+            "{bench}: {sampled}"
+        );
+        let total = |r: &Rows| r.values().map(|v| v.1).sum::<u64>().max(1) as f64;
+        let (t, gt) = (total(&ours), total(&go));
+        for (key, (gn, gns)) in &go {
+            let (n, ns) = ours.get(key).copied().unwrap_or_default();
+            let (share, gshare) = (100.0 * ns as f64 / t, 100.0 * *gns as f64 / gt);
+            let ratio = n as f64 / (*gn).max(1) as f64;
+            eprintln!(
+                "{bench} {key}: ~{n} waits, {share:.1}% · Go {gn} waits, {gshare:.1}% (counts ×{ratio:.2})"
+            );
+            assert!(
+                (share - gshare).abs() <= 10.0,
+                "{bench} {key}: share {share:.1}% against Go's {gshare:.1}%"
+            );
+            assert!(
+                (0.5..=2.0).contains(&ratio),
+                "{bench} {key}: ~{n} waits against Go's {gn}"
             );
         }
     }

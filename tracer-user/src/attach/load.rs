@@ -154,13 +154,14 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {
 
 impl Tracer {
     /// Probes the `sync` semaphore acquires of a Go executable: each entry, and each return
-    /// instruction (never uretprobes: Go moves goroutine stacks). Returns the probes attached.
+    /// instruction (never uretprobes: Go moves goroutine stacks). Returns the probes attached,
+    /// which the caller keeps ([`Tracer::keep_uprobes`]) or releases.
     pub fn attach_go(
         &mut self,
         pid: u32,
         exe: &std::path::Path,
         plan: &crate::tracee::GoPlan,
-    ) -> Result<usize> {
+    ) -> Result<Uprobes> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
         // Before any probe fires: where a traced park's frame must return to.
         let mut slots: aya::maps::Array<_, u64> = aya::maps::Array::try_from(
@@ -171,7 +172,7 @@ impl Tracer {
         for (i, a) in plan.callers.iter().enumerate() {
             slots.set(i as u32, a, 0)?;
         }
-        let mut n = 0;
+        let mut placed = Uprobes::default();
         for p in &plan.points {
             let (entry, cookie) = p.probe.program();
             let sites = std::iter::once((entry, cookie, p.entry))
@@ -184,11 +185,43 @@ impl Tracer {
                 let link = uprobe(&mut self.ebpf, name)?
                     .attach(point, exe, scope)
                     .with_context(|| format!("probing {} in {}", p.function, exe.display()))?;
-                self.uprobes.push((name, link));
-                n += 1;
+                placed.0.push((name, link));
             }
         }
-        Ok(n)
+        Ok(placed)
+    }
+
+    /// Keeps `probes` until the process goes ([`Tracer::take_uprobes`]) or the tracer is dropped.
+    pub fn keep_uprobes(&mut self, probes: Uprobes) {
+        self.uprobes.extend(probes.0);
+    }
+
+    /// Removes `probes` at once without waiting for them: the kernel takes each breakpoint out
+    /// when its link closes, then waits out a grace period (~90 ms a probe), which a thread
+    /// of its own sits through.
+    pub fn release_uprobes(&mut self, probes: Uprobes) -> Result<()> {
+        for (name, id) in probes.0 {
+            let link = uprobe(&mut self.ebpf, name)?.take_link(id)?;
+            // One thread each: the grace periods overlap instead of adding up.
+            std::thread::Builder::new()
+                .name("uprobe-release".into())
+                .spawn(move || drop(link))
+                .context("starting a thread to release a uprobe")?;
+        }
+        Ok(())
+    }
+
+    /// `--go-sample`: goroutine waits count only if they begin and are readied within
+    /// `[open_ns, close_ns]` (monotonic ns).
+    pub fn set_go_window(&mut self, open_ns: u64, close_ns: u64) -> Result<()> {
+        let mut window: aya::maps::Array<_, u64> = aya::maps::Array::try_from(
+            self.ebpf.map_mut(map::GO_WINDOW).context("GO_WINDOW map")?,
+        )?;
+        // Close first, so the pair is never a window that was not meant.
+        window.set(1, 1, 0)?;
+        window.set(0, open_ns, 0)?;
+        window.set(1, close_ns, 0)?;
+        Ok(())
     }
 
     /// Probes every instantiation of the bundled map's phase functions in `pid`, and Go's

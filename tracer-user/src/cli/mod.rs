@@ -9,6 +9,7 @@ use tracer_common::Phase;
 
 use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
 use crate::collect::Follow;
+use crate::collect::GoSample;
 use crate::commands::{Launch, RecordOptions, ReportOptions, TopOptions};
 use crate::profile::parse_duration;
 use crate::render::Format;
@@ -70,6 +71,11 @@ pub struct RecordArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub probes: ProbeArgs,
+    /// Go targets: attach the goroutine probes only this percent of the time (a window of
+    /// every second) and scale their rows up. Cuts what precise goroutine timing costs
+    /// RWMutex-heavy code; waits longer than a window are missed (see BENCHMARKS.md).
+    #[arg(long, value_name = "PERCENT", conflicts_with = "follow_forks")]
+    pub go_sample: Option<u8>,
     #[command(flatten)]
     pub unwind: UnwindArgs,
     /// Launch this command and trace it from its first instruction; lockscope exits with its
@@ -377,6 +383,7 @@ impl RecordArgs {
                 self.unwind.options()?
             },
             go_uprobes: self.probes.go_uprobes.into(),
+            go_sample: self.go_sample.map(GoSample::new).transpose()?,
             follow: if self.follow_forks {
                 Follow::Forks
             } else {

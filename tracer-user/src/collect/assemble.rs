@@ -191,6 +191,7 @@ pub fn build_profile(
             goroutine_probes: 0,
             idle_waits: idle.iter().map(|r| r.count).sum(),
             idle_ns: idle.iter().map(|r| r.total_ns).sum(),
+            sampled: raw.go_sampled.clone(),
         }
     });
     // Cuts are counted over the stacks rows show (DWARF mode replaces most kernel stacks).

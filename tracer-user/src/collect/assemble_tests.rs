@@ -44,23 +44,16 @@ fn code_maps() -> MapHistory {
 
 fn raw(dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>) -> Raw {
     Raw {
-        waits: vec![(key(1), stats(5, 5_000))],
-        wakes: vec![],
-        stacks: HashMap::from([(1, vec![0x1000, 0x2000])]),
-        counters: [0; tracer_common::NUM_COUNTERS as usize],
-        still_waiting: 0,
-        longest_unfinished_ns: 0,
         maps: code_maps(),
-        threads: BTreeMap::new(),
-        stop: StopReason::Duration,
-        elapsed: std::time::Duration::from_secs(1),
-        map_window: None,
-        phases: Default::default(),
         dwarf,
-        map: None,
-        exec: None,
-        handoffs_left: 0,
-        children: BTreeMap::new(),
+        ..Raw::rows_only(
+            vec![(key(1), stats(5, 5_000))],
+            vec![],
+            HashMap::from([(1, vec![0x1000, 0x2000])]),
+            [0; tracer_common::NUM_COUNTERS as usize],
+            StopReason::Duration,
+            std::time::Duration::from_secs(1),
+        )
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tracer_common::{Counter, Phase, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS};
 
 use crate::attach::Tracer;
-use crate::profile::{fmt_count, fmt_ns, StopReason};
+use crate::profile::{fmt_count, fmt_ns, GoSampled, StopReason};
 use crate::symbolize::Addr;
 use crate::sys::{thread_names, MapHistory};
 use crate::tracee::{self, BundledMap};
@@ -32,6 +32,7 @@ mod assemble;
 mod blocked;
 mod children;
 mod exec;
+mod gosample;
 mod handoff;
 mod new_stacks;
 mod read;
@@ -45,10 +46,11 @@ pub use children::Child;
 use children::Children;
 use exec::ExecWatch;
 pub use exec::Identity;
+pub(crate) use gosample::{GoSample, GoSampler, PERIOD as GO_SAMPLE_PERIOD};
 
 pub use new_stacks::{NewStacks, Reread};
 pub use read::SlotPhases;
-pub use read::{monotonic_ns, read, read_rows};
+pub use read::{read, read_rows};
 use read::{read_counters, read_phases};
 pub use snapshots::Snapshots;
 
@@ -83,6 +85,8 @@ pub struct Raw {
     /// Woken waits still waiting for their waker's exit when recording stopped: recorded in
     /// `waits` with no waker.
     pub handoffs_left: u64,
+    /// `--go-sample`: how the goroutine probes were sampled (their rows are already scaled).
+    pub go_sampled: Option<GoSampled>,
     /// `--follow-forks`: the processes followed, by pid (their rows are still in `waits`).
     pub children: BTreeMap<u32, Child>,
 }
@@ -117,6 +121,7 @@ impl Raw {
             exec: None,
             handoffs_left: 0,
             children: BTreeMap::new(),
+            go_sampled: None,
         }
     }
 }
@@ -157,6 +162,8 @@ pub struct Recording {
     /// Phases to probe if the target execs into an image with the bundled map.
     pub phases: Vec<Phase>,
     pub follow: Follow,
+    /// `--go-sample`: attaches and removes the goroutine probes on its clock.
+    pub go_sampler: Option<GoSampler>,
 }
 
 pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
@@ -169,6 +176,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         mut map,
         phases,
         follow,
+        mut go_sampler,
     } = rec;
     let mut children = Children::default();
     let from_exec = start == Start::FromExec;
@@ -256,6 +264,22 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
                     }
                 }
             }
+            _ = async {
+                match &go_sampler {
+                    Some(s) => tokio::time::sleep_until(s.due()).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(s) = &mut go_sampler {
+                    if let Err(e) = s.toggle(tracer) {
+                        s.halt();
+                        // An exiting target refuses new probes: not worth a line.
+                        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok() {
+                            eprintln!("lockscope: goroutine sampling stopped: {e:#}");
+                        }
+                    }
+                }
+            }
             _ = tick.tick() => {
                 ticks += 1;
                 tracer.flush_logs();
@@ -316,6 +340,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         }
     };
     let elapsed = started.elapsed();
+    let go_sampled = go_sampler.map(|s| s.finish(tracer));
     if show {
         eprint!("\r\x1b[2K");
     }
@@ -351,6 +376,10 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         end,
         end_exact,
     });
+    if let Some(s) = &go_sampled {
+        gosample::scale_rows(&mut raw.waits, s);
+    }
+    raw.go_sampled = go_sampled;
     raw.map = map;
     raw.exec = became;
     raw.children = children.seen;

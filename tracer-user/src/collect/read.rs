@@ -13,7 +13,7 @@ use tracer_common::{
 use super::Raw;
 use crate::attach::Tracer;
 use crate::profile::StopReason;
-use crate::sys::MapHistory;
+use crate::sys::{monotonic_ns, MapHistory};
 
 pub(super) fn read_counters(tracer: &Tracer) -> Result<[u64; NUM_COUNTERS as usize]> {
     let counters: PerCpuArray<&MapData, u64> =
@@ -47,17 +47,6 @@ pub(super) fn read_phases(tracer: &Tracer) -> Result<SlotPhases> {
         }
     }
     Ok(phases)
-}
-
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own. CLOCK_MONOTONIC is bpf_ktime_get_ns's
-    // clock, so the two can be subtracted.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The kernel's rows and counters, without the in-flight scan: what a live reader (the
@@ -150,22 +139,12 @@ pub fn read(
     let phases = read_phases(tracer)?;
 
     Ok(Raw {
-        waits,
-        wakes,
-        stacks,
-        counters,
         still_waiting,
         longest_unfinished_ns: longest,
         maps,
         threads,
-        stop,
-        elapsed,
-        map_window: None,
         phases,
-        dwarf: None,
-        map: None,
-        exec: None,
         handoffs_left,
-        children: BTreeMap::new(),
+        ..Raw::rows_only(waits, wakes, stacks, counters, stop, elapsed)
     })
 }

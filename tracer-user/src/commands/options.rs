@@ -8,6 +8,7 @@ use tracer_common::Phase;
 
 use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits};
 use crate::collect::Follow;
+use crate::collect::GoSample;
 use crate::render::Format;
 use crate::tracee::GoUprobes;
 use crate::unwind::Unwind;
@@ -37,6 +38,8 @@ pub struct RecordOptions {
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
     pub go_uprobes: GoUprobes,
+    /// Goroutine probes attached only part of the time.
+    pub go_sample: Option<GoSample>,
     pub follow: Follow,
 }
 

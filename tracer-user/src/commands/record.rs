@@ -59,13 +59,14 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     // Threads already asleep in a futex wait make no call the probes could see: find them
     // now (a deadlock from before attach), and date their waits at this instant.
     let asleep = match opts.launch {
-        Launch::Pid(_) => collect::scan_blocked(target.tgid, collect::monotonic_ns()),
+        Launch::Pid(_) => collect::scan_blocked(target.tgid, crate::sys::monotonic_ns()),
         Launch::Command(_) => Vec::new(),
     };
     let probes = Probes {
         unwind: opts.unwind,
         phases: &opts.phases,
         go_uprobes: opts.go_uprobes,
+        go_sample: opts.go_sample,
         follow: opts.follow,
     };
     let session = match Session::start(target, &probes, |t| collect::seed_blocked(t, &asleep)) {
@@ -82,7 +83,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         map,
         plan,
         mut tracer,
-        go_probes,
+        go,
     } = session;
     if let Launch::Pid(pid) = opts.launch {
         if pid != target.tgid {
@@ -132,6 +133,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             map,
             phases: opts.phases.clone(),
             follow: opts.follow,
+            go_sampler: go.sampler,
         },
     ))?;
     // After an exec the report names what ran last, and the map probed in it.
@@ -141,7 +143,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     }
     let map = raw.map.take();
     let still_blocked =
-        collect::still_blocked(&tracer, target.tgid, asleep, collect::monotonic_ns())?;
+        collect::still_blocked(&tracer, target.tgid, asleep, crate::sys::monotonic_ns())?;
 
     let children = follow::split_children(&mut raw);
     let mut sym = StackSymbolizer::new(raw.maps.clone());
@@ -169,7 +171,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     profile.meta.unwind_note = plan.why;
     collect::add_blocked(&mut profile, still_blocked, &mut sym);
     if let Some(g) = &mut profile.go {
-        g.goroutine_probes = go_probes;
+        g.goroutine_probes = go.probes;
     }
     match opts.output_format {
         None => output.commit(&profile)?,

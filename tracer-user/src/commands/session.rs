@@ -6,6 +6,7 @@ use tracer_common::Phase;
 
 use crate::attach::{self, Filter, Tracer};
 use crate::collect::Follow;
+use crate::collect::{GoSample, GoSampler};
 use crate::profile::term_safe;
 use crate::sys::Target;
 use crate::tracee::{self, BundledMap, GoUprobes};
@@ -16,6 +17,8 @@ pub struct Probes<'a> {
     pub unwind: Unwind,
     pub phases: &'a [Phase],
     pub go_uprobes: GoUprobes,
+    /// Attach the goroutine probes only part of the time (`record --go-sample`).
+    pub go_sample: Option<GoSample>,
     /// Forks: the kernel adds the processes the target forks to a traced set.
     pub follow: Follow,
 }
@@ -27,22 +30,45 @@ pub fn recognise(target: &mut Target, probes: &Probes) -> Option<BundledMap> {
     map
 }
 
+/// The goroutine probes placed for one process.
+#[derive(Default)]
+pub struct GoPlaced {
+    /// How many (0: not Go, or off).
+    pub probes: usize,
+    /// `--go-sample`: the clock that attaches and removes them; the tracer keeps them otherwise.
+    pub sampler: Option<GoSampler>,
+}
+
 /// Places one process's uprobes on a loaded tracer: the bundled map's phases and the
-/// goroutine probes. Returns how many goroutine probes were placed.
+/// goroutine probes.
 pub fn place(
     tracer: &mut Tracer,
     target: &Target,
     map: Option<&BundledMap>,
     probes: &Probes,
-) -> Result<usize> {
+) -> Result<GoPlaced> {
     if let Some(m) = map {
         tracer.attach_phases(target.tgid, m)?;
     }
-    let placed = match tracee::goroutine_probes(target, probes.go_uprobes)? {
-        Some((exe, plan)) => tracer.attach_go(target.tgid, &exe, &plan)?,
-        None => 0,
+    let Some((exe, plan)) = tracee::goroutine_probes(target, probes.go_uprobes)? else {
+        return Ok(GoPlaced::default());
     };
-    Ok(placed)
+    let links = tracer.attach_go(target.tgid, &exe, &plan)?;
+    let n = links.len();
+    let sampler = match probes.go_sample {
+        Some(sample) => Some(GoSampler::new(
+            tracer,
+            target.tgid,
+            (exe, plan),
+            sample,
+            links,
+        )?),
+        None => {
+            tracer.keep_uprobes(links);
+            None
+        }
+    };
+    Ok(GoPlaced { probes: n, sampler })
 }
 
 /// A target with every probe live.
@@ -51,8 +77,8 @@ pub struct Session {
     pub map: Option<BundledMap>,
     pub plan: UnwindPlan,
     pub tracer: Tracer,
-    /// Goroutine uprobes placed (0: not Go, or off).
-    pub go_probes: usize,
+    /// Goroutine uprobes placed, and their sampling clock.
+    pub go: GoPlaced,
 }
 
 impl Session {
@@ -75,13 +101,13 @@ impl Session {
             }
         };
         after_load(&mut tracer)?;
-        let go_probes = place(&mut tracer, &target, map.as_ref(), probes)?;
+        let go = place(&mut tracer, &target, map.as_ref(), probes)?;
         Ok(Session {
             target,
             map,
             plan,
             tracer,
-            go_probes,
+            go,
         })
     }
 
@@ -100,11 +126,20 @@ impl Session {
                 "lockscope: this kernel has no syscalls:{tp} tracepoint; those calls are not traced"
             );
         }
-        if self.go_probes > 0 {
+        if self.go.probes > 0 {
             eprintln!(
-                "lockscope: Go target ({}): {} uprobes time goroutines blocked on sync.Mutex/RWMutex",
+                "lockscope: Go target ({}): {} uprobes time goroutines blocked on sync.Mutex/RWMutex{}",
                 self.target.go.as_deref().unwrap_or("go"),
-                self.go_probes
+                self.go.probes,
+                match probes_sampled(&self.go) {
+                    Some(s) => format!(
+                        ", attached {} ms of every {} ms (--go-sample {})",
+                        s.window().as_millis(),
+                        crate::collect::GO_SAMPLE_PERIOD.as_millis(),
+                        s.percent()
+                    ),
+                    None => String::new(),
+                }
             );
         }
         if let Some(s) = self.map.as_ref().and_then(|m| m.std.as_ref()) {
@@ -137,4 +172,8 @@ impl Session {
             );
         }
     }
+}
+
+fn probes_sampled(go: &GoPlaced) -> Option<GoSample> {
+    go.sampler.as_ref().map(GoSampler::sample)
 }

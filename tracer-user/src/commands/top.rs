@@ -193,6 +193,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         unwind: opts.unwind,
         phases: &opts.phases,
         go_uprobes: opts.go_uprobes,
+        go_sample: None,
         follow: Follow::Off,
     };
     let Session {

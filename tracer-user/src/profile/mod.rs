@@ -69,6 +69,30 @@ pub struct GoTarget {
     pub goroutine_probes: usize,
     pub idle_waits: u64,
     pub idle_ns: u64,
+    /// `--go-sample`: the goroutine probes were attached part of the time, and the goroutine
+    /// rows are estimates scaled up from what they saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<GoSampled>,
+}
+
+/// How the goroutine probes were sampled (`record --go-sample`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoSampled {
+    pub percent: u8,
+    pub window_ms: u64,
+    pub period_ms: u64,
+    /// Windows opened.
+    pub windows: u32,
+    /// Time the probes were attached, and the time they were sampled over.
+    pub probed_ns: u64,
+    pub recorded_ns: u64,
+}
+
+impl GoSampled {
+    /// What the goroutine rows were multiplied by.
+    pub fn scale(&self) -> f64 {
+        self.recorded_ns as f64 / self.probed_ns.max(1) as f64
+    }
 }
 
 /// A futex word, placed in the target's memory.

@@ -83,6 +83,19 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
                 "goroutines blocked on sync.Mutex park without a futex and are not in these rows (--go-uprobes)".to_string()
             }
         )?;
+        if let Some(s) = &g.sampled {
+            writeln!(
+                out,
+                "goroutine waits sampled (--go-sample {}): probes attached {} of {} ({} windows of {} ms every {} ms); the `go semacquire` rows are estimates, scaled ×{:.1}; waits longer than a window are missed",
+                s.percent,
+                fmt_ns(s.probed_ns),
+                fmt_ns(s.recorded_ns),
+                fmt_count(u64::from(s.windows)),
+                s.window_ms,
+                s.period_ms,
+                s.scale()
+            )?;
+        }
     }
     Ok(())
 }

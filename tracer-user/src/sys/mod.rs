@@ -13,7 +13,8 @@ pub(crate) use elf::{load_segments, LoadSegment};
 pub(crate) use launch::spawn;
 pub(crate) use preflight::{check_may_trace, check_privileges, ensure_tracefs, has_tracepoint};
 pub(crate) use procfs::{
-    cgroup, parse_regions, parse_stat, target, thread_names, MapHistory, Region, Target,
+    cgroup, monotonic_ns, parse_regions, parse_stat, target, thread_names, MapHistory, Region,
+    Target,
 };
 #[cfg(test)]
 pub(crate) use procfs::{tests as procfs_tests, Mapping};

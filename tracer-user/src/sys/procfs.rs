@@ -292,6 +292,18 @@ pub fn thread_names(pid: u32, into: &mut BTreeMap<u32, String>) {
     }
 }
 
+/// Now, on the clock the kernel programs read (`bpf_ktime_get_ns`).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own. CLOCK_MONOTONIC is bpf_ktime_get_ns's
+    // clock, so the two can be subtracted.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -63,6 +63,7 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
         unwind: Unwind::FramePointers,
         phases: &opts.phases,
         go_uprobes: opts.go_uprobes,
+        go_sample: None,
         follow: Follow::Off,
     };
     let (tick_tx, tick_rx) = watch::channel(0u64);
