@@ -236,8 +236,8 @@ pub mod map {
     pub const HANDOFFS: &str = "HANDOFFS";
     pub const PHASES_ON: &str = "PHASES_ON";
     pub const GO_CALLERS: &str = "GO_CALLERS";
-    /// `--go-sample`: the open window, `[open_ns, close_ns]` (close 0: no sampling).
-    pub const GO_WINDOW: &str = "GO_WINDOW";
+    /// `--go-sample`: the share of goroutine waits followed (a threshold; 0: all).
+    pub const GO_SAMPLE: &str = "GO_SAMPLE";
     /// Set mode: the tgids to trace (see [`super::TGID_SET`]).
     pub const TARGETS: &str = "TARGETS";
 }

@@ -6,7 +6,10 @@
 //! wait in the same aggregate rows as futex waits, as op `go semacquire`. Holder blame: the
 //! acquire reads its map's phase clock at entry, and again when the goroutine is readied.
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_user, generated::bpf_get_attach_cookie},
+    helpers::{
+        bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_probe_read_user,
+        generated::bpf_get_attach_cookie,
+    },
     macros::{map, uprobe},
     maps::{Array, HashMap},
     programs::ProbeContext,
@@ -47,11 +50,11 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
             GoStack::from_u64(bpf_get_attach_cookie(ctx.as_ptr())),
         )
     };
-    // SAFETY: a helper with no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    if !in_window(now).0 {
+    if !chosen() {
         return Ok(());
     }
+    // SAFETY: a helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     let (stack_id, leaf_ret) = match at {
         GoStack::AtEntry => stack::capture(ctx),
         GoStack::AtPark => (NO_STACK, 0),
@@ -74,21 +77,21 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
     Ok(())
 }
 
-/// `--go-sample`: slot 0 opens the current window and slot 1 closes it (monotonic ns);
-/// slot 1 = 0: not sampling, always open. A wait counts only if it began and was readied
-/// inside one window, so user space can scale by exactly the time windows were open.
+/// `--go-sample`: slot 0 is the share of goroutine waits followed, as a threshold on a
+/// random u32 (0: every wait). The choice is made where a wait begins, so each wait is
+/// followed whole or not at all, and the ones not chosen cost only the probes' traps and a
+/// map lookup.
 #[map]
-pub static GO_WINDOW: Array<u64> = Array::with_max_entries(2, 0);
+pub static GO_SAMPLE: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Whether `t` falls in the open window, and when that window opened.
+/// Whether to follow a wait that begins now.
 #[inline(always)]
-fn in_window(t: u64) -> (bool, u64) {
-    let close = GO_WINDOW.get(1).copied().unwrap_or(0);
-    if close == 0 {
-        return (true, 0);
+fn chosen() -> bool {
+    match GO_SAMPLE.get(0).copied().unwrap_or(0) {
+        0 => true,
+        // SAFETY: a helper with no preconditions.
+        threshold => (unsafe { bpf_get_prandom_u32() }) < threshold,
     }
-    let open = GO_WINDOW.get(0).copied().unwrap_or(0);
-    (open <= t && t <= close, open)
 }
 
 /// Return addresses into the `sync` acquires (see `GoCallers` in user space); 0: unused.
@@ -115,20 +118,12 @@ fn try_go_sema_begin(ctx: &ProbeContext) -> Res {
     }
     // SAFETY: `regs` is the probed thread's saved user registers, valid for this program.
     let (g, sp) = unsafe { ((*ctx.regs).r14, (*ctx.regs).rsp) };
-    // SAFETY: a helper with no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let (open, opened) = in_window(now);
-    if !open {
+    // A goroutine already in this acquire goes on waiting.
+    if GO_INFLIGHT.get_ptr(g).is_some() || !chosen() {
         return Ok(());
     }
-    // A goroutine already in this acquire goes on waiting; an entry from before this
-    // window (its end unseen) is replaced.
-    // SAFETY: read at once.
-    if let Some(call) = unsafe { GO_INFLIGHT.get(g) } {
-        if call.start_ns >= opened {
-            return Ok(());
-        }
-    }
+    // SAFETY: a helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     let frame = GoFrame::from_cookie(cookie(ctx));
     // SAFETY: user stack reads through the checked helper.
     let (ret, sema) = unsafe {
@@ -190,11 +185,6 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
     // Never made runnable: the semaphore was taken without parking. Not a wait (Go's block
     // profile leaves these out too).
     if call.ready_ns == 0 {
-        return Ok(());
-    }
-    // Sampling: readied after its window closed (or begun before it opened).
-    let (open, opened) = in_window(call.ready_ns);
-    if !open || call.start_ns < opened {
         return Ok(());
     }
     // Taken at the wait's start (precise mode) or here (a fallback entry probe that had no

@@ -389,10 +389,12 @@ fn sync_benchmarks_match_go_block_profile_per_stack() {
     }
 }
 
-/// `--go-sample 10`: the goroutine probes attached 100 ms of every second. The scaled rows
-/// estimate Go's block profile of the whole run: each lock stack's share of the goroutine wait
-/// time within 10 points, and its wait count within a factor of 2 (the benchmarks' wait rates
-/// change from round to round, and a few windows sample them coarsely).
+/// `--go-sample 10`: the kernel follows one goroutine wait in ten, chosen at random. The
+/// scaled rows estimate Go's block profile of the same run: each lock stack's wait count
+/// within a factor of 1.5 (RWMutexWrite100's stacks, ~30,000 waits kept each, came within 2%;
+/// BenchmarkMutex keeps ~200, within 22%), and its share of the goroutine wait time within 12
+/// points (a followed wait runs a little differently from the others: writers behind a writer
+/// read 6-9 points short of Go's share, readers 4-6 long).
 #[test]
 fn sampled_goroutine_waits_estimate_go_block_profile() {
     if !can_trace() {
@@ -410,10 +412,6 @@ fn sampled_goroutine_waits_estimate_go_block_profile() {
         let (ours, go) = (locks(ours), locks(go));
         let sampled = &p["go"]["sampled"];
         assert_eq!(sampled["percent"], 10, "{bench}: {sampled}");
-        assert!(
-            sampled["windows"].as_u64().unwrap() >= 5,
-            "{bench}: {sampled}"
-        );
         let total = |r: &Rows| r.values().map(|v| v.1).sum::<u64>().max(1) as f64;
         let (t, gt) = (total(&ours), total(&go));
         for (key, (gn, gns)) in &go {
@@ -424,11 +422,11 @@ fn sampled_goroutine_waits_estimate_go_block_profile() {
                 "{bench} {key}: ~{n} waits, {share:.1}% · Go {gn} waits, {gshare:.1}% (counts ×{ratio:.2})"
             );
             assert!(
-                (share - gshare).abs() <= 10.0,
+                (share - gshare).abs() <= 12.0,
                 "{bench} {key}: share {share:.1}% against Go's {gshare:.1}%"
             );
             assert!(
-                (0.5..=2.0).contains(&ratio),
+                (1.0 / 1.5..=1.5).contains(&ratio),
                 "{bench} {key}: ~{n} waits against Go's {gn}"
             );
         }

@@ -196,32 +196,15 @@ impl Tracer {
         self.uprobes.extend(probes.0);
     }
 
-    /// Removes `probes` at once without waiting for them: the kernel takes each breakpoint out
-    /// when its link closes, then waits out a grace period (~90 ms a probe), which a thread
-    /// of its own sits through.
-    pub fn release_uprobes(&mut self, probes: Uprobes) -> Result<()> {
-        for (name, id) in probes.0 {
-            let link = uprobe(&mut self.ebpf, name)?.take_link(id)?;
-            // One thread each: the grace periods overlap instead of adding up.
-            std::thread::Builder::new()
-                .name("uprobe-release".into())
-                .spawn(move || drop(link))
-                .context("starting a thread to release a uprobe")?;
-        }
-        Ok(())
-    }
-
-    /// `--go-sample`: goroutine waits count only if they begin and are readied within
-    /// `[open_ns, close_ns]` (monotonic ns).
-    pub fn set_go_window(&mut self, open_ns: u64, close_ns: u64) -> Result<()> {
-        let mut window: aya::maps::Array<_, u64> = aya::maps::Array::try_from(
-            self.ebpf.map_mut(map::GO_WINDOW).context("GO_WINDOW map")?,
+    /// `--go-sample`: the kernel follows a goroutine wait when a random u32 falls under
+    /// `threshold` (0: every wait). Set before the goroutine probes are attached.
+    pub fn set_go_sample(&mut self, threshold: u32) -> Result<()> {
+        let mut sample: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
+            self.ebpf.map_mut(map::GO_SAMPLE).context("GO_SAMPLE map")?,
         )?;
-        // Close first, so the pair is never a window that was not meant.
-        window.set(1, 1, 0)?;
-        window.set(0, open_ns, 0)?;
-        window.set(1, close_ns, 0)?;
-        Ok(())
+        sample
+            .set(0, threshold, 0)
+            .context("setting the goroutine sample")
     }
 
     /// Probes every instantiation of the bundled map's phase functions in `pid`, and Go's

@@ -71,9 +71,9 @@ pub struct RecordArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub probes: ProbeArgs,
-    /// Go targets: attach the goroutine probes only this percent of the time (a window of
-    /// every second) and scale their rows up. Cuts what precise goroutine timing costs
-    /// RWMutex-heavy code; waits longer than a window are missed (see BENCHMARKS.md).
+    /// Go targets: follow only this percent of goroutine waits, chosen at random where each
+    /// begins, and scale their rows up. Cuts what following every wait costs RWMutex-heavy
+    /// code (see BENCHMARKS.md); the rows become estimates.
     #[arg(long, value_name = "PERCENT", conflicts_with = "follow_forks")]
     pub go_sample: Option<u8>,
     #[command(flatten)]

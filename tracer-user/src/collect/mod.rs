@@ -46,7 +46,7 @@ pub use children::Child;
 use children::Children;
 use exec::ExecWatch;
 pub use exec::Identity;
-pub(crate) use gosample::{GoSample, GoSampler, PERIOD as GO_SAMPLE_PERIOD};
+pub(crate) use gosample::GoSample;
 
 pub use new_stacks::{NewStacks, Reread};
 pub use read::SlotPhases;
@@ -85,7 +85,7 @@ pub struct Raw {
     /// Woken waits still waiting for their waker's exit when recording stopped: recorded in
     /// `waits` with no waker.
     pub handoffs_left: u64,
-    /// `--go-sample`: how the goroutine probes were sampled (their rows are already scaled).
+    /// `--go-sample`: the share of goroutine waits followed (their rows are already scaled).
     pub go_sampled: Option<GoSampled>,
     /// `--follow-forks`: the processes followed, by pid (their rows are still in `waits`).
     pub children: BTreeMap<u32, Child>,
@@ -162,8 +162,8 @@ pub struct Recording {
     /// Phases to probe if the target execs into an image with the bundled map.
     pub phases: Vec<Phase>,
     pub follow: Follow,
-    /// `--go-sample`: attaches and removes the goroutine probes on its clock.
-    pub go_sampler: Option<GoSampler>,
+    /// `--go-sample`: the kernel followed this share of goroutine waits.
+    pub go_sample: Option<GoSample>,
 }
 
 pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
@@ -176,7 +176,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         mut map,
         phases,
         follow,
-        mut go_sampler,
+        go_sample,
     } = rec;
     let mut children = Children::default();
     let from_exec = start == Start::FromExec;
@@ -264,22 +264,6 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
                     }
                 }
             }
-            _ = async {
-                match &go_sampler {
-                    Some(s) => tokio::time::sleep_until(s.due()).await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                if let Some(s) = &mut go_sampler {
-                    if let Err(e) = s.toggle(tracer) {
-                        s.halt();
-                        // An exiting target refuses new probes: not worth a line.
-                        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok() {
-                            eprintln!("lockscope: goroutine sampling stopped: {e:#}");
-                        }
-                    }
-                }
-            }
             _ = tick.tick() => {
                 ticks += 1;
                 tracer.flush_logs();
@@ -340,7 +324,6 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         }
     };
     let elapsed = started.elapsed();
-    let go_sampled = go_sampler.map(|s| s.finish(tracer));
     if show {
         eprint!("\r\x1b[2K");
     }
@@ -376,10 +359,10 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         end,
         end_exact,
     });
-    if let Some(s) = &go_sampled {
+    raw.go_sampled = go_sample.map(GoSample::record);
+    if let Some(s) = &raw.go_sampled {
         gosample::scale_rows(&mut raw.waits, s);
     }
-    raw.go_sampled = go_sampled;
     raw.map = map;
     raw.exec = became;
     raw.children = children.seen;

@@ -83,7 +83,8 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         map,
         plan,
         mut tracer,
-        go,
+        go_probes,
+        go_sample,
     } = session;
     if let Launch::Pid(pid) = opts.launch {
         if pid != target.tgid {
@@ -133,7 +134,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             map,
             phases: opts.phases.clone(),
             follow: opts.follow,
-            go_sampler: go.sampler,
+            go_sample,
         },
     ))?;
     // After an exec the report names what ran last, and the map probed in it.
@@ -171,7 +172,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     profile.meta.unwind_note = plan.why;
     collect::add_blocked(&mut profile, still_blocked, &mut sym);
     if let Some(g) = &mut profile.go {
-        g.goroutine_probes = go.probes;
+        g.goroutine_probes = go_probes;
     }
     match opts.output_format {
         None => output.commit(&profile)?,

@@ -6,7 +6,7 @@ use tracer_common::Phase;
 
 use crate::attach::{self, Filter, Tracer};
 use crate::collect::Follow;
-use crate::collect::{GoSample, GoSampler};
+use crate::collect::GoSample;
 use crate::profile::term_safe;
 use crate::sys::Target;
 use crate::tracee::{self, BundledMap, GoUprobes};
@@ -17,7 +17,7 @@ pub struct Probes<'a> {
     pub unwind: Unwind,
     pub phases: &'a [Phase],
     pub go_uprobes: GoUprobes,
-    /// Attach the goroutine probes only part of the time (`record --go-sample`).
+    /// Follow only a share of the goroutine waits (`record --go-sample`).
     pub go_sample: Option<GoSample>,
     /// Forks: the kernel adds the processes the target forks to a traced set.
     pub follow: Follow,
@@ -30,45 +30,27 @@ pub fn recognise(target: &mut Target, probes: &Probes) -> Option<BundledMap> {
     map
 }
 
-/// The goroutine probes placed for one process.
-#[derive(Default)]
-pub struct GoPlaced {
-    /// How many (0: not Go, or off).
-    pub probes: usize,
-    /// `--go-sample`: the clock that attaches and removes them; the tracer keeps them otherwise.
-    pub sampler: Option<GoSampler>,
-}
-
 /// Places one process's uprobes on a loaded tracer: the bundled map's phases and the
-/// goroutine probes.
+/// goroutine probes. Returns how many goroutine probes were placed.
 pub fn place(
     tracer: &mut Tracer,
     target: &Target,
     map: Option<&BundledMap>,
     probes: &Probes,
-) -> Result<GoPlaced> {
+) -> Result<usize> {
     if let Some(m) = map {
         tracer.attach_phases(target.tgid, m)?;
     }
     let Some((exe, plan)) = tracee::goroutine_probes(target, probes.go_uprobes)? else {
-        return Ok(GoPlaced::default());
+        return Ok(0);
     };
+    if let Some(sample) = probes.go_sample {
+        tracer.set_go_sample(sample.threshold())?;
+    }
     let links = tracer.attach_go(target.tgid, &exe, &plan)?;
     let n = links.len();
-    let sampler = match probes.go_sample {
-        Some(sample) => Some(GoSampler::new(
-            tracer,
-            target.tgid,
-            (exe, plan),
-            sample,
-            links,
-        )?),
-        None => {
-            tracer.keep_uprobes(links);
-            None
-        }
-    };
-    Ok(GoPlaced { probes: n, sampler })
+    tracer.keep_uprobes(links);
+    Ok(n)
 }
 
 /// A target with every probe live.
@@ -77,8 +59,10 @@ pub struct Session {
     pub map: Option<BundledMap>,
     pub plan: UnwindPlan,
     pub tracer: Tracer,
-    /// Goroutine uprobes placed, and their sampling clock.
-    pub go: GoPlaced,
+    /// Goroutine uprobes placed (0: not Go, or off).
+    pub go_probes: usize,
+    /// The share of their waits they follow (`None`: all).
+    pub go_sample: Option<GoSample>,
 }
 
 impl Session {
@@ -101,13 +85,14 @@ impl Session {
             }
         };
         after_load(&mut tracer)?;
-        let go = place(&mut tracer, &target, map.as_ref(), probes)?;
+        let go_probes = place(&mut tracer, &target, map.as_ref(), probes)?;
         Ok(Session {
             target,
             map,
             plan,
             tracer,
-            go,
+            go_probes,
+            go_sample: probes.go_sample.filter(|_| go_probes > 0),
         })
     }
 
@@ -126,18 +111,13 @@ impl Session {
                 "lockscope: this kernel has no syscalls:{tp} tracepoint; those calls are not traced"
             );
         }
-        if self.go.probes > 0 {
+        if self.go_probes > 0 {
             eprintln!(
                 "lockscope: Go target ({}): {} uprobes time goroutines blocked on sync.Mutex/RWMutex{}",
                 self.target.go.as_deref().unwrap_or("go"),
-                self.go.probes,
-                match probes_sampled(&self.go) {
-                    Some(s) => format!(
-                        ", attached {} ms of every {} ms (--go-sample {})",
-                        s.window().as_millis(),
-                        crate::collect::GO_SAMPLE_PERIOD.as_millis(),
-                        s.percent()
-                    ),
+                self.go_probes,
+                match self.go_sample {
+                    Some(s) => format!(", following {}% of their waits (--go-sample)", s.percent()),
                     None => String::new(),
                 }
             );
@@ -172,8 +152,4 @@ impl Session {
             );
         }
     }
-}
-
-fn probes_sampled(go: &GoPlaced) -> Option<GoSample> {
-    go.sampler.as_ref().map(GoSampler::sample)
 }

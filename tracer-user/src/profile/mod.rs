@@ -75,23 +75,17 @@ pub struct GoTarget {
     pub sampled: Option<GoSampled>,
 }
 
-/// How the goroutine probes were sampled (`record --go-sample`).
+/// How the goroutine waits were sampled (`record --go-sample`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GoSampled {
+    /// The share of waits followed, chosen at random where each began.
     pub percent: u8,
-    pub window_ms: u64,
-    pub period_ms: u64,
-    /// Windows opened.
-    pub windows: u32,
-    /// Time the probes were attached, and the time they were sampled over.
-    pub probed_ns: u64,
-    pub recorded_ns: u64,
 }
 
 impl GoSampled {
     /// What the goroutine rows were multiplied by.
     pub fn scale(&self) -> f64 {
-        self.recorded_ns as f64 / self.probed_ns.max(1) as f64
+        100.0 / f64::from(self.percent.max(1))
     }
 }
 

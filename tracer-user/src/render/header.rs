@@ -86,13 +86,9 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
         if let Some(s) = &g.sampled {
             writeln!(
                 out,
-                "goroutine waits sampled (--go-sample {}): probes attached {} of {} ({} windows of {} ms every {} ms); the `go semacquire` rows are estimates, scaled ×{:.1}; waits longer than a window are missed",
+                "goroutine waits sampled (--go-sample {}): the kernel followed each with probability {}%, chosen where it began; the `go semacquire` rows are estimates, scaled ×{:.1} (a row of n waits kept is good to about 1/√n)",
                 s.percent,
-                fmt_ns(s.probed_ns),
-                fmt_ns(s.recorded_ns),
-                fmt_count(u64::from(s.windows)),
-                s.window_ms,
-                s.period_ms,
+                s.percent,
                 s.scale()
             )?;
         }
