@@ -180,6 +180,7 @@ pub(crate) fn run_once(
         | Tracer::LockscopeDwarf
         | Tracer::LockscopeAllPhases
         | Tracer::LockscopeNoGoUprobes
+        | Tracer::LockscopeGoSample
         | Tracer::LockscopeAuto => {
             let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
             let lost = [
@@ -309,7 +310,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         for round in 0..rounds {
             for i in 0..TRACERS.len() {
                 let t = (i + round) % TRACERS.len();
-                if TRACERS[t] == Tracer::LockscopeNoGoUprobes && !w.go {
+                if TRACERS[t].go_only() && !w.go {
                     continue;
                 }
                 let s = run_once(w, TRACERS[t], &lockscope, &tmp)?;

@@ -193,14 +193,15 @@ pub fn run(rounds: usize) -> Result<()> {
     let mut go = String::new();
     writeln!(
         go,
-        "| benchmark | untraced ns/op | lockscope | lockscope --go-uprobes off |"
+        "| benchmark | untraced ns/op | lockscope | lockscope --go-sample 10 | lockscope --go-uprobes off |"
     )?;
-    writeln!(go, "|---|---:|---:|---:|")?;
+    writeln!(go, "|---|---:|---:|---:|---:|")?;
     // One benchmark run swings by 2x on this machine: each configuration runs `rounds` times,
     // interleaved and rotated, and the medians are compared.
-    let configs: [&[&str]; 3] = [
+    let configs: [&[&str]; 4] = [
         &[],
         &["--unwind", "fp"],
+        &["--unwind", "fp", "--go-sample", "10"],
         &["--unwind", "fp", "--go-uprobes", "off"],
     ];
     let mut per: Vec<Vec<Vec<(String, f64)>>> = vec![Vec::new(); configs.len()];
@@ -236,9 +237,10 @@ pub fn run(rounds: usize) -> Result<()> {
         };
         writeln!(
             go,
-            "| {name} | {base:.0} | {} | {} |",
+            "| {name} | {base:.0} | {} | {} | {} |",
             of(&runs[1]),
-            of(&runs[2])
+            of(&runs[2]),
+            of(&runs[3])
         )?;
     }
 

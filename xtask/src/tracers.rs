@@ -29,9 +29,11 @@ pub(crate) enum Tracer {
     LockscopeNoGoUprobes,
     /// lockscope as a user runs it: `--unwind auto` picks the mode from the binaries.
     LockscopeAuto,
+    /// lockscope following one goroutine wait in ten (Go workloads only).
+    LockscopeGoSample,
 }
 
-pub(crate) const TRACERS: [Tracer; 8] = [
+pub(crate) const TRACERS: [Tracer; 9] = [
     Tracer::None,
     Tracer::Lockscope,
     Tracer::LockscopeDwarf,
@@ -40,9 +42,18 @@ pub(crate) const TRACERS: [Tracer; 8] = [
     Tracer::BpftraceCount,
     Tracer::PerfCount,
     Tracer::LockscopeNoGoUprobes,
+    Tracer::LockscopeGoSample,
 ];
 
 impl Tracer {
+    /// Tracers that differ from plain lockscope only on Go targets.
+    pub(crate) fn go_only(self) -> bool {
+        matches!(
+            self,
+            Tracer::LockscopeNoGoUprobes | Tracer::LockscopeGoSample
+        )
+    }
+
     pub(crate) fn is_bpftrace(self) -> bool {
         matches!(self, Tracer::BpftraceStacks | Tracer::BpftraceCount)
     }
@@ -63,6 +74,7 @@ impl Tracer {
             Tracer::PerfCount => "perf stat count-only",
             Tracer::LockscopeNoGoUprobes => "lockscope, --go-uprobes off",
             Tracer::LockscopeAuto => "lockscope (auto)",
+            Tracer::LockscopeGoSample => "lockscope, --go-sample 10",
         }
     }
 }
@@ -113,6 +125,7 @@ pub(crate) fn start_tracer(
         | Tracer::LockscopeDwarf
         | Tracer::LockscopeAllPhases
         | Tracer::LockscopeNoGoUprobes
+        | Tracer::LockscopeGoSample
         | Tracer::LockscopeAuto => (
             Command::new(lockscope)
                 .args([
@@ -129,6 +142,7 @@ pub(crate) fn start_tracer(
                     Tracer::LockscopeAllPhases => &["--phase-probes", "all", "--unwind", "fp"][..],
                     Tracer::LockscopeDwarf => &["--unwind", "dwarf"][..],
                     Tracer::LockscopeNoGoUprobes => &["--unwind", "fp", "--go-uprobes", "off"][..],
+                    Tracer::LockscopeGoSample => &["--unwind", "fp", "--go-sample", "10"][..],
                     Tracer::LockscopeAuto => &[][..],
                     _ => &["--unwind", "fp"][..],
                 })
