@@ -19,7 +19,7 @@ use crate::run::{cmd, is_root, root, step};
 use crate::tracers::{ensure_bpftrace, secs_of, start_tracer, stop, Tracer, TRACERS};
 
 /// The workload waits this long before working: the tracer attaches meanwhile.
-const START_DELAY_S: f64 = 2.0;
+const START_DELAY_S: f64 = 3.0;
 /// And stays this long after printing, so the tracer sees it to the end.
 const LINGER_S: f64 = 0.5;
 /// Work outside the lock that makes `lockdemo` moderately contended (~10k wait calls/s here).

@@ -185,7 +185,10 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
     let total_ns = by_category.iter().map(|(_, s)| s.wait_ns).sum();
     let map_wait_ns = behind.iter().map(|(_, s)| s.wait_ns).sum();
     let fast = bundled.fast_read_percent();
-    let rebuild = bundled.phases.iter().find(|r| r.phase == "rebuild_dirty");
+    let rebuild = bundled
+        .phases
+        .iter()
+        .find(|r| r.phase == tracer_common::Phase::Rebuild.function());
     // Holder blame needs the phase probes (in Go, goroutine waits read the map's clock too).
     let blame_known = !bundled.probed.is_empty();
     let verdict = verdict(
@@ -194,7 +197,11 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
         &by_category,
         blame_known.then_some(&behind[..]),
         fast,
-        rebuild.map(|r| (r.returns, r.items, r.max_ns)),
+        rebuild.map(|r| Rebuilds {
+            count: r.returns,
+            entries: r.items,
+            longest_ns: r.max_ns,
+        }),
     );
     Some(Attribution {
         blame_known,
@@ -221,13 +228,21 @@ const NEGLIGIBLE_WAIT_PERCENT: f64 = 1.0;
 /// the holders' other work adds up to more.
 const NAMED_CAUSE_PERCENT: f64 = 10.0;
 
+/// The dirty rebuilds a recording saw: how many, the entries they copied in all, the longest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rebuilds {
+    count: u64,
+    entries: u64,
+    longest_ns: u64,
+}
+
 fn verdict(
     duration_ns: u64,
     map_wait_ns: u64,
     by_category: &[(Category, Share)],
     behind: Option<&[(Behind, Share)]>,
     fast: Option<f64>,
-    rebuilds: Option<(u64, u64, u64)>,
+    rebuilds: Option<Rebuilds>,
 ) -> String {
     let reads = fast.map_or(String::new(), |f| format!("; reads {f:.1}% fast path"));
     if percent(map_wait_ns, duration_ns) < NEGLIGIBLE_WAIT_PERCENT {
@@ -255,7 +270,14 @@ fn verdict(
             (*c, s.clone())
         });
     let detail = match (top_behind, rebuilds) {
-        (REBUILD, Some((n, items, max))) if n > 0 => format!(
+        (
+            REBUILD,
+            Some(Rebuilds {
+                count: n,
+                entries: items,
+                longest_ns: max,
+            }),
+        ) if n > 0 => format!(
             " copying ~{} entries each ({} rebuilds, longest {})",
             fmt_count(items / n),
             fmt_count(n),
@@ -277,7 +299,11 @@ fn verdict(
     if behind.is_none() {
         // No holder blame: what waiters were doing, and what the phases cost.
         let phases = match rebuilds {
-            Some((n, items, max)) if n > 0 => format!(
+            Some(Rebuilds {
+                count: n,
+                entries: items,
+                longest_ns: max,
+            }) if n > 0 => format!(
                 "; {} rebuilds copied ~{} entries each (longest {})",
                 fmt_count(n),
                 fmt_count(items / n),

@@ -202,7 +202,11 @@ fn verdicts_name_the_dominant_cause() {
             (Behind::Phase(HolderPhase::Miss), share(152_000_000)),
         ]),
         Some(99.9),
-        Some((4, 400_000, 40_000_000)),
+        Some(Rebuilds {
+            count: 4,
+            entries: 400_000,
+            longest_ns: 40_000_000,
+        }),
     );
     assert!(v.starts_with("81% of map lock wait is behind dirty rebuild (O(n) copy) copying ~100,000 entries each (4 rebuilds, longest 40.0 ms)"), "{v}");
     assert!(v.contains("88% of it was slow store"), "{v}");
