@@ -401,7 +401,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
     eprintln!("\n{doc}\n    written to BENCHMARKS.md");
     // Storm throughput alone hides what each event costs (a slower futex can raise a storm's
     // throughput): the per-event costs, the host-wide tax and Go's own benchmarks follow.
-    crate::bench_events::run(rounds)
+    crate::bench_events::run(rounds.max(5))
 }
 
 /// Runs lockscope and the count-only bpftrace on the same workload run and compares the

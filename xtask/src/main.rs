@@ -59,8 +59,8 @@ enum Task {
     /// What each tracer adds per futex event, the host-wide tax of tracing, and Go's own
     /// sync benchmarks under lockscope.
     BenchEvents {
-        /// Rounds per tracer (the median is reported).
-        #[arg(long, default_value_t = 3)]
+        /// Rounds per tracer (the fastest per-call round, and Go's median, are reported).
+        #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
     /// The continuous agent's memory with 50 idle targets and its cost on the futex storm.
