@@ -1,6 +1,6 @@
 //! Unit tests of assemble.
 use super::*;
-use crate::collect::Raw;
+use crate::collect::{stats, Raw};
 use crate::profile::StopReason;
 use crate::sys::procfs_tests::target;
 use crate::sys::MapHistory;
@@ -16,17 +16,6 @@ fn key(stack_id: u64) -> WaitKey {
         flags: 0,
         _pad: 0,
     }
-}
-
-fn stats(count: u64, total_ns: u64) -> WaitStats {
-    let mut s = WaitStats {
-        count,
-        total_ns,
-        max_ns: total_ns / count.max(1),
-        ..WaitStats::default()
-    };
-    s.hist[tracer_common::hist_bucket(s.max_ns)] = count;
-    s
 }
 
 /// Anonymous executable memory (JIT-like: no file to check calls in) holding the test

@@ -129,6 +129,7 @@ fn share(st: &WaitStats, n: u64) -> WaitStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::stats;
 
     fn key(waker: u64, flags: u32) -> WaitKey {
         WaitKey {
@@ -139,17 +140,6 @@ mod tests {
             flags,
             ..WaitKey::default()
         }
-    }
-
-    fn stats(count: u64, total_ns: u64) -> WaitStats {
-        let mut s = WaitStats {
-            count,
-            total_ns,
-            max_ns: total_ns / count.max(1),
-            ..WaitStats::default()
-        };
-        s.hist[10] = count;
-        s
     }
 
     #[test]

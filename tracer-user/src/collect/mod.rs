@@ -393,3 +393,16 @@ pub fn describe_stop(stop: StopReason, elapsed: Duration) -> String {
         stop.describe()
     )
 }
+
+/// A row of `count` equal waits totalling `total_ns`, for the collect stage's tests.
+#[cfg(test)]
+pub(crate) fn stats(count: u64, total_ns: u64) -> WaitStats {
+    let mut s = WaitStats {
+        count,
+        total_ns,
+        max_ns: total_ns / count.max(1),
+        ..WaitStats::default()
+    };
+    s.hist[tracer_common::hist_bucket(s.max_ns)] = count;
+    s
+}
