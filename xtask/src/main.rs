@@ -7,6 +7,7 @@ mod bench_unwind;
 mod cycles;
 mod demo;
 mod go;
+mod gomatrix;
 mod run;
 mod setup;
 mod test;
@@ -44,7 +45,7 @@ enum Task {
     },
     /// Set up, lint, then run unit tests and the root integration tests.
     Test,
-    /// Build the Go workload (the bundled map's Go port) into target/go/syncmap-load-go.
+    /// Build the Go workloads into target/go, and the Go version matrix into target/go/matrix.
     BuildGo,
     /// Benchmark tracer overhead: lockscope beside bpftrace on a futex storm, moderate
     /// contention and every bundled-map preset.
@@ -103,7 +104,9 @@ fn main() {
             go,
         } => demo::run(&preset, &duration, lockdemo, go),
         Task::Test => test::run(),
-        Task::BuildGo => crate::setup::run().and_then(|()| go::build().map(|_| ())),
+        Task::BuildGo => crate::setup::run()
+            .and_then(|()| go::build().map(|_| ()))
+            .and_then(|()| gomatrix::build()),
         Task::BenchMap { rounds, secs } => bench_map::run(rounds, secs),
         Task::Bench { rounds, secs } => bench::run(rounds, secs),
         Task::BenchUnwind { rounds, secs } => bench_unwind::run(rounds, secs),

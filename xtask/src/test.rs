@@ -62,6 +62,7 @@ pub fn run() -> Result<()> {
     crate::go::test()?;
     crate::go::build()?;
     crate::go::build_ground_truth()?;
+    crate::gomatrix::build()?;
     step("test workloads (release, frame pointers)");
     cmd("cargo", &["build", "--release", "-p", "workloads"])?;
     step("the same workloads without frame pointers (a plain release build), for DWARF unwinding");

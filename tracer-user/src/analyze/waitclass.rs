@@ -217,7 +217,7 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
         if name.starts_with("sync.(*RWMutex)") {
             return Some(Primitive::GoRwMutex);
         }
-        if name.starts_with("sync.(*Mutex)") {
+        if name.starts_with("sync.(*Mutex)") || name.starts_with("internal/sync.(*Mutex)") {
             return Some(Primitive::GoMutex);
         }
     }

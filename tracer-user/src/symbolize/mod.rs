@@ -7,6 +7,7 @@
 //! host facts, and nothing above.
 mod debuginfo;
 mod debuginfod;
+mod gobase;
 mod gopclntab;
 mod stacks;
 mod symsource;

@@ -1,6 +1,6 @@
 //! tracee: what lockscope knows of the traced process's runtimes and maps. Go executables
 //! (`golang`: recognising them, naming their futex waits; `goprobes`: where the goroutine
-//! probes go), the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`), and what
+//! probes go; `probesafety`: that each lands on an instruction of the function it names), the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`), and what
 //! a futex word is (`locks`: a static, the heap, a stack).
 //!
 //! Exposes those findings as plain data for attach, collect and analyze; it loads nothing
@@ -9,6 +9,7 @@ mod bundled;
 mod golang;
 mod goprobes;
 mod locks;
+mod probesafety;
 mod stdmap;
 
 pub(crate) use bundled::{find_probed, read_counters, zero_counters, BundledMap};
