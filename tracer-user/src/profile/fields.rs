@@ -202,4 +202,39 @@ mod tests {
             assert_eq!(serde_json::from_str::<Region>(&json).unwrap(), r);
         }
     }
+
+    /// The checked-in profiles read into the typed fields and write each back as it was.
+    #[test]
+    fn checked_in_profiles_keep_their_field_strings() {
+        use serde_json::Value;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read(&path).unwrap();
+            let before: Value = serde_json::from_slice(&text).unwrap();
+            let p = crate::profile::parse(&text, &path).unwrap();
+            let after = serde_json::to_value(&p).unwrap();
+            let field = |v: &Value, list: &str, key: &str| -> Vec<Value> {
+                v[list]
+                    .as_array()
+                    .map(|rows| rows.iter().map(|r| r[key].clone()).collect())
+                    .unwrap_or_default()
+            };
+            for (list, key) in [("waits", "op"), ("wakes", "op"), ("locks", "region")] {
+                assert_eq!(
+                    field(&before, list, key),
+                    field(&after, list, key),
+                    "{list}.{key}"
+                );
+                seen += field(&before, list, key).len();
+            }
+            assert_eq!(before["meta"]["unwind"], after["meta"]["unwind"]);
+            assert_eq!(
+                field(&before["bundled"], "phases", "phase"),
+                field(&after["bundled"], "phases", "phase")
+            );
+        }
+        assert!(seen > 0, "no rows in {}", dir.display());
+    }
 }
