@@ -64,7 +64,7 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
-    /// List import cycles among tracer-user's top-level modules (fails on one).
+    /// List import cycles among tracer-user's and xtask's modules (fails on one).
     Cycles,
     /// Benchmark the unwinders (`--unwind fp`, the default, `--unwind dwarf`) on C programs
     /// built with and without frame pointers and on the Rust futex storm.
