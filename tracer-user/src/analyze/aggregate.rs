@@ -6,7 +6,7 @@ use tracer_common::HIST_BUCKETS;
 
 use super::attribute::category_of;
 use super::waitclass::{classify, WaitClass, Waits};
-use crate::profile::{blamed_function, Profile, WaitRow};
+use crate::profile::{blamed_function, FutexOp, Profile, WaitRow};
 
 /// What one report row stands for (`--by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -249,15 +249,15 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
 /// The wait rows a view shows (they slept, and their class is selected), with their class.
 /// Classes are computed once per (stack, op).
 pub fn shown_rows(profile: &Profile, waits: Waits) -> Vec<(&WaitRow, WaitClass)> {
-    let mut cache: HashMap<(Option<usize>, &str), WaitClass> = HashMap::new();
+    let mut cache: HashMap<(Option<usize>, FutexOp), WaitClass> = HashMap::new();
     profile
         .waits
         .iter()
         .filter(|r| r.count > 0)
         .map(|r| {
             let class = *cache
-                .entry((r.stack, r.op.as_str()))
-                .or_insert_with(|| classify(r.stack.and_then(|s| profile.stacks.get(s)), &r.op));
+                .entry((r.stack, r.op))
+                .or_insert_with(|| classify(r.stack.and_then(|s| profile.stacks.get(s)), r.op));
             (r, class)
         })
         .filter(|(_, c)| waits.includes(*c))

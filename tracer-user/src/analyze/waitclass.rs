@@ -4,9 +4,7 @@
 //! apart (`--waits contention|idle|all`). Decided from the symbolized stack, innermost lock
 //! frame first; the futex op decides only where the stack says nothing.
 
-use tracer_common::OpKind;
-
-use crate::profile::Stack;
+use crate::profile::{FutexOp, Stack};
 use crate::tracee::GoWait;
 
 /// Why a thread that was not contending for a lock slept.
@@ -235,14 +233,14 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
 
 /// Classifies one wait: from its stack, else from its futex op. A wait nothing explains stays
 /// contention, as every wait was before this classification existed.
-pub fn classify(stack: Option<&Stack>, op: &str) -> WaitClass {
-    if op == OpKind::GoSemacquire.name() || op == OpKind::LockPi.name() {
+pub fn classify(stack: Option<&Stack>, op: FutexOp) -> WaitClass {
+    if op == FutexOp::GoSemacquire || op == FutexOp::LockPi {
         return WaitClass::Contention;
     }
     if let Some(p) = primitive(stack) {
         return p.class();
     }
-    if op == OpKind::WaitRequeuePi.name() {
+    if op == FutexOp::WaitRequeuePi {
         // glibc's PI condvars wait with WAIT_REQUEUE_PI; PI mutexes lock with LOCK_PI.
         return WaitClass::Idle(IdleKind::Condvar);
     }

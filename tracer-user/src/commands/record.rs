@@ -168,7 +168,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         );
     }
     profile.meta.attach_ns = attach_ns;
-    profile.meta.unwind = plan.mode.name().into();
+    profile.meta.unwind = plan.mode.into();
     profile.meta.unwind_note = plan.why;
     collect::add_blocked(&mut profile, still_blocked, &mut sym);
     if let Some(g) = &mut profile.go {
