@@ -3,9 +3,12 @@
 //
 //	-mode mutex    goroutines take one sync.Mutex in lockSite
 //	-mode rwmutex  writers in writeSite and readers in readSite share one sync.RWMutex
-//	-mode maphot   goroutines replace a few hot keys of a sync.Map (Store) in storeHot
+//	-mode maphot   goroutines replace 4 hot keys of a sync.Map (Store) in storeHot; with
+//	               -keys N the map first gets N other keys, so the hot ones sit deep in
+//	               Go 1.24+'s hash trie instead of in its root node
 //
-// It prints one JSON line with what it did.
+// It prints one JSON line with what it did, then stays -linger long (so a tracer that
+// stops first can still read its memory).
 package main
 
 import (
@@ -68,7 +71,12 @@ func main() {
 	goroutines := flag.Int("goroutines", 16, "goroutines")
 	duration := flag.Duration("duration", 2*time.Second, "how long")
 	block := flag.String("blockprofile", "", "write Go's block profile here")
+	keys := flag.Int("keys", 0, "maphot: keys stored before the run (besides the 4 hot ones)")
+	linger := flag.Duration("linger", 0, "stay this long after the run")
 	flag.Parse()
+	for k := 0; k < *keys; k++ {
+		hot.Store(fmt.Sprintf("cold-%d", k), k)
+	}
 	if *block != "" {
 		runtime.SetBlockProfileRate(1)
 	}
@@ -114,4 +122,5 @@ func main() {
 	}
 	out, _ := json.Marshal(map[string]any{"mode": *mode, "ops": ops.Load(), "go": runtime.Version()})
 	fmt.Println(string(out))
+	time.Sleep(*linger)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::behind::{locked_miss_fraction, split_row, weigh_misses};
 pub use super::behind::{Behind, Share};
-use crate::profile::{fmt_count, fmt_ns, percent, FutexOp, HolderPhase, Profile, Stack};
+use crate::profile::{fmt_count, fmt_ns, percent, FutexOp, HolderPhase, MapKind, Profile, Stack};
 
 /// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -108,7 +108,15 @@ pub fn lock_primitive(stack: Option<&Stack>) -> &'static str {
 
 /// `--by category`: the bundled-map operation a waiter was in, or the lock primitive.
 pub fn category_of(profile: &Profile, stack: Option<&Stack>) -> String {
-    if profile.bundled.is_some() {
+    if profile
+        .bundled
+        .as_ref()
+        .is_some_and(|b| b.kind == MapKind::StdHashTrie)
+    {
+        if let Some(op) = super::trie::op_of(stack) {
+            return format!("sync.Map {}", op.label());
+        }
+    } else if profile.bundled.is_some() {
         let c = waiter_category(stack);
         if c != Category::OtherLock {
             return c.label().to_string();
@@ -136,7 +144,11 @@ pub struct Attribution {
 
 /// Attribution for a profile of a process that uses the bundled map; `None` otherwise.
 pub fn attribute(p: &Profile) -> Option<Attribution> {
-    let bundled = p.bundled.as_ref()?;
+    // The hash trie has its own explanation (`trie`).
+    let bundled = p
+        .bundled
+        .as_ref()
+        .filter(|b| b.kind != MapKind::StdHashTrie)?;
     let mut by_category: BTreeMap<Category, Share> = BTreeMap::new();
     let mut behind: BTreeMap<Behind, Share> = BTreeMap::new();
     let mut by_lock: BTreeMap<u64, BTreeMap<Behind, Share>> = BTreeMap::new();
@@ -171,6 +183,14 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
         for m in std::iter::once(&mut behind).chain(by_lock.values_mut()) {
             weigh_misses(m, f);
         }
+    }
+    // Go's sync.Map is explained only for a program whose waits or traced phases show it:
+    // linking it (as much of the standard library does) is not using it.
+    let std_unused = !bundled.kind.is_bundled()
+        && by_category.keys().all(|c| *c == Category::OtherLock)
+        && bundled.phases.iter().all(|r| r.calls == 0);
+    if std_unused {
+        return None;
     }
     let by_category = hottest_first(by_category);
     let behind = hottest_first(behind);

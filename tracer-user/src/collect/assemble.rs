@@ -3,12 +3,12 @@
 //! set apart, lock names, and the bundled map's checks.
 use std::collections::{BTreeMap, HashMap};
 
-use tracer_common::{Counter, Phase, PhaseStats, WaitKey, WaitStats, NO_STACK};
+use tracer_common::{Counter, OpKind, Phase, PhaseStats, WaitKey, WaitStats, NO_STACK};
 
 use crate::collect::{MapWindow, Raw, SlotPhases, Snapshot};
 use crate::profile::{
-    Blamed, Bundled, Check, Counters, FutexOp, GoTarget, Losses, Meta, PhaseRow, Profile, Unwinder,
-    WaitRow, WakeRow, FORMAT, VERSION,
+    Blamed, Bundled, Check, Counters, FutexOp, GoTarget, Losses, Meta, PhaseRow, Profile, TrieNode,
+    Unwinder, WaitRow, WakeRow, FORMAT, VERSION,
 };
 use crate::profile::{MapCounter, MapKind};
 use crate::symbolize::{frames_with_leaf, Addr, Cut, StackSymbolizer};
@@ -204,6 +204,10 @@ pub fn build_profile(
     let unnamed = sym.unnamed(&stacks);
     let symbolize_ns = t.elapsed().as_nanos() as u64;
     let c = |x: Counter| raw.counters[x as usize];
+    let trie = map
+        .filter(|m| active_kind(m, &raw.phases, raw.map_window.as_ref()) == MapKind::StdHashTrie)
+        .map(|_| trie_nodes(target.tgid, &raw))
+        .unwrap_or_default();
     Profile {
         format: FORMAT.into(),
         version: VERSION,
@@ -305,6 +309,7 @@ pub fn build_profile(
                     .as_ref()
                     .filter(|_| !counted)
                     .map(|s| s.version.clone()),
+                trie_nodes: trie.clone(),
             }
         }),
     }
@@ -330,6 +335,23 @@ fn active_kind(m: &BundledMap, phases: &SlotPhases, window: Option<&MapWindow>) 
     } else {
         MapKind::Bundled
     }
+}
+
+/// Depths of the hash-trie nodes the hottest goroutine waits were on, read from the target
+/// while it lives (none once it has exited).
+fn trie_nodes(pid: u32, raw: &Raw) -> Vec<TrieNode> {
+    let mut by_sema: HashMap<u64, u64> = HashMap::new();
+    for (k, v) in &raw.waits {
+        if k.kind == OpKind::GoSemacquire as u32 {
+            *by_sema.entry(k.uaddr).or_default() += v.total_ns;
+        }
+    }
+    let mut hot: Vec<(u64, u64)> = by_sema.into_iter().collect();
+    hot.sort_by_key(|&(_, ns)| std::cmp::Reverse(ns));
+    crate::tracee::node_depths(pid, hot.into_iter().map(|(sema, _)| sema))
+        .into_iter()
+        .map(|(sema, depth)| TrieNode { sema, depth })
+        .collect()
 }
 
 fn counter_delta(start: &Snapshot, end: &Snapshot) -> BTreeMap<String, u64> {

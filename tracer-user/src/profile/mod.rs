@@ -160,6 +160,17 @@ pub struct Bundled {
     /// Go's `sync.Map`: the Go release it came with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go_version: Option<String>,
+    /// The hash-trie `sync.Map` (Go 1.24+): the depth of each node goroutines waited on, by
+    /// the semaphore address its rows keep, as read from the live target (0: the root).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trie_nodes: Vec<TrieNode>,
+}
+
+/// A hash-trie node goroutines waited on: its mutex's semaphore and its depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrieNode {
+    pub sema: u64,
+    pub depth: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

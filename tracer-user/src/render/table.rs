@@ -291,8 +291,15 @@ fn histogram(g: &Group, paint: Paint, out: &mut dyn Write) -> io::Result<()> {
 /// The bundled map's section: what waiters were doing, what they waited behind, the traced
 /// phases, the check against the map's own counters, and the verdict.
 fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
+    if profile
+        .bundled
+        .as_ref()
+        .is_some_and(|b| b.kind == crate::profile::MapKind::StdHashTrie)
+    {
+        return super::table_trie::trie_map(profile, out);
+    }
     let (Some(b), Some(a)) = (&profile.bundled, attribute(profile)) else {
-        return Ok(());
+        return super::table_trie::map_unwaited(profile, out);
     };
     writeln!(out)?;
     let name = |f: &str| crate::tracee::function_name(b.kind, f).to_string();

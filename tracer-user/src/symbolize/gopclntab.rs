@@ -62,16 +62,20 @@ impl GoTable {
     /// The table of the ELF file at `path`, if it has one this reader understands, based where
     /// the runtime bases it (`gobase`), with its inline tree when the module data is found.
     pub fn open(path: &Path) -> Option<GoTable> {
-        let file = std::fs::read(path).ok()?;
-        let obj = object::File::parse(&*file).ok()?;
+        GoTable::from_elf(&std::fs::read(path).ok()?)
+    }
+
+    /// The table of an ELF file's bytes (as [`GoTable::open`]).
+    pub fn from_elf(file: &[u8]) -> Option<GoTable> {
+        let obj = object::File::parse(file).ok()?;
         let section = obj.section_by_name(".gopclntab")?;
         let data = section.data().ok()?.to_vec();
         let magic = u32::from_le_bytes(data.get(0..4)?.try_into().ok()?);
-        let base = go_base(&file, section.address(), magic)?;
+        let base = go_base(file, section.address(), magic)?;
         let mut table = GoTable::parse(data, Some(base.text))?;
         table.inline = base
             .gofunc
-            .and_then(|g| bytes_from(&file, g))
+            .and_then(|g| bytes_from(file, g))
             .map(|data| InlineTree {
                 data,
                 entry_size: if magic == MAGICS[0] { 20 } else { 16 },
@@ -144,6 +148,24 @@ impl GoTable {
             file: None,
             line: None,
         })
+    }
+
+    /// Every name in the function name table that starts with `prefix`: compiled functions
+    /// and functions inlined somewhere (a program that calls `sync.(*Map).Store` keeps that
+    /// name here even where no such function is compiled).
+    pub fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let table = self
+            .data
+            .get(self.funcnames..self.cutab)
+            .unwrap_or_default();
+        let mut out: Vec<String> = table
+            .split(|&b| b == 0)
+            .filter(|n| n.starts_with(prefix.as_bytes()))
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Every function, in entry order.

@@ -12,5 +12,5 @@ mod gopclntab;
 mod stacks;
 mod symsource;
 
-pub(crate) use gopclntab::GoTable;
+pub(crate) use gopclntab::{GoFunc, GoTable};
 pub(crate) use stacks::{frames_with_leaf, Addr, Cut, SharedNames, StackSymbolizer};

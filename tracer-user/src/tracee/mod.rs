@@ -1,6 +1,6 @@
 //! tracee: what lockscope knows of the traced process's runtimes and maps. Go executables
 //! (`golang`: recognising them, naming their futex waits; `goprobes`: where the goroutine
-//! probes go; `probesafety`: that each lands on an instruction of the function it names), the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`), and what
+//! probes go; `probesafety`: that each lands on an instruction of the function it names), the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`, and the hash trie's nodes: `trie`), and what
 //! a futex word is (`locks`: a static, the heap, a stack).
 //!
 //! Exposes those findings as plain data for attach, collect and analyze; it loads nothing
@@ -11,6 +11,7 @@ mod goprobes;
 mod locks;
 mod probesafety;
 mod stdmap;
+mod trie;
 
 pub(crate) use bundled::{find_probed, read_counters, zero_counters, BundledMap};
 pub(crate) use golang::{
@@ -19,3 +20,4 @@ pub(crate) use golang::{
 pub(crate) use goprobes::{goroutine_probes, GoPlan};
 pub(crate) use locks::describe as describe_lock;
 pub(crate) use stdmap::{function_name, heading, none_probed, not_traced, SEMA_OFFSET};
+pub(crate) use trie::{node_depths, TRIE_SEMA_OFFSET};
