@@ -257,6 +257,7 @@ pub fn build_profile(
         threads: raw.threads,
         go,
         blocked: Vec::new(),
+        lock_wrappers: Default::default(),
         locks: {
             let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
             uaddrs.sort_unstable();

@@ -175,6 +175,8 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     profile.meta.unwind = plan.mode.name().into();
     profile.meta.unwind_note = plan.why;
     collect::add_blocked(&mut profile, still_blocked, &mut sym);
+    crate::symbolize::Forwarders::default().mark(&mut profile);
+    opts.lock_wrappers.mark(&mut profile);
     if let Some(g) = &mut profile.go {
         g.goroutine_probes = go_probes;
     }
