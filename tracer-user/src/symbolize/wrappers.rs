@@ -1,11 +1,14 @@
 //! wrappers: lock wrappers found from their code on disk. A function such as RocksDB's
 //! `port::Mutex::Lock()` checks `pthread_mutex_lock`'s result, so it keeps its own frame and
 //! would become "the lock site" for every caller. Here a stack's first frames outside the
-//! known lock code are read from their ELF file: a small function whose only calls are to lock
-//! primitives, apart from an error path that ends in a call that never returns (`abort`,
-//! `__stack_chk_fail`, `std::__throw_system_error`), and with no loop of its own (a loop
-//! waits for something itself), only forwards to the lock, and is counted as lock code
-//! (`Profile::lock_wrappers`). Verdicts are cached per module and function.
+//! known lock code are read from their ELF file. A small function only forwards to the lock,
+//! and is counted as lock code (`Profile::lock_wrappers`), when:
+//! - every call it makes takes a lock or sleeps for one, apart from an error path that ends
+//!   in a call that never returns (`abort`, `__stack_chk_fail`, `std::__throw_system_error`);
+//! - it has no loop of its own (a loop waits for something itself);
+//! - it releases nothing (lock, work, unlock is a lock site, not a wrapper).
+//!
+//! Verdicts are cached per module and function.
 use std::collections::HashMap;
 
 use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
@@ -264,6 +267,11 @@ impl ElfCode {
     fn kind(&self, mangled: &str, local: Option<Func>, depth: u32) -> Callee {
         let name = demangle(mangled);
         let name = name.split('@').next().unwrap_or(&name);
+        // A function that also releases (unlock, wake) holds the lock for work of its own: it
+        // is where the lock was taken, not a wrapper around taking it.
+        if releases(name) {
+            return Callee::Other;
+        }
         if is_lock_primitive(name) {
             return Callee::Lock;
         }
@@ -372,6 +380,21 @@ fn is_lock_primitive(name: &str) -> bool {
     PRIMITIVES.iter().any(|p| n.starts_with(p)) || is_known_wrapper(n)
 }
 
+fn releases(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    [
+        "unlock",
+        "wake",
+        "release",
+        "notify",
+        "signal",
+        "broadcast",
+        "sem_post",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
 fn never_returns(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "abort",
@@ -407,6 +430,9 @@ mod tests {
             "std::sys::pal::unix::time::Timespec::now"
         ));
         assert!(!is_lock_primitive("printf"));
+        assert!(releases("pthread_mutex_unlock"));
+        assert!(releases("std::sys::sync::mutex::futex::Mutex::wake"));
+        assert!(!releases("pthread_mutex_lock"));
         assert!(never_returns("std::__throw_system_error(int)"));
         assert!(never_returns("abort"));
         assert!(!never_returns("pthread_mutex_unlock"));
