@@ -270,3 +270,43 @@ fn db_bench_attached_mid_run_names_the_cache_and_no_wait_outlasts_the_recording(
     });
     assert!(through, "no stack reaches start_thread through librocksdb");
 }
+
+#[test]
+fn python_gil_waits_are_contention_checked_against_the_threads_own_timing() {
+    if !can_trace() {
+        return;
+    }
+    let python = Path::new("/usr/bin/python3.11d");
+    if !python.exists() {
+        eprintln!("skipping: python3.11d missing (apt-get install python3.11-dbg)");
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/python/gil_threads.py");
+    let script = script.to_str().unwrap();
+    let (_, stdout) = launch("gil", python, &[script, "1000000"], &["--unwind", "dwarf"]);
+    let off_cpu: f64 = stdout
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("off_cpu_s="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no off_cpu_s in:\n{stdout}"));
+    let path = saved("gil.json");
+    let cats = rows(&report(&path, "category", "contention"));
+    let by_function = rows(&report(&path, "function", "contention"));
+    eprintln!("gil: off-CPU {off_cpu:.3} s by the threads' clocks; {cats:?}; {by_function:?}");
+    let gil = cats
+        .iter()
+        .find(|r| r.0 == "Python GIL")
+        .unwrap_or_else(|| panic!("no Python GIL category: {cats:?}\n{stdout}"));
+    let gil_s = gil.2 as f64 / 1e9;
+    // The threads were off-CPU waiting for the GIL, or runnable on a busy host: the GIL's
+    // share is most of it, and never more (10% for clock granularity).
+    assert!(
+        gil_s >= 0.5 * off_cpu && gil_s <= 1.1 * off_cpu,
+        "GIL waits {gil_s:.3} s against {off_cpu:.3} s off-CPU"
+    );
+    let top = &by_function.first().expect("contention rows").0;
+    assert!(
+        !top.contains("take_gil") && !top.contains("PyCOND") && !top.starts_with("__"),
+        "the site is the GIL's caller, not its code: {by_function:?}"
+    );
+}

@@ -104,6 +104,8 @@ pub enum Primitive {
     /// DashMap's per-shard `RawRwLock` (lock_api over parking_lot_core), taken to write.
     DashMapWrite,
     DashMapRead,
+    /// CPython's GIL: a condvar and mutex, waited on in `take_gil`/`drop_gil`.
+    PythonGil,
     GlibcInternal,
     PthreadMutex,
     PthreadCondvar,
@@ -129,6 +131,7 @@ impl Primitive {
             Primitive::ParkingLotCondvar => "parking_lot Condvar",
             Primitive::DashMapWrite => "DashMap shard write lock",
             Primitive::DashMapRead => "DashMap shard read lock",
+            Primitive::PythonGil => "Python GIL",
             Primitive::GlibcInternal => "glibc internal lock (malloc, stdio, …)",
             Primitive::PthreadMutex => "pthread mutex",
             Primitive::PthreadCondvar => "pthread condvar",
@@ -242,6 +245,10 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
     }
     if names().any(|n| n.starts_with("runtime.")) {
         return Some(Primitive::Go(crate::tracee::classify_go_wait(Some(stack))));
+    }
+    // The GIL sleeps on a condvar and a mutex; waiting in its take or drop is contention.
+    if crate::tracee::waits_for_gil(stack) {
+        return Some(Primitive::PythonGil);
     }
     let found = names().find_map(primitive_of_name);
     // parking_lot's core alone (its callers inlined away or not symbolized): its locks.

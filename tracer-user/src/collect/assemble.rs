@@ -155,8 +155,8 @@ pub fn build_profile(
             total_ns: st.total_ns,
             max_ns: st.max_ns,
             interrupted: 0,
-            timeouts: 0,
-            timeout_ns: 0,
+            timeouts: st.timeouts,
+            timeout_ns: st.timeout_ns,
             errors: 0,
             holder_phase: None,
             behind: kernel_row
@@ -208,7 +208,7 @@ pub fn build_profile(
     let unnamed = sym.unnamed(&stacks);
     let symbolize_ns = t.elapsed().as_nanos() as u64;
     let c = |x: Counter| raw.counters[x as usize];
-    Profile {
+    let mut profile = Profile {
         format: FORMAT.into(),
         version: VERSION,
         meta: Meta {
@@ -308,7 +308,9 @@ pub fn build_profile(
                     .map(|s| s.version.clone()),
             }
         }),
-    }
+    };
+    tracee::fold_gil_timeouts(&mut profile);
+    profile
 }
 
 /// The map the recording explains when the executable holds both the bundled map and Go's

@@ -28,6 +28,7 @@ pub fn is_lock_internal(name: &str) -> bool {
         "sem_wait",
         "__new_sem_wait",
         "do_futex_wait",
+        "__condvar_",
         "core::",
         "parking_lot",
         "lock_api::",
@@ -109,6 +110,12 @@ fn is_cpp_lock_wrapper(n: &str) -> bool {
         "inline_mysql_cond_wait",
         "inline_mysql_cond_timedwait",
         "safe_mutex_lock",
+        // CPython's GIL (ceval_gil.h): the eval loop or PyEval_RestoreThread is the site.
+        "take_gil",
+        "drop_gil",
+        "PyCOND_WAIT",
+        "PyCOND_TIMEDWAIT",
+        "PyMUTEX_LOCK",
     ];
     if let Some(rest) = n.strip_prefix("absl::") {
         // `absl::lts_20230802::Mutex::Lock()`: the inline namespace varies by release.

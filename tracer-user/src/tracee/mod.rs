@@ -1,7 +1,7 @@
 //! tracee: what lockscope knows of the traced process's runtimes and maps. Go executables
 //! (`golang`: recognising them, naming their futex waits; `goprobes`: where the goroutine
 //! probes go), the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`), and what
-//! a futex word is (`locks`: a static, the heap, a stack).
+//! a futex word is (`locks`: a static, the heap, a stack), and CPython's GIL (`python`).
 //!
 //! Exposes those findings as plain data for attach, collect and analyze; it loads nothing
 //! into the kernel and knows nothing of the commands.
@@ -9,6 +9,7 @@ mod bundled;
 mod golang;
 mod goprobes;
 mod locks;
+mod python;
 mod stdmap;
 
 pub(crate) use bundled::{find_probed, read_counters, zero_counters, BundledMap};
@@ -17,4 +18,5 @@ pub(crate) use golang::{
 };
 pub(crate) use goprobes::{goroutine_probes, GoPlan};
 pub(crate) use locks::describe as describe_lock;
+pub(crate) use python::{fold_gil_timeouts, waits_for_gil};
 pub(crate) use stdmap::{function_name, heading, none_probed, not_traced, SEMA_OFFSET};

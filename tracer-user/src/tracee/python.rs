@@ -1,0 +1,35 @@
+//! python: CPython's GIL as lock contention. A thread that wants the GIL waits in `take_gil`
+//! on a pthread condition variable with a timeout (the switch interval, 5 ms): most of those
+//! waits time out, the thread asks the holder to drop the GIL and waits again. The holder that
+//! was asked waits in `drop_gil` until another thread has taken it. Both are a thread waiting
+//! for the GIL, whatever primitive it sleeps on, so their timed-out waits are wait time too.
+//! Needs CPython's symbols (`take_gil` is static: Debian's `python3.11d` has them, the
+//! stripped `python3` does not).
+use crate::profile::{function_names, Profile, Stack};
+
+/// The GIL's own functions (CPython 3.9–3.12: `ceval_gil.c`/`ceval_gil.h`).
+const GIL_FUNCTIONS: [&str; 2] = ["take_gil", "drop_gil"];
+
+/// True when the stack waits inside the GIL's take or forced drop.
+pub fn waits_for_gil(stack: &Stack) -> bool {
+    function_names(stack).any(|n| GIL_FUNCTIONS.contains(&n.split('.').next().unwrap_or(n)))
+}
+
+/// Counts the timed-out waits of GIL rows as waits: each was a switch interval spent waiting
+/// for the GIL. Other rows keep their timeouts apart ("not counted as contention"). The
+/// longest of them is not kept; their average (about the switch interval) stands in.
+pub fn fold_gil_timeouts(profile: &mut Profile) {
+    let stacks = &profile.stacks;
+    for r in profile.waits.iter_mut().filter(|r| r.timeouts > 0) {
+        if r.stack
+            .and_then(|s| stacks.get(s))
+            .is_some_and(waits_for_gil)
+        {
+            r.max_ns = r.max_ns.max(r.timeout_ns / r.timeouts);
+            r.count += r.timeouts;
+            r.total_ns += r.timeout_ns;
+            r.timeouts = 0;
+            r.timeout_ns = 0;
+        }
+    }
+}
