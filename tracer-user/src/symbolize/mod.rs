@@ -6,6 +6,7 @@
 //!
 //! Exposes the stack symbolizer and the Go PC table; it reads the profile's frame type and the
 //! host facts, and nothing above.
+mod callees;
 mod debuginfo;
 mod debuginfod;
 mod gopclntab;

@@ -18,7 +18,8 @@ use object::{
     SymbolKind,
 };
 
-use crate::profile::{is_known_wrapper, is_lock_code, Profile};
+use super::callees::{demangle, is_lock_primitive, never_returns, releases};
+use crate::profile::{is_lock_code, Profile};
 
 /// Larger functions do more than forward (RocksDB's `Mutex::Lock()` is 0x9a bytes).
 const MAX_WRAPPER_BYTES: u64 = 0x200;
@@ -102,7 +103,7 @@ struct ElfCode {
 
 impl ElfCode {
     fn read(path: &str) -> Option<ElfCode> {
-        let data = std::fs::read(path).ok()?;
+        let data = read_regular_file(path)?;
         let elf = ElfFile64::<Endianness>::parse(&*data).ok()?;
         let segments: Vec<(u64, u64, u64)> = elf
             .segments()
@@ -312,6 +313,29 @@ fn flow(insn: &Instruction) -> FlowControl {
     }
 }
 
+/// Files larger than this are not read for wrappers (a 100 MB C++ server is well under it).
+const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// A module's bytes, only if it is a regular file of sane size: the path comes from the
+/// target's maps, so it may since have been replaced by a FIFO (opened without blocking) or
+/// something huge.
+fn read_regular_file(path: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.len() > MAX_FILE_BYTES {
+        return None;
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut data).ok()?;
+    Some(data)
+}
+
 enum Callee {
     Lock,
     NoReturn,
@@ -336,110 +360,4 @@ fn on_error_path(after: &[Instruction], code: &ElfCode, depth: u32) -> bool {
         }
     }
     false
-}
-
-fn demangle(mangled: &str) -> String {
-    if let Ok(d) = rustc_demangle::try_demangle(mangled) {
-        return format!("{d:#}");
-    }
-    cpp_demangle::Symbol::new(mangled)
-        .ok()
-        .and_then(|s| s.demangle().ok())
-        .unwrap_or_else(|| mangled.to_string())
-}
-
-/// The calls that take a lock or sleep for one: the C runtime's, Rust's lock crates' and the
-/// curated C++ wrappers (not `is_lock_internal`'s general `core::` or `std::sys::`, which
-/// hold clocks and panics too).
-fn is_lock_primitive(name: &str) -> bool {
-    const PRIMITIVES: &[&str] = &[
-        "pthread_mutex_lock",
-        "pthread_mutex_timedlock",
-        "pthread_mutex_clocklock",
-        "__pthread_mutex_lock",
-        "pthread_rwlock_rdlock",
-        "pthread_rwlock_wrlock",
-        "pthread_rwlock_timed",
-        "pthread_rwlock_clock",
-        "pthread_cond_wait",
-        "pthread_cond_timedwait",
-        "pthread_cond_clockwait",
-        "pthread_spin_lock",
-        "sem_wait",
-        "sem_timedwait",
-        "sem_clockwait",
-        "syscall",
-        "std::sys::sync::",
-        "std::sync::",
-        "lock_api::",
-        "parking_lot",
-        "dashmap::lock::",
-        "spin::",
-    ];
-    let n = name.trim_start_matches('<');
-    PRIMITIVES.iter().any(|p| n.starts_with(p)) || is_known_wrapper(n)
-}
-
-fn releases(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    [
-        "unlock",
-        "wake",
-        "release",
-        "notify",
-        "signal",
-        "broadcast",
-        "sem_post",
-    ]
-    .iter()
-    .any(|w| n.contains(w))
-}
-
-fn never_returns(name: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "abort",
-        "__assert_fail",
-        "__stack_chk_fail",
-        "__cxa_throw",
-        "__cxa_rethrow",
-        "_Unwind_Resume",
-        "exit",
-        "_exit",
-        "std::terminate()",
-        "__fortify_fail",
-        "__chk_fail",
-    ];
-    EXACT.contains(&name)
-        || name.starts_with("std::__throw_")
-        || name.starts_with("core::panicking::")
-        || name.starts_with("core::result::unwrap_failed")
-        || name.starts_with("core::option::unwrap_failed")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_calls_and_dead_ends_are_told_apart() {
-        assert!(is_lock_primitive("pthread_mutex_lock"));
-        assert!(is_lock_primitive("rocksdb::port::Mutex::Lock()"));
-        assert!(is_lock_primitive("std::mutex::lock()"));
-        assert!(!is_lock_primitive("core::panicking::panic"));
-        assert!(!is_lock_primitive(
-            "std::sys::pal::unix::time::Timespec::now"
-        ));
-        assert!(!is_lock_primitive("printf"));
-        assert!(releases("pthread_mutex_unlock"));
-        assert!(releases("std::sys::sync::mutex::futex::Mutex::wake"));
-        assert!(!releases("pthread_mutex_lock"));
-        assert!(never_returns("std::__throw_system_error(int)"));
-        assert!(never_returns("abort"));
-        assert!(!never_returns("pthread_mutex_unlock"));
-        assert_eq!(
-            demangle("_ZN7rocksdb4port5Mutex4LockEv"),
-            "rocksdb::port::Mutex::Lock()"
-        );
-        assert_eq!(demangle("pthread_mutex_lock"), "pthread_mutex_lock");
-    }
 }
