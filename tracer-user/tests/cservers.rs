@@ -295,7 +295,7 @@ fn python_gil_waits_are_contention_checked_against_the_threads_own_timing() {
     eprintln!("gil: off-CPU {off_cpu:.3} s by the threads' clocks; {cats:?}; {by_function:?}");
     let gil = cats
         .iter()
-        .find(|r| r.0 == "Python GIL")
+        .find(|r| r.0.starts_with("Python GIL (CPython 3."))
         .unwrap_or_else(|| panic!("no Python GIL category: {cats:?}\n{stdout}"));
     let gil_s = gil.2 as f64 / 1e9;
     // The threads were off-CPU waiting for the GIL, or runnable on a busy host: the GIL's

@@ -8,6 +8,7 @@ use tracer_common::OpKind;
 
 use super::behind::{locked_miss_fraction, split_row, weigh_misses};
 pub use super::behind::{Behind, Share};
+use super::waitclass::Primitive;
 use crate::profile::{fmt_count, fmt_ns, percent, HolderPhase, Profile, Stack};
 
 /// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
@@ -114,6 +115,11 @@ pub fn category_of(profile: &Profile, stack: Option<&Stack>) -> String {
         let c = waiter_category(stack);
         if c != Category::OtherLock {
             return c.label().to_string();
+        }
+    }
+    if let (Some(s), Some(Primitive::PythonGil)) = (stack, super::waitclass::primitive(stack)) {
+        if let Some(v) = crate::tracee::python_version(profile, s) {
+            return format!("{} (CPython {v})", Primitive::PythonGil.label());
         }
     }
     lock_primitive(stack).to_string()

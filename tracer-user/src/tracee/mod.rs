@@ -18,5 +18,5 @@ pub(crate) use golang::{
 };
 pub(crate) use goprobes::{goroutine_probes, GoPlan};
 pub(crate) use locks::describe as describe_lock;
-pub(crate) use python::{fold_gil_timeouts, waits_for_gil};
+pub(crate) use python::{fold_gil_timeouts, python_version, waits_for_gil};
 pub(crate) use stdmap::{function_name, heading, none_probed, not_traced, SEMA_OFFSET};

@@ -15,6 +15,28 @@ pub fn waits_for_gil(stack: &Stack) -> bool {
     function_names(stack).any(|n| GIL_FUNCTIONS.contains(&n.split('.').next().unwrap_or(n)))
 }
 
+/// The interpreter's version (`3.11`) from the file holding the GIL frames: `python3.11d`,
+/// `libpython3.11.so.1.0`.
+pub fn python_version(profile: &Profile, stack: &Stack) -> Option<String> {
+    let gil = stack.frames.iter().find(|f| {
+        f.syms
+            .iter()
+            .any(|s| GIL_FUNCTIONS.contains(&s.name.as_str()))
+    })?;
+    let path = &profile.modules.get(gil.module?)?.path;
+    version_in_file_name(path.rsplit('/').next()?)
+}
+
+fn version_in_file_name(file: &str) -> Option<String> {
+    let (_, after) = file.split_once("python")?;
+    let version: String = after
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let version = version.trim_end_matches('.');
+    version.contains('.').then(|| version.to_string())
+}
+
 /// Counts the timed-out waits of GIL rows as waits: each was a switch interval spent waiting
 /// for the GIL. Other rows keep their timeouts apart ("not counted as contention"). The
 /// longest of them is not kept; their average (about the switch interval) stands in.
@@ -31,5 +53,21 @@ pub fn fold_gil_timeouts(profile: &mut Profile) {
             r.timeouts = 0;
             r.timeout_ns = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_comes_from_the_interpreter_or_its_library() {
+        assert_eq!(version_in_file_name("python3.11d").as_deref(), Some("3.11"));
+        assert_eq!(
+            version_in_file_name("libpython3.12.so.1.0").as_deref(),
+            Some("3.12")
+        );
+        assert_eq!(version_in_file_name("python3"), None);
+        assert_eq!(version_in_file_name("libc.so.6"), None);
     }
 }
