@@ -50,6 +50,18 @@ fn rows(report: &Value) -> Vec<(String, String, u64)> {
         .collect()
 }
 
+/// True if `tool` is installed; otherwise says which Debian package brings it and skips, or
+/// under `LOCKSCOPE_REQUIRE_ROOT` (as `cargo xtask test` runs) fails.
+fn have(tool: &str, package: &str) -> bool {
+    if Path::new(tool).exists() {
+        return true;
+    }
+    let why = format!("{tool} missing (apt-get install {package})");
+    assert!(std::env::var_os(REQUIRE_ROOT).is_none(), "{why}");
+    eprintln!("skipping: {why}");
+    false
+}
+
 /// The longest single wait of any row of the profile.
 fn longest_wait(p: &Value) -> u64 {
     p["waits"]
@@ -175,18 +187,19 @@ fn a_thread_asleep_at_attach_lends_no_time_to_its_later_waits() {
 
 /// db_bench on a tmpfs database: fillseq, then readrandom on one hot LRU shard.
 fn db_bench_run(db: &Path, seconds: u32) -> Option<Workload> {
+    if !have("/usr/bin/db_bench", "rocksdb-tools") {
+        return None;
+    }
     let fill = Command::new("db_bench")
         .args(["--benchmarks=fillseq", "--num=300000", "--disable_wal=1"])
         .arg(format!("--db={}", db.display()))
-        .output();
-    match fill {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!("db_bench fillseq: {}", text(&o.stderr)),
-        Err(_) => {
-            eprintln!("skipping: db_bench missing (apt-get install rocksdb-tools)");
-            return None;
-        }
-    }
+        .output()
+        .expect("run db_bench");
+    assert!(
+        fill.status.success(),
+        "db_bench fillseq: {}",
+        text(&fill.stderr)
+    );
     let child = Command::new("db_bench")
         .args([
             "--benchmarks=readrandom",
@@ -277,8 +290,7 @@ fn python_gil_waits_are_contention_checked_against_the_threads_own_timing() {
         return;
     }
     let python = Path::new("/usr/bin/python3.11d");
-    if !python.exists() {
-        eprintln!("skipping: python3.11d missing (apt-get install python3.11-dbg)");
+    if !have("/usr/bin/python3.11d", "python3.11-dbg") {
         return;
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/python/gil_threads.py");

@@ -152,6 +152,7 @@ pub fn run() -> Result<()> {
     } else {
         apt_install(&["prometheus"])?;
     }
+    crate::gomatrix::install()?;
     eprintln!("\nsetup complete");
     Ok(())
 }

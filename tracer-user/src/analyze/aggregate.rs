@@ -6,7 +6,7 @@ use tracer_common::HIST_BUCKETS;
 
 use super::attribute::category_of;
 use super::waitclass::{classify_on, event_words, WaitClass, Waits, WordUse};
-use crate::profile::{blamed_function, Profile, WaitRow};
+use crate::profile::{blamed_function, FutexOp, Profile, WaitRow};
 
 /// What one report row stands for (`--by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -249,7 +249,7 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
 /// The wait rows a view shows (they slept, and their class is selected), with their class.
 /// Classes are computed once per (stack, op).
 pub fn shown_rows(profile: &Profile, waits: Waits) -> Vec<(&WaitRow, WaitClass)> {
-    let mut cache: HashMap<(Option<usize>, &str, WordUse), WaitClass> = HashMap::new();
+    let mut cache: HashMap<(Option<usize>, FutexOp, WordUse), WaitClass> = HashMap::new();
     let events = event_words(profile);
     profile
         .waits
@@ -261,11 +261,9 @@ pub fn shown_rows(profile: &Profile, waits: Waits) -> Vec<(&WaitRow, WaitClass)>
             } else {
                 WordUse::Other
             };
-            let class = *cache
-                .entry((r.stack, r.op.as_str(), word))
-                .or_insert_with(|| {
-                    classify_on(r.stack.and_then(|s| profile.stacks.get(s)), &r.op, word)
-                });
+            let class = *cache.entry((r.stack, r.op, word)).or_insert_with(|| {
+                classify_on(r.stack.and_then(|s| profile.stacks.get(s)), r.op, word)
+            });
             (r, class)
         })
         .filter(|(_, c)| waits.includes(*c))

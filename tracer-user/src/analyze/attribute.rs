@@ -4,12 +4,10 @@
 //! kernel), the fast-path share of reads (the map's counters), and one verdict line.
 use std::collections::BTreeMap;
 
-use tracer_common::OpKind;
-
 use super::behind::{locked_miss_fraction, split_row, weigh_misses};
 pub use super::behind::{Behind, Share};
 use super::waitclass::Primitive;
-use crate::profile::{fmt_count, fmt_ns, percent, HolderPhase, Profile, Stack};
+use crate::profile::{fmt_count, fmt_ns, percent, FutexOp, HolderPhase, Profile, Stack};
 
 /// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -153,7 +151,7 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
     // futex waits are OS threads of the runtime, even when the stack passes through map code.
     let go = p.go.is_some();
     for r in p.waits.iter().filter(|r| r.count > 0) {
-        let c = if go && r.op != OpKind::GoSemacquire.name() {
+        let c = if go && r.op != FutexOp::GoSemacquire {
             Category::OtherLock
         } else {
             *categories
@@ -194,7 +192,7 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
     let rebuild = bundled
         .phases
         .iter()
-        .find(|r| r.phase == tracer_common::Phase::Rebuild.function());
+        .find(|r| r.phase == HolderPhase::Rebuild);
     // Holder blame needs the phase probes (in Go, goroutine waits read the map's clock too).
     let blame_known = !bundled.probed.is_empty();
     let verdict = verdict(

@@ -8,9 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use tracer_common::OpKind;
-
-use crate::profile::{Profile, Stack};
+use crate::profile::{FutexOp, Profile, Stack};
 use crate::tracee::GoWait;
 
 /// Why a thread that was not contending for a lock slept.
@@ -239,7 +237,7 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
         if name.starts_with("sync.(*RWMutex)") {
             return Some(Primitive::GoRwMutex);
         }
-        if name.starts_with("sync.(*Mutex)") {
+        if name.starts_with("sync.(*Mutex)") || name.starts_with("internal/sync.(*Mutex)") {
             return Some(Primitive::GoMutex);
         }
     }
@@ -296,10 +294,10 @@ pub fn event_words(profile: &Profile) -> HashSet<u64> {
 
 /// [`classify`] knowing how the row's word was used: a wait no primitive explains (a raw
 /// futex call) on an event word is an event wait.
-pub fn classify_on(stack: Option<&Stack>, op: &str, word: WordUse) -> WaitClass {
+pub fn classify_on(stack: Option<&Stack>, op: FutexOp, word: WordUse) -> WaitClass {
     let raw = word == WordUse::Event
-        && op != OpKind::GoSemacquire.name()
-        && op != OpKind::LockPi.name()
+        && op != FutexOp::GoSemacquire
+        && op != FutexOp::LockPi
         && primitive(stack).is_none();
     if raw {
         return WaitClass::Idle(IdleKind::Event);
@@ -309,14 +307,14 @@ pub fn classify_on(stack: Option<&Stack>, op: &str, word: WordUse) -> WaitClass 
 
 /// Classifies one wait: from its stack, else from its futex op. A wait nothing explains stays
 /// contention, as every wait was before this classification existed.
-pub fn classify(stack: Option<&Stack>, op: &str) -> WaitClass {
-    if op == OpKind::GoSemacquire.name() || op == OpKind::LockPi.name() {
+pub fn classify(stack: Option<&Stack>, op: FutexOp) -> WaitClass {
+    if op == FutexOp::GoSemacquire || op == FutexOp::LockPi {
         return WaitClass::Contention;
     }
     if let Some(p) = primitive(stack) {
         return p.class();
     }
-    if op == OpKind::WaitRequeuePi.name() {
+    if op == FutexOp::WaitRequeuePi {
         // glibc's PI condvars wait with WAIT_REQUEUE_PI; PI mutexes lock with LOCK_PI.
         return WaitClass::Idle(IdleKind::Condvar);
     }

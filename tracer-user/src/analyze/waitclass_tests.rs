@@ -3,7 +3,7 @@ use super::*;
 use crate::analyze::shown_rows;
 use crate::profile::tests::{row, sample, stack};
 
-const WAIT: &str = "FUTEX_WAIT";
+const WAIT: FutexOp = FutexOp::Wait;
 const IDLE_COND: WaitClass = WaitClass::Idle(IdleKind::Condvar);
 
 fn class_of(names: &[&str]) -> WaitClass {
@@ -147,14 +147,14 @@ fn condition_waits_parks_joins_barriers_and_semaphores_are_idle() {
 fn the_futex_op_decides_only_where_the_stack_says_nothing() {
     // No stack.
     assert_eq!(classify(None, WAIT), WaitClass::Contention);
-    assert_eq!(classify(None, "FUTEX_LOCK_PI"), WaitClass::Contention);
-    assert_eq!(classify(None, "FUTEX_WAIT_REQUEUE_PI"), IDLE_COND);
-    assert_eq!(classify(None, "go semacquire"), WaitClass::Contention);
+    assert_eq!(classify(None, FutexOp::LockPi), WaitClass::Contention);
+    assert_eq!(classify(None, FutexOp::WaitRequeuePi), IDLE_COND);
+    assert_eq!(classify(None, FutexOp::GoSemacquire), WaitClass::Contention);
     // A stack of unknown frames.
     let unknown = stack(&["0x7f00", "app::main"]);
-    assert_eq!(classify(Some(&unknown), "FUTEX_WAIT_REQUEUE_PI"), IDLE_COND);
+    assert_eq!(classify(Some(&unknown), FutexOp::WaitRequeuePi), IDLE_COND);
     assert_eq!(
-        classify(Some(&unknown), "FUTEX_WAIT_BITSET"),
+        classify(Some(&unknown), FutexOp::WaitBitset),
         WaitClass::Contention
     );
     // A recognised frame beats the op.
@@ -162,7 +162,7 @@ fn the_futex_op_decides_only_where_the_stack_says_nothing() {
     assert_eq!(classify(Some(&cond), WAIT), IDLE_COND);
     // LOCK_PI is a lock whatever the stack shows.
     assert_eq!(
-        classify(Some(&cond), "FUTEX_LOCK_PI"),
+        classify(Some(&cond), FutexOp::LockPi),
         WaitClass::Contention
     );
 }

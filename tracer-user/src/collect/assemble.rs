@@ -3,12 +3,12 @@
 //! set apart, lock names, and the bundled map's checks.
 use std::collections::{BTreeMap, HashMap};
 
-use tracer_common::{Counter, OpKind, Phase, PhaseStats, WaitKey, WaitStats, NO_STACK};
+use tracer_common::{Counter, Phase, PhaseStats, WaitKey, WaitStats, NO_STACK};
 
 use crate::collect::{MapWindow, Raw, SlotPhases, Snapshot};
 use crate::profile::{
-    Blamed, Bundled, Check, Counters, GoTarget, Losses, Meta, PhaseRow, Profile, WaitRow, WakeRow,
-    FORMAT, VERSION,
+    Blamed, Bundled, Check, Counters, FutexOp, GoTarget, Losses, Meta, PhaseRow, Profile, Unwinder,
+    WaitRow, WakeRow, FORMAT, VERSION,
 };
 use crate::profile::{MapCounter, MapKind};
 use crate::symbolize::{frames_with_leaf, Addr, Cut, StackSymbolizer};
@@ -39,10 +39,6 @@ fn part_of(part_ns: u64, v: &WaitStats) -> f64 {
     } else {
         (part_ns as f64 / v.total_ns as f64).min(1.0)
     }
-}
-
-fn op_name(kind: u32) -> String {
-    OpKind::from_u32(kind).map_or_else(|| format!("op{kind}"), |k| k.name().to_string())
 }
 
 /// Symbolizes the raw rows and assembles the profile.
@@ -88,7 +84,7 @@ pub fn build_profile(
             waker_stack: None,
             uaddr: k.uaddr,
             tid: k.tid,
-            op: op_name(k.kind),
+            op: FutexOp::from_kind(k.kind),
             count: v.count,
             total_ns: v.total_ns,
             max_ns: v.max_ns,
@@ -109,7 +105,7 @@ pub fn build_profile(
             stack: resolve(sym, k.stack_id, k.leaf_ret),
             uaddr: k.uaddr,
             tid: k.tid,
-            op: op_name(k.kind),
+            op: FutexOp::from_kind(k.kind),
             calls: v.calls,
             woken: v.woken,
             empty: v.empty,
@@ -150,7 +146,7 @@ pub fn build_profile(
             waker_stack: waker_of.get(&k.waker_id).copied().flatten(),
             uaddr: k.uaddr,
             tid: k.tid,
-            op: op_name(k.kind),
+            op: FutexOp::from_kind(k.kind),
             count: st.count,
             total_ns: st.total_ns,
             max_ns: st.max_ns,
@@ -220,7 +216,11 @@ pub fn build_profile(
             attach_ns: 0,
             symbolize_ns,
             stop: raw.stop,
-            unwind: if raw.dwarf.is_some() { "dwarf" } else { "fp" }.into(),
+            unwind: if raw.dwarf.is_some() {
+                Unwinder::Dwarf
+            } else {
+                Unwinder::FramePointers
+            },
             unwind_note: None,
             unnamed,
             kernel: kernel_release(),
@@ -280,7 +280,7 @@ pub fn build_profile(
                     .iter()
                     .zip(&raw.phases[kind.slot() as usize])
                     .map(|(p, s)| PhaseRow {
-                        phase: p.function().to_string(),
+                        phase: (*p).into(),
                         calls: s.calls,
                         returns: s.returns,
                         total_ns: s.total_ns,

@@ -225,7 +225,7 @@ pub fn still_blocked(
         let b = Blocked {
             tid: a.tid,
             uaddr: a.uaddr,
-            op: a.kind.name().to_string(),
+            op: a.kind.into(),
             stack: None,
             word,
             owner,

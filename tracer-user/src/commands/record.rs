@@ -172,7 +172,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         );
     }
     profile.meta.attach_ns = attach_ns;
-    profile.meta.unwind = plan.mode.name().into();
+    profile.meta.unwind = plan.mode.into();
     profile.meta.unwind_note = plan.why;
     collect::add_blocked(&mut profile, still_blocked, &mut sym);
     crate::symbolize::Forwarders::default().mark(&mut profile);

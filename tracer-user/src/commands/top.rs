@@ -269,7 +269,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                 let mut raw = raw;
                 raw.dwarf = snapshots.as_ref().map(|s| s.rows.clone());
                 let mut p = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
-                p.meta.unwind = plan.mode.name().into();
+                p.meta.unwind = plan.mode.into();
                 p.meta.unwind_note = plan.why.clone();
                 forwarders.mark(&mut p);
                 opts.lock_wrappers.mark(&mut p);

@@ -34,8 +34,10 @@ pub fn is_lock_internal(name: &str) -> bool {
         "lock_api::",
         "std::thread::park",
         "runtime.",
-        // Go's sync package: Mutex/RWMutex methods and their semaphore acquires.
+        // Go's sync package: Mutex/RWMutex methods and their semaphore acquires (from Go
+        // 1.24 the Mutex is internal/sync's).
         "sync.",
+        "internal/sync.",
         // Rust lock implementations built on lock_api, and tokio's internal std mutex.
         "dashmap::",
         "spin::",

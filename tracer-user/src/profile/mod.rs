@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 mod deadlock;
+mod fields;
 mod frames;
 mod holder;
 mod map_kind;
@@ -17,6 +18,7 @@ mod sanitize;
 mod units;
 
 pub(crate) use deadlock::{deadlocks, Blocked};
+pub use fields::{FutexOp, Region, Unwinder};
 pub(crate) use frames::{
     blamed_function, function_names, is_known_wrapper, is_lock_code, LockWrappers,
 };
@@ -99,8 +101,8 @@ impl GoSampled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
     pub uaddr: u64,
-    /// `static`, `heap`, `anonymous memory (...)`, `unknown`, ...
-    pub region: String,
+    /// The kind of memory it is in: `static`, `heap`, `anonymous memory (...)`, ...
+    pub region: Region,
     /// The file it lives in, for statics.
     pub module: Option<String>,
     /// The static's symbol (`+0x..` when inside it).
@@ -116,8 +118,8 @@ impl LockInfo {
             .map(|m| m.rsplit('/').next().unwrap_or(m));
         match (&self.symbol, module) {
             (Some(s), Some(m)) => format!("static {s} ({m})"),
-            (None, Some(m)) if self.region == "static" => format!("static data in {m}"),
-            _ => self.region.clone(),
+            (None, Some(m)) if self.region == Region::Static => format!("static data in {m}"),
+            _ => self.region.label().to_string(),
         }
     }
 }
@@ -205,7 +207,8 @@ impl Bundled {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseRow {
-    pub phase: String,
+    /// Stored by its function's name (`promote`, `rebuild_dirty`, `miss_locked`).
+    pub phase: HolderPhase,
     pub calls: u64,
     pub returns: u64,
     pub total_ns: u64,
@@ -227,8 +230,8 @@ pub struct Meta {
     #[serde(default)]
     pub symbolize_ns: u64,
     pub stop: StopReason,
-    /// `fp` or `dwarf`.
-    pub unwind: String,
+    /// `fp`, `fp+cfi` or `dwarf`.
+    pub unwind: Unwinder,
     /// Why, when `--unwind auto` chose: e.g. "auto: lockdemo has no frame pointers".
     #[serde(default)]
     pub unwind_note: Option<String>,
@@ -378,7 +381,7 @@ pub struct WaitRow {
     pub waker_stack: Option<usize>,
     pub uaddr: u64,
     pub tid: u32,
-    pub op: String,
+    pub op: FutexOp,
     pub count: u64,
     pub total_ns: u64,
     pub max_ns: u64,
@@ -410,7 +413,7 @@ pub struct WakeRow {
     pub stack: Option<usize>,
     pub uaddr: u64,
     pub tid: u32,
-    pub op: String,
+    pub op: FutexOp,
     pub calls: u64,
     pub woken: u64,
     pub empty: u64,

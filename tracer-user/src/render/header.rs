@@ -22,7 +22,7 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
         fmt_ns(m.attach_ns),
         match &m.unwind_note {
             Some(note) => format!("{} ({note})", m.unwind),
-            None => m.unwind.clone(),
+            None => m.unwind.to_string(),
         }
     )?;
     writeln!(

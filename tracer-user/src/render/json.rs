@@ -271,7 +271,7 @@ impl Render for Json {
             comm: m.comm.clone(),
             duration_ns: m.duration_ns,
             stop: m.stop.describe(),
-            unwind: m.unwind.clone(),
+            unwind: m.unwind.to_string(),
             by: self.view.by.name(),
             sort: self.view.sort.name(),
             min_wait_ns: self.view.min_wait_ns,
@@ -297,9 +297,9 @@ impl Render for Json {
                 .iter()
                 .map(|b| BlockedReport {
                     tid: b.tid,
-                    class: classify(b.stack.and_then(|s| profile.stacks.get(s)), &b.op).name(),
+                    class: classify(b.stack.and_then(|s| profile.stacks.get(s)), b.op).name(),
                     lock: format!("{:#x}", b.uaddr),
-                    op: b.op.clone(),
+                    op: b.op.to_string(),
                     owner: b.owner,
                     seen_ns: b.seen_ns,
                     functions: b

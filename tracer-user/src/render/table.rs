@@ -341,7 +341,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         .iter()
         .filter(|r| r.calls > 0)
         .map(|r| {
-            let mut s = format!("{} ×{}", name(&r.phase), fmt_count(r.calls));
+            let mut s = format!("{} ×{}", name(r.phase.function()), fmt_count(r.calls));
             if let Some(avg) = r.total_ns.checked_div(r.returns) {
                 s += &format!(" (avg {}, max {}", fmt_ns(avg), fmt_ns(r.max_ns));
                 if r.items > 0 {

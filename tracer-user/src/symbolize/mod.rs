@@ -9,6 +9,7 @@
 mod callees;
 mod debuginfo;
 mod debuginfod;
+mod gobase;
 mod gopclntab;
 mod stacks;
 mod symsource;

@@ -1,7 +1,8 @@
 //! tracee: what lockscope knows of the traced process's runtimes and maps. Go executables
 //! (`golang`: recognising them, naming their futex waits; `goprobes`: where the goroutine
-//! probes go), the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`), and what
-//! a futex word is (`locks`: a static, the heap, a stack), and CPython's GIL (`python`).
+//! probes go; `probesafety`: that each lands on an instruction of the function it names),
+//! the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`), what a futex word is
+//! (`locks`: a static, the heap, a stack), and CPython's GIL (`python`).
 //!
 //! Exposes those findings as plain data for attach, collect and analyze; it loads nothing
 //! into the kernel and knows nothing of the commands.
@@ -9,6 +10,7 @@ mod bundled;
 mod golang;
 mod goprobes;
 mod locks;
+mod probesafety;
 mod python;
 mod stdmap;
 

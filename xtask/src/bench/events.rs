@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench::{median, run_once, Workload};
+use super::tracers::{ensure_bpftrace, start_tracer, stop, Tracer};
+use super::{machine, median, run_once, write_section, Workload};
 use crate::run::{cmd, is_root, root, step};
-use crate::tracers::{ensure_bpftrace, start_tracer, stop, Tracer};
 
 const TRACERS: [Tracer; 6] = [
     Tracer::None,
@@ -264,9 +264,9 @@ pub fn run(rounds: usize) -> Result<()> {
          tracer traces an idle `sleep`.\n\n{tax}\n### Go's own sync benchmarks\n\n\
          `go test -c sync`, `-test.bench=^(BenchmarkMutex|BenchmarkRWMutexWrite100)$ \
          -test.cpu=4`, {rounds} runs each (interleaved, medians), lockscope recording from exec.\n\n{go}",
-        crate::bench_map::machine()
+        machine()
     );
-    crate::bench_map::write_section("## Cost per event", &doc)?;
+    write_section("## Cost per event", &doc)?;
     eprintln!("\n{doc}\n    written to BENCHMARKS.md");
     Ok(())
 }
