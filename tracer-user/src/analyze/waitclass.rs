@@ -292,12 +292,14 @@ pub fn event_words(profile: &Profile) -> HashSet<u64> {
         .collect()
 }
 
-/// [`classify`] knowing how the row's word was used: a wait no primitive explains (a raw
-/// futex call) on an event word is an event wait.
+/// [`classify`] knowing how the row's word was used: a wait whose known stack shows no
+/// primitive (a raw futex call) on an event word is an event wait.
 pub fn classify_on(stack: Option<&Stack>, op: FutexOp, word: WordUse) -> WaitClass {
+    // A lost stack says nothing: parking_lot's and Go's per-thread words look like events.
     let raw = word == WordUse::Event
         && op != FutexOp::GoSemacquire
         && op != FutexOp::LockPi
+        && stack.is_some()
         && primitive(stack).is_none();
     if raw {
         return WaitClass::Idle(IdleKind::Event);

@@ -70,4 +70,29 @@ mod tests {
         assert_eq!(version_in_file_name("python3"), None);
         assert_eq!(version_in_file_name("libc.so.6"), None);
     }
+
+    #[test]
+    fn timed_out_gil_waits_become_waits_and_others_stay_timeouts() {
+        use crate::profile::tests::{row, sample, stack};
+        let mut p = sample();
+        p.waits.clear();
+        p.stacks = vec![
+            stack(&["PyCOND_TIMEDWAIT", "take_gil", "eval_frame_handle_pending"]),
+            stack(&["syscall", "wait_a_little"]),
+        ];
+        for s in [0, 1] {
+            let mut r = row(Some(s), 7, 1, 2_000, 2_000);
+            r.timeouts = 4;
+            r.timeout_ns = 20_000_000;
+            p.waits.push(r);
+        }
+        fold_gil_timeouts(&mut p);
+        let (gil, other) = (&p.waits[0], &p.waits[1]);
+        assert_eq!((gil.count, gil.total_ns, gil.timeouts), (5, 20_002_000, 0));
+        assert_eq!(gil.max_ns, 5_000_000);
+        assert_eq!(
+            (other.count, other.timeouts, other.timeout_ns),
+            (1, 4, 20_000_000)
+        );
+    }
 }
