@@ -16,7 +16,7 @@ pub use blame::{ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, MAP_SLOTS, 
 pub use filter::{MAX_TARGETS, TGID_SET};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 pub use goroutine::{GoCall, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
-pub use handoff::{Handoff, HandoffKey, HANDED_OFF, HANDOFF_SLOTS};
+pub use handoff::{Handoff, HandoffKey, HANDED_OFF, HANDOFF_SLOTS, TIMED_OUT_SNAPSHOT};
 pub use wait_stats::WaitStats;
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).

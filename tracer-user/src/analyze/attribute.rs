@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::behind::{locked_miss_fraction, split_row, weigh_misses};
 pub use super::behind::{Behind, Share};
+use super::waitclass::Primitive;
 use crate::profile::{fmt_count, fmt_ns, percent, FutexOp, HolderPhase, MapKind, Profile, Stack};
 
 /// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
@@ -120,6 +121,11 @@ pub fn category_of(profile: &Profile, stack: Option<&Stack>) -> String {
         let c = waiter_category(stack);
         if c != Category::OtherLock {
             return c.label().to_string();
+        }
+    }
+    if let (Some(s), Some(Primitive::PythonGil)) = (stack, super::waitclass::primitive(stack)) {
+        if let Some(v) = crate::tracee::python_version(profile, s) {
+            return format!("{} (CPython {v})", Primitive::PythonGil.label());
         }
     }
     lock_primitive(stack).to_string()

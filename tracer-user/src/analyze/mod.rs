@@ -12,8 +12,8 @@ mod trie;
 mod waitclass;
 
 pub(crate) use aggregate::{
-    groups, shown_rows, shown_totals, Group, GroupBy, Key, SortKey, ViewOptions, Weight,
-    DEFAULT_FRAMES, DEFAULT_TOP,
+    groups, shown_rows, shown_totals, timeout_totals, Group, GroupBy, Key, SortKey, ViewOptions,
+    Weight, DEFAULT_FRAMES, DEFAULT_TOP,
 };
 pub(crate) use attribute::{attribute, category_of, lock_primitive};
 pub(crate) use behind::{behind_label, Behind, Share};

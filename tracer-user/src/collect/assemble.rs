@@ -151,8 +151,8 @@ pub fn build_profile(
             total_ns: st.total_ns,
             max_ns: st.max_ns,
             interrupted: 0,
-            timeouts: 0,
-            timeout_ns: 0,
+            timeouts: st.timeouts,
+            timeout_ns: st.timeout_ns,
             errors: 0,
             holder_phase: None,
             behind: kernel_row
@@ -208,7 +208,7 @@ pub fn build_profile(
         .filter(|m| active_kind(m, &raw.phases, raw.map_window.as_ref()) == MapKind::StdHashTrie)
         .map(|_| trie_nodes(target.tgid, &raw))
         .unwrap_or_default();
-    Profile {
+    let mut profile = Profile {
         format: FORMAT.into(),
         version: VERSION,
         meta: Meta {
@@ -261,6 +261,7 @@ pub fn build_profile(
         threads: raw.threads,
         go,
         blocked: Vec::new(),
+        lock_wrappers: Default::default(),
         locks: {
             let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
             uaddrs.sort_unstable();
@@ -312,7 +313,9 @@ pub fn build_profile(
                 trie_nodes: trie.clone(),
             }
         }),
-    }
+    };
+    tracee::fold_gil_timeouts(&mut profile);
+    profile
 }
 
 /// The map the recording explains when the executable holds both the bundled map and Go's

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
-use tracer_common::{hist_bucket, map, SnapshotHeader, StackFrames, WaitKey, WaitStats};
+use tracer_common::{
+    hist_bucket, map, SnapshotHeader, StackFrames, WaitKey, WaitStats, TIMED_OUT_SNAPSHOT,
+};
 
 use crate::attach::Tracer;
 use crate::symbolize::Addr;
@@ -104,7 +106,15 @@ impl Snapshots {
                     .unwrap_or_default()
             });
             let frames = stitch(walk.0, walk.1, kernel, self.join);
-            let row = self.rows.entry((hdr.key, frames)).or_default();
+            let mut key = hdr.key;
+            let timed_out = key.flags & TIMED_OUT_SNAPSHOT != 0;
+            key.flags &= !TIMED_OUT_SNAPSHOT;
+            let row = self.rows.entry((key, frames)).or_default();
+            if timed_out {
+                row.timeouts += 1;
+                row.timeout_ns += hdr.wait_ns;
+                continue;
+            }
             row.count += 1;
             row.total_ns += hdr.wait_ns;
             row.max_ns = row.max_ns.max(hdr.wait_ns);

@@ -9,6 +9,7 @@ use tracer_common::Phase;
 use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits};
 use crate::collect::Follow;
 use crate::collect::GoSample;
+use crate::profile::LockWrappers;
 use crate::render::Format;
 use crate::tracee::GoUprobes;
 use crate::unwind::Unwind;
@@ -33,6 +34,8 @@ pub struct RecordOptions {
     /// `None`: the profile itself.
     pub output_format: Option<Format>,
     pub view: ViewOptions,
+    /// `--lock-wrapper`: more functions that are lock code.
+    pub lock_wrappers: LockWrappers,
     pub progress: bool,
     /// Bundled-map phases to probe.
     pub phases: Vec<Phase>,
@@ -48,6 +51,7 @@ pub struct RecordOptions {
 pub struct ReportOptions {
     pub profile: PathBuf,
     pub view: ViewOptions,
+    pub lock_wrappers: LockWrappers,
     pub format: Format,
     pub output: Option<PathBuf>,
 }
@@ -60,6 +64,7 @@ pub struct TopOptions {
     pub by: GroupBy,
     pub sort: SortKey,
     pub waits: Waits,
+    pub lock_wrappers: LockWrappers,
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
     pub go_uprobes: GoUprobes,

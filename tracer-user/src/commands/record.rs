@@ -57,11 +57,13 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         .unwrap_or(0);
 
     // Threads already asleep in a futex wait make no call the probes could see: find them
-    // now (a deadlock from before attach), and date their waits at this instant.
-    let asleep = match opts.launch {
+    // now (a deadlock from before attach); once the probes are live, those still in the same
+    // call get a wait dated then, and the others nothing (see `collect::seed_blocked`).
+    let mut asleep = match opts.launch {
         Launch::Pid(_) => collect::scan_blocked(target.tgid, crate::sys::monotonic_ns()),
         Launch::Command(_) => Vec::new(),
     };
+    let target_pid = target.tgid;
     let probes = Probes {
         unwind: opts.unwind,
         phases: &opts.phases,
@@ -69,7 +71,9 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         go_sample: opts.go_sample,
         follow: opts.follow,
     };
-    let session = match Session::start(target, &probes, |t| collect::seed_blocked(t, &asleep)) {
+    let session = match Session::start(target, &probes, |t| {
+        collect::seed_blocked(t, &mut asleep, target_pid)
+    }) {
         Ok(s) => s,
         Err(e) => {
             output.abandon();
@@ -171,6 +175,8 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     profile.meta.unwind = plan.mode.into();
     profile.meta.unwind_note = plan.why;
     collect::add_blocked(&mut profile, still_blocked, &mut sym);
+    crate::symbolize::Forwarders::default().mark(&mut profile);
+    opts.lock_wrappers.mark(&mut profile);
     if let Some(g) = &mut profile.go {
         g.goroutine_probes = go_probes;
     }

@@ -237,6 +237,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     // From here on the terminal is restored on every way out, errors included.
     let result = (|| -> Result<()> {
         let mut profile: Option<Profile> = None;
+        let mut forwarders = crate::symbolize::Forwarders::default();
         let mut last: HashMap<Key, u64> = HashMap::new();
         let mut recent: HashMap<Key, f64> = HashMap::new();
         let mut last_at = Instant::now();
@@ -270,6 +271,8 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                 let mut p = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
                 p.meta.unwind = plan.mode.into();
                 p.meta.unwind_note = plan.why.clone();
+                forwarders.mark(&mut p);
+                opts.lock_wrappers.mark(&mut p);
                 let dt = last_at.elapsed().as_secs_f64().max(1e-3);
                 last_at = Instant::now();
                 recent.clear();

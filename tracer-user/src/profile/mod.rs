@@ -4,7 +4,7 @@
 //! site), terminal-safe strings (`sanitize`), safe `-o` writing (`output`) and `units`.
 //!
 //! Exposes the model's types, `load`, and those helpers; it names no other folder.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +19,9 @@ mod units;
 
 pub(crate) use deadlock::{deadlocks, Blocked};
 pub use fields::{FutexOp, Region, Unwinder};
-pub(crate) use frames::{blamed_function, function_names, is_lock_internal};
+pub(crate) use frames::{
+    blamed_function, function_names, is_known_wrapper, is_lock_code, LockWrappers,
+};
 pub use holder::{Blamed, HolderPhase};
 pub(crate) use map_kind::MapKind;
 pub(crate) use output::{Limited, PendingOutput};
@@ -59,6 +61,10 @@ pub struct Profile {
     /// Threads asleep in a futex wait from before attach to the end (`--pid` only).
     #[serde(default)]
     pub blocked: Vec<self::deadlock::Blocked>,
+    /// Functions counted as lock code beyond the built-in list: wrappers that only forward to
+    /// a lock primitive (read from their code on disk) and `--lock-wrapper` matches.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub lock_wrappers: BTreeSet<String>,
 }
 
 /// A Go target's futex waits are OS threads. Idle ones parking in the scheduler are not lock

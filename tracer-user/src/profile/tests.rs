@@ -82,6 +82,7 @@ pub fn sample() -> Profile {
         }],
         go: None,
         blocked: Vec::new(),
+        lock_wrappers: Default::default(),
     }
 }
 

@@ -6,7 +6,9 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{bucket_range, key_label, releasers, Render};
-use crate::analyze::{attribute, classify, groups, shown_totals, Key, ViewOptions, Waits};
+use crate::analyze::{
+    attribute, classify, groups, shown_totals, timeout_totals, Key, ViewOptions, Waits,
+};
 
 pub struct Json {
     pub view: ViewOptions,
@@ -281,7 +283,7 @@ impl Render for Json {
             totals: Totals {
                 waits: t.waits,
                 wait_ns: t.wait_ns,
-                timeouts: t.timeouts,
+                timeouts: timeout_totals(profile).timeouts,
                 eagain: profile.counters.eagain,
                 lost_events: profile.losses.events(),
                 lost_stacks: profile.losses.stacks(),

@@ -6,7 +6,7 @@ use super::{bucket_range, frame_lines, key_label, releasers, Render};
 use crate::analyze::{
     attribute, groups, shown_rows, shown_totals, Group, GroupBy, Key, Share, ViewOptions, Waits,
 };
-use crate::profile::{fmt_count, fmt_ns, is_lock_internal, percent, MapCounter, Profile};
+use crate::profile::{fmt_count, fmt_ns, is_lock_code, percent, MapCounter, Profile};
 use crate::render::header;
 
 /// The hot stack table, with a header that says what was recorded and what was lost.
@@ -154,7 +154,9 @@ impl Table {
                 .collect(),
             None => vec![("[stack lost]".to_string(), None)],
         };
-        let blamed = lines.iter().position(|(name, _)| !is_lock_internal(name));
+        let blamed = lines
+            .iter()
+            .position(|(name, _)| !is_lock_code(profile, name));
         let limit = self.view.max_frames.unwrap_or(usize::MAX);
         // Always show through the blamed frame, even past the limit.
         let shown = limit.max(blamed.map_or(0, |b| b + 1)).min(lines.len());
