@@ -23,6 +23,9 @@ pub enum IdleKind {
     Event,
     /// A Go M with no goroutine to run (these rows are already left out at assembly).
     GoIdle,
+    /// A Go M waiting for the others to stop for the garbage collector (stop-the-world,
+    /// forEachP): the GC's pause, not a lock; the user function under it only allocated.
+    GoStopTheWorld,
 }
 
 /// What a wait was: lock contention, or a thread idle until something happens.
@@ -44,6 +47,7 @@ impl WaitClass {
             WaitClass::Idle(IdleKind::Semaphore) => "idle-semaphore",
             WaitClass::Idle(IdleKind::Event) => "idle-event",
             WaitClass::Idle(IdleKind::GoIdle) => "idle-go-thread",
+            WaitClass::Idle(IdleKind::GoStopTheWorld) => "idle-go-gc",
         }
     }
 
@@ -58,6 +62,7 @@ impl WaitClass {
             WaitClass::Idle(IdleKind::Semaphore) => "semaphore",
             WaitClass::Idle(IdleKind::Event) => "event wait",
             WaitClass::Idle(IdleKind::GoIdle) => "Go idle thread",
+            WaitClass::Idle(IdleKind::GoStopTheWorld) => "Go GC stop-the-world",
         }
     }
 }
@@ -154,6 +159,7 @@ impl Primitive {
             Primitive::PthreadBarrier => WaitClass::Idle(IdleKind::Barrier),
             Primitive::Semaphore => WaitClass::Idle(IdleKind::Semaphore),
             Primitive::Go(GoWait::IdleThread) => WaitClass::Idle(IdleKind::GoIdle),
+            Primitive::Go(GoWait::StopTheWorld) => WaitClass::Idle(IdleKind::GoStopTheWorld),
             _ => WaitClass::Contention,
         }
     }

@@ -139,6 +139,19 @@ fn condition_waits_parks_joins_barriers_and_semaphores_are_idle() {
             &["runtime.futex", "runtime.notesleep", "runtime.mPark"],
             IdleKind::GoIdle,
         ),
+        // The GC's stop-the-world, reached from an allocation in user code: not a lock.
+        (
+            &[
+                "runtime.futex",
+                "runtime.notetsleep",
+                "runtime.forEachPInternal",
+                "runtime.forEachP",
+                "runtime.gcMarkDone",
+                "runtime.mallocgc",
+                "net.(*conn).Read",
+            ],
+            IdleKind::GoStopTheWorld,
+        ),
     ];
     for (s, kind) in cases {
         assert_eq!(class_of(s), WaitClass::Idle(*kind), "{s:?}");

@@ -167,14 +167,16 @@ pub fn build_profile(
 
     let t = std::time::Instant::now();
     // Every frame shown is code of the target; a stack is cut at its first impossible frame.
-    let cut: Vec<Cut> = stacks.iter_mut().map(|s| sym.cut_implausible(s)).collect();
+    let mut cut: Vec<Cut> = stacks.iter_mut().map(|s| sym.cut_implausible(s)).collect();
     let mut stacks = sym.symbolize(stacks);
     let modules = sym.modules();
     // Go: cut scheduler stacks where they run into a parked goroutine's frames, and keep idle
     // threads parking (not contention) out of the rows, counted instead.
     let go = target.go.as_ref().map(|version| {
-        for s in &mut stacks {
-            tracee::cut_at_scheduler(s);
+        for (s, c) in stacks.iter_mut().zip(cut.iter_mut()) {
+            if tracee::cut_at_scheduler(s) {
+                *c = Cut::Whole;
+            }
         }
         let (idle, busy): (Vec<WaitRow>, Vec<WaitRow>) =
             std::mem::take(&mut waits).into_iter().partition(|r| {
