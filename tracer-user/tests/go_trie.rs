@@ -25,7 +25,7 @@ fn matrix_bin(build: &str, name: &str) -> PathBuf {
 
 /// `lockstorm -mode maphot` under lockscope from exec, for longer than it works (it lingers,
 /// so the trie's nodes are read while it lives): the output, profile and block profile.
-fn maphot(build: &str, keys: &str) -> (Output, serde_json::Value, Rows, Rows) {
+fn maphot(build: &str, keys: &str) -> (Output, PathBuf, Rows, Rows) {
     let bin = matrix_bin(build, "lockstorm");
     let out_path = tmp(&format!("trie-{build}-{keys}.json"));
     let block = tmp(&format!("trie-{build}-{keys}.block"));
@@ -67,7 +67,7 @@ fn maphot(build: &str, keys: &str) -> (Output, serde_json::Value, Rows, Rows) {
         e.1 += r["total_ns"].as_u64().unwrap();
     }
     let go = go_block_rows(&bin, &block);
-    (out, p, ours, go)
+    (out, out_path, ours, go)
 }
 
 fn verdict(out: &Output) -> String {
@@ -88,7 +88,8 @@ fn hash_trie_waits_are_explained_by_node() {
         return;
     }
     for build in ["go1.27.3-internal", "go1.27.3-external-stripped"] {
-        let (out, p, ours, go) = maphot(build, "100000");
+        let (out, path, ours, go) = maphot(build, "100000");
+        let p = load(&path);
         let key = "sync.(*Map).Store in main.storeHot";
         let (n, ns) = ours.get(key).copied().unwrap_or_default();
         let (gn, gns) = go.get(key).copied().unwrap_or_default();
@@ -110,6 +111,22 @@ fn hash_trie_waits_are_explained_by_node() {
             !stdout.contains("promotion") && !stdout.contains("rebuild"),
             "read/dirty lines printed for the trie: {stdout}"
         );
+        // `--by category` counts the goroutine waits in the map, as the section does (the
+        // runtime's thread futex waits under map code are not map waits).
+        let by = lockscope()
+            .args(["report", "--by", "category"])
+            .arg(&path)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let listing = text(&by.stdout);
+        let waits: u64 = listing
+            .lines()
+            .find(|l| l.contains("sync.Map Store/Swap"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(|w| w.replace(',', "").parse().unwrap())
+            .unwrap_or_else(|| panic!("{build}: no sync.Map category: {listing}"));
+        assert_eq!(waits, n, "{build}: --by category against the trie rows");
     }
     let (out, _, _, _) = maphot("go1.27.3-internal", "0");
     let v = verdict(&out);

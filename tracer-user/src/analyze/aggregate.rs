@@ -186,17 +186,18 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
             GroupBy::Stack => Key::Stack(r.stack),
             GroupBy::Lock => Key::Lock(r.uaddr),
             GroupBy::Thread => Key::Thread(r.tid),
-            GroupBy::Function | GroupBy::Category => keys
+            GroupBy::Function => keys
                 .entry(r.stack)
                 .or_insert_with(|| {
                     let stack = r.stack.and_then(|s| profile.stacks.get(s));
-                    if view.by == GroupBy::Function {
-                        Key::Function(blamed_function(profile, stack))
-                    } else {
-                        Key::Category(category_of(profile, stack))
-                    }
+                    Key::Function(blamed_function(profile, stack))
                 })
                 .clone(),
+            GroupBy::Category => Key::Category(category_of(
+                profile,
+                r.stack.and_then(|s| profile.stacks.get(s)),
+                r.op,
+            )),
         };
         let (g, per_stack) = acc.entry((class, key.clone())).or_insert_with(|| {
             (

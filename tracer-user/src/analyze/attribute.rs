@@ -108,16 +108,20 @@ pub fn lock_primitive(stack: Option<&Stack>) -> &'static str {
 }
 
 /// `--by category`: the bundled-map operation a waiter was in, or the lock primitive.
-pub fn category_of(profile: &Profile, stack: Option<&Stack>) -> String {
-    if profile
+/// In a Go process only goroutine waits (`op` [`FutexOp::GoSemacquire`]) can be on a map's
+/// mutex: its futex waits are OS threads of the runtime, even when their stacks pass through
+/// map code (they go by their primitive, as `attribute` counts them).
+pub fn category_of(profile: &Profile, stack: Option<&Stack>, op: FutexOp) -> String {
+    let map_waiter = profile.go.is_none() || op == FutexOp::GoSemacquire;
+    let trie = profile
         .bundled
         .as_ref()
-        .is_some_and(|b| b.kind == MapKind::StdHashTrie)
-    {
+        .is_some_and(|b| b.kind == MapKind::StdHashTrie);
+    if map_waiter && trie {
         if let Some(op) = super::trie::op_of(stack) {
             return format!("sync.Map {}", op.label());
         }
-    } else if profile.bundled.is_some() {
+    } else if map_waiter && profile.bundled.is_some() {
         let c = waiter_category(stack);
         if c != Category::OtherLock {
             return c.label().to_string();

@@ -81,7 +81,7 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
             let stack = row.stack.and_then(|s| p.stacks.get(s));
             let key = (
                 class.name().to_string(),
-                category_of(&p, stack),
+                category_of(&p, stack, row.op),
                 blamed_function(&p, stack),
             );
             let e = sums.entry(key).or_default();
