@@ -130,6 +130,13 @@ pub fn sync_bench(
         .output()
         .expect("run lockscope");
     assert!(out.status.success(), "{bench}: {}", text(&out.stderr));
+    // The program ran to its end under the probes, as it does untraced: the probes changed
+    // nothing it computes (`sync.test` checks itself and prints PASS).
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l == "PASS") && stdout.contains(bench.trim_matches(['^', '$'])),
+        "{bench}: the traced program did not pass: {stdout}"
+    );
     let p = load(&out_path);
     let mut ours: Rows = BTreeMap::new();
     for r in p["waits"].as_array().unwrap() {
