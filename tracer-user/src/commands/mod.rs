@@ -11,6 +11,7 @@ mod options;
 mod record;
 mod session;
 mod top;
+mod tty;
 
 pub(crate) use agent::run as agent;
 pub(crate) use options::{AgentOptions, Launch, RecordOptions, ReportOptions, Select, TopOptions};
