@@ -1,5 +1,5 @@
 //! What lockscope reads from /proc about the target: its state, memory maps and thread names.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -223,10 +223,17 @@ impl MapHistory {
             }
         }
         let mut now = parse_maps(&text);
+        let inodes = file_inodes(&text);
         for m in now.iter_mut().filter(|m| m.is_file()) {
-            m.path = host_path(pid, Path::new(&m.path))
-                .to_string_lossy()
-                .into_owned();
+            let host = host_path(pid, Path::new(&m.path));
+            m.path = match inodes.get(&m.start) {
+                // Deleted, or replaced since it was mapped (an upgrade in place): the file
+                // the process maps, while it lives.
+                Some(&ino) if !same_inode(&host, ino) => {
+                    format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end)
+                }
+                _ => host.to_string_lossy().into_owned(),
+            };
         }
         self.merge(now);
         self.last_text = text;
@@ -247,6 +254,26 @@ impl MapHistory {
             .rev()
             .find(|m| m.start <= addr && addr < m.end)
     }
+}
+
+/// Start address → inode of each file mapping in the text of /proc/PID/maps.
+fn file_inodes(text: &str) -> HashMap<u64, u64> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let start = u64::from_str_radix(f.next()?.split_once('-')?.0, 16).ok()?;
+            let ino: u64 = f.nth(3)?.parse().ok()?;
+            (ino != 0).then_some((start, ino))
+        })
+        .collect()
+}
+
+/// Whether `path` is (still) the file with inode `ino` (the inode /proc/PID/maps shows).
+/// Overlay filesystems show the lower file's inode there, so a mismatch only costs reading
+/// through map_files, which opens the same bytes.
+fn same_inode(path: &Path, ino: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).is_ok_and(|m| m.ino() == ino)
 }
 
 /// A file as process `pid` names it, reachable from here: `path` itself when it is the same

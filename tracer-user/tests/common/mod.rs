@@ -1,6 +1,8 @@
 //! Helpers shared by the root integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod agent;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
