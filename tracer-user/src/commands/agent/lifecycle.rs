@@ -88,8 +88,10 @@ impl State {
                     self.capped.remove(&pid);
                     self.targets.insert(pid, t);
                 }
+                // It exited between the scan and the attach: nothing was lost.
+                Err(_) if Ident::of(pid).is_none() => {}
                 Err(e) => {
-                    // Not traceable at all (gone, or not ours to trace): not tried again.
+                    // Not traceable at all (not ours to trace): not tried again.
                     self.refused.insert(pid);
                     self.losses.attach_failed += 1;
                     eprintln!("lockscope agent: cannot trace pid {pid}: {e:#}");
