@@ -78,7 +78,8 @@ impl State {
                         "lockscope agent: tracing pid {pid} ({})",
                         term_safe(&t.target.comm)
                     );
-                    if let Some(r) = &t.retry {
+                    // A probe that failed because the process exited meanwhile lost nothing.
+                    if let Some(r) = t.retry.as_ref().filter(|_| Ident::of(pid).is_some()) {
                         self.losses.attach_failed += 1;
                         eprintln!(
                             "lockscope agent: pid {pid}: probes not placed (futex waits are traced; retrying): {}",
@@ -142,6 +143,8 @@ impl State {
         tracer.detach_uprobes(t.uprobes)?;
         let tids: BTreeSet<u32> = t.threads.keys().copied().collect();
         self.owner.retain(|_, p| *p != pid);
+        let now = Instant::now();
+        self.retired.extend(tids.iter().map(|&tid| (tid, now)));
         forget_rows(tracer, t.waits.keys(), t.wakes.keys(), &tids)?;
         let kept: HashSet<u64> = self
             .targets

@@ -22,6 +22,9 @@ use crate::tracee::BundledMap;
 /// How long a hand-off waits for its waker's exit before the agent takes it with no waker.
 const LEFTOVER_AGE: Duration = Duration::from_secs(2);
 
+/// How long the threads of a dropped target are remembered.
+const RETIRED_FOR: Duration = Duration::from_secs(5);
+
 /// Losses only the agent can have, beside the kernel's counters.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct AgentLosses {
@@ -99,6 +102,9 @@ pub struct State {
     pub(super) cap_logged: bool,
     /// Thread → process, for every thread seen in a traced process.
     pub(super) owner: HashMap<u32, u32>,
+    /// Threads of targets dropped in the last seconds: their last rows are deleted, not
+    /// counted as lost (their process's series are gone with it).
+    pub(super) retired: HashMap<u32, Instant>,
     window_started: Instant,
     pub started: Instant,
     /// Symbol names by build id, for every target's symbolizer.
@@ -116,6 +122,7 @@ impl State {
             capped: BTreeSet::new(),
             cap_logged: false,
             owner: HashMap::new(),
+            retired: HashMap::new(),
             window_started: Instant::now(),
             started: Instant::now(),
             names: SharedNames::default(),
@@ -138,6 +145,7 @@ impl State {
         self.stacks = raw.stacks;
         // Hand-offs no waker claimed within a tick: taken out of the kernel once, kept here.
         let before = sys::monotonic_ns().saturating_sub(LEFTOVER_AGE.as_nanos() as u64);
+        self.retired.retain(|_, at| at.elapsed() < RETIRED_FOR);
         for (k, v) in collect::consume_leftovers(&mut tracer.ebpf, before)? {
             match self.owner_of(k.tid) {
                 Some(pid) => {
@@ -145,6 +153,7 @@ impl State {
                         t.leftovers.entry(k).or_default().merge(&v);
                     }
                 }
+                None if self.retired.contains_key(&k.tid) => {}
                 None => self.losses.unattributed += v.count,
             }
         }
@@ -156,7 +165,9 @@ impl State {
                     waits.entry(pid).or_default().insert(k, v);
                 }
                 None => {
-                    self.losses.unattributed += v.count;
+                    if !self.retired.contains_key(&k.tid) {
+                        self.losses.unattributed += v.count;
+                    }
                     orphans.push(k);
                 }
             }
