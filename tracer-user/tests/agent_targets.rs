@@ -311,3 +311,103 @@ fn probes_that_fail_keep_the_futex_waits_and_are_retried() {
     drop(target);
     stop_agent(agent);
 }
+
+/// The agent's resident memory, from its own gauge.
+fn rss_mib(port: u16) -> f64 {
+    let body = get_text(port, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix("lockscope_agent_resident_memory_bytes "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap()
+        / 1048576.0
+}
+
+/// Sample lines of /metrics (series, not comments).
+fn series(port: u16) -> usize {
+    let body = get_text(port, "/metrics");
+    body.lines().filter(|l| !l.starts_with('#')).count()
+}
+
+/// Two minutes of short-lived targets (1-3 s each, four at a time, a lock storm or the
+/// bundled map) under a real Prometheus: memory stays flat, the series go back to the
+/// baseline, the loss counters stand still once no target is left, and Prometheus sees no
+/// counter reset.
+#[test]
+fn a_two_minute_churn_keeps_memory_flat_and_counters_monotonic() {
+    if !can_trace() {
+        return;
+    }
+    let tag = std::process::id() % 100_000;
+    let (demo_name, map_name) = (format!("lkch{tag}"), format!("lkchm{tag}"));
+    let demo = renamed_copy("lockdemo", &demo_name);
+    let map_load = renamed_copy("syncmap-load", &map_name);
+    let (agent, port) = start_agent(&[&demo_name, &map_name]);
+    let dir = tmp("churn-prometheus");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_prom, prom_port) = start_prometheus(&dir, port);
+    let baseline = series(port);
+    let t0 = std::time::Instant::now();
+    let mut running: Vec<Killed> = Vec::new();
+    let (mut started, mut warm) = (0u32, None);
+    while t0.elapsed() < Duration::from_secs(120) {
+        running.retain_mut(|k| k.0.try_wait().unwrap().is_none());
+        while running.len() < 4 {
+            let secs = (1 + started % 3).to_string();
+            let child = if started % 3 == 2 {
+                Command::new(&map_load)
+                    .args(["--preset", "range-insert", "--duration", &secs])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+            } else {
+                Command::new(&demo)
+                    .args(["contended", "--threads", "4", "--seconds", &secs])
+                    .stdout(Stdio::null())
+                    .spawn()
+            };
+            running.push(Killed(child.unwrap()));
+            started += 1;
+        }
+        if warm.is_none() && t0.elapsed() > Duration::from_secs(20) {
+            warm = Some(rss_mib(port));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for k in &mut running {
+        let _ = k.0.wait();
+    }
+    let end_rss = rss_mib(port);
+    let warm = warm.unwrap();
+    eprintln!("churn: {started} targets; RSS {warm:.1} MiB at 20 s, {end_rss:.1} MiB at the end");
+    assert!(
+        end_rss <= warm * 1.2,
+        "RSS grew from {warm:.1} to {end_rss:.1} MiB"
+    );
+    wait_for(
+        "the series back to the baseline",
+        Duration::from_secs(10),
+        || (series(port) == baseline).then_some(()),
+    );
+    let lost = |port| {
+        counters(&get_text(port, "/metrics"))
+            .into_iter()
+            .filter(|(s, _)| s.starts_with("lockscope_events_lost_total"))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let before = lost(port);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(before, lost(port), "loss counters moved with no target");
+    eprintln!("losses after the churn: {before:?}");
+    for name in [
+        "lockscope_lock_wait_seconds_total",
+        "lockscope_lock_waits_total",
+        "lockscope_lock_wait_behind_seconds_total",
+        "lockscope_events_lost_total",
+        "lockscope_bundled_map_events_total",
+    ] {
+        let resets = prom_query(prom_port, &format!("sum(resets({name}[5m]))"));
+        assert_eq!(resets, [0.0], "{name}: counter resets seen by Prometheus");
+    }
+    stop_agent(agent);
+}
