@@ -389,6 +389,18 @@ fn a_two_minute_churn_keeps_memory_flat_and_counters_monotonic() {
         Duration::from_secs(10),
         || (series(port) == baseline).then_some(()),
     );
+    // The kernel's stack map is emptied of the dropped targets' stacks.
+    let stacks = || {
+        let body = get_text(port, "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix("lockscope_stack_map_entries "))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let left = stacks();
+    wait_for("the stack map emptied", Duration::from_secs(15), || {
+        stacks().filter(|&n| n == 0)
+    });
+    eprintln!("stack map entries once no target was left: {left:?}, then 0");
     let lost = |port| {
         counters(&get_text(port, "/metrics"))
             .into_iter()

@@ -4,7 +4,7 @@
 //! whose pid is reused is dropped (its rows, in-flight slots and stacks freed) and, if it still
 //! matches, attached again as what it is now. Past `--max-targets`, the busiest processes (by
 //! CPU time) are taken first, and the cap is logged once.
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -166,6 +166,49 @@ impl State {
             .filter(|id| !kept.contains(id))
         {
             // Already gone is fine.
+            let _ = stacks.remove(&id);
+            self.stacks.remove(&id);
+        }
+        Ok(())
+    }
+}
+
+/// Reads in a row a stack must go unnamed by any row before it is deleted: longer than a
+/// hand-off can wait in its slot (2 s) plus a tick, so a stack whose row is still to come is
+/// never taken.
+const SWEEP_AFTER: u32 = 4;
+
+impl State {
+    /// Deletes the kernel's stacks that no traced process's rows have named for
+    /// [`SWEEP_AFTER`] reads: those of waits deleted as lost or of threads already gone.
+    pub(super) fn sweep_stacks(&mut self, tracer: &mut Tracer) -> Result<()> {
+        let named: HashSet<u64> = self
+            .targets
+            .values()
+            .flat_map(|t| {
+                t.waits
+                    .keys()
+                    .map(|k| k.stack_id)
+                    .chain(t.wakes.keys().map(|k| k.stack_id))
+            })
+            .collect();
+        let mut stale = Vec::new();
+        let mut next = HashMap::new();
+        for &id in self.stacks.keys().filter(|id| !named.contains(id)) {
+            let n = self.unreferenced.get(&id).copied().unwrap_or(0) + 1;
+            if n >= SWEEP_AFTER {
+                stale.push(id);
+            } else {
+                next.insert(id, n);
+            }
+        }
+        self.unreferenced = next;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut stacks: BpfHashMap<_, u64, StackFrames> =
+            BpfHashMap::try_from(tracer.ebpf.map_mut(map::STACKS).context("STACKS map")?)?;
+        for id in stale {
             let _ = stacks.remove(&id);
             self.stacks.remove(&id);
         }

@@ -175,6 +175,13 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
     let targets = Gauge::<i64>::default();
     targets.set(state.targets.len() as i64);
     reg.register("lockscope_targets", "Processes traced now", targets);
+    let stacks = Gauge::<i64>::default();
+    stacks.set(state.stack_entries() as i64);
+    reg.register(
+        "lockscope_stack_map_entries",
+        "Stacks held in the kernel's stack map (65,536 fit)",
+        stacks,
+    );
 
     let map_counters = Family::<MapCounter, Counter>::default();
     for (pid, t) in &state.targets {

@@ -92,6 +92,8 @@ impl Traced {
 pub struct State {
     pub targets: BTreeMap<u32, Traced>,
     pub(super) stacks: HashMap<u64, Vec<u64>>,
+    /// Stacks no target's rows name, by how many reads in a row they were seen so.
+    pub(super) unreferenced: HashMap<u64, u32>,
     pub counters: [u64; NUM_COUNTERS as usize],
     pub losses: AgentLosses,
     /// Matching processes left out by the cap (counted once each).
@@ -116,6 +118,7 @@ impl State {
         State {
             targets: BTreeMap::new(),
             stacks: HashMap::new(),
+            unreferenced: HashMap::new(),
             counters: [0; NUM_COUNTERS as usize],
             losses: AgentLosses::default(),
             refused: BTreeSet::new(),
@@ -203,7 +206,12 @@ impl State {
                 t.window[1] = Some((Instant::now(), t.waits.clone()));
             }
         }
-        Ok(())
+        self.sweep_stacks(tracer)
+    }
+
+    /// Stacks in the kernel's map now.
+    pub fn stack_entries(&self) -> usize {
+        self.stacks.len()
     }
 
     /// The process a thread belongs to, if it is traced: known threads first, then /proc
