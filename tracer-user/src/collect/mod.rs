@@ -48,9 +48,10 @@ use exec::ExecWatch;
 pub use exec::Identity;
 pub(crate) use gosample::GoSample;
 
+pub use handoff::consume_leftovers;
 pub use new_stacks::{NewStacks, Reread};
 pub use read::SlotPhases;
-pub use read::{read, read_rows};
+pub use read::{read, read_rows, Leftovers};
 use read::{read_counters, read_phases};
 pub use snapshots::Snapshots;
 

@@ -85,10 +85,20 @@ pub enum Select {
     },
 }
 
+/// Where the agent serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    /// A unix socket, created here with mode 0600 (never replacing a file already there).
+    Unix(PathBuf),
+}
+
 /// What `agent` needs, validated.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
-    pub listen: SocketAddr,
+    pub listen: Listen,
+    /// Requests (but `/healthz`) must carry `Authorization: Bearer <this>`.
+    pub token: Option<String>,
     pub select: Select,
     /// `seconds=0` profiles cover the last whole window of this length.
     pub window: Duration,

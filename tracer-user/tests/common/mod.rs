@@ -1,6 +1,7 @@
 //! Helpers shared by the root integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod agent;
 pub mod gobench;
 
 use std::path::{Path, PathBuf};
