@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{signal, SignalKind};
 use tracer_common::{Counter, Phase, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS};
 
 use crate::attach::Tracer;
@@ -37,6 +36,7 @@ mod handoff;
 mod new_stacks;
 mod read;
 mod snapshots;
+mod stops;
 
 pub(crate) use assemble::build_profile;
 pub(crate) use blocked::{
@@ -47,6 +47,7 @@ use children::Children;
 use exec::ExecWatch;
 pub use exec::Identity;
 pub(crate) use gosample::GoSample;
+pub(crate) use stops::StopSignals;
 
 pub use handoff::consume_leftovers;
 pub use new_stacks::{NewStacks, Reread};
@@ -165,6 +166,8 @@ pub struct Recording {
     pub follow: Follow,
     /// `--go-sample`: the kernel followed this share of goroutine waits.
     pub go_sample: Option<GoSample>,
+    /// Listened for since the command began.
+    pub stops: StopSignals,
 }
 
 pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
@@ -178,6 +181,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         phases,
         follow,
         go_sample,
+        mut stops,
     } = rec;
     let mut children = Children::default();
     let from_exec = start == Start::FromExec;
@@ -224,12 +228,6 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     let mut became = None;
 
     let exited = pidfd(pid)?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    // A closed terminal, or a signal a supervisor sends, saves the recording like SIGTERM.
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut sigusr1 = signal(SignalKind::user_defined1())?;
-    let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let started = Instant::now();
     // No duration: until the target exits (a week is the longest --duration takes).
     let deadline =
@@ -242,11 +240,8 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     let stop = loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break StopReason::Duration,
-            _ = sigint.recv() => break StopReason::Interrupted,
-            _ = sigterm.recv() => break StopReason::Interrupted,
-            _ = sighup.recv() => break StopReason::Interrupted,
-            _ = sigusr1.recv() => break StopReason::Interrupted,
-            _ = sigusr2.recv() => break StopReason::Interrupted,
+            // A closed terminal, or a signal a supervisor sends, saves it like Ctrl-C.
+            () = stops.recv() => break StopReason::Interrupted,
             _ = exited.readable() => break StopReason::TargetExited,
             Ok(()) = async {
                 match &snapshots {

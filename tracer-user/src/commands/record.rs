@@ -19,6 +19,14 @@ use crate::sys::{self, Target};
 pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
     sys::check_privileges()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Ctrl-C from here on ends the recording, saved, even while attaching.
+    let stops = {
+        let _in = rt.enter();
+        collect::StopSignals::listen()?
+    };
     // A launched command is forked now and held before exec until every probe is live.
     let (target, mut launched) = match &opts.launch {
         Launch::Pid(pid) => {
@@ -121,9 +129,6 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         ),
     }
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut raw = rt.block_on(collect::record(
         &mut tracer,
         collect::Recording {
@@ -138,6 +143,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             map,
             phases: opts.phases.clone(),
             follow: opts.follow,
+            stops,
             go_sample,
         },
     ))?;
