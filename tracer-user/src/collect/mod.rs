@@ -168,6 +168,8 @@ pub struct Recording {
     pub go_sample: Option<GoSample>,
     /// Listened for since the command began.
     pub stops: StopSignals,
+    /// The executable the target was recognised as running (an exec is a change from it).
+    pub exe: Option<std::path::PathBuf>,
 }
 
 pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
@@ -182,6 +184,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         follow,
         go_sample,
         mut stops,
+        exe,
     } = rec;
     let mut children = Children::default();
     let from_exec = start == Start::FromExec;
@@ -224,7 +227,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         UnwindMode::FpCfi | UnwindMode::Dwarf => Some(Snapshots::take(tracer, &maps, unwind)?),
     };
     let mut new_stacks = NewStacks::take(tracer)?;
-    let mut exec = ExecWatch::new(pid);
+    let mut exec = ExecWatch::new(pid, exe);
     let mut became = None;
 
     let exited = pidfd(pid)?;

@@ -144,13 +144,18 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             phases: opts.phases.clone(),
             follow: opts.follow,
             stops,
+            exe: target.exe.clone(),
             go_sample,
         },
     ))?;
-    // After an exec the report names what ran last, and the map probed in it.
+    // After an exec the report names what ran last, and the map probed in it; its unwinding
+    // is chosen again for the new image, as a direct launch would choose it.
+    let mut plan = plan;
     if let Some(id) = raw.exec.take() {
         target.comm = id.comm;
+        target.go = crate::tracee::go_version(&id.exe);
         target.exe = Some(id.exe);
+        plan = super::follow::replan_after_exec(plan, opts.unwind, &target);
     }
     let map = raw.map.take();
     let still_blocked =
