@@ -91,36 +91,6 @@ pub fn merge(into: &mut Profile, other: Profile) {
     into.meta.unnamed.extend(other.meta.unnamed);
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::profile::tests::sample;
-
-    #[test]
-    fn a_merged_profile_keeps_both_processes_rows_on_their_own_stacks() {
-        let mut a = sample();
-        let b = sample();
-        let (stacks, waits, modules) = (a.stacks.len(), a.waits.len(), a.modules.len());
-        let names = |p: &Profile, i: Option<usize>| {
-            crate::render::stack_names(i.and_then(|i| p.stacks.get(i)), p)
-        };
-        let before: Vec<_> = b.waits.iter().map(|w| names(&b, w.stack)).collect();
-        merge(&mut a, b);
-        assert_eq!(a.stacks.len(), 2 * stacks);
-        assert_eq!(a.waits.len(), 2 * waits);
-        // The same files are one module each.
-        assert_eq!(a.modules.len(), modules);
-        let after: Vec<_> = a.waits[waits..]
-            .iter()
-            .map(|w| names(&a, w.stack))
-            .collect();
-        assert_eq!(before, after);
-        assert!(a.waits[waits..]
-            .iter()
-            .all(|w| w.stack.is_none_or(|s| s >= stacks)));
-    }
-}
-
 /// The unwinding of a target that exec'd during the recording, for its new image: the plan a
 /// direct launch of that image gets where the kernel side captured what that needs; otherwise
 /// the loaded plan, with a note saying what the new image would need.
@@ -155,5 +125,35 @@ pub fn replan_after_exec(
             "frame walk kept after exec to {name}, which would need stack copies ({fresh_why}; --unwind dwarf)"
         )),
         ..loaded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::tests::sample;
+
+    #[test]
+    fn a_merged_profile_keeps_both_processes_rows_on_their_own_stacks() {
+        let mut a = sample();
+        let b = sample();
+        let (stacks, waits, modules) = (a.stacks.len(), a.waits.len(), a.modules.len());
+        let names = |p: &Profile, i: Option<usize>| {
+            crate::render::stack_names(i.and_then(|i| p.stacks.get(i)), p)
+        };
+        let before: Vec<_> = b.waits.iter().map(|w| names(&b, w.stack)).collect();
+        merge(&mut a, b);
+        assert_eq!(a.stacks.len(), 2 * stacks);
+        assert_eq!(a.waits.len(), 2 * waits);
+        // The same files are one module each.
+        assert_eq!(a.modules.len(), modules);
+        let after: Vec<_> = a.waits[waits..]
+            .iter()
+            .map(|w| names(&a, w.stack))
+            .collect();
+        assert_eq!(before, after);
+        assert!(a.waits[waits..]
+            .iter()
+            .all(|w| w.stack.is_none_or(|s| s >= stacks)));
     }
 }
