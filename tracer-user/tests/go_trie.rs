@@ -50,22 +50,7 @@ fn maphot(build: &str, keys: &str) -> (Output, PathBuf, Rows, Rows) {
         .output()
         .expect("run lockscope");
     assert!(out.status.success(), "{build}: {}", text(&out.stderr));
-    let p = load(&out_path);
-    let mut ours = Rows::new();
-    for r in p["waits"].as_array().unwrap() {
-        if r["op"] != "go semacquire" || r["count"] == 0 {
-            continue;
-        }
-        let names = r["stack"]
-            .as_u64()
-            .map(|s| frame_names(&p, s as usize))
-            .unwrap_or_default();
-        let e = ours
-            .entry(lock_key(names.iter().map(String::as_str)))
-            .or_default();
-        e.0 += r["count"].as_u64().unwrap();
-        e.1 += r["total_ns"].as_u64().unwrap();
-    }
+    let ours = goroutine_rows(&load(&out_path));
     let go = go_block_rows(&bin, &block);
     (out, out_path, ours, go)
 }

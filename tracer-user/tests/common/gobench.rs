@@ -138,6 +138,13 @@ pub fn sync_bench(
         "{bench}: the traced program did not pass: {stdout}"
     );
     let p = load(&out_path);
+    let ours = goroutine_rows(&p);
+    assert!(!ours.is_empty(), "{bench}: no goroutine waits traced");
+    (ours, go_block_rows(bin, &block), p)
+}
+
+/// A profile's goroutine waits (the `go semacquire` rows) per lock stack key.
+pub fn goroutine_rows(p: &serde_json::Value) -> Rows {
     let mut ours: Rows = BTreeMap::new();
     for r in p["waits"].as_array().unwrap() {
         if r["op"] != "go semacquire" || r["count"] == 0 {
@@ -145,7 +152,7 @@ pub fn sync_bench(
         }
         let names = r["stack"]
             .as_u64()
-            .map(|s| frame_names(&p, s as usize))
+            .map(|s| frame_names(p, s as usize))
             .unwrap_or_default();
         let e = ours
             .entry(lock_key(names.iter().map(String::as_str)))
@@ -153,6 +160,5 @@ pub fn sync_bench(
         e.0 += r["count"].as_u64().unwrap();
         e.1 += r["total_ns"].as_u64().unwrap();
     }
-    assert!(!ours.is_empty(), "{bench}: no goroutine waits traced");
-    (ours, go_block_rows(bin, &block), p)
+    ours
 }
