@@ -35,6 +35,7 @@ mod exec;
 mod gosample;
 mod handoff;
 mod new_stacks;
+mod oncpu;
 mod read;
 mod snapshots;
 
@@ -89,6 +90,8 @@ pub struct Raw {
     pub go_sampled: Option<GoSampled>,
     /// `--follow-forks`: the processes followed, by pid (their rows are still in `waits`).
     pub children: BTreeMap<u32, Child>,
+    /// On-CPU samples (Go `sync.Map` targets; empty otherwise).
+    pub oncpu: oncpu::Samples,
 }
 
 impl Raw {
@@ -122,6 +125,7 @@ impl Raw {
             handoffs_left: 0,
             children: BTreeMap::new(),
             go_sampled: None,
+            oncpu: Default::default(),
         }
     }
 }
@@ -349,6 +353,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         s.drain(pid, &mut maps, tracer);
     }
     let mut raw = read(tracer, maps, threads, stop, elapsed)?;
+    raw.oncpu = oncpu::read_samples(tracer)?;
     raw.dwarf = snapshots.map(|s| handoff::pair_snapshots(&raw.waits, s.rows));
     if let (Some(end), true) = (&map_last, end_exact) {
         // The stop instant, not later: the probes keep firing until they are detached.
