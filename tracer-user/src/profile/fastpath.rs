@@ -22,14 +22,17 @@ pub struct FastPath {
 }
 
 impl FastPath {
-    /// The share in percent and its one-sigma sampling error in points, with enough samples.
+    /// The share in percent and its one-sigma sampling error in points (binomial,
+    /// sqrt(p(1-p)/n)), with enough samples. The error uses p = (k+1)/(n+2), so a run whose
+    /// samples all fall on one side is not given an error of zero.
     pub fn share(&self) -> Option<(f64, f64)> {
         if self.in_map < MIN_SAMPLES {
             return None;
         }
         let n = self.in_map as f64;
         let p = self.lock_free as f64 / n;
-        Some((100.0 * p, 100.0 * (p * (1.0 - p) / n).sqrt()))
+        let q = (self.lock_free as f64 + 1.0) / (n + 2.0);
+        Some((100.0 * p, 100.0 * (q * (1.0 - q) / n).sqrt()))
     }
 
     /// The map section's line.
@@ -75,7 +78,7 @@ mod tests {
         let (p, e) = f.share().unwrap();
         assert!((p - 93.0).abs() < 1e-9, "{p}");
         assert!(
-            (e - 100.0 * (0.93f64 * 0.07 / 400.0).sqrt()).abs() < 1e-9,
+            (e - 100.0 * (373.0 / 402.0 * (29.0 / 402.0) / 400.0f64).sqrt()).abs() < 1e-9,
             "{e}"
         );
         let line = f.line();
@@ -83,6 +86,20 @@ mod tests {
             line.contains("~93%") && line.contains("estimate") && line.contains("±1.3"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn all_samples_on_one_side_still_have_an_error() {
+        let f = FastPath {
+            hz: 99,
+            samples: 200,
+            unstacked: 0,
+            in_map: 138,
+            lock_free: 0,
+        };
+        let (p, e) = f.share().unwrap();
+        assert_eq!(p, 0.0);
+        assert!(e > 0.5 && e < 1.0, "{e}");
     }
 
     #[test]
