@@ -13,7 +13,7 @@ pub struct FastPath {
     pub hz: u64,
     /// All samples of the target's threads.
     pub samples: u64,
-    /// Of those, samples whose stack was not kept (the sample stack map was full).
+    /// Of those, samples whose user stack was not kept (not captured, or the map was full).
     pub unstacked: u64,
     /// Samples inside a `sync.(*Map)` method (time in a `Range` callback is the caller's).
     pub in_map: u64,
@@ -39,7 +39,10 @@ impl FastPath {
     pub fn line(&self) -> String {
         let lost = match self.unstacked {
             0 => String::new(),
-            n => format!(" ({n} samples without a stack: the sample stack map was full)"),
+            n => format!(
+                "; {n} of the program's samples have no user stack (not captured, or the \
+                 sample stack map was full)"
+            ),
         };
         let line = match self.share() {
             Some((pct, err)) => format!(
