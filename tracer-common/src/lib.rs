@@ -240,7 +240,16 @@ pub mod map {
     pub const GO_SAMPLE: &str = "GO_SAMPLE";
     /// Set mode: the tgids to trace (see [`super::TGID_SET`]).
     pub const TARGETS: &str = "TARGETS";
+    /// On-CPU samples of the target per user stack id (see [`super::ONCPU_HZ`]); key
+    /// [`super::NO_STACK`] counts samples whose stack was not kept.
+    pub const ONCPU: &str = "ONCPU";
+    /// The sampled stacks by id: apart from `STACKS`, so samples never crowd out wait stacks.
+    pub const ONCPU_STACKS: &str = "ONCPU_STACKS";
 }
+
+/// On-CPU sampling frequency per CPU (software CPU clock) for the `sync.Map` fast-path
+/// estimate: an odd rate, so it does not beat in step with periodic work.
+pub const ONCPU_HZ: u64 = 99;
 
 /// Global (`static`) names set by user space before load.
 pub mod global {
@@ -392,6 +401,9 @@ pub mod prog {
     /// `task:task_newtask`: adds a traced process's new child process to the set
     /// (`record --follow-forks`).
     pub const FOLLOW_FORK: &str = "follow_fork";
+    /// perf-event program on each CPU's software clock: counts the target's on-CPU user
+    /// stacks (Go `sync.Map` targets only).
+    pub const ONCPU_SAMPLE: &str = "oncpu_sample";
 
     /// (program, syscalls tracepoints). Exits come first: attached before the entries, every
     /// entry seen has its exit seen too.

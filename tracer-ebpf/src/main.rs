@@ -7,6 +7,7 @@ mod futex;
 mod goroutine;
 mod handoff;
 mod maps;
+mod oncpu;
 mod phase;
 mod rows;
 mod snapshot;

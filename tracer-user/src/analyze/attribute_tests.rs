@@ -138,6 +138,7 @@ fn blame_is_kept_per_lock_busiest_first() {
         counters_exact: true,
         checks: vec![],
         trie_nodes: Vec::new(),
+        fast_path: None,
         go_version: None,
     });
     let at = attribute(&p).expect("bundled map present");

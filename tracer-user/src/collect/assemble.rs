@@ -210,6 +210,9 @@ pub fn build_profile(
         .filter(|m| active_kind(m, &raw.phases, raw.map_window.as_ref()) == MapKind::StdHashTrie)
         .map(|_| trie_nodes(target.tgid, &raw))
         .unwrap_or_default();
+    let fast_path = map
+        .and_then(|m| m.std.as_ref())
+        .and_then(|_| super::oncpu::estimate(&raw.oncpu, sym));
     let mut profile = Profile {
         format: FORMAT.into(),
         version: VERSION,
@@ -313,6 +316,7 @@ pub fn build_profile(
                     .filter(|_| !counted)
                     .map(|s| s.version.clone()),
                 trie_nodes: trie.clone(),
+                fast_path: fast_path.filter(|_| !counted),
             }
         }),
     };

@@ -34,6 +34,7 @@ mod exec;
 mod gosample;
 mod handoff;
 mod new_stacks;
+mod oncpu;
 mod read;
 mod snapshots;
 mod stops;
@@ -91,6 +92,8 @@ pub struct Raw {
     pub go_sampled: Option<GoSampled>,
     /// `--follow-forks`: the processes followed, by pid (their rows are still in `waits`).
     pub children: BTreeMap<u32, Child>,
+    /// On-CPU samples (Go `sync.Map` targets; empty otherwise).
+    pub oncpu: oncpu::Samples,
 }
 
 impl Raw {
@@ -124,6 +127,7 @@ impl Raw {
             handoffs_left: 0,
             children: BTreeMap::new(),
             go_sampled: None,
+            oncpu: Default::default(),
         }
     }
 }
@@ -348,6 +352,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         s.drain(pid, &mut maps, tracer);
     }
     let mut raw = read(tracer, maps, threads, stop, elapsed)?;
+    raw.oncpu = oncpu::read_samples(tracer)?;
     raw.dwarf = snapshots.map(|s| handoff::pair_snapshots(&raw.waits, s.rows));
     if let (Some(end), true) = (&map_last, end_exact) {
         // The stop instant, not later: the probes keep firing until they are detached.

@@ -79,7 +79,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         go_sample: opts.go_sample,
         follow: opts.follow,
     };
-    let session = match Session::start(target, &probes, |t| {
+    let mut session = match Session::start(target, &probes, |t| {
         collect::seed_blocked(t, &mut asleep, target_pid)
     }) {
         Ok(s) => s,
@@ -90,6 +90,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     };
     let attach_ns = t0.elapsed().as_nanos() as u64;
     session.announce();
+    super::session::sample_std_map(&mut session);
     let Session {
         mut target,
         map,

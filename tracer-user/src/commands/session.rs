@@ -153,3 +153,29 @@ impl Session {
         }
     }
 }
+
+/// Go's `sync.Map`: samples the target on-CPU (a perf event per CPU at
+/// [`tracer_common::ONCPU_HZ`]) to estimate the map's lock-free read share. A failure costs
+/// the estimate only, said in one line.
+pub fn sample_std_map(session: &mut Session) {
+    let Some(kind) = session
+        .map
+        .as_ref()
+        .and_then(|m| m.std.as_ref())
+        .map(|s| s.kind)
+    else {
+        return;
+    };
+    match session.tracer.attach_oncpu() {
+        Ok(cpus) => eprintln!(
+            "lockscope: {}: sampling on-CPU stacks at {} Hz on {cpus} CPUs to estimate its \
+             lock-free read share",
+            kind.label(),
+            tracer_common::ONCPU_HZ
+        ),
+        Err(e) => eprintln!(
+            "lockscope: no lock-free read estimate for {} ({e:#})",
+            kind.label()
+        ),
+    }
+}

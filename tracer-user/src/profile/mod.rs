@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 mod deadlock;
+mod fastpath;
 mod fields;
 mod frames;
 mod holder;
@@ -18,6 +19,7 @@ mod sanitize;
 mod units;
 
 pub(crate) use deadlock::{deadlocks, Blocked};
+pub use fastpath::{FastPath, NOT_SAMPLED as FAST_PATH_NOT_SAMPLED};
 pub use fields::{FutexOp, Region, Unwinder};
 pub(crate) use frames::{
     blamed_function, function_names, is_known_wrapper, is_lock_code, LockWrappers,
@@ -170,6 +172,9 @@ pub struct Bundled {
     /// the semaphore address its rows keep, as read from the live target (0: the root).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trie_nodes: Vec<TrieNode>,
+    /// Go's `sync.Map`: the lock-free read share estimated from on-CPU samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_path: Option<FastPath>,
 }
 
 /// A hash-trie node goroutines waited on: its mutex's semaphore and its depth.

@@ -400,6 +400,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
             fmt_count(b.counter(MapCounter::SlowLoad).unwrap_or(0))
         )?;
     }
+    super::table_trie::fast_path(b, out)?;
     for note in crate::tracee::not_traced(b.kind, &b.probed) {
         writeln!(out, "  {note}")?;
     }

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use crate::analyze::attribute_trie;
-use crate::profile::{fmt_count, fmt_ns, percent, Profile};
+use crate::profile::{fmt_count, fmt_ns, percent, Bundled, Profile, FAST_PATH_NOT_SAMPLED};
 
 /// Nodes listed; the rest are summed on one line.
 const NODES_SHOWN: usize = 5;
@@ -56,7 +56,19 @@ pub(super) fn trie_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()>
             ns,
         )?;
     }
+    fast_path(b, out)?;
     writeln!(out, "verdict: {}", a.verdict)
+}
+
+/// Go's `sync.Map`: the sampled estimate of its lock-free read share.
+pub(super) fn fast_path(b: &Bundled, out: &mut dyn Write) -> io::Result<()> {
+    if b.kind.is_bundled() {
+        return Ok(());
+    }
+    match &b.fast_path {
+        Some(f) => writeln!(out, "  {}", f.line()),
+        None => writeln!(out, "  {FAST_PATH_NOT_SAMPLED}"),
+    }
 }
 
 /// Go's `sync.Map`, called by the program but waited on by no goroutine in this recording:
@@ -71,5 +83,6 @@ pub(super) fn map_unwaited(profile: &Profile, out: &mut dyn Write) -> io::Result
         "{} in {}: no goroutine waited on it in this recording — the map fits this workload",
         crate::tracee::heading(b.kind, b.go_version.as_deref()),
         b.exe
-    )
+    )?;
+    fast_path(b, out)
 }

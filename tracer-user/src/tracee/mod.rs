@@ -11,6 +11,7 @@ mod bundled;
 mod golang;
 mod goprobes;
 mod locks;
+mod mapsample;
 mod probesafety;
 mod python;
 mod stdmap;
@@ -22,6 +23,7 @@ pub(crate) use golang::{
 };
 pub(crate) use goprobes::{goroutine_probes, GoPlan};
 pub(crate) use locks::describe as describe_lock;
+pub(crate) use mapsample::{classify as classify_map_sample, InMap};
 pub(crate) use python::{fold_gil_timeouts, python_version, waits_for_gil};
 pub(crate) use stdmap::{function_name, heading, none_probed, not_traced, SEMA_OFFSET};
 pub(crate) use trie::{node_depths, TRIE_SEMA_OFFSET};

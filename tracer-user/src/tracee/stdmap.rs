@@ -8,8 +8,9 @@
 //! LoadAndDelete CALL them), so they are probed like the bundled Go map's phases: an entry
 //! uprobe and one on each return instruction. `dirtyLocked` returns nothing: the entries it
 //! copied are `len(m.dirty)` at its return, read from the map in the kernel (see
-//! [`dirty_offset`]). The map keeps no counters, so nothing is checked against it and no
-//! fast-path share exists. Go 1.24 replaced it with a hash trie: no promotion, no rebuild.
+//! [`dirty_offset`]). The map keeps no counters, so nothing is checked against it; the
+//! fast-path share is estimated from on-CPU samples instead (`mapsample`). Go 1.24 replaced
+//! it with a hash trie: no promotion, no rebuild.
 use tracer_common::Phase;
 
 use crate::profile::MapKind;
@@ -139,8 +140,9 @@ pub fn not_traced(kind: MapKind, probed: &[String]) -> Vec<String> {
         MapKind::Bundled => vec![],
         MapKind::StdReadDirty => {
             let mut v = vec![
-                "not available: sync.Map keeps no counters, so there is no fast-path share of reads, \
-                 no count of lock-free loads or stores, and nothing to check traced counts against"
+                "not available: sync.Map keeps no counters, so there is no exact count of lock-free \
+                 loads or stores and nothing to check traced counts against (the read share above \
+                 is sampled)"
                     .to_string(),
                 "promotions run inside missLocked (and inline in Range): an O(1) swap, counted with \
                  the misses, not timed apart"
