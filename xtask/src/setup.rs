@@ -152,11 +152,15 @@ pub fn run() -> Result<()> {
     } else {
         apt_install(&["prometheus"])?;
     }
-    step("real C/C++ and Python targets for the root tests (RocksDB's db_bench, CPython with symbols, g++)");
+    step("real C/C++ and Python targets for the root tests (RocksDB's db_bench, CPython with symbols, g++, MariaDB and sysbench)");
+    // The MariaDB test runs its own mariadbd (temp datadir, socket only); the package's
+    // service is left as the system set it.
     let wanted = [
         ("db_bench", "rocksdb-tools"),
         ("python3.11d", "python3.11-dbg"),
         ("g++", "g++"),
+        ("mariadbd", "mariadb-server"),
+        ("sysbench", "sysbench"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
@@ -164,7 +168,7 @@ pub fn run() -> Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        eprintln!("    ok: db_bench, python3.11d and g++ are installed");
+        eprintln!("    ok: db_bench, python3.11d, g++, mariadbd and sysbench are installed");
     } else {
         apt_install(&missing)?;
     }

@@ -112,6 +112,14 @@ fn is_cpp_lock_wrapper(n: &str) -> bool {
         "inline_mysql_cond_wait",
         "inline_mysql_cond_timedwait",
         "safe_mutex_lock",
+        // InnoDB's own locks (storage/innobase/include/srw_lock.h, sux_lock.h): the futex
+        // mutex and rw-locks, their performance-schema wrappers, the recursive page latch.
+        "srw_mutex_impl<",
+        "ssux_lock_impl<",
+        "srw_lock_impl<",
+        "srw_lock_<",
+        "ssux_lock::",
+        "sux_lock<",
         // CPython's GIL (ceval_gil.h): the eval loop or PyEval_RestoreThread is the site.
         "take_gil",
         "drop_gil",
@@ -261,6 +269,11 @@ mod tests {
             "dashmap::lock::RawRwLock::lock_exclusive_slow",
             "parking_lot_core::parking_lot::park",
             "tokio::loom::std::mutex::Mutex<T>::lock",
+            "srw_mutex_impl<true>::wait_and_lock()",
+            "ssux_lock_impl<false>::rd_wait()",
+            "srw_lock_impl<false>::psi_rd_lock(char const*, unsigned int)",
+            "ssux_lock::psi_wr_lock(char const*, unsigned int)",
+            "sux_lock<ssux_lock_impl<true> >::s_lock()",
         ] {
             assert!(is_lock_internal(n), "{n}");
         }
@@ -272,6 +285,8 @@ mod tests {
             "absl::StrCat(absl::AlphaNum const&)",
             "std::mutex_user()",
             "bool operator<<(int)",
+            "lock_rec_lock(bool, unsigned int, buf_block_t const*, unsigned long, dict_index_t*, que_thr_t*)",
+            "ssux_lock_user()",
         ] {
             assert!(!is_lock_internal(n), "{n}");
         }
