@@ -77,12 +77,24 @@ pub(super) fn map_unwaited(profile: &Profile, out: &mut dyn Write) -> io::Result
     let Some(b) = profile.bundled.as_ref().filter(|b| !b.kind.is_bundled()) else {
         return Ok(());
     };
+    // Sampled, and no sample ran map code: the program links the map but did not use it.
+    if b.fast_path.as_ref().is_some_and(|f| f.in_map == 0) {
+        return Ok(());
+    }
     writeln!(out)?;
     writeln!(
         out,
-        "{} in {}: no goroutine waited on it in this recording — the map fits this workload",
+        "{} in {}: no goroutine waited on it in this recording",
         crate::tracee::heading(b.kind, b.go_version.as_deref()),
         b.exe
     )?;
-    fast_path(b, out)
+    fast_path(b, out)?;
+    let design = match b.kind {
+        crate::profile::MapKind::StdHashTrie => "the hash trie",
+        _ => "the map",
+    };
+    writeln!(
+        out,
+        "verdict: no lock wait on the map — {design} fits this workload"
+    )
 }
