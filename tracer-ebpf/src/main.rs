@@ -9,6 +9,7 @@ mod handoff;
 mod maps;
 mod phase;
 mod rows;
+mod sched;
 mod snapshot;
 mod stack;
 mod trampoline;

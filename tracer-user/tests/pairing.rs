@@ -27,7 +27,13 @@ fn wakes_that_wake_nobody_and_eagain_waits_take_no_stack() {
     }
     let bin = futex_loop();
     for (mode, counted) in [("wake", "empty_wakes"), ("eagain", "eagain")] {
-        let (p, _) = launch(&format!("cost-{mode}"), &bin, &[mode, "100000"], &[]);
+        // Only the syscall hooks see calls that did not sleep.
+        let (p, _) = launch(
+            &format!("cost-{mode}"),
+            &bin,
+            &[mode, "100000"],
+            &["--hooks", "syscalls"],
+        );
         // Every call was seen and counted as what it was...
         assert!(counter(&p, "calls") >= 100_000, "{mode}: {}", p["counters"]);
         assert!(counter(&p, counted) >= 100_000, "{mode}: {}", p["counters"]);
@@ -125,6 +131,8 @@ fn the_kernel_hooks_are_chosen_by_probing_and_named_in_the_header() {
         .arg("--")
         .arg(&bin)
         .args(["block", "2000"])
+        // The default's choice is under test.
+        .env_remove("LOCKSCOPE_HOOKS")
         .output()
         .expect("run lockscope");
     let err = text(&out.stderr);
@@ -153,7 +161,8 @@ fn kernel_diagnostics_appear_only_when_rust_log_asks() {
     let run = |rust_log: Option<&str>| {
         let path = tmp("cost-ignored.json");
         let mut cmd = lockscope();
-        cmd.args(["record", "--quiet", "-o"])
+        // An ignored op is seen only by the syscall hooks.
+        cmd.args(["record", "--quiet", "--hooks", "syscalls", "-o"])
             .arg(&path)
             .arg("--")
             .arg(&bin)

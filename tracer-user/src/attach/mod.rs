@@ -8,5 +8,6 @@ mod hooks;
 mod klog;
 mod load;
 
+pub(crate) use hooks::HookChoice;
 pub(crate) use klog::init_from_env as init_log_from_env;
 pub(crate) use load::{attach, Filter, Tracer, Uprobes};

@@ -137,6 +137,13 @@ pub struct ProbeArgs {
     /// `on`: fail if they cannot be placed; `off`: futex waits only.
     #[arg(long, value_enum, default_value_t = GoUprobesArg::Auto)]
     pub go_uprobes: GoUprobesArg,
+    /// Kernel hooks: `auto` (BPF trampolines where the kernel allows them, else the scheduler
+    /// tracepoints), `sched` (sched_switch and
+    /// sched_waking: other processes' syscalls pay nothing, but EAGAIN waits and wakes that
+    /// woke nobody go unseen), or `syscalls` (the syscall tracepoints: every syscall on the host
+    /// pays a little while tracing).
+    #[arg(long, value_enum, default_value_t = HooksArg::Auto, env = "LOCKSCOPE_HOOKS")]
+    pub hooks: HooksArg,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -383,6 +390,7 @@ impl RecordArgs {
                 self.unwind.options()?
             },
             go_uprobes: self.probes.go_uprobes.into(),
+            hooks: self.probes.hooks.into(),
             go_sample: self.go_sample.map(GoSample::new).transpose()?,
             follow: if self.follow_forks {
                 Follow::Forks
@@ -420,13 +428,17 @@ impl TopArgs {
             phases: self.probes.phases(),
             unwind: self.unwind.options()?,
             go_uprobes: self.probes.go_uprobes.into(),
+            hooks: self.probes.hooks.into(),
         })
     }
 }
 
 #[path = "cli_agent.rs"]
 mod agent_args;
+#[path = "cli_hooks.rs"]
+mod hooks_arg;
 pub use agent_args::AgentArgs;
+pub use hooks_arg::HooksArg;
 
 #[cfg(test)]
 #[path = "cli_tests.rs"]

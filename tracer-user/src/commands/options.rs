@@ -1,5 +1,6 @@
 //! options: what each command needs, validated and free of the command line's types — the
 //! engine's side of the samply pattern (cli/ turns clap's structs into these at once).
+use crate::attach::HookChoice;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub struct RecordOptions {
     /// Goroutine probes attached only part of the time.
     pub go_sample: Option<GoSample>,
     pub follow: Follow,
+    pub hooks: HookChoice,
 }
 
 /// What `report` needs, validated.
@@ -63,6 +65,7 @@ pub struct TopOptions {
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
     pub go_uprobes: GoUprobes,
+    pub hooks: HookChoice,
 }
 
 /// What the agent traces.
@@ -92,4 +95,5 @@ pub struct AgentOptions {
     pub top_sites: usize,
     pub phases: Vec<Phase>,
     pub go_uprobes: GoUprobes,
+    pub hooks: HookChoice,
 }

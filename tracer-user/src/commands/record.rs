@@ -68,6 +68,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         go_uprobes: opts.go_uprobes,
         go_sample: opts.go_sample,
         follow: opts.follow,
+        hooks: opts.hooks,
     };
     let session = match Session::start(target, &probes, |t| collect::seed_blocked(t, &asleep)) {
         Ok(s) => s,
@@ -170,6 +171,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     profile.meta.attach_ns = attach_ns;
     profile.meta.unwind = plan.mode.name().into();
     profile.meta.unwind_note = plan.why;
+    profile.meta.hooks = Some(tracer.hooks.describe());
     collect::add_blocked(&mut profile, still_blocked, &mut sym);
     if let Some(g) = &mut profile.go {
         g.goroutine_probes = go_probes;

@@ -1,0 +1,393 @@
+//! Scheduler hooks: futex waits seen from `sched_switch` and `sched_waking` instead of the
+//! syscall tracepoints, so no task on the host gets the syscall-work flag. Untraced tasks pay
+//! one scalar tgid compare when they leave the CPU and one hash lookup (of their task address)
+//! when they are switched in or woken.
+//!
+//! - A target thread that leaves the CPU asleep (not preempted) while its saved user registers
+//!   show it inside a futex wait call begins a wait there: its futex word, start time and user
+//!   stack (it is still `current`). The wait goes in its tid's [`INFLIGHT`] slot, as on the
+//!   syscall path; its task address goes in [`SCHED_TASKS`].
+//! - `sched_waking` runs in the waker's context: if the woken task is such a waiter, the
+//!   waker's registers say whether it is in a futex wake (its stack is then taken, and its
+//!   wake row counted), in a signal-sending call (the wait was interrupted), or neither: a
+//!   timer if the wait had a timeout (recorded as a timeout), else the kernel (e.g. the wake
+//!   of a `pthread_join` at thread exit: woken, waker unknown).
+//! - The wait ends when the task is switched in again.
+//!
+//! In DWARF mode the waiter's stack copy goes at its switch-out and a header-only record at
+//! its end; user space joins them by (tid, start).
+//!
+//! Not seen here: waits that returned at once (EAGAIN) or were woken before they slept, and
+//! wakes that woke nobody. `--hooks syscalls` counts those.
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns,
+        bpf_probe_read_kernel, generated::bpf_task_pt_regs,
+    },
+    macros::{btf_tracepoint, map},
+    maps::{HashMap, LruHashMap},
+    programs::BtfTracePointContext,
+};
+use tracer_common::{
+    classify_futex_op, inflight_slot, waker_id, Counter, OpKind, Outcome, SchedWait, WaitKey,
+    WakeKey, NO_STACK, NUM_PHASES, SCHED_NOT_WOKEN, SNAP_SWITCH_OUT,
+};
+
+use crate::{
+    futex::{first_uaddr, target_tid},
+    maps::{bump, INFLIGHT},
+    phase, rows, snapshot, stack,
+};
+
+/// Target threads asleep in a futex wait, by `task_struct` address.
+#[map]
+pub static SCHED_TASKS: HashMap<u64, SchedWait> = HashMap::with_max_entries(16384, 0);
+
+/// Waits a signal interrupted, by tid: `(uaddr, kind)`, for the `restart_syscall` that resumes
+/// them (its registers no longer hold the futex arguments). Rare, so an LRU is plenty.
+#[map]
+pub static RESTARTABLE: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(1024, 0);
+
+/// `TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE` (include/linux/sched.h).
+const TASK_SLEEPING: u32 = 0x3;
+
+// The user `struct pt_regs` saved at syscall entry (x86_64), read from `r10` to `cs`.
+const REGS_FROM: usize = 7 * 8;
+const R10: usize = 0;
+const R8: usize = 2;
+const AX: usize = 3;
+const CX: usize = 4;
+const SI: usize = 6;
+const DI: usize = 7;
+const ORIG_AX: usize = 8;
+const CS: usize = 10;
+const REGS_WORDS: usize = 11;
+const PT_REGS_BX: usize = 5 * 8;
+/// `__USER32_CS`: a compat (32-bit) task.
+const USER32_CS: u64 = 0x23;
+
+// Syscall numbers, x86_64 and ia32 (the futex2 ones are shared).
+const NR_FUTEX: u64 = 202;
+const NR32_FUTEX: u64 = 240;
+const NR32_FUTEX_TIME64: u64 = 422;
+const NR_FUTEX_WAITV: u64 = 449;
+const NR_FUTEX_WAKE: u64 = 454;
+const NR_FUTEX_WAIT: u64 = 455;
+const NR_FUTEX_REQUEUE: u64 = 456;
+const NR_RESTART_SYSCALL: u64 = 219;
+const NR32_RESTART_SYSCALL: u64 = 0;
+/// Calls that send a signal: kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo,
+/// pidfd_send_signal (x86_64).
+const NR_SIGNALS: [u64; 6] = [62, 200, 234, 129, 297, 424];
+/// The same on ia32: kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo.
+const NR32_SIGNALS: [u64; 5] = [37, 238, 270, 178, 335];
+
+/// Whether a wait call was given a timeout.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Timed {
+    Yes,
+    No,
+}
+
+impl Timed {
+    fn of(timeout: u64) -> Timed {
+        if timeout == 0 {
+            Timed::No
+        } else {
+            Timed::Yes
+        }
+    }
+}
+
+/// What the current task's saved user registers say it is doing.
+enum Call {
+    /// A futex call of this kind on this word.
+    Futex(OpKind, u64, Timed),
+    /// `restart_syscall`: resuming an interrupted call.
+    Restart,
+    /// Sending a signal.
+    Signal,
+    Other,
+}
+
+#[inline(always)]
+fn current_call() -> Call {
+    let mut r = [0u64; REGS_WORDS];
+    // SAFETY: the current task's saved user registers, read through the checked helper into a
+    // buffer of the size asked for.
+    let compat = unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        if bpf_probe_read_kernel(regs.add(REGS_FROM).cast::<[u64; REGS_WORDS]>())
+            .map(|v| r = v)
+            .is_err()
+        {
+            return Call::Other;
+        }
+        if r[CS] == USER32_CS {
+            // ia32: uaddr in bx, op in cx.
+            bpf_probe_read_kernel(regs.add(PT_REGS_BX).cast::<u64>()).ok()
+        } else {
+            None
+        }
+    };
+    let nr = r[ORIG_AX];
+    // futex(2)'s word, op and timeout: ia32 passes them in bx, cx and si.
+    let (uaddr, op, timeout) = match compat {
+        Some(bx) => (bx & 0xffff_ffff, r[CX] & 0xffff_ffff, r[SI] & 0xffff_ffff),
+        None => (r[DI], r[SI], r[R10]),
+    };
+    let classic = match compat {
+        Some(_) => nr == NR32_FUTEX || nr == NR32_FUTEX_TIME64,
+        None => nr == NR_FUTEX,
+    };
+    if classic {
+        return match classify_futex_op(op as u32) {
+            Some(kind) => Call::Futex(kind, uaddr, Timed::of(timeout)),
+            None => Call::Other,
+        };
+    }
+    // The futex2 calls (x86_64 registers; ia32 passes the same arguments in bx, cx, dx, si,
+    // di: only their word is read there).
+    let (a0, timeout2, timeoutv) = match compat {
+        Some(_) => (uaddr, 0, 0),
+        None => (r[DI], r[R8], r[R10]),
+    };
+    match nr {
+        NR_FUTEX_WAIT => Call::Futex(OpKind::Wait2, a0, Timed::of(timeout2)),
+        NR_FUTEX_WAKE => Call::Futex(OpKind::Wake2, a0, Timed::No),
+        NR_FUTEX_WAITV => Call::Futex(OpKind::Waitv, first_uaddr(a0), Timed::of(timeoutv)),
+        NR_FUTEX_REQUEUE => Call::Futex(OpKind::Requeue, first_uaddr(a0), Timed::No),
+        _ => {
+            let restart = match compat {
+                Some(_) => NR32_RESTART_SYSCALL,
+                None => NR_RESTART_SYSCALL,
+            };
+            if nr == restart {
+                return Call::Restart;
+            }
+            let signal = match compat {
+                Some(_) => NR32_SIGNALS.iter().any(|&s| s == nr),
+                None => NR_SIGNALS.iter().any(|&s| s == nr),
+            };
+            // A thread returning from a call a signal cut short (the return value is set, its
+            // signals are being handled: e.g. it spreads a group stop to its siblings).
+            let ret = r[AX] as i64;
+            let handling = matches!(ret, -4 | -512 | -513 | -514 | -516) && (nr as i64) >= 0;
+            if signal || handling {
+                Call::Signal
+            } else {
+                Call::Other
+            }
+        }
+    }
+}
+
+/// `sched_switch(bool preempt, task *prev, task *next, unsigned int prev_state)`; `prev` is
+/// still `current` here.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
+    let preempt: u64 = ctx.arg(0);
+    let next: u64 = ctx.arg(2);
+    let prev_state: u64 = ctx.arg(3);
+    // Preemption inside the call is not a wait; a task still runnable did not sleep.
+    if preempt & 0xff == 0 && (prev_state as u32) & TASK_SLEEPING != 0 {
+        if let Some(tid) = target_tid() {
+            switch_out(&ctx, tid);
+        }
+    }
+    switch_in(next);
+    0
+}
+
+#[inline(always)]
+fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
+    let (kind, uaddr, timed) = match current_call() {
+        Call::Futex(kind, uaddr, timed) if kind.is_wait() => (kind, uaddr, timed),
+        Call::Restart => {
+            // SAFETY: copied out at once.
+            let Some(w) = (unsafe { RESTARTABLE.get(&tid) }).copied() else {
+                return;
+            };
+            let _ = RESTARTABLE.remove(&tid);
+            // Only a timed wait restarts this way (an untimed one is re-entered as itself).
+            match OpKind::from_u32(w[1] as u32) {
+                Some(kind) => (kind, w[0], Timed::Yes),
+                None => return,
+            }
+        }
+        _ => return,
+    };
+    let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(tid)) else {
+        return;
+    };
+    bump(Counter::WaitEnters);
+    // SAFETY: a helper with no preconditions.
+    let start_ns = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: the slot of this thread's tid; only this thread's switch-out writes it, and only
+    // its own switch-in (which cannot run meanwhile) frees it.
+    unsafe {
+        (*slot).tid = tid;
+        (*slot).kind = kind as u32;
+        (*slot).uaddr = uaddr;
+        (*slot).start_ns = start_ns;
+        if phase::on() {
+            (*slot).clock = phase::read_clock(u64::from(tid), uaddr);
+        } else {
+            (*slot).clock.map = 0;
+        }
+    }
+    // Visible to wakers before the stack is taken: a wake that runs before this insert (it
+    // races the sleep) finds no waiter, and the stack walk is most of this program's time.
+    let wait = SchedWait {
+        waker_id: NO_STACK,
+        stack_id: NO_STACK,
+        leaf_ret: 0,
+        tid,
+        outcome: SCHED_NOT_WOKEN,
+        timed: (timed == Timed::Yes) as u32,
+        _pad: 0,
+    };
+    // SAFETY: a helper with no preconditions.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    if SCHED_TASKS.insert(&task, &wait, BPF_ANY as u64).is_err() {
+        bump(Counter::SchedTasksFull);
+        // SAFETY: as above.
+        unsafe { (*slot).tid = 0 };
+        return;
+    }
+    let (stack_id, leaf_ret) = stack::capture(ctx);
+    if let Some(w) = SCHED_TASKS.get_ptr_mut(&task) {
+        // SAFETY: a map value; a concurrent wake writes only `waker_id` and `outcome`.
+        unsafe {
+            (*w).stack_id = stack_id;
+            (*w).leaf_ret = leaf_ret;
+        }
+    }
+    // DWARF mode: the waiter's stack can only be copied now, while it is `current`; its
+    // start time names it until its end is sent (`snapshot::emit_end`).
+    if snapshot::enabled() != 0 {
+        let key = WaitKey {
+            stack_id,
+            waker_id: NO_STACK,
+            uaddr,
+            leaf_ret,
+            tid,
+            kind: kind as u32,
+            flags: 0,
+            _pad: 0,
+        };
+        snapshot::emit_part(&key, start_ns, SNAP_SWITCH_OUT);
+    }
+}
+
+/// The wait of `next`, if it is a target thread waking from one, ends now.
+#[inline(always)]
+fn switch_in(next: u64) {
+    // SAFETY: copied out at once, then deleted.
+    let Some(w) = (unsafe { SCHED_TASKS.get(&next) }).copied() else {
+        return;
+    };
+    let _ = SCHED_TASKS.remove(&next);
+    let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(w.tid)) else {
+        return;
+    };
+    // SAFETY: this thread's slot (see switch_out); copied out, then freed.
+    let call = unsafe {
+        if (*slot).tid != w.tid {
+            return;
+        }
+        (*slot).tid = 0;
+        *slot
+    };
+    // SAFETY: a helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let waited = now.saturating_sub(call.start_ns);
+    bump(Counter::Slept);
+    let outcome = if w.outcome == SCHED_NOT_WOKEN {
+        // Woken before the switch-out was recorded (a wake racing the sleep), or by a path
+        // with no wake event: a wait with no known waker.
+        bump(Counter::WakerUnseen);
+        Outcome::Woken
+    } else {
+        Outcome::from_u32(w.outcome)
+    };
+    if outcome == Outcome::Interrupted {
+        let _ = RESTARTABLE.insert(&w.tid, &[call.uaddr, u64::from(call.kind)], 0);
+    }
+    let key = WaitKey {
+        stack_id: w.stack_id,
+        waker_id: w.waker_id,
+        uaddr: call.uaddr,
+        leaf_ret: w.leaf_ret,
+        tid: w.tid,
+        kind: call.kind,
+        flags: 0,
+        _pad: 0,
+    };
+    let blamed = if outcome == Outcome::Woken {
+        phase::split(
+            u64::from(w.tid),
+            call.uaddr,
+            &call.clock,
+            call.start_ns,
+            now,
+        )
+    } else {
+        [0; NUM_PHASES]
+    };
+    // `current` is not the waiter here: its stack went at the switch-out.
+    if matches!(outcome, Outcome::Woken | Outcome::Interrupted) {
+        snapshot::emit_end(&key, waited, call.start_ns);
+    }
+    let _ = rows::add_wait(&key, waited, &blamed, outcome);
+}
+
+/// `sched_waking(task *p)`, in the waker's context.
+#[btf_tracepoint(function = "sched_waking")]
+pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
+    let p: u64 = ctx.arg(0);
+    let Some(w) = SCHED_TASKS.get_ptr_mut(&p) else {
+        return 0;
+    };
+    // SAFETY: a map value; the first wake of this sleep wins.
+    if unsafe { (*w).outcome } != SCHED_NOT_WOKEN {
+        return 0;
+    }
+    let (outcome, waker) = match current_call() {
+        Call::Futex(kind, uaddr, _) if !kind.is_wait() => (Outcome::Woken, wake(&ctx, kind, uaddr)),
+        Call::Signal => (Outcome::Interrupted, NO_STACK),
+        // A timer (interrupt context: `current` is whoever ran) for a wait that had a timeout;
+        // otherwise the kernel (e.g. the futex wake of a thread's exit, for pthread_join).
+        // SAFETY: as above.
+        _ if unsafe { (*w).timed } != 0 => (Outcome::TimedOut, NO_STACK),
+        _ => {
+            bump(Counter::WakerUnseen);
+            (Outcome::Woken, NO_STACK)
+        }
+    };
+    // SAFETY: as above.
+    unsafe {
+        (*w).outcome = outcome.as_u32();
+        (*w).waker_id = waker;
+    }
+    0
+}
+
+/// A futex wake of `uaddr` by the current task woke a sleeping target thread: its stack, its
+/// wake row (one thread woken), and the lock it released. Returns its waker id.
+#[inline(always)]
+fn wake(ctx: &BtfTracePointContext, kind: OpKind, uaddr: u64) -> u64 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let (stack_id, leaf_ret) = stack::capture(ctx);
+    phase::learn_lock(u64::from(tid), uaddr);
+    let key = WakeKey {
+        stack_id,
+        uaddr,
+        leaf_ret,
+        tid,
+        kind: kind as u32,
+    };
+    let _ = rows::add_wake(&key, 1);
+    waker_id(stack_id, leaf_ret)
+}
