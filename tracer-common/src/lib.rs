@@ -216,6 +216,8 @@ pub mod map {
     pub const TARGETS: &str = "TARGETS";
     /// Scheduler hooks: target threads asleep in a futex wait, by task address.
     pub const SCHED_TASKS: &str = "SCHED_TASKS";
+    /// Scheduler hooks: waits asleep at attach, by futex word (their tid).
+    pub const SEEDED: &str = "SEEDED";
 }
 
 /// Global (`static`) names set by user space before load.

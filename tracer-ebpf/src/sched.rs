@@ -44,6 +44,11 @@ use crate::{
 #[map]
 pub static SCHED_TASKS: HashMap<u64, SchedWait> = HashMap::with_max_entries(16384, 0);
 
+/// Waits already asleep at attach (seeded by user space from /proc), by futex word: their tid.
+/// The first futex wake of the word by a target thread ends one (see `seeded_wake`).
+#[map]
+pub static SEEDED: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
+
 /// Waits a signal interrupted, by tid: `(uaddr, kind)`, for the `restart_syscall` that resumes
 /// them (its registers no longer hold the futex arguments). Rare, so an LRU is plenty.
 #[map]
@@ -348,6 +353,7 @@ fn switch_in(next: u64) {
 pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
     let p: u64 = ctx.arg(0);
     let Some(w) = SCHED_TASKS.get_ptr_mut(&p) else {
+        seeded_wake(&ctx, p);
         return 0;
     };
     // SAFETY: a map value; the first wake of this sleep wins.
@@ -372,6 +378,38 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
         (*w).waker_id = waker;
     }
     0
+}
+
+/// `p` is no waiter seen sleeping. If the current task is a target thread in a futex wake of
+/// a word a thread was asleep on at attach, `p` is taken for that thread: its wait, seeded
+/// in its INFLIGHT slot, ends at `p`'s switch-in (with no stack of its own: user space has the
+/// one it read at attach).
+#[inline(always)]
+fn seeded_wake(ctx: &BtfTracePointContext, p: u64) {
+    if target_tid().is_none() {
+        return;
+    }
+    let Call::Futex(kind, uaddr, _) = current_call() else {
+        return;
+    };
+    if kind.is_wait() {
+        return;
+    }
+    // SAFETY: copied out at once.
+    let Some(tid) = (unsafe { SEEDED.get(&uaddr) }).copied() else {
+        return;
+    };
+    let _ = SEEDED.remove(&uaddr);
+    let wait = SchedWait {
+        waker_id: wake(ctx, kind, uaddr),
+        stack_id: NO_STACK,
+        leaf_ret: 0,
+        tid,
+        outcome: Outcome::Woken.as_u32(),
+        timed: 0,
+        _pad: 0,
+    };
+    let _ = SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64);
 }
 
 /// A futex wake of `uaddr` by the current task woke a sleeping target thread: its stack, its

@@ -164,6 +164,9 @@ pub struct Recording {
     pub follow: Follow,
     /// `--go-sample`: the kernel followed this share of goroutine waits.
     pub go_sample: Option<GoSample>,
+    /// Threads asleep at attach: their stacks, for the snapshot rows of their waits on the
+    /// scheduler hooks (which cannot copy a stack at a wait's end).
+    pub asleep: Vec<(u32, u64, Vec<Addr>)>,
 }
 
 pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
@@ -177,6 +180,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         phases,
         follow,
         go_sample,
+        asleep,
     } = rec;
     let mut children = Children::default();
     let from_exec = start == Start::FromExec;
@@ -216,7 +220,13 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     thread_names(pid, &mut threads);
     let mut snapshots = match unwind {
         UnwindMode::FramePointers => None,
-        UnwindMode::FpCfi | UnwindMode::Dwarf => Some(Snapshots::take(tracer, &maps, unwind)?),
+        UnwindMode::FpCfi | UnwindMode::Dwarf => {
+            let mut s = Snapshots::take(tracer, &maps, unwind)?;
+            for (tid, start, frames) in asleep {
+                s.expect(tid, start, frames);
+            }
+            Some(s)
+        }
     };
     let mut new_stacks = NewStacks::take(tracer)?;
     let mut exec = ExecWatch::new(pid);

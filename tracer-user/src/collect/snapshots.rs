@@ -133,6 +133,12 @@ impl Snapshots {
         }
     }
 
+    /// The stack of a wait that thread `tid` began at `start_ns` with no snapshot of its own
+    /// (asleep at attach), for its [`SNAP_WAIT_END`] record.
+    pub fn expect(&mut self, tid: u32, start_ns: u64, frames: Vec<Addr>) {
+        self.pending.insert((tid, start_ns), frames);
+    }
+
     /// One wait of `wait_ns` under `key` and its unwound stack.
     fn add(&mut self, key: WaitKey, frames: Vec<Addr>, wait_ns: u64) {
         let row = self.rows.entry((key, frames)).or_default();

@@ -136,6 +136,10 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             phases: opts.phases.clone(),
             follow: opts.follow,
             go_sample,
+            asleep: asleep
+                .iter()
+                .map(|a| (a.tid, a.seeded_ns, a.frames.clone()))
+                .collect(),
         },
     ))?;
     // After an exec the report names what ran last, and the map probed in it.
