@@ -126,10 +126,9 @@ pub fn attach(filter: Filter, snapshot_bytes: u32, choice: HookChoice) -> Result
     })
 }
 
-/// Whether `auto` picks the scheduler hooks when trampolines do not load. Not yet: waits
-/// already asleep at attach are never seen ending on them (see docs/sched-hooks.md), and the
-/// classify test of that case fails there.
-const AUTO_PICKS_SCHED: bool = false;
+/// Whether `auto` picks the scheduler hooks when trampolines do not load (the root tests of
+/// pairing, holder blame, classify, stacks, record, DWARF and Go pass on both paths).
+const AUTO_PICKS_SCHED: bool = true;
 
 /// Loads the programs of the hooks `choice` asks for (the load is the feature probe).
 fn select(ebpf: &mut Ebpf, choice: HookChoice) -> Result<Hooks> {
