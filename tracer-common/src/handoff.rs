@@ -6,6 +6,11 @@ use crate::{WaitKey, NUM_PHASES};
 /// the snapshot of such a wait, whose waker the waiter could not know yet).
 pub const HANDED_OFF: u32 = 1;
 
+/// On a DWARF-mode stack snapshot's key only (never on a row): the wait timed out. User space
+/// clears it and counts the snapshot as a timeout of that row (a timed-out wait needs its
+/// stack too: CPython waits for the GIL in 5 ms timed waits).
+pub const TIMED_OUT_SNAPSHOT: u32 = 2;
+
 /// Where a waiter that exited before its waker leaves its finished wait: one of
 /// [`HANDOFF_SLOTS`] slots per futex word. The next wake of that word that woke someone
 /// records it under its own stack.

@@ -18,7 +18,7 @@ pub use blame::{ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, MAP_SLOTS, 
 pub use filter::{MAX_TARGETS, TGID_SET};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 pub use goroutine::{GoCall, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
-pub use handoff::{Handoff, HandoffKey, HANDED_OFF, HANDOFF_SLOTS};
+pub use handoff::{Handoff, HandoffKey, HANDED_OFF, HANDOFF_SLOTS, TIMED_OUT_SNAPSHOT};
 pub use sched::{SchedWait, SCHED_NOT_WOKEN};
 pub use snapshot::{
     SmallStackSnapshot, SnapshotHeader, StackSnapshot, StackSnapshotOf, SNAPSHOT_MAX_BYTES,

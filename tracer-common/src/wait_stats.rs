@@ -114,6 +114,8 @@ impl WaitStats {
         let mut r = *self;
         r.count = self.count.saturating_sub(part.count);
         r.total_ns = self.total_ns.saturating_sub(part.total_ns);
+        r.timeouts = self.timeouts.saturating_sub(part.timeouts);
+        r.timeout_ns = self.timeout_ns.saturating_sub(part.timeout_ns);
         for (a, b) in r.hist.iter_mut().zip(part.hist.iter()) {
             *a = a.saturating_sub(*b);
         }

@@ -2,7 +2,9 @@
 //! row. The arithmetic itself is `WaitStats::add_wait`, shared with user space.
 use aya_ebpf::bindings::BPF_NOEXIST;
 use aya_log_ebpf::warn;
-use tracer_common::{Counter, Outcome, WaitKey, WakeKey, WakeStats, NUM_PHASES};
+use tracer_common::{
+    Counter, Outcome, WaitKey, WakeKey, WakeStats, NUM_PHASES, TIMED_OUT_SNAPSHOT,
+};
 
 use crate::{
     futex::Res,
@@ -11,7 +13,7 @@ use crate::{
 };
 
 /// Adds one finished wait and, in the snapshot modes, sends the waiter's stack snapshot
-/// (only waits that count as contention need a better stack).
+/// (waits that may count as contention need a better stack: timed-out ones too, flagged).
 #[inline(always)]
 pub fn record_wait(
     key: &WaitKey,
@@ -19,8 +21,14 @@ pub fn record_wait(
     blamed: &[u64; NUM_PHASES],
     outcome: Outcome,
 ) -> Res {
-    if matches!(outcome, Outcome::Woken | Outcome::Interrupted) {
-        snapshot::emit(key, waited);
+    match outcome {
+        Outcome::Woken | Outcome::Interrupted => snapshot::emit(key, waited),
+        Outcome::TimedOut => {
+            let mut timed_out = *key;
+            timed_out.flags |= TIMED_OUT_SNAPSHOT;
+            snapshot::emit(&timed_out, waited);
+        }
+        _ => {}
     }
     add_wait(key, waited, blamed, outcome)
 }

@@ -31,7 +31,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     classify_futex_op, inflight_slot, waker_id, Counter, OpKind, Outcome, SchedWait, WaitKey,
-    WakeKey, NO_STACK, NUM_PHASES, SCHED_NOT_WOKEN, SNAP_SWITCH_OUT,
+    WakeKey, NO_STACK, NUM_PHASES, SCHED_NOT_WOKEN, SNAP_SWITCH_OUT, TIMED_OUT_SNAPSHOT,
 };
 
 use crate::{
@@ -342,8 +342,14 @@ fn switch_in(next: u64) {
         [0; NUM_PHASES]
     };
     // `current` is not the waiter here: its stack went at the switch-out.
-    if matches!(outcome, Outcome::Woken | Outcome::Interrupted) {
-        snapshot::emit_end(&key, waited, call.start_ns);
+    match outcome {
+        Outcome::Woken | Outcome::Interrupted => snapshot::emit_end(&key, waited, call.start_ns),
+        Outcome::TimedOut => {
+            let mut timed_out = key;
+            timed_out.flags |= TIMED_OUT_SNAPSHOT;
+            snapshot::emit_end(&timed_out, waited, call.start_ns);
+        }
+        _ => {}
     }
     let _ = rows::add_wait(&key, waited, &blamed, outcome);
 }
@@ -360,8 +366,12 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
     if unsafe { (*w).outcome } != SCHED_NOT_WOKEN {
         return 0;
     }
+    // SAFETY: as above.
+    let tid = unsafe { (*w).tid };
     let (outcome, waker) = match current_call() {
-        Call::Futex(kind, uaddr, _) if !kind.is_wait() => (Outcome::Woken, wake(&ctx, kind, uaddr)),
+        Call::Futex(kind, uaddr, _) if !kind.is_wait() && wakes_word_of(tid, kind, uaddr) => {
+            (Outcome::Woken, wake(&ctx, kind, uaddr))
+        }
         Call::Signal => (Outcome::Interrupted, NO_STACK),
         // A timer (interrupt context: `current` is whoever ran) for a wait that had a timeout;
         // otherwise the kernel (e.g. the futex wake of a thread's exit, for pthread_join).
@@ -378,6 +388,21 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
         (*w).waker_id = waker;
     }
     0
+}
+
+/// Whether a futex wake `kind` of `uaddr` can be what woke thread `tid`'s wait: the same
+/// word, or a wake that also moves or wakes waiters of a second word (requeue, wake-op), or a
+/// `futex_waitv` (which waits on several words; its first is recorded). Otherwise the current
+/// task is not the waker: a timer interrupt ran in a thread that was in a wake of its own.
+#[inline(always)]
+fn wakes_word_of(tid: u32, kind: OpKind, uaddr: u64) -> bool {
+    if matches!(kind, OpKind::Requeue | OpKind::WakeOp) {
+        return true;
+    }
+    let Some(slot) = INFLIGHT.get(inflight_slot(tid)) else {
+        return true;
+    };
+    slot.tid != tid || slot.uaddr == uaddr || slot.kind == OpKind::Waitv as u32
 }
 
 /// `p` is no waiter seen sleeping. If the current task is a target thread in a futex wake of

@@ -86,7 +86,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `lockscope report`: load, render, write (atomically, when to a file).
 fn report(opts: &ReportOptions) -> anyhow::Result<()> {
-    let profile = profile::load(&opts.profile)?;
+    let mut profile = profile::load(&opts.profile)?;
+    opts.lock_wrappers.mark(&mut profile);
     // Output in proportion to the input: 64× the profile's size (and 16 MiB for tiny ones).
     let limit = std::fs::metadata(&opts.profile).map_or(0, |m| m.len()) * 64 + (16 << 20);
     match &opts.output {

@@ -256,8 +256,8 @@ fn a_wait_begun_before_attach_counts_its_visible_part_when_it_ends() {
         .find(|r| key(r) == "blocked_site")
         .unwrap_or_else(|| panic!("the released wait is not a row: {contention:#?}\n{stdout}"));
     assert_eq!(row["waits"], 1, "{row:#?}");
-    // Counted from lockscope's look at the thread (before attaching) to its wake: most of
-    // the 1.2 s hold, never more than lockscope ran.
+    // Counted from lockscope's second look at the thread (once the probes are live, still in
+    // the same call) to its wake: most of the 1.2 s hold, never more than lockscope ran.
     let waited = row["max_ns"].as_u64().unwrap();
     assert!(waited >= 300_000_000, "{waited} ns");
     assert!(waited <= started.elapsed().as_nanos() as u64, "{waited} ns");

@@ -173,3 +173,37 @@ fn bad_unwind_options_fail_in_one_line() {
         .unwrap();
     assert_one_line_error(&out, "invalid value 'lbr' for '--unwind");
 }
+
+/// `record -- sh -c 'exec PROGRAM'`: the recording follows the exec, the profile carries the
+/// program's name, and its unwinding is chosen again for it: a program without frame pointers
+/// gets the same DWARF stacks and lock site as when launched directly.
+#[test]
+fn a_program_started_through_a_shell_exec_is_named_and_unwound_as_itself() {
+    if !can_trace() {
+        return;
+    }
+    let out_path = tmp("via-sh.json");
+    let prog = nofp_bin("lockdemo");
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&out_path)
+        .args(["--", "sh", "-c"])
+        .arg(format!(
+            "exec {} contended --threads 4 --seconds 2",
+            prog.display()
+        ))
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let p = load(&out_path);
+    assert_eq!(p["meta"]["comm"], "lockdemo", "{}", p["meta"]);
+    assert_eq!(p["meta"]["unwind"], "dwarf", "{}", p["meta"]);
+    let note = p["meta"]["unwind_note"].as_str().unwrap_or_default();
+    assert!(note.contains("after exec to lockdemo"), "{note}");
+    let (top, _, _) = stack_totals(&p)[0];
+    let names = frame_names(&p, top);
+    assert!(
+        names.iter().any(|n| n == "lockdemo::contended_lock_site"),
+        "{names:#?}"
+    );
+}

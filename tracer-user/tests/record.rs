@@ -145,6 +145,25 @@ fn ctrl_c_stops_early_and_saves() {
     assert!(stack_totals(&p)[0].1 > 0);
 }
 
+/// A Ctrl-C while lockscope is still attaching (100 ms in) ends the recording as soon as it
+/// begins, saved, instead of killing lockscope with nothing written.
+#[test]
+fn ctrl_c_while_attaching_still_saves() {
+    if !can_trace() {
+        return;
+    }
+    let w = Workload::start(&["contended", "--threads", "4"]);
+    let out_path = tmp("sigint-early.json");
+    let out = record_until_signal(
+        &w.pid(),
+        &out_path,
+        libc::SIGINT,
+        Duration::from_millis(100),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(load(&out_path)["meta"]["stop"], "interrupted");
+}
+
 #[test]
 fn without_privileges_it_says_how_to_get_them() {
     if !can_trace() {

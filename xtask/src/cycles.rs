@@ -1,8 +1,10 @@
-//! `cargo xtask cycles`: the import graph of tracer-user's top-level modules, and any cycle in
-//! it. A module is a file or folder directly under src/ (the folders are the pipeline's
-//! stages: cli, commands, attach, collect, …); it depends on another when any of its files
-//! names `crate::other`. A cycle means two stages of the pipeline know each other, so neither
-//! can be read, tested or moved alone. `cargo xtask test` fails on one.
+//! `cargo xtask cycles`: the import graph of tracer-user's top-level modules and of xtask's, and
+//! any cycle in them. A module is a file or folder directly under src/ (tracer-user's folders
+//! are the pipeline's stages: cli, commands, attach, collect, …); it depends on another when
+//! any of its files names `crate::other`. xtask's `bench/` folder is checked one level down too
+//! (its files name each other as `super::x` or `crate::bench::x`), so no benchmark and its
+//! helpers import each other back. A cycle means two modules know each other, so neither can
+//! be read, tested or moved alone. `cargo xtask test` fails on one.
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -37,17 +39,25 @@ fn module_of(src: &Path, file: &Path) -> Option<String> {
         .to_string_lossy()
         .into_owned();
     let name = first.strip_suffix(".rs").unwrap_or(&first).to_string();
-    (name != "main" && name != "lib").then_some(name)
+    (name != "main" && name != "lib" && name != "mod").then_some(name)
 }
 
-/// Every `crate::NAME` in `text`, comments left out.
-fn crate_refs(text: &str) -> BTreeSet<String> {
+/// Every `PREFIXNAME` in `text` for each of `prefixes` (e.g. `crate::`), comments left out.
+fn refs(text: &str, prefixes: &[&str]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
+    for prefix in prefixes {
+        prefixed_refs(text, prefix, &mut out);
+    }
+    out
+}
+
+fn prefixed_refs(text: &str, prefix: &str, out: &mut BTreeSet<String>) {
+    let group = format!("{prefix}{{");
     for line in text.lines() {
         let code = line.split("//").next().unwrap_or("");
         let mut rest = code;
-        while let Some(i) = rest.find("crate::") {
-            rest = &rest[i + "crate::".len()..];
+        while let Some(i) = rest.find(prefix) {
+            rest = &rest[i + prefix.len()..];
             let name: String = rest
                 .chars()
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
@@ -57,8 +67,8 @@ fn crate_refs(text: &str) -> BTreeSet<String> {
             }
         }
         // `use crate::{a, b::c}` names several.
-        if let Some(i) = code.find("crate::{") {
-            let inner = &code[i + "crate::{".len()..];
+        if let Some(i) = code.find(&group) {
+            let inner = &code[i + group.len()..];
             for part in inner.split([',', '}']) {
                 let name: String = part
                     .trim()
@@ -71,10 +81,11 @@ fn crate_refs(text: &str) -> BTreeSet<String> {
             }
         }
     }
-    out
 }
 
-pub fn graph(src: &Path) -> Graph {
+/// The graph of the modules directly under `src`, where a file names another module as
+/// `PREFIXNAME` for one of `prefixes`.
+fn graph_with(src: &Path, prefixes: &[&str]) -> Graph {
     let mut files = Vec::new();
     rust_files(src, &mut files);
     let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(src, f)).collect();
@@ -85,7 +96,7 @@ pub fn graph(src: &Path) -> Graph {
     for f in &files {
         let Some(m) = module_of(src, f) else { continue };
         let text = std::fs::read_to_string(f).unwrap_or_default();
-        for r in crate_refs(&text) {
+        for r in refs(&text, prefixes) {
             if r != m && modules.contains(&r) {
                 g.entry(m.clone()).or_default().insert(r);
             }
@@ -206,20 +217,62 @@ fn folders_and_files(src: &Path, g: &Graph) -> (usize, Vec<String>) {
     )
 }
 
+/// One import graph checked: where its files are, how it is named, and how its files name
+/// each other.
+struct Tree {
+    dir: &'static str,
+    prefixes: &'static [&'static str],
+}
+
+const TREES: [Tree; 3] = [
+    Tree {
+        dir: "tracer-user/src",
+        prefixes: &["crate::"],
+    },
+    Tree {
+        dir: "xtask/src",
+        prefixes: &["crate::"],
+    },
+    Tree {
+        dir: "xtask/src/bench",
+        prefixes: &["super::", "crate::bench::"],
+    },
+];
+
 pub fn run() -> Result<()> {
-    let src = root().join("tracer-user/src");
-    let g = graph(&src);
+    let mut found = 0;
+    for tree in &TREES {
+        found += check(&root().join(tree.dir), tree)?;
+    }
+    if found > 0 {
+        bail!(
+            "{found} import cycle(s) among the modules above: move the shared piece down a level"
+        );
+    }
+    Ok(())
+}
+
+/// Prints one tree's graph and its cycles; returns how many cycles.
+fn check(src: &Path, tree: &Tree) -> Result<usize> {
+    if !src.is_dir() {
+        bail!(
+            "{} is missing: run xtask from the lockscope checkout",
+            src.display()
+        );
+    }
+    let g = graph_with(src, tree.prefixes);
     let found = cycles(&g);
-    let (folders, files) = folders_and_files(&src, &g);
+    let (folders, files) = folders_and_files(src, &g);
     let edges: usize = g.values().map(BTreeSet::len).sum();
     eprintln!(
-        "    tracer-user/src: {} top-level modules ({folders} folders; files: {}), {edges} edges",
+        "    {}: {} modules ({folders} folders; files: {}), {edges} edges",
+        tree.dir,
         g.len(),
         files.join(", ")
     );
     if found.is_empty() {
         eprintln!("    ok: no import cycle among them");
-        return Ok(());
+        return Ok(0);
     }
     for c in &found {
         let edges: Vec<String> = c
@@ -236,10 +289,7 @@ pub fn run() -> Result<()> {
             shortest_loop(&g, c).join(" → ")
         );
     }
-    bail!(
-        "{} import cycle(s) among tracer-user's modules: move the shared piece down a stage",
-        found.len()
-    )
+    Ok(found.len())
 }
 
 #[cfg(test)]
@@ -278,7 +328,7 @@ mod tests {
         write("low/mod.rs", "");
         write("low/deep/leaf.rs", "fn f() { crate::tool::g() }");
         write("tool.rs", "// crate::high is only named in a comment");
-        let g = graph(&src);
+        let g = graph_with(&src, &["crate::"]);
         let (folders, files) = folders_and_files(&src, &g);
         std::fs::remove_dir_all(&src).unwrap();
         let edges: Vec<(&str, &str)> = g
@@ -309,9 +359,28 @@ mod tests {
     }
 
     #[test]
+    fn sibling_files_naming_each_other_through_super_are_a_cycle() {
+        let src = std::env::temp_dir().join(format!("xtask-cycles-super-{}", std::process::id()));
+        std::fs::create_dir_all(&src).unwrap();
+        let write = |rel: &str, text: &str| std::fs::write(src.join(rel), text).unwrap();
+        write("mod.rs", "pub mod a; pub mod b; mod helpers;");
+        write("a.rs", "use super::{helpers, median};");
+        write("b.rs", "use crate::bench::a::run;");
+        write("helpers.rs", "");
+        let ok = graph_with(&src, &["super::", "crate::bench::"]);
+        write("a.rs", "use super::b::run; use super::helpers::x;");
+        let looped = graph_with(&src, &["super::", "crate::bench::"]);
+        std::fs::remove_dir_all(&src).unwrap();
+        assert!(cycles(&ok).is_empty(), "{ok:?}");
+        assert_eq!(ok["b"], BTreeSet::from(["a".to_string()]));
+        assert_eq!(cycles(&looped), vec![vec!["a".to_string(), "b".into()]]);
+    }
+
+    #[test]
     fn references_are_read_from_paths_and_use_groups() {
-        let r = crate_refs(
+        let r = refs(
             "use crate::{attach, bundled::X};\nlet x = crate::render::f(); // crate::nope\n",
+            &["crate::"],
         );
         assert_eq!(
             r.into_iter().collect::<Vec<_>>(),

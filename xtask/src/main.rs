@@ -1,16 +1,12 @@
 //! Build, demo and test orchestration: `cargo xtask setup|demo|test`.
 mod bench;
-mod bench_agent;
-mod bench_events;
-mod bench_map;
-mod bench_unwind;
 mod cycles;
 mod demo;
 mod go;
+mod gomatrix;
 mod run;
 mod setup;
 mod test;
-mod tracers;
 
 use clap::{Parser, Subcommand};
 
@@ -44,7 +40,7 @@ enum Task {
     },
     /// Set up, lint, then run unit tests and the root integration tests.
     Test,
-    /// Build the Go workload (the bundled map's Go port) into target/go/syncmap-load-go.
+    /// Build the Go workloads into target/go, and the Go version matrix into target/go/matrix.
     BuildGo,
     /// Benchmark tracer overhead: lockscope beside bpftrace on a futex storm, moderate
     /// contention and every bundled-map preset.
@@ -69,7 +65,7 @@ enum Task {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
-    /// List import cycles among tracer-user's top-level modules (fails on one).
+    /// List import cycles among tracer-user's and xtask's modules (fails on one).
     Cycles,
     /// Benchmark the unwinders (`--unwind fp`, the default, `--unwind dwarf`) on C programs
     /// built with and without frame pointers and on the Rust futex storm.
@@ -103,13 +99,19 @@ fn main() {
             go,
         } => demo::run(&preset, &duration, lockdemo, go),
         Task::Test => test::run(),
-        Task::BuildGo => crate::setup::run().and_then(|()| go::build().map(|_| ())),
-        Task::BenchMap { rounds, secs } => bench_map::run(rounds, secs),
-        Task::Bench { rounds, secs } => bench::run(rounds, secs),
-        Task::BenchUnwind { rounds, secs } => bench_unwind::run(rounds, secs),
+        Task::BuildGo => crate::setup::run()
+            .and_then(|()| go::build().map(|_| ()))
+            .and_then(|()| gomatrix::build()),
+        Task::BenchMap { rounds, secs } => bench::map::run(rounds, secs),
+        // Storm throughput alone hides what each event costs (a slower futex can raise a storm's
+        // throughput): the per-event costs, the host-wide tax and Go's own benchmarks follow.
+        Task::Bench { rounds, secs } => {
+            bench::overhead::run(rounds, secs).and_then(|()| bench::events::run(rounds.max(5)))
+        }
+        Task::BenchUnwind { rounds, secs } => bench::unwind::run(rounds, secs),
         Task::Cycles => cycles::run(),
-        Task::BenchEvents { rounds } => bench_events::run(rounds),
-        Task::BenchAgent { rounds } => bench_agent::run(rounds),
+        Task::BenchEvents { rounds } => bench::events::run(rounds),
+        Task::BenchAgent { rounds } => bench::agent::run(rounds),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

@@ -152,6 +152,23 @@ pub fn run() -> Result<()> {
     } else {
         apt_install(&["prometheus"])?;
     }
+    step("real C/C++ and Python targets for the root tests (RocksDB's db_bench, CPython with symbols, g++)");
+    let wanted = [
+        ("db_bench", "rocksdb-tools"),
+        ("python3.11d", "python3.11-dbg"),
+        ("g++", "g++"),
+    ];
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(bin, _)| output("which", &[bin]).is_none_or(|p| p.trim().is_empty()))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        eprintln!("    ok: db_bench, python3.11d and g++ are installed");
+    } else {
+        apt_install(&missing)?;
+    }
+    crate::gomatrix::install()?;
     eprintln!("\nsetup complete");
     Ok(())
 }

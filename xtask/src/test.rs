@@ -1,11 +1,16 @@
 //! The README's test command (and CI's): lint, unit tests, root integration tests.
-use anyhow::Result;
+use std::path::Path;
 
-use crate::run::{cmd, cmd_env, is_root, step};
+use anyhow::{bail, Context, Result};
+
+use crate::run::{cmd, cmd_env, is_root, root, step};
+
+/// The test target that needs no root: golden files and every error path.
+const REPORT_TEST: &str = "report";
 
 pub fn run() -> Result<()> {
     crate::setup::run()?;
-    step("import cycles among tracer-user's modules");
+    step("import cycles among tracer-user's and xtask's modules");
     crate::cycles::run()?;
     step("format check");
     cmd("cargo", &["fmt", "--all", "--", "--check"])?;
@@ -25,7 +30,13 @@ pub fn run() -> Result<()> {
         ],
     )?;
     step("unit tests");
-    cmd(
+    // As root, a unit test that needs root (mknod) must not skip either.
+    let require_root: &[(&str, &str)] = if is_root() {
+        &[("LOCKSCOPE_REQUIRE_ROOT", "1")]
+    } else {
+        &[]
+    };
+    cmd_env(
         "cargo",
         &[
             "test",
@@ -35,6 +46,7 @@ pub fn run() -> Result<()> {
             "--lib",
             "--bins",
         ],
+        require_root,
     )?;
     step("fuzzing the profile reader and every renderer (bolero, 60 s per target)");
     cmd_env(
@@ -55,13 +67,14 @@ pub fn run() -> Result<()> {
     step("report formats: golden files, `go tool pprof` on the pprof output, SVG as XML, errors");
     cmd_env(
         "cargo",
-        &["test", "-p", "tracer-user", "--test", "report"],
+        &["test", "-p", "tracer-user", "--test", REPORT_TEST],
         // Go is installed by setup, so the pprof test must not skip here.
         &[("LOCKSCOPE_REQUIRE_GO", "1")],
     )?;
     crate::go::test()?;
     crate::go::build()?;
     crate::go::build_ground_truth()?;
+    crate::gomatrix::build()?;
     step("test workloads (release, frame pointers)");
     cmd("cargo", &["build", "--release", "-p", "workloads"])?;
     step("the same workloads without frame pointers (a plain release build), for DWARF unwinding");
@@ -94,44 +107,57 @@ pub fn run() -> Result<()> {
     )?;
     step("root integration tests: real eBPF programs tracing real processes");
     if !is_root() {
-        eprintln!("    note: not root, so the integration tests will skip themselves; run `sudo -E cargo xtask test`");
+        bail!("the root integration tests need root (they load eBPF programs): run `sudo -E cargo xtask test`");
     }
+    let tests = root_tests(&root().join("tracer-user/tests"))?;
+    eprintln!("    {} test files: {}", tests.len(), tests.join(", "));
+    let mut args = vec!["test", "-p", "tracer-user"];
+    for t in &tests {
+        args.extend(["--test", t.as_str()]);
+    }
+    args.extend(["--", "--test-threads=1"]);
+    // A root test that cannot trace fails here rather than skipping (tests/common/mod.rs).
     cmd_env(
         "cargo",
-        &[
-            "test",
-            "-p",
-            "tracer-user",
-            "--test",
-            "record",
-            "--test",
-            "bundled",
-            "--test",
-            "live",
-            "--test",
-            "dwarf",
-            "--test",
-            "go",
-            "--test",
-            "stdmap",
-            "--test",
-            "stacks",
-            "--test",
-            "safety",
-            "--test",
-            "debuginfo",
-            "--test",
-            "classify",
-            "--test",
-            "holder_blame",
-            "--test",
-            "pairing",
-            "--test",
-            "agent",
-            "--",
-            "--test-threads=1",
-        ],
-        &[("RUST_BACKTRACE", "1")],
+        &args,
+        &[("RUST_BACKTRACE", "1"), ("LOCKSCOPE_REQUIRE_ROOT", "1")],
     )?;
     Ok(())
+}
+
+/// The root integration tests: every `tests/*.rs` but `report.rs` (run in its own step, no
+/// root needed), sorted by name.
+fn root_tests(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "rs"))
+        .filter_map(|p| Some(p.file_stem()?.to_str()?.to_string()))
+        .filter(|n| n != REPORT_TEST)
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        bail!("no root integration tests in {}", dir.display());
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_test_file_but_report_is_a_root_test() {
+        let tests = root_tests(&root().join("tracer-user/tests")).unwrap();
+        assert!(!tests.iter().any(|t| t == REPORT_TEST), "{tests:?}");
+        for t in ["record", "bundled", "agent", "go", "pairing"] {
+            assert!(tests.iter().any(|n| n == t), "{t} missing from {tests:?}");
+        }
+        // common/mod.rs is a helper, not a test target.
+        assert!(
+            !tests.iter().any(|t| t == "common" || t == "mod"),
+            "{tests:?}"
+        );
+    }
 }

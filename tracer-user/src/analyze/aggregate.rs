@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashMap};
 use tracer_common::HIST_BUCKETS;
 
 use super::attribute::category_of;
-use super::waitclass::{classify, WaitClass, Waits};
-use crate::profile::{blamed_function, Profile, WaitRow};
+use super::waitclass::{classify_on, event_words, WaitClass, Waits, WordUse};
+use crate::profile::{blamed_function, FutexOp, Profile, WaitRow};
 
 /// What one report row stands for (`--by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -186,17 +186,18 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
             GroupBy::Stack => Key::Stack(r.stack),
             GroupBy::Lock => Key::Lock(r.uaddr),
             GroupBy::Thread => Key::Thread(r.tid),
-            GroupBy::Function | GroupBy::Category => keys
+            GroupBy::Function => keys
                 .entry(r.stack)
                 .or_insert_with(|| {
                     let stack = r.stack.and_then(|s| profile.stacks.get(s));
-                    if view.by == GroupBy::Function {
-                        Key::Function(blamed_function(profile, stack))
-                    } else {
-                        Key::Category(category_of(profile, stack))
-                    }
+                    Key::Function(blamed_function(profile, stack))
                 })
                 .clone(),
+            GroupBy::Category => Key::Category(category_of(
+                profile,
+                r.stack.and_then(|s| profile.stacks.get(s)),
+                r.op,
+            )),
         };
         let (g, per_stack) = acc.entry((class, key.clone())).or_insert_with(|| {
             (
@@ -249,15 +250,21 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
 /// The wait rows a view shows (they slept, and their class is selected), with their class.
 /// Classes are computed once per (stack, op).
 pub fn shown_rows(profile: &Profile, waits: Waits) -> Vec<(&WaitRow, WaitClass)> {
-    let mut cache: HashMap<(Option<usize>, &str), WaitClass> = HashMap::new();
+    let mut cache: HashMap<(Option<usize>, FutexOp, WordUse), WaitClass> = HashMap::new();
+    let events = event_words(profile);
     profile
         .waits
         .iter()
         .filter(|r| r.count > 0)
         .map(|r| {
-            let class = *cache
-                .entry((r.stack, r.op.as_str()))
-                .or_insert_with(|| classify(r.stack.and_then(|s| profile.stacks.get(s)), &r.op));
+            let word = if events.contains(&r.uaddr) {
+                WordUse::Event
+            } else {
+                WordUse::Other
+            };
+            let class = *cache.entry((r.stack, r.op, word)).or_insert_with(|| {
+                classify_on(r.stack.and_then(|s| profile.stacks.get(s)), r.op, word)
+            });
             (r, class)
         })
         .filter(|(_, c)| waits.includes(*c))
@@ -267,6 +274,13 @@ pub fn shown_rows(profile: &Profile, waits: Waits) -> Vec<(&WaitRow, WaitClass)>
 /// Totals over the rows a view shows.
 pub fn shown_totals(profile: &Profile, waits: Waits) -> Totals {
     totals(shown_rows(profile, waits).into_iter().map(|(r, _)| r))
+}
+
+/// Timed-out waits over every row of the profile, whatever its class, and rows whose waits
+/// all timed out (they slept and were never woken, so no view lists them): the header's
+/// "not counted as contention" count, equal to the sum over the profile's rows.
+pub fn timeout_totals(profile: &Profile) -> Totals {
+    totals(&profile.waits)
 }
 
 #[cfg(test)]

@@ -4,11 +4,10 @@
 //! kernel), the fast-path share of reads (the map's counters), and one verdict line.
 use std::collections::BTreeMap;
 
-use tracer_common::OpKind;
-
 use super::behind::{locked_miss_fraction, split_row, weigh_misses};
 pub use super::behind::{Behind, Share};
-use crate::profile::{fmt_count, fmt_ns, percent, HolderPhase, Profile, Stack};
+use super::waitclass::Primitive;
+use crate::profile::{fmt_count, fmt_ns, percent, FutexOp, HolderPhase, MapKind, Profile, Stack};
 
 /// What a waiting thread was trying to do, from the innermost bundled-map frame of its stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -109,11 +108,28 @@ pub fn lock_primitive(stack: Option<&Stack>) -> &'static str {
 }
 
 /// `--by category`: the bundled-map operation a waiter was in, or the lock primitive.
-pub fn category_of(profile: &Profile, stack: Option<&Stack>) -> String {
-    if profile.bundled.is_some() {
+/// In a Go process only goroutine waits (`op` [`FutexOp::GoSemacquire`]) can be on a map's
+/// mutex: its futex waits are OS threads of the runtime, even when their stacks pass through
+/// map code (they go by their primitive, as `attribute` counts them).
+pub fn category_of(profile: &Profile, stack: Option<&Stack>, op: FutexOp) -> String {
+    let map_waiter = profile.go.is_none() || op == FutexOp::GoSemacquire;
+    let trie = profile
+        .bundled
+        .as_ref()
+        .is_some_and(|b| b.kind == MapKind::StdHashTrie);
+    if map_waiter && trie {
+        if let Some(op) = super::trie::op_of(stack) {
+            return format!("sync.Map {}", op.label());
+        }
+    } else if map_waiter && profile.bundled.is_some() {
         let c = waiter_category(stack);
         if c != Category::OtherLock {
             return c.label().to_string();
+        }
+    }
+    if let (Some(s), Some(Primitive::PythonGil)) = (stack, super::waitclass::primitive(stack)) {
+        if let Some(v) = crate::tracee::python_version(profile, s) {
+            return format!("{} (CPython {v})", Primitive::PythonGil.label());
         }
     }
     lock_primitive(stack).to_string()
@@ -138,7 +154,11 @@ pub struct Attribution {
 
 /// Attribution for a profile of a process that uses the bundled map; `None` otherwise.
 pub fn attribute(p: &Profile) -> Option<Attribution> {
-    let bundled = p.bundled.as_ref()?;
+    // The hash trie has its own explanation (`trie`).
+    let bundled = p
+        .bundled
+        .as_ref()
+        .filter(|b| b.kind != MapKind::StdHashTrie)?;
     let mut by_category: BTreeMap<Category, Share> = BTreeMap::new();
     let mut behind: BTreeMap<Behind, Share> = BTreeMap::new();
     let mut by_lock: BTreeMap<u64, BTreeMap<Behind, Share>> = BTreeMap::new();
@@ -147,7 +167,7 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
     // futex waits are OS threads of the runtime, even when the stack passes through map code.
     let go = p.go.is_some();
     for r in p.waits.iter().filter(|r| r.count > 0) {
-        let c = if go && r.op != OpKind::GoSemacquire.name() {
+        let c = if go && r.op != FutexOp::GoSemacquire {
             Category::OtherLock
         } else {
             *categories
@@ -174,6 +194,14 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
             weigh_misses(m, f);
         }
     }
+    // Go's sync.Map is explained only for a program whose waits or traced phases show it:
+    // linking it (as much of the standard library does) is not using it.
+    let std_unused = !bundled.kind.is_bundled()
+        && by_category.keys().all(|c| *c == Category::OtherLock)
+        && bundled.phases.iter().all(|r| r.calls == 0);
+    if std_unused {
+        return None;
+    }
     let by_category = hottest_first(by_category);
     let behind = hottest_first(behind);
     let mut behind_by_lock: Vec<(u64, Vec<(Behind, Share)>)> = by_lock
@@ -188,7 +216,7 @@ pub fn attribute(p: &Profile) -> Option<Attribution> {
     let rebuild = bundled
         .phases
         .iter()
-        .find(|r| r.phase == tracer_common::Phase::Rebuild.function());
+        .find(|r| r.phase == HolderPhase::Rebuild);
     // Holder blame needs the phase probes (in Go, goroutine waits read the map's clock too).
     let blame_known = !bundled.probed.is_empty();
     let verdict = verdict(

@@ -137,6 +137,7 @@ fn blame_is_kept_per_lock_busiest_first() {
         counters: None,
         counters_exact: true,
         checks: vec![],
+        trie_nodes: Vec::new(),
         go_version: None,
     });
     let at = attribute(&p).expect("bundled map present");

@@ -2,11 +2,13 @@
 //! `Once` races, a condvar waiter re-taking its mutex) is what the report is about; condition
 //! waits, parking, joins, barriers and semaphores are threads idle until told, and are set
 //! apart (`--waits contention|idle|all`). Decided from the symbolized stack, innermost lock
-//! frame first; the futex op decides only where the stack says nothing.
+//! frame first; the futex op decides only where the stack says nothing. A raw futex word used
+//! as one thread's event (one waiter, woken by several others, never by itself: no owner, so
+//! no lock) is an event wait, set apart like the idle waits (`event_words`).
 
-use tracer_common::OpKind;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::profile::Stack;
+use crate::profile::{FutexOp, Profile, Stack};
 use crate::tracee::GoWait;
 
 /// Why a thread that was not contending for a lock slept.
@@ -17,8 +19,13 @@ pub enum IdleKind {
     Join,
     Barrier,
     Semaphore,
+    /// A raw futex word one thread waits on and others wake: an event, not a lock.
+    Event,
     /// A Go M with no goroutine to run (these rows are already left out at assembly).
     GoIdle,
+    /// A Go M waiting for the others to stop for the garbage collector (stop-the-world,
+    /// forEachP): the GC's pause, not a lock; the user function under it only allocated.
+    GoStopTheWorld,
 }
 
 /// What a wait was: lock contention, or a thread idle until something happens.
@@ -38,7 +45,9 @@ impl WaitClass {
             WaitClass::Idle(IdleKind::Join) => "idle-join",
             WaitClass::Idle(IdleKind::Barrier) => "idle-barrier",
             WaitClass::Idle(IdleKind::Semaphore) => "idle-semaphore",
+            WaitClass::Idle(IdleKind::Event) => "idle-event",
             WaitClass::Idle(IdleKind::GoIdle) => "idle-go-thread",
+            WaitClass::Idle(IdleKind::GoStopTheWorld) => "idle-go-gc",
         }
     }
 
@@ -51,7 +60,9 @@ impl WaitClass {
             WaitClass::Idle(IdleKind::Join) => "thread join",
             WaitClass::Idle(IdleKind::Barrier) => "barrier",
             WaitClass::Idle(IdleKind::Semaphore) => "semaphore",
+            WaitClass::Idle(IdleKind::Event) => "event wait",
             WaitClass::Idle(IdleKind::GoIdle) => "Go idle thread",
+            WaitClass::Idle(IdleKind::GoStopTheWorld) => "Go GC stop-the-world",
         }
     }
 }
@@ -93,6 +104,11 @@ pub enum Primitive {
     ThreadPark,
     ParkingLotLock,
     ParkingLotCondvar,
+    /// DashMap's per-shard `RawRwLock` (lock_api over parking_lot_core), taken to write.
+    DashMapWrite,
+    DashMapRead,
+    /// CPython's GIL: a condvar and mutex, waited on in `take_gil`/`drop_gil`.
+    PythonGil,
     GlibcInternal,
     PthreadMutex,
     PthreadCondvar,
@@ -116,6 +132,9 @@ impl Primitive {
             Primitive::ThreadPark => "thread park",
             Primitive::ParkingLotLock => "parking_lot",
             Primitive::ParkingLotCondvar => "parking_lot Condvar",
+            Primitive::DashMapWrite => "DashMap shard write lock",
+            Primitive::DashMapRead => "DashMap shard read lock",
+            Primitive::PythonGil => "Python GIL",
             Primitive::GlibcInternal => "glibc internal lock (malloc, stdio, …)",
             Primitive::PthreadMutex => "pthread mutex",
             Primitive::PthreadCondvar => "pthread condvar",
@@ -140,6 +159,7 @@ impl Primitive {
             Primitive::PthreadBarrier => WaitClass::Idle(IdleKind::Barrier),
             Primitive::Semaphore => WaitClass::Idle(IdleKind::Semaphore),
             Primitive::Go(GoWait::IdleThread) => WaitClass::Idle(IdleKind::GoIdle),
+            Primitive::Go(GoWait::StopTheWorld) => WaitClass::Idle(IdleKind::GoStopTheWorld),
             _ => WaitClass::Contention,
         }
     }
@@ -153,6 +173,12 @@ fn primitive_of_name(name: &str) -> Option<Primitive> {
     Some(if n.starts_with("parking_lot_core") {
         // Shared by parking_lot's locks and its condvar: the caller decides.
         return None;
+    } else if n.starts_with("dashmap::lock::RawRwLock") {
+        if has("shared") {
+            Primitive::DashMapRead
+        } else {
+            Primitive::DashMapWrite
+        }
     } else if n.starts_with("parking_lot::condvar") {
         Primitive::ParkingLotCondvar
     } else if n.starts_with("parking_lot") || n.starts_with("lock_api") {
@@ -217,12 +243,16 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
         if name.starts_with("sync.(*RWMutex)") {
             return Some(Primitive::GoRwMutex);
         }
-        if name.starts_with("sync.(*Mutex)") {
+        if name.starts_with("sync.(*Mutex)") || name.starts_with("internal/sync.(*Mutex)") {
             return Some(Primitive::GoMutex);
         }
     }
     if names().any(|n| n.starts_with("runtime.")) {
         return Some(Primitive::Go(crate::tracee::classify_go_wait(Some(stack))));
+    }
+    // The GIL sleeps on a condvar and a mutex; waiting in its take or drop is contention.
+    if crate::tracee::waits_for_gil(stack) {
+        return Some(Primitive::PythonGil);
     }
     let found = names().find_map(primitive_of_name);
     // parking_lot's core alone (its callers inlined away or not symbolized): its locks.
@@ -233,16 +263,66 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
     })
 }
 
+/// How a futex word was used over the recording, as far as it tells a lock from an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WordUse {
+    /// One thread waited on it, and at least two others (never that one) woke it.
+    Event,
+    Other,
+}
+
+/// The futex words used as one thread's event: exactly one waiting thread, woken by two or
+/// more other threads, and never woken by its waiter. A lock's waiters release it too, and a
+/// lock nobody else wanted has no waiter at all; group commit's per-thread words (MariaDB)
+/// and hand-rolled thread events look like this.
+pub fn event_words(profile: &Profile) -> HashSet<u64> {
+    let mut waiters: HashMap<u64, BTreeSet<u32>> = HashMap::new();
+    for r in profile.waits.iter().filter(|r| r.count > 0) {
+        waiters.entry(r.uaddr).or_default().insert(r.tid);
+    }
+    let mut wakers: HashMap<u64, BTreeSet<u32>> = HashMap::new();
+    for w in profile.wakes.iter().filter(|w| w.woken > 0) {
+        wakers.entry(w.uaddr).or_default().insert(w.tid);
+    }
+    waiters
+        .into_iter()
+        .filter(|(uaddr, who)| {
+            let Some(&waiter) = who.iter().next().filter(|_| who.len() == 1) else {
+                return false;
+            };
+            wakers
+                .get(uaddr)
+                .is_some_and(|w| w.len() >= 2 && !w.contains(&waiter))
+        })
+        .map(|(uaddr, _)| uaddr)
+        .collect()
+}
+
+/// [`classify`] knowing how the row's word was used: a wait whose known stack shows no
+/// primitive (a raw futex call) on an event word is an event wait.
+pub fn classify_on(stack: Option<&Stack>, op: FutexOp, word: WordUse) -> WaitClass {
+    // A lost stack says nothing: parking_lot's and Go's per-thread words look like events.
+    let raw = word == WordUse::Event
+        && op != FutexOp::GoSemacquire
+        && op != FutexOp::LockPi
+        && stack.is_some()
+        && primitive(stack).is_none();
+    if raw {
+        return WaitClass::Idle(IdleKind::Event);
+    }
+    classify(stack, op)
+}
+
 /// Classifies one wait: from its stack, else from its futex op. A wait nothing explains stays
 /// contention, as every wait was before this classification existed.
-pub fn classify(stack: Option<&Stack>, op: &str) -> WaitClass {
-    if op == OpKind::GoSemacquire.name() || op == OpKind::LockPi.name() {
+pub fn classify(stack: Option<&Stack>, op: FutexOp) -> WaitClass {
+    if op == FutexOp::GoSemacquire || op == FutexOp::LockPi {
         return WaitClass::Contention;
     }
     if let Some(p) = primitive(stack) {
         return p.class();
     }
-    if op == OpKind::WaitRequeuePi.name() {
+    if op == FutexOp::WaitRequeuePi {
         // glibc's PI condvars wait with WAIT_REQUEUE_PI; PI mutexes lock with LOCK_PI.
         return WaitClass::Idle(IdleKind::Condvar);
     }

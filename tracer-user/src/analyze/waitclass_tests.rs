@@ -2,8 +2,10 @@
 use super::*;
 use crate::analyze::shown_rows;
 use crate::profile::tests::{row, sample, stack};
+use crate::profile::WaitRow;
+use std::collections::BTreeSet;
 
-const WAIT: &str = "FUTEX_WAIT";
+const WAIT: FutexOp = FutexOp::Wait;
 const IDLE_COND: WaitClass = WaitClass::Idle(IdleKind::Condvar);
 
 fn class_of(names: &[&str]) -> WaitClass {
@@ -137,6 +139,19 @@ fn condition_waits_parks_joins_barriers_and_semaphores_are_idle() {
             &["runtime.futex", "runtime.notesleep", "runtime.mPark"],
             IdleKind::GoIdle,
         ),
+        // The GC's stop-the-world, reached from an allocation in user code: not a lock.
+        (
+            &[
+                "runtime.futex",
+                "runtime.notetsleep",
+                "runtime.forEachPInternal",
+                "runtime.forEachP",
+                "runtime.gcMarkDone",
+                "runtime.mallocgc",
+                "net.(*conn).Read",
+            ],
+            IdleKind::GoStopTheWorld,
+        ),
     ];
     for (s, kind) in cases {
         assert_eq!(class_of(s), WaitClass::Idle(*kind), "{s:?}");
@@ -147,14 +162,14 @@ fn condition_waits_parks_joins_barriers_and_semaphores_are_idle() {
 fn the_futex_op_decides_only_where_the_stack_says_nothing() {
     // No stack.
     assert_eq!(classify(None, WAIT), WaitClass::Contention);
-    assert_eq!(classify(None, "FUTEX_LOCK_PI"), WaitClass::Contention);
-    assert_eq!(classify(None, "FUTEX_WAIT_REQUEUE_PI"), IDLE_COND);
-    assert_eq!(classify(None, "go semacquire"), WaitClass::Contention);
+    assert_eq!(classify(None, FutexOp::LockPi), WaitClass::Contention);
+    assert_eq!(classify(None, FutexOp::WaitRequeuePi), IDLE_COND);
+    assert_eq!(classify(None, FutexOp::GoSemacquire), WaitClass::Contention);
     // A stack of unknown frames.
     let unknown = stack(&["0x7f00", "app::main"]);
-    assert_eq!(classify(Some(&unknown), "FUTEX_WAIT_REQUEUE_PI"), IDLE_COND);
+    assert_eq!(classify(Some(&unknown), FutexOp::WaitRequeuePi), IDLE_COND);
     assert_eq!(
-        classify(Some(&unknown), "FUTEX_WAIT_BITSET"),
+        classify(Some(&unknown), FutexOp::WaitBitset),
         WaitClass::Contention
     );
     // A recognised frame beats the op.
@@ -162,7 +177,7 @@ fn the_futex_op_decides_only_where_the_stack_says_nothing() {
     assert_eq!(classify(Some(&cond), WAIT), IDLE_COND);
     // LOCK_PI is a lock whatever the stack shows.
     assert_eq!(
-        classify(Some(&cond), "FUTEX_LOCK_PI"),
+        classify(Some(&cond), FutexOp::LockPi),
         WaitClass::Contention
     );
 }
@@ -185,4 +200,80 @@ fn views_select_rows_by_class() {
     assert!(
         Waits::All.includes(WaitClass::Contention) && !Waits::Idle.includes(WaitClass::Contention)
     );
+}
+
+#[test]
+fn a_raw_word_one_thread_waits_on_and_others_wake_is_an_event() {
+    use crate::profile::WakeRow;
+    let mut p = sample();
+    p.waits.clear();
+    p.wakes.clear();
+    p.stacks.push(stack(&["syscall", "wait_for_commit"]));
+    let raw = p.stacks.len() - 1;
+    p.stacks.push(stack(&[
+        "__GI___lll_lock_wait",
+        "___pthread_mutex_lock",
+        "site",
+    ]));
+    let mutex = p.stacks.len() - 1;
+    let wake = |uaddr: u64, tid: u32| WakeRow {
+        stack: None,
+        uaddr,
+        tid,
+        op: FutexOp::Wake,
+        calls: 1,
+        woken: 1,
+        empty: 0,
+    };
+    // 0x5000: thread 7 waits, threads 8 and 9 wake it. 0x6000: the same shape on a mutex.
+    // 0x7000: two waiters. 0x8000: one waker only.
+    let at = |mut r: WaitRow, uaddr| {
+        r.uaddr = uaddr;
+        r
+    };
+    p.waits.push(at(row(Some(raw), 7, 3, 3_000, 1_000), 0x5000));
+    p.waits
+        .push(at(row(Some(mutex), 7, 3, 3_000, 1_000), 0x6000));
+    p.waits.push(at(row(Some(raw), 7, 1, 1_000, 1_000), 0x7000));
+    p.waits.push(at(row(Some(raw), 8, 1, 1_000, 1_000), 0x7000));
+    p.waits.push(at(row(Some(raw), 7, 1, 1_000, 1_000), 0x8000));
+    for uaddr in [0x5000, 0x6000, 0x7000] {
+        p.wakes.extend([wake(uaddr, 8), wake(uaddr, 9)]);
+    }
+    p.wakes.push(wake(0x8000, 8));
+    let events = event_words(&p);
+    assert_eq!(
+        events.iter().copied().collect::<BTreeSet<u64>>(),
+        BTreeSet::from([0x5000, 0x6000])
+    );
+    let class = |uaddr: u64| {
+        shown_rows(&p, Waits::All)
+            .into_iter()
+            .find(|(r, _)| r.uaddr == uaddr)
+            .map(|(_, c)| c)
+    };
+    assert_eq!(class(0x5000), Some(WaitClass::Idle(IdleKind::Event)));
+    // A pthread mutex stays a lock, and a word two threads wait on is no event.
+    assert_eq!(class(0x6000), Some(WaitClass::Contention));
+    assert_eq!(class(0x7000), Some(WaitClass::Contention));
+    assert_eq!(class(0x8000), Some(WaitClass::Contention));
+}
+
+#[test]
+fn the_gil_and_dashmap_shards_are_their_own_primitives() {
+    let gil = stack(&[
+        "___pthread_cond_timedwait64",
+        "PyCOND_TIMEDWAIT",
+        "take_gil",
+        "eval_frame_handle_pending",
+    ]);
+    assert_eq!(primitive(Some(&gil)), Some(Primitive::PythonGil));
+    assert_eq!(classify(Some(&gil), WAIT), WaitClass::Contention);
+    let shard = stack(&[
+        "parking_lot_core::parking_lot::park",
+        "dashmap::lock::RawRwLock::lock_exclusive_slow",
+        "bump_counter",
+    ]);
+    assert_eq!(primitive(Some(&shard)), Some(Primitive::DashMapWrite));
+    assert_eq!(Primitive::DashMapWrite.label(), "DashMap shard write lock");
 }

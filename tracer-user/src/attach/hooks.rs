@@ -60,8 +60,8 @@ impl Hooks {
             Hooks::Sched { why } => format!(
                 "kernel hooks: scheduler tracepoints sched_switch + sched_waking ({why}); no \
                  cost to other processes' syscalls; not counted on this path: EAGAIN waits, \
-                 waits woken before they slept, wakes that woke nobody (--hooks syscalls counts \
-                 them); a timed wait woken from outside a futex call counts as a timeout"
+                 waits woken or timed out before they slept, wakes that woke nobody (--hooks \
+                 syscalls counts them); a timed wait woken from outside a futex call counts as a timeout"
             ),
             Hooks::Tracepoints { why } => format!(
                 "kernel hooks: syscall tracepoints ({why}); while tracing, every syscall on \

@@ -11,7 +11,7 @@ use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits, Weight, DEFAULT_FRAME
 use crate::collect::Follow;
 use crate::collect::GoSample;
 use crate::commands::{Launch, RecordOptions, ReportOptions, TopOptions};
-use crate::profile::parse_duration;
+use crate::profile::{parse_duration, LockWrappers};
 use crate::render::Format;
 use crate::tracee::GoUprobes;
 use crate::unwind::Unwind;
@@ -201,6 +201,9 @@ pub struct TopArgs {
     /// Which waits: lock contention, idle waits (condition variables, parking, joins), or all.
     #[arg(long, value_enum, default_value_t = WaitsArg::Contention)]
     pub waits: WaitsArg,
+    /// Functions matching this regex are lock code: the site is their caller (repeatable).
+    #[arg(long, value_name = "REGEX")]
+    pub lock_wrapper: Vec<String>,
     #[command(flatten)]
     pub probes: ProbeArgs,
     #[command(flatten)]
@@ -222,7 +225,7 @@ pub enum FormatArg {
 pub enum WaitsArg {
     /// Lock contention only: mutexes, rwlocks, Once races, condvar waiters re-taking the mutex.
     Contention,
-    /// Threads idle until told: condition waits, parking, joins, barriers, semaphores.
+    /// Threads idle until told: condition waits, parking, joins, barriers, semaphores, events.
     Idle,
     All,
 }
@@ -287,6 +290,10 @@ pub struct ViewArgs {
     /// Which waits: lock contention, idle waits (condition variables, parking, joins), or all.
     #[arg(long, value_enum, default_value_t = WaitsArg::Contention)]
     pub waits: WaitsArg,
+    /// Functions matching this regex are lock code, like pthread_mutex_lock: the lock site is
+    /// their caller (repeatable; e.g. 'MyMutex::Lock').
+    #[arg(long, value_name = "REGEX")]
+    pub lock_wrapper: Vec<String>,
 }
 
 pub(crate) fn pid_of(pid: i64) -> Result<u32> {
@@ -382,6 +389,7 @@ impl RecordArgs {
             output_format: self.output.as_deref().and_then(Format::from_path),
             output: self.output.clone(),
             view: self.view.options()?,
+            lock_wrappers: LockWrappers::new(&self.view.lock_wrapper)?,
             progress: !self.quiet,
             phases: self.probes.phases(),
             unwind: if self.follow_forks {
@@ -411,6 +419,7 @@ impl ReportArgs {
         Ok(ReportOptions {
             profile: self.profile.clone(),
             view: self.view.options()?,
+            lock_wrappers: LockWrappers::new(&self.view.lock_wrapper)?,
             format,
             output: self.output.clone(),
         })
@@ -425,6 +434,7 @@ impl TopArgs {
             by: self.by.into(),
             sort: self.sort.into(),
             waits: self.waits.into(),
+            lock_wrappers: LockWrappers::new(&self.lock_wrapper)?,
             phases: self.probes.phases(),
             unwind: self.unwind.options()?,
             go_uprobes: self.probes.go_uprobes.into(),

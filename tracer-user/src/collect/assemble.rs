@@ -7,8 +7,8 @@ use tracer_common::{Counter, OpKind, Phase, PhaseStats, WaitKey, WaitStats, NO_S
 
 use crate::collect::{MapWindow, Raw, SlotPhases, Snapshot};
 use crate::profile::{
-    Blamed, Bundled, Check, Counters, GoTarget, Losses, Meta, PhaseRow, Profile, WaitRow, WakeRow,
-    FORMAT, VERSION,
+    Blamed, Bundled, Check, Counters, FutexOp, GoTarget, Losses, Meta, PhaseRow, Profile, TrieNode,
+    Unwinder, WaitRow, WakeRow, FORMAT, VERSION,
 };
 use crate::profile::{MapCounter, MapKind};
 use crate::symbolize::{frames_with_leaf, Addr, Cut, StackSymbolizer};
@@ -39,10 +39,6 @@ fn part_of(part_ns: u64, v: &WaitStats) -> f64 {
     } else {
         (part_ns as f64 / v.total_ns as f64).min(1.0)
     }
-}
-
-fn op_name(kind: u32) -> String {
-    OpKind::from_u32(kind).map_or_else(|| format!("op{kind}"), |k| k.name().to_string())
 }
 
 /// Symbolizes the raw rows and assembles the profile.
@@ -88,7 +84,7 @@ pub fn build_profile(
             waker_stack: None,
             uaddr: k.uaddr,
             tid: k.tid,
-            op: op_name(k.kind),
+            op: FutexOp::from_kind(k.kind),
             count: v.count,
             total_ns: v.total_ns,
             max_ns: v.max_ns,
@@ -109,7 +105,7 @@ pub fn build_profile(
             stack: resolve(sym, k.stack_id, k.leaf_ret),
             uaddr: k.uaddr,
             tid: k.tid,
-            op: op_name(k.kind),
+            op: FutexOp::from_kind(k.kind),
             calls: v.calls,
             woken: v.woken,
             empty: v.empty,
@@ -150,13 +146,13 @@ pub fn build_profile(
             waker_stack: waker_of.get(&k.waker_id).copied().flatten(),
             uaddr: k.uaddr,
             tid: k.tid,
-            op: op_name(k.kind),
+            op: FutexOp::from_kind(k.kind),
             count: st.count,
             total_ns: st.total_ns,
             max_ns: st.max_ns,
             interrupted: 0,
-            timeouts: 0,
-            timeout_ns: 0,
+            timeouts: st.timeouts,
+            timeout_ns: st.timeout_ns,
             errors: 0,
             holder_phase: None,
             behind: kernel_row
@@ -171,14 +167,16 @@ pub fn build_profile(
 
     let t = std::time::Instant::now();
     // Every frame shown is code of the target; a stack is cut at its first impossible frame.
-    let cut: Vec<Cut> = stacks.iter_mut().map(|s| sym.cut_implausible(s)).collect();
+    let mut cut: Vec<Cut> = stacks.iter_mut().map(|s| sym.cut_implausible(s)).collect();
     let mut stacks = sym.symbolize(stacks);
     let modules = sym.modules();
     // Go: cut scheduler stacks where they run into a parked goroutine's frames, and keep idle
     // threads parking (not contention) out of the rows, counted instead.
     let go = target.go.as_ref().map(|version| {
-        for s in &mut stacks {
-            tracee::cut_at_scheduler(s);
+        for (s, c) in stacks.iter_mut().zip(cut.iter_mut()) {
+            if tracee::cut_at_scheduler(s) {
+                *c = Cut::Whole;
+            }
         }
         let (idle, busy): (Vec<WaitRow>, Vec<WaitRow>) =
             std::mem::take(&mut waits).into_iter().partition(|r| {
@@ -208,7 +206,11 @@ pub fn build_profile(
     let unnamed = sym.unnamed(&stacks);
     let symbolize_ns = t.elapsed().as_nanos() as u64;
     let c = |x: Counter| raw.counters[x as usize];
-    Profile {
+    let trie = map
+        .filter(|m| active_kind(m, &raw.phases, raw.map_window.as_ref()) == MapKind::StdHashTrie)
+        .map(|_| trie_nodes(target.tgid, &raw))
+        .unwrap_or_default();
+    let mut profile = Profile {
         format: FORMAT.into(),
         version: VERSION,
         meta: Meta {
@@ -220,7 +222,11 @@ pub fn build_profile(
             attach_ns: 0,
             symbolize_ns,
             stop: raw.stop,
-            unwind: if raw.dwarf.is_some() { "dwarf" } else { "fp" }.into(),
+            unwind: if raw.dwarf.is_some() {
+                Unwinder::Dwarf
+            } else {
+                Unwinder::FramePointers
+            },
             unwind_note: None,
             hooks: None,
             unnamed,
@@ -258,6 +264,7 @@ pub fn build_profile(
         threads: raw.threads,
         go,
         blocked: Vec::new(),
+        lock_wrappers: Default::default(),
         locks: {
             let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
             uaddrs.sort_unstable();
@@ -280,7 +287,7 @@ pub fn build_profile(
                     .iter()
                     .zip(&raw.phases[kind.slot() as usize])
                     .map(|(p, s)| PhaseRow {
-                        phase: p.function().to_string(),
+                        phase: (*p).into(),
                         calls: s.calls,
                         returns: s.returns,
                         total_ns: s.total_ns,
@@ -306,9 +313,12 @@ pub fn build_profile(
                     .as_ref()
                     .filter(|_| !counted)
                     .map(|s| s.version.clone()),
+                trie_nodes: trie.clone(),
             }
         }),
-    }
+    };
+    tracee::fold_gil_timeouts(&mut profile);
+    profile
 }
 
 /// The map the recording explains when the executable holds both the bundled map and Go's
@@ -331,6 +341,23 @@ fn active_kind(m: &BundledMap, phases: &SlotPhases, window: Option<&MapWindow>) 
     } else {
         MapKind::Bundled
     }
+}
+
+/// Depths of the hash-trie nodes the hottest goroutine waits were on, read from the target
+/// while it lives (none once it has exited).
+fn trie_nodes(pid: u32, raw: &Raw) -> Vec<TrieNode> {
+    let mut by_sema: HashMap<u64, u64> = HashMap::new();
+    for (k, v) in &raw.waits {
+        if k.kind == OpKind::GoSemacquire as u32 {
+            *by_sema.entry(k.uaddr).or_default() += v.total_ns;
+        }
+    }
+    let mut hot: Vec<(u64, u64)> = by_sema.into_iter().collect();
+    hot.sort_by_key(|&(_, ns)| std::cmp::Reverse(ns));
+    crate::tracee::node_depths(pid, hot.into_iter().map(|(sema, _)| sema))
+        .into_iter()
+        .map(|(sema, depth)| TrieNode { sema, depth })
+        .collect()
 }
 
 fn counter_delta(start: &Snapshot, end: &Snapshot) -> BTreeMap<String, u64> {

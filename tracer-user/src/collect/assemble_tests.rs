@@ -52,7 +52,7 @@ fn snapshot_rows_replace_what_they_explain_and_the_rest_keeps_its_frame_walk() {
     let dwarf = HashMap::from([((key(1), unwound), stats(3, 3_000))]);
     let mut sym = StackSymbolizer::new(MapHistory::default());
     let p = build_profile(&target(), raw(Some(dwarf)), 0, None, &mut sym);
-    assert_eq!(p.meta.unwind, "dwarf");
+    assert_eq!(p.meta.unwind, crate::profile::Unwinder::Dwarf);
     let mut rows: Vec<(u64, u64, usize)> = p
         .waits
         .iter()
@@ -74,7 +74,7 @@ fn fully_explained_rows_disappear_and_fp_mode_is_untouched() {
     assert_eq!(p.waits.len(), 1);
     assert_eq!(p.waits[0].count, 5);
     let fp = build_profile(&target(), raw(None), 0, None, &mut sym);
-    assert_eq!(fp.meta.unwind, "fp");
+    assert_eq!(fp.meta.unwind, crate::profile::Unwinder::FramePointers);
     assert_eq!(fp.waits.len(), 1);
     assert_eq!(fp.waits[0].count, 5);
 }

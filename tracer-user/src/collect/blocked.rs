@@ -4,8 +4,11 @@
 //! - at attach, `/proc/PID/task/TID/syscall` names each thread's current syscall with its
 //!   arguments (futex word, op) and the user stack pointer and pc; the stack is copied from
 //!   `/proc/PID/mem` and unwound by CFI (`unwind::SnapshotUnwinder`; rbp is not known);
-//! - each such thread gets a kernel in-flight entry dated at attach, so if it wakes, the
-//!   normal exit path counts the part of its wait that the recording saw;
+//! - once the probes are live, each such thread is looked at again: one still in the very
+//!   same call (same syscall, word, stack pointer and pc) gets a kernel in-flight entry dated
+//!   at that second look, so if it wakes, the normal exit path counts the part of its wait
+//!   that the recording saw. A thread that woke while the probes were being attached gets no
+//!   entry: its later waits start when they start, and never inherit the scan's time or word;
 //! - at the end, those still in the same wait with that entry untouched were blocked for the
 //!   whole recording. For glibc mutexes the owner's tid is read from the mutex
 //!   (`struct __pthread_mutex_s`: `__lock` at 0 is the futex word, `__owner` at 8), and a
@@ -39,7 +42,10 @@ pub struct Asleep {
     pub uaddr: u64,
     pub kind: OpKind,
     pub frames: Vec<Addr>,
-    /// The kernel in-flight entry's start (CLOCK_MONOTONIC): the attach instant.
+    /// Where the thread sat in its syscall when scanned: the second look must match it.
+    pub at: (u64, u64),
+    /// The kernel in-flight entry's start (CLOCK_MONOTONIC): when the thread was last seen in
+    /// this wait before the probes could see its exit (the scan, then the second look).
     pub seeded_ns: u64,
 }
 
@@ -150,37 +156,48 @@ pub fn scan(pid: u32, now_ns: u64) -> Vec<Asleep> {
             uaddr: s.args[0],
             kind,
             frames,
+            at: (s.sp, s.pc),
             seeded_ns: now_ns,
         });
     }
     out
 }
 
-/// Gives each sleeping thread a kernel in-flight entry dated `seeded_ns`, so a wake is counted
-/// by the normal exit path. A thread that already entered a new call keeps its own entry.
-pub fn seed(tracer: &mut Tracer, asleep: &[Asleep]) -> Result<()> {
+/// Called once the probes are live: keeps the threads still in the very call the scan saw
+/// (same word, kind, stack pointer and pc), and gives each a kernel in-flight entry dated now,
+/// so a wake is counted by the normal exit path from an instant it was seen asleep. A thread
+/// that already entered a new call keeps its own entry; one that left its wait while the
+/// probes were attached is dropped, so no later wait inherits the scan's start or word.
+pub fn seed(tracer: &mut Tracer, asleep: &mut Vec<Asleep>, pid: u32) -> Result<()> {
     let mut inflight: Array<_, InFlight> =
         Array::try_from(tracer.ebpf.map_mut(map::INFLIGHT).context("INFLIGHT map")?)?;
-    for a in asleep {
+    asleep.retain_mut(|a| {
+        let now_ns = crate::sys::monotonic_ns();
+        let same = futex_wait_of(pid, a.tid)
+            .is_some_and(|(s, k)| s.args[0] == a.uaddr && k == a.kind && (s.sp, s.pc) == a.at);
+        if !same {
+            return false;
+        }
         let slot = inflight_slot(a.tid);
         // Never overwrite a call the probes saw begin.
         if inflight.get(&slot, 0).is_ok_and(|c| c.tid == a.tid) {
-            continue;
+            return false;
         }
+        a.seeded_ns = now_ns;
         let call = InFlight {
-            start_ns: a.seeded_ns,
+            start_ns: now_ns,
             uaddr: a.uaddr,
             tid: a.tid,
             kind: a.kind as u32,
             ..InFlight::default()
         };
-        let _ = inflight.set(slot, call, 0);
-    }
+        inflight.set(slot, call, 0).is_ok()
+    });
     // The scheduler hooks see no call: they end a seeded wait at the first futex wake of its
     // word by the target (one thread per word).
     let mut words: aya::maps::HashMap<_, u64, u32> =
         aya::maps::HashMap::try_from(tracer.ebpf.map_mut(map::SEEDED).context("SEEDED map")?)?;
-    for a in asleep {
+    for a in asleep.iter() {
         let _ = words.insert(a.uaddr, a.tid, 0);
     }
     Ok(())
@@ -215,7 +232,7 @@ pub fn still_blocked(
         let b = Blocked {
             tid: a.tid,
             uaddr: a.uaddr,
-            op: a.kind.name().to_string(),
+            op: a.kind.into(),
             stack: None,
             word,
             owner,

@@ -15,8 +15,13 @@ pub struct ExecWatch {
 }
 
 impl ExecWatch {
-    pub fn new(pid: u32) -> ExecWatch {
-        ExecWatch { exe: exe_of(pid) }
+    /// Watches `pid`, which runs `known` as far as the caller knows (a launched command's
+    /// program may have exec'd again before the recording began: `sh -c 'exec prog'`, a
+    /// script's interpreter, a version manager's shim), else what it runs now.
+    pub fn new(pid: u32, known: Option<PathBuf>) -> ExecWatch {
+        ExecWatch {
+            exe: known.or_else(|| exe_of(pid)),
+        }
     }
 
     /// The new identity if the target exec'd since the last call.

@@ -35,6 +35,43 @@ pub(super) fn leftovers(ebpf: &Ebpf, waits: &mut Vec<(WaitKey, WaitStats)>) -> R
     Ok(left)
 }
 
+/// Takes the waits out of the kernel's hand-off slots that ended before `ended_before_ns`
+/// (monotonic): no wake of their futex word exited since, and none is likely to. Whoever
+/// deletes a slot records its wait (the kernel's rule), so each comes back exactly once, with
+/// no waker. A live reader (the agent) calls this every tick instead of peeking at the slots,
+/// which would count the same leftovers again at every read.
+pub fn consume_leftovers(
+    ebpf: &mut Ebpf,
+    ended_before_ns: u64,
+) -> Result<Vec<(WaitKey, WaitStats)>> {
+    let mut slots: BpfHashMap<&mut MapData, HandoffKey, Handoff> =
+        BpfHashMap::try_from(ebpf.map_mut(map::HANDOFFS).context("HANDOFFS map")?)?;
+    let stale: Vec<(HandoffKey, Handoff)> = slots
+        .iter()
+        .filter_map(|item| item.ok())
+        .filter(|(_, h)| h.start_ns.saturating_add(h.waited) < ended_before_ns)
+        .collect();
+    let mut out: Vec<(WaitKey, WaitStats)> = Vec::new();
+    for (slot, h) in stale {
+        // A waker that exited meanwhile claimed it (and recorded it): not ours.
+        if slots.remove(&slot).is_err() {
+            continue;
+        }
+        let key = WaitKey {
+            waker_id: NO_STACK,
+            flags: HANDED_OFF,
+            ..h.key
+        };
+        let mut one = WaitStats::default();
+        one.add_wait(h.waited, &h.blamed, Outcome::from_u32(h.outcome));
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, row)) => row.merge(&one),
+            None => out.push((key, one)),
+        }
+    }
+    Ok(out)
+}
+
 /// The kernel row key a snapshot names, with the waker left out.
 fn waiter_of(k: &WaitKey) -> WaitKey {
     WaitKey {

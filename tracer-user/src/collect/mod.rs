@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{signal, SignalKind};
 use tracer_common::{Counter, Phase, WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS};
 
 use crate::attach::Tracer;
@@ -37,6 +36,7 @@ mod handoff;
 mod new_stacks;
 mod read;
 mod snapshots;
+mod stops;
 
 pub(crate) use assemble::build_profile;
 pub(crate) use blocked::{
@@ -47,10 +47,12 @@ use children::Children;
 use exec::ExecWatch;
 pub use exec::Identity;
 pub(crate) use gosample::GoSample;
+pub(crate) use stops::StopSignals;
 
+pub use handoff::consume_leftovers;
 pub use new_stacks::{NewStacks, Reread};
 pub use read::SlotPhases;
-pub use read::{read, read_rows};
+pub use read::{read, read_rows, Leftovers};
 use read::{read_counters, read_phases};
 pub use snapshots::Snapshots;
 
@@ -167,6 +169,10 @@ pub struct Recording {
     /// Threads asleep at attach: their stacks, for the snapshot rows of their waits on the
     /// scheduler hooks (which cannot copy a stack at a wait's end).
     pub asleep: Vec<(u32, u64, Vec<Addr>)>,
+    /// Listened for since the command began.
+    pub stops: StopSignals,
+    /// The executable the target was recognised as running (an exec is a change from it).
+    pub exe: Option<std::path::PathBuf>,
 }
 
 pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
@@ -181,6 +187,8 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         follow,
         go_sample,
         asleep,
+        mut stops,
+        exe,
     } = rec;
     let mut children = Children::default();
     let from_exec = start == Start::FromExec;
@@ -229,16 +237,10 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         }
     };
     let mut new_stacks = NewStacks::take(tracer)?;
-    let mut exec = ExecWatch::new(pid);
+    let mut exec = ExecWatch::new(pid, exe);
     let mut became = None;
 
     let exited = pidfd(pid)?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    // A closed terminal, or a signal a supervisor sends, saves the recording like SIGTERM.
-    let mut sighup = signal(SignalKind::hangup())?;
-    let mut sigusr1 = signal(SignalKind::user_defined1())?;
-    let mut sigusr2 = signal(SignalKind::user_defined2())?;
     let started = Instant::now();
     // No duration: until the target exits (a week is the longest --duration takes).
     let deadline =
@@ -251,11 +253,8 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     let stop = loop {
         tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break StopReason::Duration,
-            _ = sigint.recv() => break StopReason::Interrupted,
-            _ = sigterm.recv() => break StopReason::Interrupted,
-            _ = sighup.recv() => break StopReason::Interrupted,
-            _ = sigusr1.recv() => break StopReason::Interrupted,
-            _ = sigusr2.recv() => break StopReason::Interrupted,
+            // A closed terminal, or a signal a supervisor sends, saves it like Ctrl-C.
+            () = stops.recv() => break StopReason::Interrupted,
             _ = exited.readable() => break StopReason::TargetExited,
             Ok(()) = async {
                 match &snapshots {

@@ -59,7 +59,16 @@ pub struct Rows {
     pub handoffs_left: u64,
 }
 
-pub fn read_rows(tracer: &Tracer) -> Result<Rows> {
+/// What [`read_rows`] does with the waits left in the kernel's hand-off slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftovers {
+    /// Counted in the rows, left in place (a recording's one read, or `top`'s cumulative reads).
+    Peek,
+    /// Left out: the caller consumes them once ([`super::consume_leftovers`], the agent).
+    Skip,
+}
+
+pub fn read_rows(tracer: &Tracer, leftovers: Leftovers) -> Result<Rows> {
     let ebpf = &tracer.ebpf;
     let counters = read_counters(tracer)?;
 
@@ -74,7 +83,10 @@ pub fn read_rows(tracer: &Tracer) -> Result<Rows> {
         }
         waits.push((key, sum));
     }
-    let handoffs_left = super::handoff::leftovers(ebpf, &mut waits)?;
+    let handoffs_left = match leftovers {
+        Leftovers::Peek => super::handoff::leftovers(ebpf, &mut waits)?,
+        Leftovers::Skip => 0,
+    };
 
     let wakes_map: PerCpuHashMap<&MapData, WakeKey, WakeStats> =
         PerCpuHashMap::try_from(ebpf.map(map::WAKES).context("WAKES map")?)?;
@@ -121,7 +133,7 @@ pub fn read(
         stacks,
         counters,
         handoffs_left,
-    } = read_rows(tracer)?;
+    } = read_rows(tracer, Leftovers::Peek)?;
 
     // Waits still blocked at the end are real contention the rows do not hold yet.
     let inflight: Array<&MapData, InFlight> =

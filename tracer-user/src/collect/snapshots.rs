@@ -9,7 +9,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tracer_common::{
     hist_bucket, map, SnapshotHeader, StackFrames, WaitKey, WaitStats, SNAP_SWITCH_OUT,
-    SNAP_WAIT_END,
+    SNAP_WAIT_END, TIMED_OUT_SNAPSHOT,
 };
 
 use crate::attach::Tracer;
@@ -139,9 +139,17 @@ impl Snapshots {
         self.pending.insert((tid, start_ns), frames);
     }
 
-    /// One wait of `wait_ns` under `key` and its unwound stack.
-    fn add(&mut self, key: WaitKey, frames: Vec<Addr>, wait_ns: u64) {
+    /// One wait of `wait_ns` under `key` and its unwound stack; a key flagged
+    /// [`TIMED_OUT_SNAPSHOT`] is a timeout of the row without the flag.
+    fn add(&mut self, mut key: WaitKey, frames: Vec<Addr>, wait_ns: u64) {
+        let timed_out = key.flags & TIMED_OUT_SNAPSHOT != 0;
+        key.flags &= !TIMED_OUT_SNAPSHOT;
         let row = self.rows.entry((key, frames)).or_default();
+        if timed_out {
+            row.timeouts += 1;
+            row.timeout_ns += wait_ns;
+            return;
+        }
         row.count += 1;
         row.total_ns += wait_ns;
         row.max_ns = row.max_ns.max(wait_ns);

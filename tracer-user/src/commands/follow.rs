@@ -91,6 +91,43 @@ pub fn merge(into: &mut Profile, other: Profile) {
     into.meta.unnamed.extend(other.meta.unnamed);
 }
 
+/// The unwinding of a target that exec'd during the recording, for its new image: the plan a
+/// direct launch of that image gets where the kernel side captured what that needs; otherwise
+/// the loaded plan, with a note saying what the new image would need.
+pub fn replan_after_exec(
+    loaded: crate::unwind::UnwindPlan,
+    unwind: crate::unwind::Unwind,
+    target: &crate::sys::Target,
+) -> crate::unwind::UnwindPlan {
+    let fresh = crate::unwind::choose(unwind, target);
+    let name = crate::profile::term_safe(&target.comm).into_owned();
+    let fresh_why = fresh.why.clone().unwrap_or_default();
+    if fresh.mode == loaded.mode {
+        return crate::unwind::UnwindPlan {
+            why: fresh.why.map(|w| format!("after exec to {name}: {w}")),
+            ..loaded
+        };
+    }
+    if loaded.snapshot_bytes > 0 {
+        // Stack copies were taken: they unwind any image, so they stay what the rows used.
+        return crate::unwind::UnwindPlan {
+            why: Some(format!(
+                "after exec to {name}: stack copies kept from the launch (a direct launch: {fresh_why})"
+            )),
+            ..loaded
+        };
+    }
+    eprintln!(
+        "lockscope: {name} (exec'd during the recording) keeps no frame pointers, and stack copies were not being taken; `record --unwind dwarf` unwinds it"
+    );
+    crate::unwind::UnwindPlan {
+        why: Some(format!(
+            "frame walk kept after exec to {name}, which would need stack copies ({fresh_why}; --unwind dwarf)"
+        )),
+        ..loaded
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,11 @@ mod options;
 mod record;
 mod session;
 mod top;
+mod tty;
 
 pub(crate) use agent::run as agent;
-pub(crate) use options::{AgentOptions, Launch, RecordOptions, ReportOptions, Select, TopOptions};
+pub(crate) use options::{
+    AgentOptions, Launch, Listen, RecordOptions, ReportOptions, Select, TopOptions,
+};
 pub(crate) use record::run as record;
 pub(crate) use top::run as top;

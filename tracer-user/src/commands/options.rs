@@ -10,6 +10,7 @@ use tracer_common::Phase;
 use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits};
 use crate::collect::Follow;
 use crate::collect::GoSample;
+use crate::profile::LockWrappers;
 use crate::render::Format;
 use crate::tracee::GoUprobes;
 use crate::unwind::Unwind;
@@ -34,6 +35,8 @@ pub struct RecordOptions {
     /// `None`: the profile itself.
     pub output_format: Option<Format>,
     pub view: ViewOptions,
+    /// `--lock-wrapper`: more functions that are lock code.
+    pub lock_wrappers: LockWrappers,
     pub progress: bool,
     /// Bundled-map phases to probe.
     pub phases: Vec<Phase>,
@@ -50,6 +53,7 @@ pub struct RecordOptions {
 pub struct ReportOptions {
     pub profile: PathBuf,
     pub view: ViewOptions,
+    pub lock_wrappers: LockWrappers,
     pub format: Format,
     pub output: Option<PathBuf>,
 }
@@ -62,6 +66,7 @@ pub struct TopOptions {
     pub by: GroupBy,
     pub sort: SortKey,
     pub waits: Waits,
+    pub lock_wrappers: LockWrappers,
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
     pub go_uprobes: GoUprobes,
@@ -83,10 +88,20 @@ pub enum Select {
     },
 }
 
+/// Where the agent serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    /// A unix socket, created here with mode 0600 (never replacing a file already there).
+    Unix(PathBuf),
+}
+
 /// What `agent` needs, validated.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
-    pub listen: SocketAddr,
+    pub listen: Listen,
+    /// Requests (but `/healthz`) must carry `Authorization: Bearer <this>`.
+    pub token: Option<String>,
     pub select: Select,
     /// `seconds=0` profiles cover the last whole window of this length.
     pub window: Duration,

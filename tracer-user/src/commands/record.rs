@@ -19,6 +19,14 @@ use crate::sys::{self, Target};
 pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let t0 = std::time::Instant::now();
     sys::check_privileges()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Ctrl-C from here on ends the recording, saved, even while attaching.
+    let stops = {
+        let _in = rt.enter();
+        collect::StopSignals::listen()?
+    };
     // A launched command is forked now and held before exec until every probe is live.
     let (target, mut launched) = match &opts.launch {
         Launch::Pid(pid) => {
@@ -57,11 +65,13 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         .unwrap_or(0);
 
     // Threads already asleep in a futex wait make no call the probes could see: find them
-    // now (a deadlock from before attach), and date their waits at this instant.
-    let asleep = match opts.launch {
+    // now (a deadlock from before attach); once the probes are live, those still in the same
+    // call get a wait dated then, and the others nothing (see `collect::seed_blocked`).
+    let mut asleep = match opts.launch {
         Launch::Pid(_) => collect::scan_blocked(target.tgid, crate::sys::monotonic_ns()),
         Launch::Command(_) => Vec::new(),
     };
+    let target_pid = target.tgid;
     let probes = Probes {
         unwind: opts.unwind,
         phases: &opts.phases,
@@ -70,7 +80,9 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         follow: opts.follow,
         hooks: opts.hooks,
     };
-    let session = match Session::start(target, &probes, |t| collect::seed_blocked(t, &asleep)) {
+    let session = match Session::start(target, &probes, |t| {
+        collect::seed_blocked(t, &mut asleep, target_pid)
+    }) {
         Ok(s) => s,
         Err(e) => {
             output.abandon();
@@ -118,9 +130,6 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         ),
     }
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let mut raw = rt.block_on(collect::record(
         &mut tracer,
         collect::Recording {
@@ -135,6 +144,8 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             map,
             phases: opts.phases.clone(),
             follow: opts.follow,
+            stops,
+            exe: target.exe.clone(),
             go_sample,
             asleep: asleep
                 .iter()
@@ -142,10 +153,14 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
                 .collect(),
         },
     ))?;
-    // After an exec the report names what ran last, and the map probed in it.
+    // After an exec the report names what ran last, and the map probed in it; its unwinding
+    // is chosen again for the new image, as a direct launch would choose it.
+    let mut plan = plan;
     if let Some(id) = raw.exec.take() {
         target.comm = id.comm;
+        target.go = crate::tracee::go_version(&id.exe);
         target.exe = Some(id.exe);
+        plan = super::follow::replan_after_exec(plan, opts.unwind, &target);
     }
     let map = raw.map.take();
     let still_blocked =
@@ -173,10 +188,12 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         );
     }
     profile.meta.attach_ns = attach_ns;
-    profile.meta.unwind = plan.mode.name().into();
+    profile.meta.unwind = plan.mode.into();
     profile.meta.unwind_note = plan.why;
     profile.meta.hooks = Some(tracer.hooks.describe());
     collect::add_blocked(&mut profile, still_blocked, &mut sym);
+    crate::symbolize::Forwarders::default().mark(&mut profile);
+    opts.lock_wrappers.mark(&mut profile);
     if let Some(g) = &mut profile.go {
         g.goroutine_probes = go_probes;
     }

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
@@ -14,6 +13,7 @@ use ratatui::Frame;
 
 use super::options::TopOptions;
 use super::session::{Probes, Session};
+use super::tty::{Input, Key as Press, Tty};
 use crate::analyze::{groups, shown_totals, GroupBy, Key, SortKey, ViewOptions};
 use crate::collect::{self, build_profile, Follow};
 use crate::profile::{blamed_function, fmt_count, fmt_ns, percent, Profile, StopReason};
@@ -234,10 +234,12 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         ..ViewOptions::default()
     };
     catch_quit_signals();
+    let tty = Tty::open().context("opening the terminal (top needs one; try `record`)")?;
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
     // From here on the terminal is restored on every way out, errors included.
-    let result = (|| -> Result<()> {
+    let result = (|| -> Result<End> {
         let mut profile: Option<Profile> = None;
+        let mut forwarders = crate::symbolize::Forwarders::default();
         let mut last: HashMap<Key, u64> = HashMap::new();
         let mut recent: HashMap<Key, f64> = HashMap::new();
         let mut last_at = Instant::now();
@@ -245,7 +247,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         let mut exited = false;
         loop {
             if QUIT.load(Ordering::Relaxed) {
-                return Ok(());
+                return Ok(End::Signal);
             }
             new_stacks.check(target.tgid, &mut maps, &tracer);
             if let Some(s) = &mut snapshots {
@@ -269,8 +271,10 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                 let mut raw = raw;
                 raw.dwarf = snapshots.as_ref().map(|s| s.rows.clone());
                 let mut p = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
-                p.meta.unwind = plan.mode.name().into();
+                p.meta.unwind = plan.mode.into();
                 p.meta.unwind_note = plan.why.clone();
+                forwarders.mark(&mut p);
+                opts.lock_wrappers.mark(&mut p);
                 let dt = last_at.elapsed().as_secs_f64().max(1e-3);
                 last_at = Instant::now();
                 recent.clear();
@@ -294,7 +298,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                 } else {
                     format!("every {}", fmt_ns(opts.interval.as_nanos() as u64))
                 };
-                terminal.draw(|f| {
+                let drawn = terminal.draw(|f| {
                     draw(
                         f,
                         &Screen {
@@ -304,7 +308,11 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                             status: &status,
                         },
                     )
-                })?;
+                });
+                // A terminal that cannot be written to is gone (EIO after a hang-up).
+                if drawn.is_err() {
+                    return Ok(End::HungUp);
+                }
             }
             let wait = next_refresh
                 .saturating_duration_since(Instant::now())
@@ -315,32 +323,50 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                 } else {
                     250
                 }));
-            if event::poll(wait)? {
-                if let Event::Key(k) = event::read()? {
-                    if k.kind != KeyEventKind::Press {
-                        continue;
-                    }
-                    match k.code {
-                        KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
-                        KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
-                            return Ok(())
-                        }
-                        KeyCode::Char('s') => view.sort = next(&SortKey::ALL, view.sort),
-                        KeyCode::Char('b') => {
-                            view.by = next(&GroupBy::ALL, view.by);
-                            // Rates restart with the new keys.
-                            last.clear();
-                            recent.clear();
-                        }
-                        _ => {}
+            let keys = match tty.wait(wait) {
+                Input::HungUp => return Ok(End::HungUp),
+                Input::Keys(keys) => keys,
+            };
+            for k in keys {
+                match k {
+                    Press::Quit => return Ok(End::Quit),
+                    Press::Sort => view.sort = next(&SortKey::ALL, view.sort),
+                    Press::By => {
+                        view.by = next(&GroupBy::ALL, view.by);
+                        // Rates restart with the new keys.
+                        last.clear();
+                        recent.clear();
                     }
                 }
             }
         }
     })();
-    ratatui::try_restore().context("restoring the terminal")?;
+    // The cursor first (the terminal's own drop would print its failure to a dead terminal),
+    // then raw mode and the alternate screen.
+    let cursor = terminal.show_cursor();
+    std::mem::forget(terminal);
+    let restored = ratatui::try_restore();
+    if cursor.is_err() || restored.is_err() {
+        // The terminal is gone: later messages (and the panic a failed eprintln! would be)
+        // go nowhere.
+        super::tty::stderr_to_null();
+    }
     drop(tracer);
-    result
+    match result? {
+        // The terminal may be gone (SIGHUP comes with a hang-up): restored if it still could be.
+        End::HungUp | End::Signal => Ok(()),
+        End::Quit => restored.context("restoring the terminal"),
+    }
+}
+
+/// Why the screen loop ended.
+enum End {
+    /// A quit key.
+    Quit,
+    /// SIGTERM, SIGINT, SIGHUP (or SIGUSR1/2).
+    Signal,
+    /// The terminal hung up, closed, or failed a read or write.
+    HungUp,
 }
 
 #[cfg(test)]

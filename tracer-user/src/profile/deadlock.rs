@@ -3,12 +3,14 @@
 //! renderers read it without depending on how blocked threads are found (`collect/blocked.rs`).
 use serde::{Deserialize, Serialize};
 
+use super::FutexOp;
+
 /// A thread blocked for the whole recording, as saved in the profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blocked {
     pub tid: u32,
     pub uaddr: u64,
-    pub op: String,
+    pub op: FutexOp,
     /// Index into the profile's stacks.
     pub stack: Option<usize>,
     /// The futex word's value at the end.
@@ -52,7 +54,7 @@ mod tests {
         Blocked {
             tid,
             uaddr: u64::from(tid) * 0x40,
-            op: "FUTEX_WAIT".into(),
+            op: FutexOp::Wait,
             stack: None,
             word: Some(2),
             owner,

@@ -25,12 +25,27 @@ impl From<tracer_common::Phase> for HolderPhase {
 }
 
 impl HolderPhase {
+    /// The phase function's name, as the file stores it (`rebuild_dirty`).
+    pub fn function(self) -> &'static str {
+        tracer_common::Phase::from(self).function()
+    }
+
     /// From the phase function's name (profiles before the split stored it so).
     pub fn from_function(name: &str) -> Option<HolderPhase> {
         tracer_common::Phase::ALL
             .into_iter()
             .find(|p| p.function() == name)
             .map(HolderPhase::from)
+    }
+}
+
+impl From<HolderPhase> for tracer_common::Phase {
+    fn from(p: HolderPhase) -> Self {
+        match p {
+            HolderPhase::Miss => tracer_common::Phase::Miss,
+            HolderPhase::Promote => tracer_common::Phase::Promote,
+            HolderPhase::Rebuild => tracer_common::Phase::Rebuild,
+        }
     }
 }
 

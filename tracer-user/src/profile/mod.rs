@@ -4,11 +4,12 @@
 //! site), terminal-safe strings (`sanitize`), safe `-o` writing (`output`) and `units`.
 //!
 //! Exposes the model's types, `load`, and those helpers; it names no other folder.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 mod deadlock;
+mod fields;
 mod frames;
 mod holder;
 mod map_kind;
@@ -17,7 +18,10 @@ mod sanitize;
 mod units;
 
 pub(crate) use deadlock::{deadlocks, Blocked};
-pub(crate) use frames::{blamed_function, function_names, is_lock_internal};
+pub use fields::{FutexOp, Region, Unwinder};
+pub(crate) use frames::{
+    blamed_function, function_names, is_known_wrapper, is_lock_code, LockWrappers,
+};
 pub use holder::{Blamed, HolderPhase};
 pub(crate) use map_kind::MapKind;
 pub(crate) use output::{Limited, PendingOutput};
@@ -57,6 +61,10 @@ pub struct Profile {
     /// Threads asleep in a futex wait from before attach to the end (`--pid` only).
     #[serde(default)]
     pub blocked: Vec<self::deadlock::Blocked>,
+    /// Functions counted as lock code beyond the built-in list: wrappers that only forward to
+    /// a lock primitive (read from their code on disk) and `--lock-wrapper` matches.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub lock_wrappers: BTreeSet<String>,
 }
 
 /// A Go target's futex waits are OS threads. Idle ones parking in the scheduler are not lock
@@ -93,8 +101,8 @@ impl GoSampled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
     pub uaddr: u64,
-    /// `static`, `heap`, `anonymous memory (...)`, `unknown`, ...
-    pub region: String,
+    /// The kind of memory it is in: `static`, `heap`, `anonymous memory (...)`, ...
+    pub region: Region,
     /// The file it lives in, for statics.
     pub module: Option<String>,
     /// The static's symbol (`+0x..` when inside it).
@@ -110,8 +118,8 @@ impl LockInfo {
             .map(|m| m.rsplit('/').next().unwrap_or(m));
         match (&self.symbol, module) {
             (Some(s), Some(m)) => format!("static {s} ({m})"),
-            (None, Some(m)) if self.region == "static" => format!("static data in {m}"),
-            _ => self.region.clone(),
+            (None, Some(m)) if self.region == Region::Static => format!("static data in {m}"),
+            _ => self.region.label().to_string(),
         }
     }
 }
@@ -158,6 +166,17 @@ pub struct Bundled {
     /// Go's `sync.Map`: the Go release it came with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub go_version: Option<String>,
+    /// The hash-trie `sync.Map` (Go 1.24+): the depth of each node goroutines waited on, by
+    /// the semaphore address its rows keep, as read from the live target (0: the root).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trie_nodes: Vec<TrieNode>,
+}
+
+/// A hash-trie node goroutines waited on: its mutex's semaphore and its depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrieNode {
+    pub sema: u64,
+    pub depth: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,7 +218,8 @@ impl Bundled {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseRow {
-    pub phase: String,
+    /// Stored by its function's name (`promote`, `rebuild_dirty`, `miss_locked`).
+    pub phase: HolderPhase,
     pub calls: u64,
     pub returns: u64,
     pub total_ns: u64,
@@ -221,8 +241,8 @@ pub struct Meta {
     #[serde(default)]
     pub symbolize_ns: u64,
     pub stop: StopReason,
-    /// `fp` or `dwarf`.
-    pub unwind: String,
+    /// `fp`, `fp+cfi` or `dwarf`.
+    pub unwind: Unwinder,
     /// Why, when `--unwind auto` chose: e.g. "auto: lockdemo has no frame pointers".
     #[serde(default)]
     pub unwind_note: Option<String>,
@@ -375,7 +395,7 @@ pub struct WaitRow {
     pub waker_stack: Option<usize>,
     pub uaddr: u64,
     pub tid: u32,
-    pub op: String,
+    pub op: FutexOp,
     pub count: u64,
     pub total_ns: u64,
     pub max_ns: u64,
@@ -407,7 +427,7 @@ pub struct WakeRow {
     pub stack: Option<usize>,
     pub uaddr: u64,
     pub tid: u32,
-    pub op: String,
+    pub op: FutexOp,
     pub calls: u64,
     pub woken: u64,
     pub empty: u64,

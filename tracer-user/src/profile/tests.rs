@@ -21,7 +21,7 @@ pub fn sample() -> Profile {
             attach_ns: 40_000_000,
             symbolize_ns: 1_000_000,
             stop: StopReason::Duration,
-            unwind: "fp".into(),
+            unwind: Unwinder::FramePointers,
             unwind_note: None,
             hooks: None,
             unnamed: Vec::new(),
@@ -77,12 +77,13 @@ pub fn sample() -> Profile {
         bundled: None,
         locks: vec![LockInfo {
             uaddr: 0x5000,
-            region: "static".into(),
+            region: Region::Static,
             module: Some("/bin/demo".into()),
             symbol: Some("demo::LOCK".into()),
         }],
         go: None,
         blocked: Vec::new(),
+        lock_wrappers: Default::default(),
     }
 }
 
@@ -114,7 +115,7 @@ pub fn row(stack: Option<usize>, tid: u32, count: u64, total: u64, max: u64) -> 
         waker_stack: None,
         uaddr: 0x5000,
         tid,
-        op: "FUTEX_WAIT".into(),
+        op: FutexOp::Wait,
         count,
         total_ns: total,
         max_ns: max,

@@ -38,6 +38,7 @@ pub fn folded_lines(profile: &Profile, view: &ViewOptions) -> Vec<String> {
             GroupBy::Category => Some(category_of(
                 profile,
                 r.stack.and_then(|s| profile.stacks.get(s)),
+                r.op,
             )),
             GroupBy::Stack | GroupBy::Function => None,
         };

@@ -2,13 +2,14 @@
 //! counted as contention, what stayed unnamed, and the waits the view leaves out.
 use std::io::{self, Write};
 
-use crate::analyze::{shown_totals, Waits};
+use crate::analyze::{shown_totals, timeout_totals, Waits};
 use crate::profile::{fmt_count, fmt_ns, Profile};
 use crate::render::set_apart_line;
 
 pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Result<()> {
     let m = &profile.meta;
     let t = shown_totals(profile, waits);
+    let timed_out = timeout_totals(profile);
     let c = &profile.counters;
     let l = &profile.losses;
     writeln!(
@@ -21,7 +22,7 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
         fmt_ns(m.attach_ns),
         match &m.unwind_note {
             Some(note) => format!("{} ({note})", m.unwind),
-            None => m.unwind.clone(),
+            None => m.unwind.to_string(),
         }
     )?;
     if let Some(hooks) = &m.hooks {
@@ -54,8 +55,8 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
         out,
         "not counted as contention: {} EAGAIN (word changed before sleeping) · {} timeouts ({}) · {} in flight at start · {} still waiting at end{}",
         fmt_count(c.eagain),
-        fmt_count(t.timeouts),
-        fmt_ns(t.timeout_ns),
+        fmt_count(timed_out.timeouts),
+        fmt_ns(timed_out.timeout_ns),
         fmt_count(c.in_flight_at_start),
         fmt_count(c.still_waiting_at_end),
         if c.still_waiting_at_end > 0 {

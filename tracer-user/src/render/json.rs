@@ -6,7 +6,9 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use super::{bucket_range, key_label, releasers, Render};
-use crate::analyze::{attribute, classify, groups, shown_totals, Key, ViewOptions, Waits};
+use crate::analyze::{
+    attribute, classify, groups, shown_totals, timeout_totals, Key, ViewOptions, Waits,
+};
 
 pub struct Json {
     pub view: ViewOptions,
@@ -269,7 +271,7 @@ impl Render for Json {
             comm: m.comm.clone(),
             duration_ns: m.duration_ns,
             stop: m.stop.describe(),
-            unwind: m.unwind.clone(),
+            unwind: m.unwind.to_string(),
             by: self.view.by.name(),
             sort: self.view.sort.name(),
             min_wait_ns: self.view.min_wait_ns,
@@ -281,7 +283,7 @@ impl Render for Json {
             totals: Totals {
                 waits: t.waits,
                 wait_ns: t.wait_ns,
-                timeouts: t.timeouts,
+                timeouts: timeout_totals(profile).timeouts,
                 eagain: profile.counters.eagain,
                 lost_events: profile.losses.events(),
                 lost_stacks: profile.losses.stacks(),
@@ -295,9 +297,9 @@ impl Render for Json {
                 .iter()
                 .map(|b| BlockedReport {
                     tid: b.tid,
-                    class: classify(b.stack.and_then(|s| profile.stacks.get(s)), &b.op).name(),
+                    class: classify(b.stack.and_then(|s| profile.stacks.get(s)), b.op).name(),
                     lock: format!("{:#x}", b.uaddr),
-                    op: b.op.clone(),
+                    op: b.op.to_string(),
                     owner: b.owner,
                     seen_ns: b.seen_ns,
                     functions: b

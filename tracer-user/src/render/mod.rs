@@ -12,6 +12,7 @@ mod set_apart;
 mod svg;
 mod table;
 mod table_blocked;
+mod table_trie;
 
 use std::io::{self, Write};
 use std::path::Path;

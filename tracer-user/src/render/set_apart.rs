@@ -1,7 +1,7 @@
 //! set_apart: the header's one line about the waits a view leaves out (idle waits under the
 //! default view, lock contention under `--waits idle`), with where most of them were.
 use crate::analyze::{groups, shown_totals, GroupBy, ViewOptions, Waits};
-use crate::profile::{fmt_count, fmt_ns, is_lock_internal, Profile};
+use crate::profile::{fmt_count, fmt_ns, is_lock_code, Profile};
 use crate::render::{frame_lines, key_label};
 
 /// The header's one line about the waits a view leaves out, if any were recorded.
@@ -29,7 +29,7 @@ pub fn set_apart_line(profile: &Profile, waits: Waits) -> Option<String> {
                     .iter()
                     .flat_map(|f| frame_lines(f, profile))
                     .map(|(name, _)| name)
-                    .find(|name| !is_lock_internal(name))
+                    .find(|name| !is_lock_code(profile, name))
             })
             .unwrap_or_else(|| key_label(&g.key, profile));
         format!(
@@ -39,7 +39,7 @@ pub fn set_apart_line(profile: &Profile, waits: Waits) -> Option<String> {
         )
     });
     let what = match other {
-        Waits::Idle => "idle waits, not lock contention (condition waits, parking, joins)",
+        Waits::Idle => "idle waits, not lock contention (condition waits, parking, joins, events)",
         _ => "lock contention, not shown",
     };
     Some(format!(

@@ -6,7 +6,7 @@ use super::{bucket_range, frame_lines, key_label, releasers, Render};
 use crate::analyze::{
     attribute, groups, shown_rows, shown_totals, Group, GroupBy, Key, Share, ViewOptions, Waits,
 };
-use crate::profile::{fmt_count, fmt_ns, is_lock_internal, percent, MapCounter, Profile};
+use crate::profile::{fmt_count, fmt_ns, is_lock_code, percent, MapCounter, Profile};
 use crate::render::header;
 
 /// The hot stack table, with a header that says what was recorded and what was lost.
@@ -154,7 +154,9 @@ impl Table {
                 .collect(),
             None => vec![("[stack lost]".to_string(), None)],
         };
-        let blamed = lines.iter().position(|(name, _)| !is_lock_internal(name));
+        let blamed = lines
+            .iter()
+            .position(|(name, _)| !is_lock_code(profile, name));
         let limit = self.view.max_frames.unwrap_or(usize::MAX);
         // Always show through the blamed frame, even past the limit.
         let shown = limit.max(blamed.map_or(0, |b| b + 1)).min(lines.len());
@@ -291,8 +293,15 @@ fn histogram(g: &Group, paint: Paint, out: &mut dyn Write) -> io::Result<()> {
 /// The bundled map's section: what waiters were doing, what they waited behind, the traced
 /// phases, the check against the map's own counters, and the verdict.
 fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
+    if profile
+        .bundled
+        .as_ref()
+        .is_some_and(|b| b.kind == crate::profile::MapKind::StdHashTrie)
+    {
+        return super::table_trie::trie_map(profile, out);
+    }
     let (Some(b), Some(a)) = (&profile.bundled, attribute(profile)) else {
-        return Ok(());
+        return super::table_trie::map_unwaited(profile, out);
     };
     writeln!(out)?;
     let name = |f: &str| crate::tracee::function_name(b.kind, f).to_string();
@@ -339,7 +348,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         .iter()
         .filter(|r| r.calls > 0)
         .map(|r| {
-            let mut s = format!("{} ×{}", name(&r.phase), fmt_count(r.calls));
+            let mut s = format!("{} ×{}", name(r.phase.function()), fmt_count(r.calls));
             if let Some(avg) = r.total_ns.checked_div(r.returns) {
                 s += &format!(" (avg {}, max {}", fmt_ns(avg), fmt_ns(r.max_ns));
                 if r.items > 0 {

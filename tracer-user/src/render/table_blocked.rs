@@ -21,7 +21,7 @@ impl Table {
         let (shown, apart): (Vec<&Blocked>, Vec<&Blocked>) =
             profile.blocked.iter().partition(|b| {
                 let stack = b.stack.and_then(|s| profile.stacks.get(s));
-                self.view.waits.includes(classify(stack, &b.op))
+                self.view.waits.includes(classify(stack, b.op))
             });
         let (other, flag) = match self.view.waits {
             Waits::Idle => ("lock", "contention"),
@@ -112,7 +112,7 @@ mod tests {
             p.blocked.push(Blocked {
                 tid,
                 uaddr: 0x1000 * u64::from(tid),
-                op: "FUTEX_WAIT".into(),
+                op: crate::profile::FutexOp::Wait,
                 stack: Some(p.stacks.len() - 1),
                 word: Some(2),
                 owner: Some(owner),
@@ -124,7 +124,7 @@ mod tests {
         p.blocked.push(Blocked {
             tid: 10,
             uaddr: 0x700,
-            op: "FUTEX_WAIT_BITSET".into(),
+            op: crate::profile::FutexOp::WaitBitset,
             stack: Some(p.stacks.len() - 1),
             word: Some(11),
             owner: None,

@@ -10,11 +10,17 @@ use std::path::Path;
 
 use object::{Object, ObjectSection};
 
+use super::gobase::{bytes_from, go_base};
+
 /// Go 1.18–1.19 and Go 1.20+ headers (the layout this reader knows is the same for both).
 const MAGICS: [u32; 2] = [0xffff_fff0, 0xffff_fff1];
 
 /// The pcdata table whose value at a PC is its index in the inline tree (-1: not inlined).
 const PCDATA_INL_TREE_INDEX: u32 = 2;
+/// The funcdata slot of the inline tree.
+const FUNCDATA_INL_TREE: usize = 3;
+/// Inlining deeper than this is taken as a corrupt table.
+const MAX_INLINE_DEPTH: usize = 64;
 
 /// A function found in the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,22 +47,44 @@ pub struct GoTable {
     filetab: usize,
     pctab: usize,
     pcln: usize,
+    inline: Option<InlineTree>,
+}
+
+/// The funcdata the inline tree lives in: the bytes from `moduledata.gofunc` on.
+struct InlineTree {
+    data: Vec<u8>,
+    /// `inlinedCall`: 20 bytes in Go 1.18–1.19 (parent, funcID, file, line, func, parentPc),
+    /// 16 from Go 1.20 (funcID, nameOff, parentPc, startLine).
+    entry_size: usize,
 }
 
 impl GoTable {
-    /// The table of the ELF file at `path`, if it has one this reader understands.
+    /// The table of the ELF file at `path`, if it has one this reader understands, based where
+    /// the runtime bases it (`gobase`), with its inline tree when the module data is found.
     pub fn open(path: &Path) -> Option<GoTable> {
-        let file = std::fs::File::open(path).ok()?;
-        let cache = object::ReadCache::new(file);
-        let obj = object::File::parse(&cache).ok()?;
-        let section = obj.section_by_name(".gopclntab")?;
-        // debug/gosym uses the start of .text rather than textStart, which a position-
-        // independent build leaves to be relocated at run time.
-        let text = obj.section_by_name(".text").map(|s| s.address());
-        GoTable::parse(section.data().ok()?.to_vec(), text)
+        GoTable::from_elf(&std::fs::read(path).ok()?)
     }
 
-    /// Parses a table; `text` is the address of `.text` when known.
+    /// The table of an ELF file's bytes (as [`GoTable::open`]).
+    pub fn from_elf(file: &[u8]) -> Option<GoTable> {
+        let obj = object::File::parse(file).ok()?;
+        let section = obj.section_by_name(".gopclntab")?;
+        let data = section.data().ok()?.to_vec();
+        let magic = u32::from_le_bytes(data.get(0..4)?.try_into().ok()?);
+        let base = go_base(file, section.address(), magic)?;
+        let mut table = GoTable::parse(data, Some(base.text))?;
+        table.inline = base
+            .gofunc
+            .and_then(|g| bytes_from(file, g))
+            .map(|data| InlineTree {
+                data,
+                entry_size: if magic == MAGICS[0] { 20 } else { 16 },
+            });
+        Some(table)
+    }
+
+    /// Parses a table; `text` is the base of its entry offsets when known from outside it
+    /// (else the header's `textStart`).
     pub fn parse(data: Vec<u8>, text: Option<u64>) -> Option<GoTable> {
         let magic = u32::from_le_bytes(data.get(0..4)?.try_into().ok()?);
         if !MAGICS.contains(&magic) || data.get(7) != Some(&8) {
@@ -75,6 +103,7 @@ impl GoTable {
             quantum,
             nfunc,
             text_start: text.filter(|&t| t != 0).unwrap_or(header_text),
+            inline: None,
             funcnames: off(3).ok()?,
             cutab: off(4).ok()?,
             filetab: off(5).ok()?,
@@ -121,14 +150,31 @@ impl GoTable {
         })
     }
 
+    /// Every name in the function name table that starts with `prefix`: compiled functions
+    /// and functions inlined somewhere (a program that calls `sync.(*Map).Store` keeps that
+    /// name here even where no such function is compiled).
+    pub fn names_with_prefix(&self, prefix: &str) -> Vec<String> {
+        let table = self
+            .data
+            .get(self.funcnames..self.cutab)
+            .unwrap_or_default();
+        let mut out: Vec<String> = table
+            .split(|&b| b == 0)
+            .filter(|n| n.starts_with(prefix.as_bytes()))
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Every function, in entry order.
     pub fn functions(&self) -> impl Iterator<Item = GoFunc> + '_ {
         (0..self.nfunc).filter_map(|i| self.function(i))
     }
 
-    /// The function containing virtual address `addr`, with its file and line when the
-    /// pc-value tables give them.
-    pub fn lookup(&self, addr: u64) -> Option<GoFunc> {
+    /// The index of the function containing virtual address `addr`.
+    fn index_of(&self, addr: u64) -> Option<usize> {
         let rel = u32::try_from(addr.checked_sub(self.text_start)?).ok()?;
         // The last entry whose start is ≤ rel (entry nfunc marks the end of text).
         let (mut lo, mut hi) = (0usize, self.nfunc);
@@ -141,29 +187,97 @@ impl GoTable {
             }
         }
         let i = lo.checked_sub(1)?;
-        let mut f = self.function(i)?;
-        if addr >= f.end {
-            return None;
-        }
-        let func = self.pcln + self.functab(i)?.1 as usize;
+        (addr < self.text_start + u64::from(self.functab(i + 1)?.0)).then_some(i)
+    }
+
+    /// The function containing virtual address `addr` (the compiled one, outermost), with its
+    /// file and line when the pc-value tables give them.
+    #[cfg(test)]
+    pub fn lookup(&self, addr: u64) -> Option<GoFunc> {
+        self.frames(addr).pop()
+    }
+
+    /// The frames at virtual address `addr`, innermost first: the calls inlined there (from
+    /// the inline tree, when the module data gave its base), then the compiled function; each
+    /// with its file and line. Inside inlined code whose tree is not known, the compiled
+    /// function alone, without a line (the line tables give the inlined callee's).
+    pub fn frames(&self, addr: u64) -> Vec<GoFunc> {
+        let mut out = Vec::new();
+        let Some((i, phys)) = self
+            .index_of(addr)
+            .and_then(|i| Some((i, self.function(i)?)))
+        else {
+            return out;
+        };
+        let Some(func) = self.functab(i).map(|(_, off)| self.pcln + off as usize) else {
+            return out;
+        };
         // _func fields after entryoff: nameoff, args, deferreturn, pcsp, pcfile, pcln,
-        // npcdata, cuOffset (4 bytes each).
+        // npcdata, cuOffset (4 bytes each); nfuncdata is its last byte.
         let field = |n: usize| self.u32_at(func + 4 * n);
-        // Inside code inlined from another function, the line tables give the inlined
-        // callee's file and line (Go records the call chain in a funcdata table this reader
-        // does not follow): the function's own line is not known there, so none is given.
-        let inline_table = field(7)
-            .filter(|&npcdata| npcdata > PCDATA_INL_TREE_INDEX)
-            .and_then(|_| self.u32_at(func + self.func_size + 4 * PCDATA_INL_TREE_INDEX as usize));
-        let inlined = inline_table
-            .and_then(|t| self.pc_value(t, f.entry, addr))
-            .is_some_and(|ix| ix >= 0);
-        if inlined {
-            return Some(f);
+        let npcdata = field(7).unwrap_or(0);
+        let index_table = (npcdata > PCDATA_INL_TREE_INDEX)
+            .then(|| self.u32_at(func + self.func_size + 4 * PCDATA_INL_TREE_INDEX as usize))
+            .flatten();
+        let nfuncdata = self
+            .data
+            .get(func + self.func_size - 1)
+            .copied()
+            .unwrap_or(0);
+        let tree = self.inline.as_ref().and_then(|t| {
+            let slot = func + self.func_size + 4 * (npcdata as usize + FUNCDATA_INL_TREE);
+            let off = self.u32_at(slot).filter(|&o| o != u32::MAX)?;
+            (usize::from(nfuncdata) > FUNCDATA_INL_TREE).then_some((t, off as usize))
+        });
+        let mut pc = addr;
+        for _ in 0..MAX_INLINE_DEPTH {
+            let (file, line) = self.position(func, phys.entry, pc);
+            let ix = index_table
+                .and_then(|t| self.pc_value(t, phys.entry, pc))
+                .and_then(|ix| usize::try_from(ix).ok());
+            let Some(ix) = ix else {
+                out.push(GoFunc { file, line, ..phys });
+                return out;
+            };
+            let Some((name, parent_pc)) = tree.and_then(|(t, off)| self.inlined_call(t, off, ix))
+            else {
+                out.push(phys);
+                return out;
+            };
+            out.push(GoFunc {
+                name,
+                file,
+                line,
+                ..phys.clone()
+            });
+            pc = phys.entry + u64::from(parent_pc);
         }
-        let line = field(6).and_then(|t| self.pc_value(t, f.entry, addr));
+        out
+    }
+
+    /// Entry `ix` of an inline tree at `off` from gofunc: the inlined function's name and the
+    /// offset from the compiled function's entry of an instruction at its call site.
+    fn inlined_call(&self, tree: &InlineTree, off: usize, ix: usize) -> Option<(String, u32)> {
+        let at = off.checked_add(ix.checked_mul(tree.entry_size)?)?;
+        let word = |n: usize| -> Option<u32> {
+            let b = tree.data.get(at + n..at + n + 4)?;
+            Some(u32::from_le_bytes(b.try_into().ok()?))
+        };
+        let (name_at, parent_at) = if tree.entry_size == 20 {
+            (12, 16)
+        } else {
+            (4, 8)
+        };
+        let name = self.cstr(self.funcnames + word(name_at)? as usize)?;
+        Some((name.to_string(), word(parent_at)?))
+    }
+
+    /// The file and line at `pc` of the function whose `_func` is at `func`.
+    fn position(&self, func: usize, entry: u64, pc: u64) -> (Option<String>, Option<u32>) {
+        let field = |n: usize| self.u32_at(func + 4 * n);
+        let line = field(6).and_then(|t| self.pc_value(t, entry, pc));
         let file = field(5)
-            .and_then(|t| self.pc_value(t, f.entry, addr))
+            .and_then(|t| self.pc_value(t, entry, pc))
             .and_then(|fileno| {
                 let cu = field(8)? as usize;
                 let fileoff = self.u32_at(self.cutab + 4 * (cu + usize::try_from(fileno).ok()?))?;
@@ -171,9 +285,10 @@ impl GoTable {
                     .then(|| self.cstr(self.filetab + fileoff as usize))
                     .flatten()
             });
-        f.line = line.and_then(|l| u32::try_from(l).ok());
-        f.file = file.map(str::to_string);
-        Some(f)
+        (
+            file.map(str::to_string),
+            line.and_then(|l| u32::try_from(l).ok()),
+        )
     }
 
     /// Runs the pc-value table at `pctab + table` from `entry` to the value at `target`.

@@ -197,12 +197,16 @@ impl SymbolSources {
                     if !out[i].is_empty() {
                         continue;
                     }
-                    if let Some(f) = e.facts.vaddr_of(o).and_then(|v| t.lookup(v)) {
-                        out[i] = vec![Sym {
-                            name: f.name,
-                            file: f.file,
-                            line: f.line,
-                        }];
+                    if let Some(v) = e.facts.vaddr_of(o) {
+                        out[i] = t
+                            .frames(v)
+                            .into_iter()
+                            .map(|f| Sym {
+                                name: f.name,
+                                file: f.file,
+                                line: f.line,
+                            })
+                            .collect();
                     }
                 }
             }

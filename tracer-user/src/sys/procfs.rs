@@ -1,5 +1,5 @@
 //! What lockscope reads from /proc about the target: its state, memory maps and thread names.
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -223,10 +223,17 @@ impl MapHistory {
             }
         }
         let mut now = parse_maps(&text);
+        let ids = file_ids(&text);
         for m in now.iter_mut().filter(|m| m.is_file()) {
-            m.path = host_path(pid, Path::new(&m.path))
-                .to_string_lossy()
-                .into_owned();
+            let host = host_path(pid, Path::new(&m.path));
+            m.path = match ids.get(&m.start) {
+                // Deleted, or replaced since it was mapped (an upgrade in place): the file
+                // the process maps, while it lives.
+                Some(&id) if replaced(&host, id) => {
+                    format!("/proc/{pid}/map_files/{:x}-{:x}", m.start, m.end)
+                }
+                _ => host.to_string_lossy().into_owned(),
+            };
         }
         self.merge(now);
         self.last_text = text;
@@ -246,6 +253,40 @@ impl MapHistory {
             .iter()
             .rev()
             .find(|m| m.start <= addr && addr < m.end)
+    }
+}
+
+/// A mapped file's device (major, minor) and inode, as /proc/PID/maps shows them.
+type FileId = (u32, u32, u64);
+
+/// Start address → device and inode of each file mapping in the text of /proc/PID/maps.
+fn file_ids(text: &str) -> HashMap<u64, FileId> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let start = u64::from_str_radix(f.next()?.split_once('-')?.0, 16).ok()?;
+            let (major, minor) = f.nth(2)?.split_once(':')?;
+            let ino: u64 = f.next()?.parse().ok()?;
+            let dev = (
+                u32::from_str_radix(major, 16).ok()?,
+                u32::from_str_radix(minor, 16).ok()?,
+            );
+            (ino != 0).then_some((start, (dev.0, dev.1, ino)))
+        })
+        .collect()
+}
+
+/// Whether `path` no longer names the mapped file `id`: gone, or another file on the same
+/// device (replaced in place). A different device is not taken as replaced: overlay
+/// filesystems show the lower file's device and inode in /proc/PID/maps.
+fn replaced(path: &Path, id: FileId) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(path) {
+        Err(_) => true,
+        Ok(m) => {
+            let dev = m.dev();
+            (libc::major(dev), libc::minor(dev)) == (id.0, id.1) && m.ino() != id.2
+        }
     }
 }
 
@@ -310,6 +351,25 @@ pub(crate) mod tests {
 
     /// A file the process sees where the host does keeps its path; one that does not exist
     /// here is not rewritten to anything.
+    #[test]
+    fn a_mapped_file_is_replaced_only_when_its_path_names_another_file() {
+        let text = fs::read_to_string("/proc/self/maps").unwrap();
+        let exe = fs::read_link("/proc/self/exe").unwrap();
+        let (start, id) = parse_maps(&text)
+            .into_iter()
+            .find(|m| Path::new(&m.path) == exe)
+            .map(|m| (m.start, file_ids(&text)[&m.start]))
+            .unwrap();
+        assert!(start > 0);
+        assert!(!replaced(&exe, id));
+        assert!(replaced(&exe, (id.0, id.1, id.2 + 1)));
+        assert!(
+            !replaced(&exe, (id.0 + 1, id.1, id.2 + 1)),
+            "another device: overlay"
+        );
+        assert!(replaced(Path::new("/nonexistent/x (deleted)"), id));
+    }
+
     #[test]
     fn host_paths_stay_as_they_are_in_our_own_namespace() {
         let me = std::process::id();

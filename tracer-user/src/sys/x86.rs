@@ -70,19 +70,24 @@ pub fn call_offsets(code: &[u8], ip: u64, target: u64) -> Vec<u64> {
     })
 }
 
-/// The size of the frame a function's prologue makes: the first `sub rsp, imm` in its first
-/// few instructions (Go: after the stack-bound check).
+/// Where a function's prologue leaves its return address, as an offset from the stack
+/// pointer: the pushes and the first `sub rsp, imm` in its first few instructions (Go: after
+/// the stack-bound check; Go 1.19 saves rbp inside the `sub`, Go 1.21+ pushes it first).
 pub fn frame_size(code: &[u8], ip: u64) -> Option<u32> {
     let mut d = iced_x86::Decoder::with_ip(64, code, ip, iced_x86::DecoderOptions::NONE);
+    let mut pushed = 0u32;
     for _ in 0..8 {
         if !d.can_decode() {
             break;
         }
         let insn = d.decode();
+        if insn.mnemonic() == iced_x86::Mnemonic::Push {
+            pushed += 8;
+        }
         if insn.mnemonic() == iced_x86::Mnemonic::Sub
             && insn.op0_register() == iced_x86::Register::RSP
         {
-            return u32::try_from(insn.immediate(1)).ok();
+            return u32::try_from(insn.immediate(1)).ok()?.checked_add(pushed);
         }
     }
     None
@@ -99,6 +104,53 @@ pub fn stores_rax_at(code: &[u8], ip: u64, disp: u32) -> bool {
             && insn.op1_register() == iced_x86::Register::RAX
     })
     .is_empty()
+}
+
+/// Offsets of every instruction of `code` (at `ip`), decoded one after another from its
+/// start; `None` if an invalid encoding comes first (the bytes are not code from there).
+pub fn instruction_starts(code: &[u8], ip: u64) -> Option<Vec<u64>> {
+    let mut d = iced_x86::Decoder::with_ip(64, code, ip, iced_x86::DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while d.can_decode() {
+        let at = d.position() as u64;
+        if d.decode().is_invalid() {
+            return None;
+        }
+        out.push(at);
+    }
+    Some(out)
+}
+
+/// True when `code` opens as the Go compiler opens a function on amd64: the stack-bound check
+/// against the goroutine in R14 (`cmp rsp, [r14+0x10]`, or `lea r12, [rsp-N]` then
+/// `cmp r12, [r14+0x10]` for a large frame), or, without one (nosplit), `push rbp` or
+/// `sub rsp, N`. Bytes in the middle of a function almost never open so.
+pub fn opens_like_go_function(code: &[u8]) -> bool {
+    let mut d = iced_x86::Decoder::with_ip(64, code, 0, iced_x86::DecoderOptions::NONE);
+    let bound_check = |i: &iced_x86::Instruction, reg| {
+        i.mnemonic() == iced_x86::Mnemonic::Cmp
+            && i.op0_register() == reg
+            && i.op1_kind() == iced_x86::OpKind::Memory
+            && i.memory_base() == iced_x86::Register::R14
+            && i.memory_displacement64() == 0x10
+    };
+    let first = d.decode();
+    if first.is_invalid() {
+        return false;
+    }
+    if bound_check(&first, iced_x86::Register::RSP) {
+        return true;
+    }
+    if first.mnemonic() == iced_x86::Mnemonic::Lea
+        && first.op0_register() == iced_x86::Register::R12
+        && first.memory_base() == iced_x86::Register::RSP
+    {
+        return bound_check(&d.decode(), iced_x86::Register::R12);
+    }
+    (first.mnemonic() == iced_x86::Mnemonic::Push
+        && first.op0_register() == iced_x86::Register::RBP)
+        || (first.mnemonic() == iced_x86::Mnemonic::Sub
+            && first.op0_register() == iced_x86::Register::RSP)
 }
 
 fn decode(code: &[u8], ip: u64, want: impl Fn(&iced_x86::Instruction) -> bool) -> Vec<u64> {

@@ -125,6 +125,8 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
                     go_returns_of(off, sym.size, sym.addr);
                 }
                 std_syms.push(sym.name.to_string());
+            } else if sym.name.starts_with(stdmap::TRIE_PREFIX) {
+                std_syms.push(sym.name.to_string());
             } else if sym.name.contains("syncmap") {
                 let demangled = format!("{:#}", rustc_demangle::demangle(&sym.name));
                 if let (Some(p), Some(off)) = (phase_of_symbol(&demangled), sym.file_offset) {
@@ -140,6 +142,22 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
         .with_context(|| format!("reading symbols of {}", exe.display()))?;
     phases.sort_unstable_by_key(|&(p, off)| (p, off));
     phases.dedup();
+    // Go's own names: from the PC table, which a stripped build keeps and which also names
+    // the `sync.(*Map)` methods Go 1.24+ inlines everywhere (no symbol has them there).
+    if let Some(t) = bytes
+        .as_deref()
+        .and_then(crate::symbolize::GoTable::from_elf)
+    {
+        std_syms.extend(t.names_with_prefix("sync.(*Map)."));
+        if std_phases.is_empty() {
+            for (phase, off, f) in stripped_phases(&t, bytes.as_deref().unwrap_or_default()) {
+                std_phases.push((phase, off));
+                go_returns_of(off, usize::try_from(f.end - f.entry).ok(), f.entry);
+            }
+        }
+    }
+    std_syms.sort_unstable();
+    std_syms.dedup();
     let std = find_std(exe, &std_syms, std_phases);
     if phases.is_empty() && stats_offset.is_none() && std.is_none() {
         return Ok(None);
@@ -151,6 +169,39 @@ pub fn find(exe: &Path) -> Result<Option<BundledMap>> {
         go_returns,
         std,
     }))
+}
+
+/// The read/dirty `sync.Map`'s phase functions of a stripped build, from its PC table, each
+/// only where its bytes open like a Go function (`probesafety`).
+fn stripped_phases(
+    t: &crate::symbolize::GoTable,
+    file: &[u8],
+) -> Vec<(Phase, u64, crate::symbolize::GoFunc)> {
+    use object::{Object, ObjectSection};
+    let Ok(obj) = object::File::parse(file) else {
+        return Vec::new();
+    };
+    // The file offset of a virtual address.
+    let offset = |addr: u64| {
+        let s = obj
+            .sections()
+            .find(|s| s.address() <= addr && addr < s.address() + s.size())?;
+        Some(s.file_range()?.0 + (addr - s.address()))
+    };
+    t.functions()
+        .filter_map(|f| {
+            let phase = stdmap::phase_of_symbol(&f.name)?;
+            let off = offset(f.entry)?;
+            let bytes = file.get(off as usize..(off + (f.end - f.entry)) as usize)?;
+            let code = super::probesafety::Code {
+                name: &f.name,
+                offset: off,
+                bytes,
+            };
+            code.check(off).ok()?;
+            Some((phase, off, f))
+        })
+        .collect()
 }
 
 /// Go's `sync.Map` from the `sync.(*Map).` symbols of a Go executable and its version.

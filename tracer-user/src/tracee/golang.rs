@@ -90,15 +90,18 @@ pub fn classify(stack: Option<&Stack>) -> GoWait {
 /// Frames past `runtime.mcall` belong to whichever goroutine last ran on this thread, not to
 /// the thread's wait: the frame-pointer chain runs on into its stack. `runtime.mstart` and
 /// `runtime.rt0_go` start an M's system stack; past them is whatever was in memory. Cut there.
-pub fn cut_at_scheduler(stack: &mut Stack) {
+/// True when the stack reached such a root (whatever lay past it was not this wait's, so an
+/// impossible frame there cut nothing that matters).
+pub fn cut_at_scheduler(stack: &mut Stack) -> bool {
     const ROOTS: [&str; 3] = ["runtime.mcall", "runtime.mstart", "runtime.rt0_go"];
-    if let Some(i) = stack
+    let root = stack
         .frames
         .iter()
-        .position(|f| f.syms.iter().any(|s| ROOTS.contains(&s.name.as_str())))
-    {
+        .position(|f| f.syms.iter().any(|s| ROOTS.contains(&s.name.as_str())));
+    if let Some(i) = root {
         stack.frames.truncate(i + 1);
     }
+    root.is_some()
 }
 
 /// Goroutine uprobes on a Go target (`--go-uprobes`).

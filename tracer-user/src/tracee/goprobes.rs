@@ -20,9 +20,11 @@ use super::golang::GoUprobes;
 use crate::sys::{call_offsets, frame_size, return_offsets, stores_rax_at};
 
 /// The `sync` semaphore acquires a goroutine blocks in: Mutex and RWMutex slow paths (the
-/// RWMutex ones are separate functions from Go 1.20).
-pub const SEMA_FUNCTIONS: [&str; 3] = [
+/// RWMutex ones are separate functions from Go 1.20; from Go 1.24 `sync.Mutex` wraps
+/// `internal/sync.Mutex`, whose slow path has its own acquire).
+pub const SEMA_FUNCTIONS: [&str; 4] = [
     "sync.runtime_SemacquireMutex",
+    "internal/sync.runtime_SemacquireMutex",
     "sync.runtime_SemacquireRWMutexR",
     "sync.runtime_SemacquireRWMutex",
 ];
@@ -309,10 +311,33 @@ pub fn sema_probe_points(exe: &Path, pid: Option<u32>) -> Result<GoPlan> {
             out.push(point(GoProbe::ReadyAny, READY_ANY, f.offset));
         }
     }
+    verify(&funcs, &file, &out)?;
     Ok(GoPlan {
         points: out,
         callers,
     })
+}
+
+/// Every point must be an instruction boundary of a function whose entry opens like Go code
+/// (`probesafety`): one that is not refuses the whole plan, and the target is left untouched.
+fn verify(funcs: &HashMap<String, Function>, file: &[u8], points: &[ProbePoints]) -> Result<()> {
+    for p in points {
+        let f = funcs
+            .get(&p.function)
+            .with_context(|| format!("refusing a goroutine probe in {}: not found", p.function))?;
+        let bytes = file
+            .get(f.offset as usize..(f.offset + f.size) as usize)
+            .context("a function lies outside the file")?;
+        let code = super::probesafety::Code {
+            name: &p.function,
+            offset: f.offset,
+            bytes,
+        };
+        for &at in std::iter::once(&p.entry).chain(&p.returns) {
+            code.check(at)?;
+        }
+    }
+    Ok(())
 }
 
 /// The addresses in process `pid` of file offsets in its executable's code.

@@ -8,7 +8,7 @@ use blazesym::inspect::source::{Elf, Source};
 use blazesym::inspect::Inspector;
 use blazesym::SymType;
 
-use crate::profile::LockInfo;
+use crate::profile::{LockInfo, Region as Memory};
 use crate::sys::{load_segments, parse_regions, LoadSegment, Region};
 
 /// A module as loaded: where its link-time addresses landed.
@@ -110,7 +110,7 @@ pub fn describe(maps_text: &str, uaddrs: impl IntoIterator<Item = u64>) -> Vec<L
                     });
                 LockInfo {
                     uaddr,
-                    region: "static".into(),
+                    region: Memory::Static,
                     module: Some(modules[i].path.clone()),
                     symbol,
                 }
@@ -118,18 +118,17 @@ pub fn describe(maps_text: &str, uaddrs: impl IntoIterator<Item = u64>) -> Vec<L
             (None, Some(r)) => LockInfo {
                 uaddr,
                 region: match r.path.as_str() {
-                    "[heap]" => "heap",
-                    "[stack]" => "main thread's stack",
-                    "" => "anonymous memory (heap arena or thread stack)",
-                    _ => "mapped memory",
-                }
-                .into(),
+                    "[heap]" => Memory::Heap,
+                    "[stack]" => Memory::MainStack,
+                    "" => Memory::Anonymous,
+                    _ => Memory::Mapped,
+                },
                 module: r.path.starts_with('/').then(|| r.path.clone()),
                 symbol: None,
             },
             (None, None) => LockInfo {
                 uaddr,
-                region: "unknown".into(),
+                region: Memory::Unknown,
                 module: None,
                 symbol: None,
             },
@@ -159,12 +158,12 @@ mod tests {
                 8,
             ],
         );
-        assert_eq!(infos[0].region, "static");
+        assert_eq!(infos[0].region, Memory::Static);
         let name = infos[0].symbol.as_deref().unwrap_or_default();
         assert!(name.contains("PROBE_LOCK"), "{infos:?}");
-        assert_ne!(infos[1].region, "static", "{infos:?}");
-        assert_ne!(infos[2].region, "static", "{infos:?}");
-        assert_eq!(infos[3].region, "unknown");
+        assert_ne!(infos[1].region, Memory::Static, "{infos:?}");
+        assert_ne!(infos[2].region, Memory::Static, "{infos:?}");
+        assert_eq!(infos[3].region, Memory::Unknown);
     }
 
     #[test]

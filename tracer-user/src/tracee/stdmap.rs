@@ -29,6 +29,9 @@ pub const STD_METHODS: [&str; 9] = [
 ];
 
 const STD_PREFIX: &str = "sync.(*Map).";
+/// Go 1.24+'s `sync.Map` is this generic type's `[any, any]` instance (its `sync.(*Map)`
+/// wrappers are all inlined: the PC table's inline names say a program calls them).
+pub const TRIE_PREFIX: &str = "internal/sync.(*HashTrieMap[";
 
 /// `sync.(*Map).dirtyLocked` → the rebuild; `missLocked` → a miss (and, sometimes, the
 /// promotion it does).

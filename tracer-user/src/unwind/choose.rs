@@ -33,6 +33,17 @@ pub enum UnwindMode {
     Dwarf,
 }
 
+/// The profile stores which unwinder a recording used.
+impl From<UnwindMode> for crate::profile::Unwinder {
+    fn from(m: UnwindMode) -> Self {
+        match m {
+            UnwindMode::FramePointers => crate::profile::Unwinder::FramePointers,
+            UnwindMode::FpCfi => crate::profile::Unwinder::FpCfi,
+            UnwindMode::Dwarf => crate::profile::Unwinder::Dwarf,
+        }
+    }
+}
+
 impl UnwindMode {
     pub fn name(self) -> &'static str {
         match self {

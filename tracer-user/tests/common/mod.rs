@@ -1,6 +1,9 @@
 //! Helpers shared by the root integration tests.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod agent;
+pub mod gobench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -36,22 +39,40 @@ pub fn workload_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// True if the tests can load eBPF here; otherwise prints why they skip.
+/// Set by `cargo xtask test`: a root test that cannot trace fails instead of skipping.
+pub const REQUIRE_ROOT: &str = "LOCKSCOPE_REQUIRE_ROOT";
+
+/// True if the tests can load eBPF here; otherwise prints why they skip and returns false.
+/// Under `LOCKSCOPE_REQUIRE_ROOT=1` (as `cargo xtask test` runs them) it panics with the
+/// reason instead, so a root test that could not trace fails rather than passing unchecked.
 pub fn can_trace() -> bool {
+    match why_cannot_trace() {
+        None => true,
+        Some(why) => {
+            assert!(
+                std::env::var_os(REQUIRE_ROOT).is_none(),
+                "cannot trace here ({REQUIRE_ROOT} is set): {why}"
+            );
+            eprintln!("skipping: {why}");
+            false
+        }
+    }
+}
+
+/// Why this process cannot load and attach the eBPF programs, if it cannot.
+fn why_cannot_trace() -> Option<&'static str> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let uid0 = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
         .is_some_and(|v| v.split_whitespace().nth(1) == Some("0"));
     if !uid0 {
-        eprintln!("skipping: needs root to load eBPF programs");
-        return false;
+        return Some("needs root to load eBPF programs (run `sudo -E cargo xtask test`)");
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        eprintln!("skipping: kernel has no BTF (/sys/kernel/btf/vmlinux)");
-        return false;
+        return Some("kernel has no BTF (/sys/kernel/btf/vmlinux)");
     }
-    true
+    None
 }
 
 pub struct Workload(pub Child);

@@ -12,10 +12,10 @@ use hyper::body::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::watch;
 
+use super::listen::{Busy, Conns, Listener, HEADER_TIMEOUT};
 use super::metrics;
 use super::targets::{Since, State};
 use crate::analyze::Waits;
@@ -32,26 +32,48 @@ pub struct Ctx {
     /// Asks the agent's loop to read the rows now.
     pub refresh_now: tokio::sync::Notify,
     pub top_sites: usize,
+    /// `--token-file`'s token: required on every endpoint but `/healthz`.
+    pub token: Option<String>,
 }
 
 type Reply = Response<Full<Bytes>>;
 
 /// Serves connections until the task is dropped.
-pub async fn serve(listener: TcpListener, ctx: Rc<Ctx>) {
+pub async fn serve(listener: Listener, ctx: Rc<Ctx>) {
+    let conns = Rc::new(Conns::default());
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) => {
+                // Out of descriptors or a transient error: never a busy loop.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
         };
+        if !conns.make_room() {
+            // Every connection is inside a request: this one is closed at once.
+            continue;
+        }
+        let (id, busy, registered) = conns.open();
         let ctx = ctx.clone();
-        tokio::task::spawn_local(async move {
+        let flag = busy.clone();
+        let task = tokio::task::spawn_local(async move {
+            let _registered = registered;
             let svc = service_fn(move |req| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(&ctx, req).await) }
+                let busy = Busy::enter(&flag);
+                async move {
+                    let _busy = busy;
+                    Ok::<_, Infallible>(route(&ctx, req).await)
+                }
             });
             let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+        conns.started(id, busy, task.abort_handle());
     }
 }
 
@@ -68,8 +90,15 @@ fn text(status: StatusCode, body: String) -> Reply {
 }
 
 async fn route(ctx: &Ctx, req: Request<hyper::body::Incoming>) -> Reply {
-    if req.method() != Method::GET {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET".into());
+    // hyper sends HEAD's headers (content-length included) without the body.
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD".into());
+    }
+    if req.uri().path() != "/healthz" && !authorized(ctx.token.as_deref(), &req) {
+        return text(
+            StatusCode::UNAUTHORIZED,
+            "send Authorization: Bearer TOKEN (the agent's --token-file)".into(),
+        );
     }
     let query = parse_query(req.uri().query().unwrap_or(""));
     match req.uri().path() {
@@ -95,6 +124,26 @@ async fn route(ctx: &Ctx, req: Request<hyper::body::Incoming>) -> Reply {
             ),
         ),
     }
+}
+
+/// Whether the request carries the token (always, when there is none).
+fn authorized<B>(token: Option<&str>, req: &Request<B>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compared in constant time: every byte is looked at whatever the first mismatch.
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// `a=1&b=2` → {a: 1, b: 2} (the values this server takes need no percent-decoding).
@@ -188,6 +237,8 @@ fn targets_json(state: &State) -> serde_json::Value {
                 "bundled_map": t.map.is_some(),
                 "unwind": "fp",
                 "uprobes": t.probes,
+                // Probes that failed to attach and are being retried: why the last try failed.
+                "uprobes_pending": t.retry.as_ref().map(|r| crate::profile::term_safe(&r.why)),
                 "attached_unix_ms": t.attached_unix_ms,
                 "waits": waits,
                 "wait_seconds": ns as f64 / 1e9,

@@ -75,42 +75,64 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
             continue;
         };
         // Per (class, category, site): waits and ns, hottest first so the first sites to take
-        // the free labels are the heaviest.
+        // the free labels are the heaviest. Integer ns throughout: seconds are derived once
+        // per series, so a series can only grow.
         let mut sums: HashMap<(String, String, String), (u64, u64)> = HashMap::new();
+        let mut behind_ns: HashMap<&'static str, u64> = HashMap::new();
         for (row, class) in shown_rows(&p, Waits::All) {
             let stack = row.stack.and_then(|s| p.stacks.get(s));
             let key = (
                 class.name().to_string(),
-                category_of(&p, stack),
+                category_of(&p, stack, row.op),
                 blamed_function(&p, stack),
             );
             let e = sums.entry(key).or_default();
             e.0 += row.count;
             e.1 += row.total_ns;
             for b in &row.behind {
-                behind
-                    .get_or_create(&BehindLabels {
-                        pid: pid.to_string(),
-                        comm: t.target.comm.clone(),
-                        behind: behind_label(Behind::Phase(b.phase)).into(),
-                    })
-                    .inc_by(b.ns as f64 / 1e9);
+                *behind_ns
+                    .entry(behind_label(Behind::Phase(b.phase)))
+                    .or_default() += b.ns;
             }
+        }
+        for (label, ns) in behind_ns {
+            let kept = t.exported_behind.entry(label).or_default();
+            *kept = (*kept).max(ns);
+        }
+        for (label, ns) in &t.exported_behind {
+            behind
+                .get_or_create(&BehindLabels {
+                    pid: pid.to_string(),
+                    comm: t.target.comm.clone(),
+                    behind: (*label).into(),
+                })
+                .inc_by(seconds(*ns));
         }
         let mut sums: Vec<_> = sums.into_iter().collect();
         sums.sort_by(|a, b| b.1 .1.cmp(&a.1 .1).then_with(|| a.0.cmp(&b.0)));
+        // Sites past the cap share `other`: add them up before the floor is applied.
+        let mut now: HashMap<SeriesKey, (u64, u64)> = HashMap::new();
         for ((class, category, site), (n, ns)) in sums {
             let site = site_label(&mut t.sites, site, top_sites);
+            let e = now.entry((class, category, site)).or_default();
+            e.0 += n;
+            e.1 += ns;
+        }
+        for (key, (n, ns)) in now {
+            let kept = t.exported.entry(key).or_default();
+            *kept = (kept.0.max(n), kept.1.max(ns));
+        }
+        for ((class, category, site), (n, ns)) in &t.exported {
             let labels = WaitLabels {
                 pid: pid.to_string(),
                 comm: t.target.comm.clone(),
                 cgroup: t.cgroup.clone(),
-                class,
-                category,
-                site,
+                class: class.clone(),
+                category: category.clone(),
+                site: site.clone(),
             };
-            wait_s.get_or_create(&labels).inc_by(ns as f64 / 1e9);
-            waits.get_or_create(&labels).inc_by(n);
+            wait_s.get_or_create(&labels).inc_by(seconds(*ns));
+            waits.get_or_create(&labels).inc_by(*n);
         }
     }
     reg.register_with_unit(
@@ -153,6 +175,13 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
     let targets = Gauge::<i64>::default();
     targets.set(state.targets.len() as i64);
     reg.register("lockscope_targets", "Processes traced now", targets);
+    let stacks = Gauge::<i64>::default();
+    stacks.set(state.stack_entries() as i64);
+    reg.register(
+        "lockscope_stack_map_entries",
+        "Stacks held in the kernel's stack map (65,536 fit)",
+        stacks,
+    );
 
     let map_counters = Family::<MapCounter, Counter>::default();
     for (pid, t) in &state.targets {
@@ -205,6 +234,15 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
     out
+}
+
+/// One wait series of a process: (class, category, site label).
+pub type SeriesKey = (String, String, String);
+
+/// Integer nanoseconds as the exported seconds: one conversion of a monotonic integer, so
+/// the exported value never goes down.
+fn seconds(ns: u64) -> f64 {
+    ns as f64 / 1e9
 }
 
 /// The label `site` gets: its own while fewer than `top` sites have one, kept for good.

@@ -8,8 +8,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use tokio::net::TcpListener;
+use anyhow::Result;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
@@ -22,7 +21,11 @@ use crate::unwind::Unwind;
 
 mod discover;
 mod http;
+mod identity;
+mod lifecycle;
+mod listen;
 mod metrics;
+mod rows;
 mod targets;
 
 use discover::Select;
@@ -51,12 +54,7 @@ pub fn run(opts: &AgentOptions) -> Result<ExitCode> {
 }
 
 async fn serve(opts: &AgentOptions) -> Result<()> {
-    let listener = TcpListener::bind(opts.listen).await.with_context(|| {
-        format!(
-            "listening on {} (is another agent running there?)",
-            opts.listen
-        )
-    })?;
+    let listener = listen::Listener::bind(&opts.listen).await?;
     // Frame-pointer stacks only: one stack-copy ring for many processes is not built yet.
     let mut tracer = attach::attach(Filter::Set, 0, opts.hooks)?;
     let probes = Probes {
@@ -73,20 +71,24 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
         ticks: tick_rx,
         refresh_now: tokio::sync::Notify::new(),
         top_sites: opts.top_sites,
+        token: opts.token.clone(),
     });
     eprintln!(
-        "lockscope agent: listening on http://{} (/metrics, /debug/pprof/contention?pid=PID&seconds=N, /targets, /healthz)",
-        listener.local_addr()?
+        "lockscope agent: listening on {} (/metrics, /debug/pprof/contention?pid=PID&seconds=N, /targets, /healthz)",
+        listener.describe()
     );
     let server = tokio::task::spawn_local(http::serve(listener, ctx.clone()));
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // A daemon outlives the terminal or session that started it: SIGHUP is noted, not fatal.
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(TICK);
     let mut n = 0u64;
     let result = loop {
         tokio::select! {
             _ = sigint.recv() => break Ok(()),
             _ = sigterm.recv() => break Ok(()),
+            _ = sighup.recv() => eprintln!("lockscope agent: SIGHUP ignored (SIGTERM stops the agent)"),
             // A profile request whose seconds are up reads the rows now, not at the next tick.
             _ = async {
                 tokio::select! {

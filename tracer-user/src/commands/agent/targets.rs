@@ -3,20 +3,27 @@
 //! by process (a row's tid → its process, from /proc), so every target keeps its own
 //! cumulative rows, memory maps and symbolizer.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use aya::maps::{Array, PerCpuHashMap};
-use tracer_common::{inflight_slot, map, InFlight, WaitKey, WaitStats, WakeKey, WakeStats};
-use tracer_common::{NUM_COUNTERS, NUM_PHASES};
+use anyhow::Result;
+use tracer_common::NUM_COUNTERS;
+use tracer_common::{WaitKey, WaitStats, WakeKey, WakeStats};
 
+use super::identity::Ident;
+pub use super::rows::Since;
+use super::rows::{forget_rows, minus};
 use crate::attach::{Tracer, Uprobes};
-use crate::collect::{self, build_profile, Raw};
-use crate::commands::session::{self, Probes};
+use crate::collect::{self, build_profile, Leftovers, Raw};
 use crate::profile::{Profile, StopReason};
 use crate::symbolize::{SharedNames, StackSymbolizer};
 use crate::sys::{self, thread_names, MapHistory, Target};
 use crate::tracee::BundledMap;
+
+/// How long a hand-off waits for its waker's exit before the agent takes it with no waker.
+const LEFTOVER_AGE: Duration = Duration::from_secs(2);
+
+/// How long the threads of a dropped target are remembered.
+const RETIRED_FOR: Duration = Duration::from_secs(5);
 
 /// Losses only the agent can have, beside the kernel's counters.
 #[derive(Debug, Default, Clone, Copy)]
@@ -35,21 +42,42 @@ pub struct Traced {
     /// The process's cgroup (v2 path), a label: which container or service it is.
     pub cgroup: String,
     pub map: Option<BundledMap>,
-    uprobes: Uprobes,
+    pub(super) uprobes: Uprobes,
     pub probes: usize,
     pub attached_unix_ms: u64,
-    attached: Instant,
-    maps: MapHistory,
-    threads: BTreeMap<u32, String>,
-    sym: StackSymbolizer,
-    /// The kernel's rows for this process: cumulative since it was attached.
+    pub(super) attached: Instant,
+    pub(super) maps: MapHistory,
+    pub(super) threads: BTreeMap<u32, String>,
+    pub(super) sym: StackSymbolizer,
+    /// The kernel's rows for this process: cumulative since it was attached (with the
+    /// hand-off leftovers taken so far).
     pub waits: HashMap<WaitKey, WaitStats>,
-    wakes: HashMap<WakeKey, WakeStats>,
+    /// Waits taken out of the kernel's hand-off slots (no waker came), cumulative: the slots
+    /// are emptied when read, so these rows live here.
+    pub(super) leftovers: HashMap<WaitKey, WaitStats>,
+    /// What `/metrics` last exported per series, in integer nanoseconds and counts: a series
+    /// never goes below it (a wait that moved to another site label stays counted where it was).
+    pub exported: HashMap<super::metrics::SeriesKey, (u64, u64)>,
+    /// The same for the `behind` series, by phase label: ns.
+    pub exported_behind: HashMap<&'static str, u64>,
+    pub(super) wakes: HashMap<WakeKey, WakeStats>,
     /// The rows at the start of the last whole window and of the current one, and when.
-    window: [Option<(Instant, HashMap<WaitKey, WaitStats>)>; 2],
+    pub(super) window: [Option<(Instant, HashMap<WaitKey, WaitStats>)>; 2],
     /// Lock sites with their own metric label, in the order they got one (kept for good, so
     /// every series only grows).
     pub sites: Vec<String>,
+    /// The process as attached: an exec or a reused pid is a new target.
+    pub(super) ident: Ident,
+    /// Probes that failed to attach, retried with backoff (the futex waits are traced
+    /// meanwhile).
+    pub(super) retry: Option<Retry>,
+}
+
+/// A probe attach to try again.
+pub struct Retry {
+    pub(super) at: Instant,
+    pub(super) delay: Duration,
+    pub why: String,
 }
 
 impl Traced {
@@ -63,17 +91,26 @@ impl Traced {
 /// Everything the agent knows; the HTTP handlers read it between ticks.
 pub struct State {
     pub targets: BTreeMap<u32, Traced>,
-    stacks: HashMap<u64, Vec<u64>>,
+    pub(super) stacks: HashMap<u64, Vec<u64>>,
+    /// Stacks no target's rows name, by how many reads in a row they were seen so.
+    pub(super) unreferenced: HashMap<u64, u32>,
     pub counters: [u64; NUM_COUNTERS as usize],
     pub losses: AgentLosses,
     /// Matching processes left out by the cap (counted once each).
-    refused: BTreeSet<u32>,
+    pub(super) refused: BTreeSet<u32>,
+    /// Matching processes left out by `--max-targets` (each counted once; taken when room
+    /// frees), and whether the cap was logged.
+    pub(super) capped: BTreeSet<u32>,
+    pub(super) cap_logged: bool,
     /// Thread → process, for every thread seen in a traced process.
-    owner: HashMap<u32, u32>,
+    pub(super) owner: HashMap<u32, u32>,
+    /// Threads of targets dropped in the last seconds: their last rows are deleted, not
+    /// counted as lost (their process's series are gone with it).
+    pub(super) retired: HashMap<u32, Instant>,
     window_started: Instant,
     pub started: Instant,
     /// Symbol names by build id, for every target's symbolizer.
-    names: SharedNames,
+    pub(super) names: SharedNames,
 }
 
 impl State {
@@ -81,77 +118,18 @@ impl State {
         State {
             targets: BTreeMap::new(),
             stacks: HashMap::new(),
+            unreferenced: HashMap::new(),
             counters: [0; NUM_COUNTERS as usize],
             losses: AgentLosses::default(),
             refused: BTreeSet::new(),
+            capped: BTreeSet::new(),
+            cap_logged: false,
             owner: HashMap::new(),
+            retired: HashMap::new(),
             window_started: Instant::now(),
             started: Instant::now(),
             names: SharedNames::default(),
         }
-    }
-
-    /// Attaches to the processes that appeared, drops those that are gone.
-    pub fn update_targets(
-        &mut self,
-        tracer: &mut Tracer,
-        running: &BTreeSet<u32>,
-        probes: &Probes,
-        max_targets: usize,
-    ) {
-        let gone: Vec<u32> = self
-            .targets
-            .keys()
-            .filter(|p| !running.contains(p))
-            .copied()
-            .collect();
-        for pid in gone {
-            if let Err(e) = self.drop_target(tracer, pid) {
-                eprintln!("lockscope agent: dropping pid {pid}: {e:#}");
-            }
-        }
-        self.refused.retain(|p| running.contains(p));
-        for &pid in running {
-            if self.targets.contains_key(&pid) || self.refused.contains(&pid) {
-                continue;
-            }
-            if self.targets.len() >= max_targets {
-                self.refused.insert(pid);
-                self.losses.target_cap += 1;
-                continue;
-            }
-            match attach_target(tracer, pid, probes, &self.names) {
-                Ok(t) => {
-                    eprintln!(
-                        "lockscope agent: tracing pid {pid} ({})",
-                        crate::profile::term_safe(&t.target.comm)
-                    );
-                    self.targets.insert(pid, t);
-                }
-                Err(e) => {
-                    // Tried once: a process that cannot be traced now will not be later.
-                    self.refused.insert(pid);
-                    self.losses.attach_failed += 1;
-                    eprintln!("lockscope agent: cannot trace pid {pid}: {e:#}");
-                }
-            }
-        }
-    }
-
-    /// Stops tracing `pid` and frees what the kernel held for it.
-    fn drop_target(&mut self, tracer: &mut Tracer, pid: u32) -> Result<()> {
-        let Some(t) = self.targets.remove(&pid) else {
-            return Ok(());
-        };
-        eprintln!(
-            "lockscope agent: pid {pid} ({}) exited; dropped",
-            crate::profile::term_safe(&t.target.comm)
-        );
-        tracer.remove_target(pid)?;
-        tracer.detach_uprobes(t.uprobes)?;
-        let tids: BTreeSet<u32> = t.threads.keys().copied().collect();
-        self.owner.retain(|_, p| *p != pid);
-        forget_rows(tracer, t.waits.keys(), t.wakes.keys(), &tids)
     }
 
     /// Reads the kernel's rows and each target's maps and threads, and splits the rows.
@@ -165,9 +143,23 @@ impl State {
         }
         // Not the in-flight scan: ~35 ms of bpf syscalls per read, for a count the agent
         // does not report.
-        let raw = collect::read_rows(tracer)?;
+        let raw = collect::read_rows(tracer, Leftovers::Skip)?;
         self.counters = raw.counters;
         self.stacks = raw.stacks;
+        // Hand-offs no waker claimed within a tick: taken out of the kernel once, kept here.
+        let before = sys::monotonic_ns().saturating_sub(LEFTOVER_AGE.as_nanos() as u64);
+        self.retired.retain(|_, at| at.elapsed() < RETIRED_FOR);
+        for (k, v) in collect::consume_leftovers(&mut tracer.ebpf, before)? {
+            match self.owner_of(k.tid) {
+                Some(pid) => {
+                    if let Some(t) = self.targets.get_mut(&pid) {
+                        t.leftovers.entry(k).or_default().merge(&v);
+                    }
+                }
+                None if self.retired.contains_key(&k.tid) => {}
+                None => self.losses.unattributed += v.count,
+            }
+        }
         let mut waits: HashMap<u32, HashMap<WaitKey, WaitStats>> = HashMap::new();
         let mut orphans = Vec::new();
         for (k, v) in raw.waits {
@@ -176,7 +168,9 @@ impl State {
                     waits.entry(pid).or_default().insert(k, v);
                 }
                 None => {
-                    self.losses.unattributed += v.count;
+                    if !self.retired.contains_key(&k.tid) {
+                        self.losses.unattributed += v.count;
+                    }
                     orphans.push(k);
                 }
             }
@@ -203,13 +197,21 @@ impl State {
         }
         for (pid, t) in &mut self.targets {
             t.waits = waits.remove(pid).unwrap_or_default();
+            for (k, v) in &t.leftovers {
+                t.waits.entry(*k).or_default().merge(v);
+            }
             t.wakes = wakes.remove(pid).unwrap_or_default();
             if rotate {
                 t.window[0] = t.window[1].take();
                 t.window[1] = Some((Instant::now(), t.waits.clone()));
             }
         }
-        Ok(())
+        self.sweep_stacks(tracer)
+    }
+
+    /// Stacks in the kernel's map now.
+    pub fn stack_entries(&self) -> usize {
+        self.stacks.len()
     }
 
     /// The process a thread belongs to, if it is traced: known threads first, then /proc
@@ -284,136 +286,5 @@ impl State {
                 let _ = tracer.detach_uprobes(t.uprobes);
             }
         }
-    }
-}
-
-/// What a profile's waits are counted from.
-pub enum Since<'a> {
-    Attach,
-    /// The start of the last whole `--window` (of the current one when none has ended).
-    LastWindow,
-    /// Rows read earlier, and when (the start of a `seconds=N` request).
-    Rows(Instant, &'a HashMap<WaitKey, WaitStats>),
-}
-
-/// `now - before` for one row read twice: every count and sum is the difference; the longest
-/// wait stays the cumulative one (maxima do not subtract).
-fn minus(now: &WaitStats, before: Option<&WaitStats>) -> WaitStats {
-    let Some(b) = before else {
-        return *now;
-    };
-    let mut d = now.minus(b);
-    d.max_ns = now.max_ns;
-    d.interrupted = now.interrupted.saturating_sub(b.interrupted);
-    d.timeouts = now.timeouts.saturating_sub(b.timeouts);
-    d.timeout_ns = now.timeout_ns.saturating_sub(b.timeout_ns);
-    d.errors = now.errors.saturating_sub(b.errors);
-    d.covered = now.covered.saturating_sub(b.covered);
-    for i in 0..NUM_PHASES {
-        d.blamed_ns[i] = now.blamed_ns[i].saturating_sub(b.blamed_ns[i]);
-        d.blamed_waits[i] = now.blamed_waits[i].saturating_sub(b.blamed_waits[i]);
-    }
-    d
-}
-
-/// Finds what `pid` runs, adds it to the kernel's set and places its uprobes.
-fn attach_target(
-    tracer: &mut Tracer,
-    pid: u32,
-    probes: &Probes,
-    names: &SharedNames,
-) -> Result<Traced> {
-    let mut target = sys::target(pid)?;
-    // With capabilities rather than root, only processes the caller could ptrace.
-    crate::sys::check_may_trace(target.tgid)?;
-    let map = session::recognise(&mut target, probes);
-    tracer.add_target(target.tgid)?;
-    let placed = session::place(tracer, &target, map.as_ref(), probes);
-    let uprobes = tracer.take_uprobes();
-    if let Err(e) = placed {
-        let _ = tracer.detach_uprobes(uprobes);
-        let _ = tracer.remove_target(target.tgid);
-        return Err(e);
-    }
-    let mut maps = MapHistory::default();
-    maps.refresh(pid);
-    let mut sym = StackSymbolizer::new(MapHistory::default());
-    sym.share_names(names.clone());
-    Ok(Traced {
-        cgroup: sys::cgroup(pid),
-        probes: uprobes.len(),
-        target,
-        map,
-        uprobes,
-        attached_unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        attached: Instant::now(),
-        maps,
-        threads: BTreeMap::new(),
-        sym,
-        waits: HashMap::new(),
-        wakes: HashMap::new(),
-        window: [None, None],
-        sites: Vec::new(),
-    })
-}
-
-/// Deletes rows from the kernel's maps (those of a process that is gone), and the calls its
-/// threads left in flight (a thread killed in a wait never returns from it).
-fn forget_rows<'a>(
-    tracer: &mut Tracer,
-    waits: impl Iterator<Item = &'a WaitKey>,
-    wakes: impl Iterator<Item = &'a WakeKey>,
-    tids: &BTreeSet<u32>,
-) -> Result<()> {
-    let ebpf = &mut tracer.ebpf;
-    let mut w: PerCpuHashMap<_, WaitKey, WaitStats> =
-        PerCpuHashMap::try_from(ebpf.map_mut(map::WAITS).context("WAITS map")?)?;
-    // A row already gone is fine: only ENOENT can fail a delete here.
-    for k in waits {
-        let _ = w.remove(k);
-    }
-    let mut w: PerCpuHashMap<_, WakeKey, WakeStats> =
-        PerCpuHashMap::try_from(ebpf.map_mut(map::WAKES).context("WAKES map")?)?;
-    for k in wakes {
-        let _ = w.remove(k);
-    }
-    if !tids.is_empty() {
-        let mut inflight: Array<_, InFlight> =
-            Array::try_from(ebpf.map_mut(map::INFLIGHT).context("INFLIGHT map")?)?;
-        for &tid in tids {
-            let slot = inflight_slot(tid);
-            if inflight.get(&slot, 0).is_ok_and(|c| c.tid == tid) {
-                inflight.set(slot, InFlight::default(), 0)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_window_is_the_difference_of_two_reads() {
-        let mut before = WaitStats {
-            count: 3,
-            total_ns: 300,
-            max_ns: 200,
-            ..WaitStats::default()
-        };
-        before.hist[5] = 3;
-        let mut now = before;
-        now.count = 5;
-        now.total_ns = 1_000;
-        now.max_ns = 600;
-        now.hist[5] = 4;
-        now.hist[9] = 1;
-        let d = minus(&now, Some(&before));
-        assert_eq!((d.count, d.total_ns, d.max_ns), (2, 700, 600));
-        assert_eq!((d.hist[5], d.hist[9]), (1, 1));
-        assert_eq!(minus(&now, None), now);
     }
 }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::bench::{median, medians_and_spread, run_once, LockscopeRun, Workload};
+use super::tracers::Tracer;
+use super::{machine, median, medians_and_spread, run_once, write_section, LockscopeRun, Workload};
 use crate::run::{cmd, is_root, root, step};
-use crate::tracers::Tracer;
 
 const TRACERS: [Tracer; 4] = [
     Tracer::None,
@@ -146,9 +146,9 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
          last column. A futex storm's throughput can rise when each wait costs more (fewer lock \
          handoffs), so read the ratios with lockscope's own cost below.\n\nMachine: {}\n\n\
          {table}\n### lockscope's own cost per unwinder\n\n{costs}",
-        crate::bench_map::machine()
+        machine()
     );
-    crate::bench_map::write_section("## Unwinding cost", &doc)?;
+    write_section("## Unwinding cost", &doc)?;
     eprintln!("\n{doc}\n    written to BENCHMARKS.md");
     Ok(())
 }

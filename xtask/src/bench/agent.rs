@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench::{median, run_once, Workload};
+use super::tracers::Tracer;
+use super::{machine, median, run_once, write_section, Workload};
 use crate::run::{cmd, is_root, root, step};
-use crate::tracers::Tracer;
 
 const IDLE_TARGETS: usize = 50;
 const PORT: u16 = 19_464;
@@ -197,7 +197,7 @@ pub fn run(rounds: usize) -> Result<()> {
     writeln!(
         doc,
         "## The agent\n\nCommand: `cargo xtask bench-agent` ({rounds} rounds). Machine: {}\n",
-        crate::bench_map::machine()
+        machine()
     )?;
     writeln!(doc, "| measure | value |\n|---|---:|")?;
     writeln!(doc, "| resident set, no target | {} MiB |", empty / 1024)?;
@@ -228,7 +228,7 @@ pub fn run(rounds: usize) -> Result<()> {
          `cargo xtask bench-events` has the per-event costs.",
         2
     )?;
-    crate::bench_map::write_section("## The agent", &doc)?;
+    write_section("## The agent", &doc)?;
     eprintln!("\n{doc}\n    written to BENCHMARKS.md");
     Ok(())
 }

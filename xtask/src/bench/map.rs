@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use super::{machine, median, write_section};
 use crate::run::{cmd, root, step};
 
 const PRESETS: [&str; 5] = [
@@ -84,42 +85,4 @@ fn ops_per_sec(bin: &std::path::Path, preset: &str, map: &str, secs: f64) -> Res
     v["ops_per_sec"]
         .as_f64()
         .context("no ops_per_sec in the output")
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, Linux {}", kernel.trim())
-}
-
-/// Replaces (or appends) one benchmark's section of BENCHMARKS.md, keeping the others.
-pub fn write_section(title: &str, doc: &str) -> Result<()> {
-    let path = root().join("BENCHMARKS.md");
-    let old = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| "# lockscope benchmarks\n\nNumbers here are printed by the commands named in each section.\n\n".into());
-    let new = match old.find(title) {
-        Some(start) => {
-            let end = old[start + title.len()..]
-                .find("\n## ")
-                .map_or(old.len(), |e| start + title.len() + e + 1);
-            format!("{}{}{}", &old[..start], doc, &old[end..])
-        }
-        None => format!("{old}{doc}"),
-    };
-    std::fs::write(&path, new)?;
-    Ok(())
 }

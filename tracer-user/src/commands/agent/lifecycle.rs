@@ -1,0 +1,307 @@
+//! lifecycle: targets coming and going. A matching process is added to the kernel's set first
+//! (its futex waits are traced from then on), then its uprobes are placed; probes that fail
+//! are retried with backoff without losing the futex waits. A process that exits, execs or
+//! whose pid is reused is dropped (its rows, in-flight slots and stacks freed) and, if it still
+//! matches, attached again as what it is now. Past `--max-targets`, the busiest processes (by
+//! CPU time) are taken first, and the cap is logged once.
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use aya::maps::HashMap as BpfHashMap;
+use tracer_common::{map, StackFrames};
+
+use super::identity::{live_exe, Change, Ident};
+use super::rows::forget_rows;
+use super::targets::{Retry, State, Traced};
+use crate::attach::Tracer;
+use crate::commands::session::{self, Probes};
+use crate::profile::term_safe;
+use crate::symbolize::{SharedNames, StackSymbolizer};
+use crate::sys::{self, MapHistory};
+
+/// The first retry of failed probes, doubled after each failure up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+impl State {
+    /// Attaches to the processes that appeared, drops those that are gone or changed, and
+    /// retries failed probes that are due.
+    pub fn update_targets(
+        &mut self,
+        tracer: &mut Tracer,
+        running: &BTreeSet<u32>,
+        probes: &Probes,
+        max_targets: usize,
+    ) {
+        let changed: Vec<(u32, Change)> = self
+            .targets
+            .iter()
+            .map(|(&pid, t)| match running.contains(&pid) {
+                true => (pid, Change::of(pid, &t.ident)),
+                false => (pid, Change::Gone),
+            })
+            .filter(|(_, c)| *c != Change::Same)
+            .collect();
+        for (pid, why) in changed {
+            if let Err(e) = self.drop_target(tracer, pid, why) {
+                eprintln!("lockscope agent: dropping pid {pid}: {e:#}");
+            }
+        }
+        self.refused.retain(|p| running.contains(p));
+        self.capped.retain(|p| running.contains(p));
+        let mut new: Vec<u32> = running
+            .iter()
+            .filter(|p| !self.targets.contains_key(p) && !self.refused.contains(p))
+            .copied()
+            .collect();
+        if self.targets.len() + new.len() > max_targets {
+            // Busiest first: the processes most likely to have lock waits worth seeing.
+            new.sort_by_key(|&p| std::cmp::Reverse(cpu_ticks(p)));
+        }
+        for pid in new {
+            if self.targets.len() >= max_targets {
+                if self.capped.insert(pid) {
+                    self.losses.target_cap += 1;
+                }
+                if !self.cap_logged {
+                    self.cap_logged = true;
+                    eprintln!(
+                        "lockscope agent: --max-targets {max_targets} reached: the busiest processes are traced, the rest counted as lockscope_events_lost_total{{reason=\"target_cap\"}} (logged once)"
+                    );
+                }
+                continue;
+            }
+            match attach_target(tracer, pid, probes, &self.names) {
+                Ok(t) => {
+                    eprintln!(
+                        "lockscope agent: tracing pid {pid} ({})",
+                        term_safe(&t.target.comm)
+                    );
+                    // A probe that failed because the process exited meanwhile lost nothing.
+                    if let Some(r) = t.retry.as_ref().filter(|_| Ident::of(pid).is_some()) {
+                        self.losses.attach_failed += 1;
+                        eprintln!(
+                            "lockscope agent: pid {pid}: probes not placed (futex waits are traced; retrying): {}",
+                            r.why
+                        );
+                    }
+                    self.capped.remove(&pid);
+                    self.targets.insert(pid, t);
+                }
+                // It exited between the scan and the attach: nothing was lost.
+                Err(_) if Ident::of(pid).is_none() => {}
+                Err(e) => {
+                    // Not traceable at all (not ours to trace): not tried again.
+                    self.refused.insert(pid);
+                    self.losses.attach_failed += 1;
+                    eprintln!("lockscope agent: cannot trace pid {pid}: {e:#}");
+                }
+            }
+        }
+        self.retry_probes(tracer, probes);
+    }
+
+    /// Places the probes of targets whose last attempt failed, when their backoff is up.
+    fn retry_probes(&mut self, tracer: &mut Tracer, probes: &Probes) {
+        let now = Instant::now();
+        for (pid, t) in &mut self.targets {
+            let Some(r) = &t.retry else { continue };
+            if r.at > now {
+                continue;
+            }
+            let delay = r.delay;
+            match place(tracer, t, probes) {
+                Ok(()) => eprintln!(
+                    "lockscope agent: pid {pid}: probes placed on retry ({})",
+                    t.probes
+                ),
+                Err(e) => {
+                    let delay = (delay * 2).min(RETRY_MAX);
+                    t.retry = Some(Retry {
+                        at: now + delay,
+                        delay,
+                        why: format!("{e:#}"),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Stops tracing `pid` and frees what the kernel held for it: its rows, in-flight slots
+    /// and the stacks no other target's rows name.
+    pub(super) fn drop_target(&mut self, tracer: &mut Tracer, pid: u32, why: Change) -> Result<()> {
+        let Some(t) = self.targets.remove(&pid) else {
+            return Ok(());
+        };
+        eprintln!(
+            "lockscope agent: pid {pid} ({}) {}; dropped",
+            term_safe(&t.target.comm),
+            why.name()
+        );
+        tracer.remove_target(pid)?;
+        tracer.detach_uprobes(t.uprobes)?;
+        let tids: BTreeSet<u32> = t.threads.keys().copied().collect();
+        self.owner.retain(|_, p| *p != pid);
+        let now = Instant::now();
+        self.retired.extend(tids.iter().map(|&tid| (tid, now)));
+        forget_rows(tracer, t.waits.keys(), t.wakes.keys(), &tids)?;
+        let kept: HashSet<u64> = self
+            .targets
+            .values()
+            .flat_map(|o| {
+                o.waits
+                    .keys()
+                    .map(|k| k.stack_id)
+                    .chain(o.wakes.keys().map(|k| k.stack_id))
+            })
+            .collect();
+        let mut stacks: BpfHashMap<_, u64, StackFrames> =
+            BpfHashMap::try_from(tracer.ebpf.map_mut(map::STACKS).context("STACKS map")?)?;
+        for id in t
+            .waits
+            .keys()
+            .map(|k| k.stack_id)
+            .chain(t.wakes.keys().map(|k| k.stack_id))
+            .filter(|id| !kept.contains(id))
+        {
+            // Already gone is fine.
+            let _ = stacks.remove(&id);
+            self.stacks.remove(&id);
+        }
+        Ok(())
+    }
+}
+
+/// Reads in a row a stack must go unnamed by any row before it is deleted: longer than a
+/// hand-off can wait in its slot (2 s) plus a tick, so a stack whose row is still to come is
+/// never taken.
+const SWEEP_AFTER: u32 = 4;
+
+impl State {
+    /// Deletes the kernel's stacks that no traced process's rows have named for
+    /// [`SWEEP_AFTER`] reads: those of waits deleted as lost or of threads already gone.
+    pub(super) fn sweep_stacks(&mut self, tracer: &mut Tracer) -> Result<()> {
+        let named: HashSet<u64> = self
+            .targets
+            .values()
+            .flat_map(|t| {
+                t.waits
+                    .keys()
+                    .map(|k| k.stack_id)
+                    .chain(t.wakes.keys().map(|k| k.stack_id))
+            })
+            .collect();
+        let mut stale = Vec::new();
+        let mut next = HashMap::new();
+        for &id in self.stacks.keys().filter(|id| !named.contains(id)) {
+            let n = self.unreferenced.get(&id).copied().unwrap_or(0) + 1;
+            if n >= SWEEP_AFTER {
+                stale.push(id);
+            } else {
+                next.insert(id, n);
+            }
+        }
+        self.unreferenced = next;
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let mut stacks: BpfHashMap<_, u64, StackFrames> =
+            BpfHashMap::try_from(tracer.ebpf.map_mut(map::STACKS).context("STACKS map")?)?;
+        for id in stale {
+            let _ = stacks.remove(&id);
+            self.stacks.remove(&id);
+        }
+        Ok(())
+    }
+}
+
+/// A process's CPU time so far (utime + stime, in clock ticks); 0 when unreadable.
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = s.rsplit_once(')')?.1.to_string();
+            Some(
+                after
+                    .split_whitespace()
+                    .skip(11)
+                    .take(2)
+                    .filter_map(|v| v.parse::<u64>().ok())
+                    .sum(),
+            )
+        })
+        .unwrap_or(0)
+}
+
+/// Places `t`'s uprobes (the bundled map's phases, goroutine probes). On failure the ones
+/// placed are taken off again, and the caller retries later.
+fn place(tracer: &mut Tracer, t: &mut Traced, probes: &Probes) -> Result<()> {
+    let placed = session::place(tracer, &t.target, t.map.as_ref(), probes);
+    let uprobes = tracer.take_uprobes();
+    match placed {
+        Ok(_) => {
+            t.probes = uprobes.len();
+            t.uprobes = uprobes;
+            t.retry = None;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = tracer.detach_uprobes(uprobes);
+            Err(e)
+        }
+    }
+}
+
+/// Finds what `pid` runs and adds it to the kernel's set (its futex waits are traced from
+/// here on), then places its uprobes; failed probes are left to [`State::retry_probes`].
+fn attach_target(
+    tracer: &mut Tracer,
+    pid: u32,
+    probes: &Probes,
+    names: &SharedNames,
+) -> Result<Traced> {
+    let ident = Ident::of(pid).context("the process is gone")?;
+    let mut target = sys::target(pid)?;
+    // With capabilities rather than root, only processes the caller could ptrace.
+    sys::check_may_trace(target.tgid)?;
+    // A deleted or replaced executable is read as the file the process runs.
+    target.exe = target.exe.as_deref().map(|e| live_exe(target.tgid, e));
+    let map = session::recognise(&mut target, probes);
+    tracer.add_target(target.tgid)?;
+    let mut maps = MapHistory::default();
+    maps.refresh(pid);
+    let mut sym = StackSymbolizer::new(MapHistory::default());
+    sym.share_names(names.clone());
+    let mut t = Traced {
+        cgroup: sys::cgroup(pid),
+        probes: 0,
+        target,
+        map,
+        uprobes: tracer.take_uprobes(),
+        attached_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        attached: Instant::now(),
+        maps,
+        threads: BTreeMap::new(),
+        sym,
+        waits: Default::default(),
+        leftovers: Default::default(),
+        exported: Default::default(),
+        exported_behind: Default::default(),
+        wakes: Default::default(),
+        window: [None, None],
+        sites: Vec::new(),
+        ident,
+        retry: None,
+    };
+    if let Err(e) = place(tracer, &mut t, probes) {
+        t.retry = Some(Retry {
+            at: Instant::now() + RETRY_FIRST,
+            delay: RETRY_FIRST,
+            why: format!("{e:#}"),
+        });
+    }
+    Ok(t)
+}

@@ -1,0 +1,338 @@
+//! Root integration tests from C and C++ servers as users run them: RocksDB's db_bench attached
+//! mid-run (no wait longer than seen, the cache method as the site, DWARF stacks through
+//! librocksdb), a thread asleep at attach lending no time to its later waits, header totals
+//! equal to the rows' sums, and futex words used as one thread's event set apart from a real
+//! mutex. The C programs are built here with gcc -O2.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use common::*;
+
+/// A file `launch` wrote into the test's temp dir (`tmp` would remove it).
+fn saved(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join(format!("lockscope-it-{}", std::process::id()))
+        .join(name)
+}
+
+/// `lockscope report PROFILE --format json --by BY --waits WAITS`: the whole report.
+fn report(profile: &Path, by: &str, waits: &str) -> Value {
+    let out = lockscope()
+        .arg("report")
+        .arg(profile)
+        .args([
+            "--format", "json", "--by", by, "--top", "1000", "--waits", waits,
+        ])
+        .output()
+        .expect("run lockscope report");
+    assert!(out.status.success(), "report: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("report JSON")
+}
+
+fn rows(report: &Value) -> Vec<(String, String, u64)> {
+    report["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap_or("").to_string(),
+                r["class"].as_str().unwrap_or("").to_string(),
+                r["total_ns"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// True if `tool` is installed; otherwise says which Debian package brings it and skips, or
+/// under `LOCKSCOPE_REQUIRE_ROOT` (as `cargo xtask test` runs) fails.
+fn have(tool: &str, package: &str) -> bool {
+    if Path::new(tool).exists() {
+        return true;
+    }
+    let why = format!("{tool} missing (apt-get install {package})");
+    assert!(std::env::var_os(REQUIRE_ROOT).is_none(), "{why}");
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// The longest single wait of any row of the profile.
+fn longest_wait(p: &Value) -> u64 {
+    p["waits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["max_ns"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn futex_words_used_as_one_threads_event_are_not_lock_contention() {
+    if !can_trace() {
+        return;
+    }
+    let bin = build_c("event_words", "event_words", &["-O2"]);
+    let (_, stdout) = launch("event-words", &bin, &["2"], &[]);
+    let path = saved("event-words.json");
+    let contention = rows(&report(&path, "function", "contention"));
+    eprintln!("contention: {contention:?}");
+    assert_eq!(
+        contention.first().map(|r| r.0.as_str()),
+        Some("contended_site"),
+        "{stdout}"
+    );
+    assert!(
+        contention.iter().all(|r| r.0 != "wait_for_commit"),
+        "{contention:?}"
+    );
+    let idle = rows(&report(&path, "function", "idle"));
+    eprintln!("idle: {idle:?}");
+    let event = idle
+        .iter()
+        .find(|r| r.0 == "wait_for_commit")
+        .unwrap_or_else(|| panic!("no wait_for_commit among the idle waits: {idle:?}"));
+    assert_eq!(event.1, "idle-event", "{idle:?}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("idle waits, not lock contention") && l.contains("events")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn header_timeouts_equal_the_rows_sum_and_the_programs_own_count() {
+    if !can_trace() {
+        return;
+    }
+    let bin = build_c("timeouts", "timeouts", &["-O2"]);
+    // The scheduler hooks see a timeout only if the wait slept first (a 200 µs timer can fire
+    // before the thread leaves the CPU): within 1% of the program's count there...
+    let (p, _) = launch("timeouts-sched", &bin, &["4000"], &["--hooks", "sched"]);
+    let sched: u64 = p["waits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["timeouts"].as_u64().unwrap())
+        .sum();
+    assert!(
+        (7920..=8000).contains(&sched),
+        "scheduler hooks: {sched} timeouts of 8000"
+    );
+    // ...and every one on the syscall hooks, which see each call's return.
+    let (p, stdout) = launch("timeouts", &bin, &["4000"], &["--hooks", "syscalls"]);
+    let own: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("timeouts "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no own count in:\n{stdout}"));
+    let rows_sum: u64 = p["waits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["timeouts"].as_u64().unwrap())
+        .sum();
+    let path = saved("timeouts.json");
+    let json_total = report(&path, "stack", "contention")["totals"]["timeouts"]
+        .as_u64()
+        .unwrap();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("not counted as contention"))
+        .unwrap_or_else(|| panic!("no header line in:\n{stdout}"));
+    eprintln!("own {own}, rows {rows_sum}, json {json_total}: {line}");
+    assert_eq!(own, 8000, "every wait should time out");
+    assert_eq!(rows_sum, own);
+    assert_eq!(json_total, rows_sum);
+    let shown = format!("· {} timeouts", fmt_thousands(rows_sum));
+    assert!(line.contains(&shown), "want '{shown}' in: {line}");
+}
+
+fn fmt_thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn a_thread_asleep_at_attach_lends_no_time_to_its_later_waits() {
+    if !can_trace() {
+        return;
+    }
+    let bin = build_c("resleep", "resleep", &["-O2"]);
+    let mut child = Command::new(&bin)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start resleep");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let w = Workload(child);
+    std::thread::sleep(Duration::from_millis(200));
+    for round in 0..3 {
+        let path = tmp(&format!("resleep-{round}.json"));
+        let out = record(&w.pid(), "1s", &path);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let p = load(&path);
+        let longest = longest_wait(&p);
+        let attach = p["meta"]["attach_ns"].as_u64().unwrap();
+        eprintln!("round {round}: attached in {attach} ns, longest wait {longest} ns");
+        // Every real wait is under ~60 ms; allow scheduling delay on a busy host.
+        assert!(
+            longest < 250_000_000,
+            "a {longest} ns wait (attach took {attach} ns)"
+        );
+    }
+}
+
+/// db_bench on a tmpfs database: fillseq, then readrandom on one hot LRU shard.
+fn db_bench_run(db: &Path, seconds: u32) -> Option<Workload> {
+    if !have("/usr/bin/db_bench", "rocksdb-tools") {
+        return None;
+    }
+    let fill = Command::new("db_bench")
+        .args(["--benchmarks=fillseq", "--num=300000", "--disable_wal=1"])
+        .arg(format!("--db={}", db.display()))
+        .output()
+        .expect("run db_bench");
+    assert!(
+        fill.status.success(),
+        "db_bench fillseq: {}",
+        text(&fill.stderr)
+    );
+    let child = Command::new("db_bench")
+        .args([
+            "--benchmarks=readrandom",
+            "--use_existing_db",
+            "--threads=8",
+            "--cache_size=8388608",
+            "--cache_numshardbits=0",
+            "--num=300000",
+        ])
+        .arg(format!("--duration={seconds}"))
+        .arg(format!("--db={}", db.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start db_bench");
+    Some(Workload(child))
+}
+
+#[test]
+fn db_bench_attached_mid_run_names_the_cache_and_no_wait_outlasts_the_recording() {
+    if !can_trace() {
+        return;
+    }
+    let db = Path::new("/dev/shm").join(format!("lockscope-it-rocksdb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&db);
+    let Some(w) = db_bench_run(&db, 12) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let path = tmp("db_bench.json");
+    let out = record_with(&w.pid(), "2s", &path, &["--unwind", "dwarf"]);
+    drop(w);
+    let _ = std::fs::remove_dir_all(&db);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let p = load(&path);
+    let longest = longest_wait(&p);
+    assert!(
+        longest < 1_000_000_000,
+        "a {longest} ns wait in a 2 s recording"
+    );
+    let by_function = rows(&report(&path, "function", "contention"));
+    eprintln!(
+        "db_bench --by function: {:?}",
+        &by_function[..by_function.len().min(5)]
+    );
+    // No wrapper is a site; the hottest RocksDB site is a cache method. (glibc's malloc
+    // arena lock, taken inside free(), can outrank it: that row is `_int_free`.)
+    assert!(
+        by_function
+            .iter()
+            .all(|r| !r.0.contains("port::Mutex") && !r.0.contains("port::CondVar")),
+        "a wrapper is a site: {by_function:?}"
+    );
+    let top = &by_function
+        .iter()
+        .find(|r| r.0.starts_with("rocksdb::"))
+        .expect("a RocksDB site")
+        .0;
+    assert!(
+        top.contains("LRUCache"),
+        "top RocksDB site {top}: {by_function:?}"
+    );
+    // DWARF stacks pass through librocksdb (no frame pointers) to start_thread.
+    let modules = p["modules"].as_array().unwrap();
+    let rocks = modules
+        .iter()
+        .position(|m| m["path"].as_str().unwrap_or("").contains("librocksdb"))
+        .expect("librocksdb among the modules");
+    let through = p["stacks"].as_array().unwrap().iter().any(|s| {
+        let frames = s["frames"].as_array().unwrap();
+        frames
+            .iter()
+            .any(|f| f["module"].as_u64() == Some(rocks as u64))
+            && frames.iter().any(|f| {
+                f["syms"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["name"] == "start_thread")
+            })
+    });
+    assert!(through, "no stack reaches start_thread through librocksdb");
+}
+
+#[test]
+fn python_gil_waits_are_contention_checked_against_the_threads_own_timing() {
+    if !can_trace() {
+        return;
+    }
+    let python = Path::new("/usr/bin/python3.11d");
+    if !have("/usr/bin/python3.11d", "python3.11-dbg") {
+        return;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/python/gil_threads.py");
+    let script = script.to_str().unwrap();
+    let (_, stdout) = launch("gil", python, &[script, "1000000"], &["--unwind", "dwarf"]);
+    let off_cpu: f64 = stdout
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("off_cpu_s="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no off_cpu_s in:\n{stdout}"));
+    let path = saved("gil.json");
+    let cats = rows(&report(&path, "category", "contention"));
+    let by_function = rows(&report(&path, "function", "contention"));
+    eprintln!("gil: off-CPU {off_cpu:.3} s by the threads' clocks; {cats:?}; {by_function:?}");
+    let gil = cats
+        .iter()
+        .find(|r| r.0.starts_with("Python GIL (CPython 3."))
+        .unwrap_or_else(|| panic!("no Python GIL category: {cats:?}\n{stdout}"));
+    let gil_s = gil.2 as f64 / 1e9;
+    // The threads were off-CPU waiting for the GIL, or runnable on a busy host: the GIL's
+    // share is most of it, and never more (10% for clock granularity).
+    assert!(
+        gil_s >= 0.5 * off_cpu && gil_s <= 1.1 * off_cpu,
+        "GIL waits {gil_s:.3} s against {off_cpu:.3} s off-CPU"
+    );
+    let top = &by_function.first().expect("contention rows").0;
+    assert!(
+        !top.contains("take_gil") && !top.contains("PyCOND") && !top.starts_with("__"),
+        "the site is the GIL's caller, not its code: {by_function:?}"
+    );
+}

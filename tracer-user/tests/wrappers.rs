@@ -1,0 +1,193 @@
+//! Root integration tests of lock wrappers as lock code: a C++ cache whose mutex is wrapped
+//! like RocksDB's `port::Mutex::Lock()` (built here with g++ -O2, with and without frame
+//! pointers; the wrapper checks the result, so it keeps its frame), and a DashMap +
+//! parking_lot program. The lock sites must be the callers, with the program's own split.
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use common::*;
+
+/// A file `launch` wrote into the test's temp dir (`tmp` would remove it).
+fn saved(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir()
+        .join(format!("lockscope-it-{}", std::process::id()))
+        .join(name)
+}
+
+/// Builds `workloads/c/wrapped_mutex.cpp` with g++ and `flags`.
+fn build_cpp(out: &str, flags: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/c/wrapped_mutex.cpp");
+    let bin = tmp(out);
+    let cc = Command::new("g++")
+        .args(flags)
+        .args(["-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("g++ is needed to build the C++ workload");
+    assert!(cc.status.success(), "g++: {}", text(&cc.stderr));
+    bin
+}
+
+/// `lockscope report PROFILE --format json --by BY EXTRA…`: the rows, or the failed run.
+fn report(profile: &Path, by: &str, extra: &[&str]) -> Vec<Value> {
+    let out = lockscope()
+        .arg("report")
+        .arg(profile)
+        .args(["--format", "json", "--by", by, "--top", "1000"])
+        .args(extra)
+        .output()
+        .expect("run lockscope report");
+    assert!(out.status.success(), "report: {}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    v["rows"].as_array().expect("rows").clone()
+}
+
+fn key(row: &Value) -> &str {
+    row["key"].as_str().unwrap_or("")
+}
+
+fn wait_ns(row: &Value) -> u64 {
+    row["total_ns"].as_u64().unwrap_or(0)
+}
+
+/// The program's own `lookup_wait_ns=N insert_wait_ns=M ...` line, as numbers.
+fn own_counts(path: &Path) -> (f64, f64) {
+    let line = std::fs::read_to_string(path).expect("the program's own counts");
+    let field = |name: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    (field("lookup_wait_ns="), field("insert_wait_ns="))
+}
+
+/// Records the wrapped-mutex program built with `flags` (mutex `kind`), and checks that
+/// `--by function` names Lookup and Insert with the program's own split of the wait.
+fn check_wrapped(name: &str, flags: &[&str], kind: &str) -> PathBuf {
+    let bin = build_cpp(name, flags);
+    let own = tmp(&format!("{name}.counts"));
+    let out_path = tmp(&format!("{name}.json"));
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&out_path)
+        .arg("--")
+        .arg(&bin)
+        .arg("3")
+        .arg(&own)
+        .arg(kind)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run lockscope");
+    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+    let rows = report(&out_path, "function", &[]);
+    let table: Vec<(String, u64)> = rows.iter().map(|r| (key(r).into(), wait_ns(r))).collect();
+    eprintln!("{name} --by function: {table:?}");
+    assert!(
+        rows.iter().all(|r| !key(r).contains("Mutex::Lock")),
+        "a wrapper is named as the site: {table:?}"
+    );
+    let site = |what: &str| -> u64 {
+        rows.iter()
+            .filter(|r| key(r).contains(what))
+            .map(wait_ns)
+            .sum()
+    };
+    let (lookup, insert) = (site("::Lookup("), site("::Insert("));
+    let total: u64 = rows.iter().map(wait_ns).sum();
+    assert!(lookup > 0 && insert > 0, "{table:?}");
+    // The two callers are (nearly) all the contention.
+    assert!((lookup + insert) as f64 >= 0.9 * total as f64, "{table:?}");
+    let (own_lookup, own_insert) = own_counts(&own);
+    let ours = lookup as f64 / (lookup + insert) as f64;
+    let theirs = own_lookup / (own_lookup + own_insert);
+    eprintln!("{name}: Lookup's share {ours:.3} traced, {theirs:.3} by the program's own clock");
+    assert!(
+        (ours - theirs).abs() <= 0.1,
+        "Lookup's share {ours:.3}, the program measured {theirs:.3}: {table:?}"
+    );
+    out_path
+}
+
+#[test]
+fn a_checked_pthread_wrapper_is_lock_code_and_its_callers_are_the_sites() {
+    if !can_trace() {
+        return;
+    }
+    let profile = check_wrapped("wrapped-nofp", &["-O2"], "pthread");
+    // The user can push the site further out: Lookup named a wrapper goes to its caller.
+    let rows = report(&profile, "function", &["--lock-wrapper", r"::Lookup\("]);
+    assert!(
+        rows.iter().all(|r| !key(r).contains("::Lookup(")),
+        "{rows:#?}"
+    );
+    assert!(rows.iter().any(|r| key(r).contains("worker")), "{rows:#?}");
+    // A bad pattern: one line, non-zero exit.
+    let out = lockscope()
+        .arg("report")
+        .arg(&profile)
+        .args(["--lock-wrapper", "Lookup("])
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, "--lock-wrapper");
+}
+
+#[test]
+fn a_wrapper_in_a_frame_pointer_build_is_lock_code_too() {
+    if !can_trace() {
+        return;
+    }
+    check_wrapped("wrapped-fp", &["-O2", "-fno-omit-frame-pointer"], "pthread");
+}
+
+#[test]
+fn a_std_mutex_wrapper_is_lock_code() {
+    if !can_trace() {
+        return;
+    }
+    check_wrapped("wrapped-std", &["-O2"], "std");
+}
+
+#[test]
+fn dashmap_and_parking_lot_waits_are_at_their_callers() {
+    if !can_trace() {
+        return;
+    }
+    let bin = workload_bin("dashlog");
+    let (_, _) = launch("dashlog", &bin, &["3"], &[]);
+    let path = saved("dashlog.json");
+    let rows = report(&path, "function", &[]);
+    let table: Vec<(String, u64)> = rows.iter().map(|r| (key(r).into(), wait_ns(r))).collect();
+    eprintln!("dashlog --by function: {table:?}");
+    let total: u64 = rows.iter().map(wait_ns).sum();
+    let share = |name: &str| -> f64 {
+        rows.iter()
+            .filter(|r| key(r) == name)
+            .map(wait_ns)
+            .sum::<u64>() as f64
+            / total.max(1) as f64
+    };
+    let (bump, log) = (share("dashlog::bump_counter"), share("dashlog::log_line"));
+    assert!(bump > 0.0 && log > 0.0, "{table:?}");
+    assert!(bump + log >= 0.95, "other sites: {table:?}");
+    assert!(
+        rows.iter()
+            .all(|r| !key(r).starts_with("dashmap::") && !key(r).contains("parking_lot")),
+        "{table:?}"
+    );
+    // The map's shard locks have a category of their own.
+    let cats = report(&path, "category", &[]);
+    let cat = |name: &str| cats.iter().find(|r| key(r) == name).map_or(0, wait_ns);
+    let names: Vec<&str> = cats.iter().map(key).collect();
+    eprintln!("dashlog --by category: {names:?}");
+    let dash = cat("DashMap shard write lock") as f64 / total.max(1) as f64;
+    assert!(
+        (dash - bump).abs() < 0.05,
+        "DashMap shard write lock {dash:.3} against bump_counter {bump:.3}: {names:?}"
+    );
+}
