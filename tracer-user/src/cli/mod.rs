@@ -137,13 +137,9 @@ pub struct ProbeArgs {
     /// `on`: fail if they cannot be placed; `off`: futex waits only.
     #[arg(long, value_enum, default_value_t = GoUprobesArg::Auto)]
     pub go_uprobes: GoUprobesArg,
-    /// Kernel hooks: `auto` (BPF trampolines where the kernel allows them, else the scheduler
-    /// tracepoints), `sched` (sched_switch and
-    /// sched_waking: other processes' syscalls pay nothing, but EAGAIN waits and wakes that
-    /// woke nobody go unseen), or `syscalls` (the syscall tracepoints: every syscall on the host
-    /// pays a little while tracing).
-    #[arg(long, value_enum, default_value_t = HooksArg::Auto, env = "LOCKSCOPE_HOOKS")]
-    pub hooks: HooksArg,
+    /// Kernel hooks: `auto`, `sched` or `syscalls` (costs and gaps: docs/sched-hooks.md).
+    #[arg(long, value_enum, default_value_t = hooks_arg::HooksArg::Auto, env = "LOCKSCOPE_HOOKS")]
+    pub hooks: hooks_arg::HooksArg,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -448,7 +444,6 @@ mod agent_args;
 #[path = "cli_hooks.rs"]
 mod hooks_arg;
 pub use agent_args::AgentArgs;
-pub use hooks_arg::HooksArg;
 
 #[cfg(test)]
 #[path = "cli_tests.rs"]
