@@ -106,7 +106,7 @@ fn sleeping_waits_equal_bpftraces_count_on_the_same_run() {
         let began = counter(&p, "wait_calls");
         let ended = recorded(&p);
         eprintln!("{mode}: bpftrace {reference} sleeping waits; lockscope {began} begun, {ended} recorded");
-        assert!(reference > 10_000, "{mode}: bpftrace saw {reference}");
+        assert!(reference > 1_000, "{mode}: bpftrace saw {reference}");
         assert_eq!(began, reference, "{mode}: waits begun");
         // Every wait begun is recorded but for a few per ten thousand: under load a few
         // futex_waitv waits in DWARF mode go unrecorded (an open bug, see docs/sched-hooks.md).
