@@ -10,6 +10,8 @@ pub mod filter;
 pub mod futex;
 pub mod goroutine;
 pub mod handoff;
+pub mod sched;
+pub mod snapshot;
 pub mod wait_stats;
 
 pub use blame::{ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, MAP_SLOTS, NUM_PHASES};
@@ -17,6 +19,12 @@ pub use filter::{MAX_TARGETS, TGID_SET};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 pub use goroutine::{GoCall, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
 pub use handoff::{Handoff, HandoffKey, HANDED_OFF, HANDOFF_SLOTS, TIMED_OUT_SNAPSHOT};
+pub use sched::{SchedWait, SCHED_NOT_WOKEN};
+pub use snapshot::{
+    SmallStackSnapshot, SnapshotHeader, StackSnapshot, StackSnapshotOf, SNAPSHOT_MAX_BYTES,
+    SNAPSHOT_MIN_BYTES, SNAPSHOT_RING_BYTES, SNAPSHOT_SMALL_BYTES, SNAP_SWITCH_OUT, SNAP_WAIT_END,
+    SNAP_WHOLE,
+};
 pub use wait_stats::WaitStats;
 
 /// Deepest user stack the kernel side records (the kernel's default `perf_event_max_stack`).
@@ -173,48 +181,14 @@ pub enum Counter {
     HandedOff,
     /// A handed-off wait found no free slot: recorded with no waker.
     HandoffsFull,
+    /// Scheduler hooks: the sleeping-waiter map was full; the wait is lost.
+    SchedTasksFull,
+    /// Scheduler hooks: a wait ended with no wake seen in a futex call (a timer, a signal
+    /// from the kernel, or a wake lockscope cannot see); recorded as a timeout.
+    WakerUnseen,
 }
 
-pub const NUM_COUNTERS: u32 = 18;
-
-/// The largest user-stack copy a DWARF-mode snapshot holds. Reads are tried at this size and
-/// at halves down to [`SNAPSHOT_MIN_BYTES`], since a copy may not run past the stack's top.
-pub const SNAPSHOT_MAX_BYTES: usize = 16384;
-pub const SNAPSHOT_MIN_BYTES: usize = 1024;
-/// `fp+cfi` mode's copy: enough for the frameless library frames between the futex call and
-/// the first frame that keeps a frame pointer; the frame-pointer walk goes on from there.
-/// Snapshots this small use records of this size, so the ring holds 4× as many.
-pub const SNAPSHOT_SMALL_BYTES: usize = 4096;
-/// The snapshot ring buffer's size: ~500 DWARF records or ~2,000 `fp+cfi` records. User space
-/// drains it every tick, and sooner when a record finds it a quarter full.
-pub const SNAPSHOT_RING_BYTES: usize = 8 << 20;
-
-/// One wait that slept, in DWARF mode: its aggregate key and wait time, the user registers
-/// unwinding starts from, and a copy of the user stack from `sp` up.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct SnapshotHeader {
-    pub key: WaitKey,
-    pub wait_ns: u64,
-    pub ip: u64,
-    pub sp: u64,
-    pub bp: u64,
-    /// Bytes of `data` that hold stack (0 when no read succeeded).
-    pub len: u32,
-    pub _pad: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct StackSnapshotOf<const N: usize> {
-    pub hdr: SnapshotHeader,
-    pub data: [u8; N],
-}
-
-/// A DWARF-mode record.
-pub type StackSnapshot = StackSnapshotOf<SNAPSHOT_MAX_BYTES>;
-/// An `fp+cfi`-mode record.
-pub type SmallStackSnapshot = StackSnapshotOf<SNAPSHOT_SMALL_BYTES>;
+pub const NUM_COUNTERS: u32 = 20;
 
 /// Map names, shared so neither side spells them twice.
 pub mod map {
@@ -245,6 +219,10 @@ pub mod map {
     pub const ONCPU: &str = "ONCPU";
     /// The sampled stacks by id: apart from `STACKS`, so samples never crowd out wait stacks.
     pub const ONCPU_STACKS: &str = "ONCPU_STACKS";
+    /// Scheduler hooks: target threads asleep in a futex wait, by task address.
+    pub const SCHED_TASKS: &str = "SCHED_TASKS";
+    /// Scheduler hooks: waits asleep at attach, by futex word (their tid).
+    pub const SEEDED: &str = "SEEDED";
 }
 
 /// On-CPU sampling frequency per CPU (software CPU clock) for the `sync.Map` fast-path
@@ -283,6 +261,8 @@ mod pod {
     unsafe impl aya::Pod for HandoffKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for Handoff {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SchedWait {}
 }
 
 /// Histogram bucket for a wait of `ns` nanoseconds: `floor(log2(ns)) + 1`, 0 for 0, clamped to
@@ -421,6 +401,16 @@ pub mod prog {
         (FUTEX_WAIT_ENTER, &["sys_enter_futex_wait"]),
         (FUTEX_WAITV_ENTER, &["sys_enter_futex_waitv"]),
         (FUTEX_WAKE_ENTER, &["sys_enter_futex_wake"]),
+    ];
+
+    /// Scheduler hooks (`tp_btf`): a target thread leaves the CPU asleep in a futex wait.
+    pub const SCHED_SWITCH: &str = "sched_switch";
+    /// Scheduler hooks (`tp_btf`): in the waker's context, a sleeping target thread is woken.
+    pub const SCHED_WAKING: &str = "sched_waking";
+    /// (program, `tp_btf` event), in attach order: the switch, which ends waits, first.
+    pub const SCHED: [(&str, &str); 2] = [
+        (SCHED_SWITCH, "sched_switch"),
+        (SCHED_WAKING, "sched_waking"),
     ];
 
     /// BPF trampolines on the kernel's futex functions, where the kernel allows them:

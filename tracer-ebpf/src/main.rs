@@ -10,6 +10,7 @@ mod maps;
 mod oncpu;
 mod phase;
 mod rows;
+mod sched;
 mod snapshot;
 mod stack;
 mod trampoline;

@@ -7,8 +7,8 @@ use aya_ebpf::helpers::{
     generated::{bpf_probe_read_user, bpf_task_pt_regs},
 };
 use tracer_common::{
-    Counter, StackSnapshotOf, WaitKey, SNAPSHOT_MAX_BYTES, SNAPSHOT_MIN_BYTES, SNAPSHOT_RING_BYTES,
-    SNAPSHOT_SMALL_BYTES,
+    Counter, SnapshotHeader, StackSnapshotOf, WaitKey, SNAPSHOT_MAX_BYTES, SNAPSHOT_MIN_BYTES,
+    SNAPSHOT_RING_BYTES, SNAPSHOT_SMALL_BYTES, SNAP_WAIT_END, SNAP_WHOLE,
 };
 
 use aya_log_ebpf::debug;
@@ -36,19 +36,48 @@ pub fn enabled() -> u32 {
 /// request of at most [`SNAPSHOT_SMALL_BYTES`] (`fp+cfi` mode) uses the small record size.
 #[inline(always)]
 pub fn emit(key: &WaitKey, wait_ns: u64) {
+    emit_part(key, wait_ns, SNAP_WHOLE);
+}
+
+/// [`emit`] for one `part` of a wait (`tracer_common::SNAP_*`).
+#[inline(always)]
+pub fn emit_part(key: &WaitKey, wait_ns: u64, part: u32) {
     let want = enabled() as usize;
     if want == 0 {
         return;
     }
     if want <= SNAPSHOT_SMALL_BYTES {
-        emit_sized::<SNAPSHOT_SMALL_BYTES>(key, wait_ns, want);
+        emit_sized::<SNAPSHOT_SMALL_BYTES>(key, wait_ns, want, part);
     } else {
-        emit_sized::<SNAPSHOT_MAX_BYTES>(key, wait_ns, want);
+        emit_sized::<SNAPSHOT_MAX_BYTES>(key, wait_ns, want, part);
     }
 }
 
+/// Scheduler hooks: the end of a wait whose stack went at its switch-out (begun at
+/// `start_ns`): its final key and time, no stack.
 #[inline(always)]
-fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize) {
+pub fn emit_end(key: &WaitKey, wait_ns: u64, start_ns: u64) {
+    if enabled() == 0 {
+        return;
+    }
+    let Some(mut entry) = SNAPSHOTS.reserve::<SnapshotHeader>(0) else {
+        bump(Counter::SnapshotsDropped);
+        return;
+    };
+    entry.write(SnapshotHeader {
+        key: *key,
+        wait_ns,
+        ip: start_ns,
+        sp: 0,
+        bp: 0,
+        len: 0,
+        part: SNAP_WAIT_END,
+    });
+    entry.submit(BPF_RB_NO_WAKEUP as u64);
+}
+
+#[inline(always)]
+fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize, part: u32) {
     let Some(mut entry) = SNAPSHOTS.reserve::<StackSnapshotOf<N>>(0) else {
         bump(Counter::SnapshotsDropped);
         debug!(
@@ -70,7 +99,7 @@ fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize) {
         (*snap).hdr.ip = ip;
         (*snap).hdr.sp = sp;
         (*snap).hdr.bp = bp;
-        (*snap).hdr._pad = 0;
+        (*snap).hdr.part = part;
         // Constant sizes only (the verifier wants them); a copy may not run past the top of
         // the stack's mapping, so smaller sizes are tried in turn.
         let dst = (*snap).data.as_mut_ptr().cast();

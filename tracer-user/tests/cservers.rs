@@ -113,7 +113,21 @@ fn header_timeouts_equal_the_rows_sum_and_the_programs_own_count() {
         return;
     }
     let bin = build_c("timeouts", "timeouts", &["-O2"]);
-    let (p, stdout) = launch("timeouts", &bin, &["4000"], &[]);
+    // The scheduler hooks see a timeout only if the wait slept first (a 200 µs timer can fire
+    // before the thread leaves the CPU): within 1% of the program's count there...
+    let (p, _) = launch("timeouts-sched", &bin, &["4000"], &["--hooks", "sched"]);
+    let sched: u64 = p["waits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["timeouts"].as_u64().unwrap())
+        .sum();
+    assert!(
+        (7920..=8000).contains(&sched),
+        "scheduler hooks: {sched} timeouts of 8000"
+    );
+    // ...and every one on the syscall hooks, which see each call's return.
+    let (p, stdout) = launch("timeouts", &bin, &["4000"], &["--hooks", "syscalls"]);
     let own: u64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("timeouts "))

@@ -11,6 +11,10 @@
  *            FUTEX_WAKE wakes one (CALLS round trips; ns per round trip)
  *   getppid  getppid(2): an unrelated system call, for the host-wide tax of tracepoints
  *   ignored  FUTEX_TRYLOCK_PI on a free word: an op that neither waits nor wakes
+ *   waitv    like block, but the partner thread waits with futex_waitv(2)
+ *   restart  a thread waits (FUTEX_WAIT, 10 s timeout) until main wakes it after CALLS ms;
+ *            stopped and continued from outside meanwhile (SIGSTOP, SIGCONT), its wait
+ *            resumes through restart_syscall(2)
  *
  * Prints {"mode": MODE, "calls": N, "ns_per_call": X, "ops_per_sec": Y}.
  */
@@ -28,7 +32,9 @@
 static _Atomic uint32_t word;
 static long calls;
 
-static long futex(void *addr, int op, uint32_t val) {
+/* Always inlined: the word at the user SP on entry to syscall() is then a return address into
+ * the caller (main, partner), which tells the two threads' wakes apart without frame pointers. */
+static inline __attribute__((always_inline)) long futex(void *addr, int op, uint32_t val) {
     return syscall(SYS_futex, addr, op | FUTEX_PRIVATE_FLAG, val, NULL, NULL, 0);
 }
 
@@ -43,21 +49,46 @@ static void sleep_s(double s) {
     nanosleep(&ts, NULL);
 }
 
+static int use_waitv;
+
+/* futex_waitv(2) on the one word (struct futex_waitv from linux/futex.h, Linux >= 5.16). */
+static long waitv(void *addr, uint32_t val) {
+#ifdef SYS_futex_waitv
+    struct futex_waitv w = {.val = val, .uaddr = (uintptr_t)addr, .flags = 2 | 128};
+    return syscall(SYS_futex_waitv, &w, 1, 0, NULL, 0);
+#else
+    return futex(addr, FUTEX_WAIT, val);
+#endif
+}
+
 /* The ping-pong partner: waits for 1, sets 0 and wakes the main thread. */
 static void *partner(void *arg) {
     (void)arg;
     for (long i = 0; i < calls; i++) {
-        while (atomic_load(&word) != 1)
-            futex(&word, FUTEX_WAIT, 0);
+        while (atomic_load(&word) != 1) {
+            if (use_waitv)
+                waitv(&word, 0);
+            else
+                futex(&word, FUTEX_WAIT, 0);
+        }
         atomic_store(&word, 0);
         futex(&word, FUTEX_WAKE, 1);
     }
     return NULL;
 }
 
+/* restart: waits with a timeout until main sets the word. */
+static void *timed_waiter(void *arg) {
+    (void)arg;
+    struct timespec ts = {10, 0};
+    while (atomic_load(&word) == 0)
+        syscall(SYS_futex, &word, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 0, &ts, NULL, 0);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: futex_loop wake|eagain|block|getppid|ignored CALLS [--start-delay S] [--linger S]\n");
+        fprintf(stderr, "usage: futex_loop wake|eagain|block|waitv|restart|getppid|ignored CALLS [--start-delay S] [--linger S]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -71,9 +102,13 @@ int main(int argc, char **argv) {
     }
     sleep_s(start_delay);
     pthread_t t;
-    int block = !strcmp(mode, "block");
+    use_waitv = !strcmp(mode, "waitv");
+    int block = !strcmp(mode, "block") || use_waitv;
+    int restart = !strcmp(mode, "restart");
     if (block)
         pthread_create(&t, NULL, partner, NULL);
+    if (restart)
+        pthread_create(&t, NULL, timed_waiter, NULL);
     double t0 = now();
     if (!strcmp(mode, "wake")) {
         for (long i = 0; i < calls; i++)
@@ -93,6 +128,10 @@ int main(int argc, char **argv) {
             futex(&word, FUTEX_TRYLOCK_PI, 0);
             atomic_store(&word, 0);
         }
+    } else if (restart) {
+        sleep_s(calls / 1000.0);
+        atomic_store(&word, 1);
+        futex(&word, FUTEX_WAKE, 1);
     } else if (!strcmp(mode, "getppid")) {
         for (long i = 0; i < calls; i++)
             syscall(SYS_getppid);
@@ -101,7 +140,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     double dt = now() - t0;
-    if (block)
+    if (block || restart)
         pthread_join(t, NULL);
     printf("{\"mode\": \"%s\", \"calls\": %ld, \"ns_per_call\": %.1f, \"ops_per_sec\": %.0f}\n", mode,
            calls, dt * 1e9 / calls, calls / dt);

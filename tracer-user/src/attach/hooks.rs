@@ -1,19 +1,38 @@
 //! hooks: which kernel hooks carry the futex events. BPF trampolines (fentry/fexit) on the
-//! kernel's futex functions cost untraced processes nothing; syscall tracepoints set the
-//! syscall-work flag on every task of the host while attached, so every syscall on the machine
-//! pays a little. lockscope loads the trampolines where the kernel allows them (the load is
-//! the feature probe) and falls back to the tracepoints, saying why.
+//! kernel's futex functions cost untraced processes nothing; the scheduler tracepoints
+//! (`sched_switch`, `sched_waking`) cost them one lookup per context switch but see only waits
+//! that slept; syscall tracepoints set the syscall-work flag on every task of the host while
+//! attached, so every syscall on the machine pays a little. lockscope loads the trampolines
+//! where the kernel allows them (the load is the feature probe), then the scheduler hooks,
+//! then the tracepoints, saying why.
 use anyhow::{anyhow, Result};
-use aya::programs::{fentry::FEntryLinkId, fexit::FExitLinkId, FEntry, FExit};
+use aya::programs::{
+    fentry::FEntryLinkId, fexit::FExitLinkId, tp_btf::BtfTracePointLinkId, BtfTracePoint, FEntry,
+    FExit,
+};
 use aya::{Btf, Ebpf};
 use tracer_common::prog;
+
+/// `--hooks`: which kernel hooks to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookChoice {
+    /// BPF trampolines where they load, else the scheduler hooks, else the syscall
+    /// tracepoints.
+    Auto,
+    /// The scheduler hooks.
+    Sched,
+    /// The syscall tracepoints: also EAGAIN waits, timeouts and wakes that woke nobody.
+    Syscalls,
+}
 
 /// The hooks in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hooks {
     /// BPF trampolines on the kernel's futex functions.
     Trampolines,
-    /// Syscall tracepoints; `why` the trampolines were not used.
+    /// `sched_switch` and `sched_waking`; `why` the trampolines were not used.
+    Sched { why: String },
+    /// Syscall tracepoints; `why` neither of the others was used.
     Tracepoints { why: String },
 }
 
@@ -23,7 +42,10 @@ impl Hooks {
         match probe {
             Ok(()) => Hooks::Trampolines,
             Err(e) => Hooks::Tracepoints {
-                why: one_line(&format!("{e:#}")),
+                why: format!(
+                    "BPF trampolines unavailable: {}",
+                    one_line(&format!("{e:#}"))
+                ),
             },
         }
     }
@@ -35,12 +57,48 @@ impl Hooks {
                 "kernel hooks: BPF trampolines on the futex functions (no cost to other processes)"
                     .into()
             }
+            Hooks::Sched { why } => format!(
+                "kernel hooks: scheduler tracepoints sched_switch + sched_waking ({why}); no \
+                 cost to other processes' syscalls; not counted on this path: EAGAIN waits, \
+                 waits woken or timed out before they slept, wakes that woke nobody (--hooks \
+                 syscalls counts them); a timed wait woken from outside a futex call counts as a timeout"
+            ),
             Hooks::Tracepoints { why } => format!(
-                "kernel hooks: syscall tracepoints (BPF trampolines unavailable: {why}); while \
-                 tracing, every syscall on this host pays a little (see BENCHMARKS.md)"
+                "kernel hooks: syscall tracepoints ({why}); while tracing, every syscall on \
+                 this host pays a little (see BENCHMARKS.md)"
             ),
         }
     }
+}
+
+/// Loads the scheduler programs (`tp_btf`): the feature probe for [`Hooks::Sched`].
+pub fn load_sched(ebpf: &mut Ebpf) -> Result<()> {
+    let btf = Btf::from_sys_fs().map_err(|e| anyhow!("no kernel BTF ({e})"))?;
+    for (name, event) in prog::SCHED {
+        btf_tp(ebpf, name)?
+            .load(event, &btf)
+            .map_err(|e| anyhow!("tp_btf on {event}: {}", one_line(&e.to_string())))?;
+    }
+    Ok(())
+}
+
+/// Attaches the loaded scheduler programs: the switch (which ends waits) before the wake.
+pub fn attach_sched(ebpf: &mut Ebpf) -> Result<Vec<TrampolineLink>> {
+    let mut links = Vec::new();
+    for (name, event) in prog::SCHED {
+        let id = btf_tp(ebpf, name)?
+            .attach()
+            .map_err(|e| anyhow!("attaching tp_btf on {event}: {e}"))?;
+        links.push(TrampolineLink::Sched(name, id));
+    }
+    Ok(links)
+}
+
+fn btf_tp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTracePoint> {
+    Ok(ebpf
+        .program_mut(name)
+        .ok_or_else(|| anyhow!("eBPF object has no program {name}"))?
+        .try_into()?)
 }
 
 /// The first line of an error chain, without the verifier log aya appends.
@@ -65,10 +123,11 @@ pub fn load_trampolines(ebpf: &mut Ebpf) -> Result<()> {
     Ok(())
 }
 
-/// A trampoline link, kept to detach it.
+/// A BPF-link-based hook (trampoline or `tp_btf`), kept to detach it.
 pub enum TrampolineLink {
     Entry(&'static str, FEntryLinkId),
     Exit(&'static str, FExitLinkId),
+    Sched(&'static str, BtfTracePointLinkId),
 }
 
 /// Attaches the loaded trampolines: every exit before any entry, so each entry seen has its
@@ -96,6 +155,7 @@ pub fn detach_trampolines(ebpf: &mut Ebpf, links: Vec<TrampolineLink>) -> Result
         match link {
             TrampolineLink::Entry(name, id) => fentry(ebpf, name)?.detach(id)?,
             TrampolineLink::Exit(name, id) => fexit(ebpf, name)?.detach(id)?,
+            TrampolineLink::Sched(name, id) => btf_tp(ebpf, name)?.detach(id)?,
         }
     }
     Ok(())
@@ -131,7 +191,7 @@ mod tests {
         };
         assert_eq!(
             why,
-            "fentry on do_futex: the BPF_PROG_LOAD syscall returned Permission denied (os \
+            "BPF trampolines unavailable: fentry on do_futex: the BPF_PROG_LOAD syscall returned Permission denied (os \
              error 13)"
         );
         let line = h.describe();

@@ -9,7 +9,7 @@ use aya::programs::{trace_point::TracePointLinkId, TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
 use tracer_common::{global, map, prog, PhaseCookie, TGID_SET};
 
-use super::hooks::{self, Hooks, TrampolineLink};
+use super::hooks::{self, HookChoice, Hooks, TrampolineLink};
 use super::klog::{self, KernelLog};
 use crate::sys::has_tracepoint;
 use crate::tracee::BundledMap;
@@ -50,9 +50,10 @@ impl Uprobes {
     }
 }
 
-/// Loads and attaches for `filter`'s processes. `snapshot_bytes` > 0 turns on DWARF mode: a
-/// stack snapshot of that many bytes for every wait that slept.
-pub fn attach(filter: Filter, snapshot_bytes: u32) -> Result<Tracer> {
+/// Loads and attaches for `filter`'s processes through the hooks `choice` allows.
+/// `snapshot_bytes` > 0 turns on DWARF mode: a stack snapshot of that many bytes for every wait
+/// that slept.
+pub fn attach(filter: Filter, snapshot_bytes: u32, choice: HookChoice) -> Result<Tracer> {
     let tgid = match filter {
         Filter::One(tgid) => tgid,
         Filter::Set => TGID_SET,
@@ -67,8 +68,8 @@ pub fn attach(filter: Filter, snapshot_bytes: u32) -> Result<Tracer> {
     let log = KernelLog::open(&mut ebpf, level);
     // Load (verify) everything before attaching anything: verification takes milliseconds, and
     // exits attached during that time would see calls whose entries nobody recorded.
-    let hooks = Hooks::choose(hooks::load_trampolines(&mut ebpf));
-    if hooks != Hooks::Trampolines {
+    let hooks = select(&mut ebpf, choice)?;
+    if matches!(hooks, Hooks::Tracepoints { .. }) {
         for (name, _) in prog::ATTACH_ORDER {
             program(&mut ebpf, name)?
                 .load()
@@ -94,12 +95,12 @@ pub fn attach(filter: Filter, snapshot_bytes: u32) -> Result<Tracer> {
     let mut missing = Vec::new();
     let trampolines = match hooks {
         Hooks::Trampolines => hooks::attach_trampolines(&mut ebpf)?,
+        Hooks::Sched { .. } => hooks::attach_sched(&mut ebpf)?,
         Hooks::Tracepoints { .. } => Vec::new(),
     };
-    let tracepoints = if trampolines.is_empty() {
-        &prog::ATTACH_ORDER[..]
-    } else {
-        &[]
+    let tracepoints = match hooks {
+        Hooks::Tracepoints { .. } => &prog::ATTACH_ORDER[..],
+        _ => &[],
     };
     for &(name, tracepoints) in tracepoints {
         let program = program(&mut ebpf, name)?;
@@ -123,6 +124,42 @@ pub fn attach(filter: Filter, snapshot_bytes: u32) -> Result<Tracer> {
         hooks,
         log,
     })
+}
+
+/// Whether `auto` picks the scheduler hooks when trampolines do not load (the root tests of
+/// pairing, holder blame, classify, stacks, record, DWARF and Go pass on both paths).
+const AUTO_PICKS_SCHED: bool = true;
+
+/// Loads the programs of the hooks `choice` asks for (the load is the feature probe).
+fn select(ebpf: &mut Ebpf, choice: HookChoice) -> Result<Hooks> {
+    match choice {
+        HookChoice::Syscalls => Ok(Hooks::Tracepoints {
+            why: "--hooks syscalls".into(),
+        }),
+        HookChoice::Sched => {
+            hooks::load_sched(ebpf).context(
+                "--hooks sched: the scheduler programs did not load; use --hooks syscalls",
+            )?;
+            Ok(Hooks::Sched {
+                why: "--hooks sched".into(),
+            })
+        }
+        HookChoice::Auto => {
+            let why = match Hooks::choose(hooks::load_trampolines(ebpf)) {
+                Hooks::Tracepoints { why } => why,
+                chosen => return Ok(chosen),
+            };
+            if !AUTO_PICKS_SCHED {
+                return Ok(Hooks::Tracepoints { why });
+            }
+            Ok(match hooks::load_sched(ebpf) {
+                Ok(()) => Hooks::Sched { why },
+                Err(e) => Hooks::Tracepoints {
+                    why: format!("{why}; scheduler hooks unavailable: {e:#}"),
+                },
+            })
+        }
+    }
 }
 
 impl Tracer {

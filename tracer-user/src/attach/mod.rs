@@ -9,5 +9,6 @@ mod klog;
 mod load;
 mod oncpu;
 
+pub(crate) use hooks::HookChoice;
 pub(crate) use klog::init_from_env as init_log_from_env;
 pub(crate) use load::{attach, Filter, Tracer, Uprobes};

@@ -81,6 +81,7 @@ impl AgentArgs {
             top_sites: self.top_sites,
             phases: self.probes.phases(),
             go_uprobes: self.probes.go_uprobes.into(),
+            hooks: self.probes.hooks.into(),
         })
     }
 }

@@ -137,6 +137,9 @@ pub struct ProbeArgs {
     /// `on`: fail if they cannot be placed; `off`: futex waits only.
     #[arg(long, value_enum, default_value_t = GoUprobesArg::Auto)]
     pub go_uprobes: GoUprobesArg,
+    /// Kernel hooks: `auto`, `sched` or `syscalls` (costs and gaps: docs/sched-hooks.md).
+    #[arg(long, value_enum, default_value_t = hooks_arg::HooksArg::Auto, env = "LOCKSCOPE_HOOKS")]
+    pub hooks: hooks_arg::HooksArg,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,6 +394,7 @@ impl RecordArgs {
                 self.unwind.options()?
             },
             go_uprobes: self.probes.go_uprobes.into(),
+            hooks: self.probes.hooks.into(),
             go_sample: self.go_sample.map(GoSample::new).transpose()?,
             follow: if self.follow_forks {
                 Follow::Forks
@@ -430,12 +434,15 @@ impl TopArgs {
             phases: self.probes.phases(),
             unwind: self.unwind.options()?,
             go_uprobes: self.probes.go_uprobes.into(),
+            hooks: self.probes.hooks.into(),
         })
     }
 }
 
 #[path = "cli_agent.rs"]
 mod agent_args;
+#[path = "cli_hooks.rs"]
+mod hooks_arg;
 pub use agent_args::AgentArgs;
 
 #[cfg(test)]

@@ -193,6 +193,13 @@ pub fn seed(tracer: &mut Tracer, asleep: &mut Vec<Asleep>, pid: u32) -> Result<(
         };
         inflight.set(slot, call, 0).is_ok()
     });
+    // The scheduler hooks see no call: they end a seeded wait at the first futex wake of its
+    // word by the target (one thread per word).
+    let mut words: aya::maps::HashMap<_, u64, u32> =
+        aya::maps::HashMap::try_from(tracer.ebpf.map_mut(map::SEEDED).context("SEEDED map")?)?;
+    for a in asleep.iter() {
+        let _ = words.insert(a.uaddr, a.tid, 0);
+    }
     Ok(())
 }
 

@@ -170,6 +170,9 @@ pub struct Recording {
     pub follow: Follow,
     /// `--go-sample`: the kernel followed this share of goroutine waits.
     pub go_sample: Option<GoSample>,
+    /// Threads asleep at attach: their stacks, for the snapshot rows of their waits on the
+    /// scheduler hooks (which cannot copy a stack at a wait's end).
+    pub asleep: Vec<(u32, u64, Vec<Addr>)>,
     /// Listened for since the command began.
     pub stops: StopSignals,
     /// The executable the target was recognised as running (an exec is a change from it).
@@ -187,6 +190,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         phases,
         follow,
         go_sample,
+        asleep,
         mut stops,
         exe,
     } = rec;
@@ -228,7 +232,13 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     thread_names(pid, &mut threads);
     let mut snapshots = match unwind {
         UnwindMode::FramePointers => None,
-        UnwindMode::FpCfi | UnwindMode::Dwarf => Some(Snapshots::take(tracer, &maps, unwind)?),
+        UnwindMode::FpCfi | UnwindMode::Dwarf => {
+            let mut s = Snapshots::take(tracer, &maps, unwind)?;
+            for (tid, start, frames) in asleep {
+                s.expect(tid, start, frames);
+            }
+            Some(s)
+        }
     };
     let mut new_stacks = NewStacks::take(tracer)?;
     let mut exec = ExecWatch::new(pid, exe);

@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tracer_common::{
-    hist_bucket, map, SnapshotHeader, StackFrames, WaitKey, WaitStats, TIMED_OUT_SNAPSHOT,
+    hist_bucket, map, SnapshotHeader, StackFrames, WaitKey, WaitStats, SNAP_SWITCH_OUT,
+    SNAP_WAIT_END, TIMED_OUT_SNAPSHOT,
 };
 
 use crate::attach::Tracer;
@@ -28,7 +29,12 @@ pub struct Snapshots {
     join: Join,
     /// The kernel's frame-pointer walks by stack id, read once each.
     kernel: HashMap<u64, Vec<u64>>,
+    /// Scheduler hooks: unwound stacks of waits not ended yet, by (tid, start ns).
+    pending: HashMap<(u32, u64), Vec<Addr>>,
 }
+
+/// Pending stacks kept at most: waits that never end as contention (timeouts) leave theirs.
+const MAX_PENDING: usize = 65536;
 
 impl Snapshots {
     /// Takes the ring buffer out of the loaded object (call inside the tokio runtime).
@@ -53,6 +59,7 @@ impl Snapshots {
                 UnwindMode::Dwarf | UnwindMode::FramePointers => Join::OnlyWhereAligned,
             },
             kernel: HashMap::new(),
+            pending: HashMap::new(),
         })
     }
 
@@ -82,6 +89,15 @@ impl Snapshots {
             // #[repr(C)], integers only, so any bytes are a valid value; read unaligned.
             let hdr: SnapshotHeader =
                 unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<SnapshotHeader>()) };
+            if hdr.part == SNAP_WAIT_END {
+                drop(item);
+                // Its stack came with its switch-out (lost if the ring was full then: the
+                // kernel row keeps that wait under its frame-pointer stack).
+                if let Some(frames) = self.pending.remove(&(hdr.key.tid, hdr.ip)) {
+                    self.add(hdr.key, frames, hdr.wait_ns);
+                }
+                continue;
+            }
             let len = (hdr.len as usize).min(item.len() - HDR);
             let stack = &item[HDR..HDR + len];
             let mut walk = self.unwinder.unwind_ended(hdr.ip, hdr.sp, hdr.bp, stack);
@@ -106,21 +122,39 @@ impl Snapshots {
                     .unwrap_or_default()
             });
             let frames = stitch(walk.0, walk.1, kernel, self.join);
-            let mut key = hdr.key;
-            let timed_out = key.flags & TIMED_OUT_SNAPSHOT != 0;
-            key.flags &= !TIMED_OUT_SNAPSHOT;
-            let row = self.rows.entry((key, frames)).or_default();
-            if timed_out {
-                row.timeouts += 1;
-                row.timeout_ns += hdr.wait_ns;
+            if hdr.part == SNAP_SWITCH_OUT {
+                if self.pending.len() >= MAX_PENDING {
+                    self.pending.clear();
+                }
+                self.pending.insert((hdr.key.tid, hdr.wait_ns), frames);
                 continue;
             }
-            row.count += 1;
-            row.total_ns += hdr.wait_ns;
-            row.max_ns = row.max_ns.max(hdr.wait_ns);
-            if let Some(b) = row.hist.get_mut(hist_bucket(hdr.wait_ns)) {
-                *b += 1;
-            }
+            self.add(hdr.key, frames, hdr.wait_ns);
+        }
+    }
+
+    /// The stack of a wait that thread `tid` began at `start_ns` with no snapshot of its own
+    /// (asleep at attach), for its [`SNAP_WAIT_END`] record.
+    pub fn expect(&mut self, tid: u32, start_ns: u64, frames: Vec<Addr>) {
+        self.pending.insert((tid, start_ns), frames);
+    }
+
+    /// One wait of `wait_ns` under `key` and its unwound stack; a key flagged
+    /// [`TIMED_OUT_SNAPSHOT`] is a timeout of the row without the flag.
+    fn add(&mut self, mut key: WaitKey, frames: Vec<Addr>, wait_ns: u64) {
+        let timed_out = key.flags & TIMED_OUT_SNAPSHOT != 0;
+        key.flags &= !TIMED_OUT_SNAPSHOT;
+        let row = self.rows.entry((key, frames)).or_default();
+        if timed_out {
+            row.timeouts += 1;
+            row.timeout_ns += wait_ns;
+            return;
+        }
+        row.count += 1;
+        row.total_ns += wait_ns;
+        row.max_ns = row.max_ns.max(wait_ns);
+        if let Some(b) = row.hist.get_mut(hist_bucket(wait_ns)) {
+            *b += 1;
         }
     }
 

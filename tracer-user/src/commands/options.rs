@@ -1,5 +1,6 @@
 //! options: what each command needs, validated and free of the command line's types — the
 //! engine's side of the samply pattern (cli/ turns clap's structs into these at once).
+use crate::attach::HookChoice;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -44,6 +45,7 @@ pub struct RecordOptions {
     /// Goroutine probes attached only part of the time.
     pub go_sample: Option<GoSample>,
     pub follow: Follow,
+    pub hooks: HookChoice,
 }
 
 /// What `report` needs, validated.
@@ -68,6 +70,7 @@ pub struct TopOptions {
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
     pub go_uprobes: GoUprobes,
+    pub hooks: HookChoice,
 }
 
 /// What the agent traces.
@@ -107,4 +110,5 @@ pub struct AgentOptions {
     pub top_sites: usize,
     pub phases: Vec<Phase>,
     pub go_uprobes: GoUprobes,
+    pub hooks: HookChoice,
 }

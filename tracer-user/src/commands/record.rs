@@ -78,6 +78,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         go_uprobes: opts.go_uprobes,
         go_sample: opts.go_sample,
         follow: opts.follow,
+        hooks: opts.hooks,
     };
     let mut session = match Session::start(target, &probes, |t| {
         collect::seed_blocked(t, &mut asleep, target_pid)
@@ -147,6 +148,10 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             stops,
             exe: target.exe.clone(),
             go_sample,
+            asleep: asleep
+                .iter()
+                .map(|a| (a.tid, a.seeded_ns, a.frames.clone()))
+                .collect(),
         },
     ))?;
     // After an exec the report names what ran last, and the map probed in it; its unwinding
@@ -186,6 +191,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     profile.meta.attach_ns = attach_ns;
     profile.meta.unwind = plan.mode.into();
     profile.meta.unwind_note = plan.why;
+    profile.meta.hooks = Some(tracer.hooks.describe());
     collect::add_blocked(&mut profile, still_blocked, &mut sym);
     crate::symbolize::Forwarders::default().mark(&mut profile);
     opts.lock_wrappers.mark(&mut profile);

@@ -21,6 +21,8 @@ pub struct Probes<'a> {
     pub go_sample: Option<GoSample>,
     /// Forks: the kernel adds the processes the target forks to a traced set.
     pub follow: Follow,
+    /// Which kernel hooks carry the futex events.
+    pub hooks: attach::HookChoice,
 }
 
 /// Recognises what `target` runs: its Go version (set on it) and the bundled map, if probed.
@@ -76,9 +78,11 @@ impl Session {
         let map = recognise(&mut target, probes);
         let plan = unwind::choose(probes.unwind, &target);
         let mut tracer = match probes.follow {
-            Follow::Off => attach::attach(Filter::One(target.tgid), plan.snapshot_bytes)?,
+            Follow::Off => {
+                attach::attach(Filter::One(target.tgid), plan.snapshot_bytes, probes.hooks)?
+            }
             Follow::Forks => {
-                let mut t = attach::attach(Filter::Set, plan.snapshot_bytes)?;
+                let mut t = attach::attach(Filter::Set, plan.snapshot_bytes, probes.hooks)?;
                 t.add_target(target.tgid)?;
                 t.follow_forks()?;
                 t

@@ -195,6 +195,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         go_uprobes: opts.go_uprobes,
         go_sample: None,
         follow: Follow::Off,
+        hooks: opts.hooks,
     };
     let Session {
         target,

@@ -251,6 +251,9 @@ pub struct Meta {
     /// Why, when `--unwind auto` chose: e.g. "auto: lockdemo has no frame pointers".
     #[serde(default)]
     pub unwind_note: Option<String>,
+    /// Which kernel hooks carried the futex events, and what that path does not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<String>,
     /// Per module, frames no symbol source named, and what would name them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unnamed: Vec<Unnamed>,

@@ -23,6 +23,7 @@ pub fn sample() -> Profile {
             stop: StopReason::Duration,
             unwind: Unwinder::FramePointers,
             unwind_note: None,
+            hooks: None,
             unnamed: Vec::new(),
             kernel: "6.18".into(),
             lockscope_version: "0.1.0".into(),

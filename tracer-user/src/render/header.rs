@@ -25,6 +25,9 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
             None => m.unwind.to_string(),
         }
     )?;
+    if let Some(hooks) = &m.hooks {
+        writeln!(out, "{hooks}")?;
+    }
     writeln!(
         out,
         "waits {} · {} of thread time waiting · lost events {} · stacks lost {}{}",

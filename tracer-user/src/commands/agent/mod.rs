@@ -56,13 +56,14 @@ pub fn run(opts: &AgentOptions) -> Result<ExitCode> {
 async fn serve(opts: &AgentOptions) -> Result<()> {
     let listener = listen::Listener::bind(&opts.listen).await?;
     // Frame-pointer stacks only: one stack-copy ring for many processes is not built yet.
-    let mut tracer = attach::attach(Filter::Set, 0)?;
+    let mut tracer = attach::attach(Filter::Set, 0, opts.hooks)?;
     let probes = Probes {
         unwind: Unwind::FramePointers,
         phases: &opts.phases,
         go_uprobes: opts.go_uprobes,
         go_sample: None,
         follow: Follow::Off,
+        hooks: opts.hooks,
     };
     let (tick_tx, tick_rx) = watch::channel(0u64);
     let ctx = Rc::new(Ctx {

@@ -1,0 +1,25 @@
+//! The scheduler hooks' state for one sleeping waiter (see tracer-ebpf's `sched`).
+
+/// Scheduler hooks: a target thread asleep in a futex wait, keyed by its `task_struct`
+/// address (all a scheduler tracepoint knows of the task being woken or switched in). Its
+/// wait itself is in [`crate::InFlight`], as on the syscall path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedWait {
+    /// The wake that woke it, as [`crate::waker_id`] ([`crate::NO_STACK`]: none seen yet, or unknown).
+    pub waker_id: u64,
+    /// The waiter's user stack, taken as it left the CPU ([`crate::NO_STACK`] if that failed).
+    pub stack_id: u64,
+    /// The waiter's leaf return address (see [`crate::WaitKey::leaf_ret`]).
+    pub leaf_ret: u64,
+    pub tid: u32,
+    /// [`crate::Outcome`] as u32, set by the wake; [`SCHED_NOT_WOKEN`] until then.
+    pub outcome: u32,
+    /// Nonzero when the wait call had a timeout: a wake from outside a futex call is then
+    /// taken for its timer.
+    pub timed: u32,
+    pub _pad: u32,
+}
+
+/// [`SchedWait::outcome`] before any wake was seen.
+pub const SCHED_NOT_WOKEN: u32 = u32::MAX;

@@ -1,0 +1,52 @@
+//! DWARF and `fp+cfi` modes' stack snapshot records (the `SNAPSHOTS` ring buffer).
+use crate::WaitKey;
+
+/// The largest user-stack copy a DWARF-mode snapshot holds. Reads are tried at this size and
+/// at halves down to [`SNAPSHOT_MIN_BYTES`], since a copy may not run past the stack's top.
+pub const SNAPSHOT_MAX_BYTES: usize = 16384;
+pub const SNAPSHOT_MIN_BYTES: usize = 1024;
+/// `fp+cfi` mode's copy: enough for the frameless library frames between the futex call and
+/// the first frame that keeps a frame pointer; the frame-pointer walk goes on from there.
+/// Snapshots this small use records of this size, so the ring holds 4× as many.
+pub const SNAPSHOT_SMALL_BYTES: usize = 4096;
+/// The snapshot ring buffer's size: ~500 DWARF records or ~2,000 `fp+cfi` records. User space
+/// drains it every tick, and sooner when a record finds it a quarter full.
+pub const SNAPSHOT_RING_BYTES: usize = 8 << 20;
+
+/// One wait that slept, in DWARF mode: its aggregate key and wait time, the user registers
+/// unwinding starts from, and a copy of the user stack from `sp` up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SnapshotHeader {
+    pub key: WaitKey,
+    pub wait_ns: u64,
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+    /// Bytes of `data` that hold stack (0 when no read succeeded).
+    pub len: u32,
+    /// Which part of a wait the record carries: [`SNAP_WHOLE`], [`SNAP_SWITCH_OUT`] or
+    /// [`SNAP_WAIT_END`].
+    pub part: u32,
+}
+
+/// A whole wait (syscall hooks: sent at the syscall's exit).
+pub const SNAP_WHOLE: u32 = 0;
+/// Scheduler hooks: the stack of a wait as its thread left the CPU, the only time it can be
+/// copied; `wait_ns` holds the wait's start (ns), which names it, and `key.waker_id` is unknown.
+pub const SNAP_SWITCH_OUT: u32 = 1;
+/// Scheduler hooks: the end of the wait that thread `key.tid` began at `ip` (ns): its final key
+/// and `wait_ns`; no stack.
+pub const SNAP_WAIT_END: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StackSnapshotOf<const N: usize> {
+    pub hdr: SnapshotHeader,
+    pub data: [u8; N],
+}
+
+/// A DWARF-mode record.
+pub type StackSnapshot = StackSnapshotOf<SNAPSHOT_MAX_BYTES>;
+/// An `fp+cfi`-mode record.
+pub type SmallStackSnapshot = StackSnapshotOf<SNAPSHOT_SMALL_BYTES>;

@@ -1,0 +1,325 @@
+//! Scheduler hooks: futex waits seen from `sched_switch` and `sched_waking` instead of the
+//! syscall tracepoints, so no task on the host gets the syscall-work flag. Untraced tasks pay
+//! one scalar tgid compare when they leave the CPU and one hash lookup (of their task address)
+//! when they are switched in or woken.
+//!
+//! - A target thread that leaves the CPU asleep (not preempted) while its saved user registers
+//!   show it inside a futex wait call begins a wait there: its futex word, start time and user
+//!   stack (it is still `current`). The wait goes in its tid's [`INFLIGHT`] slot, as on the
+//!   syscall path; its task address goes in [`SCHED_TASKS`].
+//! - `sched_waking` runs in the waker's context: if the woken task is such a waiter, the
+//!   waker's registers say whether it is in a futex wake (its stack is then taken, and its
+//!   wake row counted), in a signal-sending call (the wait was interrupted), or neither: a
+//!   timer if the wait had a timeout (recorded as a timeout), else the kernel (e.g. the wake
+//!   of a `pthread_join` at thread exit: woken, waker unknown).
+//! - The wait ends when the task is switched in again.
+//!
+//! In DWARF mode the waiter's stack copy goes at its switch-out and a header-only record at
+//! its end; user space joins them by (tid, start).
+//!
+//! Not seen here: waits that returned at once (EAGAIN) or were woken before they slept, and
+//! wakes that woke nobody. `--hooks syscalls` counts those.
+use aya_ebpf::{
+    bindings::BPF_ANY,
+    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns},
+    macros::{btf_tracepoint, map},
+    maps::{HashMap, LruHashMap},
+    programs::BtfTracePointContext,
+};
+use tracer_common::{
+    inflight_slot, waker_id, Counter, OpKind, Outcome, SchedWait, WaitKey, WakeKey, NO_STACK,
+    NUM_PHASES, SCHED_NOT_WOKEN, SNAP_SWITCH_OUT, TIMED_OUT_SNAPSHOT,
+};
+
+use crate::{
+    futex::target_tid,
+    maps::{bump, INFLIGHT},
+    phase, rows, snapshot, stack,
+};
+
+/// Target threads asleep in a futex wait, by `task_struct` address.
+#[map]
+pub static SCHED_TASKS: HashMap<u64, SchedWait> = HashMap::with_max_entries(16384, 0);
+
+/// Waits already asleep at attach (seeded by user space from /proc), by futex word: their tid.
+/// The first futex wake of the word by a target thread ends one (see `seeded_wake`).
+#[map]
+pub static SEEDED: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
+
+/// Waits a signal interrupted, by tid: `(uaddr, kind)`, for the `restart_syscall` that resumes
+/// them (its registers no longer hold the futex arguments). Rare, so an LRU is plenty.
+#[map]
+pub static RESTARTABLE: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(1024, 0);
+
+/// `TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE` (include/linux/sched.h).
+const TASK_SLEEPING: u32 = 0x3;
+
+mod regs;
+use regs::{current_call, Call, Timed};
+
+/// `sched_switch(bool preempt, task *prev, task *next, unsigned int prev_state)`; `prev` is
+/// still `current` here.
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch(ctx: BtfTracePointContext) -> u32 {
+    let preempt: u64 = ctx.arg(0);
+    let next: u64 = ctx.arg(2);
+    let prev_state: u64 = ctx.arg(3);
+    // Preemption inside the call is not a wait; a task still runnable did not sleep.
+    if preempt & 0xff == 0 && (prev_state as u32) & TASK_SLEEPING != 0 {
+        if let Some(tid) = target_tid() {
+            switch_out(&ctx, tid);
+        }
+    }
+    switch_in(next);
+    0
+}
+
+#[inline(always)]
+fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
+    let (kind, uaddr, timed) = match current_call() {
+        Call::Futex(kind, uaddr, timed) if kind.is_wait() => (kind, uaddr, timed),
+        Call::Restart => {
+            // SAFETY: copied out at once.
+            let Some(w) = (unsafe { RESTARTABLE.get(&tid) }).copied() else {
+                return;
+            };
+            let _ = RESTARTABLE.remove(&tid);
+            // Only a timed wait restarts this way (an untimed one is re-entered as itself).
+            match OpKind::from_u32(w[1] as u32) {
+                Some(kind) => (kind, w[0], Timed::Yes),
+                None => return,
+            }
+        }
+        _ => return,
+    };
+    let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(tid)) else {
+        return;
+    };
+    bump(Counter::WaitEnters);
+    // SAFETY: a helper with no preconditions.
+    let start_ns = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: the slot of this thread's tid; only this thread's switch-out writes it, and only
+    // its own switch-in (which cannot run meanwhile) frees it.
+    unsafe {
+        (*slot).tid = tid;
+        (*slot).kind = kind as u32;
+        (*slot).uaddr = uaddr;
+        (*slot).start_ns = start_ns;
+        if phase::on() {
+            (*slot).clock = phase::read_clock(u64::from(tid), uaddr);
+        } else {
+            (*slot).clock.map = 0;
+        }
+    }
+    // Visible to wakers before the stack is taken: a wake that runs before this insert (it
+    // races the sleep) finds no waiter, and the stack walk is most of this program's time.
+    let wait = SchedWait {
+        waker_id: NO_STACK,
+        stack_id: NO_STACK,
+        leaf_ret: 0,
+        tid,
+        outcome: SCHED_NOT_WOKEN,
+        timed: (timed == Timed::Yes) as u32,
+        _pad: 0,
+    };
+    // SAFETY: a helper with no preconditions.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    if SCHED_TASKS.insert(&task, &wait, BPF_ANY as u64).is_err() {
+        bump(Counter::SchedTasksFull);
+        // SAFETY: as above.
+        unsafe { (*slot).tid = 0 };
+        return;
+    }
+    let (stack_id, leaf_ret) = stack::capture(ctx);
+    if let Some(w) = SCHED_TASKS.get_ptr_mut(&task) {
+        // SAFETY: a map value; a concurrent wake writes only `waker_id` and `outcome`.
+        unsafe {
+            (*w).stack_id = stack_id;
+            (*w).leaf_ret = leaf_ret;
+        }
+    }
+    // DWARF mode: the waiter's stack can only be copied now, while it is `current`; its
+    // start time names it until its end is sent (`snapshot::emit_end`).
+    if snapshot::enabled() != 0 {
+        let key = WaitKey {
+            stack_id,
+            waker_id: NO_STACK,
+            uaddr,
+            leaf_ret,
+            tid,
+            kind: kind as u32,
+            flags: 0,
+            _pad: 0,
+        };
+        snapshot::emit_part(&key, start_ns, SNAP_SWITCH_OUT);
+    }
+}
+
+/// The wait of `next`, if it is a target thread waking from one, ends now.
+#[inline(always)]
+fn switch_in(next: u64) {
+    // SAFETY: copied out at once, then deleted.
+    let Some(w) = (unsafe { SCHED_TASKS.get(&next) }).copied() else {
+        return;
+    };
+    let _ = SCHED_TASKS.remove(&next);
+    let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(w.tid)) else {
+        return;
+    };
+    // SAFETY: this thread's slot (see switch_out); copied out, then freed.
+    let call = unsafe {
+        if (*slot).tid != w.tid {
+            return;
+        }
+        (*slot).tid = 0;
+        *slot
+    };
+    // SAFETY: a helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let waited = now.saturating_sub(call.start_ns);
+    bump(Counter::Slept);
+    let outcome = if w.outcome == SCHED_NOT_WOKEN {
+        // Woken before the switch-out was recorded (a wake racing the sleep), or by a path
+        // with no wake event: a wait with no known waker.
+        bump(Counter::WakerUnseen);
+        Outcome::Woken
+    } else {
+        Outcome::from_u32(w.outcome)
+    };
+    if outcome == Outcome::Interrupted {
+        let _ = RESTARTABLE.insert(&w.tid, &[call.uaddr, u64::from(call.kind)], 0);
+    }
+    let key = WaitKey {
+        stack_id: w.stack_id,
+        waker_id: w.waker_id,
+        uaddr: call.uaddr,
+        leaf_ret: w.leaf_ret,
+        tid: w.tid,
+        kind: call.kind,
+        flags: 0,
+        _pad: 0,
+    };
+    let blamed = if outcome == Outcome::Woken {
+        phase::split(
+            u64::from(w.tid),
+            call.uaddr,
+            &call.clock,
+            call.start_ns,
+            now,
+        )
+    } else {
+        [0; NUM_PHASES]
+    };
+    // `current` is not the waiter here: its stack went at the switch-out.
+    match outcome {
+        Outcome::Woken | Outcome::Interrupted => snapshot::emit_end(&key, waited, call.start_ns),
+        Outcome::TimedOut => {
+            let mut timed_out = key;
+            timed_out.flags |= TIMED_OUT_SNAPSHOT;
+            snapshot::emit_end(&timed_out, waited, call.start_ns);
+        }
+        _ => {}
+    }
+    let _ = rows::add_wait(&key, waited, &blamed, outcome);
+}
+
+/// `sched_waking(task *p)`, in the waker's context.
+#[btf_tracepoint(function = "sched_waking")]
+pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
+    let p: u64 = ctx.arg(0);
+    let Some(w) = SCHED_TASKS.get_ptr_mut(&p) else {
+        seeded_wake(&ctx, p);
+        return 0;
+    };
+    // SAFETY: a map value; the first wake of this sleep wins.
+    if unsafe { (*w).outcome } != SCHED_NOT_WOKEN {
+        return 0;
+    }
+    // SAFETY: as above.
+    let tid = unsafe { (*w).tid };
+    let (outcome, waker) = match current_call() {
+        Call::Futex(kind, uaddr, _) if !kind.is_wait() && wakes_word_of(tid, kind, uaddr) => {
+            (Outcome::Woken, wake(&ctx, kind, uaddr))
+        }
+        Call::Signal => (Outcome::Interrupted, NO_STACK),
+        // A timer (interrupt context: `current` is whoever ran) for a wait that had a timeout;
+        // otherwise the kernel (e.g. the futex wake of a thread's exit, for pthread_join).
+        // SAFETY: as above.
+        _ if unsafe { (*w).timed } != 0 => (Outcome::TimedOut, NO_STACK),
+        _ => {
+            bump(Counter::WakerUnseen);
+            (Outcome::Woken, NO_STACK)
+        }
+    };
+    // SAFETY: as above.
+    unsafe {
+        (*w).outcome = outcome.as_u32();
+        (*w).waker_id = waker;
+    }
+    0
+}
+
+/// Whether a futex wake `kind` of `uaddr` can be what woke thread `tid`'s wait: the same
+/// word, or a wake that also moves or wakes waiters of a second word (requeue, wake-op), or a
+/// `futex_waitv` (which waits on several words; its first is recorded). Otherwise the current
+/// task is not the waker: a timer interrupt ran in a thread that was in a wake of its own.
+#[inline(always)]
+fn wakes_word_of(tid: u32, kind: OpKind, uaddr: u64) -> bool {
+    if matches!(kind, OpKind::Requeue | OpKind::WakeOp) {
+        return true;
+    }
+    let Some(slot) = INFLIGHT.get(inflight_slot(tid)) else {
+        return true;
+    };
+    slot.tid != tid || slot.uaddr == uaddr || slot.kind == OpKind::Waitv as u32
+}
+
+/// `p` is no waiter seen sleeping. If the current task is a target thread in a futex wake of
+/// a word a thread was asleep on at attach, `p` is taken for that thread: its wait, seeded
+/// in its INFLIGHT slot, ends at `p`'s switch-in (with no stack of its own: user space has the
+/// one it read at attach).
+#[inline(always)]
+fn seeded_wake(ctx: &BtfTracePointContext, p: u64) {
+    if target_tid().is_none() {
+        return;
+    }
+    let Call::Futex(kind, uaddr, _) = current_call() else {
+        return;
+    };
+    if kind.is_wait() {
+        return;
+    }
+    // SAFETY: copied out at once.
+    let Some(tid) = (unsafe { SEEDED.get(&uaddr) }).copied() else {
+        return;
+    };
+    let _ = SEEDED.remove(&uaddr);
+    let wait = SchedWait {
+        waker_id: wake(ctx, kind, uaddr),
+        stack_id: NO_STACK,
+        leaf_ret: 0,
+        tid,
+        outcome: Outcome::Woken.as_u32(),
+        timed: 0,
+        _pad: 0,
+    };
+    let _ = SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64);
+}
+
+/// A futex wake of `uaddr` by the current task woke a sleeping target thread: its stack, its
+/// wake row (one thread woken), and the lock it released. Returns its waker id.
+#[inline(always)]
+fn wake(ctx: &BtfTracePointContext, kind: OpKind, uaddr: u64) -> u64 {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let (stack_id, leaf_ret) = stack::capture(ctx);
+    phase::learn_lock(u64::from(tid), uaddr);
+    let key = WakeKey {
+        stack_id,
+        uaddr,
+        leaf_ret,
+        tid,
+        kind: kind as u32,
+    };
+    let _ = rows::add_wake(&key, 1);
+    waker_id(stack_id, leaf_ret)
+}

@@ -1,0 +1,139 @@
+//! What a task's saved user registers (`bpf_task_pt_regs`) say it is doing: a futex call
+//! (x86_64 or ia32 numbering and registers), a restart, sending or handling a signal.
+use aya_ebpf::helpers::{
+    bpf_get_current_task_btf, bpf_probe_read_kernel, generated::bpf_task_pt_regs,
+};
+use tracer_common::{classify_futex_op, OpKind};
+
+use crate::futex::first_uaddr;
+
+// The user `struct pt_regs` saved at syscall entry (x86_64), read from `r10` to `cs`.
+const REGS_FROM: usize = 7 * 8;
+const R10: usize = 0;
+const R8: usize = 2;
+const AX: usize = 3;
+const CX: usize = 4;
+const SI: usize = 6;
+const DI: usize = 7;
+const ORIG_AX: usize = 8;
+const CS: usize = 10;
+const REGS_WORDS: usize = 11;
+const PT_REGS_BX: usize = 5 * 8;
+/// `__USER32_CS`: a compat (32-bit) task.
+const USER32_CS: u64 = 0x23;
+
+// Syscall numbers, x86_64 and ia32 (the futex2 ones are shared).
+const NR_FUTEX: u64 = 202;
+const NR32_FUTEX: u64 = 240;
+const NR32_FUTEX_TIME64: u64 = 422;
+const NR_FUTEX_WAITV: u64 = 449;
+const NR_FUTEX_WAKE: u64 = 454;
+const NR_FUTEX_WAIT: u64 = 455;
+const NR_FUTEX_REQUEUE: u64 = 456;
+const NR_RESTART_SYSCALL: u64 = 219;
+const NR32_RESTART_SYSCALL: u64 = 0;
+/// Calls that send a signal: kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo,
+/// pidfd_send_signal (x86_64).
+const NR_SIGNALS: [u64; 6] = [62, 200, 234, 129, 297, 424];
+/// The same on ia32: kill, tkill, tgkill, rt_sigqueueinfo, rt_tgsigqueueinfo.
+const NR32_SIGNALS: [u64; 5] = [37, 238, 270, 178, 335];
+
+/// Whether a wait call was given a timeout.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Timed {
+    Yes,
+    No,
+}
+
+impl Timed {
+    pub(super) fn of(timeout: u64) -> Timed {
+        if timeout == 0 {
+            Timed::No
+        } else {
+            Timed::Yes
+        }
+    }
+}
+
+/// What the current task's saved user registers say it is doing.
+pub(super) enum Call {
+    /// A futex call of this kind on this word.
+    Futex(OpKind, u64, Timed),
+    /// `restart_syscall`: resuming an interrupted call.
+    Restart,
+    /// Sending a signal.
+    Signal,
+    Other,
+}
+
+#[inline(always)]
+pub(super) fn current_call() -> Call {
+    let mut r = [0u64; REGS_WORDS];
+    // SAFETY: the current task's saved user registers, read through the checked helper into a
+    // buffer of the size asked for.
+    let compat = unsafe {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        if bpf_probe_read_kernel(regs.add(REGS_FROM).cast::<[u64; REGS_WORDS]>())
+            .map(|v| r = v)
+            .is_err()
+        {
+            return Call::Other;
+        }
+        if r[CS] == USER32_CS {
+            // ia32: uaddr in bx, op in cx.
+            bpf_probe_read_kernel(regs.add(PT_REGS_BX).cast::<u64>()).ok()
+        } else {
+            None
+        }
+    };
+    let nr = r[ORIG_AX];
+    // futex(2)'s word, op and timeout: ia32 passes them in bx, cx and si.
+    let (uaddr, op, timeout) = match compat {
+        Some(bx) => (bx & 0xffff_ffff, r[CX] & 0xffff_ffff, r[SI] & 0xffff_ffff),
+        None => (r[DI], r[SI], r[R10]),
+    };
+    let classic = match compat {
+        Some(_) => nr == NR32_FUTEX || nr == NR32_FUTEX_TIME64,
+        None => nr == NR_FUTEX,
+    };
+    if classic {
+        return match classify_futex_op(op as u32) {
+            Some(kind) => Call::Futex(kind, uaddr, Timed::of(timeout)),
+            None => Call::Other,
+        };
+    }
+    // The futex2 calls (x86_64 registers; ia32 passes the same arguments in bx, cx, dx, si,
+    // di: only their word is read there).
+    let (a0, timeout2, timeoutv) = match compat {
+        Some(_) => (uaddr, 0, 0),
+        None => (r[DI], r[R8], r[R10]),
+    };
+    match nr {
+        NR_FUTEX_WAIT => Call::Futex(OpKind::Wait2, a0, Timed::of(timeout2)),
+        NR_FUTEX_WAKE => Call::Futex(OpKind::Wake2, a0, Timed::No),
+        NR_FUTEX_WAITV => Call::Futex(OpKind::Waitv, first_uaddr(a0), Timed::of(timeoutv)),
+        NR_FUTEX_REQUEUE => Call::Futex(OpKind::Requeue, first_uaddr(a0), Timed::No),
+        _ => {
+            let restart = match compat {
+                Some(_) => NR32_RESTART_SYSCALL,
+                None => NR_RESTART_SYSCALL,
+            };
+            if nr == restart {
+                return Call::Restart;
+            }
+            let signal = match compat {
+                Some(_) => NR32_SIGNALS.iter().any(|&s| s == nr),
+                None => NR_SIGNALS.iter().any(|&s| s == nr),
+            };
+            // A thread returning from a call a signal cut short (the return value is set, its
+            // signals are being handled: e.g. it spreads a group stop to its siblings).
+            let ret = r[AX] as i64;
+            let handling = matches!(ret, -4 | -512 | -513 | -514 | -516) && (nr as i64) >= 0;
+            if signal || handling {
+                Call::Signal
+            } else {
+                Call::Other
+            }
+        }
+    }
+}
