@@ -12,6 +12,7 @@ mod phase;
 mod rows;
 mod snapshot;
 mod stack;
+mod tokio;
 mod trampoline;
 
 #[panic_handler]

@@ -98,6 +98,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         mut tracer,
         go_probes,
         go_sample,
+        ..
     } = session;
     if let Launch::Pid(pid) = opts.launch {
         if pid != target.tgid {

@@ -42,6 +42,8 @@ pub fn is_lock_internal(name: &str) -> bool {
         "dashmap::",
         "spin::",
         "tokio::loom::",
+        // tokio's async locks (`tokio acquire` rows): the user's async fn is the site.
+        "tokio::sync::",
     ];
     const CONTAINS: &[&str] = &["std::sys::", "std::sync::", "std::thread::Thread::park"];
     let n = name.trim_start_matches('<');
@@ -261,6 +263,8 @@ mod tests {
             "dashmap::lock::RawRwLock::lock_exclusive_slow",
             "parking_lot_core::parking_lot::park",
             "tokio::loom::std::mutex::Mutex<T>::lock",
+            "<tokio::sync::batch_semaphore::Acquire as core::future::future::Future>::poll",
+            "tokio::sync::mutex::Mutex<T>::lock::{{closure}}",
         ] {
             assert!(is_lock_internal(n), "{n}");
         }
