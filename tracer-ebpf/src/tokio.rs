@@ -13,7 +13,7 @@
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::{map, uprobe},
-    maps::HashMap,
+    maps::LruHashMap,
     programs::ProbeContext,
 };
 use tracer_common::{Counter, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES};
@@ -37,9 +37,10 @@ pub struct TokioCall {
     pub pending: u64,
 }
 
-/// `Acquire`s polled at least once and not yet dropped, by address.
+/// `Acquire`s polled at least once and not yet dropped, by address. LRU: an `Acquire` that
+/// is never dropped (`mem::forget`) ages out instead of filling the map.
 #[map]
-pub static TOKIO_INFLIGHT: HashMap<u64, TokioCall> = HashMap::with_max_entries(65536, 0);
+pub static TOKIO_INFLIGHT: LruHashMap<u64, TokioCall> = LruHashMap::with_max_entries(65536, 0);
 
 #[uprobe]
 pub fn tokio_poll(ctx: ProbeContext) -> u32 {
