@@ -47,6 +47,15 @@ fn tokio_mutex_waits_are_rows_at_update_session() {
         "program measured {own} ns of task wait; lockscope: {count} tokio acquires, {all} ns, {at_site} ns at update_session"
     );
     assert!(own > 0, "the program measured no wait: {stdout}");
+    assert_eq!(
+        p["tokio"]["probes"], 2,
+        "tokio probes in the profile: {}",
+        p["tokio"]
+    );
+    assert!(
+        stdout.contains("are the `tokio acquire` rows"),
+        "no tokio line in the header: {stdout}"
+    );
     assert!(
         at_site * 2 >= own,
         "tokio acquire waits at update_session {at_site} ns < half the program's own {own} ns"
@@ -88,6 +97,23 @@ fn stripped_tokio_build_says_async_waits_cannot_be_probed() {
     assert!(line.contains("tokio 1."), "no tokio version in: {line}");
     assert!(line.contains("stripped"), "no reason in: {line}");
     let p = load(&profile);
+    let unprobed = p["tokio"]["unprobed"].as_str().unwrap_or_default();
+    assert!(
+        unprobed.contains("stripped"),
+        "profile's tokio: {}",
+        p["tokio"]
+    );
+    let report = lockscope()
+        .arg("report")
+        .arg(&profile)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("lockscope report");
+    assert!(
+        text(&report.stdout).contains("async waits cannot be probed: the executable is stripped"),
+        "report header: {}",
+        text(&report.stdout)
+    );
     assert!(
         p["waits"]
             .as_array()

@@ -98,7 +98,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         mut tracer,
         go_probes,
         go_sample,
-        ..
+        tokio,
     } = session;
     if let Launch::Pid(pid) = opts.launch {
         if pid != target.tgid {
@@ -193,6 +193,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     if let Some(g) = &mut profile.go {
         g.goroutine_probes = go_probes;
     }
+    profile.tokio = tokio.into_target();
     match opts.output_format {
         None => output.commit(&profile)?,
         Some(format) => {

@@ -49,6 +49,18 @@ pub enum FutexOp {
     Unknown,
 }
 
+/// tokio in the target: its version, and the async-wait probes (`tokio acquire` rows) placed,
+/// or why none could be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokioTarget {
+    pub version: String,
+    /// Uprobes timing async lock waits (0: none placed).
+    pub probes: usize,
+    /// Why the async waits could not be probed, when they were not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unprobed: Option<String>,
+}
+
 impl From<OpKind> for FutexOp {
     fn from(k: OpKind) -> Self {
         match k {

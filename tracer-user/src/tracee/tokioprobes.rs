@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 
+use crate::profile::TokioTarget;
 use crate::sys::instruction_starts;
 
 /// The two functions probed: (what it does, demangled name without the hash).
@@ -34,6 +35,25 @@ pub enum TokioProbes {
         poll: u64,
         drop: u64,
     },
+}
+
+impl TokioProbes {
+    /// What a profile keeps of this: `None` when tokio is absent.
+    pub fn into_target(self) -> Option<TokioTarget> {
+        match self {
+            TokioProbes::Absent => None,
+            TokioProbes::Unprobeable { version, why } => Some(TokioTarget {
+                version,
+                probes: 0,
+                unprobed: Some(why),
+            }),
+            TokioProbes::Ready { version, .. } => Some(TokioTarget {
+                version,
+                probes: 2,
+                unprobed: None,
+            }),
+        }
+    }
 }
 
 /// Looks for tokio in `exe`: its version, and the two probe points.
