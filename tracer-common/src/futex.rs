@@ -35,6 +35,9 @@ pub enum OpKind {
     /// Not a futex: a goroutine blocked in Go's `sync.runtime_SemacquireMutex` (sync.Mutex and
     /// RWMutex slow paths park the goroutine without a futex call). Timed by uprobes.
     GoSemacquire = 8,
+    /// Not a futex: a tokio task waiting in `batch_semaphore` (`tokio::sync::{Mutex, RwLock,
+    /// Semaphore}`) parks no thread. Timed by uprobes on `Acquire`'s poll and drop.
+    TokioAcquire = 9,
     Wake = 16,
     WakeBitset = 17,
     WakeOp = 18,
@@ -45,7 +48,7 @@ pub enum OpKind {
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 13] = [
+    pub const ALL: [OpKind; 14] = [
         OpKind::Wait,
         OpKind::WaitBitset,
         OpKind::LockPi,
@@ -53,6 +56,7 @@ impl OpKind {
         OpKind::Wait2,
         OpKind::Waitv,
         OpKind::GoSemacquire,
+        OpKind::TokioAcquire,
         OpKind::Wake,
         OpKind::WakeBitset,
         OpKind::WakeOp,
@@ -87,6 +91,7 @@ impl OpKind {
             OpKind::Wait2 => "futex_wait",
             OpKind::Waitv => "futex_waitv",
             OpKind::GoSemacquire => "go semacquire",
+            OpKind::TokioAcquire => "tokio acquire",
             OpKind::Wake => "FUTEX_WAKE",
             OpKind::WakeBitset => "FUTEX_WAKE_BITSET",
             OpKind::WakeOp => "FUTEX_WAKE_OP",
@@ -223,6 +228,7 @@ mod tests {
                     | OpKind::Wait2
                     | OpKind::Waitv
                     | OpKind::GoSemacquire
+                    | OpKind::TokioAcquire
             );
             assert_eq!(k.is_wait(), waits, "{k:?}");
         }

@@ -378,6 +378,11 @@ pub mod prog {
     /// uprobe on the semaphore code's call to gopark, where its frame layout is known: the
     /// acquire begins there (no entry or return-instruction probes needed).
     pub const GO_SEMA_PARK: &str = "go_sema_park";
+    /// uprobe on the entry of tokio's `<batch_semaphore::Acquire as Future>::poll`: a second
+    /// poll of the same `Acquire` means the first returned `Pending`.
+    pub const TOKIO_POLL: &str = "tokio_poll";
+    /// uprobe on the entry of `<batch_semaphore::Acquire as Drop>::drop`: the acquire is over.
+    pub const TOKIO_DROP: &str = "tokio_drop";
     /// `task:task_newtask`: adds a traced process's new child process to the set
     /// (`record --follow-forks`).
     pub const FOLLOW_FORK: &str = "follow_fork";

@@ -13,6 +13,7 @@ mod rows;
 mod sched;
 mod snapshot;
 mod stack;
+mod tokio;
 mod trampoline;
 
 #[panic_handler]

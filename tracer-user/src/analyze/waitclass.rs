@@ -304,6 +304,7 @@ pub fn classify_on(stack: Option<&Stack>, op: FutexOp, word: WordUse) -> WaitCla
     // A lost stack says nothing: parking_lot's and Go's per-thread words look like events.
     let raw = word == WordUse::Event
         && op != FutexOp::GoSemacquire
+        && op != FutexOp::TokioAcquire
         && op != FutexOp::LockPi
         && stack.is_some()
         && primitive(stack).is_none();
@@ -316,7 +317,10 @@ pub fn classify_on(stack: Option<&Stack>, op: FutexOp, word: WordUse) -> WaitCla
 /// Classifies one wait: from its stack, else from its futex op. A wait nothing explains stays
 /// contention, as every wait was before this classification existed.
 pub fn classify(stack: Option<&Stack>, op: FutexOp) -> WaitClass {
-    if op == FutexOp::GoSemacquire || op == FutexOp::LockPi {
+    if matches!(
+        op,
+        FutexOp::GoSemacquire | FutexOp::TokioAcquire | FutexOp::LockPi
+    ) {
         return WaitClass::Contention;
     }
     if let Some(p) = primitive(stack) {

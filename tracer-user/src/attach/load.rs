@@ -86,6 +86,8 @@ pub fn attach(filter: Filter, snapshot_bytes: u32, choice: HookChoice) -> Result
         prog::GO_SEMA_PARK,
         prog::GO_PHASE_ENTER,
         prog::GO_PHASE_EXIT,
+        prog::TOKIO_POLL,
+        prog::TOKIO_DROP,
     ] {
         uprobe(&mut ebpf, name)?
             .load()
@@ -224,6 +226,30 @@ impl Tracer {
                     .with_context(|| format!("probing {} in {}", p.function, exe.display()))?;
                 placed.0.push((name, link));
             }
+        }
+        Ok(placed)
+    }
+
+    /// Probes tokio's `batch_semaphore::Acquire` poll and drop entries at the file offsets
+    /// given (checked by `tracee::tokio_probes`). Returns the probes attached.
+    pub fn attach_tokio(
+        &mut self,
+        pid: u32,
+        exe: &std::path::Path,
+        poll: u64,
+        drop: u64,
+    ) -> Result<Uprobes> {
+        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
+        let mut placed = Uprobes::default();
+        for (name, offset) in [(prog::TOKIO_POLL, poll), (prog::TOKIO_DROP, drop)] {
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(offset),
+                cookie: None,
+            };
+            let link = uprobe(&mut self.ebpf, name)?
+                .attach(point, exe, scope)
+                .with_context(|| format!("probing tokio at {offset:#x} in {}", exe.display()))?;
+            placed.0.push((name, link));
         }
         Ok(placed)
     }

@@ -266,6 +266,7 @@ pub fn build_profile(
         wakes,
         threads: raw.threads,
         go,
+        tokio: None,
         blocked: Vec::new(),
         lock_wrappers: Default::default(),
         locks: {

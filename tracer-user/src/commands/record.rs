@@ -99,6 +99,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         mut tracer,
         go_probes,
         go_sample,
+        tokio,
     } = session;
     if let Launch::Pid(pid) = opts.launch {
         if pid != target.tgid {
@@ -198,6 +199,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     if let Some(g) = &mut profile.go {
         g.goroutine_probes = go_probes;
     }
+    profile.tokio = tokio.into_target();
     match opts.output_format {
         None => output.commit(&profile)?,
         Some(format) => {

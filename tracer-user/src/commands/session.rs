@@ -9,7 +9,7 @@ use crate::collect::Follow;
 use crate::collect::GoSample;
 use crate::profile::term_safe;
 use crate::sys::Target;
-use crate::tracee::{self, BundledMap, GoUprobes};
+use crate::tracee::{self, BundledMap, GoUprobes, TokioProbes};
 use crate::unwind::{self, Unwind, UnwindMode, UnwindPlan};
 
 /// What a session probes, from the command's options.
@@ -33,18 +33,30 @@ pub fn recognise(target: &mut Target, probes: &Probes) -> Option<BundledMap> {
 }
 
 /// Places one process's uprobes on a loaded tracer: the bundled map's phases and the
-/// goroutine probes. Returns how many goroutine probes were placed.
+/// goroutine probes, and tokio's async lock waits. Returns how many goroutine probes were
+/// placed, and what was found of tokio.
 pub fn place(
     tracer: &mut Tracer,
     target: &Target,
     map: Option<&BundledMap>,
     probes: &Probes,
-) -> Result<usize> {
+) -> Result<(usize, TokioProbes)> {
     if let Some(m) = map {
         tracer.attach_phases(target.tgid, m)?;
     }
+    let tokio = match (target.exe.as_deref(), target.go.as_ref()) {
+        (Some(exe), None) => tracee::tokio_probes(exe),
+        _ => TokioProbes::Absent,
+    };
+    if let TokioProbes::Ready {
+        exe, poll, drop, ..
+    } = &tokio
+    {
+        let links = tracer.attach_tokio(target.tgid, exe, *poll, *drop)?;
+        tracer.keep_uprobes(links);
+    }
     let Some((exe, plan)) = tracee::goroutine_probes(target, probes.go_uprobes)? else {
-        return Ok(0);
+        return Ok((0, tokio));
     };
     if let Some(sample) = probes.go_sample {
         tracer.set_go_sample(sample.threshold())?;
@@ -52,7 +64,7 @@ pub fn place(
     let links = tracer.attach_go(target.tgid, &exe, &plan)?;
     let n = links.len();
     tracer.keep_uprobes(links);
-    Ok(n)
+    Ok((n, tokio))
 }
 
 /// A target with every probe live.
@@ -65,6 +77,8 @@ pub struct Session {
     pub go_probes: usize,
     /// The share of their waits they follow (`None`: all).
     pub go_sample: Option<GoSample>,
+    /// What was found of tokio, and whether its async lock waits are probed.
+    pub tokio: TokioProbes,
 }
 
 impl Session {
@@ -89,7 +103,7 @@ impl Session {
             }
         };
         after_load(&mut tracer)?;
-        let go_probes = place(&mut tracer, &target, map.as_ref(), probes)?;
+        let (go_probes, tokio) = place(&mut tracer, &target, map.as_ref(), probes)?;
         Ok(Session {
             target,
             map,
@@ -97,6 +111,7 @@ impl Session {
             tracer,
             go_probes,
             go_sample: probes.go_sample.filter(|_| go_probes > 0),
+            tokio,
         })
     }
 
@@ -125,6 +140,18 @@ impl Session {
                     None => String::new(),
                 }
             );
+        }
+        match &self.tokio {
+            TokioProbes::Absent => {}
+            TokioProbes::Ready { version, .. } => eprintln!(
+                "lockscope: tokio {}: 2 uprobes (batch_semaphore Acquire poll and drop) time async waits on tokio::sync::{{Mutex, RwLock, Semaphore}} as `tokio acquire`",
+                term_safe(version)
+            ),
+            TokioProbes::Unprobeable { version, why } => eprintln!(
+                "lockscope: tokio {}: async waits cannot be probed: {}",
+                term_safe(version),
+                term_safe(why)
+            ),
         }
         if let Some(s) = self.map.as_ref().and_then(|m| m.std.as_ref()) {
             let probed: Vec<&str> = s.phases.iter().map(|&(p, _)| s.kind.function(p)).collect();

@@ -28,6 +28,9 @@ pub enum FutexOp {
     /// A goroutine blocked in Go's semaphore code (no futex call; timed by uprobes).
     #[serde(rename = "go semacquire")]
     GoSemacquire,
+    /// A tokio task waiting in `batch_semaphore` (no futex call; timed by uprobes).
+    #[serde(rename = "tokio acquire")]
+    TokioAcquire,
     #[serde(rename = "FUTEX_WAKE")]
     Wake,
     #[serde(rename = "FUTEX_WAKE_BITSET")]
@@ -46,6 +49,18 @@ pub enum FutexOp {
     Unknown,
 }
 
+/// tokio in the target: its version, and the async-wait probes (`tokio acquire` rows) placed,
+/// or why none could be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokioTarget {
+    pub version: String,
+    /// Uprobes timing async lock waits (0: none placed).
+    pub probes: usize,
+    /// Why the async waits could not be probed, when they were not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unprobed: Option<String>,
+}
+
 impl From<OpKind> for FutexOp {
     fn from(k: OpKind) -> Self {
         match k {
@@ -56,6 +71,7 @@ impl From<OpKind> for FutexOp {
             OpKind::Wait2 => FutexOp::Wait2,
             OpKind::Waitv => FutexOp::Waitv,
             OpKind::GoSemacquire => FutexOp::GoSemacquire,
+            OpKind::TokioAcquire => FutexOp::TokioAcquire,
             OpKind::Wake => FutexOp::Wake,
             OpKind::WakeBitset => FutexOp::WakeBitset,
             OpKind::WakeOp => FutexOp::WakeOp,
@@ -82,6 +98,7 @@ impl FutexOp {
             FutexOp::Wait2 => OpKind::Wait2.name(),
             FutexOp::Waitv => OpKind::Waitv.name(),
             FutexOp::GoSemacquire => OpKind::GoSemacquire.name(),
+            FutexOp::TokioAcquire => OpKind::TokioAcquire.name(),
             FutexOp::Wake => OpKind::Wake.name(),
             FutexOp::WakeBitset => OpKind::WakeBitset.name(),
             FutexOp::WakeOp => OpKind::WakeOp.name(),

@@ -42,6 +42,8 @@ pub fn is_lock_internal(name: &str) -> bool {
         "dashmap::",
         "spin::",
         "tokio::loom::",
+        // tokio's async locks (`tokio acquire` rows): the user's async fn is the site.
+        "tokio::sync::",
     ];
     const CONTAINS: &[&str] = &["std::sys::", "std::sync::", "std::thread::Thread::park"];
     let n = name.trim_start_matches('<');
@@ -274,6 +276,8 @@ mod tests {
             "srw_lock_impl<false>::psi_rd_lock(char const*, unsigned int)",
             "ssux_lock::psi_wr_lock(char const*, unsigned int)",
             "sux_lock<ssux_lock_impl<true> >::s_lock()",
+            "<tokio::sync::batch_semaphore::Acquire as core::future::future::Future>::poll",
+            "tokio::sync::mutex::Mutex<T>::lock::{{closure}}",
         ] {
             assert!(is_lock_internal(n), "{n}");
         }

@@ -20,7 +20,7 @@ mod units;
 
 pub(crate) use deadlock::{deadlocks, Blocked};
 pub use fastpath::{FastPath, NOT_SAMPLED as FAST_PATH_NOT_SAMPLED};
-pub use fields::{FutexOp, Region, Unwinder};
+pub use fields::{FutexOp, Region, TokioTarget, Unwinder};
 pub(crate) use frames::{
     blamed_function, function_names, is_known_wrapper, is_lock_code, LockWrappers,
 };
@@ -60,6 +60,9 @@ pub struct Profile {
     /// Go targets: the toolchain, and the idle-thread parking left out of the rows.
     #[serde(default)]
     pub go: Option<GoTarget>,
+    /// tokio targets: the version, and whether its async lock waits were probed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokio: Option<TokioTarget>,
     /// Threads asleep in a futex wait from before attach to the end (`--pid` only).
     #[serde(default)]
     pub blocked: Vec<self::deadlock::Blocked>,

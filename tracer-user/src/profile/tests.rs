@@ -82,6 +82,7 @@ pub fn sample() -> Profile {
             symbol: Some("demo::LOCK".into()),
         }],
         go: None,
+        tokio: None,
         blocked: Vec::new(),
         lock_wrappers: Default::default(),
     }

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use crate::analyze::{shown_totals, timeout_totals, Waits};
-use crate::profile::{fmt_count, fmt_ns, Profile};
+use crate::profile::{fmt_count, fmt_ns, term_safe, Profile};
 use crate::render::set_apart_line;
 
 pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Result<()> {
@@ -95,6 +95,22 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
                 s.percent,
                 s.scale()
             )?;
+        }
+    }
+    if let Some(t) = &profile.tokio {
+        match &t.unprobed {
+            None => writeln!(
+                out,
+                "tokio {}: async waits on tokio::sync::{{Mutex, RwLock, Semaphore}} are the `tokio acquire` rows ({} uprobes on batch_semaphore's Acquire poll and drop)",
+                term_safe(&t.version),
+                t.probes
+            )?,
+            Some(why) => writeln!(
+                out,
+                "tokio {}: async waits cannot be probed: {}",
+                term_safe(&t.version),
+                term_safe(why)
+            )?,
         }
     }
     Ok(())

@@ -1,0 +1,159 @@
+//! tokio: recognising tokio in a Rust executable and where its async lock waits are probed.
+//! `tokio::sync::{Mutex, RwLock, Semaphore}` all acquire through `batch_semaphore::Acquire`,
+//! a future that queues a waiter node inside itself and returns `Pending`. tokio compiles
+//! `<Acquire as Future>::poll` and `<Acquire as Drop>::drop` out of line (callers in other
+//! crates reach them through the GOT), so entry uprobes on those two functions see every
+//! acquire. Each entry is checked against the bytes on disk before a probe goes there.
+//!
+//! The version comes from the crate path rustc leaves in panic locations
+//! (`…/tokio-1.54.1/src/…`), which a `strip` keeps; the functions need the symbol table,
+//! which it removes.
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use object::{Object, ObjectSection, ObjectSymbol};
+
+use crate::profile::TokioTarget;
+use crate::sys::instruction_starts;
+
+/// The two functions probed: (what it does, demangled name without the hash).
+const POLL: &str = "<tokio::sync::batch_semaphore::Acquire as core::future::future::Future>::poll";
+const DROP: &str = "<tokio::sync::batch_semaphore::Acquire as core::ops::drop::Drop>::drop";
+
+/// What lockscope found of tokio in an executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokioProbes {
+    /// No tokio in it.
+    Absent,
+    /// tokio is there, but its async waits cannot be probed, for the reason given.
+    Unprobeable { version: String, why: String },
+    /// File offsets of the `Acquire::poll` and `Acquire::drop` entries, checked.
+    Ready {
+        version: String,
+        exe: PathBuf,
+        poll: u64,
+        drop: u64,
+    },
+}
+
+impl TokioProbes {
+    /// What a profile keeps of this: `None` when tokio is absent.
+    pub fn into_target(self) -> Option<TokioTarget> {
+        match self {
+            TokioProbes::Absent => None,
+            TokioProbes::Unprobeable { version, why } => Some(TokioTarget {
+                version,
+                probes: 0,
+                unprobed: Some(why),
+            }),
+            TokioProbes::Ready { version, .. } => Some(TokioTarget {
+                version,
+                probes: 2,
+                unprobed: None,
+            }),
+        }
+    }
+}
+
+/// Looks for tokio in `exe`: its version, and the two probe points.
+pub fn tokio_probes(exe: &Path) -> TokioProbes {
+    let Ok(file) = fs::read(exe) else {
+        return TokioProbes::Absent;
+    };
+    let Some(version) = tokio_version(&file) else {
+        return TokioProbes::Absent;
+    };
+    match points(&file) {
+        Ok((poll, drop)) => TokioProbes::Ready {
+            version,
+            exe: exe.to_path_buf(),
+            poll,
+            drop,
+        },
+        Err(e) => TokioProbes::Unprobeable {
+            version,
+            why: format!("{e:#}"),
+        },
+    }
+}
+
+/// The tokio version named by a crate path such as `/tokio-1.54.1/src/` in the file.
+pub fn tokio_version(file: &[u8]) -> Option<String> {
+    const NEEDLE: &[u8] = b"/tokio-";
+    let mut at = 0;
+    while let Some(i) = find(&file[at..], NEEDLE) {
+        let start = at + i + NEEDLE.len();
+        let rest = &file[start..file.len().min(start + 32)];
+        let len = rest
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b'.')
+            .count();
+        let v = &rest[..len];
+        if len >= 5 && rest.get(len) == Some(&b'/') && v.iter().filter(|&&b| b == b'.').count() == 2
+        {
+            return Some(String::from_utf8_lossy(v).into_owned());
+        }
+        at = start;
+    }
+    None
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The file offsets of the two functions' entries, each checked to be where the symbol
+/// table says, inside an executable section, with bytes that decode from there.
+fn points(file: &[u8]) -> Result<(u64, u64)> {
+    let obj = object::File::parse(file).context("not an ELF file lockscope can read")?;
+    if obj.symbol_table().is_none() {
+        anyhow::bail!("the executable is stripped (no symbol table), so tokio's batch_semaphore functions cannot be found; build it without `strip` to trace them");
+    }
+    let find = |want: &str| -> Result<u64> {
+        let sym = obj
+            .symbols()
+            .find(|s| {
+                s.size() > 0
+                    && s.name().is_ok_and(|n| {
+                        format!("{:#}", rustc_demangle::demangle(n)) == want
+                    })
+            })
+            .with_context(|| {
+                format!("no out-of-line `{want}` in the symbol table (inlined, or another tokio layout)")
+            })?;
+        let section = obj
+            .sections()
+            .find(|s| s.address() <= sym.address() && sym.address() < s.address() + s.size())
+            .with_context(|| format!("`{want}` lies in no section"))?;
+        let executable = matches!(
+            section.flags(),
+            object::SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0
+        );
+        anyhow::ensure!(executable, "`{want}` is not in executable code");
+        let (sec_off, _) = section.file_range().context("no file data")?;
+        let offset = sec_off + (sym.address() - section.address());
+        let bytes = file
+            .get(offset as usize..(offset + sym.size()) as usize)
+            .with_context(|| format!("`{want}` runs past the end of the file"))?;
+        // The entry is the first instruction; the whole body must decode from it.
+        anyhow::ensure!(
+            instruction_starts(bytes, 0).is_some_and(|s| s.first() == Some(&0)),
+            "`{want}`'s bytes do not decode as x86-64 code; no probe placed"
+        );
+        Ok(offset)
+    };
+    Ok((find(POLL)?, find(DROP)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_from_a_crate_path() {
+        let f = b"xx/home/.cargo/registry/src/x/tokio-macros-2.5.0/src/a.rs\0/r/tokio-1.54.1/src/sync/mutex.rs";
+        assert_eq!(tokio_version(f).as_deref(), Some("1.54.1"));
+        assert_eq!(tokio_version(b"/tokio-util/src/"), None);
+    }
+}

@@ -1,0 +1,125 @@
+//! Root integration tests of tokio's async lock waits: `tokiolock` (64 tasks on 4 workers
+//! serializing on one `tokio::sync::Mutex` in `update_session`) traced end to end, against
+//! the wait the program measures itself; and a stripped copy, whose header must say the
+//! async waits cannot be probed and why.
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use common::*;
+
+/// The program's own line: `{"acquires":N,"wait_ns":W,"tasks":64}`.
+fn measured(stdout: &str) -> Value {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("{\"acquires\""))
+        .unwrap_or_else(|| panic!("no tokiolock line in: {stdout}"));
+    serde_json::from_str(line).expect("tokiolock JSON")
+}
+
+#[test]
+fn tokio_mutex_waits_are_rows_at_update_session() {
+    if !can_trace() {
+        return;
+    }
+    let (p, stdout) = launch("tokiolock", &workload_bin("tokiolock"), &["3"], &[]);
+    let own = measured(&stdout)["wait_ns"].as_u64().unwrap();
+    let (mut at_site, mut all, mut count) = (0u64, 0u64, 0u64);
+    for r in p["waits"].as_array().unwrap() {
+        if r["op"] != "tokio acquire" {
+            continue;
+        }
+        let ns = r["total_ns"].as_u64().unwrap();
+        all += ns;
+        count += r["count"].as_u64().unwrap();
+        let site = r["stack"].as_u64().is_some_and(|s| {
+            frame_names(&p, s as usize)
+                .iter()
+                .any(|f| f.contains("update_session"))
+        });
+        if site {
+            at_site += ns;
+        }
+    }
+    eprintln!(
+        "program measured {own} ns of task wait; lockscope: {count} tokio acquires, {all} ns, {at_site} ns at update_session"
+    );
+    assert!(own > 0, "the program measured no wait: {stdout}");
+    assert_eq!(
+        p["tokio"]["probes"], 2,
+        "tokio probes in the profile: {}",
+        p["tokio"]
+    );
+    assert!(
+        stdout.contains("are the `tokio acquire` rows"),
+        "no tokio line in the header: {stdout}"
+    );
+    assert!(
+        at_site * 2 >= own,
+        "tokio acquire waits at update_session {at_site} ns < half the program's own {own} ns"
+    );
+    assert!(
+        all <= own + own / 2,
+        "lockscope's {all} ns is more than 1.5x the program's {own} ns: waits counted twice?"
+    );
+}
+
+#[test]
+fn stripped_tokio_build_says_async_waits_cannot_be_probed() {
+    if !can_trace() {
+        return;
+    }
+    let copy = tmp("tokiolock-stripped");
+    std::fs::copy(workload_bin("tokiolock"), &copy).expect("copy tokiolock");
+    let st = Command::new("strip")
+        .arg(&copy)
+        .status()
+        .expect("run strip");
+    assert!(st.success(), "strip failed");
+    let profile = tmp("tokiolock-stripped.json");
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&profile)
+        .arg("--")
+        .arg(&copy)
+        .arg("1")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run lockscope");
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("async waits cannot be probed"))
+        .unwrap_or_else(|| panic!("no 'async waits cannot be probed' line in: {err}"));
+    assert!(line.contains("tokio 1."), "no tokio version in: {line}");
+    assert!(line.contains("stripped"), "no reason in: {line}");
+    let p = load(&profile);
+    let unprobed = p["tokio"]["unprobed"].as_str().unwrap_or_default();
+    assert!(
+        unprobed.contains("stripped"),
+        "profile's tokio: {}",
+        p["tokio"]
+    );
+    let report = lockscope()
+        .arg("report")
+        .arg(&profile)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("lockscope report");
+    assert!(
+        text(&report.stdout).contains("async waits cannot be probed: the executable is stripped"),
+        "report header: {}",
+        text(&report.stdout)
+    );
+    assert!(
+        p["waits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["op"] != "tokio acquire"),
+        "tokio acquire rows from a stripped build"
+    );
+}
