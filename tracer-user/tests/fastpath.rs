@@ -3,10 +3,9 @@
 //! miss-bound one a low share, each stated as an estimate with its sampling error.
 mod common;
 
-use std::path::{Path, PathBuf};
-
 use serde_json::Value;
 
+use common::gobench::matrix_bin;
 use common::*;
 
 /// The estimate in a profile: (share in percent, samples in the map).
@@ -66,19 +65,6 @@ fn std_read_mostly_reads_lock_free_and_miss_storm_and_write_heavy_do_not() {
         read - miss >= 25.0,
         "read-mostly {read:.1}% vs miss-storm {miss:.1}%"
     );
-}
-
-fn matrix_bin(build: &str, name: &str) -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/go/matrix")
-        .join(build)
-        .join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing (run `cargo xtask build-go`)",
-        bin.display()
-    );
-    bin
 }
 
 /// Go 1.27's hash-trie `sync.Map` (its wrappers inlined): goroutines only storing to hot keys

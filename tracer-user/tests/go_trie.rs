@@ -4,24 +4,11 @@
 //! against Go's block profile; and Go's own adversarial benchmark under each design.
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 
 use common::gobench::*;
 use common::*;
-
-fn matrix_bin(build: &str, name: &str) -> PathBuf {
-    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/go/matrix")
-        .join(build)
-        .join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing (run `cargo xtask build-go`)",
-        bin.display()
-    );
-    bin
-}
 
 /// `lockstorm -mode maphot` under lockscope from exec, for longer than it works (it lingers,
 /// so the trie's nodes are read while it lives): the output, profile and block profile.

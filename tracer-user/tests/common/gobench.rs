@@ -2,7 +2,7 @@
 //! the stack key both sides can name, the block profile read with `go tool pprof -raw`, and
 //! the run itself. Shared by tests/go.rs and tests/go_matrix.rs.
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{frame_names, load, lockscope, text, tmp};
@@ -161,4 +161,19 @@ pub fn goroutine_rows(p: &serde_json::Value) -> Rows {
         e.1 += r["total_ns"].as_u64().unwrap();
     }
     ours
+}
+
+/// A binary of the Go version matrix (`target/go/matrix/BUILD/NAME`, built by
+/// `cargo xtask build-go`).
+pub fn matrix_bin(build: &str, name: &str) -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/go/matrix")
+        .join(build)
+        .join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing (run `cargo xtask build-go`)",
+        bin.display()
+    );
+    bin
 }
