@@ -9,9 +9,15 @@ pub const SNAPSHOT_MIN_BYTES: usize = 1024;
 /// the first frame that keeps a frame pointer; the frame-pointer walk goes on from there.
 /// Snapshots this small use records of this size, so the ring holds 4× as many.
 pub const SNAPSHOT_SMALL_BYTES: usize = 4096;
-/// The snapshot ring buffer's size: ~500 DWARF records or ~2,000 `fp+cfi` records. User space
-/// drains it every tick, and sooner when a record finds it a quarter full.
-pub const SNAPSHOT_RING_BYTES: usize = 8 << 20;
+/// The snapshot ring buffer's size: ~2,000 DWARF records or ~8,000 `fp+cfi` records, 50 ms of
+/// a 40k-waits/s storm, for a reader thread the target's own threads keep off the CPU.
+pub const SNAPSHOT_RING_BYTES: usize = 32 << 20;
+/// Unread bytes past which a record wakes the reader at once (~128 DWARF records); below
+/// that it reads on its own clock, so a wait costs the target no cross-CPU wakeup.
+pub const SNAPSHOT_RING_WAKE_BYTES: usize = 2 << 20;
+/// The ring's size when snapshots are off (frame-pointer mode): one page, not 32 MiB of
+/// kernel memory nothing writes.
+pub const SNAPSHOT_RING_OFF_BYTES: usize = 4096;
 
 /// One wait that slept, in DWARF mode: its aggregate key and wait time, the user registers
 /// unwinding starts from, and a copy of the user stack from `sp` up.

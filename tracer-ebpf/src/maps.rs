@@ -46,7 +46,8 @@ pub static PHASES_ON: Array<u32> = Array::with_max_entries(1, 0);
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(NUM_COUNTERS, 0);
 
-/// DWARF mode's stack snapshots (~16 KiB each): room for ~500 in flight before drops (counted).
+/// DWARF mode's stack snapshots (~16 KiB each): room for ~2,000 in flight before drops
+/// (counted). User space shrinks it to one page when snapshots are off.
 #[map]
 pub static SNAPSHOTS: RingBuf = RingBuf::with_byte_size(SNAPSHOT_RING_BYTES as u32, 0);
 

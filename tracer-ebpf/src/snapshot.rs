@@ -8,7 +8,7 @@ use aya_ebpf::helpers::{
 };
 use tracer_common::{
     Counter, SnapshotHeader, StackSnapshotOf, WaitKey, SNAPSHOT_MAX_BYTES, SNAPSHOT_MIN_BYTES,
-    SNAPSHOT_RING_BYTES, SNAPSHOT_SMALL_BYTES, SNAP_WAIT_END, SNAP_WHOLE,
+    SNAPSHOT_RING_WAKE_BYTES, SNAPSHOT_SMALL_BYTES, SNAP_WAIT_END, SNAP_WHOLE,
 };
 
 use aya_log_ebpf::debug;
@@ -24,7 +24,7 @@ const PT_REGS_BP: usize = 4 * 8;
 const PT_REGS_IP: usize = 16 * 8;
 const PT_REGS_SP: usize = 19 * 8;
 /// Unread bytes in the ring past which a submit wakes user space at once.
-const RING_WAKE_AT: u64 = (SNAPSHOT_RING_BYTES / 4) as u64;
+const RING_WAKE_AT: u64 = SNAPSHOT_RING_WAKE_BYTES as u64;
 
 #[inline(always)]
 pub fn enabled() -> u32 {
@@ -120,7 +120,7 @@ fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize, part: u3
         (*snap).hdr.len = len;
     }
     // User space drains the ring on its own clock; a wakeup per record would cost the target
-    // a cross-CPU interrupt per wait. Only a ring past a quarter full wakes it at once.
+    // a cross-CPU interrupt per wait. Only a ring with a backlog wakes it at once.
     let flags = if SNAPSHOTS.query(BPF_RB_AVAIL_DATA as u64) > RING_WAKE_AT {
         BPF_RB_FORCE_WAKEUP
     } else {

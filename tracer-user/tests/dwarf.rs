@@ -207,3 +207,37 @@ fn a_program_started_through_a_shell_exec_is_named_and_unwound_as_itself() {
         "{names:#?}"
     );
 }
+
+#[test]
+fn attaching_to_a_lock_storm_keeps_every_snapshot() {
+    if !can_trace() {
+        return;
+    }
+    // Tens of thousands of sleeping waits a second, already running when lockscope attaches:
+    // the snapshot ring (read on a thread of its own from the moment the programs attach)
+    // must not fill while the rest of the probes are placed and the modules loaded.
+    let child = std::process::Command::new(nofp_bin("lockdemo"))
+        .args(["contended", "--threads", "6", "--seconds", "6"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start lockdemo");
+    let storm = Workload(child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = tmp("storm-attach.json");
+    let run = record(&storm.pid(), "2s", &out);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let p = load(&out);
+    assert_eq!(p["meta"]["unwind"], "dwarf");
+    let slept = p["counters"]["wait_calls"].as_u64().unwrap();
+    assert!(slept > 2_000, "not a storm: {slept} waits");
+    assert_eq!(
+        p["losses"]["snapshots_dropped"].as_u64(),
+        Some(0),
+        "of {slept} waits"
+    );
+    let names = top_names(&p);
+    assert!(
+        names.iter().any(|n| n == "lockdemo::contended_lock_site"),
+        "{names:#?}"
+    );
+}

@@ -7,7 +7,9 @@ use aya::maps::HashMap as BpfHashMap;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{trace_point::TracePointLinkId, TracePoint, UProbe};
 use aya::{Ebpf, EbpfLoader};
-use tracer_common::{global, map, prog, PhaseCookie, TGID_SET};
+use tracer_common::{
+    global, map, prog, PhaseCookie, SNAPSHOT_RING_BYTES, SNAPSHOT_RING_OFF_BYTES, TGID_SET,
+};
 
 use super::hooks::{self, HookChoice, Hooks, TrampolineLink};
 use super::klog::{self, KernelLog};
@@ -63,6 +65,7 @@ pub fn attach(filter: Filter, snapshot_bytes: u32, choice: HookChoice) -> Result
         .override_global(global::TARGET_TGID, &tgid, true)
         .override_global(global::SNAPSHOT_BYTES, &snapshot_bytes, true)
         .override_global(aya_log::LEVEL, &level, false)
+        .map_max_entries(map::SNAPSHOTS, snapshot_ring_bytes(snapshot_bytes))
         .load(OBJECT)
         .context("loading the eBPF object")?;
     let log = KernelLog::open(&mut ebpf, level);
@@ -126,6 +129,14 @@ pub fn attach(filter: Filter, snapshot_bytes: u32, choice: HookChoice) -> Result
         hooks,
         log,
     })
+}
+
+/// The snapshot ring's size: full only when snapshots are on.
+fn snapshot_ring_bytes(snapshot_bytes: u32) -> u32 {
+    match snapshot_bytes {
+        0 => SNAPSHOT_RING_OFF_BYTES as u32,
+        _ => SNAPSHOT_RING_BYTES as u32,
+    }
 }
 
 /// Whether `auto` picks the scheduler hooks when trampolines do not load (the root tests of

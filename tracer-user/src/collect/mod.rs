@@ -18,7 +18,6 @@ use crate::profile::{fmt_count, fmt_ns, GoSampled, StopReason};
 use crate::symbolize::Addr;
 use crate::sys::{thread_names, MapHistory};
 use crate::tracee::{self, BundledMap};
-use crate::unwind::UnwindMode;
 
 /// Whether processes the target forks are traced too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +29,7 @@ pub enum Follow {
 mod assemble;
 mod blocked;
 mod children;
+mod drain;
 mod exec;
 mod gosample;
 mod handoff;
@@ -50,12 +50,12 @@ pub use exec::Identity;
 pub(crate) use gosample::GoSample;
 pub(crate) use stops::StopSignals;
 
+pub use drain::{Expected, SnapshotDrain};
 pub use handoff::consume_leftovers;
-pub use new_stacks::{NewStacks, Reread};
+pub use new_stacks::NewStacks;
 pub use read::SlotPhases;
 pub use read::{read, read_rows, Leftovers};
 use read::{read_counters, read_phases};
-pub use snapshots::Snapshots;
 
 /// How often the progress line and the map/thread snapshots refresh.
 const TICK: Duration = Duration::from_millis(250);
@@ -162,7 +162,6 @@ pub struct Recording {
     pub duration: Option<Duration>,
     pub progress: bool,
     pub start: Start,
-    pub unwind: UnwindMode,
     /// The bundled map found in the target, its probes attached.
     pub map: Option<BundledMap>,
     /// Phases to probe if the target execs into an image with the bundled map.
@@ -170,9 +169,8 @@ pub struct Recording {
     pub follow: Follow,
     /// `--go-sample`: the kernel followed this share of goroutine waits.
     pub go_sample: Option<GoSample>,
-    /// Threads asleep at attach: their stacks, for the snapshot rows of their waits on the
-    /// scheduler hooks (which cannot copy a stack at a wait's end).
-    pub asleep: Vec<(u32, u64, Vec<Addr>)>,
+    /// DWARF and `fp+cfi` modes: the snapshot reader, running since the programs attached.
+    pub snapshots: Option<SnapshotDrain>,
     /// Listened for since the command began.
     pub stops: StopSignals,
     /// The executable the target was recognised as running (an exec is a change from it).
@@ -185,12 +183,11 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         duration,
         progress,
         start,
-        unwind,
         mut map,
         phases,
         follow,
         go_sample,
-        asleep,
+        snapshots,
         mut stops,
         exe,
     } = rec;
@@ -230,16 +227,6 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     let mut threads = BTreeMap::new();
     maps.refresh(pid);
     thread_names(pid, &mut threads);
-    let mut snapshots = match unwind {
-        UnwindMode::FramePointers => None,
-        UnwindMode::FpCfi | UnwindMode::Dwarf => {
-            let mut s = Snapshots::take(tracer, &maps, unwind)?;
-            for (tid, start, frames) in asleep {
-                s.expect(tid, start, frames);
-            }
-            Some(s)
-        }
-    };
     let mut new_stacks = NewStacks::take(tracer)?;
     let mut exec = ExecWatch::new(pid, exe);
     let mut became = None;
@@ -260,22 +247,8 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
             // A closed terminal, or a signal a supervisor sends, saves it like Ctrl-C.
             () = stops.recv() => break StopReason::Interrupted,
             _ = exited.readable() => break StopReason::TargetExited,
-            Ok(()) = async {
-                match &snapshots {
-                    Some(s) => s.ready().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                if let Some(s) = &mut snapshots {
-                    s.drain(pid, &mut maps, tracer);
-                }
-            }
             Ok(()) = new_stacks.ready() => {
-                if new_stacks.check(pid, &mut maps, tracer) == Reread::Yes {
-                    if let Some(s) = &mut snapshots {
-                        s.update_modules(&maps);
-                    }
-                }
+                new_stacks.check(pid, &mut maps, tracer);
             }
             _ = tick.tick() => {
                 ticks += 1;
@@ -284,6 +257,9 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
                     children.refresh(tracer, pid);
                 }
                 if let Some(id) = exec.check(pid) {
+                    if let Some(s) = &snapshots {
+                        s.exec_happened();
+                    }
                     eprintln!(
                         "lockscope: pid {pid} exec'd {}; following it",
                         crate::profile::term_safe(&id.exe.display().to_string())
@@ -303,16 +279,9 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
                     }
                     became = Some(id);
                 }
-                // Snapshots wake user space only when their ring fills up; drain on the clock.
-                if let Some(s) = &mut snapshots {
-                    s.drain(pid, &mut maps, tracer);
-                }
                 if ticks.is_multiple_of(MAPS_EVERY) {
                     maps.refresh(pid);
                     thread_names(pid, &mut threads);
-                    if let Some(s) = &mut snapshots {
-                        s.update_modules(&maps);
-                    }
                 }
                 if let (Some(m), Some(_)) = (&map, &map_start) {
                     if let Ok(s) = snap(tracer, m) {
@@ -357,13 +326,11 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
     }
     tracer.detach()?;
     tracer.flush_logs();
-    // Snapshots of the last waits, sent before the tracepoints went away.
-    if let Some(s) = &mut snapshots {
-        s.drain(pid, &mut maps, tracer);
-    }
+    // Snapshots of the last waits, sent before the programs went away.
+    let dwarf = snapshots.map(SnapshotDrain::finish);
     let mut raw = read(tracer, maps, threads, stop, elapsed)?;
     raw.oncpu = oncpu::read_samples(tracer)?;
-    raw.dwarf = snapshots.map(|s| handoff::pair_snapshots(&raw.waits, s.rows));
+    raw.dwarf = dwarf.map(|rows| handoff::pair_snapshots(&raw.waits, rows));
     if let (Some(end), true) = (&map_last, end_exact) {
         // The stop instant, not later: the probes keep firing until they are detached.
         raw.phases = end.phases;

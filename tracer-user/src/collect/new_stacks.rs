@@ -51,7 +51,7 @@ impl NewStacks {
     /// Reads the new stack ids; re-reads `maps` if one of them has a user-space address no
     /// mapping covers (a frame-pointer walk through frameless code also yields garbage such
     /// as small integers or non-canonical values: those are cut later, not looked for).
-    pub fn check(&mut self, pid: u32, maps: &mut MapHistory, tracer: &Tracer) -> Reread {
+    pub fn check(&mut self, pid: u32, maps: &mut MapHistory, tracer: &Tracer) {
         let mut ids = Vec::new();
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
@@ -64,7 +64,7 @@ impl NewStacks {
             .map(map::STACKS)
             .and_then(|m| BpfHashMap::<&MapData, u64, StackFrames>::try_from(m).ok())
         else {
-            return Reread::No;
+            return;
         };
         let uncovered = ids.iter().any(|id| {
             stacks.get(id, 0).is_ok_and(|s| {
@@ -74,12 +74,11 @@ impl NewStacks {
             })
         });
         if !uncovered || self.last_read.is_some_and(|t| t.elapsed() < MIN_REREAD) {
-            return Reread::No;
+            return;
         }
         self.last_read = Some(Instant::now());
         self.rereads += 1;
         maps.refresh(pid);
-        Reread::Yes
     }
 }
 
@@ -87,11 +86,4 @@ impl NewStacks {
 /// 47-bit user half.
 pub fn could_be_code(a: u64) -> bool {
     (0x1_0000..0x8000_0000_0000).contains(&a)
-}
-
-/// Whether [`NewStacks::check`] re-read the maps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reread {
-    Yes,
-    No,
 }

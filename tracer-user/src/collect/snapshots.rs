@@ -1,12 +1,12 @@
 //! snapshots: DWARF and `fp+cfi` modes' stream of stack snapshots from the ring buffer,
 //! unwound as they arrive (the copies are never kept), joined to the kernel's frame-pointer
-//! walk where the copy ran out, and aggregated like the kernel's rows.
+//! walk where the copy ran out, and aggregated like the kernel's rows. `drain` runs it on a
+//! thread of its own from the moment the programs are attached.
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
-use tokio::io::unix::AsyncFd;
 use tracer_common::{
     hist_bucket, map, SnapshotHeader, StackFrames, WaitKey, WaitStats, SNAP_SWITCH_OUT,
     SNAP_WAIT_END, TIMED_OUT_SNAPSHOT,
@@ -17,10 +17,13 @@ use crate::symbolize::Addr;
 use crate::sys::MapHistory;
 use crate::unwind::{stitch, Join, SnapshotUnwinder, UnwindMode};
 
+/// The kernel's frame-pointer walks by stack id (`STACKS`), through a handle of its own.
+pub type StackMap = BpfHashMap<MapData, u64, StackFrames>;
+
 /// DWARF mode's stream: stack snapshots from the ring buffer, unwound as they arrive (the
 /// 16 KiB copies are never kept) and aggregated like the kernel's rows.
 pub struct Snapshots {
-    ring: AsyncFd<RingBuf<MapData>>,
+    pub(super) ring: RingBuf<MapData>,
     unwinder: SnapshotUnwinder,
     pub rows: HashMap<(WaitKey, Vec<Addr>), WaitStats>,
     /// Refreshes of the module list triggered by unknown addresses, to bound their cost.
@@ -33,11 +36,18 @@ pub struct Snapshots {
     pending: HashMap<(u32, u64), Vec<Addr>>,
 }
 
+/// Whether a [`Snapshots::drain`] left the ring empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    Empty,
+    More,
+}
+
 /// Pending stacks kept at most: waits that never end as contention (timeouts) leave theirs.
 const MAX_PENDING: usize = 65536;
 
 impl Snapshots {
-    /// Takes the ring buffer out of the loaded object (call inside the tokio runtime).
+    /// Takes the ring buffer out of the loaded object.
     pub fn take(tracer: &mut Tracer, maps: &MapHistory, mode: UnwindMode) -> Result<Snapshots> {
         let ring = RingBuf::try_from(
             tracer
@@ -48,9 +58,7 @@ impl Snapshots {
         let mut unwinder = SnapshotUnwinder::default();
         unwinder.update(maps);
         Ok(Snapshots {
-            // SAFETY: the RingBuf owns its fd and moves into the AsyncFd, so the fd stays open
-            // and the same for the AsyncFd's whole life.
-            ring: unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?,
+            ring,
             unwinder,
             rows: HashMap::new(),
             refreshed_at: None,
@@ -63,25 +71,21 @@ impl Snapshots {
         })
     }
 
-    /// Waits until snapshots are ready to read.
-    pub async fn ready(&self) -> Result<()> {
-        let mut guard = self.ring.readable().await?;
-        guard.clear_ready();
-        Ok(())
-    }
-
-    /// Unwinds and aggregates every snapshot waiting in the ring buffer. A walk that ran out
-    /// of copied stack is joined to the kernel's frame-pointer walk of the same wait (read
-    /// from `tracer`'s stack map).
-    pub fn drain(&mut self, pid: u32, maps: &mut MapHistory, tracer: &Tracer) {
-        let stacks: Option<BpfHashMap<&MapData, u64, StackFrames>> = tracer
-            .ebpf
-            .map(map::STACKS)
-            .and_then(|m| BpfHashMap::try_from(m).ok());
+    /// Unwinds and aggregates up to `limit` snapshots waiting in the ring buffer, and says
+    /// whether it emptied it. A walk that ran out of copied stack is joined to the kernel's
+    /// frame-pointer walk of the same wait (read from `stacks`).
+    pub fn drain(
+        &mut self,
+        pid: u32,
+        maps: &mut MapHistory,
+        stacks: Option<&StackMap>,
+        limit: usize,
+    ) -> Drained {
         const HDR: usize = std::mem::size_of::<SnapshotHeader>();
-        loop {
-            let ring = self.ring.get_mut();
-            let Some(item) = ring.next() else { break };
+        for _ in 0..limit {
+            let Some(item) = self.ring.next() else {
+                return Drained::Empty;
+            };
             if item.len() < HDR {
                 continue;
             }
@@ -102,7 +106,7 @@ impl Snapshots {
             let stack = &item[HDR..HDR + len];
             let mut walk = self.unwinder.unwind_ended(hdr.ip, hdr.sp, hdr.bp, stack);
             // An address in no known module: a library loaded since the last look.
-            if walk.0.len() <= 1
+            if (walk.0.len() <= 1 || maps.lookup(hdr.ip).is_none())
                 && self
                     .refreshed_at
                     .is_none_or(|t| t.elapsed() > Duration::from_millis(100))
@@ -116,7 +120,6 @@ impl Snapshots {
             let id = hdr.key.stack_id;
             let kernel = self.kernel.entry(id).or_insert_with(|| {
                 stacks
-                    .as_ref()
                     .and_then(|m| m.get(&id, 0).ok())
                     .map(|s| s.frames[..(s.len as usize).min(s.frames.len())].to_vec())
                     .unwrap_or_default()
@@ -131,6 +134,7 @@ impl Snapshots {
             }
             self.add(hdr.key, frames, hdr.wait_ns);
         }
+        Drained::More
     }
 
     /// The stack of a wait that thread `tid` began at `start_ns` with no snapshot of its own
@@ -161,5 +165,12 @@ impl Snapshots {
     /// New modules (called when the memory maps are re-read).
     pub fn update_modules(&mut self, maps: &MapHistory) {
         self.unwinder.update(maps);
+    }
+
+    /// A new image (an exec): none of the old modules is mapped any more.
+    pub fn reset_modules(&mut self, maps: &MapHistory) {
+        self.unwinder = SnapshotUnwinder::default();
+        self.unwinder.update(maps);
+        self.refreshed_at = None;
     }
 }

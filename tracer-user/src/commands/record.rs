@@ -81,7 +81,11 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         hooks: opts.hooks,
     };
     let mut session = match Session::start(target, &probes, |t| {
-        collect::seed_blocked(t, &mut asleep, target_pid)
+        collect::seed_blocked(t, &mut asleep, target_pid)?;
+        Ok(asleep
+            .iter()
+            .map(|a| (a.tid, a.seeded_ns, a.frames.clone()))
+            .collect())
     }) {
         Ok(s) => s,
         Err(e) => {
@@ -100,6 +104,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         go_probes,
         go_sample,
         tokio,
+        snapshots,
     } = session;
     if let Launch::Pid(pid) = opts.launch {
         if pid != target.tgid {
@@ -118,6 +123,9 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             if let Err(e) = l.release() {
                 output.abandon();
                 return Err(e);
+            }
+            if let Some(s) = &snapshots {
+                s.exec_happened();
             }
             eprintln!(
                 "lockscope: launched {} as pid {}, tracing {until}; Ctrl-C stops early",
@@ -142,17 +150,13 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
                 Some(_) => collect::Start::FromExec,
                 None => collect::Start::Attached,
             },
-            unwind: plan.mode,
             map,
             phases: opts.phases.clone(),
             follow: opts.follow,
             stops,
             exe: target.exe.clone(),
             go_sample,
-            asleep: asleep
-                .iter()
-                .map(|a| (a.tid, a.seeded_ns, a.frames.clone()))
-                .collect(),
+            snapshots,
         },
     ))?;
     // After an exec the report names what ran last, and the map probed in it; its unwinding

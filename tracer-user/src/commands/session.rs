@@ -5,8 +5,7 @@ use anyhow::Result;
 use tracer_common::Phase;
 
 use crate::attach::{self, Filter, Tracer};
-use crate::collect::Follow;
-use crate::collect::GoSample;
+use crate::collect::{Expected, Follow, GoSample, SnapshotDrain};
 use crate::profile::term_safe;
 use crate::sys::Target;
 use crate::tracee::{self, BundledMap, GoUprobes, TokioProbes};
@@ -79,15 +78,19 @@ pub struct Session {
     pub go_sample: Option<GoSample>,
     /// What was found of tokio, and whether its async lock waits are probed.
     pub tokio: TokioProbes,
+    /// DWARF and `fp+cfi` modes: the snapshot reader.
+    pub snapshots: Option<SnapshotDrain>,
 }
 
 impl Session {
     /// Recognises `target`, attaches to it, and runs `after_load` (e.g. seeding the kernel's
-    /// in-flight map) before any probe beyond the tracepoints is placed.
+    /// in-flight map) before any probe beyond the kernel hooks is placed; it returns the
+    /// threads asleep at attach, whose stacks it found. DWARF mode's snapshot reader starts
+    /// then, before the uprobes are placed.
     pub fn start(
         mut target: Target,
         probes: &Probes,
-        after_load: impl FnOnce(&mut Tracer) -> Result<()>,
+        after_load: impl FnOnce(&mut Tracer) -> Result<Vec<Expected>>,
     ) -> Result<Session> {
         let map = recognise(&mut target, probes);
         let plan = unwind::choose(probes.unwind, &target);
@@ -102,7 +105,16 @@ impl Session {
                 t
             }
         };
-        after_load(&mut tracer)?;
+        let asleep = after_load(&mut tracer)?;
+        let snapshots = match plan.mode {
+            UnwindMode::FramePointers => None,
+            mode => Some(SnapshotDrain::start(
+                &mut tracer,
+                target.tgid,
+                mode,
+                asleep,
+            )?),
+        };
         let (go_probes, tokio) = place(&mut tracer, &target, map.as_ref(), probes)?;
         Ok(Session {
             target,
@@ -112,6 +124,7 @@ impl Session {
             go_probes,
             go_sample: probes.go_sample.filter(|_| go_probes > 0),
             tokio,
+            snapshots,
         })
     }
 

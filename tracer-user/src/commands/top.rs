@@ -20,7 +20,6 @@ use crate::profile::{blamed_function, fmt_count, fmt_ns, percent, Profile, StopR
 use crate::render::key_label;
 use crate::symbolize::StackSymbolizer;
 use crate::sys::{self, thread_names, MapHistory};
-use crate::unwind::UnwindMode;
 
 /// What one screen shows: the profile so far, the view, and each row's recent wait rate.
 pub struct Screen<'a> {
@@ -202,8 +201,9 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         map,
         plan,
         mut tracer,
+        snapshots,
         ..
-    } = Session::start(target, &probes, |_| Ok(()))?;
+    } = Session::start(target, &probes, |_| Ok(Vec::new()))?;
     let start_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -213,18 +213,12 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     let mut threads = BTreeMap::new();
     let mut sym = StackSymbolizer::new(MapHistory::default());
     sym.fetch_in_background();
-    // DWARF mode's ring buffer is read without awaiting, but registering it needs a reactor.
+    // The new-stack notices are read without awaiting, but registering them needs a reactor.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?;
     let _reactor = rt.enter();
     maps.refresh(target.tgid);
-    let mut snapshots = match plan.mode {
-        UnwindMode::FramePointers => None,
-        UnwindMode::FpCfi | UnwindMode::Dwarf => {
-            Some(collect::Snapshots::take(&mut tracer, &maps, plan.mode)?)
-        }
-    };
     // Keeps the maps complete between refreshes (a library loaded, a short-lived thread).
     let mut new_stacks = collect::NewStacks::take(&mut tracer)?;
     let mut view = ViewOptions {
@@ -250,9 +244,6 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                 return Ok(End::Signal);
             }
             new_stacks.check(target.tgid, &mut maps, &tracer);
-            if let Some(s) = &mut snapshots {
-                s.drain(target.tgid, &mut maps, &tracer);
-            }
             if Instant::now() >= next_refresh && !exited {
                 exited = !maps.refresh(target.tgid);
                 thread_names(target.tgid, &mut threads);
@@ -269,7 +260,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
                     started.elapsed(),
                 )?;
                 let mut raw = raw;
-                raw.dwarf = snapshots.as_ref().map(|s| s.rows.clone());
+                raw.dwarf = snapshots.as_ref().map(collect::SnapshotDrain::rows);
                 let mut p = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
                 p.meta.unwind = plan.mode.into();
                 p.meta.unwind_note = plan.why.clone();
@@ -316,13 +307,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
             }
             let wait = next_refresh
                 .saturating_duration_since(Instant::now())
-                // DWARF mode drains the snapshot ring between key polls: poll more often so the
-                // ring (~500 snapshots) does not fill between drains.
-                .min(Duration::from_millis(if snapshots.is_some() {
-                    20
-                } else {
-                    250
-                }));
+                .min(Duration::from_millis(250));
             let keys = match tty.wait(wait) {
                 Input::HungUp => return Ok(End::HungUp),
                 Input::Keys(keys) => keys,
