@@ -17,7 +17,7 @@ use super::snapshots::{Drained, Snapshots, StackMap};
 use crate::attach::Tracer;
 use crate::symbolize::Addr;
 use crate::sys::MapHistory;
-use crate::unwind::UnwindMode;
+use crate::unwind::{SnapshotUnwinder, UnwindMode};
 
 /// Snapshot rows: waits by kernel key and unwound stack.
 pub type SnapshotRows = HashMap<(WaitKey, Vec<Addr>), WaitStats>;
@@ -42,18 +42,42 @@ pub struct SnapshotDrain {
     thread: Option<JoinHandle<()>>,
 }
 
+/// The reader's unwinder, its modules loaded before the programs are (the module files of a
+/// large server take a while to read).
+pub struct PreparedDrain {
+    pid: u32,
+    mode: UnwindMode,
+    maps: MapHistory,
+    unwinder: SnapshotUnwinder,
+}
+
 impl SnapshotDrain {
-    /// Takes the ring out of `tracer` and starts reading it. `asleep` are the threads asleep
-    /// at attach, whose waits' stacks come from the scan, not from a snapshot.
-    pub fn start(
-        tracer: &mut Tracer,
-        pid: u32,
-        mode: UnwindMode,
-        asleep: Vec<Expected>,
-    ) -> Result<SnapshotDrain> {
+    /// Loads the modules `pid` has mapped, for [`PreparedDrain::start`].
+    pub fn prepare(pid: u32, mode: UnwindMode) -> PreparedDrain {
         let mut maps = MapHistory::default();
         maps.refresh(pid);
-        let mut snapshots = Snapshots::take(tracer, &maps, mode)?;
+        let mut unwinder = SnapshotUnwinder::default();
+        unwinder.update(&maps);
+        PreparedDrain {
+            pid,
+            mode,
+            maps,
+            unwinder,
+        }
+    }
+}
+
+impl PreparedDrain {
+    /// Takes the ring out of `tracer` and starts reading it. `asleep` are the threads asleep
+    /// at attach, whose waits' stacks come from the scan, not from a snapshot.
+    pub fn start(self, tracer: &mut Tracer, asleep: Vec<Expected>) -> Result<SnapshotDrain> {
+        let PreparedDrain {
+            pid,
+            mode,
+            maps,
+            unwinder,
+        } = self;
+        let mut snapshots = Snapshots::take(tracer, unwinder, mode)?;
         for (tid, start, frames) in asleep {
             snapshots.expect(tid, start, frames);
         }
@@ -79,7 +103,9 @@ impl SnapshotDrain {
             thread: Some(thread),
         })
     }
+}
 
+impl SnapshotDrain {
     /// The target exec'd (a launched command's own exec included): its modules are new.
     pub fn exec_happened(&self) {
         self.exec.store(true, Ordering::Release);

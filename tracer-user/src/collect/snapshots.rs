@@ -48,15 +48,17 @@ const MAX_PENDING: usize = 65536;
 
 impl Snapshots {
     /// Takes the ring buffer out of the loaded object.
-    pub fn take(tracer: &mut Tracer, maps: &MapHistory, mode: UnwindMode) -> Result<Snapshots> {
+    pub fn take(
+        tracer: &mut Tracer,
+        unwinder: SnapshotUnwinder,
+        mode: UnwindMode,
+    ) -> Result<Snapshots> {
         let ring = RingBuf::try_from(
             tracer
                 .ebpf
                 .take_map(map::SNAPSHOTS)
                 .context("SNAPSHOTS map")?,
         )?;
-        let mut unwinder = SnapshotUnwinder::default();
-        unwinder.update(maps);
         Ok(Snapshots {
             ring,
             unwinder,

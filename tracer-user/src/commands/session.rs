@@ -31,22 +31,39 @@ pub fn recognise(target: &mut Target, probes: &Probes) -> Option<BundledMap> {
     map
 }
 
-/// Places one process's uprobes on a loaded tracer: the bundled map's phases and the
-/// goroutine probes, and tokio's async lock waits. Returns how many goroutine probes were
-/// placed, and what was found of tokio.
+/// What a process's uprobes will be, worked out from its executable before anything is
+/// attached: reading a large binary takes a while, and the window starts at attach.
+pub struct ProbePlan {
+    tokio: TokioProbes,
+    go: Option<(std::path::PathBuf, tracee::GoPlan)>,
+}
+
+/// Plans one process's uprobes: tokio's async lock waits, and the goroutine probes.
+pub fn plan_probes(target: &Target, probes: &Probes) -> Result<ProbePlan> {
+    let tokio = match (target.exe.as_deref(), target.go.as_ref()) {
+        (Some(exe), None) => tracee::tokio_probes(exe),
+        _ => TokioProbes::Absent,
+    };
+    Ok(ProbePlan {
+        tokio,
+        go: tracee::goroutine_probes(target, probes.go_uprobes)?,
+    })
+}
+
+/// Places one process's planned uprobes on a loaded tracer: the bundled map's phases, the
+/// goroutine probes and tokio's. Returns how many goroutine probes were placed, and what
+/// was found of tokio.
 pub fn place(
     tracer: &mut Tracer,
     target: &Target,
     map: Option<&BundledMap>,
     probes: &Probes,
+    plan: ProbePlan,
 ) -> Result<(usize, TokioProbes)> {
     if let Some(m) = map {
         tracer.attach_phases(target.tgid, m)?;
     }
-    let tokio = match (target.exe.as_deref(), target.go.as_ref()) {
-        (Some(exe), None) => tracee::tokio_probes(exe),
-        _ => TokioProbes::Absent,
-    };
+    let ProbePlan { tokio, go } = plan;
     if let TokioProbes::Ready {
         exe, poll, drop, ..
     } = &tokio
@@ -54,7 +71,7 @@ pub fn place(
         let links = tracer.attach_tokio(target.tgid, exe, *poll, *drop)?;
         tracer.keep_uprobes(links);
     }
-    let Some((exe, plan)) = tracee::goroutine_probes(target, probes.go_uprobes)? else {
+    let Some((exe, plan)) = go else {
         return Ok((0, tokio));
     };
     if let Some(sample) = probes.go_sample {
@@ -94,6 +111,13 @@ impl Session {
     ) -> Result<Session> {
         let map = recognise(&mut target, probes);
         let plan = unwind::choose(probes.unwind, &target);
+        let uprobes = plan_probes(&target, probes)?;
+        // DWARF mode's modules load now too: the snapshot reader starts the moment the
+        // programs attach.
+        let unwinder = match plan.mode {
+            UnwindMode::FramePointers => None,
+            mode => Some(SnapshotDrain::prepare(target.tgid, mode)),
+        };
         let mut tracer = match probes.follow {
             Follow::Off => {
                 attach::attach(Filter::One(target.tgid), plan.snapshot_bytes, probes.hooks)?
@@ -106,16 +130,11 @@ impl Session {
             }
         };
         let asleep = after_load(&mut tracer)?;
-        let snapshots = match plan.mode {
-            UnwindMode::FramePointers => None,
-            mode => Some(SnapshotDrain::start(
-                &mut tracer,
-                target.tgid,
-                mode,
-                asleep,
-            )?),
+        let snapshots = match unwinder {
+            None => None,
+            Some(u) => Some(u.start(&mut tracer, asleep)?),
         };
-        let (go_probes, tokio) = place(&mut tracer, &target, map.as_ref(), probes)?;
+        let (go_probes, tokio) = place(&mut tracer, &target, map.as_ref(), probes, uprobes)?;
         Ok(Session {
             target,
             map,

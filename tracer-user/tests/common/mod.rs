@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod gobench;
+pub mod mariadb;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -237,7 +237,8 @@ fn cpu_ticks(pid: u32) -> u64 {
 /// Places `t`'s uprobes (the bundled map's phases, goroutine probes). On failure the ones
 /// placed are taken off again, and the caller retries later.
 fn place(tracer: &mut Tracer, t: &mut Traced, probes: &Probes) -> Result<()> {
-    let placed = session::place(tracer, &t.target, t.map.as_ref(), probes);
+    let placed = session::plan_probes(&t.target, probes)
+        .and_then(|plan| session::place(tracer, &t.target, t.map.as_ref(), probes, plan));
     let uprobes = tracer.take_uprobes();
     match placed {
         Ok(_) => {
