@@ -51,11 +51,35 @@ pub static SEEDED: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
 #[map]
 pub static RESTARTABLE: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(1024, 0);
 
+/// A wake that reached a target thread before `sched_switch` recorded its wait: the kernel
+/// takes a task off its run queue, may drop its lock (a new-idle balance), and only then
+/// switches; a waker on another CPU wakes it in between, and completes the wake once the
+/// switch is done. In a lock storm most waits begin this way. Kept: the waker's wake row,
+/// the word the woken task waits on, and when.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EarlyWake {
+    wake: WakeKey,
+    word: u64,
+    at_ns: u64,
+}
+
+/// [`EarlyWake`]s by task address. Each side writes its own map first and then looks in the
+/// other's (the waker here, then in [`SCHED_TASKS`]; the switch-out there, then here), so
+/// at least one of them finds the other; whichever deletes the entry applies it.
+#[map]
+pub static EARLY_WAKES: LruHashMap<u64, EarlyWake> = LruHashMap::with_max_entries(4096, 0);
+
+/// An early wake older than this at the switch-out is not this wait's: it woke an earlier
+/// wait of the same word before that one slept (the task then did not sleep), and it was
+/// never taken. A wake that races a switch-out is microseconds old.
+const EARLY_WAKE_MAX_AGE_NS: u64 = 1_000_000;
+
 /// `TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE` (include/linux/sched.h).
 const TASK_SLEEPING: u32 = 0x3;
 
 mod regs;
-use regs::{current_call, Call, Timed};
+use regs::{current_call, waiting_word_of, Call, Timed};
 
 /// `sched_switch(bool preempt, task *prev, task *next, unsigned int prev_state)`; `prev` is
 /// still `current` here.
@@ -130,6 +154,7 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
         unsafe { (*slot).tid = 0 };
         return;
     }
+    take_early_wake(task, uaddr, start_ns);
     let (stack_id, leaf_ret) = stack::capture(ctx);
     if let Some(w) = SCHED_TASKS.get_ptr_mut(&task) {
         // SAFETY: a map value; a concurrent wake writes only `waker_id` and `outcome`.
@@ -228,7 +253,9 @@ fn switch_in(next: u64) {
 pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
     let p: u64 = ctx.arg(0);
     let Some(w) = SCHED_TASKS.get_ptr_mut(&p) else {
-        seeded_wake(&ctx, p);
+        if !seeded_wake(&ctx, p) {
+            early_wake(&ctx, p);
+        }
         return 0;
     };
     // SAFETY: a map value; the first wake of this sleep wins.
@@ -274,12 +301,12 @@ fn wakes_word_of(tid: u32, kind: OpKind, uaddr: u64) -> bool {
     slot.tid != tid || slot.uaddr == uaddr || slot.kind == OpKind::Waitv as u32
 }
 
-/// `p` is no waiter seen sleeping. If the current task is a target thread in a futex wake of
-/// a word a thread was asleep on at attach, `p` is taken for that thread: its wait, seeded
-/// in its INFLIGHT slot, ends at `p`'s switch-in (with no stack of its own: user space has the
-/// one it read at attach).
+/// `p` is no waiter seen sleeping yet, but may be one on its way (see [`EarlyWake`]): if the
+/// current task is a target thread in a futex wake of the word `p`'s registers show it
+/// waiting on, the wake is kept for `p`'s switch-out, or applied here if that switch-out
+/// recorded the wait meanwhile.
 #[inline(always)]
-fn seeded_wake(ctx: &BtfTracePointContext, p: u64) {
+fn early_wake(ctx: &BtfTracePointContext, p: u64) {
     if target_tid().is_none() {
         return;
     }
@@ -289,9 +316,79 @@ fn seeded_wake(ctx: &BtfTracePointContext, p: u64) {
     if kind.is_wait() {
         return;
     }
+    let Some(word) = waiting_word_of(p) else {
+        return;
+    };
+    if word != uaddr && !matches!(kind, OpKind::Requeue | OpKind::WakeOp) {
+        return;
+    }
+    let early = EarlyWake {
+        wake: take_wake(ctx, kind, uaddr),
+        word,
+        // SAFETY: a helper with no preconditions.
+        at_ns: unsafe { bpf_ktime_get_ns() },
+    };
+    if EARLY_WAKES.insert(&p, &early, 0).is_err() {
+        return;
+    }
+    if let Some(w) = SCHED_TASKS.get_ptr_mut(&p) {
+        if EARLY_WAKES.remove(&p).is_ok() {
+            apply_early(w, &early);
+        }
+    }
+}
+
+/// The switch-out of `task`, whose wait on `uaddr` began at `start_ns` and is in
+/// [`SCHED_TASKS`] now: an early wake kept for it is applied.
+#[inline(always)]
+fn take_early_wake(task: u64, uaddr: u64, start_ns: u64) {
+    // SAFETY: copied out at once.
+    let Some(early) = (unsafe { EARLY_WAKES.get(&task) }).copied() else {
+        return;
+    };
+    if EARLY_WAKES.remove(&task).is_err() {
+        return;
+    }
+    if early.word != uaddr || start_ns.saturating_sub(early.at_ns) > EARLY_WAKE_MAX_AGE_NS {
+        return;
+    }
+    if let Some(w) = SCHED_TASKS.get_ptr_mut(&task) {
+        apply_early(w, &early);
+    }
+}
+
+/// Ends the recorded wait `w` as woken by `early`'s waker, unless a wake already ended it.
+#[inline(always)]
+fn apply_early(w: *mut SchedWait, early: &EarlyWake) {
+    // SAFETY: a map value; a concurrent wake writes only `waker_id` and `outcome`, and the
+    // first wake wins.
+    unsafe {
+        if (*w).outcome != SCHED_NOT_WOKEN {
+            return;
+        }
+        (*w).outcome = Outcome::Woken.as_u32();
+        (*w).waker_id = count_wake(&early.wake);
+    }
+}
+
+/// `p` is no waiter seen sleeping. If the current task is a target thread in a futex wake of
+/// a word a thread was asleep on at attach, `p` is taken for that thread: its wait, seeded
+/// in its INFLIGHT slot, ends at `p`'s switch-in (with no stack of its own: user space has the
+/// one it read at attach). Returns whether it was.
+#[inline(always)]
+fn seeded_wake(ctx: &BtfTracePointContext, p: u64) -> bool {
+    if target_tid().is_none() {
+        return false;
+    }
+    let Call::Futex(kind, uaddr, _) = current_call() else {
+        return false;
+    };
+    if kind.is_wait() {
+        return false;
+    }
     // SAFETY: copied out at once.
     let Some(tid) = (unsafe { SEEDED.get(&uaddr) }).copied() else {
-        return;
+        return false;
     };
     let _ = SEEDED.remove(&uaddr);
     let wait = SchedWait {
@@ -304,22 +401,35 @@ fn seeded_wake(ctx: &BtfTracePointContext, p: u64) {
         _pad: 0,
     };
     let _ = SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64);
+    true
 }
 
 /// A futex wake of `uaddr` by the current task woke a sleeping target thread: its stack, its
 /// wake row (one thread woken), and the lock it released. Returns its waker id.
 #[inline(always)]
 fn wake(ctx: &BtfTracePointContext, kind: OpKind, uaddr: u64) -> u64 {
+    count_wake(&take_wake(ctx, kind, uaddr))
+}
+
+/// The current task's wake row key: its stack, taken now.
+#[inline(always)]
+fn take_wake(ctx: &BtfTracePointContext, kind: OpKind, uaddr: u64) -> WakeKey {
     let tid = bpf_get_current_pid_tgid() as u32;
     let (stack_id, leaf_ret) = stack::capture(ctx);
-    phase::learn_lock(u64::from(tid), uaddr);
-    let key = WakeKey {
+    WakeKey {
         stack_id,
         uaddr,
         leaf_ret,
         tid,
         kind: kind as u32,
-    };
-    let _ = rows::add_wake(&key, 1);
-    waker_id(stack_id, leaf_ret)
+    }
+}
+
+/// Counts a wake that woke a sleeping waiter (and learns the lock it released); returns the
+/// waker id.
+#[inline(always)]
+fn count_wake(key: &WakeKey) -> u64 {
+    phase::learn_lock(u64::from(key.tid), key.uaddr);
+    let _ = rows::add_wake(key, 1);
+    waker_id(key.stack_id, key.leaf_ret)
 }

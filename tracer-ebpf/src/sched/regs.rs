@@ -1,5 +1,6 @@
 //! What a task's saved user registers (`bpf_task_pt_regs`) say it is doing: a futex call
 //! (x86_64 or ia32 numbering and registers), a restart, sending or handling a signal.
+use aya_ebpf::bindings::task_struct;
 use aya_ebpf::helpers::{
     bpf_get_current_task_btf, bpf_probe_read_kernel, generated::bpf_task_pt_regs,
 };
@@ -66,25 +67,51 @@ pub(super) enum Call {
     Other,
 }
 
+/// A task's saved user registers from `r10` to `cs`, and for a compat task its `bx`.
 #[inline(always)]
-pub(super) fn current_call() -> Call {
-    let mut r = [0u64; REGS_WORDS];
-    // SAFETY: the current task's saved user registers, read through the checked helper into a
-    // buffer of the size asked for.
-    let compat = unsafe {
-        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
-        if bpf_probe_read_kernel(regs.add(REGS_FROM).cast::<[u64; REGS_WORDS]>())
-            .map(|v| r = v)
-            .is_err()
-        {
-            return Call::Other;
-        }
-        if r[CS] == USER32_CS {
+fn saved_regs(task: *mut task_struct) -> Option<([u64; REGS_WORDS], Option<u64>)> {
+    // SAFETY: the task's saved user registers, read through the checked helper into a buffer
+    // of the size asked for.
+    unsafe {
+        let regs = bpf_task_pt_regs(task) as *const u8;
+        let r = bpf_probe_read_kernel(regs.add(REGS_FROM).cast::<[u64; REGS_WORDS]>()).ok()?;
+        let compat = if r[CS] == USER32_CS {
             // ia32: uaddr in bx, op in cx.
             bpf_probe_read_kernel(regs.add(PT_REGS_BX).cast::<u64>()).ok()
         } else {
             None
-        }
+        };
+        Some((r, compat))
+    }
+}
+
+/// The word another task `p` is in a futex wait on, if it is in one (classic `futex` or
+/// futex2 `futex_wait`; not `futex_waitv`, whose word list is in `p`'s memory).
+#[inline(always)]
+pub(super) fn waiting_word_of(p: u64) -> Option<u64> {
+    let (r, compat) = saved_regs(p as *mut task_struct)?;
+    let nr = r[ORIG_AX];
+    let (uaddr, op) = match compat {
+        Some(bx) => (bx & 0xffff_ffff, r[CX] & 0xffff_ffff),
+        None => (r[DI], r[SI]),
+    };
+    let classic = match compat {
+        Some(_) => nr == NR32_FUTEX || nr == NR32_FUTEX_TIME64,
+        None => nr == NR_FUTEX,
+    };
+    if classic {
+        return classify_futex_op(op as u32)
+            .filter(|k| k.is_wait() && *k != OpKind::Waitv)
+            .map(|_| uaddr);
+    }
+    (nr == NR_FUTEX_WAIT && compat.is_none()).then_some(r[DI])
+}
+
+#[inline(always)]
+pub(super) fn current_call() -> Call {
+    // SAFETY: a helper with no preconditions.
+    let Some((r, compat)) = saved_regs(unsafe { bpf_get_current_task_btf() }) else {
+        return Call::Other;
     };
     let nr = r[ORIG_AX];
     // futex(2)'s word, op and timeout: ia32 passes them in bx, cx and si.
