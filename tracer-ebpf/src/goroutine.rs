@@ -137,7 +137,7 @@ fn try_go_sema_begin(ctx: &ProbeContext) -> Res {
     }
     let call = GoCall {
         start_ns: now,
-        stack_id: stack::capture(ctx).0,
+        stack_id: stack::capture_id(ctx),
         leaf_ret: 0,
         uaddr: sema,
         ready_ns: 0,
@@ -190,7 +190,7 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
     // Taken at the wait's start (precise mode) or here (a fallback entry probe that had no
     // stack): the goroutine is still inside the acquire.
     let stack_id = if call.stack_id == NO_STACK {
-        stack::capture(ctx).0
+        stack::capture_id(ctx)
     } else {
         call.stack_id
     };
@@ -294,7 +294,7 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
             // On the goroutine's own stack (the semaphore code's park): the acquire's stack,
             // taken once. The word at SP mid-function is no return address: no leaf.
             if (*call).stack_id == NO_STACK && GoRef::from_u64(cookie(&ctx)) == GoRef::Current {
-                (*call).stack_id = stack::capture(&ctx).0;
+                (*call).stack_id = stack::capture_id(&ctx);
             }
         }
     }
