@@ -36,6 +36,10 @@ pub enum GoRef {
     /// The running goroutine (R14 under the register ABI): the call to `gopark` inside
     /// `runtime.semacquire1`, reached only by a goroutine that parks on a semaphore.
     Current = 1,
+    /// RAX points at a closure whose first captured word is the `*g`: `readyWithTime`'s call
+    /// of `systemstack` with the closure of its inlined `goready(gp)` (Go 1.21+), laid out
+    /// `{fn, gp, traceskip}`, so `gp` is at RAX+8.
+    ClosureGInRax = 2,
 }
 
 impl GoRef {
@@ -43,6 +47,8 @@ impl GoRef {
     pub fn from_u64(v: u64) -> GoRef {
         if v == GoRef::Current as u64 {
             GoRef::Current
+        } else if v == GoRef::ClosureGInRax as u64 {
+            GoRef::ClosureGInRax
         } else {
             GoRef::GInRax
         }

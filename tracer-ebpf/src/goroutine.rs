@@ -137,7 +137,7 @@ fn try_go_sema_begin(ctx: &ProbeContext) -> Res {
     }
     let call = GoCall {
         start_ns: now,
-        stack_id: stack::capture(ctx).0,
+        stack_id: stack::capture_id(ctx),
         leaf_ret: 0,
         uaddr: sema,
         ready_ns: 0,
@@ -190,7 +190,7 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
     // Taken at the wait's start (precise mode) or here (a fallback entry probe that had no
     // stack): the goroutine is still inside the acquire.
     let stack_id = if call.stack_id == NO_STACK {
-        stack::capture(ctx).0
+        stack::capture_id(ctx)
     } else {
         call.stack_id
     };
@@ -210,7 +210,9 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
     record_wait(&key, waited, &call.blamed, Outcome::Woken)
 }
 
-/// `runtime.ready(gp)`, on the system stack of whichever thread readies `gp` (in RAX): if
+/// A goroutine `gp` is readied: at `readyWithTime`'s call of `goready(gp)` (Go 1.19: `gp` in
+/// RAX) or of `systemstack` with the inlined `goready`'s closure (Go 1.21+: `gp` captured in
+/// it), or, where neither is found, at `runtime.ready(gp)` (every goroutine made runnable). If
 /// `gp` is one of ours in a semaphore acquire, its wait ends now. The last ready wins: a goroutine woken while another barges in re-parks
 /// inside the same acquire, and its wait goes on (Go's block profile counts it the same way).
 #[uprobe]
@@ -218,12 +220,15 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
     if target_tid().is_none() {
         return 0;
     }
+    // The clock is read before the goroutine is: reading it from the closure (a user memory
+    // read) took ~250 ns per wait on this machine, which the wait then counted.
+    // SAFETY: a helper with no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
     let gp = goroutine(&ctx);
     if let Some(call) = GO_INFLIGHT.get_ptr_mut(gp) {
         // SAFETY: a map value we only write these fields of; `gp` is parked, so nothing else
         // readies it at the same time.
         unsafe {
-            let now = bpf_ktime_get_ns();
             (*call).ready_ns = now;
             (*call).blamed =
                 phase::split(gp, (*call).uaddr, &(*call).clock, wait_start(&*call), now);
@@ -232,11 +237,14 @@ pub fn go_ready(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// Bytes from a Go closure's start (its function pointer) to its first captured variable.
+const CLOSURE_FIRST_CAPTURE: u64 = 8;
+
 /// The goroutine a ready or park probe is about, as its attach cookie says where to find it.
 #[inline(always)]
 fn goroutine(ctx: &ProbeContext) -> u64 {
     // SAFETY: the helper reads the cookie set at attach; `regs` is the probed thread's saved
-    // user registers.
+    // user registers; user memory is read only through the checked helper.
     unsafe {
         // Both registers are read, then one is chosen: a load at a computed offset into the
         // context is something the verifier refuses.
@@ -247,6 +255,11 @@ fn goroutine(ctx: &ProbeContext) -> u64 {
         match GoRef::from_u64(cookie(ctx)) {
             GoRef::GInRax => rax,
             GoRef::Current => r14,
+            // The closure is on the readying goroutine's stack: a checked user read (0, which
+            // no goroutine is keyed by, if it fails).
+            GoRef::ClosureGInRax => {
+                bpf_probe_read_user((rax + CLOSURE_FIRST_CAPTURE) as *const u64).unwrap_or(0)
+            }
         }
     }
 }
@@ -281,7 +294,7 @@ pub fn go_park(ctx: ProbeContext) -> u32 {
             // On the goroutine's own stack (the semaphore code's park): the acquire's stack,
             // taken once. The word at SP mid-function is no return address: no leaf.
             if (*call).stack_id == NO_STACK && GoRef::from_u64(cookie(&ctx)) == GoRef::Current {
-                (*call).stack_id = stack::capture(&ctx).0;
+                (*call).stack_id = stack::capture_id(&ctx);
             }
         }
     }

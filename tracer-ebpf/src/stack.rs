@@ -27,8 +27,15 @@ const PT_REGS_SP: usize = 19 * 8;
 #[inline(always)]
 pub fn capture<C: EbpfContext>(ctx: &C) -> (u64, u64) {
     let leaf_ret = leaf_return_address();
+    (capture_id(ctx), leaf_ret)
+}
+
+/// The stack id alone ([`capture`] without the leaf return address, a user memory read that
+/// cost ~250 ns here: the goroutine probes, mid-function, have no use for it).
+#[inline(always)]
+pub fn capture_id<C: EbpfContext>(ctx: &C) -> u64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return (NO_STACK, leaf_ret);
+        return NO_STACK;
     };
     // SAFETY: per-CPU scratch slot, used by one program at a time on this CPU.
     let buf = unsafe { &mut (*scratch).stack };
@@ -47,7 +54,7 @@ pub fn capture<C: EbpfContext>(ctx: &C) -> (u64, u64) {
             &(),
             "user stack not captured: bpf_get_stack returned {}", bytes
         );
-        return (NO_STACK, leaf_ret);
+        return NO_STACK;
     }
     let depth = (bytes as usize / 8).min(MAX_STACK_DEPTH);
     let mut h = STACK_HASH_SEED;
@@ -74,11 +81,11 @@ pub fn capture<C: EbpfContext>(ctx: &C) -> (u64, u64) {
             Err(e) => {
                 bump(Counter::StackMapFull);
                 warn!(&(), "stack map full ({}): event kept without its stack", e);
-                return (NO_STACK, leaf_ret);
+                return NO_STACK;
             }
         }
     }
-    (id, leaf_ret)
+    id
 }
 
 /// The word at the user stack pointer at syscall entry. When the syscall wrapper is a

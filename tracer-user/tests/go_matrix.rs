@@ -59,7 +59,9 @@ fn every_go_release_and_link_mode_matches_go_block_profile() {
         return;
     }
     let mut failures = Vec::new();
-    eprintln!("| build | benchmark | lock stack | lockscope waits | Go waits | time vs Go |");
+    eprintln!(
+        "| build | benchmark | lock stack | lockscope waits | Go waits | time vs Go | ns per wait vs Go |"
+    );
     // LOCKSCOPE_GO_MATRIX=go1.27 runs the builds whose name contains it (while developing).
     let only = std::env::var("LOCKSCOPE_GO_MATRIX").unwrap_or_default();
     for dir in matrix() {
@@ -81,7 +83,11 @@ fn every_go_release_and_link_mode_matches_go_block_profile() {
                 let (n, ns) = ours.get(key).copied().unwrap_or_default();
                 let (gn, gns) = go.get(key).copied().unwrap_or_default();
                 let off = 100.0 * (ns as f64 - gns as f64) / gns.max(1) as f64;
-                eprintln!("| {build} | {bench} | {key} | {n} | {gn} | {off:+.1}% |");
+                let per_wait = (ns as f64 - gns as f64) / gn.max(1) as f64;
+                eprintln!(
+                    "| {build} | {bench} | {key} | {n} | {gn} | {off:+.1}% | {per_wait:+.0} of {:.0} |",
+                    gns as f64 / gn.max(1) as f64
+                );
                 if n != gn || off.abs() > 5.0 {
                     failures.push(format!(
                         "{build} {bench} {key}: {n} waits {ns} ns, Go {gn} waits {gns} ns"

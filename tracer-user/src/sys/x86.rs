@@ -106,6 +106,66 @@ pub fn stores_rax_at(code: &[u8], ip: u64, disp: u32) -> bool {
     .is_empty()
 }
 
+/// Where `code` (at `ip`) calls a function with a closure it built on its stack, as Go
+/// compiles `systemstack(func() { ... })`: `lea reg, [rip+F]` (F one of `closures`, the
+/// closure's function), `mov [rsp+d], reg`, `mov [rsp+d+8], r` (its first captured variable),
+/// `lea rax, [rsp+d]`, then only stores (`mov [rsp], rax`) and nops up to a direct `call`.
+/// The offset of that call: there RAX points at the closure, and its first capture is at
+/// RAX+8. Any other instruction in between (one that could change RAX or the slots) rejects
+/// the site.
+pub fn closure_call(code: &[u8], ip: u64, closures: &[u64]) -> Option<u64> {
+    use iced_x86::{Mnemonic, OpKind, Register};
+    let mut d = iced_x86::Decoder::with_ip(64, code, ip, iced_x86::DecoderOptions::NONE);
+    let mut insns = Vec::new();
+    while d.can_decode() {
+        let at = d.position() as u64;
+        insns.push((at, d.decode()));
+    }
+    let on_stack = |i: &iced_x86::Instruction| {
+        (i.memory_base() == Register::RSP && i.memory_index() == Register::None)
+            .then(|| i.memory_displacement64())
+    };
+    for (n, (_, lea)) in insns.iter().enumerate() {
+        let loads_fn = lea.mnemonic() == Mnemonic::Lea
+            && lea.is_ip_rel_memory_operand()
+            && closures.contains(&lea.ip_rel_memory_address());
+        if !loads_fn {
+            continue;
+        }
+        let (mut base, mut captured, mut rax_at_closure) = (None, false, false);
+        for (at, i) in &insns[n + 1..] {
+            let store = i.mnemonic() == Mnemonic::Mov
+                && i.op0_kind() == OpKind::Memory
+                && i.op1_kind() == OpKind::Register;
+            match (i.mnemonic(), on_stack(i)) {
+                (Mnemonic::Mov, Some(disp)) if store && !rax_at_closure => {
+                    if base.is_none() && i.op1_register() == lea.op0_register() {
+                        base = Some(disp);
+                    } else if base.map(|b| b + 8) == Some(disp) {
+                        captured = true;
+                    }
+                }
+                (Mnemonic::Mov, Some(_)) if store && i.op1_register() == Register::RAX => {}
+                (Mnemonic::Lea, Some(disp))
+                    if i.op0_register() == Register::RAX && base == Some(disp) =>
+                {
+                    rax_at_closure = true;
+                }
+                // Padding (the external linker's build aligns the call).
+                (Mnemonic::Nop, _) => {}
+                (Mnemonic::Call, _) if i.op0_kind() == OpKind::NearBranch64 => {
+                    if rax_at_closure && captured {
+                        return Some(*at);
+                    }
+                    break;
+                }
+                _ => break,
+            }
+        }
+    }
+    None
+}
+
 /// Offsets of every instruction of `code` (at `ip`), decoded one after another from its
 /// start; `None` if an invalid encoding comes first (the bytes are not code from there).
 pub fn instruction_starts(code: &[u8], ip: u64) -> Option<Vec<u64>> {
@@ -241,6 +301,40 @@ mod tests {
         assert_eq!(call_offsets(&code, 0x1000, 0x2000), vec![0, 11]);
         assert_eq!(call_offsets(&code, 0x1000, 0x3000), vec![5]);
         assert!(call_offsets(&code, 0x1000, 0x4000).is_empty());
+    }
+
+    /// Go 1.24's `runtime.readyWithTime` from `mov rax, [rax]` (s.g) to its call of
+    /// `systemstack` with the inlined `goready`'s closure, at 0x451f27; the closure's function
+    /// is at 0x451f80.
+    const READY_WITH_TIME_124: [u8; 39] = [
+        0x48, 0x8b, 0x00, // mov rax, [rax]
+        0x48, 0x8d, 0x0d, 0x4f, 0x00, 0x00, 0x00, // lea rcx, [rip+0x4f]
+        0x48, 0x89, 0x4c, 0x24, 0x08, // mov [rsp+8], rcx
+        0x48, 0x89, 0x44, 0x24, 0x10, // mov [rsp+0x10], rax
+        0x48, 0x89, 0x5c, 0x24, 0x18, // mov [rsp+0x18], rbx
+        0x48, 0x8d, 0x44, 0x24, 0x08, // lea rax, [rsp+8]
+        0x48, 0x89, 0x04, 0x24, // mov [rsp], rax
+        0xe8, 0xf2, 0x5e, 0x02, 0x00, // call systemstack
+    ];
+
+    #[test]
+    fn a_call_with_a_stack_closure_is_found_only_in_its_exact_shape() {
+        let code = &READY_WITH_TIME_124;
+        assert_eq!(closure_call(code, 0x451f27, &[0x451f80]), Some(34));
+        // Another closure function: not this site.
+        assert_eq!(closure_call(code, 0x451f27, &[0x451f90]), None);
+        // RAX overwritten between the closure's address and the call (mov rax, [rsp]).
+        let mut clobbered = code.to_vec();
+        clobbered[30..34].copy_from_slice(&[0x48, 0x8b, 0x04, 0x24]);
+        assert_eq!(closure_call(&clobbered, 0x451f27, &[0x451f80]), None);
+        // The external linker's build pads the call (nopl 0x0(%rax,%rax,1)): still found.
+        let mut padded = code.to_vec();
+        padded.splice(34..34, [0x0f, 0x1f, 0x44, 0x00, 0x00]);
+        assert_eq!(closure_call(&padded, 0x451f27, &[0x451f80]), Some(39));
+        // No capture stored at closure+8 (the gp store moved to +0x20).
+        let mut uncaptured = code.to_vec();
+        uncaptured[19] = 0x20;
+        assert_eq!(closure_call(&uncaptured, 0x451f27, &[0x451f80]), None);
     }
 
     #[test]

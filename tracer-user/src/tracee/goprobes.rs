@@ -6,9 +6,9 @@
 //! Where the semaphore code's park is not found (another Go version's code), every park is
 //! probed instead, at a higher cost.
 //!
-//! The ready side stays `runtime.ready`: a probe on `runtime.readyWithTime` (semaphore and
-//! `sync.Cond` releases only) was tried, and its waits came out 15% shorter than Go's block
-//! profile on `BenchmarkRWMutexWrite100`, while `runtime.ready` agrees to 0.3%.
+//! The ready side (`goready`) is `runtime.readyWithTime`'s hand-over to `goready`, where only
+//! semaphore and `sync.Cond` waiters are readied; `runtime.ready` (every goroutine) only where
+//! that is not found.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,7 @@ use object::{Object, ObjectSection, ObjectSymbol};
 use tracer_common::{prog, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
 
 use super::golang::GoUprobes;
+use super::goready::ready_points;
 use crate::sys::{call_offsets, frame_size, return_offsets, stores_rax_at};
 
 /// The `sync` semaphore acquires a goroutine blocks in: Mutex and RWMutex slow paths (the
@@ -37,12 +38,6 @@ const LOOP_LOCK: [&str; 2] = ["runtime.lock2", "runtime.lockWithRank"];
 const RELEASE: &str = "runtime.releaseSudog";
 /// Length of a direct `call rel32`: the return address follows it.
 const CALL_LEN: u64 = 5;
-/// Readies a semaphore (or `sync.Cond`) waiter, just after Go's block profile stops its clock:
-/// its call to `goready(gp)`.
-const READY_SEMA: &str = "runtime.readyWithTime";
-const GOREADY: &str = "runtime.goready";
-/// Every goroutine made runnable: the fallback.
-const READY_ANY: &str = "runtime.ready";
 /// Every goroutine parked: the fallback for the semaphore code's own park.
 const PARK_ANY: &str = "runtime.park_m";
 
@@ -56,9 +51,12 @@ pub enum GoProbe {
     ParkSite,
     /// `runtime.park_m(gp)`: any goroutine parks (fallback for [`GoProbe::ParkSite`]).
     ParkAny,
-    /// The semaphore release's call to `goready(gp)` (in `readyWithTime`).
+    /// The semaphore release's call to `goready(gp)` (in `readyWithTime`; Go 1.19).
     ReadySite,
-    /// `runtime.ready(gp)`: any goroutine made runnable (fallback for `ReadySite`).
+    /// `readyWithTime`'s call to `systemstack` with its inlined `goready(gp)`'s closure
+    /// (Go 1.21+): `gp` is the closure's first capture.
+    ReadyClosure,
+    /// `runtime.ready(gp)`: any goroutine made runnable (fallback for the two above).
     ReadyAny,
     /// Precise mode: the top of the semaphore code's queue-and-park loop, with its frame's
     /// layout. Begins a `sync` acquire's wait; nothing else is probed on the way in.
@@ -76,6 +74,7 @@ impl GoProbe {
             GoProbe::ParkSite => (prog::GO_PARK, cookie(GoRef::Current)),
             GoProbe::ParkAny => (prog::GO_PARK, cookie(GoRef::GInRax)),
             GoProbe::ReadySite | GoProbe::ReadyAny => (prog::GO_READY, cookie(GoRef::GInRax)),
+            GoProbe::ReadyClosure => (prog::GO_READY, cookie(GoRef::ClosureGInRax)),
             GoProbe::SemaPark(frame) => (prog::GO_SEMA_PARK, Some(frame.cookie())),
             GoProbe::SemaDone => (prog::GO_SEMA_EXIT, None),
         }
@@ -95,10 +94,10 @@ pub struct ProbePoints {
 }
 
 /// A function's code: its address, and its bytes' file offset and length.
-struct Function {
-    address: u64,
-    offset: u64,
-    size: u64,
+pub struct Function {
+    pub address: u64,
+    pub offset: u64,
+    pub size: u64,
 }
 
 /// The functions goroutine probing needs, by name, from `.symtab` or (stripped) `.gopclntab`.
@@ -108,7 +107,8 @@ fn functions(exe: &Path, file: &[u8]) -> Result<HashMap<String, Function>> {
         SEMA_FUNCTIONS.contains(&name)
             || GOPARK.contains(&name)
             || LOOP_LOCK.contains(&name)
-            || [PARKER, READY_SEMA, GOREADY, READY_ANY, PARK_ANY, RELEASE].contains(&name)
+            || [PARKER, PARK_ANY, RELEASE].contains(&name)
+            || super::goready::wanted(name)
     };
     let mut found: Vec<(String, u64, u64)> = obj
         .symbols()
@@ -297,20 +297,11 @@ pub fn sema_probe_points(exe: &Path, pid: Option<u32>) -> Result<GoPlan> {
             }
         }
     }
-    let mut readies = Vec::new();
-    if let (Some(f), Some(t)) = (funcs.get(READY_SEMA), funcs.get(GOREADY)) {
-        readies = call_offsets(code(f)?, f.address, t.address);
-        out.extend(
-            readies
-                .iter()
-                .map(|o| point(GoProbe::ReadySite, READY_SEMA, f.offset + o)),
-        );
-    }
-    if readies.is_empty() {
-        if let Some(f) = funcs.get(READY_ANY) {
-            out.push(point(GoProbe::ReadyAny, READY_ANY, f.offset));
-        }
-    }
+    out.extend(
+        ready_points(&funcs, &file)?
+            .into_iter()
+            .map(|(probe, name, at)| point(probe, name, at)),
+    );
     verify(&funcs, &file, &out)?;
     Ok(GoPlan {
         points: out,

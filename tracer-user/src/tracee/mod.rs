@@ -1,6 +1,7 @@
 //! tracee: what lockscope knows of the traced process's runtimes and maps. Go executables
 //! (`golang`: recognising them, naming their futex waits; `goprobes`: where the goroutine
-//! probes go; `probesafety`: that each lands on an instruction of the function it names),
+//! probes go, `goready` their ready side; `probesafety`: that each lands on an instruction
+//! of the function it names),
 //! the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`, and the hash trie's
 //! nodes: `trie`), what a futex word is (`locks`: a static, the heap, a stack), and CPython's
 //! GIL (`python`), and tokio's async lock waits (`tokioprobes`).
@@ -10,6 +11,7 @@
 mod bundled;
 mod golang;
 mod goprobes;
+mod goready;
 mod locks;
 mod mapsample;
 mod probesafety;
