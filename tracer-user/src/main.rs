@@ -6,19 +6,19 @@
 //! is known of the target's runtimes and maps, `sys` the host facts. `commands` drives it:
 //! `record` once, `top` live, `agent` for many processes as a daemon; `report` (here)
 //! re-renders a saved profile. `cli` is clap only.
-mod analyze;
+//!
+//! `profile`, `analyze` and `render` are the `lockscope-profile` library's (it needs no
+//! kernel); they are re-exported here so `crate::profile::…` paths read as before.
 mod attach;
 mod cli;
 mod collect;
 mod commands;
-#[cfg(test)]
-mod fuzz;
-mod profile;
-mod render;
 mod symbolize;
 mod sys;
 mod tracee;
 mod unwind;
+
+pub(crate) use lockscope_profile::{analyze, profile, render};
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;

@@ -1,9 +1,11 @@
 //! `lockscope report` on saved profiles: golden files for the text formats, the real
 //! `go tool pprof` on the pprof output, the SVG parsed as XML, and every bad-input error.
-//! No root needed: the fixtures in tests/data are profiles recorded by `lockscope record`.
+//! No root needed: the fixtures are profiles recorded by `lockscope record`, in
+//! lockscope-profile/tests/data.
 //!
-//! Golden files live in tests/golden; `LOCKSCOPE_BLESS=1 cargo test -p tracer-user --test
-//! report` rewrites them from the current output (review the diff before committing).
+//! The golden files belong to the library (lockscope-profile/tests/golden, rewritten with
+//! `LOCKSCOPE_BLESS=1 cargo test -p lockscope-profile --test golden`); here `lockscope report`
+//! with the matching flags must print them unchanged, so the flags map to the same views.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -13,10 +15,15 @@ fn lockscope() -> Command {
     c
 }
 
-fn data(name: &str) -> PathBuf {
+/// The library's test files: `data` (saved profiles) or `golden`.
+fn library_tests(dir: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
+        .join("../lockscope-profile/tests")
+        .join(dir)
+}
+
+fn data(name: &str) -> PathBuf {
+    library_tests("data").join(name)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -35,7 +42,7 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Compares `report FIXTURE ARGS` with tests/golden/NAME, or rewrites it when blessing.
+/// Compares `report FIXTURE ARGS` with the library's golden file NAME.
 fn golden(name: &str, fixture: &str, args: &[&str]) {
     let fixture = data(fixture);
     let mut all = vec!["report", fixture.to_str().unwrap()];
@@ -43,17 +50,10 @@ fn golden(name: &str, fixture: &str, args: &[&str]) {
     let out = run(&all);
     assert!(out.status.success(), "{name}: {}", text(&out.stderr));
     let got = text(&out.stdout);
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("LOCKSCOPE_BLESS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &got).unwrap();
-        return;
-    }
+    let path = library_tests("golden").join(name);
     let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e}; create it with LOCKSCOPE_BLESS=1 cargo test -p tracer-user --test report",
+            "{}: {e}; create it with LOCKSCOPE_BLESS=1 cargo test -p lockscope-profile --test golden",
             path.display()
         )
     });
@@ -64,7 +64,7 @@ fn golden(name: &str, fixture: &str, args: &[&str]) {
             .position(|(a, b)| a != b)
             .unwrap_or(got.lines().count().min(want.lines().count()));
         panic!(
-            "{name} differs from {} at line {}:\n  got:  {:?}\n  want: {:?}\n(LOCKSCOPE_BLESS=1 rewrites it if the change is intended)",
+            "{name} differs from {} at line {}:\n  got:  {:?}\n  want: {:?}\n(the library's golden test renders the same view: run it first)",
             path.display(),
             first + 1,
             got.lines().nth(first).unwrap_or("<end>"),

@@ -11,7 +11,8 @@ use std::time::Duration;
 use common::*;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lockdemo-contended.json")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../lockscope-profile/tests/data/lockdemo-contended.json")
 }
 
 fn odd_threads() -> PathBuf {

@@ -1,6 +1,7 @@
-//! `cargo xtask cycles`: the import graph of tracer-user's top-level modules and of xtask's, and
-//! any cycle in them. A module is a file or folder directly under src/ (tracer-user's folders
-//! are the pipeline's stages: cli, commands, attach, collect, …); it depends on another when
+//! `cargo xtask cycles`: the import graph of tracer-user's top-level modules, lockscope-profile's
+//! and xtask's, and any cycle in them. A module is a file or folder directly under src/
+//! (tracer-user's folders are the pipeline's stages: cli, commands, attach, collect, …;
+//! lockscope-profile's are profile, knowledge, analyze, render); it depends on another when
 //! any of its files names `crate::other`. xtask's `bench/` folder is checked one level down too
 //! (its files name each other as `super::x` or `crate::bench::x`), so no benchmark and its
 //! helpers import each other back. A cycle means two modules know each other, so neither can
@@ -224,9 +225,13 @@ struct Tree {
     prefixes: &'static [&'static str],
 }
 
-const TREES: [Tree; 3] = [
+const TREES: [Tree; 4] = [
     Tree {
         dir: "tracer-user/src",
+        prefixes: &["crate::"],
+    },
+    Tree {
+        dir: "lockscope-profile/src",
         prefixes: &["crate::"],
     },
     Tree {

@@ -10,7 +10,7 @@ const REPORT_TEST: &str = "report";
 
 pub fn run() -> Result<()> {
     crate::setup::run()?;
-    step("import cycles among tracer-user's and xtask's modules");
+    step("import cycles among tracer-user's, lockscope-profile's and xtask's modules");
     crate::cycles::run()?;
     step("format check");
     cmd("cargo", &["fmt", "--all", "--", "--check"])?;
@@ -51,7 +51,7 @@ pub fn run() -> Result<()> {
     step("fuzzing the profile reader and every renderer (bolero, 60 s per target)");
     cmd_env(
         "cargo",
-        &["test", "-p", "tracer-user", "--bin", "lockscope", "fuzz::"],
+        &["test", "-p", "lockscope-profile", "--lib", "fuzz::"],
         &[("LOCKSCOPE_FUZZ_SECS", "60")],
     )?;
     step("model checking the bundled map's transitions (shuttle)");

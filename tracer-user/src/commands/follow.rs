@@ -131,7 +131,7 @@ pub fn replan_after_exec(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::tests::sample;
+    use crate::profile::testing::sample;
 
     #[test]
     fn a_merged_profile_keeps_both_processes_rows_on_their_own_stacks() {

@@ -357,7 +357,7 @@ enum End {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::tests::sample;
+    use crate::profile::testing::sample;
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 

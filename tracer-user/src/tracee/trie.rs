@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-/// The semaphore's offset in an indirect node: `mu` at 8, then `state int32`.
-pub const TRIE_SEMA_OFFSET: u64 = 12;
+use lockscope_profile::knowledge::TRIE_SEMA_OFFSET;
 const PARENT_OFFSET: u64 = 16;
 /// 64 hash bits, 4 per level: no trie is deeper.
 const MAX_DEPTH: u32 = 16;

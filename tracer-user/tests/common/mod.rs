@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use lockscope_profile::profile::Profile;
 use serde_json::Value;
 
 /// A `syncmap-load` run for launch-mode tests: range-insert for 2 s, lingering 1 s so the
@@ -105,8 +106,13 @@ impl Drop for Workload {
     }
 }
 
+fn tmp_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("lockscope-it-{}", std::process::id()))
+}
+
+/// A fresh path in this test run's directory (whatever was there is removed).
 pub fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lockscope-it-{}", std::process::id()));
+    let dir = tmp_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     let _ = std::fs::remove_file(&p);
@@ -140,6 +146,17 @@ pub fn text(b: &[u8]) -> String {
 
 pub fn load(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).expect("profile written")).expect("profile is JSON")
+}
+
+/// The profile at `path` through the library's own types, read as `lockscope report` reads it
+/// (format and version checked): fields by name, checked by the compiler.
+pub fn profile_at(path: &Path) -> Profile {
+    lockscope_profile::profile::load(path).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The profile [`launch`] wrote for `name`, typed.
+pub fn launched(name: &str) -> Profile {
+    profile_at(&tmp_dir().join(format!("{name}.json")))
 }
 
 /// Total wait ns of each stack index, from the profile's rows.

@@ -11,11 +11,11 @@ mod behind;
 mod trie;
 mod waitclass;
 
-pub(crate) use aggregate::{
+pub use aggregate::{
     groups, shown_rows, shown_totals, timeout_totals, Group, GroupBy, Key, SortKey, ViewOptions,
     Weight, DEFAULT_FRAMES, DEFAULT_TOP,
 };
-pub(crate) use attribute::{attribute, category_of, lock_primitive};
-pub(crate) use behind::{behind_label, Behind, Share};
-pub(crate) use trie::attribute_trie;
-pub(crate) use waitclass::{classify, Waits};
+pub use attribute::{attribute, category_of, lock_primitive};
+pub use behind::{behind_label, Behind, Share};
+pub use trie::attribute_trie;
+pub use waitclass::{classify, Waits};

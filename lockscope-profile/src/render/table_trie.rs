@@ -17,7 +17,7 @@ pub(super) fn trie_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()>
     writeln!(
         out,
         "{} in {}: every write locks one trie node; Load and Range never lock",
-        crate::tracee::heading(b.kind, b.go_version.as_deref()),
+        crate::knowledge::heading(b.kind, b.go_version.as_deref()),
         b.exe
     )?;
     let row = |out: &mut dyn Write, label: &str, waits: u64, ns: u64| {
@@ -85,7 +85,7 @@ pub(super) fn map_unwaited(profile: &Profile, out: &mut dyn Write) -> io::Result
     writeln!(
         out,
         "{} in {}: no goroutine waited on it in this recording",
-        crate::tracee::heading(b.kind, b.go_version.as_deref()),
+        crate::knowledge::heading(b.kind, b.go_version.as_deref()),
         b.exe
     )?;
     fast_path(b, out)?;

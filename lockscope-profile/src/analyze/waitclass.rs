@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::knowledge::GoWait;
 use crate::profile::{FutexOp, Profile, Stack};
-use crate::tracee::GoWait;
 
 /// Why a thread that was not contending for a lock slept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -248,10 +248,12 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
         }
     }
     if names().any(|n| n.starts_with("runtime.")) {
-        return Some(Primitive::Go(crate::tracee::classify_go_wait(Some(stack))));
+        return Some(Primitive::Go(crate::knowledge::classify_go_wait(Some(
+            stack,
+        ))));
     }
     // The GIL sleeps on a condvar and a mutex; waiting in its take or drop is contention.
-    if crate::tracee::waits_for_gil(stack) {
+    if crate::knowledge::waits_for_gil(stack) {
         return Some(Primitive::PythonGil);
     }
     let found = names().find_map(primitive_of_name);

@@ -18,19 +18,17 @@ mod output;
 mod sanitize;
 mod units;
 
-pub(crate) use deadlock::{deadlocks, Blocked};
+pub use deadlock::{deadlocks, Blocked};
 pub use fastpath::{FastPath, NOT_SAMPLED as FAST_PATH_NOT_SAMPLED};
 pub use fields::{FutexOp, Region, TokioTarget, Unwinder};
-pub(crate) use frames::{
-    blamed_function, function_names, is_known_wrapper, is_lock_code, LockWrappers,
-};
+pub use frames::{blamed_function, function_names, is_known_wrapper, is_lock_code, LockWrappers};
 pub use holder::{Blamed, HolderPhase};
-pub(crate) use map_kind::MapKind;
-pub(crate) use output::{Limited, PendingOutput};
-pub(crate) use sanitize::{for_terminal, term_safe};
+pub use map_kind::MapKind;
+pub use output::{Limited, PendingOutput};
+pub use sanitize::{for_terminal, term_safe};
 /// The bundled map's own counters; a profile stores each under its `name()`.
-pub(crate) use syncmap::stats::Event as MapCounter;
-pub(crate) use units::{fmt_count, fmt_ns, parse_duration, percent};
+pub use syncmap::stats::Event as MapCounter;
+pub use units::{fmt_count, fmt_ns, parse_duration, percent};
 
 pub const FORMAT: &str = "lockscope-profile";
 /// Bump on any change an older reader would misread.
@@ -442,9 +440,9 @@ pub struct WakeRow {
 }
 
 mod read;
-pub use read::load;
-#[cfg(test)]
-pub use read::{longest_string, parse};
+pub use read::{load, parse};
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 #[cfg(test)]
-pub(crate) mod tests;
+pub mod tests;

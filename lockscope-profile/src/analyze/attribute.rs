@@ -128,7 +128,7 @@ pub fn category_of(profile: &Profile, stack: Option<&Stack>, op: FutexOp) -> Str
         }
     }
     if let (Some(s), Some(Primitive::PythonGil)) = (stack, super::waitclass::primitive(stack)) {
-        if let Some(v) = crate::tracee::python_version(profile, s) {
+        if let Some(v) = crate::knowledge::python_version(profile, s) {
             return format!("{} (CPython {v})", Primitive::PythonGil.label());
         }
     }

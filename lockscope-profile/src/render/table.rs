@@ -304,14 +304,14 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         return super::table_trie::map_unwaited(profile, out);
     };
     writeln!(out)?;
-    let name = |f: &str| crate::tracee::function_name(b.kind, f).to_string();
+    let name = |f: &str| crate::knowledge::function_name(b.kind, f).to_string();
     writeln!(
         out,
         "{} in {}: probed {}",
-        crate::tracee::heading(b.kind, b.go_version.as_deref()),
+        crate::knowledge::heading(b.kind, b.go_version.as_deref()),
         b.exe,
         if b.probed.is_empty() {
-            crate::tracee::none_probed(b.kind).to_string()
+            crate::knowledge::none_probed(b.kind).to_string()
         } else {
             b.probed
                 .iter()
@@ -401,7 +401,7 @@ fn bundled_map(profile: &Profile, out: &mut dyn Write) -> io::Result<()> {
         )?;
     }
     super::table_trie::fast_path(b, out)?;
-    for note in crate::tracee::not_traced(b.kind, &b.probed) {
+    for note in crate::knowledge::not_traced(b.kind, &b.probed) {
         writeln!(out, "  {note}")?;
     }
     if !b.probed.iter().any(|p| p == "miss_locked") {

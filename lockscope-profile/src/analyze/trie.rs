@@ -134,7 +134,7 @@ pub fn attribute_trie(p: &Profile) -> Option<TrieAttribution> {
     let mut by_node: Vec<NodeShare> = by_sema
         .into_iter()
         .map(|(sema, share)| NodeShare {
-            node: sema.saturating_sub(crate::tracee::TRIE_SEMA_OFFSET),
+            node: sema.saturating_sub(crate::knowledge::TRIE_SEMA_OFFSET),
             depth: b
                 .trie_nodes
                 .iter()
