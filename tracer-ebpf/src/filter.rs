@@ -3,20 +3,15 @@
 //! [`TARGET_TGID`] to [`TGID_SET`], the processes in the [`TARGETS`] set (the agent and
 //! `record --follow-forks`), at the cost of one hash lookup.
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
-    macros::{map, tracepoint},
-    maps::HashMap,
-    programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use tracer_common::{MAX_TARGETS, TGID_SET};
+use tracer_common::TGID_SET;
+
+use crate::maps::TARGETS;
 
 /// Process to trace, or [`TGID_SET`]; set by user space before load.
 #[no_mangle]
 static TARGET_TGID: u32 = 0;
-
-/// Set mode: the tgids to trace (the value is unused). User space adds and removes them.
-#[map]
-pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// The calling thread's tid if its process is traced.
 #[inline(always)]

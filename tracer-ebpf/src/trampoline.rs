@@ -13,11 +13,9 @@ use aya_ebpf::{
 };
 use tracer_common::{classify_futex_op, Counter, OpKind};
 
+use crate::arch::PT_REGS_DI;
 use crate::futex::{first_uaddr, on_enter, on_exit, target_tid};
 use crate::maps::bump;
-
-/// Offsets of the first two arguments in the user `struct pt_regs` (x86_64: `di`, `si`).
-const PT_REGS_DI: usize = 14 * 8;
 
 /// The first syscall argument from a futex2 entry point's `const struct pt_regs *regs`.
 #[inline(always)]
