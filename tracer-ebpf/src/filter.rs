@@ -5,9 +5,9 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use tracer_common::TGID_SET;
+use tracer_common::{Counter, TGID_SET};
 
-use crate::maps::TARGETS;
+use crate::maps::{bump, TARGETS};
 
 /// Process to trace, or [`TGID_SET`]; set by user space before load.
 #[no_mangle]
@@ -53,7 +53,9 @@ pub fn follow_fork(ctx: TracePointContext) -> u32 {
     };
     if flags & CLONE_THREAD == 0 && target_tid().is_some() {
         // A full set leaves the child untraced (user space sees it missing from the set).
-        let _ = TARGETS.insert(child as u32, 1u8, 0);
+        if TARGETS.insert(child as u32, 1u8, 0).is_err() {
+            bump(Counter::MapInsertFailed);
+        }
     }
     0
 }

@@ -11,11 +11,11 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::{
-    stack_hash_finish, stack_hash_step, MAX_STACK_DEPTH, NO_STACK, STACK_HASH_SEED,
+    stack_hash_finish, stack_hash_step, Counter, MAX_STACK_DEPTH, NO_STACK, STACK_HASH_SEED,
 };
 
 use crate::filter::target_tid;
-use crate::maps::{ONCPU, ONCPU_SCRATCH, ONCPU_STACKS};
+use crate::maps::{bump, ONCPU, ONCPU_SCRATCH, ONCPU_STACKS};
 
 const EEXIST: i32 = 17;
 
@@ -32,8 +32,10 @@ pub fn oncpu_sample(ctx: PerfEventContext) -> u32 {
         // on this CPU writes it concurrently.
         Some(n) => unsafe { *n += 1 },
         None => {
-            // A full map loses the sample: user space sees fewer samples than the time had.
-            let _ = ONCPU.insert(id, 1u64, 0);
+            // A full map loses the sample (counted).
+            if ONCPU.insert(id, 1u64, 0).is_err() {
+                bump(Counter::MapInsertFailed);
+            }
         }
     }
     0

@@ -12,9 +12,11 @@ use aya_ebpf::{
     EbpfContext,
 };
 use tracer_common::blame::MAP_LOCK_SPAN;
-use tracer_common::{blame, ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, NUM_PHASES};
+use tracer_common::{
+    blame, ClockRead, Counter, MapClock, Phase, PhaseCookie, PhaseStats, NUM_PHASES,
+};
 
-use crate::maps::{LAST_MAP, LOCK_MAP, MAP_CLOCKS, PHASES_ON, PHASE_START, PHASE_STATS};
+use crate::maps::{bump, LAST_MAP, LOCK_MAP, MAP_CLOCKS, PHASES_ON, PHASE_START, PHASE_STATS};
 
 #[inline(always)]
 fn phase_of<C: EbpfContext>(ctx: &C) -> Option<PhaseCookie> {
@@ -52,6 +54,7 @@ fn clock(map: u64) -> Option<*mut MapClock> {
     if let Some(c) = MAP_CLOCKS.get_ptr_mut(map) {
         return Some(c);
     }
+    // An LRU: room is made by evicting the clock of the map least recently used.
     let _ = MAP_CLOCKS.insert(map, MapClock::default(), 0);
     MAP_CLOCKS.get_ptr_mut(map)
 }
@@ -94,6 +97,7 @@ fn phase_entered(cookie: PhaseCookie, runner: u64, key: u64, map: u64) -> Result
     if let Some(s) = stats(cookie) {
         s.calls += 1;
     }
+    // LRU maps (see `maps`): room is made by eviction.
     let _ = LAST_MAP.insert(runner, map, 0);
     if cookie.lock_at != 0 {
         let word = map + u64::from(cookie.lock_at);
@@ -106,7 +110,11 @@ fn phase_entered(cookie: PhaseCookie, runner: u64, key: u64, map: u64) -> Result
         return Ok(());
     };
     if phase.probes_return() {
-        PHASE_START.insert(key, [now, map], 0)?;
+        if PHASE_START.insert(key, [now, map], 0).is_err() {
+            // The run is counted in `calls` but neither timed nor on the clock.
+            bump(Counter::MapInsertFailed);
+            return Ok(());
+        }
         // SAFETY: a map value; phases of one map run under its lock, one at a time.
         unsafe { (*c).began(phase, runner, now) };
     } else {
@@ -198,6 +206,7 @@ pub fn learn_lock(runner: u64, uaddr: u64) {
         return;
     };
     if uaddr >= map && uaddr - map < MAP_LOCK_SPAN {
+        // An LRU: room is made by eviction.
         let _ = LOCK_MAP.insert(uaddr, map, 0);
     }
 }

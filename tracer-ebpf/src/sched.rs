@@ -31,7 +31,7 @@ use tracer_common::{
 };
 
 use crate::{
-    futex::target_tid,
+    futex::{claim_slot, target_tid},
     maps::{bump, EARLY_WAKES, INFLIGHT, RESTARTABLE, SCHED_TASKS, SEEDED},
     phase, rows, snapshot, stack,
 };
@@ -95,7 +95,9 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
         }
         _ => return,
     };
-    let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(tid)) else {
+    // A slot another thread's wait held is counted there (that wait is lost: its switch-in
+    // finds the slot taken).
+    let Some(slot) = claim_slot(tid) else {
         return;
     };
     bump(Counter::WaitEnters);
@@ -104,7 +106,6 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
     // SAFETY: the slot of this thread's tid; only this thread's switch-out writes it, and only
     // its own switch-in (which cannot run meanwhile) frees it.
     unsafe {
-        (*slot).tid = tid;
         (*slot).kind = kind as u32;
         (*slot).uaddr = uaddr;
         (*slot).start_ns = start_ns;
@@ -191,6 +192,7 @@ fn switch_in(next: u64) {
         Outcome::from_u32(w.outcome)
     };
     if outcome == Outcome::Interrupted {
+        // An LRU: room is made by eviction (see `maps::RESTARTABLE`).
         let _ = RESTARTABLE.insert(&w.tid, &[call.uaddr, u64::from(call.kind)], 0);
     }
     let key = WaitKey {
@@ -307,6 +309,8 @@ fn early_wake(ctx: &BtfTracePointContext, p: u64) {
         // SAFETY: a helper with no preconditions.
         at_ns: unsafe { bpf_ktime_get_ns() },
     };
+    // An LRU: room is made by eviction, so this fails only without memory; the wait then has
+    // no waker, counted as `WakerUnseen` at its end.
     if EARLY_WAKES.insert(&p, &early, 0).is_err() {
         return;
     }
@@ -379,7 +383,10 @@ fn seeded_wake(ctx: &BtfTracePointContext, p: u64) -> bool {
         timed: 0,
         _pad: 0,
     };
-    let _ = SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64);
+    if SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64).is_err() {
+        // The seeded wait's end is lost (it stays "still waiting" at the end).
+        bump(Counter::SchedTasksFull);
+    }
     true
 }
 
