@@ -6,15 +6,18 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod blame;
+pub mod counter;
 pub mod filter;
 pub mod futex;
 pub mod goroutine;
 pub mod handoff;
+mod layout;
 pub mod sched;
 pub mod snapshot;
 pub mod wait_stats;
 
 pub use blame::{ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, MAP_SLOTS, NUM_PHASES};
+pub use counter::{Counter, NUM_COUNTERS};
 pub use filter::{MAX_TARGETS, TGID_SET};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 pub use goroutine::{GoCall, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
@@ -138,57 +141,6 @@ pub struct Scratch {
     /// Always zero: the initial value inserted for a new wait row.
     pub zero_wait: WaitStats,
 }
-
-/// Indexes of the per-CPU `COUNTERS` array. Every way an event can go missing has its own
-/// counter, so no loss is silent.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    /// Futex syscalls made by the target (any op).
-    Calls = 0,
-    /// Wait calls that entered.
-    WaitEnters,
-    /// Waits that returned EAGAIN at once: the word changed before the thread slept.
-    Eagain,
-    /// Wake calls that entered.
-    WakeEnters,
-    /// `bpf_get_stack` failed: the event is kept under [`NO_STACK`].
-    StackErrors,
-    /// The stack map was full: the event is kept under [`NO_STACK`].
-    StackMapFull,
-    /// The wait aggregate map was full: the wait is lost.
-    WaitMapFull,
-    /// The wake aggregate map was full: the wake is lost.
-    WakeMapFull,
-    /// The in-flight map was full: the call is lost.
-    InflightFull,
-    /// An exit with no matching entry: a call already in progress when tracing began.
-    ExitWithoutEnter,
-    /// The last-waker map could not be updated: waiter/waker pairing degrades.
-    WakerMapFull,
-    /// Waits that slept (ended other than by EAGAIN): the live progress count.
-    Slept,
-    /// DWARF mode: the snapshot ring buffer was full; the wait is counted, its stack lost.
-    SnapshotsDropped,
-    /// DWARF mode: the user stack could not be read at any size; sent without stack bytes.
-    SnapshotReadErrors,
-    /// A new stack's notice did not fit its ring buffer: its addresses are checked against
-    /// the memory maps only at the next periodic re-read.
-    NewStackNoticesLost,
-    /// Wake calls that woke nobody: counted, no stack taken.
-    EmptyWakes,
-    /// Waits that ended before their waker's syscall did: handed to the waker to record.
-    HandedOff,
-    /// A handed-off wait found no free slot: recorded with no waker.
-    HandoffsFull,
-    /// Scheduler hooks: the sleeping-waiter map was full; the wait is lost.
-    SchedTasksFull,
-    /// Scheduler hooks: a wait ended with no wake seen in a futex call (a timer, a signal
-    /// from the kernel, or a wake lockscope cannot see); recorded as a timeout.
-    WakerUnseen,
-}
-
-pub const NUM_COUNTERS: u32 = 20;
 
 /// Map names, shared so neither side spells them twice.
 pub mod map {

@@ -52,21 +52,6 @@ fn stack_hash_depends_on_order_and_never_zero() {
 }
 
 #[test]
-fn layouts_have_no_implicit_padding() {
-    use core::mem::size_of;
-    assert_eq!(size_of::<WaitKey>(), 6 * 8);
-    assert_eq!(size_of::<PhaseStats>(), 6 * 8);
-    assert_eq!(
-        size_of::<WaitStats>(),
-        (8 + 2 * NUM_PHASES + HIST_BUCKETS) * 8
-    );
-    assert_eq!(size_of::<WakeKey>(), 4 * 8);
-    assert_eq!(size_of::<InFlight>(), 3 * 8 + size_of::<ClockRead>());
-    assert_eq!(size_of::<LastWaker>(), 3 * 8);
-    assert_eq!(size_of::<StackFrames>(), 8 + MAX_STACK_DEPTH * 8);
-}
-
-#[test]
 fn a_wait_is_added_by_outcome() {
     let mut row = WaitStats::default();
     let mut blamed = [0; NUM_PHASES];

@@ -3,20 +3,15 @@
 //! [`TARGET_TGID`] to [`TGID_SET`], the processes in the [`TARGETS`] set (the agent and
 //! `record --follow-forks`), at the cost of one hash lookup.
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid,
-    macros::{map, tracepoint},
-    maps::HashMap,
-    programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use tracer_common::{MAX_TARGETS, TGID_SET};
+use tracer_common::{Counter, TGID_SET};
+
+use crate::maps::{bump, TARGETS};
 
 /// Process to trace, or [`TGID_SET`]; set by user space before load.
 #[no_mangle]
 static TARGET_TGID: u32 = 0;
-
-/// Set mode: the tgids to trace (the value is unused). User space adds and removes them.
-#[map]
-pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0);
 
 /// The calling thread's tid if its process is traced.
 #[inline(always)]
@@ -58,7 +53,9 @@ pub fn follow_fork(ctx: TracePointContext) -> u32 {
     };
     if flags & CLONE_THREAD == 0 && target_tid().is_some() {
         // A full set leaves the child untraced (user space sees it missing from the set).
-        let _ = TARGETS.insert(child as u32, 1u8, 0);
+        if TARGETS.insert(child as u32, 1u8, 0).is_err() {
+            bump(Counter::MapInsertFailed);
+        }
     }
     0
 }

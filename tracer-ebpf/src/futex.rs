@@ -46,63 +46,64 @@ fn arg(ctx: &TracePointContext, offset: usize) -> Result<u64, i64> {
 
 #[tracepoint]
 pub fn futex_enter(ctx: TracePointContext) -> u32 {
-    let _ = try_futex_enter(&ctx);
+    let _ = enter(|| Ok((Op::Classic(arg(&ctx, ARG1)? as u32), arg(&ctx, ARG0)?)));
     0
-}
-
-fn try_futex_enter(ctx: &TracePointContext) -> Res {
-    let Some(tid) = target_tid() else {
-        return Ok(());
-    };
-    bump(Counter::Calls);
-    let op = arg(ctx, ARG1)? as u32;
-    let Some(kind) = classify_futex_op(op) else {
-        debug!(&(), "futex op {} neither waits nor wakes: not traced", op);
-        // Its exit is then known for what it is, not taken for a call from before attach.
-        if let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(tid)) {
-            // SAFETY: this thread's slot (see on_enter).
-            unsafe {
-                (*slot).tid = tid;
-                (*slot).kind = IGNORED_OP;
-            }
-        }
-        return Ok(());
-    };
-    on_enter(tid, kind, arg(ctx, ARG0)?)
 }
 
 #[tracepoint]
 pub fn futex_wait_enter(ctx: TracePointContext) -> u32 {
-    let _ = try_futex2_enter(&ctx, OpKind::Wait2);
+    let _ = enter(|| Ok((Op::Futex2(OpKind::Wait2), arg(&ctx, ARG0)?)));
     0
 }
 
 #[tracepoint]
 pub fn futex_wake_enter(ctx: TracePointContext) -> u32 {
-    let _ = try_futex2_enter(&ctx, OpKind::Wake2);
+    let _ = enter(|| Ok((Op::Futex2(OpKind::Wake2), arg(&ctx, ARG0)?)));
     0
-}
-
-fn try_futex2_enter(ctx: &TracePointContext, kind: OpKind) -> Res {
-    let Some(tid) = target_tid() else {
-        return Ok(());
-    };
-    bump(Counter::Calls);
-    on_enter(tid, kind, arg(ctx, ARG0)?)
 }
 
 #[tracepoint]
 pub fn futex_waitv_enter(ctx: TracePointContext) -> u32 {
-    let _ = try_futex_waitv_enter(&ctx);
+    let _ = enter(|| Ok((Op::Futex2(OpKind::Waitv), first_uaddr(arg(&ctx, ARG0)?))));
     0
 }
 
-fn try_futex_waitv_enter(ctx: &TracePointContext) -> Res {
+/// The operation a futex entry hook sees.
+pub enum Op {
+    /// futex(2), with its raw `op` argument.
+    Classic(u32),
+    /// One of the futex2 calls (`futex_wait`, `futex_wake`, `futex_waitv`).
+    Futex2(OpKind),
+}
+
+/// The entry preamble every futex entry hook shares, syscall tracepoints and BPF trampolines
+/// alike: the target filter, the call count, the op's classification, then [`on_enter`].
+/// `call` reads the op and the futex word from the hook's context; it runs only for a traced
+/// thread, so untraced ones pay the filter alone.
+#[inline(always)]
+pub fn enter(call: impl FnOnce() -> Result<(Op, u64), i64>) -> Res {
     let Some(tid) = target_tid() else {
         return Ok(());
     };
     bump(Counter::Calls);
-    on_enter(tid, OpKind::Waitv, first_uaddr(arg(ctx, ARG0)?))
+    let (op, uaddr) = call()?;
+    let kind = match op {
+        Op::Futex2(kind) => kind,
+        Op::Classic(op) => match classify_futex_op(op) {
+            Some(kind) => kind,
+            None => {
+                debug!(&(), "futex op {} neither waits nor wakes: not traced", op);
+                // Its exit is then known for what it is, not taken for a call from before
+                // attach.
+                if let Some(slot) = claim_slot(tid) {
+                    // SAFETY: this thread's slot (see claim_slot).
+                    unsafe { (*slot).kind = IGNORED_OP };
+                }
+                return Ok(());
+            }
+        },
+    };
+    on_enter(tid, kind, uaddr)
 }
 
 /// futex_waitv(2): the first futex word of the vector `waiters` (the one recorded).
@@ -112,16 +113,33 @@ pub fn first_uaddr(waiters: u64) -> u64 {
     unsafe { bpf_probe_read_user((waiters as usize + WAITV_UADDR) as *const u64) }.unwrap_or(0)
 }
 
+/// Thread `tid`'s [`INFLIGHT`] slot, taken for a call that begins now (the tid is written; the
+/// caller fills in the rest). A slot still holding another thread's call (two tids that share
+/// a slot) is taken over: that call is lost, and counted as [`Counter::InflightFull`].
+#[inline(always)]
+pub fn claim_slot(tid: u32) -> Option<*mut InFlight> {
+    let slot = INFLIGHT.get_ptr_mut(inflight_slot(tid))?;
+    // SAFETY: the slot of this thread's tid; only this thread's calls write it (a thread whose
+    // tid shares the slot and is in a call at the same time is counted here, and caught at
+    // its exit by the tid).
+    unsafe {
+        let held = (*slot).tid;
+        if held != 0 && held != tid {
+            bump(Counter::InflightFull);
+        }
+        (*slot).tid = tid;
+    }
+    Some(slot)
+}
+
 /// A futex call of the target's thread `tid` begins.
 #[inline(always)]
 pub fn on_enter(tid: u32, kind: OpKind, uaddr: u64) -> Res {
-    let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(tid)) else {
+    let Some(slot) = claim_slot(tid) else {
         return Ok(());
     };
-    // SAFETY: the slot of this thread's tid; only this thread's calls write it (a thread whose
-    // tid shares the slot and is in a call at the same time is caught at exit by the tid).
+    // SAFETY: this thread's slot (see claim_slot).
     let slot = unsafe { &mut *slot };
-    slot.tid = tid;
     slot.kind = kind as u32;
     slot.uaddr = uaddr;
     if kind.is_wait() {

@@ -10,8 +10,7 @@ use aya_ebpf::{
         bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::bpf_get_attach_cookie,
     },
-    macros::{map, uprobe},
-    maps::{Array, HashMap},
+    macros::uprobe,
     programs::ProbeContext,
     EbpfContext,
 };
@@ -23,13 +22,9 @@ use tracer_common::{
 use crate::phase;
 
 use crate::futex::{target_tid, Res};
-use crate::maps::bump;
+use crate::maps::{bump, GO_CALLERS, GO_INFLIGHT, GO_SAMPLE};
 use crate::rows::record_wait;
 use crate::stack;
-
-/// Goroutines in a semaphore acquire, by `g`.
-#[map]
-pub static GO_INFLIGHT: HashMap<u64, GoCall> = HashMap::with_max_entries(65536, 0);
 
 #[uprobe]
 pub fn go_sema_enter(ctx: ProbeContext) -> u32 {
@@ -77,13 +72,6 @@ fn try_go_sema_enter(ctx: &ProbeContext) -> Res {
     Ok(())
 }
 
-/// `--go-sample`: slot 0 is the share of goroutine waits followed, as a threshold on a
-/// random u32 (0: every wait). The choice is made where a wait begins, so each wait is
-/// followed whole or not at all, and the ones not chosen cost only the probes' traps and a
-/// map lookup.
-#[map]
-pub static GO_SAMPLE: Array<u32> = Array::with_max_entries(1, 0);
-
 /// Whether to follow a wait that begins now.
 #[inline(always)]
 fn chosen() -> bool {
@@ -93,10 +81,6 @@ fn chosen() -> bool {
         threshold => (unsafe { bpf_get_prandom_u32() }) < threshold,
     }
 }
-
-/// Return addresses into the `sync` acquires (see `GoCallers` in user space); 0: unused.
-#[map]
-pub static GO_CALLERS: Array<u64> = Array::with_max_entries(GO_CALLER_SLOTS, 0);
 
 /// Precise mode: the semaphore code's slow path, at the top of its queue-and-park loop (its
 /// call to lock the semaphore root), just after Go's block profile starts its clock. The

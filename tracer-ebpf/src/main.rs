@@ -2,6 +2,7 @@
 #![no_std]
 #![no_main]
 
+mod arch;
 mod filter;
 mod futex;
 mod goroutine;

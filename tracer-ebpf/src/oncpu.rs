@@ -4,35 +4,20 @@
 //! the wait stacks (`stack`) but kept in their own maps and scratch: a sampled stack differs
 //! with every interrupted instruction, and must never crowd a wait stack out of `STACKS`.
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_NOEXIST},
+    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::generated::bpf_get_stack,
-    macros::{map, perf_event},
-    maps::{HashMap, PerCpuArray, PerCpuHashMap},
+    macros::perf_event,
     programs::PerfEventContext,
     EbpfContext,
 };
 use tracer_common::{
-    stack_hash_finish, stack_hash_step, StackFrames, MAX_STACK_DEPTH, NO_STACK, STACK_HASH_SEED,
+    stack_hash_finish, stack_hash_step, Counter, MAX_STACK_DEPTH, NO_STACK, STACK_HASH_SEED,
 };
 
 use crate::filter::target_tid;
+use crate::maps::{bump, ONCPU, ONCPU_SCRATCH, ONCPU_STACKS};
 
 const EEXIST: i32 = 17;
-
-/// Samples per stack id ([`NO_STACK`]: the stack was not kept). Per CPU, so counting needs
-/// no atomics; allocated as stacks come.
-#[map]
-pub static ONCPU: PerCpuHashMap<u64, u64> =
-    PerCpuHashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
-
-/// The sampled stacks (~1 KiB each, allocated as they come; 8 MiB at most).
-#[map]
-pub static ONCPU_STACKS: HashMap<u64, StackFrames> =
-    HashMap::with_max_entries(8192, BPF_F_NO_PREALLOC);
-
-/// Per-CPU room for one stack (too large for the BPF stack).
-#[map]
-static ONCPU_SCRATCH: PerCpuArray<StackFrames> = PerCpuArray::with_max_entries(1, 0);
 
 #[perf_event]
 pub fn oncpu_sample(ctx: PerfEventContext) -> u32 {
@@ -47,8 +32,10 @@ pub fn oncpu_sample(ctx: PerfEventContext) -> u32 {
         // on this CPU writes it concurrently.
         Some(n) => unsafe { *n += 1 },
         None => {
-            // A full map loses the sample: user space sees fewer samples than the time had.
-            let _ = ONCPU.insert(id, 1u64, 0);
+            // A full map loses the sample (counted).
+            if ONCPU.insert(id, 1u64, 0).is_err() {
+                bump(Counter::MapInsertFailed);
+            }
         }
     }
     0

@@ -7,36 +7,16 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user,
         generated::bpf_get_attach_cookie,
     },
-    macros::{map, uprobe, uretprobe},
-    maps::{HashMap, LruHashMap, PerCpuArray},
+    macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
     EbpfContext,
 };
 use tracer_common::blame::MAP_LOCK_SPAN;
 use tracer_common::{
-    blame, ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, MAP_SLOTS, NUM_PHASES,
+    blame, ClockRead, Counter, MapClock, Phase, PhaseCookie, PhaseStats, NUM_PHASES,
 };
 
-/// Totals per phase, per map kind ([`PhaseCookie::stats_index`]).
-#[map]
-pub static PHASE_STATS: PerCpuArray<PhaseStats> =
-    PerCpuArray::with_max_entries((NUM_PHASES * MAP_SLOTS) as u32, 0);
-
-/// A phase in progress, by `tid << 32 | phase` (Rust) or `g | phase` (Go): `[start, map]`.
-#[map]
-pub static PHASE_START: HashMap<u64, [u64; 2]> = HashMap::with_max_entries(16384, 0);
-
-/// Each map's phase clock, by the map's address.
-#[map]
-pub static MAP_CLOCKS: LruHashMap<u64, MapClock> = LruHashMap::with_max_entries(1024, 0);
-
-/// The map each runner (tid, or Go's g) last ran a phase on.
-#[map]
-pub static LAST_MAP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(16384, 0);
-
-/// The map a lock word (futex, or Go semaphore) belongs to.
-#[map]
-pub static LOCK_MAP: LruHashMap<u64, u64> = LruHashMap::with_max_entries(1024, 0);
+use crate::maps::{bump, LAST_MAP, LOCK_MAP, MAP_CLOCKS, PHASES_ON, PHASE_START, PHASE_STATS};
 
 #[inline(always)]
 fn phase_of<C: EbpfContext>(ctx: &C) -> Option<PhaseCookie> {
@@ -74,6 +54,7 @@ fn clock(map: u64) -> Option<*mut MapClock> {
     if let Some(c) = MAP_CLOCKS.get_ptr_mut(map) {
         return Some(c);
     }
+    // An LRU: room is made by evicting the clock of the map least recently used.
     let _ = MAP_CLOCKS.insert(map, MapClock::default(), 0);
     MAP_CLOCKS.get_ptr_mut(map)
 }
@@ -116,6 +97,7 @@ fn phase_entered(cookie: PhaseCookie, runner: u64, key: u64, map: u64) -> Result
     if let Some(s) = stats(cookie) {
         s.calls += 1;
     }
+    // LRU maps (see `maps`): room is made by eviction.
     let _ = LAST_MAP.insert(runner, map, 0);
     if cookie.lock_at != 0 {
         let word = map + u64::from(cookie.lock_at);
@@ -128,7 +110,11 @@ fn phase_entered(cookie: PhaseCookie, runner: u64, key: u64, map: u64) -> Result
         return Ok(());
     };
     if phase.probes_return() {
-        PHASE_START.insert(key, [now, map], 0)?;
+        if PHASE_START.insert(key, [now, map], 0).is_err() {
+            // The run is counted in `calls` but neither timed nor on the clock.
+            bump(Counter::MapInsertFailed);
+            return Ok(());
+        }
         // SAFETY: a map value; phases of one map run under its lock, one at a time.
         unsafe { (*c).began(phase, runner, now) };
     } else {
@@ -220,6 +206,7 @@ pub fn learn_lock(runner: u64, uaddr: u64) {
         return;
     };
     if uaddr >= map && uaddr - map < MAP_LOCK_SPAN {
+        // An LRU: room is made by eviction.
         let _ = LOCK_MAP.insert(uaddr, map, 0);
     }
 }
@@ -228,7 +215,7 @@ pub fn learn_lock(runner: u64, uaddr: u64) {
 /// so waits skip the lookups.
 #[inline(always)]
 pub fn on() -> bool {
-    crate::maps::PHASES_ON.get(0).is_some_and(|v| *v != 0)
+    PHASES_ON.get(0).is_some_and(|v| *v != 0)
 }
 
 /// The phase clock of the map `uaddr` belongs to, as `runner` (a waiter) sees it now.

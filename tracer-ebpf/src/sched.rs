@@ -22,8 +22,7 @@
 use aya_ebpf::{
     bindings::BPF_ANY,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns},
-    macros::{btf_tracepoint, map},
-    maps::{HashMap, LruHashMap},
+    macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 use tracer_common::{
@@ -32,24 +31,10 @@ use tracer_common::{
 };
 
 use crate::{
-    futex::target_tid,
-    maps::{bump, INFLIGHT},
+    futex::{claim_slot, target_tid},
+    maps::{bump, EARLY_WAKES, INFLIGHT, RESTARTABLE, SCHED_TASKS, SEEDED},
     phase, rows, snapshot, stack,
 };
-
-/// Target threads asleep in a futex wait, by `task_struct` address.
-#[map]
-pub static SCHED_TASKS: HashMap<u64, SchedWait> = HashMap::with_max_entries(16384, 0);
-
-/// Waits already asleep at attach (seeded by user space from /proc), by futex word: their tid.
-/// The first futex wake of the word by a target thread ends one (see `seeded_wake`).
-#[map]
-pub static SEEDED: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
-
-/// Waits a signal interrupted, by tid: `(uaddr, kind)`, for the `restart_syscall` that resumes
-/// them (its registers no longer hold the futex arguments). Rare, so an LRU is plenty.
-#[map]
-pub static RESTARTABLE: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(1024, 0);
 
 /// A wake that reached a target thread before `sched_switch` recorded its wait: the kernel
 /// takes a task off its run queue, may drop its lock (a new-idle balance), and only then
@@ -63,12 +48,6 @@ pub struct EarlyWake {
     word: u64,
     at_ns: u64,
 }
-
-/// [`EarlyWake`]s by task address. Each side writes its own map first and then looks in the
-/// other's (the waker here, then in [`SCHED_TASKS`]; the switch-out there, then here), so
-/// at least one of them finds the other; whichever deletes the entry applies it.
-#[map]
-pub static EARLY_WAKES: LruHashMap<u64, EarlyWake> = LruHashMap::with_max_entries(4096, 0);
 
 /// An early wake older than this at the switch-out is not this wait's: it woke an earlier
 /// wait of the same word before that one slept (the task then did not sleep), and it was
@@ -116,7 +95,9 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
         }
         _ => return,
     };
-    let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(tid)) else {
+    // A slot another thread's wait held is counted there (that wait is lost: its switch-in
+    // finds the slot taken).
+    let Some(slot) = claim_slot(tid) else {
         return;
     };
     bump(Counter::WaitEnters);
@@ -125,7 +106,6 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
     // SAFETY: the slot of this thread's tid; only this thread's switch-out writes it, and only
     // its own switch-in (which cannot run meanwhile) frees it.
     unsafe {
-        (*slot).tid = tid;
         (*slot).kind = kind as u32;
         (*slot).uaddr = uaddr;
         (*slot).start_ns = start_ns;
@@ -212,6 +192,7 @@ fn switch_in(next: u64) {
         Outcome::from_u32(w.outcome)
     };
     if outcome == Outcome::Interrupted {
+        // An LRU: room is made by eviction (see `maps::RESTARTABLE`).
         let _ = RESTARTABLE.insert(&w.tid, &[call.uaddr, u64::from(call.kind)], 0);
     }
     let key = WaitKey {
@@ -328,6 +309,8 @@ fn early_wake(ctx: &BtfTracePointContext, p: u64) {
         // SAFETY: a helper with no preconditions.
         at_ns: unsafe { bpf_ktime_get_ns() },
     };
+    // An LRU: room is made by eviction, so this fails only without memory; the wait then has
+    // no waker, counted as `WakerUnseen` at its end.
     if EARLY_WAKES.insert(&p, &early, 0).is_err() {
         return;
     }
@@ -400,7 +383,10 @@ fn seeded_wake(ctx: &BtfTracePointContext, p: u64) -> bool {
         timed: 0,
         _pad: 0,
     };
-    let _ = SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64);
+    if SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64).is_err() {
+        // The seeded wait's end is lost (it stays "still waiting" at the end).
+        bump(Counter::SchedTasksFull);
+    }
     true
 }
 

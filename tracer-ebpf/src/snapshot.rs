@@ -13,16 +13,13 @@ use tracer_common::{
 
 use aya_log_ebpf::debug;
 
+use crate::arch::{PT_REGS_BP, PT_REGS_IP, PT_REGS_SP};
 use crate::maps::{bump, SNAPSHOTS};
 
 /// Bytes of stack to copy; 0 turns snapshots off (frame-pointer mode). Set before load.
 #[no_mangle]
 static SNAPSHOT_BYTES: u32 = 0;
 
-// Offsets in the user `struct pt_regs` saved at syscall entry (x86_64).
-const PT_REGS_BP: usize = 4 * 8;
-const PT_REGS_IP: usize = 16 * 8;
-const PT_REGS_SP: usize = 19 * 8;
 /// Unread bytes in the ring past which a submit wakes user space at once.
 const RING_WAKE_AT: u64 = SNAPSHOT_RING_WAKE_BYTES as u64;
 

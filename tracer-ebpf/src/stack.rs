@@ -14,13 +14,10 @@ use tracer_common::{
 
 use aya_log_ebpf::{debug, warn};
 
+use crate::arch::PT_REGS_SP;
 use crate::maps::{bump, NEW_STACKS, SCRATCH, STACKS};
 
 const EEXIST: i32 = 17;
-
-/// Offset of `sp` in the user `struct pt_regs` saved at syscall entry.
-#[cfg(bpf_target_arch = "x86_64")]
-const PT_REGS_SP: usize = 19 * 8;
 
 /// Captures the current thread's user stack. Returns (stack id, leaf return address); the id
 /// is [`NO_STACK`] when the capture failed (counted).
@@ -93,20 +90,13 @@ pub fn capture_id<C: EbpfContext>(ctx: &C) -> u64 {
 /// its caller — the frame the frame-pointer walk skips. User space validates it.
 #[inline(always)]
 fn leaf_return_address() -> u64 {
-    #[cfg(bpf_target_arch = "x86_64")]
-    {
-        // SAFETY: the helpers validate the pointers they are given; a fault yields Err.
-        unsafe {
-            let task = bpf_get_current_task_btf();
-            let regs = bpf_task_pt_regs(task) as *const u8;
-            let Ok(sp) = bpf_probe_read_kernel(regs.add(PT_REGS_SP).cast::<u64>()) else {
-                return 0;
-            };
-            bpf_probe_read_user(sp as *const u64).unwrap_or(0)
-        }
-    }
-    #[cfg(not(bpf_target_arch = "x86_64"))]
-    {
-        0
+    // SAFETY: the helpers validate the pointers they are given; a fault yields Err.
+    unsafe {
+        let task = bpf_get_current_task_btf();
+        let regs = bpf_task_pt_regs(task) as *const u8;
+        let Ok(sp) = bpf_probe_read_kernel(regs.add(PT_REGS_SP).cast::<u64>()) else {
+            return 0;
+        };
+        bpf_probe_read_user(sp as *const u64).unwrap_or(0)
     }
 }

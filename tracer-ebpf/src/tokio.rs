@@ -10,16 +10,11 @@
 //! - `<Acquire as Drop>::drop`: the acquire is over (granted and completed, or cancelled);
 //!   a wait that was seen pending is recorded as op `tokio acquire`.
 //! Only function entries are probed (never uretprobes); user space checks each address.
-use aya_ebpf::{
-    helpers::bpf_ktime_get_ns,
-    macros::{map, uprobe},
-    maps::LruHashMap,
-    programs::ProbeContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::uprobe, programs::ProbeContext};
 use tracer_common::{Counter, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES};
 
 use crate::filter::target_tid;
-use crate::maps::bump;
+use crate::maps::{bump, TOKIO_INFLIGHT};
 use crate::rows::record_wait;
 use crate::stack;
 
@@ -36,11 +31,6 @@ pub struct TokioCall {
     /// 1 once polled again: the first poll returned `Pending`.
     pub pending: u64,
 }
-
-/// `Acquire`s polled at least once and not yet dropped, by address. LRU: an `Acquire` that
-/// is never dropped (`mem::forget`) ages out instead of filling the map.
-#[map]
-pub static TOKIO_INFLIGHT: LruHashMap<u64, TokioCall> = LruHashMap::with_max_entries(65536, 0);
 
 #[uprobe]
 pub fn tokio_poll(ctx: ProbeContext) -> u32 {

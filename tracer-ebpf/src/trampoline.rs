@@ -5,19 +5,18 @@
 //!
 //! futex(2) is hooked at `do_futex`, whose arguments are the call's; the futex2 syscalls at
 //! their entry points, whose one argument is the saved user registers. Both ends share the
-//! tracepoints' logic (`futex::on_enter`, `futex::on_exit`).
+//! tracepoints' logic: one entry preamble (`futex::enter`: filter, count, classify, and
+//! mark an op that neither waits nor wakes) and one exit (`futex::on_exit`). This kernel
+//! refuses trampolines (EPERM), so this path is checked by building only.
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::{fentry, fexit},
     programs::{FEntryContext, FExitContext},
 };
-use tracer_common::{classify_futex_op, Counter, OpKind};
+use tracer_common::OpKind;
 
-use crate::futex::{first_uaddr, on_enter, on_exit, target_tid};
-use crate::maps::bump;
-
-/// Offsets of the first two arguments in the user `struct pt_regs` (x86_64: `di`, `si`).
-const PT_REGS_DI: usize = 14 * 8;
+use crate::arch::PT_REGS_DI;
+use crate::futex::{enter, first_uaddr, on_exit, Op};
 
 /// The first syscall argument from a futex2 entry point's `const struct pt_regs *regs`.
 #[inline(always)]
@@ -29,46 +28,25 @@ fn first_arg(ctx: &FEntryContext) -> u64 {
 
 #[fentry(function = "do_futex")]
 pub fn do_futex_entry(ctx: FEntryContext) -> u32 {
-    let Some(tid) = target_tid() else {
-        return 0;
-    };
-    bump(Counter::Calls);
-    let uaddr: u64 = ctx.arg(0);
-    let op: u32 = ctx.arg(1);
-    if let Some(kind) = classify_futex_op(op) {
-        let _ = on_enter(tid, kind, uaddr);
-    }
+    let _ = enter(|| Ok((Op::Classic(ctx.arg(1)), ctx.arg(0))));
     0
 }
 
 #[fentry(function = "__x64_sys_futex_wait")]
 pub fn futex_wait_fentry(ctx: FEntryContext) -> u32 {
-    futex2_entry(&ctx, OpKind::Wait2)
+    let _ = enter(|| Ok((Op::Futex2(OpKind::Wait2), first_arg(&ctx))));
+    0
 }
 
 #[fentry(function = "__x64_sys_futex_wake")]
 pub fn futex_wake_fentry(ctx: FEntryContext) -> u32 {
-    futex2_entry(&ctx, OpKind::Wake2)
+    let _ = enter(|| Ok((Op::Futex2(OpKind::Wake2), first_arg(&ctx))));
+    0
 }
 
 #[fentry(function = "__x64_sys_futex_waitv")]
 pub fn futex_waitv_fentry(ctx: FEntryContext) -> u32 {
-    futex2_entry(&ctx, OpKind::Waitv)
-}
-
-#[inline(always)]
-fn futex2_entry(ctx: &FEntryContext, kind: OpKind) -> u32 {
-    let Some(tid) = target_tid() else {
-        return 0;
-    };
-    bump(Counter::Calls);
-    let arg = first_arg(ctx);
-    let uaddr = if kind == OpKind::Waitv {
-        first_uaddr(arg)
-    } else {
-        arg
-    };
-    let _ = on_enter(tid, kind, uaddr);
+    let _ = enter(|| Ok((Op::Futex2(OpKind::Waitv), first_uaddr(first_arg(&ctx)))));
     0
 }
 

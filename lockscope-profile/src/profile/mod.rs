@@ -346,6 +346,11 @@ pub struct Losses {
     /// periodic read (their notice ring was full).
     #[serde(default)]
     pub new_stack_notices_lost: u64,
+    /// Other kernel map inserts that found their map full: a forked child left untraced, a
+    /// map phase run not timed, an on-CPU sample dropped. Not in [`Losses::events`]: none is
+    /// a wait or a wake.
+    #[serde(default)]
+    pub map_insert_failed: u64,
 }
 
 impl Losses {

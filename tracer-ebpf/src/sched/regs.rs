@@ -1,27 +1,26 @@
 //! What a task's saved user registers (`bpf_task_pt_regs`) say it is doing: a futex call
-//! (x86_64 or ia32 numbering and registers), a restart, sending or handling a signal.
+//! (x86_64 or ia32 numbering and registers; offsets from `crate::arch`), a restart, sending
+//! or handling a signal.
 use aya_ebpf::bindings::task_struct;
 use aya_ebpf::helpers::{
     bpf_get_current_task_btf, bpf_probe_read_kernel, generated::bpf_task_pt_regs,
 };
 use tracer_common::{classify_futex_op, OpKind};
 
+use crate::arch::{word, PT_REGS_BX, USER32_CS};
 use crate::futex::first_uaddr;
 
-// The user `struct pt_regs` saved at syscall entry (x86_64), read from `r10` to `cs`.
-const REGS_FROM: usize = 7 * 8;
+// The saved user registers are read as one block, from `r10` to `cs`; indexes into it.
+const REGS_FROM: usize = word::R10 * 8;
 const R10: usize = 0;
-const R8: usize = 2;
-const AX: usize = 3;
-const CX: usize = 4;
-const SI: usize = 6;
-const DI: usize = 7;
-const ORIG_AX: usize = 8;
-const CS: usize = 10;
-const REGS_WORDS: usize = 11;
-const PT_REGS_BX: usize = 5 * 8;
-/// `__USER32_CS`: a compat (32-bit) task.
-const USER32_CS: u64 = 0x23;
+const R8: usize = word::R8 - word::R10;
+const AX: usize = word::AX - word::R10;
+const CX: usize = word::CX - word::R10;
+const SI: usize = word::SI - word::R10;
+const DI: usize = word::DI - word::R10;
+const ORIG_AX: usize = word::ORIG_AX - word::R10;
+const CS: usize = word::CS - word::R10;
+const REGS_WORDS: usize = CS + 1;
 
 // Syscall numbers, x86_64 and ia32 (the futex2 ones are shared).
 const NR_FUTEX: u64 = 202;

@@ -17,7 +17,8 @@ use crate::sys::has_tracepoint;
 use crate::tracee::BundledMap;
 
 /// The eBPF object, built by build.rs through aya-build.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lockscope"));
+pub(super) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lockscope"));
 
 /// Loaded programs and their links; dropping it detaches everything.
 pub struct Tracer {

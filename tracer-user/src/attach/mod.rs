@@ -7,6 +7,8 @@
 mod hooks;
 mod klog;
 mod load;
+#[cfg(test)]
+mod object_tests;
 mod oncpu;
 
 pub(crate) use hooks::HookChoice;

@@ -259,6 +259,7 @@ pub fn build_profile(
             snapshot_read_errors: c(Counter::SnapshotReadErrors),
             stacks_cut,
             new_stack_notices_lost: c(Counter::NewStackNoticesLost),
+            map_insert_failed: c(Counter::MapInsertFailed),
         },
         modules,
         stacks,

@@ -51,13 +51,14 @@ struct MapCounter {
 }
 
 /// The kernel's loss counters, by the `reason` label they get.
-const KERNEL_LOSSES: [(K, &str); 6] = [
+const KERNEL_LOSSES: [(K, &str); 7] = [
     (K::StackErrors, "stack_error"),
     (K::StackMapFull, "stack_map_full"),
     (K::WaitMapFull, "wait_map_full"),
     (K::WakeMapFull, "wake_map_full"),
     (K::InflightFull, "inflight_map_full"),
     (K::WakerMapFull, "waker_map_full"),
+    (K::MapInsertFailed, "map_insert_failed"),
 ];
 
 /// Encodes every metric as Prometheus text.
