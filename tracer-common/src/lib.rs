@@ -147,6 +147,9 @@ pub mod map {
     pub const INFLIGHT: &str = "INFLIGHT";
     pub const WAITS: &str = "WAITS";
     pub const WAKES: &str = "WAKES";
+    /// Rows that found [`WAITS`]/[`WAKES`] unable to take a new key: read with them.
+    pub const WAITS_SPILL: &str = "WAITS_SPILL";
+    pub const WAKES_SPILL: &str = "WAKES_SPILL";
     pub const STACKS: &str = "STACKS";
     pub const LAST_WAKER: &str = "LAST_WAKER";
     pub const COUNTERS: &str = "COUNTERS";

@@ -1,6 +1,6 @@
 //! The aggregate rows: one finished wait or one wake that woke someone, added to its per-CPU
 //! row. The arithmetic itself is `WaitStats::add_wait`, shared with user space.
-use aya_ebpf::bindings::BPF_NOEXIST;
+use aya_ebpf::{bindings::BPF_NOEXIST, maps::PerCpuHashMap};
 use aya_log_ebpf::warn;
 use tracer_common::{
     Counter, Outcome, WaitKey, WakeKey, WakeStats, NUM_PHASES, TIMED_OUT_SNAPSHOT,
@@ -8,7 +8,7 @@ use tracer_common::{
 
 use crate::{
     futex::Res,
-    maps::{bump, SCRATCH, WAITS, WAKES},
+    maps::{bump, SCRATCH, WAITS, WAITS_SPILL, WAKES, WAKES_SPILL},
     snapshot,
 };
 
@@ -33,31 +33,45 @@ pub fn record_wait(
     add_wait(key, waited, blamed, outcome)
 }
 
+/// This CPU's row for `key`, made if new: in `map`, else (no room, or no memory for a new
+/// element at this moment) in its preallocated `spill`.
+#[inline(always)]
+fn row<K, V>(
+    map: &PerCpuHashMap<K, V>,
+    spill: &PerCpuHashMap<K, V>,
+    key: &K,
+    zero: &V,
+) -> Option<*mut V> {
+    if let Some(row) = map.get_ptr_mut(key) {
+        return Some(row);
+    }
+    let _ = map.insert(key, zero, BPF_NOEXIST as u64);
+    if let Some(row) = map.get_ptr_mut(key) {
+        return Some(row);
+    }
+    if let Some(row) = spill.get_ptr_mut(key) {
+        return Some(row);
+    }
+    let _ = spill.insert(key, zero, BPF_NOEXIST as u64);
+    spill.get_ptr_mut(key)
+}
+
 /// Adds one finished wait, with the ns each holder phase is blamed for, to its row; no
 /// snapshot (a waker recording a handed-off wait is not the waiter).
 #[inline(always)]
 pub fn add_wait(key: &WaitKey, waited: u64, blamed: &[u64; NUM_PHASES], outcome: Outcome) -> Res {
-    let row = match WAITS.get_ptr_mut(*key) {
-        Some(row) => row,
-        None => {
-            let Some(scratch) = SCRATCH.get_ptr(0) else {
-                return Ok(());
-            };
-            // SAFETY: `zero_wait` is never written, so it is an all-zero WaitStats.
-            let zero = unsafe { &(*scratch).zero_wait };
-            let _ = WAITS.insert(*key, zero, BPF_NOEXIST as u64);
-            match WAITS.get_ptr_mut(*key) {
-                Some(row) => row,
-                None => {
-                    bump(Counter::WaitMapFull);
-                    warn!(
-                        &(),
-                        "wait aggregate map full: a wait of {} ns is lost", waited
-                    );
-                    return Ok(());
-                }
-            }
-        }
+    let Some(scratch) = SCRATCH.get_ptr(0) else {
+        return Ok(());
+    };
+    // SAFETY: `zero_wait` is never written, so it is an all-zero WaitStats.
+    let zero = unsafe { &(*scratch).zero_wait };
+    let Some(row) = row(&WAITS, &WAITS_SPILL, key, zero) else {
+        bump(Counter::WaitMapFull);
+        warn!(
+            &(),
+            "wait aggregate maps full: a wait of {} ns is lost", waited
+        );
+        return Ok(());
     };
     // SAFETY: this CPU's copy of a per-CPU value; no other writer while we run.
     unsafe { &mut *row }.add_wait(waited, blamed, outcome);
@@ -67,19 +81,10 @@ pub fn add_wait(key: &WaitKey, waited: u64, blamed: &[u64; NUM_PHASES], outcome:
 /// Adds one wake call that woke `woken` threads to its row.
 #[inline(always)]
 pub fn add_wake(key: &WakeKey, woken: u64) -> Res {
-    let row = match WAKES.get_ptr_mut(*key) {
-        Some(row) => row,
-        None => {
-            let _ = WAKES.insert(*key, WakeStats::default(), BPF_NOEXIST as u64);
-            match WAKES.get_ptr_mut(*key) {
-                Some(row) => row,
-                None => {
-                    bump(Counter::WakeMapFull);
-                    warn!(&(), "wake aggregate map full: a wake is lost");
-                    return Ok(());
-                }
-            }
-        }
+    let Some(row) = row(&WAKES, &WAKES_SPILL, key, &WakeStats::default()) else {
+        bump(Counter::WakeMapFull);
+        warn!(&(), "wake aggregate maps full: a wake is lost");
+        return Ok(());
     };
     // SAFETY: this CPU's copy of a per-CPU value; no other writer while we run.
     let row = unsafe { &mut *row };

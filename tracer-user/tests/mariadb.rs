@@ -39,10 +39,15 @@ fn report(profile: &Path, by: &str, waits: &str) -> Value {
 /// Records `pid` for [`RECORD_S`]; snapshots of the summary taken as the recording starts
 /// (lockscope says "tracing pid" once its probes are live) and as it ends.
 fn record_between_snapshots(pid: &str, out: &Path, sock: &Path) -> (Summary, Summary) {
-    // The default hooks (the scheduler tracepoints here, where trampolines are refused).
+    // The syscall tracepoints, where the comparison below was established (0.85-1.02 over 9
+    // runs). On the scheduler hooks a wait is the sleep alone (switch-out to switch-in), and
+    // eight runs there read 0.75-0.97 with other builds loading the machine; group commit is
+    // an event wait on both paths.
     let mut child = lockscope()
         .args([
             "record",
+            "--hooks",
+            "syscalls",
             "--pid",
             pid,
             "--duration",
@@ -191,15 +196,9 @@ fn mariadb_lock_waits_match_performance_schema_and_group_commit_is_no_contention
     // mariadbd is stripped and mostly frameless: DWARF mode, a snapshot per wait, none lost.
     assert_eq!(p["meta"]["unwind"], "dwarf");
     eprintln!("counters {}\nlosses {}", p["counters"], p["losses"]);
-    assert_eq!(p["losses"]["snapshots_dropped"].as_u64(), Some(0));
-    // A burst of new rows can find the kernel's row allocator empty for a moment (counted
-    // as wait_map_full): seen at 32 of 14,007 waits once, with three builds loading the
-    // machine. Anything more is a regression.
-    let slept = p["counters"]["wait_calls"].as_u64().unwrap_or(0);
     for (k, v) in p["losses"].as_object().unwrap() {
         if k != "stacks_cut" {
-            let lost = v.as_u64().unwrap_or(0);
-            assert!(lost * 200 <= slept, "lost: {k} {lost} of {slept} waits");
+            assert_eq!(v.as_u64(), Some(0), "lost: {k}");
         }
     }
     let by_function = report(&path, "function", "contention");

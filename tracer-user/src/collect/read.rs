@@ -72,34 +72,39 @@ pub fn read_rows(tracer: &Tracer, leftovers: Leftovers) -> Result<Rows> {
     let ebpf = &tracer.ebpf;
     let counters = read_counters(tracer)?;
 
-    let waits_map: PerCpuHashMap<&MapData, WaitKey, WaitStats> =
-        PerCpuHashMap::try_from(ebpf.map(map::WAITS).context("WAITS map")?)?;
-    let mut waits = Vec::new();
-    for item in waits_map.iter() {
-        let (key, per_cpu) = item?;
-        let mut sum = WaitStats::default();
-        for v in per_cpu.iter() {
-            sum.merge(v);
+    // A row can be in both the map and its spill (see the kernel's `WAITS_SPILL`): merged.
+    let mut by_key: HashMap<WaitKey, WaitStats> = HashMap::new();
+    for name in [map::WAITS, map::WAITS_SPILL] {
+        let rows: PerCpuHashMap<&MapData, WaitKey, WaitStats> =
+            PerCpuHashMap::try_from(ebpf.map(name).with_context(|| format!("{name} map"))?)?;
+        for item in rows.iter() {
+            let (key, per_cpu) = item?;
+            let sum = by_key.entry(key).or_default();
+            for v in per_cpu.iter() {
+                sum.merge(v);
+            }
         }
-        waits.push((key, sum));
     }
+    let mut waits: Vec<(WaitKey, WaitStats)> = by_key.into_iter().collect();
     let handoffs_left = match leftovers {
         Leftovers::Peek => super::handoff::leftovers(ebpf, &mut waits)?,
         Leftovers::Skip => 0,
     };
 
-    let wakes_map: PerCpuHashMap<&MapData, WakeKey, WakeStats> =
-        PerCpuHashMap::try_from(ebpf.map(map::WAKES).context("WAKES map")?)?;
-    let mut wakes = Vec::new();
-    for item in wakes_map.iter() {
-        let (key, per_cpu) = item?;
-        let mut sum = WakeStats::default();
-        for v in per_cpu.iter() {
-            sum.calls += v.calls;
-            sum.woken += v.woken;
+    let mut by_key: HashMap<WakeKey, WakeStats> = HashMap::new();
+    for name in [map::WAKES, map::WAKES_SPILL] {
+        let rows: PerCpuHashMap<&MapData, WakeKey, WakeStats> =
+            PerCpuHashMap::try_from(ebpf.map(name).with_context(|| format!("{name} map"))?)?;
+        for item in rows.iter() {
+            let (key, per_cpu) = item?;
+            let sum = by_key.entry(key).or_default();
+            for v in per_cpu.iter() {
+                sum.calls += v.calls;
+                sum.woken += v.woken;
+            }
         }
-        wakes.push((key, sum));
     }
+    let wakes: Vec<(WakeKey, WakeStats)> = by_key.into_iter().collect();
 
     let stacks_map: BpfHashMap<&MapData, u64, StackFrames> =
         BpfHashMap::try_from(ebpf.map(map::STACKS).context("STACKS map")?)?;

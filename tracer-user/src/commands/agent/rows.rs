@@ -48,16 +48,22 @@ pub fn forget_rows<'a>(
     tids: &BTreeSet<u32>,
 ) -> Result<()> {
     let ebpf = &mut tracer.ebpf;
-    let mut w: PerCpuHashMap<_, WaitKey, WaitStats> =
-        PerCpuHashMap::try_from(ebpf.map_mut(map::WAITS).context("WAITS map")?)?;
-    // A row already gone is fine: only ENOENT can fail a delete here.
-    for k in waits {
-        let _ = w.remove(k);
+    // A row already gone (or never spilled) is fine: only ENOENT can fail a delete here.
+    let waits: Vec<&WaitKey> = waits.collect();
+    for name in [map::WAITS, map::WAITS_SPILL] {
+        let mut w: PerCpuHashMap<_, WaitKey, WaitStats> =
+            PerCpuHashMap::try_from(ebpf.map_mut(name).with_context(|| format!("{name} map"))?)?;
+        for k in &waits {
+            let _ = w.remove(k);
+        }
     }
-    let mut w: PerCpuHashMap<_, WakeKey, WakeStats> =
-        PerCpuHashMap::try_from(ebpf.map_mut(map::WAKES).context("WAKES map")?)?;
-    for k in wakes {
-        let _ = w.remove(k);
+    let wakes: Vec<&WakeKey> = wakes.collect();
+    for name in [map::WAKES, map::WAKES_SPILL] {
+        let mut w: PerCpuHashMap<_, WakeKey, WakeStats> =
+            PerCpuHashMap::try_from(ebpf.map_mut(name).with_context(|| format!("{name} map"))?)?;
+        for k in &wakes {
+            let _ = w.remove(k);
+        }
     }
     if !tids.is_empty() {
         let mut inflight: Array<_, InFlight> =
