@@ -46,6 +46,16 @@ fn wakes_that_wake_nobody_and_eagain_waits_take_no_stack() {
     }
 }
 
+/// The sum of `field` over the profile's `rows` (`waits` or `wakes`).
+fn sum_of(p: &Value, rows: &str, field: &str) -> u64 {
+    p[rows]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {rows}"))
+        .iter()
+        .map(|r| r[field].as_u64().unwrap_or(0))
+        .sum()
+}
+
 /// Function names of stack `i` in the profile.
 fn names(p: &Value, i: &Value) -> BTreeSet<String> {
     i.as_u64()
@@ -105,12 +115,7 @@ fn every_wait_that_slept_is_paired_with_the_wake_that_ended_it() {
         p["counters"]
     );
     // Every wake that woke someone has a row; those that woke nobody are only counted.
-    let woken: u64 = p["wakes"]
-        .as_array()
-        .expect("wakes")
-        .iter()
-        .map(|w| w["woken"].as_u64().unwrap_or(0))
-        .sum();
+    let woken = sum_of(&p, "wakes", "woken");
     // On the scheduler hooks (the default where trampolines do not load) a wake can still
     // race the waiter's sleep unseen (a `futex_waitv` waiter, or a wake past the map's
     // room): under 0.1% of waits (24,080 woken of 24,085 in one CI run before early wakes
@@ -145,18 +150,8 @@ fn in_a_lock_storm_every_wait_has_its_waker_on_the_scheduler_hooks() {
         &["contended", "--threads", "6", "--seconds", "2"],
         &["--hooks", "sched"],
     );
-    let total: u64 = p["waits"]
-        .as_array()
-        .expect("waits")
-        .iter()
-        .map(|w| w["count"].as_u64().unwrap_or(0))
-        .sum();
-    let woken: u64 = p["wakes"]
-        .as_array()
-        .expect("wakes")
-        .iter()
-        .map(|w| w["woken"].as_u64().unwrap_or(0))
-        .sum();
+    let total = sum_of(&p, "waits", "count");
+    let woken = sum_of(&p, "wakes", "woken");
     let unknown = counter(&p, "waker_unknown");
     eprintln!("{total} waits, {woken} woken by a seen wake, {unknown} with no waker");
     assert!(total >= 1_000, "not a storm: {}", p["counters"]);
