@@ -218,13 +218,10 @@ fn attaching_to_a_lock_storm_keeps_every_snapshot() {
     // Tens of thousands of sleeping waits a second, already running when lockscope attaches:
     // the snapshot ring (read on a thread of its own from the moment the programs attach)
     // must not fill while the rest of the probes are placed and the modules loaded.
-    let child = std::process::Command::new(nofp_bin("lockdemo"))
-        .args(["contended", "--threads", "6", "--seconds", "6"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start lockdemo");
-    let storm = Workload(child);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let storm = Workload::start_path(
+        &nofp_bin("lockdemo"),
+        &["contended", "--threads", "6", "--seconds", "6"],
+    );
     let out = tmp("storm-attach.json");
     let run = record(&storm.pid(), "2s", &out);
     assert!(run.status.success(), "{}", text(&run.stderr));

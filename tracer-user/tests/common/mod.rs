@@ -7,7 +7,7 @@ pub mod mariadb;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lockscope_profile::profile::Profile;
 use serde_json::Value;
@@ -85,14 +85,34 @@ impl Workload {
     }
 
     pub fn start_bin(bin: &str, args: &[&str]) -> Workload {
-        let child = Command::new(workload_bin(bin))
+        Self::start_path(&workload_bin(bin), args)
+    }
+
+    /// Starts `bin` and returns once its worker threads exist (`--threads N` of the
+    /// workloads: N + 1 tasks), so an attach finds them running.
+    pub fn start_path(bin: &Path, args: &[&str]) -> Workload {
+        let child = Command::new(bin)
             .args(args)
             .stdout(Stdio::null())
             .spawn()
-            .expect("start lockdemo");
-        // Let the threads get going before we attach.
-        std::thread::sleep(Duration::from_millis(300));
-        Workload(child)
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let threads: usize = args
+            .iter()
+            .position(|a| *a == "--threads")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .unwrap_or(0);
+        let w = Workload(child);
+        let tasks = format!("/proc/{}/task", w.pid());
+        let t0 = Instant::now();
+        while std::fs::read_dir(&tasks).map_or(0, |d| d.count()) < threads + 1 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{} never started {threads} threads",
+                bin.display()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        w
     }
     pub fn pid(&self) -> String {
         self.0.id().to_string()
