@@ -256,6 +256,20 @@ pub(crate) fn secs_of(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
+/// The child's exit status and resource usage if it has exited (reaping it), else None.
+fn try_wait_rusage(child: &Child) -> Result<Option<(i32, libc::rusage)>> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills in; zero is a valid initial value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child's pid, with pointers to locals that outlive the call.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, libc::WNOHANG, &mut usage) };
+    match rc {
+        0 => Ok(None),
+        rc if rc < 0 => bail!("wait4: {}", std::io::Error::last_os_error()),
+        _ => Ok(Some((status, usage))),
+    }
+}
+
 /// Waits for a tracer to finish (interrupting bpftrace, which runs until told), and returns
 /// its resource usage, wall time since `started`, and output.
 pub(crate) fn stop(
@@ -263,11 +277,31 @@ pub(crate) fn stop(
     started: Instant,
     interrupt: bool,
 ) -> Result<(libc::rusage, f64, String)> {
-    if interrupt {
-        // SAFETY: signalling our own child; bpftrace prints its maps on SIGINT.
-        unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
-    }
-    let (_status, usage) = wait_rusage(&r.child)?;
+    let usage = if interrupt {
+        // bpftrace has been seen to miss a SIGINT here (still running 15 minutes later; a second
+        // one stopped it): send it again every 2 s, and give up after a minute.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut sent = Instant::now() - Duration::from_secs(3);
+        loop {
+            if sent.elapsed() >= Duration::from_secs(2) {
+                // SAFETY: signalling our own child; bpftrace prints its maps on SIGINT.
+                unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
+                sent = Instant::now();
+            }
+            if let Some((_, usage)) = try_wait_rusage(&r.child)? {
+                break usage;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: killing our own child, which ignored a minute of SIGINTs.
+                unsafe { libc::kill(r.child.id() as i32, libc::SIGKILL) };
+                let _ = wait_rusage(&r.child);
+                bail!("a tracer did not stop within 60 s of SIGINT (killed)");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    } else {
+        wait_rusage(&r.child)?.1
+    };
     let wall_s = started.elapsed().as_secs_f64();
     Ok((usage, wall_s, r.output()))
 }
