@@ -140,7 +140,6 @@ pub fn run(rounds: usize) -> Result<()> {
     ));
     let storm = Workload {
         name: "futex storm".into(),
-        go: false,
         argv: vec![
             bin.join("lockdemo").display().to_string(),
             "contended".into(),

@@ -15,12 +15,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
-use super::tracers::{ensure_bpftrace, start_tracer, stop, Tracer};
-use super::{machine, median, run_once, write_section, Workload};
+use super::tracers::{ensure_bpftrace, Tracer};
+use super::{host_tax, machine, median, run_once, write_section, Workload};
 use crate::run::{cmd, is_root, root, step};
 
 const TRACERS: [Tracer; 6] = [
@@ -59,30 +59,6 @@ fn build_loop() -> Result<PathBuf> {
         ],
     )?;
     Ok(bin)
-}
-
-/// ns per getppid() of an untraced process while `tracer` traces an idle one.
-fn host_tax(tracer: Tracer, bin: &Path, lockscope: &Path, tmp: &Path) -> Result<f64> {
-    let mut idle = Command::new("sleep").arg("60").spawn()?;
-    let traced = match tracer {
-        Tracer::None => None,
-        t => Some((
-            start_tracer(t, idle.id(), lockscope, &tmp.join("bench-idle.json"))?,
-            Instant::now(),
-        )),
-    };
-    let out = Command::new(bin)
-        .args(["getppid", "3000000"])
-        .stderr(Stdio::null())
-        .output()?;
-    let _ = idle.kill();
-    let _ = idle.wait();
-    if let Some((running, started)) = traced {
-        stop(running, started, tracer.stops_on_sigint())?;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).context("getppid loop JSON")?;
-    v["ns_per_call"].as_f64().context("no ns_per_call")
 }
 
 /// Go's sync benchmarks, untraced and under lockscope (recording from exec), ns/op.
@@ -215,7 +191,6 @@ pub fn run(rounds: usize) -> Result<()> {
         ));
         let w = Workload {
             name: what.into(),
-            go: false,
             argv: vec![bin.display().to_string(), mode.into(), calls.to_string()],
         };
         let mut ns: Vec<Vec<f64>> = vec![Vec::new(); TRACERS.len()];

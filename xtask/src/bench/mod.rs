@@ -4,20 +4,21 @@
 //! section of BENCHMARKS.md. `tracers` starts and stops each tracer compared.
 //!
 //! Benchmarks, not tests: they assert nothing, print ratios and write BENCHMARKS.md.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::run::root;
-use tracers::{secs_of, start_tracer, stop, Tracer};
+use crate::run::{cmd, root};
+use tracers::{secs_of, start_tracer, stop, Running, Tracer};
 
 pub mod agent;
 pub mod events;
 pub mod map;
 pub mod overhead;
+mod programs;
 mod tracers;
 pub mod unwind;
 
@@ -29,8 +30,6 @@ const LINGER_S: f64 = 0.5;
 /// A program a benchmark runs, traced or not.
 pub(crate) struct Workload {
     pub(crate) name: String,
-    /// A Go program (the goroutine-uprobe comparison runs only on these).
-    pub(crate) go: bool,
     /// Binary and arguments; `--start-delay`, `--linger` and the run length are added.
     pub(crate) argv: Vec<String>,
 }
@@ -43,6 +42,8 @@ pub(crate) struct LockscopeRun {
     max_rss_kib: u64,
     attach_ms: f64,
     events: u64,
+    /// Futex waits begun (scheduler hooks: waits that slept).
+    pub(crate) wait_calls: u64,
     /// Events not counted at all (full maps).
     lost: u64,
     /// DWARF mode: waits whose snapshot was dropped (they keep a frame-pointer stack).
@@ -51,13 +52,15 @@ pub(crate) struct LockscopeRun {
     pub(crate) waits: u64,
     /// The unwinder the recording used (`fp`, `fp+cfi`, `dwarf`).
     pub(crate) unwind: String,
+    /// The kernel hooks the recording used, as its header names them.
+    pub(crate) hooks: String,
 }
 
 pub(crate) struct Sample {
     pub(crate) throughput: f64,
     pub(crate) lockscope: Option<LockscopeRun>,
     /// bpftrace count-only's count of futex calls, when it ran.
-    bpftrace_count: Option<u64>,
+    pub(crate) bpftrace_count: Option<u64>,
 }
 
 fn spawn_workload(w: &Workload) -> Result<Child> {
@@ -111,6 +114,26 @@ pub(crate) fn run_once(
     }
     let out = workload.wait_with_output()?;
     let throughput = throughput(&String::from_utf8_lossy(&out.stdout))?;
+    finish(tracer, traced, &profile, throughput, Target::Exited)
+}
+
+/// Whether the traced process is gone when its run's tracer is stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// It exited: lockscope stops by itself.
+    Exited,
+    /// It serves on (a database server): every tracer is interrupted.
+    Running,
+}
+
+/// Stops the tracer of one run (if any) and reads what it saw into the run's sample.
+pub(crate) fn finish(
+    tracer: Tracer,
+    traced: Option<(Running, Instant)>,
+    profile: &Path,
+    throughput: f64,
+    target: Target,
+) -> Result<Sample> {
     let mut sample = Sample {
         throughput,
         lockscope: None,
@@ -119,48 +142,105 @@ pub(crate) fn run_once(
     let Some((running, started)) = traced else {
         return Ok(sample);
     };
-    let (usage, wall_s, text) = stop(running, started, tracer.stops_on_sigint())?;
-    match tracer {
-        Tracer::Lockscope
-        | Tracer::LockscopeDwarf
-        | Tracer::LockscopeAllPhases
-        | Tracer::LockscopeNoGoUprobes
-        | Tracer::LockscopeGoSample
-        | Tracer::LockscopeAuto => {
-            let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
-            let lost = [
-                "wait_map_full",
-                "wake_map_full",
-                "inflight_full",
-                "stack_errors",
-                "stack_map_full",
-            ]
-            .iter()
-            .map(|k| p["losses"][k].as_u64().unwrap_or(0))
-            .sum();
-            sample.lockscope = Some(LockscopeRun {
-                cpu_s: secs_of(usage.ru_utime) + secs_of(usage.ru_stime),
-                wall_s,
-                max_rss_kib: usage.ru_maxrss as u64,
-                attach_ms: p["meta"]["attach_ns"].as_f64().unwrap_or(0.0) / 1e6,
-                events: p["counters"]["calls"].as_u64().unwrap_or(0),
-                lost,
-                snapshots_dropped: p["losses"]["snapshots_dropped"].as_u64().unwrap_or(0),
-                waits: p["waits"].as_array().map_or(0, |w| {
-                    w.iter().map(|r| r["count"].as_u64().unwrap_or(0)).sum()
-                }),
-                unwind: p["meta"]["unwind"].as_str().unwrap_or("").to_string(),
-            });
-        }
-        Tracer::BpftraceCount => {
-            sample.bpftrace_count = text
-                .lines()
-                .find_map(|l| l.strip_prefix("@calls: "))
-                .and_then(|v| v.trim().parse().ok());
-        }
-        _ => {}
+    let interrupt = tracer.stops_on_sigint() || target == Target::Running;
+    let (usage, wall_s, text) = stop(running, started, interrupt)?;
+    if tracer.is_lockscope() {
+        sample.lockscope = Some(read_lockscope(profile, &usage, wall_s)?);
     }
+    sample.bpftrace_count = bpftrace_count(tracer, &text);
     Ok(sample)
+}
+
+/// bpftrace count-only's `@calls`, when `tracer` is that script.
+pub(crate) fn bpftrace_count(tracer: Tracer, text: &str) -> Option<u64> {
+    (tracer == Tracer::BpftraceCount)
+        .then(|| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("@calls: "))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .flatten()
+}
+
+/// lockscope's cost and counts from its profile and its process's resource usage.
+pub(crate) fn read_lockscope(
+    profile: &Path,
+    usage: &libc::rusage,
+    wall_s: f64,
+) -> Result<LockscopeRun> {
+    let p: Value = serde_json::from_slice(
+        &std::fs::read(profile).with_context(|| format!("reading {}", profile.display()))?,
+    )?;
+    let lost = [
+        "wait_map_full",
+        "wake_map_full",
+        "inflight_full",
+        "stack_errors",
+        "stack_map_full",
+    ]
+    .iter()
+    .map(|k| p["losses"][k].as_u64().unwrap_or(0))
+    .sum();
+    Ok(LockscopeRun {
+        cpu_s: secs_of(usage.ru_utime) + secs_of(usage.ru_stime),
+        wall_s,
+        max_rss_kib: usage.ru_maxrss as u64,
+        attach_ms: p["meta"]["attach_ns"].as_f64().unwrap_or(0.0) / 1e6,
+        events: p["counters"]["calls"].as_u64().unwrap_or(0),
+        wait_calls: p["counters"]["wait_calls"].as_u64().unwrap_or(0),
+        lost,
+        snapshots_dropped: p["losses"]["snapshots_dropped"].as_u64().unwrap_or(0),
+        waits: p["waits"].as_array().map_or(0, |w| {
+            w.iter().map(|r| r["count"].as_u64().unwrap_or(0)).sum()
+        }),
+        unwind: p["meta"]["unwind"].as_str().unwrap_or("").to_string(),
+        hooks: p["meta"]["hooks"].as_str().unwrap_or("").to_string(),
+    })
+}
+
+/// Builds `workloads/c/SRC` with gcc and `flags` into target/bench-c/NAME.
+pub(crate) fn build_c(src: &str, name: &str, flags: &[&str]) -> Result<PathBuf> {
+    let dir = root().join("target/bench-c");
+    std::fs::create_dir_all(&dir)?;
+    let bin = dir.join(name);
+    let src = root().join("workloads/c").join(src);
+    let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+    args.extend(["-pthread".into(), "-o".into()]);
+    args.push(bin.display().to_string());
+    args.push(src.display().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cmd("gcc", &args)?;
+    Ok(bin)
+}
+
+/// ns per getppid() of an untraced process (`futex_loop getppid`) while `tracer` traces an
+/// idle one: the host-wide tax of the tracer's hooks.
+pub(crate) fn host_tax(
+    tracer: Tracer,
+    futex_loop: &Path,
+    lockscope: &Path,
+    tmp: &Path,
+) -> Result<f64> {
+    let mut idle = Command::new("sleep").arg("60").spawn()?;
+    let traced = match tracer {
+        Tracer::None => None,
+        t => Some((
+            start_tracer(t, idle.id(), lockscope, &tmp.join("bench-idle.json"))?,
+            Instant::now(),
+        )),
+    };
+    let out = Command::new(futex_loop)
+        .args(["getppid", "3000000"])
+        .stderr(Stdio::null())
+        .output()?;
+    let _ = idle.kill();
+    let _ = idle.wait();
+    if let Some((running, started)) = traced {
+        stop(running, started, tracer.stops_on_sigint())?;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(text.trim()).context("getppid loop JSON")?;
+    v["ns_per_call"].as_f64().context("no ns_per_call")
 }
 
 /// Each tracer's median, and the run-to-run spread of the untraced runs (the first; half the
@@ -210,4 +290,75 @@ pub fn write_section(title: &str, doc: &str) -> Result<()> {
     };
     std::fs::write(&path, new)?;
     Ok(())
+}
+
+/// Records a program whose lock is reached through `unique` distinct call paths, and returns
+/// (distinct stacks in the profile, symbolization time).
+pub(crate) fn symbolization(
+    bin: &Path,
+    lockscope: &Path,
+    tmp: &Path,
+    unique: u64,
+) -> Result<(usize, f64)> {
+    let mut w = Command::new(bin.join("lockdemo"))
+        .args(["stacks", "--unique", &unique.to_string(), "--threads", "8"])
+        .stdout(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_millis(300));
+    let profile = tmp.join("bench-stacks.json");
+    let status = Command::new(lockscope)
+        .args(["record", "--quiet", "--pid", &w.id().to_string()])
+        .args(["--duration", "8s", "-o"])
+        .arg(&profile)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = w.kill();
+    let _ = w.wait();
+    if !status?.success() {
+        bail!("lockscope record failed on lockdemo stacks");
+    }
+    let p: Value = serde_json::from_slice(&std::fs::read(&profile)?)?;
+    let stacks = p["stacks"].as_array().map_or(0, Vec::len);
+    Ok((
+        stacks,
+        p["meta"]["symbolize_ns"].as_f64().unwrap_or(0.0) / 1e6,
+    ))
+}
+
+/// Runs lockscope (`ours`) and a bpftrace count (`theirs`) on the same workload run: lockscope's
+/// count (sched: waits begun; syscalls: futex calls) and bpftrace's.
+pub(crate) fn agreement(
+    w: &Workload,
+    ours: Tracer,
+    theirs: Tracer,
+    lockscope: &Path,
+    tmp: &Path,
+) -> Result<(u64, u64)> {
+    let workload = spawn_workload(w)?;
+    let pid = workload.id();
+    let profile = tmp.join("bench-agree.json");
+    let t = Instant::now();
+    let ls = start_tracer(ours, pid, lockscope, &profile)?;
+    let bt = start_tracer(theirs, pid, lockscope, &profile)?;
+    workload.wait_with_output()?;
+    let (_, _, text) = stop(bt, t, true)?;
+    let (usage, wall, _) = stop(ls, t, false)?;
+    let key = if theirs == Tracer::BpftraceSleeps {
+        "@sleeps: "
+    } else {
+        "@calls: "
+    };
+    let count: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().parse().ok())
+        .context("bpftrace printed no count")?;
+    let run = read_lockscope(&profile, &usage, wall)?;
+    let mine = if ours == Tracer::Lockscope {
+        run.wait_calls
+    } else {
+        run.events
+    };
+    Ok((mine, count))
 }

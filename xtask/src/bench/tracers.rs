@@ -1,6 +1,7 @@
-//! The tracers `cargo xtask bench` compares: lockscope in its modes, bpftrace and perf. Each is
-//! started against one pid, waited for until attached, and stopped with its output and
-//! resource usage.
+//! The tracers `cargo xtask bench` compares: lockscope in its modes (scheduler hooks, syscall
+//! tracepoints, DWARF) and three bpftrace scripts (futexctn-like, count-only, a
+//! sched_switch-only off-CPU profiler). Each is started against one pid (bpftrace: or a task
+//! name), waited for until attached, and stopped with its output and resource usage.
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,81 +14,125 @@ use crate::run::{apt_install, output, step};
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Tracer {
     None,
+    /// lockscope on the scheduler hooks (`--hooks sched`: `sched_switch` + `sched_waking`), fp.
     Lockscope,
-    /// lockscope with `--unwind dwarf`: a stack snapshot per wait that slept, unwound in user
-    /// space.
+    /// lockscope on the syscall tracepoints (`--hooks syscalls`), fp: the host-wide tax path.
+    LockscopeSyscalls,
+    /// lockscope with `--unwind dwarf` (scheduler hooks): a stack snapshot per wait that
+    /// slept, unwound in user space.
     LockscopeDwarf,
-    /// lockscope with `--phase-probes all`: a uprobe on every bundled-map read miss too.
-    LockscopeAllPhases,
-    /// futexctn-like: enter/exit, user stack, sum and count.
-    BpftraceStacks,
-    /// Count-only tracepoint: the floor any futex tracer pays.
-    BpftraceCount,
-    /// `perf stat` counting the same tracepoint: perf's floor.
-    PerfCount,
-    /// lockscope without its goroutine uprobes (Go workloads only): what those cost.
-    LockscopeNoGoUprobes,
     /// lockscope as a user runs it: `--unwind auto` picks the mode from the binaries.
     LockscopeAuto,
-    /// lockscope following one goroutine wait in ten (Go workloads only).
-    LockscopeGoSample,
+    /// futexctn-like: enter/exit, user stack, sum and count.
+    BpftraceStacks,
+    /// Count-only tracepoint: the floor any futex tracer on the syscall tracepoints pays.
+    BpftraceCount,
+    /// An off-CPU profiler on `sched:sched_switch` only: the time stamp at a target thread's
+    /// switch-out, its user stack, and at its switch-in the off-CPU time summed by that stack.
+    BpftraceOffCpu,
+    /// The reference count for the scheduler hooks (not a column): switch-outs of a target
+    /// thread asleep inside a futex wait, seen through the syscall tracepoints and
+    /// `sched_switch` (as tracer-user/tests/sched_hooks.rs counts them).
+    BpftraceSleeps,
 }
 
-pub(crate) const TRACERS: [Tracer; 9] = [
-    Tracer::None,
-    Tracer::Lockscope,
-    Tracer::LockscopeDwarf,
-    Tracer::LockscopeAllPhases,
-    Tracer::BpftraceStacks,
-    Tracer::BpftraceCount,
-    Tracer::PerfCount,
-    Tracer::LockscopeNoGoUprobes,
-    Tracer::LockscopeGoSample,
-];
+/// Which tasks a bpftrace script follows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Scope {
+    /// One process (its tgid).
+    Pid(u32),
+    /// Every task of this name (stress-ng's workers, forked two levels below the command).
+    Comm(&'static str),
+}
+
+impl Scope {
+    fn predicate(self) -> String {
+        match self {
+            Scope::Pid(pid) => format!("pid == {pid}"),
+            Scope::Comm(name) => format!("comm == \"{name}\""),
+        }
+    }
+}
 
 impl Tracer {
-    /// Tracers that differ from plain lockscope only on Go targets.
-    pub(crate) fn go_only(self) -> bool {
+    pub(crate) fn is_bpftrace(self) -> bool {
         matches!(
             self,
-            Tracer::LockscopeNoGoUprobes | Tracer::LockscopeGoSample
+            Tracer::BpftraceStacks
+                | Tracer::BpftraceCount
+                | Tracer::BpftraceOffCpu
+                | Tracer::BpftraceSleeps
         )
     }
 
-    pub(crate) fn is_bpftrace(self) -> bool {
-        matches!(self, Tracer::BpftraceStacks | Tracer::BpftraceCount)
+    pub(crate) fn is_lockscope(self) -> bool {
+        !self.is_bpftrace() && self != Tracer::None
     }
 
     /// Tracers that run until interrupted (and print their results then).
     pub(crate) fn stops_on_sigint(self) -> bool {
-        self.is_bpftrace() || self == Tracer::PerfCount
+        self.is_bpftrace()
     }
 
     pub(crate) fn label(self) -> &'static str {
         match self {
             Tracer::None => "untraced",
-            Tracer::Lockscope => "lockscope (fp)",
-            Tracer::LockscopeDwarf => "lockscope (dwarf)",
-            Tracer::LockscopeAllPhases => "lockscope, all phase probes",
+            Tracer::Lockscope => "lockscope (sched, fp)",
+            Tracer::LockscopeSyscalls => "lockscope --hooks syscalls (fp)",
+            Tracer::LockscopeDwarf => "lockscope (sched, dwarf)",
+            Tracer::LockscopeAuto => "lockscope (auto)",
             Tracer::BpftraceStacks => "bpftrace futexctn-like",
             Tracer::BpftraceCount => "bpftrace count-only (enter+exit)",
-            Tracer::PerfCount => "perf stat count-only",
-            Tracer::LockscopeNoGoUprobes => "lockscope, --go-uprobes off",
-            Tracer::LockscopeAuto => "lockscope (auto)",
-            Tracer::LockscopeGoSample => "lockscope, --go-sample 10",
+            Tracer::BpftraceOffCpu => "bpftrace sched_switch-only off-CPU",
+            Tracer::BpftraceSleeps => "bpftrace sleeping-wait count",
+        }
+    }
+
+    /// `lockscope record`'s flags for this mode (none for the other tracers).
+    pub(crate) fn lockscope_flags(self) -> &'static [&'static str] {
+        match self {
+            Tracer::Lockscope => &["--hooks", "sched", "--unwind", "fp"],
+            Tracer::LockscopeSyscalls => &["--hooks", "syscalls", "--unwind", "fp"],
+            Tracer::LockscopeDwarf => &["--hooks", "sched", "--unwind", "dwarf"],
+            _ => &[],
         }
     }
 }
 
-pub(crate) fn bpftrace_script(tracer: Tracer, pid: u32) -> String {
+pub(crate) fn bpftrace_script(tracer: Tracer, scope: Scope) -> String {
+    let only = scope.predicate();
     match tracer {
         // The floor for any tracer on these tracepoints: both ends counted, nothing kept.
         Tracer::BpftraceCount => format!(
-            "tracepoint:syscalls:sys_enter_futex /pid == {pid}/ {{ @calls = count(); }} \
-             tracepoint:syscalls:sys_exit_futex /pid == {pid}/ {{ @exits = count(); }}"
+            "tracepoint:syscalls:sys_enter_futex /{only}/ {{ @calls = count(); }} \
+             tracepoint:syscalls:sys_exit_futex /{only}/ {{ @exits = count(); }}"
+        ),
+        // The off-CPU profiler's design on the one scheduler tracepoint: `current` is the
+        // thread leaving, so its stack is taken at switch-out and charged at its switch-in.
+        // The sums stay in the kernel: END clears them unprinted, since bpftrace symbolizing
+        // mariadbd's thousands of stacks at exit took minutes (after the measured run).
+        Tracer::BpftraceOffCpu => format!(
+            "tracepoint:sched:sched_switch /{only}/ {{ @ts[tid] = nsecs; @st[tid] = ustack; }} \
+             tracepoint:sched:sched_switch /@ts[args->next_pid]/ {{ \
+             @off_ns[@st[args->next_pid]] = sum(nsecs - @ts[args->next_pid]); \
+             @switches = count(); \
+             delete(@ts[args->next_pid]); delete(@st[args->next_pid]); }} \
+             END {{ clear(@ts); clear(@st); clear(@off_ns); }}"
+        ),
+        // FUTEX_WAIT (0) or FUTEX_WAIT_BITSET (9), or futex_waitv, then a switch-out asleep
+        // (S or D) before the call returns.
+        Tracer::BpftraceSleeps => format!(
+            "tracepoint:syscalls:sys_enter_futex /{only} && ((args->op & 127) == 0 || \
+             (args->op & 127) == 9)/ {{ @w[tid] = 1; }} \
+             tracepoint:syscalls:sys_enter_futex_waitv /{only}/ {{ @w[tid] = 1; }} \
+             tracepoint:syscalls:sys_exit_futex, tracepoint:syscalls:sys_exit_futex_waitv \
+             /{only}/ {{ delete(@w[tid]); }} \
+             tracepoint:sched:sched_switch /{only} && @w[tid] && (args->prev_state == 1 || \
+             args->prev_state == 2)/ {{ @sleeps = count(); }} \
+             END {{ clear(@w); }}"
         ),
         _ => format!(
-            "tracepoint:syscalls:sys_enter_futex /pid == {pid}/ {{ @start[tid] = nsecs; }} \
+            "tracepoint:syscalls:sys_enter_futex /{only}/ {{ @start[tid] = nsecs; }} \
              tracepoint:syscalls:sys_exit_futex /@start[tid]/ {{ \
              @wait_ns[ustack] = sum(nsecs - @start[tid]); @waits[ustack] = count(); \
              delete(@start[tid]); }}"
@@ -119,14 +164,20 @@ pub(crate) fn start_tracer(
     lockscope: &Path,
     profile: &Path,
 ) -> Result<Running> {
-    let (mut child, ready_on_stderr, marker) = match tracer {
-        Tracer::None => bail!("no tracer to start"),
-        Tracer::Lockscope
-        | Tracer::LockscopeDwarf
-        | Tracer::LockscopeAllPhases
-        | Tracer::LockscopeNoGoUprobes
-        | Tracer::LockscopeGoSample
-        | Tracer::LockscopeAuto => (
+    start_tracer_on(tracer, Scope::Pid(pid), lockscope, profile)
+}
+
+/// Starts a tracer on the tasks `scope` names (lockscope: one pid only) and returns once it
+/// reports being attached.
+pub(crate) fn start_tracer_on(
+    tracer: Tracer,
+    scope: Scope,
+    lockscope: &Path,
+    profile: &Path,
+) -> Result<Running> {
+    let (mut child, ready_on_stderr, marker) = match (tracer, scope) {
+        (Tracer::None, _) => bail!("no tracer to start"),
+        (t, Scope::Pid(pid)) if t.is_lockscope() => (
             Command::new(lockscope)
                 .args([
                     "record",
@@ -138,34 +189,17 @@ pub(crate) fn start_tracer(
                     "-o",
                 ])
                 .arg(profile)
-                .args(match tracer {
-                    Tracer::LockscopeAllPhases => &["--phase-probes", "all", "--unwind", "fp"][..],
-                    Tracer::LockscopeDwarf => &["--unwind", "dwarf"][..],
-                    Tracer::LockscopeNoGoUprobes => &["--unwind", "fp", "--go-uprobes", "off"][..],
-                    Tracer::LockscopeGoSample => &["--unwind", "fp", "--go-sample", "10"][..],
-                    Tracer::LockscopeAuto => &[][..],
-                    _ => &["--unwind", "fp"][..],
-                })
+                .args(tracer.lockscope_flags())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .spawn()?,
             true,
             "lockscope: tracing pid",
         ),
-        Tracer::PerfCount => (
-            // CSV output (-x,) on stderr at SIGINT; perf prints nothing when it attaches.
-            Command::new("perf")
-                .args(["stat", "-x,", "-e", "syscalls:sys_enter_futex", "-p"])
-                .arg(pid.to_string())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()?,
-            true,
-            "",
-        ),
+        (t, _) if t.is_lockscope() => bail!("lockscope attaches to one pid here"),
         _ => (
             Command::new("bpftrace")
-                .args(["-e", &bpftrace_script(tracer, pid)])
+                .args(["-e", &bpftrace_script(tracer, scope)])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn()?,
@@ -185,7 +219,7 @@ pub(crate) fn start_tracer(
         let mut signalled = false;
         let mut kept = String::new();
         for line in lines.by_ref().map_while(Result::ok) {
-            if !signalled && !marker.is_empty() && line.contains(marker) {
+            if !signalled && line.contains(marker) {
                 signalled = true;
                 let _ = tx.send(None);
             }
@@ -194,11 +228,6 @@ pub(crate) fn start_tracer(
         }
         let _ = tx.send(Some(kept));
     });
-    if marker.is_empty() {
-        // No "attached" line to wait for: perf stat opens its counters within milliseconds.
-        std::thread::sleep(Duration::from_millis(500));
-        return Ok(Running { child, output: rx });
-    }
     match rx.recv_timeout(Duration::from_secs(10)) {
         Ok(None) => {}
         _ => bail!("{} did not attach within 10 s", tracer.label()),
@@ -227,6 +256,20 @@ pub(crate) fn secs_of(t: libc::timeval) -> f64 {
     t.tv_sec as f64 + t.tv_usec as f64 / 1e6
 }
 
+/// The child's exit status and resource usage if it has exited (reaping it), else None.
+fn try_wait_rusage(child: &Child) -> Result<Option<(i32, libc::rusage)>> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills in; zero is a valid initial value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child's pid, with pointers to locals that outlive the call.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, libc::WNOHANG, &mut usage) };
+    match rc {
+        0 => Ok(None),
+        rc if rc < 0 => bail!("wait4: {}", std::io::Error::last_os_error()),
+        _ => Ok(Some((status, usage))),
+    }
+}
+
 /// Waits for a tracer to finish (interrupting bpftrace, which runs until told), and returns
 /// its resource usage, wall time since `started`, and output.
 pub(crate) fn stop(
@@ -234,11 +277,31 @@ pub(crate) fn stop(
     started: Instant,
     interrupt: bool,
 ) -> Result<(libc::rusage, f64, String)> {
-    if interrupt {
-        // SAFETY: signalling our own child; bpftrace and perf print their results on SIGINT.
-        unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
-    }
-    let (_status, usage) = wait_rusage(&r.child)?;
+    let usage = if interrupt {
+        // bpftrace has been seen to miss a SIGINT here (still running 15 minutes later; a second
+        // one stopped it): send it again every 2 s, and give up after a minute.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut sent = Instant::now() - Duration::from_secs(3);
+        loop {
+            if sent.elapsed() >= Duration::from_secs(2) {
+                // SAFETY: signalling our own child; bpftrace prints its maps on SIGINT.
+                unsafe { libc::kill(r.child.id() as i32, libc::SIGINT) };
+                sent = Instant::now();
+            }
+            if let Some((_, usage)) = try_wait_rusage(&r.child)? {
+                break usage;
+            }
+            if Instant::now() > deadline {
+                // SAFETY: killing our own child, which ignored a minute of SIGINTs.
+                unsafe { libc::kill(r.child.id() as i32, libc::SIGKILL) };
+                let _ = wait_rusage(&r.child);
+                bail!("a tracer did not stop within 60 s of SIGINT (killed)");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    } else {
+        wait_rusage(&r.child)?.1
+    };
     let wall_s = started.elapsed().as_secs_f64();
     Ok((usage, wall_s, r.output()))
 }
@@ -250,12 +313,5 @@ pub(crate) fn ensure_bpftrace() -> Result<()> {
     } else {
         apt_install(&["bpftrace"])?;
     }
-    step("perf (Debian's linux-perf) for the comparison");
-    match output("perf", &["--version"]) {
-        Some(v) if v.starts_with("perf version") => {
-            eprintln!("    ok: {}", v.trim());
-            Ok(())
-        }
-        _ => apt_install(&["linux-perf"]),
-    }
+    Ok(())
 }

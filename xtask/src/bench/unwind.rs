@@ -36,7 +36,6 @@ fn build_c(name: &str, flags: &[&str]) -> Result<PathBuf> {
 fn c_storm(name: &str, bin: &Path, secs: f64) -> Workload {
     Workload {
         name: name.into(),
-        go: false,
         argv: vec![bin.display().to_string(), "8".into(), secs.to_string()],
     }
 }
@@ -65,7 +64,6 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         c_storm("C pthread storm, -fomit-frame-pointer", &nofp, secs),
         Workload {
             name: "Rust futex storm (8 threads, one std Mutex)".into(),
-            go: false,
             argv: [bin.join("lockdemo").display().to_string()]
                 .into_iter()
                 .chain(["contended", "--threads", "8", "--seconds"].map(String::from))
