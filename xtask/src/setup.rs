@@ -152,7 +152,7 @@ pub fn run() -> Result<()> {
     } else {
         apt_install(&["prometheus"])?;
     }
-    step("real C/C++ and Python targets for the root tests (RocksDB's db_bench, CPython with symbols, g++, MariaDB and sysbench)");
+    step("real C/C++ and Python targets for the root tests and benchmarks (RocksDB's db_bench, CPython with symbols, g++, MariaDB, sysbench, stress-ng)");
     // The MariaDB test runs its own mariadbd (temp datadir, socket only); the package's
     // service is left as the system set it.
     let wanted = [
@@ -161,6 +161,7 @@ pub fn run() -> Result<()> {
         ("g++", "g++"),
         ("mariadbd", "mariadb-server"),
         ("sysbench", "sysbench"),
+        ("stress-ng", "stress-ng"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
@@ -168,7 +169,7 @@ pub fn run() -> Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        eprintln!("    ok: db_bench, python3.11d, g++, mariadbd and sysbench are installed");
+        eprintln!("    ok: db_bench, python3.11d, g++, mariadbd, sysbench and stress-ng are installed");
     } else {
         apt_install(&missing)?;
     }
