@@ -169,7 +169,9 @@ pub fn run() -> Result<()> {
         .map(|(_, pkg)| *pkg)
         .collect();
     if missing.is_empty() {
-        eprintln!("    ok: db_bench, python3.11d, g++, mariadbd, sysbench and stress-ng are installed");
+        eprintln!(
+            "    ok: db_bench, python3.11d, g++, mariadbd, sysbench and stress-ng are installed"
+        );
     } else {
         apt_install(&missing)?;
     }
