@@ -161,10 +161,12 @@ fn in_a_lock_storm_every_wait_has_its_waker_on_the_scheduler_hooks() {
         "{unknown} of {total} waits have no waker; counters {}",
         p["counters"]
     );
-    // Each wait with a waker counted one wake row's wake (a wake of the last moments can
-    // count before its wait, still to run again when the recording stopped, has a row).
+    // Each wait with a waker counted one wake row's wake. A wake (or an unseen one) of the
+    // last moments counts before its wait has a row: the wait ends when its thread runs
+    // again, and the recording can stop first. Seven threads (six workers and main's join)
+    // can each be there (CI: 137,946 + 397 against 138,336).
     assert!(
-        (total..=total + 6).contains(&(woken + unknown)),
+        (total..=total + 7).contains(&(woken + unknown)),
         "{woken} woken + {unknown} unknown against {total} waits; counters {}",
         p["counters"]
     );
