@@ -205,8 +205,9 @@ fn plain_sync_map_cache_verdict_names_the_dirty_rebuild() {
     assert!(!verdict.contains("fast path"), "{verdict}");
     let p = load(&out_path);
     let (calls, returns, items) = traced_rebuilds(&p);
+    // One rebuild can still be running when the recording stops (CI: 62 calls, 61 returns).
     assert!(
-        calls > 5 && returns == calls && items > 0,
+        calls > 5 && returns <= calls && calls - returns <= 1 && items > 0,
         "{calls} {returns} {items}"
     );
 }
