@@ -3,12 +3,14 @@
 //! the default (`auto`: `fp+cfi` for the frame-pointer C build, whose glibc has none; `dwarf`
 //! for the build without; `fp` for Rust) and `--unwind dwarf`, side by side in one run.
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Result};
 
 use super::tracers::Tracer;
-use super::{machine, median, medians_and_spread, run_once, write_section, LockscopeRun, Workload};
+use super::{
+    build_c, machine, median, medians_and_spread, run_once, write_section, LockscopeRun, Workload,
+};
 use crate::run::{cmd, is_root, root, step};
 
 const TRACERS: [Tracer; 4] = [
@@ -17,21 +19,6 @@ const TRACERS: [Tracer; 4] = [
     Tracer::LockscopeAuto,
     Tracer::LockscopeDwarf,
 ];
-
-/// Builds workloads/c/pthread_contend.c with `flags` into target/bench-c/NAME.
-fn build_c(name: &str, flags: &[&str]) -> Result<PathBuf> {
-    let dir = root().join("target/bench-c");
-    std::fs::create_dir_all(&dir)?;
-    let bin = dir.join(name);
-    let src = root().join("workloads/c/pthread_contend.c");
-    let mut args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
-    args.extend(["-pthread".into(), "-o".into()]);
-    args.push(bin.display().to_string());
-    args.push(src.display().to_string());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    cmd("gcc", &args)?;
-    Ok(bin)
-}
 
 fn c_storm(name: &str, bin: &Path, secs: f64) -> Workload {
     Workload {
@@ -50,8 +37,16 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         "cargo",
         &["build", "--release", "-p", "tracer-user", "-p", "workloads"],
     )?;
-    let fp = build_c("pthread_fp", &["-O2", "-fno-omit-frame-pointer"])?;
-    let nofp = build_c("pthread_nofp", &["-O2", "-fomit-frame-pointer"])?;
+    let fp = build_c(
+        "pthread_contend.c",
+        "pthread_fp",
+        &["-O2", "-fno-omit-frame-pointer"],
+    )?;
+    let nofp = build_c(
+        "pthread_contend.c",
+        "pthread_nofp",
+        &["-O2", "-fomit-frame-pointer"],
+    )?;
     let bin = root().join("target/release");
     let lockscope = bin.join("lockscope");
     let tmp = std::env::temp_dir();
