@@ -72,11 +72,11 @@ impl Hooks {
 }
 
 /// Loads the scheduler programs (`tp_btf`): the feature probe for [`Hooks::Sched`].
-pub fn load_sched(ebpf: &mut Ebpf) -> Result<()> {
-    let btf = Btf::from_sys_fs().map_err(|e| anyhow!("no kernel BTF ({e})"))?;
+pub fn load_sched(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<()> {
+    let btf = btf.ok_or_else(no_btf)?;
     for (name, event) in prog::SCHED {
         btf_tp(ebpf, name)?
-            .load(event, &btf)
+            .load(event, btf)
             .map_err(|e| anyhow!("tp_btf on {event}: {}", one_line(&e.to_string())))?;
     }
     Ok(())
@@ -92,6 +92,15 @@ pub fn attach_sched(ebpf: &mut Ebpf) -> Result<Vec<TrampolineLink>> {
         links.push(TrampolineLink::Sched(name, id));
     }
     Ok(links)
+}
+
+/// Why the BTF-based hooks cannot load: the kernel exposes no BTF.
+fn no_btf() -> anyhow::Error {
+    let e = Btf::from_sys_fs().err();
+    anyhow!(
+        "no kernel BTF ({})",
+        e.map_or_else(|| "not readable".to_string(), |e| e.to_string())
+    )
 }
 
 fn btf_tp<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut BtfTracePoint> {
@@ -110,14 +119,14 @@ fn one_line(s: &str) -> String {
 
 /// Loads every trampoline program: the feature probe. An error (this kernel refuses BPF
 /// trampolines, or has no BTF) means the tracepoints are used.
-pub fn load_trampolines(ebpf: &mut Ebpf) -> Result<()> {
-    let btf = Btf::from_sys_fs().map_err(|e| anyhow!("no kernel BTF ({e})"))?;
+pub fn load_trampolines(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<()> {
+    let btf = btf.ok_or_else(no_btf)?;
     for (entry, exit, function) in prog::TRAMPOLINES {
         fentry(ebpf, entry)?
-            .load(function, &btf)
+            .load(function, btf)
             .map_err(|e| anyhow!("fentry on {function}: {e}"))?;
         fexit(ebpf, exit)?
-            .load(function, &btf)
+            .load(function, btf)
             .map_err(|e| anyhow!("fexit on {function}: {e}"))?;
     }
     Ok(())

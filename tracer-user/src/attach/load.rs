@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context, Result};
 use aya::maps::HashMap as BpfHashMap;
 use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkId, UProbeScope};
 use aya::programs::{trace_point::TracePointLinkId, TracePoint, UProbe};
-use aya::{Ebpf, EbpfLoader};
+use aya::{Btf, Ebpf, EbpfLoader};
 use tracer_common::{
     global, map, prog, PhaseCookie, SNAPSHOT_RING_BYTES, SNAPSHOT_RING_OFF_BYTES, TGID_SET,
 };
@@ -62,7 +62,11 @@ pub fn attach(filter: Filter, snapshot_bytes: u32, choice: HookChoice) -> Result
         Filter::Set => TGID_SET,
     };
     let level = klog::kernel_level();
+    // Parsed once: the loader's relocations and the trampoline and scheduler loads all need
+    // it, and a parse of vmlinux's BTF costs tens of milliseconds.
+    let btf = Btf::from_sys_fs().ok();
     let mut ebpf = EbpfLoader::new()
+        .btf(btf.as_ref())
         .override_global(global::TARGET_TGID, &tgid, true)
         .override_global(global::SNAPSHOT_BYTES, &snapshot_bytes, true)
         .override_global(aya_log::LEVEL, &level, false)
@@ -70,32 +74,16 @@ pub fn attach(filter: Filter, snapshot_bytes: u32, choice: HookChoice) -> Result
         .load(OBJECT)
         .context("loading the eBPF object")?;
     let log = KernelLog::open(&mut ebpf, level);
-    // Load (verify) everything before attaching anything: verification takes milliseconds, and
-    // exits attached during that time would see calls whose entries nobody recorded.
-    let hooks = select(&mut ebpf, choice)?;
+    // Load (verify) every hook program before attaching any: verification takes
+    // milliseconds, and exits attached during that time would see calls whose entries nobody
+    // recorded. Uprobe programs load when a process needs them (`load_uprobes`).
+    let hooks = select(&mut ebpf, choice, btf.as_ref())?;
     if matches!(hooks, Hooks::Tracepoints { .. }) {
         for (name, _) in prog::ATTACH_ORDER {
             program(&mut ebpf, name)?
                 .load()
                 .with_context(|| format!("the kernel rejected program {name}"))?;
         }
-    }
-    for name in [
-        prog::PHASE_ENTER,
-        prog::PHASE_EXIT,
-        prog::GO_SEMA_ENTER,
-        prog::GO_SEMA_EXIT,
-        prog::GO_READY,
-        prog::GO_PARK,
-        prog::GO_SEMA_PARK,
-        prog::GO_PHASE_ENTER,
-        prog::GO_PHASE_EXIT,
-        prog::TOKIO_POLL,
-        prog::TOKIO_DROP,
-    ] {
-        uprobe(&mut ebpf, name)?
-            .load()
-            .with_context(|| format!("the kernel rejected program {name}"))?;
     }
     let mut links = Vec::new();
     let mut missing = Vec::new();
@@ -145,13 +133,13 @@ fn snapshot_ring_bytes(snapshot_bytes: u32) -> u32 {
 const AUTO_PICKS_SCHED: bool = true;
 
 /// Loads the programs of the hooks `choice` asks for (the load is the feature probe).
-fn select(ebpf: &mut Ebpf, choice: HookChoice) -> Result<Hooks> {
+fn select(ebpf: &mut Ebpf, choice: HookChoice, btf: Option<&Btf>) -> Result<Hooks> {
     match choice {
         HookChoice::Syscalls => Ok(Hooks::Tracepoints {
             why: "--hooks syscalls".into(),
         }),
         HookChoice::Sched => {
-            hooks::load_sched(ebpf).context(
+            hooks::load_sched(ebpf, btf).context(
                 "--hooks sched: the scheduler programs did not load; use --hooks syscalls",
             )?;
             Ok(Hooks::Sched {
@@ -159,14 +147,14 @@ fn select(ebpf: &mut Ebpf, choice: HookChoice) -> Result<Hooks> {
             })
         }
         HookChoice::Auto => {
-            let why = match Hooks::choose(hooks::load_trampolines(ebpf)) {
+            let why = match Hooks::choose(hooks::load_trampolines(ebpf, btf)) {
                 Hooks::Tracepoints { why } => why,
                 chosen => return Ok(chosen),
             };
             if !AUTO_PICKS_SCHED {
                 return Ok(Hooks::Tracepoints { why });
             }
-            Ok(match hooks::load_sched(ebpf) {
+            Ok(match hooks::load_sched(ebpf, btf) {
                 Ok(()) => Hooks::Sched { why },
                 Err(e) => Hooks::Tracepoints {
                     why: format!("{why}; scheduler hooks unavailable: {e:#}"),
@@ -196,6 +184,21 @@ fn uprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe> {
         .try_into()?)
 }
 
+/// Loads (verifies) the uprobe programs `names` not loaded yet, all before any is attached:
+/// an entry probe must never fire without its exit probe in place to end its call. Each
+/// verification costs milliseconds, so a process gets only the programs it needs.
+fn load_uprobes(ebpf: &mut Ebpf, names: impl IntoIterator<Item = &'static str>) -> Result<()> {
+    for name in names {
+        let program = uprobe(ebpf, name)?;
+        if program.fd().is_err() {
+            program
+                .load()
+                .with_context(|| format!("the kernel rejected program {name}"))?;
+        }
+    }
+    Ok(())
+}
+
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut TracePoint> {
     Ok(ebpf
         .program_mut(name)
@@ -223,21 +226,29 @@ impl Tracer {
         for (i, a) in plan.callers.iter().enumerate() {
             slots.set(i as u32, a, 0)?;
         }
+        let sites: Vec<_> = plan
+            .points
+            .iter()
+            .flat_map(|p| {
+                let (entry, cookie) = p.probe.program();
+                std::iter::once((p, entry, cookie, p.entry)).chain(
+                    p.returns
+                        .iter()
+                        .map(move |&r| (p, prog::GO_SEMA_EXIT, None, r)),
+                )
+            })
+            .collect();
+        load_uprobes(&mut self.ebpf, sites.iter().map(|s| s.1))?;
         let mut placed = Uprobes::default();
-        for p in &plan.points {
-            let (entry, cookie) = p.probe.program();
-            let sites = std::iter::once((entry, cookie, p.entry))
-                .chain(p.returns.iter().map(|&r| (prog::GO_SEMA_EXIT, None, r)));
-            for (name, cookie, offset) in sites {
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(offset),
-                    cookie,
-                };
-                let link = uprobe(&mut self.ebpf, name)?
-                    .attach(point, exe, scope)
-                    .with_context(|| format!("probing {} in {}", p.function, exe.display()))?;
-                placed.0.push((name, link));
-            }
+        for (p, name, cookie, offset) in sites {
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(offset),
+                cookie,
+            };
+            let link = uprobe(&mut self.ebpf, name)?
+                .attach(point, exe, scope)
+                .with_context(|| format!("probing {} in {}", p.function, exe.display()))?;
+            placed.0.push((name, link));
         }
         Ok(placed)
     }
@@ -252,6 +263,7 @@ impl Tracer {
         drop: u64,
     ) -> Result<Uprobes> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
+        load_uprobes(&mut self.ebpf, [prog::TOKIO_POLL, prog::TOKIO_DROP])?;
         let mut placed = Uprobes::default();
         for (name, offset) in [(prog::TOKIO_POLL, poll), (prog::TOKIO_DROP, drop)] {
             let point = UProbeAttachPoint {
@@ -287,6 +299,7 @@ impl Tracer {
     /// many probes were attached.
     pub fn attach_phases(&mut self, pid: u32, map: &BundledMap) -> Result<usize> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
+        let mut all = Vec::new();
         for (kind, phase, offset) in map.sites() {
             let go = map.go_returns.get(&offset);
             let std = map.std.as_ref().filter(|_| !kind.is_bundled());
@@ -321,18 +334,24 @@ impl Tracer {
             // Returns before the entry: a call that enters while the probes go in then always
             // has its return seen (a hot phase missed a few returns the other way round).
             sites.rotate_left(1);
-            for (name, at) in sites {
-                let point = UProbeAttachPoint {
-                    location: UProbeAttachLocation::AbsoluteOffset(at),
-                    cookie: Some(cookie.encode()),
-                };
-                let link = uprobe(&mut self.ebpf, name)?
-                    .attach(point, &map.exe, scope)
-                    .with_context(|| {
-                        format!("probing {} in {}", kind.function(phase), map.exe.display())
-                    })?;
-                self.uprobes.push((name, link));
-            }
+            all.extend(
+                sites
+                    .into_iter()
+                    .map(|(name, at)| (kind, phase, cookie, name, at)),
+            );
+        }
+        load_uprobes(&mut self.ebpf, all.iter().map(|s| s.3))?;
+        for (kind, phase, cookie, name, at) in all {
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(at),
+                cookie: Some(cookie.encode()),
+            };
+            let link = uprobe(&mut self.ebpf, name)?
+                .attach(point, &map.exe, scope)
+                .with_context(|| {
+                    format!("probing {} in {}", kind.function(phase), map.exe.display())
+                })?;
+            self.uprobes.push((name, link));
         }
         self.enable_phase_clocks()?;
         Ok(self.uprobes.len())

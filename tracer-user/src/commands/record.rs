@@ -67,6 +67,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     // Threads already asleep in a futex wait make no call the probes could see: find them
     // now (a deadlock from before attach); once the probes are live, those still in the same
     // call get a wait dated then, and the others nothing (see `collect::seed_blocked`).
+    let boost = sys::AttachPriority::raise();
     let mut asleep = match opts.launch {
         Launch::Pid(_) => collect::scan_blocked(target.tgid, crate::sys::monotonic_ns()),
         Launch::Command(_) => Vec::new(),
@@ -80,7 +81,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         follow: opts.follow,
         hooks: opts.hooks,
     };
-    let mut session = match Session::start(target, &probes, |t| {
+    let mut session = match Session::start(target, &probes, boost, |t| {
         collect::seed_blocked(t, &mut asleep, target_pid)?;
         Ok(asleep
             .iter()

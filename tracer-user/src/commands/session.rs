@@ -7,7 +7,7 @@ use tracer_common::Phase;
 use crate::attach::{self, Filter, Tracer};
 use crate::collect::{Expected, Follow, GoSample, SnapshotDrain};
 use crate::profile::term_safe;
-use crate::sys::Target;
+use crate::sys::{AttachPriority, Target};
 use crate::tracee::{self, BundledMap, GoUprobes, TokioProbes};
 use crate::unwind::{self, Unwind, UnwindMode, UnwindPlan};
 
@@ -103,10 +103,12 @@ impl Session {
     /// Recognises `target`, attaches to it, and runs `after_load` (e.g. seeding the kernel's
     /// in-flight map) before any probe beyond the kernel hooks is placed; it returns the
     /// threads asleep at attach, whose stacks it found. DWARF mode's snapshot reader starts
-    /// then, before the uprobes are placed.
+    /// then, before the uprobes are placed. `boost` (the attach's raised priority) ends before
+    /// that thread starts.
     pub fn start(
         mut target: Target,
         probes: &Probes,
+        boost: Option<AttachPriority>,
         after_load: impl FnOnce(&mut Tracer) -> Result<Vec<Expected>>,
     ) -> Result<Session> {
         let map = recognise(&mut target, probes);
@@ -130,6 +132,7 @@ impl Session {
             }
         };
         let asleep = after_load(&mut tracer)?;
+        drop(boost);
         let snapshots = match unwinder {
             None => None,
             Some(u) => Some(u.start(&mut tracer, asleep)?),

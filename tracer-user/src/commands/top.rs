@@ -203,7 +203,9 @@ pub fn run(opts: &TopOptions) -> Result<()> {
         mut tracer,
         snapshots,
         ..
-    } = Session::start(target, &probes, |_| Ok(Vec::new()))?;
+    } = Session::start(target, &probes, crate::sys::AttachPriority::raise(), |_| {
+        Ok(Vec::new())
+    })?;
     let start_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -1,17 +1,19 @@
 //! sys: the host facts every stage reads — /proc (a target's state, memory maps and thread
 //! names: the one maps parser), ELF headers, x86-64 instruction facts, the checks made before
-//! anything is attached, and starting `record -- CMD` held before exec.
+//! anything is attached, the attach's raised priority, and starting `record -- CMD` held before exec.
 //!
 //! Exposes plain functions and data; it depends on no other part of lockscope.
 mod elf;
 mod launch;
 mod preflight;
+mod priority;
 mod procfs;
 mod x86;
 
 pub(crate) use elf::{load_segments, LoadSegment};
 pub(crate) use launch::spawn;
 pub(crate) use preflight::{check_may_trace, check_privileges, ensure_tracefs, has_tracepoint};
+pub(crate) use priority::AttachPriority;
 pub(crate) use procfs::{
     cgroup, monotonic_ns, parse_regions, parse_stat, target, thread_names, MapHistory, Region,
     Target,
