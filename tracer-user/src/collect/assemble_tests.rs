@@ -78,3 +78,41 @@ fn fully_explained_rows_disappear_and_fp_mode_is_untouched() {
     assert_eq!(fp.waits.len(), 1);
     assert_eq!(fp.waits[0].count, 5);
 }
+
+#[test]
+fn a_wait_seen_asleep_at_attach_gets_the_scans_stack_when_the_kernel_took_none() {
+    let scanned = vec![Addr::Ip(0x1000), Addr::Return(0x3000)];
+    let asleep = |tid, uaddr| crate::collect::blocked::Asleep {
+        tid,
+        uaddr,
+        kind: tracer_common::OpKind::Wait,
+        frames: scanned.clone(),
+        at: (0, 0),
+        seeded_ns: 0,
+    };
+    let mut r = raw(None);
+    let lost = WaitKey {
+        stack_id: NO_STACK,
+        ..key(1)
+    };
+    r.waits.push((lost, stats(1, 400_000_000)));
+    // Another thread on the same word, and the scanned thread's stacked row, keep theirs.
+    r.waits.push((WaitKey { tid: 8, ..lost }, stats(1, 1_000)));
+    crate::collect::lend_scanned_stacks(&mut r, &[asleep(7, 0x5000), asleep(9, 0x5000)]);
+    let mut sym = StackSymbolizer::new(MapHistory::default());
+    let p = build_profile(&target(), r, 0, None, &mut sym);
+    let mut rows: Vec<(u32, u64, Option<usize>)> = p
+        .waits
+        .iter()
+        .map(|w| (w.tid, w.total_ns, w.stack.map(|s| p.stacks[s].frames.len())))
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            (7, 5_000, Some(2)),
+            (7, 400_000_000, Some(2)),
+            (8, 1_000, None)
+        ]
+    );
+}

@@ -203,6 +203,29 @@ pub fn seed(tracer: &mut Tracer, asleep: &mut Vec<Asleep>, pid: u32) -> Result<(
     Ok(())
 }
 
+/// Frame-pointer mode: the ended waits of threads seen asleep at attach, under the stack the
+/// scan read. The kernel took none for them (the scheduler hooks end such a wait in its
+/// waker's context), and without one a few long waits ranked first as `[stack lost]`
+/// contention on MariaDB. They join the user-unwound rows, as DWARF mode's snapshot reader
+/// files them from the same scan.
+pub fn lend_scanned_stacks(raw: &mut super::Raw, asleep: &[Asleep]) {
+    if raw.dwarf.is_some() {
+        return;
+    }
+    let mut lent = std::collections::HashMap::new();
+    for (k, st) in &raw.waits {
+        let scanned = asleep
+            .iter()
+            .find(|a| a.tid == k.tid && a.uaddr == k.uaddr && !a.frames.is_empty());
+        if let (tracer_common::NO_STACK, Some(a)) = (k.stack_id, scanned) {
+            lent.insert((*k, a.frames.clone()), *st);
+        }
+    }
+    if !lent.is_empty() {
+        raw.dwarf = Some(lent);
+    }
+}
+
 /// Of the threads asleep at attach, those still in the very same wait: their in-flight entry
 /// is the one seeded (no exit since), and /proc still shows them on the same word.
 pub fn still_blocked(

@@ -41,7 +41,8 @@ mod stops;
 
 pub(crate) use assemble::build_profile;
 pub(crate) use blocked::{
-    add_to_profile as add_blocked, scan as scan_blocked, seed as seed_blocked, still_blocked,
+    add_to_profile as add_blocked, lend_scanned_stacks, scan as scan_blocked, seed as seed_blocked,
+    still_blocked,
 };
 pub use children::Child;
 use children::Children;
@@ -79,7 +80,8 @@ pub struct Raw {
     pub map_window: Option<MapWindow>,
     /// Traced phase totals over the whole recording.
     pub phases: SlotPhases,
-    /// DWARF mode: waits by kernel key and unwound stack, from the snapshots.
+    /// Waits by kernel key and a stack unwound in user space: DWARF mode's snapshots, or (in
+    /// frame-pointer mode) the attach scan's stacks of waits the kernel took none for.
     pub dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>,
     /// The bundled map probed at the end (after an exec, the new image's).
     pub map: Option<BundledMap>,

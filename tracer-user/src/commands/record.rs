@@ -170,6 +170,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         plan = super::follow::replan_after_exec(plan, opts.unwind, &target);
     }
     let map = raw.map.take();
+    collect::lend_scanned_stacks(&mut raw, &asleep);
     let still_blocked =
         collect::still_blocked(&tracer, target.tgid, asleep, crate::sys::monotonic_ns())?;
 
