@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use common::mariadb::*;
 use common::*;
+use testbed::mariadb::sysbench;
 
 /// How long lockscope records; sysbench runs for [`LOAD_S`] so the load covers attach too.
 const RECORD_S: u64 = 8;
