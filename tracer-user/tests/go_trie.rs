@@ -37,7 +37,7 @@ fn maphot(build: &str, keys: &str) -> (Output, PathBuf, Rows, Rows) {
         .output()
         .expect("run lockscope");
     assert!(out.status.success(), "{build}: {}", text(&out.stderr));
-    let ours = goroutine_rows(&load(&out_path));
+    let ours = goroutine_rows(&profile_at(&out_path));
     let go = go_block_rows(&bin, &block);
     (out, out_path, ours, go)
 }

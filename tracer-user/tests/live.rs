@@ -4,9 +4,10 @@
 //! terminal.
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -229,9 +230,38 @@ fn top_in_a_terminal_shows_the_hot_frame_and_restores_it() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start script");
-    std::thread::sleep(Duration::from_secs(3));
+    // The screen as it comes, so each key is pressed once its effect can be seen.
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut tty = term.stdout.take().unwrap();
+    let reader = {
+        let screen = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while let Ok(n @ 1..) = tty.read(&mut b) {
+                screen.lock().unwrap().extend_from_slice(&b[..n]);
+            }
+        })
+    };
+    // Shown at `from` or later in the screen: waits at most 20 s; the length seen.
+    let wait_screen = |needle: &str, from: usize| -> usize {
+        let t0 = Instant::now();
+        loop {
+            let now = screen.lock().unwrap().clone();
+            let after = &now[from.min(now.len())..];
+            if after.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return now.len();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "top never showed {needle:?}: {}",
+                text(&now)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let seen = wait_screen("lockdemo::contended_lock_site", 0);
     term.stdin.as_mut().unwrap().write_all(b"b").unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    wait_screen("tion (b)", seen);
     term.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
     let started = Instant::now();
     while term.try_wait().unwrap().is_none() {
@@ -241,8 +271,9 @@ fn top_in_a_terminal_shows_the_hot_frame_and_restores_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    reader.join().unwrap();
     let out = term.wait_with_output().unwrap();
-    let screen = text(&out.stdout);
+    let screen = text(&screen.lock().unwrap());
     assert!(
         out.status.success(),
         "top failed: {screen}{}",
@@ -259,12 +290,5 @@ fn top_in_a_terminal_shows_the_hot_frame_and_restores_it() {
         "the b key did not switch the grouping"
     );
     // Entered and left the alternate screen; raw mode is restored by the same call.
-    assert!(
-        screen.contains("\x1b[?1049h"),
-        "never entered the alternate screen"
-    );
-    assert!(
-        screen.contains("\x1b[?1049l"),
-        "did not restore the terminal"
-    );
+    assert_alt_screen_left(&screen);
 }

@@ -7,15 +7,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use common::mariadb::*;
+use common::recording::Recording;
 use common::*;
 use testbed::mariadb::sysbench;
 
@@ -44,48 +43,29 @@ fn record_between_snapshots(pid: &str, out: &Path, sock: &Path) -> (Summary, Sum
     // runs). On the scheduler hooks a wait is the sleep alone (switch-out to switch-in), and
     // eight runs there read 0.75-0.97 with other builds loading the machine; group commit is
     // an event wait on both paths.
-    let mut child = lockscope()
-        .args([
-            "record",
-            "--hooks",
-            "syscalls",
-            "--pid",
-            pid,
-            "--duration",
-            &format!("{RECORD_S}s"),
-            "-o",
-        ])
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lockscope record");
-    let err = child.stderr.take().unwrap();
+    let mut cmd = lockscope();
+    cmd.args([
+        "record",
+        "--hooks",
+        "syscalls",
+        "--pid",
+        pid,
+        "--duration",
+        &format!("{RECORD_S}s"),
+        "-o",
+    ])
+    .arg(out);
     // Killed if anything below panics (a killed lockscope's probes go with its fds).
-    let mut child = Workload(child);
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut said = Vec::new();
-    let started = loop {
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(l) if l.starts_with("lockscope: tracing pid") => break Instant::now(),
-            Ok(l) => said.push(l),
-            Err(_) => panic!("lockscope never started tracing: {said:?}"),
-        }
-    };
+    let mut rec = Recording::spawn(cmd);
+    let started = rec.wait_tracing();
     let before = synch_waits(sock);
+    // The recording's own length: kept, it is the window both sides measure.
     std::thread::sleep(
         (started + Duration::from_secs(RECORD_S)).saturating_duration_since(Instant::now()),
     );
     let after = synch_waits(sock);
-    let status = child.0.wait().expect("wait for lockscope");
-    reader.join().unwrap();
-    said.extend(rx.try_iter());
-    assert!(status.success(), "lockscope record: {said:?}");
+    let (status, said) = rec.finish();
+    assert!(status.success(), "lockscope record: {said}");
     (before, after)
 }
 
@@ -180,7 +160,15 @@ fn mariadb_lock_waits_match_performance_schema_and_group_commit_is_no_contention
     .spawn()
     .expect("start sysbench run");
     let bench = Workload(child);
-    std::thread::sleep(Duration::from_secs(2));
+    // The load has begun once sysbench's 16 connections are open (the client asking is one
+    // more).
+    poll_until("sysbench's connections", Duration::from_secs(30), || {
+        sql(&server.sock, "SHOW GLOBAL STATUS LIKE 'Threads_connected'")
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n > 16)
+    });
     let path = tmp("mariadb.json");
     let (before, after) = record_between_snapshots(&server.proc.pid(), &path, &server.sock);
     drop(bench);

@@ -136,7 +136,8 @@ fn ctrl_c_stops_early_and_saves() {
         &w.pid(),
         &out_path,
         libc::SIGINT,
-        Duration::from_millis(1500),
+        // Half a second traced, then Ctrl-C: the length of the recording, not an attach guess.
+        SignalAt::Tracing(Duration::from_millis(500)),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let p = load(&out_path);
@@ -157,7 +158,8 @@ fn ctrl_c_while_attaching_still_saves() {
         &w.pid(),
         &out_path,
         libc::SIGINT,
-        Duration::from_millis(100),
+        // Kept fixed on purpose: the signal must land while lockscope is still attaching.
+        SignalAt::Spawned(Duration::from_millis(100)),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(load(&out_path)["meta"]["stop"], "interrupted");
@@ -229,7 +231,7 @@ fn bad_targets_and_arguments_fail_with_one_line() {
 
     // A zombie: a child that exited and was not reaped yet.
     let mut z = Command::new("true").spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_zombie(z.id());
     assert_one_line_error(
         &run(&["record", "--pid", &z.id().to_string(), "-o", o]),
         "is a zombie",

@@ -167,7 +167,13 @@ fn sighup_saves_the_recording() {
     let w = Workload::start(&["contended", "--threads", "4", "--seconds", "30"]);
     let out_path = tmp("sighup.json");
     let _ = std::fs::remove_file(&out_path);
-    let out = record_until_signal(&w.pid(), &out_path, libc::SIGHUP, Duration::from_secs(3));
+    // Half a second traced, then the hangup: the length of the recording.
+    let out = record_until_signal(
+        &w.pid(),
+        &out_path,
+        libc::SIGHUP,
+        SignalAt::Tracing(Duration::from_millis(500)),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let p = load(&out_path);
     assert_eq!(p["meta"]["stop"], "interrupted");
@@ -185,7 +191,11 @@ fn a_process_whose_main_thread_exited_is_traced() {
         .args(["leader-exits", "4"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Ready once the main thread has exited: the leader stays a zombie while its threads run.
+    let leader = PathBuf::from(format!("/proc/{0}/task/{0}/stat", w.id()));
+    poll_until("the leader to exit", Duration::from_secs(10), || {
+        task_state(&leader) == Some('Z')
+    });
     let out_path = tmp("leader.json");
     let out = record(&w.id().to_string(), "1500ms", &out_path);
     let _ = w.wait();
