@@ -66,8 +66,12 @@ fn record_between_snapshots(pid: &str, out: &Path, sock: &Path) -> (Summary, Sum
         (started + Duration::from_secs(RECORD_S)).saturating_duration_since(Instant::now()),
     );
     let after = synch_waits(sock);
-    let (status, said) = rec.finish();
-    assert!(status.success(), "lockscope record: {said}");
+    let out = rec.finish();
+    assert!(
+        out.status.success(),
+        "lockscope record: {}",
+        text(&out.stderr)
+    );
     (before, after)
 }
 

@@ -132,8 +132,9 @@ fn against_bpftrace(name: &str, mode: &str, calls: &str) -> (Profile, String, u6
     let path = tmp(&format!("{name}.json"));
     let rec = record_attached(&w.pid(), &path, &["--duration", "30s", "--hooks", "sched"]);
     go(&mut w);
-    let (status, err) = rec.finish();
-    assert!(status.success(), "{err}");
+    let out = rec.finish();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
     let count = bpftrace_count(bt);
     (profile_at(&path), err, count)
 }
@@ -246,8 +247,9 @@ fn a_wait_resumed_by_restart_syscall_keeps_its_futex_word() {
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
-    let (status, err) = rec.finish();
-    assert!(status.success(), "{err}");
+    let out = rec.finish();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
     let p = profile_at(&path);
     let rows: Vec<&WaitRow> = p.waits.iter().filter(|r| r.op == FutexOp::Wait).collect();
     let interrupted: Vec<&&WaitRow> = rows.iter().filter(|r| r.interrupted == 1).collect();

@@ -356,7 +356,7 @@ pub enum SignalAt {
 }
 
 /// `lockscope record --pid PID --duration 60s -o OUT`, sent `signal` at `at`: the run's
-/// output once it saved and exited (stdout empty).
+/// output once it saved and exited.
 pub fn record_until_signal(pid: &str, out: &Path, signal: i32, at: SignalAt) -> Output {
     let mut cmd = lockscope();
     cmd.args(["record", "--quiet", "--pid", pid, "--duration", "60s", "-o"])
@@ -370,7 +370,7 @@ pub fn record_until_signal(pid: &str, out: &Path, signal: i32, at: SignalAt) -> 
         }
     }
     rec.signal(signal);
-    rec.output()
+    rec.finish()
 }
 
 /// A binary of the Go side (`go/cmd/NAME`), built by `cargo xtask test` into target/go.

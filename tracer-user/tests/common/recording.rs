@@ -1,8 +1,8 @@
 //! A `lockscope record` run watched through its stderr: lockscope prints "lockscope: tracing
 //! pid …" (or "lockscope: launched …") once its probes are attached, so a test waits for that
 //! line — a ready handshake — instead of sleeping for a guessed attach time.
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -10,23 +10,31 @@ use std::time::{Duration, Instant};
 /// How long an attach may take on a loaded 2-core machine.
 const ATTACH_LIMIT: Duration = Duration::from_secs(30);
 
-/// A running lockscope whose stderr lines are collected as they come.
+/// A running lockscope whose stderr lines are collected as they come (its stdout is kept
+/// whole, for [`Recording::finish`]).
 pub struct Recording {
     child: Option<Child>,
     lines: Receiver<String>,
     reader: Option<JoinHandle<()>>,
+    stdout: Option<JoinHandle<Vec<u8>>>,
     /// Every stderr line read so far.
     pub said: Vec<String>,
 }
 
 impl Recording {
-    /// Spawns `cmd` (a `lockscope record …`) with stderr piped and stdout dropped.
+    /// Spawns `cmd` (a `lockscope record …`) with stdout and stderr piped.
     pub fn spawn(mut cmd: Command) -> Recording {
         let mut child = cmd
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start lockscope record");
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = out.read_to_end(&mut all);
+            all
+        });
         let err = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         let reader = std::thread::spawn(move || {
@@ -38,6 +46,7 @@ impl Recording {
             child: Some(child),
             lines,
             reader: Some(reader),
+            stdout: Some(stdout),
             said: Vec::new(),
         }
     }
@@ -71,8 +80,8 @@ impl Recording {
         unsafe { libc::kill(self.id() as i32, signal) };
     }
 
-    /// Waits for lockscope to exit; its status and all it said on stderr.
-    pub fn finish(mut self) -> (ExitStatus, String) {
+    /// Waits for lockscope to exit: its status, stdout, and every line it said on stderr.
+    pub fn finish(mut self) -> Output {
         let status = self
             .child
             .take()
@@ -80,17 +89,12 @@ impl Recording {
             .wait()
             .expect("wait for lockscope");
         self.reader.take().unwrap().join().unwrap();
+        let stdout = self.stdout.take().unwrap().join().unwrap();
         self.said.extend(self.lines.try_iter());
-        (status, self.said.join("\n"))
-    }
-
-    /// [`Recording::finish`] as an `Output` (stdout empty).
-    pub fn output(self) -> Output {
-        let (status, stderr) = self.finish();
         Output {
             status,
-            stdout: Vec::new(),
-            stderr: stderr.into_bytes(),
+            stdout,
+            stderr: self.said.join("\n").into_bytes(),
         }
     }
 }
