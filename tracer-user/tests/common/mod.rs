@@ -249,7 +249,8 @@ pub fn nofp_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// `lockscope record -- BIN ARGS` with `extra` options; returns (profile, stdout).
+/// `lockscope record -- BIN ARGS` with `extra` options; returns (profile as JSON, stdout).
+/// [`launched`] reads the same profile through the library's types.
 pub fn launch(name: &str, bin: &Path, args: &[&str], extra: &[&str]) -> (Value, String) {
     launch_with(lockscope(), name, bin, args, extra)
 }
