@@ -94,19 +94,26 @@ fn the_agent_finds_targets_as_they_come_serves_prometheus_and_pprof_and_exits_cl
     let t2 = &targets["targets"][0];
     assert_eq!(t2["bundled_map"], true, "{targets}");
     assert!(t2["uprobes"].as_u64().unwrap() > 0, "{targets}");
+    // Three rises of the second target's wait counter, each awaited (a tick is 1 s); every
+    // scrape on the way is checked: it never goes back, and the first target is gone.
     let mut last = 0.0;
     for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(1500));
-        let body = get_text(port, "/metrics");
-        assert!(!body.contains(&format!(r#"pid="{p1}""#)), "{body}");
-        let now = metric(
-            &body,
-            "lockscope_lock_wait_seconds_total",
-            &[&format!(r#"pid="{p2}""#)],
-        )
-        .unwrap_or(0.0);
-        assert!(now >= last, "went back from {last} to {now}: {body}");
-        last = now;
+        last = wait_for(
+            "the second target's waits to grow",
+            Duration::from_secs(10),
+            || {
+                let body = get_text(port, "/metrics");
+                assert!(!body.contains(&format!(r#"pid="{p1}""#)), "{body}");
+                let now = metric(
+                    &body,
+                    "lockscope_lock_wait_seconds_total",
+                    &[&format!(r#"pid="{p2}""#)],
+                )
+                .unwrap_or(0.0);
+                assert!(now >= last, "went back from {last} to {now}: {body}");
+                (now > last).then_some(now)
+            },
+        );
     }
     assert!(last > 0.0, "the second target's waits were counted");
     // The bundled map's own counters, and what its lock's holder ran while threads waited.
@@ -157,8 +164,7 @@ fn a_target_in_its_own_mount_namespace_is_symbolized_through_its_root() {
     if !can_trace() {
         return;
     }
-    let name = format!("lkct{}", std::process::id() % 100_000);
-    let bin = renamed_copy("lockdemo", &name);
+    let (name, bin) = named_copy("lockdemo", "lkct");
     let dir = tmp(&format!("{name}-mnt"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

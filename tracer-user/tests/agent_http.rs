@@ -16,6 +16,13 @@ use common::*;
 /// A name no process has: the agent traces nothing in these tests.
 const NOBODY: &str = "lkhttp-none";
 
+/// `lockscope agent --comm NOBODY --listen LISTEN`, not started.
+fn agent_listening_on(listen: String) -> std::process::Command {
+    let mut c = lockscope();
+    c.args(["agent", "--comm", NOBODY, "--listen"]).arg(listen);
+    c
+}
+
 /// A raw request and the whole reply.
 fn exchange(mut s: impl Read + Write, request: &str) -> String {
     s.write_all(request.as_bytes()).unwrap();
@@ -58,6 +65,29 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
     }
 }
 
+/// Whether the server has closed `s` by now (EOF or a reset; no data waiting is "open").
+fn closed_now(s: &mut TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 256];
+    let closed = loop {
+        match s.read(&mut b) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) => break e.kind() != std::io::ErrorKind::WouldBlock,
+        }
+    };
+    s.set_nonblocking(false).unwrap();
+    closed
+}
+
+/// Whether SIGHUP is pending (`SigPnd` or `ShdPnd` of `/proc/PID/status`).
+fn hup_pending(status: &str) -> bool {
+    status
+        .lines()
+        .filter_map(|l| l.strip_prefix("SigPnd:").or(l.strip_prefix("ShdPnd:")))
+        .any(|m| u64::from_str_radix(m.trim(), 16).is_ok_and(|m| m & 1 != 0))
+}
+
 #[test]
 fn slow_clients_are_cut_off_head_is_answered_and_sighup_is_survived() {
     if !can_trace() {
@@ -91,23 +121,42 @@ fn slow_clients_are_cut_off_head_is_answered_and_sighup_is_survived() {
     let health = exchange(connect(port), "GET /healthz HTTP/1.0\r\n\r\n");
     assert_eq!(status(&health), 200, "{health}");
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
-    // The header timeout (5 s) closes every one of them, trickling or not.
+    // The header timeout (5 s) closes every one of them, trickling or not. The 3 s is part of
+    // the test: 50 of them trickle a header line well inside the timeout.
+    let opened = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
     for s in slow.iter_mut().take(50) {
         let _ = s.write_all(b"X-Slow: 1\r\n");
     }
-    std::thread::sleep(Duration::from_secs(4));
-    let open = slow.iter_mut().map(closed_by_server).filter(|c| !c).count();
-    assert_eq!(open, 0, "{open} slow connections still open after 7 s");
-    // An idle connection that never sends a byte is closed too.
+    // Each one closed by 7 s after it opened (watched, not slept through).
+    let mut open = slow;
+    while !open.is_empty() && opened.elapsed() < Duration::from_secs(7) {
+        open.retain_mut(|s| !closed_now(s));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    open.retain_mut(|s| !closed_by_server(s));
+    assert_eq!(
+        open.len(),
+        0,
+        "{} slow connections still open after 7 s",
+        open.len()
+    );
+    // An idle connection that never sends a byte is closed too, within 6 s.
     let mut idle = connect(port);
-    std::thread::sleep(Duration::from_secs(6));
+    let opened = Instant::now();
+    while !closed_now(&mut idle) && opened.elapsed() < Duration::from_secs(6) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(closed_by_server(&mut idle), "an idle connection was kept");
 
-    // SIGHUP: noted, and the agent keeps serving.
+    // SIGHUP: noted, and the agent keeps serving. Checked once the signal was taken (no
+    // longer pending), when its default action would have ended the agent.
     // SAFETY: signalling our own child.
     unsafe { libc::kill(agent.id() as i32, libc::SIGHUP) };
-    std::thread::sleep(Duration::from_millis(500));
+    let proc_status = format!("/proc/{}/status", agent.id());
+    poll_until("SIGHUP to be delivered", Duration::from_secs(5), || {
+        !hup_pending(&std::fs::read_to_string(&proc_status).unwrap_or_default())
+    });
     let health = exchange(connect(port), "GET /healthz HTTP/1.0\r\n\r\n");
     assert_eq!(status(&health), 200, "after SIGHUP: {health}");
     let err = stop_agent(agent);
@@ -168,9 +217,7 @@ fn a_unix_socket_is_private_and_never_replaces_a_file() {
     let victim = dir.join("victim");
     std::fs::write(&victim, "keep me").unwrap();
     std::os::unix::fs::symlink(&victim, &sock).unwrap();
-    let out = lockscope()
-        .args(["agent", "--comm", NOBODY, "--listen"])
-        .arg(format!("unix:{}", sock.display()))
+    let out = agent_listening_on(format!("unix:{}", sock.display()))
         .output()
         .unwrap();
     assert_one_line_error(&out, "already exists");
@@ -186,16 +233,12 @@ fn a_unix_socket_is_private_and_never_replaces_a_file() {
     let _ = std::fs::remove_dir_all(&open_dir);
     std::fs::create_dir(&open_dir).unwrap();
     std::fs::set_permissions(&open_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = lockscope()
-        .args(["agent", "--comm", NOBODY, "--listen"])
-        .arg(format!("unix:{}/a.sock", open_dir.display()))
+    let out = agent_listening_on(format!("unix:{}/a.sock", open_dir.display()))
         .output()
         .unwrap();
     assert_one_line_error(&out, "writable by root only");
 
-    let mut agent = lockscope()
-        .args(["agent", "--comm", NOBODY, "--listen"])
-        .arg(format!("unix:{}", sock.display()))
+    let mut agent = agent_listening_on(format!("unix:{}", sock.display()))
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -215,9 +258,7 @@ fn a_unix_socket_is_private_and_never_replaces_a_file() {
     );
     assert!(metrics.contains("lockscope_targets"), "{metrics}");
     // A second agent on the same socket refuses in one line.
-    let out = lockscope()
-        .args(["agent", "--comm", NOBODY, "--listen"])
-        .arg(format!("unix:{}", sock.display()))
+    let out = agent_listening_on(format!("unix:{}", sock.display()))
         .output()
         .unwrap();
     assert_one_line_error(&out, "already exists");

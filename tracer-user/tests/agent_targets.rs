@@ -6,6 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -37,8 +38,7 @@ fn counters_only_grow_and_losses_stand_still_once_no_target_is_left() {
     if !can_trace() {
         return;
     }
-    let name = format!("lkleft{}", std::process::id() % 100_000);
-    let bin = renamed_copy("lockdemo", &name);
+    let (name, bin) = named_copy("lockdemo", "lkleft");
     let (agent, port) = start_agent(&[&name]);
     let target = Killed(
         Command::new(&bin)
@@ -74,6 +74,8 @@ fn counters_only_grow_and_losses_stand_still_once_no_target_is_left() {
     assert!(waited > 0.0, "the target's waits were not counted");
     drop(target);
     // No target left: every loss counter stands still (left-over hand-offs are taken once).
+    // Kept fixed: the agent takes a hand-off with no waker once it is 2 s old (LEFTOVER_AGE)
+    // on its next 1 s tick, a timer of its own that nothing outside can see.
     std::thread::sleep(Duration::from_secs(3));
     let lost = |body: &str| {
         counters(body)
@@ -82,6 +84,7 @@ fn counters_only_grow_and_losses_stand_still_once_no_target_is_left() {
             .collect::<BTreeMap<_, _>>()
     };
     let before = lost(&get_text(port, "/metrics"));
+    // The window the counters must stand still in: the test itself.
     std::thread::sleep(Duration::from_secs(5));
     let after = lost(&get_text(port, "/metrics"));
     assert_eq!(before, after, "loss counters moved with no target");
@@ -94,17 +97,10 @@ fn a_deleted_and_replaced_binary_is_still_named() {
     if !can_trace() {
         return;
     }
-    let name = format!("lkdel{}", std::process::id() % 100_000);
-    let bin = renamed_copy("lockdemo", &name);
-    let target = Killed(
-        Command::new(&bin)
-            .args(["contended", "--threads", "4", "--seconds", "30"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (name, bin) = named_copy("lockdemo", "lkdel");
+    // Returns once its threads run: the binary is mapped and can be deleted.
+    let target = Workload::start_path(&bin, &["contended", "--threads", "4", "--seconds", "30"]);
     let pid = target.0.id();
-    std::thread::sleep(Duration::from_millis(300));
     // An upgrade in place: the file is deleted and another program put at its path.
     std::fs::remove_file(&bin).unwrap();
     std::fs::copy(workload_bin("syncmap-load"), &bin).unwrap();
@@ -130,15 +126,16 @@ fn a_process_that_execs_is_reidentified_and_reprobed() {
     if !can_trace() {
         return;
     }
-    let name = format!("lkexec{}", std::process::id() % 100_000);
-    let map_load = renamed_copy("syncmap-load", &name);
+    let (name, map_load) = named_copy("syncmap-load", "lkexec");
+    // The shell execs once told to, after the agent has traced it as `sh`.
     let script = format!(
-        "sleep 4; exec '{}' --preset range-insert --duration 30",
+        "read go; exec '{}' --preset range-insert --duration 30",
         map_load.display()
     );
-    let target = Killed(
+    let mut target = Killed(
         Command::new("sh")
             .args(["-c", &script])
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -151,6 +148,8 @@ fn a_process_that_execs_is_reidentified_and_reprobed() {
     });
     assert_eq!(first["comm"], "sh", "{first}");
     assert_eq!(first["bundled_map"], false, "{first}");
+    let mut go = target.0.stdin.take().unwrap();
+    go.write_all(b"go\n").unwrap();
     let after = wait_for("the exec'd image traced", Duration::from_secs(20), || {
         targets(port)
             .into_iter()
@@ -304,7 +303,8 @@ fn probes_that_fail_keep_the_futex_waits_and_are_retried() {
             .is_some_and(|w| w.contains("Permission denied")),
         "{t}"
     );
-    // Two retries later (2 s, then 4 s): still counted once.
+    // Two retries later (2 s, then 4 s): still counted once. Kept fixed: the backoff is the
+    // agent's own timer, and no endpoint shows a retry.
     std::thread::sleep(Duration::from_secs(7));
     let v: Value = serde_json::from_str(&get_text(port, "/targets")).unwrap();
     assert_eq!(v["lost"]["attach_failed"], 1, "{v}");
@@ -408,6 +408,7 @@ fn a_two_minute_churn_keeps_memory_flat_and_counters_monotonic() {
             .collect::<BTreeMap<_, _>>()
     };
     let before = lost(port);
+    // The window the counters must stand still in: the test itself.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(before, lost(port), "loss counters moved with no target");
     eprintln!("losses after the churn: {before:?}");

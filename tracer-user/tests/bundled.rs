@@ -3,26 +3,29 @@
 //! what the preset is built to provoke.
 mod common;
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
+use lockscope_profile::profile::{HolderPhase, PhaseRow, Profile, StopReason};
 use serde_json::Value;
 
 use common::*;
 
-/// Each preset fills its map, waits `START_DELAY` (lockscope attaches then), works for
-/// `WORKLOAD_SECS`, prints its counters and lingers idle, so lockscope's window (from attach to
-/// its last read before the target exits) spans exactly the interval the workload counts.
+/// Each preset fills its map and says so, waits `START_DELAY` (lockscope attaches then), works
+/// for `WORKLOAD_SECS`, prints its counters and lingers idle, so lockscope's window (from attach
+/// to its last read before the target exits) spans exactly the interval the workload counts.
+/// The delay stays fixed: lockscope's window starts just after it says "tracing" (its first
+/// read of the map's counters comes after that line), so no line marks the moment the work
+/// may begin; the delay covers the attach with room to spare.
 const WORKLOAD_SECS: &str = "2";
 const START_DELAY: &str = "1.6";
 const LINGER: &str = "1";
-/// Filling the largest map (100,000 keys) takes well under this.
-const FILLED: Duration = Duration::from_millis(600);
 /// Longer than the workload: the recording ends when the target exits.
 const RECORD: &str = "30s";
 
 struct Run {
-    profile: Value,
+    profile: Profile,
     stdout: String,
     /// The workload's own JSON, printed at its exit.
     ground_truth: Value,
@@ -35,22 +38,33 @@ fn run_preset(preset: &str) -> Run {
 }
 
 fn run_preset_with(preset: &str, probes: &[&str]) -> Run {
-    let child = Command::new(workload_bin("syncmap-load"))
+    let mut child = Command::new(workload_bin("syncmap-load"))
         .args(["--preset", preset, "--duration", WORKLOAD_SECS])
-        .args(["--start-delay", START_DELAY, "--linger", LINGER])
+        .args([
+            "--say-filled",
+            "--start-delay",
+            START_DELAY,
+            "--linger",
+            LINGER,
+        ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start syncmap-load");
-    std::thread::sleep(FILLED);
+    // Attached once the map is filled (it says so), not after a guessed fill time.
+    let mut said = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "syncmap-load: filled", "{preset}");
     let out_path = tmp(&format!("{preset}.json"));
     let out = record_with(&child.id().to_string(), RECORD, &out_path, probes);
     let finished = child.wait_with_output().expect("syncmap-load finishes");
+    let _ = said.read_to_string(&mut line);
     assert!(out.status.success(), "{preset}: {}", text(&out.stderr));
     let ground_truth: Value = serde_json::from_slice(&finished.stdout)
         .unwrap_or_else(|e| panic!("{preset}: workload printed no JSON ({e})"));
     Run {
-        profile: load(&out_path),
+        profile: profile_at(&out_path),
         stdout: text(&out.stdout),
         ground_truth,
     }
@@ -67,30 +81,31 @@ fn verdict(r: &Run) -> &str {
 /// workload's own account of its run; and the traced promotions, rebuilds, entries copied and
 /// read misses agree with them within 2% (or 2 events, for small counts).
 fn assert_checks_agree(preset: &str, r: &Run) {
-    let b = &r.profile["bundled"];
+    let b = r.profile.bundled.as_ref().expect("the bundled map found");
     assert_eq!(
-        r.profile["meta"]["stop"], "target-exited",
+        r.profile.meta.stop,
+        StopReason::TargetExited,
         "{preset}: recording outlived the run"
     );
+    let own: Option<BTreeMap<String, u64>> =
+        serde_json::from_value(r.ground_truth["counters"].clone())
+            .expect("the workload's counters are numbers");
     assert_eq!(
-        b["counters"], r.ground_truth["counters"],
+        b.counters, own,
         "{preset}: counters read from memory differ from the workload's own"
     );
-    let checks = b["checks"].as_array().expect("checks");
-    let probed = b["probed"].as_array().expect("probed").len();
+    let checks = &b.checks;
+    let probed = b.probed.len();
     // promotions; rebuilds and entries copied; read misses: one check per probed phase's counts.
     let want = [0, 1, 3, 4][probed];
     assert_eq!(checks.len(), want, "{preset}: checks {checks:?}");
     for c in checks {
-        let (t, n) = (
-            c["traced"].as_u64().unwrap(),
-            c["counted"].as_u64().unwrap(),
-        );
+        let (t, n) = (c.traced, c.counted);
         let diff = t.abs_diff(n);
         assert!(
             diff <= 2 || diff as f64 <= 0.02 * n as f64,
             "{preset}: {} traced {t} vs counted {n}",
-            c["what"]
+            c.what
         );
     }
 }
@@ -101,8 +116,8 @@ fn share(fast: u64, slow: u64) -> Option<f64> {
 
 /// lockscope's fast-path share is within one point of the workload's own.
 fn assert_fast_share_agrees(preset: &str, r: &Run) -> Option<f64> {
-    let c = &r.profile["bundled"]["counters"];
-    let mine = share(c["fast_reads"].as_u64()?, c["slow_loads"].as_u64()?);
+    let c = r.profile.bundled.as_ref()?.counters.as_ref()?;
+    let mine = share(*c.get("fast_reads")?, *c.get("slow_loads")?);
     let g = &r.ground_truth["counters"];
     let truth = share(g["fast_reads"].as_u64()?, g["slow_loads"].as_u64()?);
     if let (Some(m), Some(t)) = (mine, truth) {
@@ -114,13 +129,13 @@ fn assert_fast_share_agrees(preset: &str, r: &Run) -> Option<f64> {
     mine
 }
 
-fn phase_row<'a>(r: &'a Run, name: &str) -> &'a Value {
-    r.profile["bundled"]["phases"]
-        .as_array()
-        .unwrap()
+fn phase_row(r: &Run, phase: HolderPhase) -> &PhaseRow {
+    r.profile
+        .bundled
         .iter()
-        .find(|p| p["phase"] == name)
-        .unwrap()
+        .flat_map(|b| &b.phases)
+        .find(|p| p.phase == phase)
+        .unwrap_or_else(|| panic!("no {phase:?} row"))
 }
 
 #[test]
@@ -157,7 +172,7 @@ fn miss_storm_waits_behind_read_misses() {
     assert_checks_agree("miss-storm", &r);
     assert_fast_share_agrees("miss-storm", &r);
     assert!(
-        phase_row(&r, "promote")["calls"].as_u64().unwrap() > 10,
+        phase_row(&r, HolderPhase::Promote).calls > 10,
         "promotions traced"
     );
     let v = verdict(&r);
@@ -193,11 +208,12 @@ fn range_insert_with_default_probes() {
         return;
     }
     let r = run_preset_with("range-insert", &[]);
-    let probed: Vec<&str> = r.profile["bundled"]["probed"]
-        .as_array()
-        .unwrap()
+    let probed: Vec<&str> = r
+        .profile
+        .bundled
         .iter()
-        .filter_map(|v| v.as_str())
+        .flat_map(|b| &b.probed)
+        .map(String::as_str)
         .collect();
     assert_eq!(probed, ["promote", "rebuild_dirty"]);
     assert_checks_agree("range-insert (default probes)", &r);
@@ -221,11 +237,8 @@ fn write_heavy_shows_its_rebuilds_and_the_misses_that_drive_them() {
     // lead to each copy the whole 100,000-key snapshot.
     let v = verdict(&r);
     assert!(v.contains("of it was read miss"), "{v}");
-    let rebuild = phase_row(&r, "rebuild_dirty");
-    let (n, items) = (
-        rebuild["returns"].as_u64().unwrap(),
-        rebuild["items"].as_u64().unwrap(),
-    );
+    let rebuild = phase_row(&r, HolderPhase::Rebuild);
+    let (n, items) = (rebuild.returns, rebuild.items);
     if let Some(each) = items.checked_div(n) {
         assert!(
             (90_000..=110_000).contains(&each),

@@ -9,24 +9,15 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use lockscope_profile::profile::Blocked;
 use serde_json::Value;
 
 use common::*;
 
 /// `lockscope record --unwind dwarf -o PROFILE -- BIN ARGS`; returns (profile path, stdout).
 fn launch(name: &str, bin: &Path, args: &[&str]) -> (PathBuf, String) {
-    let out_path = tmp(&format!("{name}.json"));
-    let out = lockscope()
-        .args(["record", "--quiet", "--unwind", "dwarf", "-o"])
-        .arg(&out_path)
-        .arg("--")
-        .arg(bin)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run lockscope");
-    assert!(out.status.success(), "{name}: {}", text(&out.stderr));
-    (out_path, text(&out.stdout))
+    let (_, stdout) = common::launch(name, bin, args, &["--unwind", "dwarf"]);
+    (launched_path(name), stdout)
 }
 
 /// `lockscope report PROFILE --format json --by function --waits WAITS`: the rows.
@@ -215,22 +206,20 @@ fn a_deadlock_from_before_attach_is_reported_with_both_lock_sites() {
         assert!(stdout.contains(want), "{want} missing:\n{stdout}");
     }
     // The profile: both lockers blocked, each on the mutex the other owns.
-    let p = load(&path);
-    let blocked = p["blocked"].as_array().expect("blocked threads");
-    let lockers: Vec<&Value> = blocked.iter().filter(|b| b["owner"].is_u64()).collect();
+    let p = profile_at(&path);
+    let blocked = &p.blocked;
+    let lockers: Vec<&Blocked> = blocked.iter().filter(|b| b.owner.is_some()).collect();
     assert_eq!(lockers.len(), 2, "{blocked:#?}");
-    assert_eq!(lockers[0]["owner"], lockers[1]["tid"]);
-    assert_eq!(lockers[1]["owner"], lockers[0]["tid"]);
-    assert!(lockers
-        .iter()
-        .all(|b| b["seen_ns"].as_u64().unwrap() >= 1_000_000_000));
+    assert_eq!(lockers[0].owner, Some(lockers[1].tid));
+    assert_eq!(lockers[1].owner, Some(lockers[0].tid));
+    assert!(lockers.iter().all(|b| b.seen_ns >= 1_000_000_000));
     // The deadlock line names both threads.
     let line = stdout
         .lines()
         .find(|l| l.starts_with("possible deadlock"))
         .unwrap();
     for b in &lockers {
-        assert!(line.contains(&b["tid"].to_string()), "{line}");
+        assert!(line.contains(&b.tid.to_string()), "{line}");
     }
 }
 

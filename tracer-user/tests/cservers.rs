@@ -10,16 +10,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use lockscope_profile::profile::Profile;
 use serde_json::Value;
 
 use common::*;
-
-/// A file `launch` wrote into the test's temp dir (`tmp` would remove it).
-fn saved(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir()
-        .join(format!("lockscope-it-{}", std::process::id()))
-        .join(name)
-}
 
 /// `lockscope report PROFILE --format json --by BY --waits WAITS`: the whole report.
 fn report(profile: &Path, by: &str, waits: &str) -> Value {
@@ -63,14 +57,8 @@ fn have(tool: &str, package: &str) -> bool {
 }
 
 /// The longest single wait of any row of the profile.
-fn longest_wait(p: &Value) -> u64 {
-    p["waits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["max_ns"].as_u64())
-        .max()
-        .unwrap_or(0)
+fn longest_wait(p: &Profile) -> u64 {
+    p.waits.iter().map(|r| r.max_ns).max().unwrap_or(0)
 }
 
 #[test]
@@ -80,7 +68,7 @@ fn futex_words_used_as_one_threads_event_are_not_lock_contention() {
     }
     let bin = build_c("event_words", "event_words", &["-O2"]);
     let (_, stdout) = launch("event-words", &bin, &["2"], &[]);
-    let path = saved("event-words.json");
+    let path = launched_path("event-words");
     let contention = rows(&report(&path, "function", "contention"));
     eprintln!("contention: {contention:?}");
     assert_eq!(
@@ -115,31 +103,25 @@ fn header_timeouts_equal_the_rows_sum_and_the_programs_own_count() {
     let bin = build_c("timeouts", "timeouts", &["-O2"]);
     // The scheduler hooks see a timeout only if the wait slept first (a 200 µs timer can fire
     // before the thread leaves the CPU): within 1% of the program's count there...
-    let (p, _) = launch("timeouts-sched", &bin, &["4000"], &["--hooks", "sched"]);
-    let sched: u64 = p["waits"]
-        .as_array()
-        .unwrap()
+    launch("timeouts-sched", &bin, &["4000"], &["--hooks", "sched"]);
+    let sched: u64 = launched("timeouts-sched")
+        .waits
         .iter()
-        .map(|r| r["timeouts"].as_u64().unwrap())
+        .map(|r| r.timeouts)
         .sum();
     assert!(
         (7920..=8000).contains(&sched),
         "scheduler hooks: {sched} timeouts of 8000"
     );
     // ...and every one on the syscall hooks, which see each call's return.
-    let (p, stdout) = launch("timeouts", &bin, &["4000"], &["--hooks", "syscalls"]);
+    let (_, stdout) = launch("timeouts", &bin, &["4000"], &["--hooks", "syscalls"]);
     let own: u64 = stdout
         .lines()
         .find_map(|l| l.strip_prefix("timeouts "))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no own count in:\n{stdout}"));
-    let rows_sum: u64 = p["waits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["timeouts"].as_u64().unwrap())
-        .sum();
-    let path = saved("timeouts.json");
+    let rows_sum: u64 = launched("timeouts").waits.iter().map(|r| r.timeouts).sum();
+    let path = launched_path("timeouts");
     let json_total = report(&path, "stack", "contention")["totals"]["timeouts"]
         .as_u64()
         .unwrap();
@@ -182,14 +164,17 @@ fn a_thread_asleep_at_attach_lends_no_time_to_its_later_waits() {
         .read_line(&mut line)
         .unwrap();
     let w = Workload(child);
-    std::thread::sleep(Duration::from_millis(200));
+    // Attached while a thread sleeps: wait until one is inside futex(2).
+    poll_until("a resleep thread asleep", Duration::from_secs(10), || {
+        !threads_in_futex(w.0.id()).is_empty()
+    });
     for round in 0..3 {
         let path = tmp(&format!("resleep-{round}.json"));
         let out = record(&w.pid(), "1s", &path);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let p = load(&path);
+        let p = profile_at(&path);
         let longest = longest_wait(&p);
-        let attach = p["meta"]["attach_ns"].as_u64().unwrap();
+        let attach = p.meta.attach_ns;
         eprintln!("round {round}: attached in {attach} ns, longest wait {longest} ns");
         // Every real wait is under ~60 ms; allow scheduling delay on a busy host.
         assert!(
@@ -242,13 +227,26 @@ fn db_bench_attached_mid_run_names_the_cache_and_no_wait_outlasts_the_recording(
     let Some(w) = db_bench_run(&db, 12) else {
         return;
     };
-    std::thread::sleep(Duration::from_millis(1500));
+    // Mid-run once its 8 reader threads (named db_bench, beside main and rocksdb's own) run.
+    let readers = || {
+        std::fs::read_dir(format!("/proc/{}/task", w.pid()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "db_bench")
+            })
+            .count()
+    };
+    poll_until("db_bench's readers", Duration::from_secs(20), || {
+        readers() > 8
+    });
     let path = tmp("db_bench.json");
     let out = record_with(&w.pid(), "2s", &path, &["--unwind", "dwarf"]);
     drop(w);
     let _ = std::fs::remove_dir_all(&db);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let p = load(&path);
+    let p = profile_at(&path);
     let longest = longest_wait(&p);
     assert!(
         longest < 1_000_000_000,
@@ -277,23 +275,16 @@ fn db_bench_attached_mid_run_names_the_cache_and_no_wait_outlasts_the_recording(
         "top RocksDB site {top}: {by_function:?}"
     );
     // DWARF stacks pass through librocksdb (no frame pointers) to start_thread.
-    let modules = p["modules"].as_array().unwrap();
-    let rocks = modules
+    let rocks = p
+        .modules
         .iter()
-        .position(|m| m["path"].as_str().unwrap_or("").contains("librocksdb"))
+        .position(|m| m.path.contains("librocksdb"))
         .expect("librocksdb among the modules");
-    let through = p["stacks"].as_array().unwrap().iter().any(|s| {
-        let frames = s["frames"].as_array().unwrap();
-        frames
-            .iter()
-            .any(|f| f["module"].as_u64() == Some(rocks as u64))
-            && frames.iter().any(|f| {
-                f["syms"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|s| s["name"] == "start_thread")
-            })
+    let through = p.stacks.iter().any(|s| {
+        s.frames.iter().any(|f| f.module == Some(rocks))
+            && s.frames
+                .iter()
+                .any(|f| f.syms.iter().any(|s| s.name == "start_thread"))
     });
     assert!(through, "no stack reaches start_thread through librocksdb");
 }
@@ -315,7 +306,7 @@ fn python_gil_waits_are_contention_checked_against_the_threads_own_timing() {
         .find_map(|kv| kv.strip_prefix("off_cpu_s="))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no off_cpu_s in:\n{stdout}"));
-    let path = saved("gil.json");
+    let path = launched_path("gil");
     let cats = rows(&report(&path, "category", "contention"));
     let by_function = rows(&report(&path, "function", "contention"));
     eprintln!("gil: off-CPU {off_cpu:.3} s by the threads' clocks; {cats:?}; {by_function:?}");

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use lockscope_profile::profile::Profile;
 
+use common::typed::hottest_names;
 use common::*;
 
 fn run(cmd: &mut Command) -> String {
@@ -85,9 +86,9 @@ fn lockscope_with_root(root: &Path) -> Command {
 }
 
 /// The C program's lock site is named and its stacks reach the thread entry.
-fn assert_c_named(p: &Value, out: &str) {
+fn assert_c_named(p: &Profile, out: &str) {
     assert_eq!(blamed(out), "contended_site", "{out}");
-    let names = top_names(p);
+    let names = hottest_names(p);
     for want in ["contended_site", "worker", "start_thread"] {
         assert!(
             names.iter().any(|n| n == want),
@@ -113,7 +114,8 @@ fn a_debug_file_by_build_id_names_a_stripped_program_and_its_absence_is_reported
 
     // Without the debug file: the lock site is the program's address, never a named
     // function further out, and the header says what would name it.
-    let (p, out) = launch_with(lockscope_with_root(&root), "c-none", &bin, &C_ARGS, &DWARF);
+    let (_, out) = launch_with(lockscope_with_root(&root), "c-none", &bin, &C_ARGS, &DWARF);
+    let p = launched("c-none");
     let site = blamed(&out);
     assert!(site.starts_with("pthread_contend+0x"), "{out}");
     let want = format!(
@@ -123,12 +125,9 @@ fn a_debug_file_by_build_id_names_a_stripped_program_and_its_absence_is_reported
         &id[2..]
     );
     assert!(out.contains(&want), "want '{want}' in: {out}");
-    let unnamed = &p["meta"]["unnamed"][0];
-    assert!(unnamed["module"]
-        .as_str()
-        .unwrap()
-        .ends_with("/pthread_contend"));
-    assert!(unnamed["frames"].as_u64().unwrap() > 0);
+    let unnamed = &p.meta.unnamed[0];
+    assert!(unnamed.module.ends_with("/pthread_contend"), "{unnamed:?}");
+    assert!(unnamed.frames > 0, "{unnamed:?}");
     // Every view names the same unnamed site: --by function, and "mostly at" by category.
     let profile = tmp("unused").with_file_name("c-none.json");
     let by_function = run(lockscope()
@@ -164,13 +163,14 @@ fn a_debug_file_by_build_id_names_a_stripped_program_and_its_absence_is_reported
 
     // With it under the debug root by build id: named, down to start_thread.
     install_by_build_id(&root, &id, &debug);
-    let (p, out) = launch_with(
+    let (_, out) = launch_with(
         lockscope_with_root(&root),
         "c-build-id",
         &bin,
         &C_ARGS,
         &DWARF,
     );
+    let p = launched("c-build-id");
     assert_c_named(&p, &out);
 }
 
@@ -187,13 +187,14 @@ fn a_gnu_debuglink_beside_the_program_names_it() {
         .arg(&bin));
     let empty_root = dir.join("root");
     std::fs::create_dir_all(&empty_root).unwrap();
-    let (p, out) = launch_with(
+    let (_, out) = launch_with(
         lockscope_with_root(&empty_root),
         "c-debuglink",
         &bin,
         &C_ARGS,
         &DWARF,
     );
+    let p = launched("c-debuglink");
     assert_c_named(&p, &out);
 }
 
@@ -291,7 +292,8 @@ fn a_local_debuginfod_serves_the_debug_file() {
         )
         .env("XDG_CACHE_HOME", &cache)
         .env("NO_COLOR", "1");
-    let (p, out) = launch_with(cmd, "c-debuginfod", &bin, &C_ARGS, &DWARF);
+    let (_, out) = launch_with(cmd, "c-debuginfod", &bin, &C_ARGS, &DWARF);
+    let p = launched("c-debuginfod");
     assert_c_named(&p, &out);
     // The download is cached by build id.
     let cached = cache.join(format!("lockscope/debuginfod/{id}.debug"));
@@ -313,15 +315,19 @@ fn a_stripped_rust_release_build_is_named_from_its_debug_file() {
     let root = dir.join("root");
     install_by_build_id(&root, &build_id(&bin), &debug);
     let args = ["contended", "--threads", "4", "--seconds", "1"];
-    let (p, out) = launch_with(
+    let (_, out) = launch_with(
         lockscope_with_root(&root),
         "rust-stripped",
         &bin,
         &args,
         &DWARF,
     );
+    let p = launched("rust-stripped");
     assert_eq!(blamed(&out), "lockdemo::contended_lock_site", "{out}");
-    assert!(top_names(&p).iter().any(|n| n == "start_thread"), "{out}");
+    assert!(
+        hottest_names(&p).iter().any(|n| n == "start_thread"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -345,9 +351,10 @@ fn a_stripped_go_build_is_named_from_gopclntab() {
     assert!(!sections.contains(".symtab") && sections.contains(".gopclntab"));
     let args = ["--preset", "miss-storm", "--duration", "1", "--linger", "0"];
     // Go keeps frame pointers; its goroutine probes are found in .gopclntab too.
-    let (p, out) = launch("go-stripped", &bin, &args, &["--unwind", "fp"]);
+    let (_, out) = launch("go-stripped", &bin, &args, &["--unwind", "fp"]);
+    let p = launched("go-stripped");
     assert!(
-        p["go"]["goroutine_probes"].as_u64().unwrap_or(0) > 0,
+        p.go.as_ref().is_some_and(|g| g.goroutine_probes > 0),
         "no goroutine probes on a stripped Go binary: {out}"
     );
     let site = blamed(&out);
@@ -356,7 +363,7 @@ fn a_stripped_go_build_is_named_from_gopclntab() {
             || site == "lockscope.dev/go/syncmap.(*Map).slowStore",
         "{out}"
     );
-    let names = top_names(&p);
+    let names = hottest_names(&p);
     assert!(names.iter().any(|n| n == "main.worker"), "{names:#?}");
     assert!(!out.contains("unnamed in syncmap-load-go"), "{out}");
 }

@@ -3,8 +3,9 @@
 //! -fomit-frame-pointer`) get full stacks and the same answers as frame-pointer builds.
 mod common;
 
+use common::typed::{hottest_names, names as frame_list, totals};
 use common::*;
-use lockscope_profile::profile::Losses;
+use lockscope_profile::profile::{Losses, Unwinder};
 
 #[test]
 fn a_rust_build_without_frame_pointers_unwinds_to_the_thread_entry() {
@@ -13,25 +14,26 @@ fn a_rust_build_without_frame_pointers_unwinds_to_the_thread_entry() {
     }
     let args = ["contended", "--threads", "6", "--seconds", "1"];
     // The reference: the frame-pointer build, frame walk.
-    let (fp_build, fp_out) = launch("fp-build", &workload_bin("lockdemo"), &args, &[]);
-    assert_eq!(fp_build["meta"]["unwind"], "fp");
+    let (_, fp_out) = launch("fp-build", &workload_bin("lockdemo"), &args, &[]);
+    assert_eq!(launched("fp-build").meta.unwind, Unwinder::FramePointers);
     // The same program without frame pointers, walked by frame pointers: cut short.
-    let (cut, _) = launch("nofp-fp", &nofp_bin("lockdemo"), &args, &["--unwind", "fp"]);
-    let cut_names = top_names(&cut);
+    launch("nofp-fp", &nofp_bin("lockdemo"), &args, &["--unwind", "fp"]);
+    let cut_names = hottest_names(&launched("nofp-fp"));
     assert!(
         !cut_names.iter().any(|n| n == "start_thread"),
         "a frame walk should not get through code without frame pointers: {cut_names:#?}"
     );
     // auto sees the missing frame pointers and unwinds with DWARF CFI instead.
-    let (full, out) = launch("nofp-auto", &nofp_bin("lockdemo"), &args, &[]);
-    assert_eq!(full["meta"]["unwind"], "dwarf");
-    let note = full["meta"]["unwind_note"].as_str().unwrap();
+    let (_, out) = launch("nofp-auto", &nofp_bin("lockdemo"), &args, &[]);
+    let full = launched("nofp-auto");
+    assert_eq!(full.meta.unwind, Unwinder::Dwarf);
+    let note = full.meta.unwind_note.as_deref().unwrap();
     assert!(
         note.starts_with("auto: lockdemo has no frame pointers — "),
         "{note}"
     );
     assert!(out.contains("unwind dwarf (auto: lockdemo has no frame pointers"));
-    let names = top_names(&full);
+    let names = hottest_names(&full);
     for want in [
         "lockdemo::contended_lock_site",
         "lockdemo::main::{{closure}}::{{closure}}",
@@ -48,18 +50,18 @@ fn a_rust_build_without_frame_pointers_unwinds_to_the_thread_entry() {
     assert_eq!(blamed(&out), blamed(&fp_out));
     // Wakers are still walked by frame pointers, and through this program's frameless code
     // that walk reads garbage: those stacks are cut (and counted), not lost.
-    let losses = launched("nofp-auto").losses;
+    let losses = full.losses.clone();
     let lost = Losses {
         stacks_cut: 0,
         ..losses.clone()
     };
     assert_eq!(lost, Losses::default(), "lost: {losses:?}");
     // Every wait that slept has a snapshot stack: no row is left under a cut-short stack.
-    let total: u64 = stack_totals(&full).iter().map(|t| t.1).sum();
-    let rows_with_thread_entry: u64 = stack_totals(&full)
+    let total: u64 = totals(&full).iter().map(|t| t.1).sum();
+    let rows_with_thread_entry: u64 = totals(&full)
         .iter()
         .filter(|t| {
-            frame_names(&full, t.0)
+            frame_list(&full, t.0)
                 .iter()
                 .any(|n| n == "start_thread" || n == "__libc_start_call_main")
         })
@@ -74,12 +76,13 @@ fn the_bundled_map_without_frame_pointers_gets_the_same_attribution() {
         return;
     }
     let args = RANGE_INSERT_RUN;
-    let (fp, fp_out) = launch("map-fp", &workload_bin("syncmap-load"), &args, &[]);
-    let (dw, dw_out) = launch("map-dwarf", &nofp_bin("syncmap-load"), &args, &[]);
-    assert_eq!(dw["meta"]["unwind"], "dwarf", "auto should pick dwarf");
+    let (_, fp_out) = launch("map-fp", &workload_bin("syncmap-load"), &args, &[]);
+    let (_, dw_out) = launch("map-dwarf", &nofp_bin("syncmap-load"), &args, &[]);
+    let dw = launched("map-dwarf");
+    assert_eq!(dw.meta.unwind, Unwinder::Dwarf, "auto should pick dwarf");
     assert_eq!(blamed(&dw_out), blamed(&fp_out));
     assert_eq!(blamed(&dw_out), "syncmap::SyncMap<K,V>::slow_store");
-    assert!(top_names(&dw).iter().any(|n| n == "start_thread"));
+    assert!(hottest_names(&dw).iter().any(|n| n == "start_thread"));
     // The same tables: what waiters were doing, and what they waited behind.
     let section = |out: &str, title: &str| -> String {
         out.lines()
@@ -111,14 +114,14 @@ fn the_bundled_map_without_frame_pointers_gets_the_same_attribution() {
     assert_eq!(cause(&dw_out), cause(&fp_out));
     assert_eq!(cause(&dw_out), "dirty rebuild (O(n) copy)");
     // Phase tracing does not depend on the unwinder: traced and counted still agree.
-    for c in dw["bundled"]["checks"].as_array().unwrap() {
-        let (t, n) = (
-            c["traced"].as_u64().unwrap(),
-            c["counted"].as_u64().unwrap(),
+    let bundled = dw.bundled.as_ref().expect("the bundled map found");
+    for c in &bundled.checks {
+        let (t, n) = (c.traced, c.counted);
+        assert!(
+            (t as f64 - n as f64).abs() <= 0.02 * n.max(1) as f64,
+            "{c:?}"
         );
-        assert!((t as f64 - n as f64).abs() <= 0.02 * n.max(1) as f64, "{c}");
     }
-    let _ = fp;
 }
 
 #[test]
@@ -131,9 +134,10 @@ fn a_c_program_built_with_omit_frame_pointer_unwinds_to_main_and_start_thread() 
         "pthread_contend",
         &["-O2", "-fomit-frame-pointer"],
     );
-    let (p, out) = launch("c-dwarf", &bin, &["4", "1"], &[]);
-    assert_eq!(p["meta"]["unwind"], "dwarf");
-    let names = top_names(&p);
+    let (_, out) = launch("c-dwarf", &bin, &["4", "1"], &[]);
+    let p = launched("c-dwarf");
+    assert_eq!(p.meta.unwind, Unwinder::Dwarf);
+    let names = hottest_names(&p);
     for want in [
         "___pthread_mutex_lock",
         "contended_site",
@@ -148,9 +152,9 @@ fn a_c_program_built_with_omit_frame_pointer_unwinds_to_main_and_start_thread() 
     assert_eq!(blamed(&out), "contended_site");
     // The main thread's join wait, when it slept (workers that already exited make none),
     // walks back to main and the C runtime.
-    let joins: Vec<Vec<String>> = stack_totals(&p)
+    let joins: Vec<Vec<String>> = totals(&p)
         .iter()
-        .map(|t| frame_names(&p, t.0))
+        .map(|t| frame_list(&p, t.0))
         .filter(|n| n.iter().any(|f| f.contains("pthread_clockjoin")))
         .collect();
     assert!(
@@ -158,8 +162,10 @@ fn a_c_program_built_with_omit_frame_pointer_unwinds_to_main_and_start_thread() 
         "{joins:#?}"
     );
     // A frame walk of the same program stops inside pthread_mutex_lock.
-    let (fp, _) = launch("c-fp", &bin, &["4", "1"], &["--unwind", "fp"]);
-    assert!(!top_names(&fp).iter().any(|n| n == "contended_site"));
+    launch("c-fp", &bin, &["4", "1"], &["--unwind", "fp"]);
+    assert!(!hottest_names(&launched("c-fp"))
+        .iter()
+        .any(|n| n == "contended_site"));
 }
 
 #[test]
@@ -197,13 +203,13 @@ fn a_program_started_through_a_shell_exec_is_named_and_unwound_as_itself() {
         .output()
         .expect("run lockscope");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let p = load(&out_path);
-    assert_eq!(p["meta"]["comm"], "lockdemo", "{}", p["meta"]);
-    assert_eq!(p["meta"]["unwind"], "dwarf", "{}", p["meta"]);
-    let note = p["meta"]["unwind_note"].as_str().unwrap_or_default();
+    let p = profile_at(&out_path);
+    assert_eq!(p.meta.comm, "lockdemo", "{:?}", p.meta);
+    assert_eq!(p.meta.unwind, Unwinder::Dwarf, "{:?}", p.meta);
+    let note = p.meta.unwind_note.as_deref().unwrap_or_default();
     assert!(note.contains("after exec to lockdemo"), "{note}");
-    let (top, _, _) = stack_totals(&p)[0];
-    let names = frame_names(&p, top);
+    let (top, _, _) = totals(&p)[0];
+    let names = frame_list(&p, top);
     assert!(
         names.iter().any(|n| n == "lockdemo::contended_lock_site"),
         "{names:#?}"
@@ -225,13 +231,12 @@ fn attaching_to_a_lock_storm_keeps_every_snapshot() {
     let out = tmp("storm-attach.json");
     let run = record(&storm.pid(), "2s", &out);
     assert!(run.status.success(), "{}", text(&run.stderr));
-    let p = load(&out);
-    assert_eq!(p["meta"]["unwind"], "dwarf");
-    let typed = profile_at(&out);
-    let slept = typed.counters.wait_calls;
+    let p = profile_at(&out);
+    assert_eq!(p.meta.unwind, Unwinder::Dwarf);
+    let slept = p.counters.wait_calls;
     assert!(slept > 2_000, "not a storm: {slept} waits");
-    assert_eq!(typed.losses.snapshots_dropped, 0, "of {slept} waits");
-    let names = top_names(&p);
+    assert_eq!(p.losses.snapshots_dropped, 0, "of {slept} waits");
+    let names = hottest_names(&p);
     assert!(
         names.iter().any(|n| n == "lockdemo::contended_lock_site"),
         "{names:#?}"

@@ -3,24 +3,24 @@
 //! miss-bound one a low share, each stated as an estimate with its sampling error.
 mod common;
 
-use serde_json::Value;
+use lockscope_profile::profile::{MapKind, Profile};
 
 use common::gobench::matrix_bin;
 use common::*;
 
 /// The estimate in a profile: (share in percent, samples in the map).
-fn share(name: &str, p: &Value, stdout: &str) -> (f64, u64) {
-    let f = &p["bundled"]["fast_path"];
-    let n = |k: &str| {
-        f[k].as_u64()
-            .unwrap_or_else(|| panic!("{name}: no fast_path.{k} in {}", p["bundled"]))
-    };
-    let (in_map, lock_free) = (n("in_map"), n("lock_free"));
-    assert_eq!(f["hz"], 99, "{name}");
-    assert!(n("samples") >= in_map && in_map >= lock_free, "{name}: {f}");
+fn share(name: &str, p: &Profile, stdout: &str) -> (f64, u64) {
+    let f = p
+        .bundled
+        .as_ref()
+        .and_then(|b| b.fast_path.as_ref())
+        .unwrap_or_else(|| panic!("{name}: no fast_path in {:?}", p.bundled));
+    let (in_map, lock_free) = (f.in_map, f.lock_free);
+    assert_eq!(f.hz, 99, "{name}");
+    assert!(f.samples >= in_map && in_map >= lock_free, "{name}: {f:?}");
     assert!(
         in_map >= 30,
-        "{name}: only {in_map} on-CPU samples in the map ({f})"
+        "{name}: only {in_map} on-CPU samples in the map ({f:?})"
     );
     let line = stdout
         .lines()
@@ -35,11 +35,17 @@ fn share(name: &str, p: &Value, stdout: &str) -> (f64, u64) {
     (pct, in_map)
 }
 
+/// The kind of map the profile explains, if it found one.
+fn kind(p: &Profile) -> Option<MapKind> {
+    p.bundled.as_ref().map(|b| b.kind)
+}
+
 fn std_run(preset: &str) -> (f64, u64) {
     let args = ["--map", "std", "--preset", preset, "--duration", "4"];
     let name = format!("fastpath-std-{preset}");
-    let (p, stdout) = launch(&name, &go_bin("syncmap-load-go"), &args, &[]);
-    assert_eq!(p["bundled"]["kind"], "std-read-dirty", "{name}");
+    let (_, stdout) = launch(&name, &go_bin("syncmap-load-go"), &args, &[]);
+    let p = launched(&name);
+    assert_eq!(kind(&p), Some(MapKind::StdReadDirty), "{name}");
     share(&name, &p, &stdout)
 }
 
@@ -77,8 +83,9 @@ fn trie_stores_are_not_reads_and_load_mostly_hits_are() {
     let build = "go1.27.3-internal";
     let name = "fastpath-trie-maphot";
     let args = ["-mode", "maphot", "-duration", "4s", "-goroutines", "4"];
-    let (p, stdout) = launch(name, &matrix_bin(build, "lockstorm"), &args, &[]);
-    assert_eq!(p["bundled"]["kind"], "std-hash-trie", "{name}");
+    let (_, stdout) = launch(name, &matrix_bin(build, "lockstorm"), &args, &[]);
+    let p = launched(name);
+    assert_eq!(kind(&p), Some(MapKind::StdHashTrie), "{name}");
     let (stores, _) = share(name, &p, &stdout);
     assert!(
         stores <= 10.0,
@@ -93,8 +100,9 @@ fn trie_stores_are_not_reads_and_load_mostly_hits_are() {
         "-test.count=1",
         "-test.cpu=2",
     ];
-    let (p, stdout) = launch(name, &matrix_bin(build, "sync.test"), &args, &[]);
-    assert_eq!(p["bundled"]["kind"], "std-hash-trie", "{name}");
+    let (_, stdout) = launch(name, &matrix_bin(build, "sync.test"), &args, &[]);
+    let p = launched(name);
+    assert_eq!(kind(&p), Some(MapKind::StdHashTrie), "{name}");
     let (reads, _) = share(name, &p, &stdout);
     assert!(reads >= 80.0, "{name}: {reads:.1}% lock-free reads");
 }

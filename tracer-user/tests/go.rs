@@ -7,9 +7,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use lockscope_profile::profile::{FutexOp, Profile, Unwinder};
 use serde_json::Value;
 
 use common::gobench::*;
+use common::typed::{names as frame_list, totals};
 use common::*;
 
 fn go_workload() -> PathBuf {
@@ -32,22 +34,22 @@ fn go_futex_waits_are_threads_not_goroutines() {
         .output()
         .expect("run lockscope");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let p = load(&out_path);
-    let go = &p["go"];
+    let p = profile_at(&out_path);
+    let go =
+        p.go.as_ref()
+            .expect("not recognised as Go: no `go` in the profile");
     assert!(
-        go["version"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("go1.")),
-        "not recognised as Go: {go}"
+        go.version.starts_with("go1."),
+        "not recognised as Go: {go:?}"
     );
     // Go keeps frame pointers: auto stays with the cheap frame walk.
-    assert_eq!(p["meta"]["unwind"], "fp");
+    assert_eq!(p.meta.unwind, Unwinder::FramePointers);
     // Four goroutines on two CPUs leave Ms idle: that parking is counted apart, not as rows.
-    assert!(go["idle_waits"].as_u64().unwrap() > 0, "{go}");
+    assert!(go.idle_waits > 0, "{go:?}");
     let stdout = text(&out.stdout);
     assert!(stdout.contains("idle-thread parkings"), "{stdout}");
-    for (i, _, _) in stack_totals(&p) {
-        let names = frame_names(&p, i);
+    for (i, _, _) in totals(&p) {
+        let names = frame_list(&p, i);
         let has = |f: &str| names.iter().any(|n| n == f);
         // An idle M parks in notesleep under mPark/stopm. A thread in stopm can also wait on
         // the scheduler's lock (runtime.lock2): that is runtime-lock contention, and a row.
@@ -64,7 +66,7 @@ fn go_futex_waits_are_threads_not_goroutines() {
 
 /// Runs a preset under lockscope from exec, with Go's own block profile written by the
 /// workload; returns (profile, the workload's JSON, block profile path).
-fn run_preset(preset: &str) -> (Value, Value, PathBuf) {
+fn run_preset(preset: &str) -> (Profile, Value, PathBuf) {
     let out_path = tmp(&format!("go-{preset}.json"));
     let block = tmp(&format!("go-{preset}.block.pb.gz"));
     let out = lockscope()
@@ -84,7 +86,7 @@ fn run_preset(preset: &str) -> (Value, Value, PathBuf) {
         .lines()
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("{preset}: no workload JSON in {stdout}"));
-    (load(&out_path), truth, block)
+    (profile_at(&out_path), truth, block)
 }
 
 /// The first frame outside Go's `sync` and `runtime` packages: where the program locked.
@@ -109,18 +111,15 @@ fn shares(acc: BTreeMap<String, f64>) -> Vec<(String, f64)> {
 }
 
 /// lockscope's goroutine waits (the `go semacquire` rows) by lock site.
-fn lockscope_shares(p: &Value) -> Vec<(String, f64)> {
+fn lockscope_shares(p: &Profile) -> Vec<(String, f64)> {
     let mut acc = BTreeMap::new();
-    for r in p["waits"].as_array().unwrap() {
-        if r["op"] != "go semacquire" {
+    for r in &p.waits {
+        if r.op != FutexOp::GoSemacquire {
             continue;
         }
-        let names = r["stack"]
-            .as_u64()
-            .map(|s| frame_names(p, s as usize))
-            .unwrap_or_default();
+        let names = r.stack.map(|s| frame_list(p, s)).unwrap_or_default();
         *acc.entry(site(names.iter().map(String::as_str)))
-            .or_insert(0.0) += r["total_ns"].as_f64().unwrap();
+            .or_insert(0.0) += r.total_ns as f64;
     }
     shares(acc)
 }
@@ -162,22 +161,23 @@ fn assert_matches_go_block_profile(preset: &str) {
         );
     }
     // Traced phases against the Go map's own counters, from exec to the last read.
-    let checks = p["bundled"]["checks"].as_array().expect("checks");
-    assert!(!checks.is_empty(), "{preset}: no checks: {}", p["bundled"]);
-    for c in checks {
-        let (t, n) = (
-            c["traced"].as_u64().unwrap(),
-            c["counted"].as_u64().unwrap(),
-        );
+    let bundled = p.bundled.as_ref().expect("the bundled map found");
+    assert!(
+        !bundled.checks.is_empty(),
+        "{preset}: no checks: {bundled:?}"
+    );
+    for c in &bundled.checks {
+        let (t, n) = (c.traced, c.counted);
         assert!(
             (t as f64 - n as f64).abs() <= 0.02 * n.max(1) as f64,
-            "{preset}: {c}"
+            "{preset}: {c:?}"
         );
     }
     // The counters read from the Go process's memory are the workload's own totals.
     for key in ["promotions", "rebuilds", "entries_copied"] {
         assert_eq!(
-            p["bundled"]["counters"][key], truth["counters_since_start"][key],
+            bundled.counters.as_ref().and_then(|c| c.get(key).copied()),
+            truth["counters_since_start"][key].as_u64(),
             "{preset}: {key}"
         );
     }
@@ -208,13 +208,9 @@ fn go_uprobes_off_leaves_only_futex_waits() {
         .output()
         .expect("run lockscope");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let p = load(&out_path);
-    assert!(p["waits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["op"] != "go semacquire"));
-    assert_eq!(p["go"]["goroutine_probes"], 0);
+    let p = profile_at(&out_path);
+    assert!(p.waits.iter().all(|r| r.op != FutexOp::GoSemacquire));
+    assert_eq!(p.go.as_ref().expect("recognised as Go").goroutine_probes, 0);
     // --go-uprobes on for a program that is not Go is an error, in one line.
     let out = lockscope()
         .args(["record", "--go-uprobes", "on", "--"])
@@ -273,8 +269,8 @@ fn sampled_goroutine_waits_estimate_go_block_profile() {
     for bench in ["^BenchmarkMutex$", "^BenchmarkRWMutexWrite100$"] {
         let (ours, go, p) = sync_bench(&bin, bench, &["--go-sample", "10"], "3s");
         let (ours, go) = (locks(ours), locks(go));
-        let sampled = &p["go"]["sampled"];
-        assert_eq!(sampled["percent"], 10, "{bench}: {sampled}");
+        let sampled = p.go.as_ref().and_then(|g| g.sampled.as_ref());
+        assert_eq!(sampled.map(|s| s.percent), Some(10), "{bench}: {sampled:?}");
         let total = |r: &Rows| r.values().map(|v| v.1).sum::<u64>().max(1) as f64;
         let (t, gt) = (total(&ours), total(&go));
         for (key, (gn, gns)) in &go {

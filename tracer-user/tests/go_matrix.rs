@@ -7,6 +7,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use lockscope_profile::profile::{FutexOp, Profile};
+
 use common::gobench::*;
 use common::*;
 
@@ -95,14 +97,14 @@ fn every_go_release_and_link_mode_matches_go_block_profile() {
                 }
             }
             // The lock site (first frame outside sync and the runtime) is named with its line.
-            for r in p["waits"].as_array().unwrap() {
-                if r["op"] != "go semacquire" {
+            for r in &p.waits {
+                if r.op != FutexOp::GoSemacquire {
                     continue;
                 }
-                let Some(s) = r["stack"].as_u64() else {
+                let Some(s) = r.stack else {
                     continue;
                 };
-                let site = site_line(&p, s as usize);
+                let site = site_line(&p, s);
                 if site.as_ref().is_none_or(|(_, line)| *line == 0) {
                     failures.push(format!(
                         "{build} {bench}: lock site without a line: {site:?}"
@@ -115,21 +117,17 @@ fn every_go_release_and_link_mode_matches_go_block_profile() {
 }
 
 /// The first symbol outside Go's sync packages and runtime, and its line.
-fn site_line(p: &serde_json::Value, stack: usize) -> Option<(String, u64)> {
-    let frames = p["stacks"][stack]["frames"].as_array()?;
-    frames
+fn site_line(p: &Profile, stack: usize) -> Option<(String, u64)> {
+    p.stacks
+        .get(stack)?
+        .frames
         .iter()
-        .flat_map(|f| f["syms"].as_array().cloned().unwrap_or_default())
+        .flat_map(|f| &f.syms)
         .find(|s| {
-            let n = s["name"].as_str().unwrap_or("");
+            let n = s.name.as_str();
             !(n.starts_with("sync.")
                 || n.starts_with("internal/sync.")
                 || n.starts_with("runtime."))
         })
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap_or("").to_string(),
-                s["line"].as_u64().unwrap_or(0),
-            )
-        })
+        .map(|s| (s.name.clone(), s.line.map_or(0, u64::from)))
 }

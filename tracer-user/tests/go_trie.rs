@@ -7,6 +7,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Output;
 
+use lockscope_profile::profile::MapKind;
+
 use common::gobench::*;
 use common::*;
 
@@ -37,7 +39,7 @@ fn maphot(build: &str, keys: &str) -> (Output, PathBuf, Rows, Rows) {
         .output()
         .expect("run lockscope");
     assert!(out.status.success(), "{build}: {}", text(&out.stderr));
-    let ours = goroutine_rows(&load(&out_path));
+    let ours = goroutine_rows(&profile_at(&out_path));
     let go = go_block_rows(&bin, &block);
     (out, out_path, ours, go)
 }
@@ -61,7 +63,7 @@ fn hash_trie_waits_are_explained_by_node() {
     }
     for build in ["go1.27.3-internal", "go1.27.3-external-stripped"] {
         let (out, path, ours, go) = maphot(build, "100000");
-        let p = load(&path);
+        let p = profile_at(&path);
         let key = "sync.(*Map).Store in main.storeHot";
         let (n, ns) = ours.get(key).copied().unwrap_or_default();
         let (gn, gns) = go.get(key).copied().unwrap_or_default();
@@ -74,7 +76,12 @@ fn hash_trie_waits_are_explained_by_node() {
             n as f64 >= 0.9 * gn as f64 && ns as f64 >= 0.9 * gns as f64,
             "{build}: lockscope {n} waits {ns} ns, Go {gn} waits {gns} ns ({ours:?})"
         );
-        assert_eq!(p["bundled"]["kind"], "std-hash-trie", "{}", p["bundled"]);
+        assert_eq!(
+            p.bundled.as_ref().map(|b| b.kind),
+            Some(MapKind::StdHashTrie),
+            "{:?}",
+            p.bundled
+        );
         let v = verdict(&out);
         eprintln!("{build} hot keys: {v}");
         assert!(v.contains("hot keys") && v.contains("depth"), "{v}");

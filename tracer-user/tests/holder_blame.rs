@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use lockscope_profile::profile::{HolderPhase, Profile};
 use serde_json::Value;
 
 use common::*;
@@ -21,15 +22,12 @@ const PRESETS: [&str; 5] = [
 /// Timer and probe slack per waiting thread in the invariant.
 const SLACK_NS: u64 = 2_000_000;
 
-/// `lockscope record -- BIN ARGS` (with `extra` options before `--`); returns the profile.
 /// What lockscope reports the map's waits were behind (label → ns, percent of map lock wait),
-/// from its JSON report of the profile.
-fn reported_shares(profile: &Value, name: &str) -> BTreeMap<String, (u64, f64)> {
-    let path = tmp(&format!("{name}.profile.json"));
-    std::fs::write(&path, serde_json::to_vec(profile).unwrap()).unwrap();
+/// from its JSON report of the profile at `path`.
+fn reported_shares(path: &Path, name: &str) -> BTreeMap<String, (u64, f64)> {
     let out = lockscope()
         .args(["report", "--format", "json"])
-        .arg(&path)
+        .arg(path)
         .output()
         .expect("run lockscope report");
     assert!(out.status.success(), "{name}: {}", text(&out.stderr));
@@ -54,44 +52,40 @@ fn blame_never_exceeds_phase_time_times_waiters_on_any_preset() {
         return;
     }
     for preset in PRESETS {
-        let (p, _) = launch(
-            &format!("invariant-{preset}"),
+        let name = format!("invariant-{preset}");
+        launch(
+            &name,
             &workload_bin("syncmap-load"),
             &["--preset", preset, "--duration", "2"],
             &["--phase-probes", "all"],
         );
-        let waits = p["waits"].as_array().unwrap();
-        let mut blamed: BTreeMap<String, u64> = BTreeMap::new();
-        let mut waiters: BTreeMap<u64, std::collections::BTreeSet<u64>> = BTreeMap::new();
-        for r in waits {
-            let Some(behind) = r["behind"].as_array() else {
+        let p = launched(&name);
+        let mut blamed: BTreeMap<HolderPhase, u64> = BTreeMap::new();
+        let mut waiters: BTreeMap<u64, std::collections::BTreeSet<u32>> = BTreeMap::new();
+        for r in &p.waits {
+            // Only rows blamed on some phase: their lock's waiters were stamped.
+            if r.behind.is_empty() {
                 continue;
-            };
+            }
             let mut blamed_total = 0;
-            for b in behind {
-                let ns = b["ns"].as_u64().unwrap();
-                *blamed
-                    .entry(b["phase"].as_str().unwrap().into())
-                    .or_default() += ns;
-                blamed_total += ns;
+            for b in &r.behind {
+                *blamed.entry(b.phase).or_default() += b.ns;
+                blamed_total += b.ns;
             }
             assert!(
-                blamed_total <= r["total_ns"].as_u64().unwrap(),
-                "{preset}: a row blamed for more than it waited: {r}"
+                blamed_total <= r.total_ns,
+                "{preset}: a row blamed for more than it waited: {r:?}"
             );
-            waiters
-                .entry(r["uaddr"].as_u64().unwrap())
-                .or_default()
-                .insert(r["tid"].as_u64().unwrap());
+            waiters.entry(r.uaddr).or_default().insert(r.tid);
         }
         // Blame needs a lock whose waiters were stamped: at most every thread that waited on
         // any blamed lock (the map has one).
         let n = waiters.values().map(|t| t.len() as u64).max().unwrap_or(0);
-        for ph in p["bundled"]["phases"].as_array().unwrap() {
-            let name = ph["phase"].as_str().unwrap();
-            let ran = ph["total_ns"].as_u64().unwrap();
-            let got = blamed.get(name).copied().unwrap_or(0);
-            if name == "miss_locked" {
+        for ph in p.bundled.iter().flat_map(|b| &b.phases) {
+            let name = ph.phase.function();
+            let ran = ph.total_ns;
+            let got = blamed.get(&ph.phase).copied().unwrap_or(0);
+            if ph.phase == HolderPhase::Miss {
                 continue; // an instant: holds the rest of a miss's critical section
             }
             eprintln!("{preset}: {name} blamed {got} ns, ran {ran} ns, {n} waiting threads");
@@ -104,7 +98,7 @@ fn blame_never_exceeds_phase_time_times_waiters_on_any_preset() {
         // not promote at all in 2 s with every miss probed).
         if preset == "range-insert" {
             assert!(
-                blamed.get("rebuild_dirty").copied().unwrap_or(0) > 0,
+                blamed.get(&HolderPhase::Rebuild).copied().unwrap_or(0) > 0,
                 "{preset}: rebuilds blamed for nothing"
             );
         }
@@ -194,8 +188,9 @@ fn ground_truth_case(bin: &str, preset: &str, size: &[&str]) -> Compared {
     args.extend_from_slice(size);
     let log_arg = log_path.to_str().unwrap();
     args.extend_from_slice(&["--ground-truth", log_arg]);
-    let (profile, _) = launch(&name, &ground_truth_bin(bin), &args, &[]);
-    let got = reported_shares(&profile, &name);
+    launch(&name, &ground_truth_bin(bin), &args, &[]);
+    let profile: Profile = launched(&name);
+    let got = reported_shares(&launched_path(&name), &name);
     let log = read_ground_truth(&log_path);
     assert!(
         log.iter().any(|i| i.1 == "wait") && log.iter().any(|i| i.1 == "rebuild_dirty"),
@@ -207,12 +202,12 @@ fn ground_truth_case(bin: &str, preset: &str, size: &[&str]) -> Compared {
         .map(|&(label, phase)| {
             let g = got.get(label).copied().unwrap_or((0, 0.0));
             let w = want.get(phase).copied().unwrap_or((0, 0.0));
-            let traced = profile["bundled"]["phases"]
-                .as_array()
-                .unwrap()
+            let traced = profile
+                .bundled
                 .iter()
-                .find(|p| p["phase"] == phase)
-                .map_or(0, |p| p["total_ns"].as_u64().unwrap());
+                .flat_map(|b| &b.phases)
+                .find(|p| p.phase.function() == phase)
+                .map_or(0, |p| p.total_ns);
             let logged: u64 = log.iter().filter(|i| i.1 == phase).map(|i| i.3 - i.2).sum();
             let inflation = traced as f64 / logged.max(1) as f64;
             eprintln!(

@@ -4,13 +4,16 @@
 //! terminal.
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lockscope_profile::profile::{Region, StopReason};
 use serde_json::Value;
 
+use common::typed::{names as frame_list, totals};
 use common::*;
 
 #[test]
@@ -42,24 +45,22 @@ fn record_launches_a_command_traces_it_and_returns_its_status() {
         "lockscope should exit with the command's status: {}",
         text(&out.stderr)
     );
-    let p = load(&out_path);
-    assert_eq!(p["meta"]["stop"], "target-exited");
-    assert_eq!(p["meta"]["comm"], "lockdemo");
-    let tops = stack_totals(&p);
+    let p = profile_at(&out_path);
+    assert_eq!(p.meta.stop, StopReason::TargetExited);
+    assert_eq!(p.meta.comm, "lockdemo");
+    let tops = totals(&p);
     assert!(!tops.is_empty(), "no waits traced from exec");
-    let names = frame_names(&p, tops[0].0);
+    let names = frame_list(&p, tops[0].0);
     assert!(
         names.iter().any(|n| n == "lockdemo::contended_lock_site"),
         "{names:#?}"
     );
     // The one contended lock is the static SHARED_LOCK, named from lockdemo's symbols, and
     // the report's per-lock table says so.
-    let locks = p["locks"].as_array().expect("locks");
+    let locks = &p.locks;
     assert!(
-        locks.iter().any(|l| l["region"] == "static"
-            && l["symbol"]
-                .as_str()
-                .is_some_and(|s| s.contains("SHARED_LOCK"))),
+        locks.iter().any(|l| l.region == Region::Static
+            && l.symbol.as_ref().is_some_and(|s| s.contains("SHARED_LOCK"))),
         "{locks:#?}"
     );
     let report = lockscope()
@@ -98,28 +99,25 @@ fn a_launched_bundled_map_counts_from_exec() {
         .lines()
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("no workload JSON in: {stdout}"));
-    let p = load(&out_path);
-    let checks = p["bundled"]["checks"].as_array().expect("checks");
-    assert!(!checks.is_empty(), "{:#?}", p["bundled"]);
-    for c in checks {
-        let (traced, counted) = (
-            c["traced"].as_u64().unwrap(),
-            c["counted"].as_u64().unwrap(),
-        );
+    let p = profile_at(&out_path);
+    let bundled = p.bundled.as_ref().expect("the bundled map found");
+    assert!(!bundled.checks.is_empty(), "{bundled:#?}");
+    for c in &bundled.checks {
+        let (traced, counted) = (c.traced, c.counted);
         let off = (traced as f64 - counted as f64).abs() / (counted.max(1) as f64);
         assert!(
             off <= 0.02,
-            "{c}: traced vs counted {:.2}% apart",
+            "{c:?}: traced vs counted {:.2}% apart",
             off * 100.0
         );
     }
     // From exec, the window is the whole life: the counters equal the workload's totals.
-    let counters = &p["bundled"]["counters"];
     for key in ["promotions", "rebuilds", "entries_copied"] {
+        let ours = bundled.counters.as_ref().and_then(|c| c.get(key).copied());
+        let theirs = truth["counters_since_start"][key].as_u64();
         assert_eq!(
-            counters[key], truth["counters_since_start"][key],
-            "{key}: lockscope read {} , workload printed {}",
-            counters[key], truth["counters_since_start"][key]
+            ours, theirs,
+            "{key}: lockscope read {ours:?}, workload printed {theirs:?}"
         );
     }
 }
@@ -137,11 +135,12 @@ fn follow_forks_traces_the_children_a_script_starts() {
         workload_bin("syncmap-load").display()
     );
     let sites = |extra: &[&str]| {
-        let (p, _) = launch("follow", Path::new("sh"), &["-c", &script], extra);
-        let names: Vec<String> = stack_totals(&p)
+        launch("follow", Path::new("sh"), &["-c", &script], extra);
+        let p = launched("follow");
+        let names: Vec<String> = totals(&p)
             .into_iter()
             .filter(|&(_, n, _)| n > 0)
-            .flat_map(|(s, _, _)| frame_names(&p, s))
+            .flat_map(|(s, _, _)| frame_list(&p, s))
             .collect();
         (names, p)
     };
@@ -157,12 +156,7 @@ fn follow_forks_traces_the_children_a_script_starts() {
         "{names:?}"
     );
     // Threads of both programs, under their own names.
-    let threads: Vec<&str> = p["threads"]
-        .as_object()
-        .unwrap()
-        .values()
-        .filter_map(Value::as_str)
-        .collect();
+    let threads: Vec<&str> = p.threads.values().map(String::as_str).collect();
     assert!(threads.contains(&"lockdemo"), "{threads:?}");
     assert!(
         threads.iter().any(|t| t.starts_with("syncmap")),
@@ -229,9 +223,38 @@ fn top_in_a_terminal_shows_the_hot_frame_and_restores_it() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start script");
-    std::thread::sleep(Duration::from_secs(3));
+    // The screen as it comes, so each key is pressed once its effect can be seen.
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut tty = term.stdout.take().unwrap();
+    let reader = {
+        let screen = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            while let Ok(n @ 1..) = tty.read(&mut b) {
+                screen.lock().unwrap().extend_from_slice(&b[..n]);
+            }
+        })
+    };
+    // Shown at `from` or later in the screen: waits at most 20 s; the length seen.
+    let wait_screen = |needle: &str, from: usize| -> usize {
+        let t0 = Instant::now();
+        loop {
+            let now = screen.lock().unwrap().clone();
+            let after = &now[from.min(now.len())..];
+            if after.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                return now.len();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "top never showed {needle:?}: {}",
+                text(&now)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let seen = wait_screen("lockdemo::contended_lock_site", 0);
     term.stdin.as_mut().unwrap().write_all(b"b").unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    wait_screen("tion (b)", seen);
     term.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
     let started = Instant::now();
     while term.try_wait().unwrap().is_none() {
@@ -241,8 +264,9 @@ fn top_in_a_terminal_shows_the_hot_frame_and_restores_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    reader.join().unwrap();
     let out = term.wait_with_output().unwrap();
-    let screen = text(&out.stdout);
+    let screen = text(&screen.lock().unwrap());
     assert!(
         out.status.success(),
         "top failed: {screen}{}",
@@ -259,12 +283,5 @@ fn top_in_a_terminal_shows_the_hot_frame_and_restores_it() {
         "the b key did not switch the grouping"
     );
     // Entered and left the alternate screen; raw mode is restored by the same call.
-    assert!(
-        screen.contains("\x1b[?1049h"),
-        "never entered the alternate screen"
-    );
-    assert!(
-        screen.contains("\x1b[?1049l"),
-        "did not restore the terminal"
-    );
+    assert_alt_screen_left(&screen);
 }

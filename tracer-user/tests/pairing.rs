@@ -6,15 +6,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use lockscope_profile::profile::{Counters, Profile};
 
+use common::typed::names as frame_list;
 use common::*;
-
-fn counter(p: &Value, name: &str) -> u64 {
-    p["counters"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {name}: {}", p["counters"]))
-}
 
 fn futex_loop() -> std::path::PathBuf {
     build_c("futex_loop", "futex_loop", &["-O2", "-g"])
@@ -26,40 +21,41 @@ fn wakes_that_wake_nobody_and_eagain_waits_take_no_stack() {
         return;
     }
     let bin = futex_loop();
-    for (mode, counted) in [("wake", "empty_wakes"), ("eagain", "eagain")] {
+    let empty_wakes: fn(&Counters) -> u64 = |c| c.empty_wakes;
+    let eagain: fn(&Counters) -> u64 = |c| c.eagain;
+    for (mode, counted) in [("wake", empty_wakes), ("eagain", eagain)] {
         // Only the syscall hooks see calls that did not sleep.
-        let (p, _) = launch(
-            &format!("cost-{mode}"),
-            &bin,
-            &[mode, "100000"],
-            &["--hooks", "syscalls"],
-        );
+        let name = format!("cost-{mode}");
+        launch(&name, &bin, &[mode, "100000"], &["--hooks", "syscalls"]);
+        let p = launched(&name);
         // Every call was seen and counted as what it was...
-        assert!(counter(&p, "calls") >= 100_000, "{mode}: {}", p["counters"]);
-        assert!(counter(&p, counted) >= 100_000, "{mode}: {}", p["counters"]);
+        assert!(p.counters.calls >= 100_000, "{mode}: {:?}", p.counters);
+        assert!(counted(&p.counters) >= 100_000, "{mode}: {:?}", p.counters);
         // ...and none of them took a stack, made a row, or was handed to a waker.
-        let stacks = p["stacks"].as_array().expect("stacks");
-        assert!(stacks.is_empty(), "{mode}: {} stacks taken", stacks.len());
-        assert_eq!(p["waits"].as_array().map(Vec::len), Some(0), "{mode}");
-        assert_eq!(p["wakes"].as_array().map(Vec::len), Some(0), "{mode}");
-        assert_eq!(counter(&p, "handed_off"), 0, "{mode}");
+        assert!(
+            p.stacks.is_empty(),
+            "{mode}: {} stacks taken",
+            p.stacks.len()
+        );
+        assert_eq!(p.waits.len(), 0, "{mode}");
+        assert_eq!(p.wakes.len(), 0, "{mode}");
+        assert_eq!(p.counters.handed_off, 0, "{mode}");
     }
 }
 
-/// The sum of `field` over the profile's `rows` (`waits` or `wakes`).
-fn sum_of(p: &Value, rows: &str, field: &str) -> u64 {
-    p[rows]
-        .as_array()
-        .unwrap_or_else(|| panic!("no {rows}"))
-        .iter()
-        .map(|r| r[field].as_u64().unwrap_or(0))
-        .sum()
+/// Waits counted in all of the profile's wait rows.
+fn waits_counted(p: &Profile) -> u64 {
+    p.waits.iter().map(|r| r.count).sum()
 }
 
-/// Function names of stack `i` in the profile.
-fn names(p: &Value, i: &Value) -> BTreeSet<String> {
-    i.as_u64()
-        .map(|i| frame_names(p, i as usize).into_iter().collect())
+/// Threads woken by all of the profile's wake rows.
+fn woken(p: &Profile) -> u64 {
+    p.wakes.iter().map(|r| r.woken).sum()
+}
+
+/// Function names of stack `i` in the profile (none when the stack was lost).
+fn names(p: &Profile, i: Option<usize>) -> BTreeSet<String> {
+    i.map(|i| frame_list(p, i).into_iter().collect())
         .unwrap_or_default()
 }
 
@@ -71,24 +67,24 @@ fn every_wait_that_slept_is_paired_with_the_wake_that_ended_it() {
     let bin = futex_loop();
     // Two threads hand one word back and forth: main waits for `partner`'s wake and
     // `partner` for main's, so each wait's waker is the other thread's function.
-    let (p, _) = launch(
+    launch(
         "cost-block",
         &bin,
         &["block", "20000"],
         &["--unwind", "dwarf"],
     );
-    let waits = p["waits"].as_array().expect("waits");
+    let p = launched("cost-block");
     let (mut total, mut right) = (0, 0);
-    for w in waits {
-        let n = w["count"].as_u64().unwrap_or(0);
-        let waiter = names(&p, &w["stack"]);
+    for w in &p.waits {
+        let n = w.count;
+        let waiter = names(&p, w.stack);
         // main's pthread_join at the end: the kernel wakes it when the thread exits, no
         // syscall does.
         if waiter.iter().any(|f| f.contains("join")) {
             continue;
         }
         total += n;
-        let waker = names(&p, &w["waker_stack"]);
+        let waker = names(&p, w.waker_stack);
         let (me, other) = if waiter.contains("partner") {
             ("partner", "main")
         } else {
@@ -103,25 +99,27 @@ fn every_wait_that_slept_is_paired_with_the_wake_that_ended_it() {
     }
     assert!(
         total >= 10_000,
-        "only {total} waits slept: {}",
-        p["counters"]
+        "only {total} waits slept: {:?}",
+        p.counters
     );
-    let unknown = counter(&p, "waker_unknown");
+    let unknown = p.counters.waker_unknown;
     // The last wake of the run can be the only one no waiter pairs with.
     assert!(
         right + unknown + 2 >= total,
         "{right} of {total} waits paired with the other thread's wake ({unknown} unknown); \
-         counters {}",
-        p["counters"]
+         counters {:?}",
+        p.counters
     );
     // Every wake that woke someone has a row; those that woke nobody are only counted.
-    let woken = sum_of(&p, "wakes", "woken");
+    let woken = woken(&p);
     // On the scheduler hooks (the default where trampolines do not load) a wake can still
     // race the waiter's sleep unseen (a `futex_waitv` waiter, or a wake past the map's
     // room): under 0.1% of waits (24,080 woken of 24,085 in one CI run before early wakes
     // were kept); the syscall path counts every one.
-    let raced = if p["meta"]["hooks"]
-        .as_str()
+    let raced = if p
+        .meta
+        .hooks
+        .as_deref()
         .is_some_and(|h| h.contains("sched_switch"))
     {
         total / 1000
@@ -131,7 +129,7 @@ fn every_wait_that_slept_is_paired_with_the_wake_that_ended_it() {
     assert!(woken + raced >= total, "{woken} woken, {total} waits");
     eprintln!(
         "{total} waits, {right} paired right, {} handed off to their waker, {unknown} unknown",
-        counter(&p, "handed_off")
+        p.counters.handed_off
     );
 }
 
@@ -144,33 +142,34 @@ fn in_a_lock_storm_every_wait_has_its_waker_on_the_scheduler_hooks() {
     // switching out (off its run queue, before `sched_switch`), so the wake finds no wait
     // yet. Those were left with no waker (55-60% of this storm's waits before the scheduler
     // hooks kept such wakes for the switch-out).
-    let (p, _) = launch(
+    launch(
         "storm-wakers",
         &workload_bin("lockdemo"),
         &["contended", "--threads", "6", "--seconds", "2"],
         &["--hooks", "sched"],
     );
-    let total = sum_of(&p, "waits", "count");
-    let woken = sum_of(&p, "wakes", "woken");
-    let unknown = counter(&p, "waker_unknown");
+    let p = launched("storm-wakers");
+    let total = waits_counted(&p);
+    let woken = woken(&p);
+    let unknown = p.counters.waker_unknown;
     eprintln!("{total} waits, {woken} woken by a seen wake, {unknown} with no waker");
-    assert!(total >= 1_000, "not a storm: {}", p["counters"]);
+    assert!(total >= 1_000, "not a storm: {:?}", p.counters);
     // Quiet, 2-5 of ~50,000 (0.01%); with other builds loading the machine, 3 of 1,088.
     assert!(
         unknown * 100 <= total,
-        "{unknown} of {total} waits have no waker; counters {}",
-        p["counters"]
+        "{unknown} of {total} waits have no waker; counters {:?}",
+        p.counters
     );
     // Each wait with a waker counted one wake row's wake. A wake (or an unseen one) of the
     // last moments counts before its wait has a row: the wait ends when its thread runs
     // again, and the recording can stop first; seven threads (six workers and main's join)
     // can each be there. A few wakes in 100,000 still count beyond the waits begun (CI:
     // 101,967 + 143 against 102,102 recorded and 102,108 begun): not pinned down yet.
-    let begun = counter(&p, "wait_calls");
+    let begun = p.counters.wait_calls;
     assert!(
         (total..=begun + 7).contains(&(woken + unknown)),
-        "{woken} woken + {unknown} unknown against {total} waits; counters {}",
-        p["counters"]
+        "{woken} woken + {unknown} unknown against {total} waits; counters {:?}",
+        p.counters
     );
 }
 
@@ -206,17 +205,12 @@ fn the_kernel_hooks_are_chosen_by_probing_and_named_in_the_header() {
     assert!(trampolines ^ fallback, "{line}");
     // Either way the events arrive: the round trips were traced (every call on trampolines,
     // the waits that slept on the scheduler hooks).
-    let p = load(&path);
-    let slept: u64 = p["waits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["count"].as_u64().unwrap())
-        .sum();
+    let p = profile_at(&path);
+    let slept = waits_counted(&p);
     assert!(
-        counter(&p, "calls") >= 4000 || (fallback && slept >= 500),
-        "{}",
-        p["counters"]
+        p.counters.calls >= 4000 || (fallback && slept >= 500),
+        "{:?}",
+        p.counters
     );
 }
 
@@ -241,14 +235,14 @@ fn kernel_diagnostics_appear_only_when_rust_log_asks() {
         };
         let out = cmd.output().expect("run lockscope");
         assert!(out.status.success(), "{}", text(&out.stderr));
-        (text(&out.stderr), load(&path))
+        (text(&out.stderr), profile_at(&path))
     };
     // An op that neither waits nor wakes is counted, and its exit is not taken for a call
     // from before attach.
     let (quiet, p) = run(None);
     assert!(!quiet.contains("not traced"), "{quiet}");
-    assert!(counter(&p, "calls") >= 5, "{}", p["counters"]);
-    assert_eq!(counter(&p, "in_flight_at_start"), 0, "{}", p["counters"]);
+    assert!(p.counters.calls >= 5, "{:?}", p.counters);
+    assert_eq!(p.counters.in_flight_at_start, 0, "{:?}", p.counters);
     // With RUST_LOG, the kernel programs say why through aya-log, once per call.
     let (said, _) = run(Some("lockscope=debug"));
     let lines = said

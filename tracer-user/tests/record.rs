@@ -9,8 +9,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::typed::{names, totals};
 use common::*;
-use lockscope_profile::profile::Losses;
+use lockscope_profile::profile::{Losses, StopReason};
 
 #[test]
 fn contended_mutex_top_stack_names_the_lock_site() {
@@ -21,34 +22,36 @@ fn contended_mutex_top_stack_names_the_lock_site() {
     let out_path = tmp("contended.json");
     let out = record(&w.pid(), "2s", &out_path);
     assert!(out.status.success(), "record failed: {}", text(&out.stderr));
-    let p = load(&out_path);
-    let tops = stack_totals(&p);
+    let p = profile_at(&out_path);
+    let tops = totals(&p);
     let (top, count, total) = tops[0];
     assert!(count > 0 && total > 0, "no waits recorded: {tops:?}");
-    let names = frame_names(&p, top);
+    let top_names = names(&p, top);
     assert!(
-        names.iter().any(|n| n == "lockdemo::contended_lock_site"),
-        "top stack does not name the lock site: {names:#?}"
+        top_names
+            .iter()
+            .any(|n| n == "lockdemo::contended_lock_site"),
+        "top stack does not name the lock site: {top_names:#?}"
     );
     // The caller of glibc's frameless syscall() is recovered, and the walk reaches the thread.
     assert!(
-        names.iter().any(|n| n.contains("lock_contended")),
-        "{names:#?}"
+        top_names.iter().any(|n| n.contains("lock_contended")),
+        "{top_names:#?}"
     );
-    assert!(names.iter().any(|n| n == "start_thread"), "{names:#?}");
-    let typed = profile_at(&out_path);
-    assert_eq!(typed.losses, Losses::default(), "lost events");
+    assert!(
+        top_names.iter().any(|n| n == "start_thread"),
+        "{top_names:#?}"
+    );
+    assert_eq!(p.losses, Losses::default(), "lost events");
     // In flight at start is bounded by the threads that could be blocked at attach.
-    assert!(typed.counters.in_flight_at_start <= 9);
+    assert!(p.counters.in_flight_at_start <= 9);
     // Waiters are paired with the stack that woke them, which unlocks at the same site.
-    let paired = p["waits"]
-        .as_array()
-        .unwrap()
+    let paired = p
+        .waits
         .iter()
-        .filter_map(|r| r["waker_stack"].as_u64())
-        .next()
+        .find_map(|r| r.waker_stack)
         .expect("some waits paired with their waker");
-    let waker = frame_names(&p, paired as usize);
+    let waker = names(&p, paired);
     // std's wake() and futex_wake() leave by tail call, so unlock is the innermost named frame.
     assert!(
         waker.iter().any(|n| n.contains("Mutex>::unlock")),
@@ -78,19 +81,19 @@ fn uncontended_program_has_no_contention_rows() {
     let out_path = tmp("uncontended.json");
     let out = record(&w.pid(), "1500ms", &out_path);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let p = load(&out_path);
+    let p = profile_at(&out_path);
     assert!(
-        stack_totals(&p).iter().all(|&(_, c, _)| c == 0),
+        totals(&p).iter().all(|&(_, c, _)| c == 0),
         "{:?}",
-        stack_totals(&p)
+        totals(&p)
     );
     assert!(text(&out.stdout).contains("no lock contention"));
     // The right process was watched: its worker threads were seen by name.
-    let threads = p["threads"].as_object().unwrap();
+    let threads = &p.threads;
     assert!(threads.values().any(|n| n == "worker-0"), "{threads:?}");
     // Attaching is fast (the issue asks for well under a second; this bound only catches a
     // hang, the benchmark measures it).
-    assert!(p["meta"]["attach_ns"].as_u64().unwrap() < 5_000_000_000);
+    assert!(p.meta.attach_ns < 5_000_000_000);
 }
 
 #[test]
@@ -112,15 +115,15 @@ fn target_exiting_mid_recording_still_saves_the_profile() {
         "{}",
         text(&out.stderr)
     );
-    let p = load(&out_path);
-    assert_eq!(p["meta"]["stop"], "target-exited");
-    let tops = stack_totals(&p);
+    let p = profile_at(&out_path);
+    assert_eq!(p.meta.stop, StopReason::TargetExited);
+    let tops = totals(&p);
     assert!(
         tops.first().is_some_and(|t| t.1 > 0),
         "nothing recorded: {tops:?}"
     );
     // Symbolized after the process was gone, from the saved maps and the files.
-    assert!(frame_names(&p, tops[0].0)
+    assert!(names(&p, tops[0].0)
         .iter()
         .any(|n| n == "lockdemo::contended_lock_site"));
 }
@@ -136,12 +139,13 @@ fn ctrl_c_stops_early_and_saves() {
         &w.pid(),
         &out_path,
         libc::SIGINT,
-        Duration::from_millis(1500),
+        // Half a second traced, then Ctrl-C: the length of the recording, not an attach guess.
+        SignalAt::Tracing(Duration::from_millis(500)),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let p = load(&out_path);
-    assert_eq!(p["meta"]["stop"], "interrupted");
-    assert!(stack_totals(&p)[0].1 > 0);
+    let p = profile_at(&out_path);
+    assert_eq!(p.meta.stop, StopReason::Interrupted);
+    assert!(totals(&p)[0].1 > 0);
 }
 
 /// A Ctrl-C while lockscope is still attaching (100 ms in) ends the recording as soon as it
@@ -157,10 +161,11 @@ fn ctrl_c_while_attaching_still_saves() {
         &w.pid(),
         &out_path,
         libc::SIGINT,
-        Duration::from_millis(100),
+        // Kept fixed on purpose: the signal must land while lockscope is still attaching.
+        SignalAt::Spawned(Duration::from_millis(100)),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(load(&out_path)["meta"]["stop"], "interrupted");
+    assert_eq!(profile_at(&out_path).meta.stop, StopReason::Interrupted);
 }
 
 #[test]
@@ -229,7 +234,7 @@ fn bad_targets_and_arguments_fail_with_one_line() {
 
     // A zombie: a child that exited and was not reaped yet.
     let mut z = Command::new("true").spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_zombie(z.id());
     assert_one_line_error(
         &run(&["record", "--pid", &z.id().to_string(), "-o", o]),
         "is a zombie",

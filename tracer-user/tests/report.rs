@@ -42,93 +42,31 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Compares `report FIXTURE ARGS` with the library's golden file NAME.
-fn golden(name: &str, fixture: &str, args: &[&str]) {
+#[path = "../../lockscope-profile/tests/support/golden_cases.rs"]
+mod golden_cases;
+use golden_cases::{cases, compare, CONTENDED, MAP};
+
+/// Compares `report FIXTURE FLAGS` with the library's golden file NAME.
+fn golden(name: &str, fixture: &str, flags: &[&str]) {
     let fixture = data(fixture);
     let mut all = vec!["report", fixture.to_str().unwrap()];
-    all.extend_from_slice(args);
+    all.extend_from_slice(flags);
     let out = run(&all);
     assert!(out.status.success(), "{name}: {}", text(&out.stderr));
-    let got = text(&out.stdout);
-    let path = library_tests("golden").join(name);
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; create it with LOCKSCOPE_BLESS=1 cargo test -p lockscope-profile --test golden",
-            path.display()
-        )
-    });
-    if got != want {
-        let first = got
-            .lines()
-            .zip(want.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or(got.lines().count().min(want.lines().count()));
-        panic!(
-            "{name} differs from {} at line {}:\n  got:  {:?}\n  want: {:?}\n(the library's golden test renders the same view: run it first)",
-            path.display(),
-            first + 1,
-            got.lines().nth(first).unwrap_or("<end>"),
-            want.lines().nth(first).unwrap_or("<end>"),
-        );
+    compare(
+        name,
+        &library_tests("golden").join(name),
+        &text(&out.stdout),
+        "the library's golden test renders the same view: run it first",
+    );
+}
+
+/// Every golden case, through `lockscope report` and the case's flags.
+#[test]
+fn golden_files_through_report() {
+    for c in cases() {
+        golden(c.name, c.fixture, c.flags);
     }
-}
-
-const CONTENDED: &str = "lockdemo-contended.json";
-const MAP: &str = "syncmap-range-insert.json";
-
-#[test]
-fn golden_table() {
-    golden("table.txt", CONTENDED, &[]);
-    golden("table-map.txt", MAP, &["--top", "3"]);
-}
-
-#[test]
-fn golden_table_views() {
-    golden(
-        "table-by-lock-hist.txt",
-        CONTENDED,
-        &["--by", "lock", "--hist"],
-    );
-    golden(
-        "table-by-function-count.txt",
-        MAP,
-        &["--by", "function", "--sort", "count"],
-    );
-    golden(
-        "table-by-thread.txt",
-        CONTENDED,
-        &["--by", "thread", "--top", "4"],
-    );
-    golden(
-        "table-by-category-full.txt",
-        MAP,
-        &["--by", "category", "--full-stacks", "--min-wait", "1ms"],
-    );
-}
-
-#[test]
-fn golden_csv() {
-    golden("report.csv", MAP, &["--format", "csv"]);
-}
-
-#[test]
-fn golden_json() {
-    golden("report.json", MAP, &["--format", "json", "--top", "3"]);
-    golden(
-        "report-by-lock.json",
-        CONTENDED,
-        &["--format", "json", "--by", "lock"],
-    );
-}
-
-#[test]
-fn golden_folded() {
-    golden("report.folded", CONTENDED, &["--format", "folded"]);
-    golden(
-        "report-by-thread-count.folded",
-        CONTENDED,
-        &["--format", "folded", "--by", "thread", "--weight", "count"],
-    );
 }
 
 /// The hottest stack's innermost frame in lockscope's own JSON report.

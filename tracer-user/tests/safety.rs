@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use common::typed::{names, totals};
 use common::*;
+use lockscope_profile::profile::StopReason;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -150,12 +152,8 @@ fn target_names_are_escaped_for_the_terminal() {
         text(&out.stdout)
     );
     // The profile keeps the exact bytes, JSON-escaped.
-    let p = load(&out_path);
-    assert!(p["threads"]
-        .as_object()
-        .unwrap()
-        .values()
-        .any(|n| n.as_str().is_some_and(|s| s.starts_with('\u{1b}'))));
+    let p = profile_at(&out_path);
+    assert!(p.threads.values().any(|s| s.starts_with('\u{1b}')));
 }
 
 /// SIGHUP (a closed terminal) saves the recording like Ctrl-C.
@@ -167,11 +165,17 @@ fn sighup_saves_the_recording() {
     let w = Workload::start(&["contended", "--threads", "4", "--seconds", "30"]);
     let out_path = tmp("sighup.json");
     let _ = std::fs::remove_file(&out_path);
-    let out = record_until_signal(&w.pid(), &out_path, libc::SIGHUP, Duration::from_secs(3));
+    // Half a second traced, then the hangup: the length of the recording.
+    let out = record_until_signal(
+        &w.pid(),
+        &out_path,
+        libc::SIGHUP,
+        SignalAt::Tracing(Duration::from_millis(500)),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let p = load(&out_path);
-    assert_eq!(p["meta"]["stop"], "interrupted");
-    assert!(!stack_totals(&p).is_empty());
+    let p = profile_at(&out_path);
+    assert_eq!(p.meta.stop, StopReason::Interrupted);
+    assert!(!totals(&p).is_empty());
 }
 
 /// A process whose main thread called pthread_exit lives on in its threads: it is traced.
@@ -185,21 +189,20 @@ fn a_process_whose_main_thread_exited_is_traced() {
         .args(["leader-exits", "4"])
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Ready once the main thread has exited: the leader stays a zombie while its threads run.
+    let leader = PathBuf::from(format!("/proc/{0}/task/{0}/stat", w.id()));
+    poll_until("the leader to exit", Duration::from_secs(10), || {
+        task_state(&leader) == Some('Z')
+    });
     let out_path = tmp("leader.json");
     let out = record(&w.id().to_string(), "1500ms", &out_path);
     let _ = w.wait();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let p = load(&out_path);
-    let tops = stack_totals(&p);
+    let p = profile_at(&out_path);
+    let tops = totals(&p);
     assert!(!tops.is_empty(), "nothing recorded");
-    assert!(
-        frame_names(&p, tops[0].0)
-            .iter()
-            .any(|n| n == "odd_lock_site"),
-        "{:?}",
-        frame_names(&p, tops[0].0)
-    );
+    let top = names(&p, tops[0].0);
+    assert!(top.iter().any(|n| n == "odd_lock_site"), "{top:?}");
 }
 
 /// With only the capabilities `setcap` grants, a user may trace what it could ptrace, and
@@ -270,19 +273,18 @@ fn exec_during_a_recording_is_followed() {
         "{}",
         text(&out.stderr)
     );
-    let p = load(&out_path);
-    assert_eq!(p["meta"]["comm"], "syncmap-load");
+    let p = profile_at(&out_path);
+    assert_eq!(p.meta.comm, "syncmap-load");
     let canonical = bin.canonicalize().unwrap();
-    assert_eq!(p["meta"]["exe"].as_str(), canonical.to_str());
-    let b = &p["bundled"];
-    assert!(b.is_object(), "no bundled section after the exec");
-    for c in b["checks"].as_array().unwrap() {
-        let (traced, counted) = (
-            c["traced"].as_u64().unwrap(),
-            c["counted"].as_u64().unwrap(),
-        );
-        assert!(counted > 0, "{c}");
-        assert!(traced.abs_diff(counted) <= counted / 50 + 2, "{c}");
+    assert_eq!(p.meta.exe.as_deref(), canonical.to_str());
+    let b = p
+        .bundled
+        .as_ref()
+        .expect("no bundled section after the exec");
+    for c in &b.checks {
+        let (traced, counted) = (c.traced, c.counted);
+        assert!(counted > 0, "{c:?}");
+        assert!(traced.abs_diff(counted) <= counted / 50 + 2, "{c:?}");
     }
 }
 

@@ -6,7 +6,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+use common::typed::hottest_names;
 use common::*;
+use lockscope_profile::profile::Unwinder;
 
 /// Builds workloads/c/pthread_contend.c with `flags` (and strips it when asked).
 fn build_pc(name: &str, flags: &[&str], strip: Strip) -> PathBuf {
@@ -43,17 +45,14 @@ fn frames_in_the_program_and_none_in_glibc_keep_the_lock_site() {
         return;
     }
     let bin = build_pc("pthread_fp", &["-O2", "-fno-omit-frame-pointer"], Strip::No);
-    let (p, out) = launch("c-fp-auto", &bin, &["4", "1"], &["--by", "function"]);
-    assert_eq!(
-        p["meta"]["unwind"], "fp+cfi",
-        "{}",
-        p["meta"]["unwind_note"]
-    );
-    let note = p["meta"]["unwind_note"].as_str().unwrap();
+    let (_, out) = launch("c-fp-auto", &bin, &["4", "1"], &["--by", "function"]);
+    let p = launched("c-fp-auto");
+    assert_eq!(p.meta.unwind, Unwinder::FpCfi, "{:?}", p.meta.unwind_note);
+    let note = p.meta.unwind_note.as_deref().unwrap();
     assert!(note.contains("pthread_mutex_lock"), "{note}");
     assert!(out.contains("unwind fp+cfi (auto:"), "{out}");
     assert_eq!(first_function(&out), "contended_site", "{out}");
-    let names = top_names(&p);
+    let names = hottest_names(&p);
     for want in [
         "___pthread_mutex_lock",
         "contended_site",
@@ -85,12 +84,13 @@ fn stripped_programs_without_frame_pointers_get_dwarf() {
         &["-O2", "-fomit-frame-pointer"],
         Strip::Yes,
     );
-    let (p, out) = launch("c-stripped", &bin, &["4", "1"], &[]);
-    assert_eq!(p["meta"]["unwind"], "dwarf");
-    let note = p["meta"]["unwind_note"].as_str().unwrap();
+    let (_, out) = launch("c-stripped", &bin, &["4", "1"], &[]);
+    let p = launched("c-stripped");
+    assert_eq!(p.meta.unwind, Unwinder::Dwarf);
+    let note = p.meta.unwind_note.as_deref().unwrap();
     assert!(note.contains(".eh_frame"), "{note}");
     assert!(out.contains("is stripped and not nine in ten"), "{out}");
-    let names = top_names(&p);
+    let names = hottest_names(&p);
     assert!(names.iter().any(|n| n == "start_thread"), "{names:#?}");
 }
 
@@ -106,9 +106,10 @@ fn stripped_rust_without_frame_pointers_gets_dwarf() {
     let s = Command::new("strip").arg("-s").arg(&bin).output().unwrap();
     assert!(s.status.success(), "strip: {}", text(&s.stderr));
     let args = ["contended", "--threads", "4", "--seconds", "1"];
-    let (p, _) = launch("rust-stripped", &bin, &args, &[]);
-    assert_eq!(p["meta"]["unwind"], "dwarf", "{}", p["meta"]["unwind_note"]);
-    let names = top_names(&p);
+    launch("rust-stripped", &bin, &args, &[]);
+    let p = launched("rust-stripped");
+    assert_eq!(p.meta.unwind, Unwinder::Dwarf, "{:?}", p.meta.unwind_note);
+    let names = hottest_names(&p);
     assert!(names.iter().any(|n| n == "start_thread"), "{names:#?}");
 }
 
@@ -120,21 +121,22 @@ fn every_frame_is_code_of_the_target() {
         return;
     }
     let bin = build_pc("pthread_nofp", &["-O2", "-fomit-frame-pointer"], Strip::No);
-    let (p, out) = launch("c-nofp-fp", &bin, &["4", "1"], &["--unwind", "fp"]);
+    let (_, out) = launch("c-nofp-fp", &bin, &["4", "1"], &["--unwind", "fp"]);
+    let p = launched("c-nofp-fp");
     // Whether the walk reads garbage (cut) or stops by itself depends on what the frameless
     // code left in rbp; either way no frame outside the target's code is shown, and a cut is
     // always reported (the cut itself is unit-tested on synthetic garbage).
-    let cut = p["losses"]["stacks_cut"].as_u64().unwrap();
+    let cut = p.losses.stacks_cut;
     assert_eq!(
         cut > 0,
         out.contains("stacks cut at an impossible frame"),
         "{out}"
     );
-    for s in p["stacks"].as_array().unwrap() {
-        for f in s["frames"].as_array().unwrap() {
+    for s in &p.stacks {
+        for f in &s.frames {
             assert!(
-                f["module"].is_u64(),
-                "a frame outside every module: {f} in {s}"
+                f.module.is_some(),
+                "a frame outside every module: {f:?} in {s:?}"
             );
         }
     }
@@ -152,18 +154,14 @@ fn short_lived_programs_keep_their_library_frames() {
         &["-O2", "-fno-omit-frame-pointer"],
         Strip::No,
     );
-    let (p, out) = launch("c-short", &bin, &["4", "0.3"], &["--unwind", "fp"]);
-    let modules: Vec<&str> = p["modules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["path"].as_str())
-        .collect();
+    let (_, out) = launch("c-short", &bin, &["4", "0.3"], &["--unwind", "fp"]);
+    let p = launched("c-short");
+    let modules: Vec<&str> = p.modules.iter().map(|m| m.path.as_str()).collect();
     assert!(
         modules.iter().any(|m| m.contains("libc.so")),
         "{modules:?}\n{out}"
     );
-    let names = top_names(&p);
+    let names = hottest_names(&p);
     assert!(
         names.iter().any(|n| n.contains("pthread_mutex_lock")),
         "{names:#?}"

@@ -7,6 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use lockscope_profile::profile::{HolderPhase, MapKind, Profile};
 use serde_json::Value;
 
 use common::*;
@@ -66,15 +67,14 @@ fn go_categories(block: &Path) -> BTreeMap<String, f64> {
     shares(acc)
 }
 
-fn traced_rebuilds(p: &Value) -> (u64, u64, u64) {
-    let row = p["bundled"]["phases"]
-        .as_array()
-        .unwrap()
+fn traced_rebuilds(p: &Profile) -> (u64, u64, u64) {
+    let row = p
+        .bundled
         .iter()
-        .find(|r| r["phase"] == "rebuild_dirty")
+        .flat_map(|b| &b.phases)
+        .find(|r| r.phase == HolderPhase::Rebuild)
         .expect("a rebuild row");
-    let n = |k: &str| row[k].as_u64().unwrap();
-    (n("calls"), n("returns"), n("items"))
+    (row.calls, row.returns, row.items)
 }
 
 fn std_preset(preset: &str) {
@@ -95,17 +95,18 @@ fn std_preset(preset: &str) {
         "--block-profile",
         block.to_str().unwrap(),
     ];
-    let (p, stdout) = launch(&name, &go_bin("syncmap-load-go"), &args, &[]);
+    let (_, stdout) = launch(&name, &go_bin("syncmap-load-go"), &args, &[]);
+    let p = launched(&name);
     let truth: Value = stdout
         .lines()
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| panic!("{preset}: no workload JSON in {stdout}"));
-    let b = &p["bundled"];
-    assert_eq!(b["kind"], "std-read-dirty", "{preset}: {b}");
-    assert!(b["go_version"].as_str().unwrap().starts_with("go1.19"));
+    let b = p.bundled.as_ref().expect("sync.Map found");
+    assert_eq!(b.kind, MapKind::StdReadDirty, "{preset}: {b:?}");
+    assert!(b.go_version.as_deref().unwrap().starts_with("go1.19"));
     // No counters exist in sync.Map: nothing counted, nothing checked.
-    assert_eq!(b["counters"], Value::Null, "{preset}");
-    assert_eq!(b["checks"].as_array().map(Vec::len), Some(0), "{preset}");
+    assert_eq!(b.counters, None, "{preset}");
+    assert_eq!(b.checks.len(), 0, "{preset}");
     // Every dirtyLocked call is a rebuild; the workload counts them from the dirty pointer.
     let (calls, returns, items) = traced_rebuilds(&p);
     let counted = truth["counters_since_start"]["rebuilds"].as_u64().unwrap();
@@ -203,7 +204,7 @@ fn plain_sync_map_cache_verdict_names_the_dirty_rebuild() {
         "{verdict}"
     );
     assert!(!verdict.contains("fast path"), "{verdict}");
-    let p = load(&out_path);
+    let p = profile_at(&out_path);
     let (calls, returns, items) = traced_rebuilds(&p);
     // One rebuild can still be running when the recording stops (CI: 62 calls, 61 returns).
     assert!(

@@ -6,8 +6,10 @@ mod common;
 
 use std::process::Command;
 
+use lockscope_profile::profile::FutexOp;
 use serde_json::Value;
 
+use common::typed::names;
 use common::*;
 
 /// The program's own line: `{"acquires":N,"wait_ns":W,"tasks":64}`.
@@ -24,21 +26,20 @@ fn tokio_mutex_waits_are_rows_at_update_session() {
     if !can_trace() {
         return;
     }
-    let (p, stdout) = launch("tokiolock", &workload_bin("tokiolock"), &["3"], &[]);
+    let (_, stdout) = launch("tokiolock", &workload_bin("tokiolock"), &["3"], &[]);
+    let p = launched("tokiolock");
     let own = measured(&stdout)["wait_ns"].as_u64().unwrap();
     let (mut at_site, mut all, mut count) = (0u64, 0u64, 0u64);
-    for r in p["waits"].as_array().unwrap() {
-        if r["op"] != "tokio acquire" {
+    for r in &p.waits {
+        if r.op != FutexOp::TokioAcquire {
             continue;
         }
-        let ns = r["total_ns"].as_u64().unwrap();
+        let ns = r.total_ns;
         all += ns;
-        count += r["count"].as_u64().unwrap();
-        let site = r["stack"].as_u64().is_some_and(|s| {
-            frame_names(&p, s as usize)
-                .iter()
-                .any(|f| f.contains("update_session"))
-        });
+        count += r.count;
+        let site = r
+            .stack
+            .is_some_and(|s| names(&p, s).iter().any(|f| f.contains("update_session")));
         if site {
             at_site += ns;
         }
@@ -48,9 +49,10 @@ fn tokio_mutex_waits_are_rows_at_update_session() {
     );
     assert!(own > 0, "the program measured no wait: {stdout}");
     assert_eq!(
-        p["tokio"]["probes"], 2,
-        "tokio probes in the profile: {}",
-        p["tokio"]
+        p.tokio.as_ref().map(|t| t.probes),
+        Some(2),
+        "tokio probes in the profile: {:?}",
+        p.tokio
     );
     assert!(
         stdout.contains("are the `tokio acquire` rows"),
@@ -96,12 +98,16 @@ fn stripped_tokio_build_says_async_waits_cannot_be_probed() {
         .unwrap_or_else(|| panic!("no 'async waits cannot be probed' line in: {err}"));
     assert!(line.contains("tokio 1."), "no tokio version in: {line}");
     assert!(line.contains("stripped"), "no reason in: {line}");
-    let p = load(&profile);
-    let unprobed = p["tokio"]["unprobed"].as_str().unwrap_or_default();
+    let p = profile_at(&profile);
+    let unprobed = p
+        .tokio
+        .as_ref()
+        .and_then(|t| t.unprobed.as_deref())
+        .unwrap_or_default();
     assert!(
         unprobed.contains("stripped"),
-        "profile's tokio: {}",
-        p["tokio"]
+        "profile's tokio: {:?}",
+        p.tokio
     );
     let report = lockscope()
         .arg("report")
@@ -115,11 +121,7 @@ fn stripped_tokio_build_says_async_waits_cannot_be_probed() {
         text(&report.stdout)
     );
     assert!(
-        p["waits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["op"] != "tokio acquire"),
+        p.waits.iter().all(|r| r.op != FutexOp::TokioAcquire),
         "tokio acquire rows from a stripped build"
     );
 }

@@ -198,12 +198,5 @@ fn top_exits_on_sigterm_and_restores_the_terminal() {
     let screen = t.screen();
     let status = status.expect("top still running 2 s after SIGTERM");
     assert!(status.success(), "{status}: {screen}");
-    assert!(
-        screen.contains("\x1b[?1049h"),
-        "never entered the alternate screen"
-    );
-    assert!(
-        screen.contains("\x1b[?1049l"),
-        "did not restore the terminal"
-    );
+    assert_alt_screen_left(&screen);
 }

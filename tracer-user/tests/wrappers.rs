@@ -11,13 +11,6 @@ use serde_json::Value;
 
 use common::*;
 
-/// A file `launch` wrote into the test's temp dir (`tmp` would remove it).
-fn saved(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir()
-        .join(format!("lockscope-it-{}", std::process::id()))
-        .join(name)
-}
-
 /// Builds `workloads/c/wrapped_mutex.cpp` with g++ and `flags`.
 fn build_cpp(out: &str, flags: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../workloads/c/wrapped_mutex.cpp");
@@ -159,8 +152,8 @@ fn dashmap_and_parking_lot_waits_are_at_their_callers() {
         return;
     }
     let bin = workload_bin("dashlog");
-    let (_, _) = launch("dashlog", &bin, &["3"], &[]);
-    let path = saved("dashlog.json");
+    launch("dashlog", &bin, &["3"], &[]);
+    let path = launched_path("dashlog");
     let rows = report(&path, "function", &[]);
     let table: Vec<(String, u64)> = rows.iter().map(|r| (key(r).into(), wait_ns(r))).collect();
     eprintln!("dashlog --by function: {table:?}");

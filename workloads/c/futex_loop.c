@@ -2,7 +2,10 @@
  * futex_loop: one kind of system call in a tight loop, timed, to measure what a tracer adds
  * per call.
  *
- *   futex_loop MODE CALLS [--start-delay S] [--linger S]
+ *   futex_loop MODE CALLS [--start-delay S] [--start-on-stdin] [--linger S]
+ *
+ * --start-on-stdin: begin once a line (or EOF) is read on stdin, so a test can start the loop
+ * when its tracers are attached instead of after a guessed delay.
  *
  * MODE:
  *   wake     FUTEX_WAKE on a private word nobody waits on (wakes nobody)
@@ -88,19 +91,27 @@ static void *timed_waiter(void *arg) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: futex_loop wake|eagain|block|waitv|restart|getppid|ignored CALLS [--start-delay S] [--linger S]\n");
+        fprintf(stderr, "usage: futex_loop wake|eagain|block|waitv|restart|getppid|ignored CALLS [--start-delay S] [--start-on-stdin] [--linger S]\n");
         return 2;
     }
     const char *mode = argv[1];
     calls = atol(argv[2]);
     double start_delay = 0, linger = 0;
-    for (int i = 3; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--start-delay"))
-            start_delay = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--linger"))
-            linger = atof(argv[i + 1]);
+    int start_on_stdin = 0;
+    for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--start-on-stdin"))
+            start_on_stdin = 1;
+        else if (!strcmp(argv[i], "--start-delay") && i + 1 < argc)
+            start_delay = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--linger") && i + 1 < argc)
+            linger = atof(argv[++i]);
     }
     sleep_s(start_delay);
+    if (start_on_stdin) {
+        char c;
+        while (read(0, &c, 1) == 1 && c != '\n')
+            ;
+    }
     pthread_t t;
     use_waitv = !strcmp(mode, "waitv");
     int block = !strcmp(mode, "block") || use_waitv;

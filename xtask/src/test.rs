@@ -64,6 +64,11 @@ pub fn run() -> Result<()> {
         "cargo",
         &["+nightly", "miri", "test", "-p", "syncmap", "--lib"],
     )?;
+    step("the library's golden files, rendered through its own API (no kernel, no root)");
+    cmd(
+        "cargo",
+        &["test", "-p", "lockscope-profile", "--test", "golden"],
+    )?;
     step("report formats: golden files, `go tool pprof` on the pprof output, SVG as XML, errors");
     cmd_env(
         "cargo",

@@ -54,6 +54,13 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// `renamed_copy` under `PREFIX` + this run's pid: (the name, the copy).
+pub fn named_copy(bin: &str, prefix: &str) -> (String, PathBuf) {
+    let name = format!("{prefix}{}", std::process::id() % 100_000);
+    let copy = renamed_copy(bin, &name);
+    (name, copy)
+}
+
 /// A copy of a workload under a name no other test uses, so the agent's `--comm` matches
 /// only the processes this test starts.
 pub fn renamed_copy(bin: &str, name: &str) -> PathBuf {
@@ -62,19 +69,22 @@ pub fn renamed_copy(bin: &str, name: &str) -> PathBuf {
     to
 }
 
-/// The sum of a metric's samples whose labels include every one of `labels`.
+/// The sum of a metric's samples whose labels include every one of `labels`. Summed in
+/// sorted order, so the same samples give the same sum whatever order the series come in
+/// (a float sum depends on its order).
 pub fn metric(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
-    let mut found = None;
+    let mut found = Vec::new();
     for line in body.lines() {
         let Some(rest) = line.strip_prefix(name).filter(|r| r.starts_with('{')) else {
             continue;
         };
         let (set, value) = rest.rsplit_once(' ')?;
         if labels.iter().all(|l| set.contains(l)) {
-            *found.get_or_insert(0.0) += value.parse::<f64>().ok()?;
+            found.push(value.parse::<f64>().ok()?);
         }
     }
-    found
+    found.sort_by(f64::total_cmp);
+    (!found.is_empty()).then(|| found.iter().sum())
 }
 
 pub fn pids_traced(port: u16) -> Vec<u64> {

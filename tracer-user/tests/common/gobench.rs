@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{frame_names, load, lockscope, text, tmp};
+use lockscope_profile::profile::{FutexOp, Profile};
+
+use super::typed::names;
+use super::{lockscope, profile_at, text, tmp};
 
 /// A goroutine wait's stack as both sides can name it: the `sync` lock methods (without the
 /// slow-path helpers Go's profile skips) and the first frame outside `sync` and the runtime.
@@ -114,7 +117,7 @@ pub fn sync_bench(
     bench: &str,
     flags: &[&str],
     benchtime: &str,
-) -> (Rows, Rows, serde_json::Value) {
+) -> (Rows, Rows, Profile) {
     let out_path = tmp("sync-bench.json");
     let block = tmp("sync-bench.block");
     let out = lockscope()
@@ -137,28 +140,25 @@ pub fn sync_bench(
         stdout.lines().any(|l| l == "PASS") && stdout.contains(bench.trim_matches(['^', '$'])),
         "{bench}: the traced program did not pass: {stdout}"
     );
-    let p = load(&out_path);
+    let p = profile_at(&out_path);
     let ours = goroutine_rows(&p);
     assert!(!ours.is_empty(), "{bench}: no goroutine waits traced");
     (ours, go_block_rows(bin, &block), p)
 }
 
 /// A profile's goroutine waits (the `go semacquire` rows) per lock stack key.
-pub fn goroutine_rows(p: &serde_json::Value) -> Rows {
+pub fn goroutine_rows(p: &Profile) -> Rows {
     let mut ours: Rows = BTreeMap::new();
-    for r in p["waits"].as_array().unwrap() {
-        if r["op"] != "go semacquire" || r["count"] == 0 {
+    for r in &p.waits {
+        if r.op != FutexOp::GoSemacquire || r.count == 0 {
             continue;
         }
-        let names = r["stack"]
-            .as_u64()
-            .map(|s| frame_names(p, s as usize))
-            .unwrap_or_default();
+        let frames = r.stack.map(|s| names(p, s)).unwrap_or_default();
         let e = ours
-            .entry(lock_key(names.iter().map(String::as_str)))
+            .entry(lock_key(frames.iter().map(String::as_str)))
             .or_default();
-        e.0 += r["count"].as_u64().unwrap();
-        e.1 += r["total_ns"].as_u64().unwrap();
+        e.0 += r.count;
+        e.1 += r.total_ns;
     }
     ours
 }

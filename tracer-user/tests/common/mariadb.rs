@@ -2,8 +2,9 @@
 //! socket in that dir, the synch instruments of performance_schema on; sysbench against it.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use testbed::mariadb::Instruments;
 
 use super::{text, Workload, REQUIRE_ROOT};
 
@@ -51,93 +52,31 @@ pub fn have_tools() -> bool {
 
 /// One statement through the client on the socket; its tab-separated output.
 pub fn sql(sock: &Path, query: &str) -> String {
-    let out = Command::new("mariadb")
-        .arg("--no-defaults")
-        .arg(format!("--socket={}", sock.display()))
-        .args(["-uroot", "-N", "-B", "-e", query])
+    let out = testbed::mariadb::client(sock)
+        .args(["-N", "-B", "-e", query])
         .output()
         .expect("run the mariadb client");
     assert!(out.status.success(), "{query}: {}", text(&out.stderr));
     text(&out.stdout)
 }
 
-/// A fresh datadir and a mariadbd on it with the synch instruments on, ready for queries.
+/// A fresh datadir and a mariadbd on it with the synch instruments on, ready for queries
+/// (started by the `testbed` crate, as the benchmarks start theirs).
 pub fn start_server() -> Server {
     let dir =
         Scratch(std::env::temp_dir().join(format!("lockscope-it-mariadb-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
     std::fs::create_dir_all(&dir.0).unwrap();
-    let data = dir.0.join("data");
-    let install = Command::new("mariadb-install-db")
-        .args([
-            "--no-defaults",
-            "--user=root",
-            "--auth-root-authentication-method=normal",
-        ])
-        .arg(format!("--datadir={}", data.display()))
-        .output()
-        .expect("run mariadb-install-db");
-    assert!(
-        install.status.success(),
-        "mariadb-install-db: {}",
-        text(&install.stderr)
-    );
-    let sock = dir.0.join("s.sock");
-    let child = Command::new(MARIADBD)
-        .args([
-            "--no-defaults",
-            "--user=root",
-            "--skip-grant-tables",
-            "--port=3307",
-        ])
-        .args(["--skip-networking", "--innodb-buffer-pool-size=256M"])
-        .args([
-            "--performance-schema=ON",
-            "--performance-schema-instrument=wait/synch/%=ON",
-        ])
-        .arg("--performance-schema-consumer-events-waits-current=ON")
-        .arg(format!("--datadir={}", data.display()))
-        .arg(format!("--socket={}", sock.display()))
-        .arg(format!("--pid-file={}", dir.0.join("m.pid").display()))
-        .arg(format!("--log-error={}", dir.0.join("err.log").display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mariadbd");
-    let mut server = Server {
-        proc: Workload(child),
-        sock,
+    let server = testbed::mariadb::start(&dir.0, Instruments::Synch, Duration::from_secs(30))
+        .unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(dir.0.join("err.log")).unwrap_or_default();
+            panic!("{e}\n{log}")
+        });
+    Server {
+        proc: Workload(server.child),
+        sock: server.sock,
         dir,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let up = Command::new("mariadb")
-            .arg("--no-defaults")
-            .arg(format!("--socket={}", server.sock.display()))
-            .args(["-uroot", "-e", "SELECT 1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if up {
-            return server;
-        }
-        let exited = server.proc.0.try_wait().unwrap();
-        if exited.is_some() || Instant::now() > deadline {
-            let log = std::fs::read_to_string(server.dir.0.join("err.log")).unwrap_or_default();
-            panic!("mariadbd did not come up ({exited:?}):\n{log}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-pub fn sysbench(sock: &Path, rest: &[&str]) -> Command {
-    let mut c = Command::new("sysbench");
-    c.args(["oltp_read_write", "--db-driver=mysql", "--mysql-user=root"])
-        .arg(format!("--mysql-socket={}", sock.display()))
-        .args(["--tables=4", "--table-size=10000"])
-        .args(rest);
-    c
 }
 
 /// `wait/synch/%` rows of the global summary: instrument → (waits, wait time in ns).

@@ -4,6 +4,8 @@
 pub mod agent;
 pub mod gobench;
 pub mod mariadb;
+pub mod recording;
+pub mod typed;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -174,9 +176,14 @@ pub fn profile_at(path: &Path) -> Profile {
     lockscope_profile::profile::load(path).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
+/// Where [`launch`] wrote the profile of `name` (kept there, unlike [`tmp`]).
+pub fn launched_path(name: &str) -> PathBuf {
+    tmp_dir().join(format!("{name}.json"))
+}
+
 /// The profile [`launch`] wrote for `name`, typed.
 pub fn launched(name: &str) -> Profile {
-    profile_at(&tmp_dir().join(format!("{name}.json")))
+    profile_at(&launched_path(name))
 }
 
 /// Total wait ns of each stack index, from the profile's rows.
@@ -215,6 +222,19 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
     assert!(err.contains(needle), "want '{needle}' in: {err}");
 }
 
+/// What a terminal UI wrote: it entered the alternate screen and left it (raw mode is
+/// restored by the same call).
+pub fn assert_alt_screen_left(screen: &str) {
+    assert!(
+        screen.contains("\x1b[?1049h"),
+        "never entered the alternate screen"
+    );
+    assert!(
+        screen.contains("\x1b[?1049l"),
+        "did not restore the terminal"
+    );
+}
+
 /// The workloads built without frame pointers (`cargo xtask test` builds them with an empty
 /// RUSTFLAGS into target/nofp).
 pub fn nofp_bin(name: &str) -> PathBuf {
@@ -229,7 +249,8 @@ pub fn nofp_bin(name: &str) -> PathBuf {
     bin
 }
 
-/// `lockscope record -- BIN ARGS` with `extra` options; returns (profile, stdout).
+/// `lockscope record -- BIN ARGS` with `extra` options; returns (profile as JSON, stdout).
+/// [`launched`] reads the same profile through the library's types.
 pub fn launch(name: &str, bin: &Path, args: &[&str], extra: &[&str]) -> (Value, String) {
     launch_with(lockscope(), name, bin, args, extra)
 }
@@ -290,20 +311,67 @@ pub fn build_c(src: &str, out: &str, flags: &[&str]) -> PathBuf {
     bin
 }
 
-/// `lockscope record --pid PID --duration 60s -o OUT`, sent `signal` after `after`: the run's
+/// The state letter of a task (`/proc/PID/stat`, or `/proc/PID/task/TID/stat`); None once gone.
+pub fn task_state(stat: &Path) -> Option<char> {
+    let s = std::fs::read_to_string(stat).ok()?;
+    s[s.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+/// Polls `ready` every 5 ms until it holds, for at most `limit`: a ready handshake.
+pub fn poll_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ready() {
+        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Blocks until `pid` has exited and is not reaped yet (state Z), at most 10 s.
+pub fn wait_zombie(pid: u32) {
+    let stat = PathBuf::from(format!("/proc/{pid}/stat"));
+    poll_until(&format!("{pid} to exit"), Duration::from_secs(10), || {
+        task_state(&stat) == Some('Z')
+    });
+}
+
+/// The threads of `pid` inside futex(2) now (`/proc/PID/task/TID/syscall` says 202).
+pub fn threads_in_futex(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("syscall"))
+                .is_ok_and(|s| s.split_whitespace().next() == Some("202"))
+        })
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// When [`record_until_signal`] sends its signal.
+pub enum SignalAt {
+    /// This long after lockscope was started, whether or not it is attached yet.
+    Spawned(Duration),
+    /// This long after lockscope said its probes are attached: a recording of that length.
+    Tracing(Duration),
+}
+
+/// `lockscope record --pid PID --duration 60s -o OUT`, sent `signal` at `at`: the run's
 /// output once it saved and exited.
-pub fn record_until_signal(pid: &str, out: &Path, signal: i32, after: Duration) -> Output {
-    let child = lockscope()
-        .args(["record", "--quiet", "--pid", pid, "--duration", "60s", "-o"])
-        .arg(out)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(after);
-    // SAFETY: sending a signal to our own child.
-    unsafe { libc::kill(child.id() as i32, signal) };
-    child.wait_with_output().unwrap()
+pub fn record_until_signal(pid: &str, out: &Path, signal: i32, at: SignalAt) -> Output {
+    let mut cmd = lockscope();
+    cmd.args(["record", "--quiet", "--pid", pid, "--duration", "60s", "-o"])
+        .arg(out);
+    let mut rec = recording::Recording::spawn(cmd);
+    match at {
+        SignalAt::Spawned(after) => std::thread::sleep(after),
+        SignalAt::Tracing(after) => {
+            rec.wait_tracing();
+            std::thread::sleep(after);
+        }
+    }
+    rec.signal(signal);
+    rec.finish()
 }
 
 /// A binary of the Go side (`go/cmd/NAME`), built by `cargo xtask test` into target/go.

@@ -3,7 +3,8 @@
 //! checked against).
 //!
 //! syncmap-load --preset NAME [--threads N] [--keys N] [--duration SECS]
-//!              [--start-delay SECS] [--linger SECS] [--map syncmap|rwlock-hashmap|mutex-hashmap|dashmap]
+//!              [--start-delay SECS] [--say-filled] [--linger SECS]
+//!              [--map syncmap|rwlock-hashmap|mutex-hashmap|dashmap]
 //!              [--ground-truth FILE]
 //!
 //! `--map` drives another map with the same preset, for the throughput benchmark
@@ -14,7 +15,9 @@
 //!
 //! `--start-delay` waits after filling the map and before working, and `--linger` stays alive
 //! (idle) after printing the JSON: a tracer attached in the delay and still attached in the
-//! linger sees exactly the interval the JSON counts.
+//! linger sees exactly the interval the JSON counts. `--say-filled` prints
+//! `syncmap-load: filled` on stderr once the map is filled, as the delay begins (a test's
+//! handshake: attach now).
 //!
 //! | preset          | what it does                                   | provokes              |
 //! |-----------------|------------------------------------------------|-----------------------|
@@ -78,11 +81,19 @@ struct Args {
     keys: u64,
     duration: Duration,
     start_delay: Duration,
+    filled: Filled,
     linger: Duration,
     map: String,
     /// Read only in a `ground-truth` build.
     #[cfg_attr(not(feature = "ground-truth"), allow(dead_code))]
     ground_truth: Option<String>,
+}
+
+/// Whether the end of the fill is announced (`--say-filled`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Filled {
+    Quiet,
+    Say,
 }
 
 fn secs(v: &str, what: &str) -> Result<Duration, String> {
@@ -101,6 +112,7 @@ fn parse() -> Result<Args, String> {
     let (mut start_delay, mut linger) = (Duration::ZERO, Duration::ZERO);
     let mut map = "syncmap".to_string();
     let mut ground_truth = None;
+    let mut filled = Filled::Quiet;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = |what: &str| it.next().ok_or(format!("{what} needs a value"));
@@ -134,6 +146,7 @@ fn parse() -> Result<Args, String> {
             "--duration" => duration = secs(&val("--duration")?, "--duration")?,
             "--start-delay" => start_delay = secs(&val("--start-delay")?, "--start-delay")?,
             "--linger" => linger = secs(&val("--linger")?, "--linger")?,
+            "--say-filled" => filled = Filled::Say,
             "--map" => {
                 map = val("--map")?;
                 if !maps::NAMES.contains(&map.as_str()) {
@@ -159,6 +172,7 @@ fn parse() -> Result<Args, String> {
         keys: keys.unwrap_or(preset.default_keys()),
         duration,
         start_delay,
+        filled,
         linger,
         map,
         ground_truth,
@@ -314,6 +328,9 @@ fn run<M: BenchMap>(args: &Args) {
         shared.insert_new();
     }
     black_box(shared.map.range_sum());
+    if args.filled == Filled::Say {
+        eprintln!("syncmap-load: filled");
+    }
     std::thread::sleep(args.start_delay);
     let before = stats::snapshot();
     eprintln!(

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use testbed::mariadb::Instruments;
 
 use super::tracers::{start_tracer, start_tracer_on, wait_rusage, Scope, Tracer};
 use super::{finish, read_lockscope, Sample, Target, START_DELAY_S};
@@ -261,44 +262,13 @@ impl Drop for Mariadb {
 impl Mariadb {
     pub(crate) fn start(tmp: &Path) -> Result<Program> {
         let dir = Scratch::new(tmp, "mariadb")?;
-        let data = dir.0.join("data");
-        quiet(
-            Command::new("mariadb-install-db")
-                .args([
-                    "--no-defaults",
-                    "--user=root",
-                    "--auth-root-authentication-method=normal",
-                ])
-                .arg(format!("--datadir={}", data.display())),
-        )
-        .context("mariadb-install-db (apt-get install mariadb-server mariadb-client)")?;
-        let sock = dir.0.join("s.sock");
-        let server = Command::new("mariadbd")
-            .args(["--no-defaults", "--user=root", "--skip-grant-tables"])
-            .args(["--skip-networking", "--innodb-buffer-pool-size=256M"])
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--socket={}", sock.display()))
-            .arg(format!("--pid-file={}", dir.0.join("m.pid").display()))
-            .arg(format!("--log-error={}", dir.0.join("err.log").display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting mariadbd")?;
-        let mut m = Mariadb {
-            server,
-            sock,
+        let server = testbed::mariadb::start(&dir.0, Instruments::Off, Duration::from_secs(60))
+            .map_err(|e| anyhow!("{e} (apt-get install mariadb-server mariadb-client)"))?;
+        let m = Mariadb {
+            server: server.child,
+            sock: server.sock,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while m.sql("SELECT 1").is_err() {
-            if m.server.try_wait()?.is_some() || Instant::now() > deadline {
-                bail!(
-                    "mariadbd did not come up: see its log in {}",
-                    m._dir.0.display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
         m.sql("CREATE DATABASE sbtest")?;
         quiet(&mut m.sysbench(&["prepare"]))
             .context("sysbench prepare (apt-get install sysbench)")?;
@@ -306,21 +276,11 @@ impl Mariadb {
     }
 
     fn sql(&self, query: &str) -> Result<()> {
-        quiet(
-            Command::new("mariadb")
-                .arg("--no-defaults")
-                .arg(format!("--socket={}", self.sock.display()))
-                .args(["-uroot", "-e", query]),
-        )
+        quiet(testbed::mariadb::client(&self.sock).args(["-e", query]))
     }
 
     fn sysbench(&self, rest: &[&str]) -> Command {
-        let mut c = Command::new("sysbench");
-        c.args(["oltp_read_write", "--db-driver=mysql", "--mysql-user=root"])
-            .arg(format!("--mysql-socket={}", self.sock.display()))
-            .args(["--tables=4", "--table-size=10000"])
-            .args(rest);
-        c
+        testbed::mariadb::sysbench(&self.sock, rest)
     }
 
     /// sysbench against the running server, the tracer attached to it first: TPS.
