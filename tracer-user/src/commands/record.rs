@@ -48,6 +48,9 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             (target, Some(l))
         }
     };
+    // From here until the kernel hooks are live (a launched command was forked above: it keeps
+    // its priority).
+    let boost = sys::AttachPriority::raise();
     let output_path = opts
         .output
         .clone()
@@ -67,7 +70,6 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     // Threads already asleep in a futex wait make no call the probes could see: find them
     // now (a deadlock from before attach); once the probes are live, those still in the same
     // call get a wait dated then, and the others nothing (see `collect::seed_blocked`).
-    let boost = sys::AttachPriority::raise();
     let mut asleep = match opts.launch {
         Launch::Pid(_) => collect::scan_blocked(target.tgid, crate::sys::monotonic_ns()),
         Launch::Command(_) => Vec::new(),
