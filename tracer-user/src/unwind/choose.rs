@@ -10,7 +10,9 @@
 //! - `dwarf`: the program keeps no frame pointers: a 16 KiB copy unwound with CFI.
 use std::path::{Path, PathBuf};
 
-use tracer_common::SNAPSHOT_SMALL_BYTES;
+use tracer_common::{
+    TargetFlags, SNAPSHOT_SMALL_BYTES, TARGET_FP, TARGET_SNAP_FULL, TARGET_SNAP_SMALL,
+};
 
 use super::prologue::{export_opens_frame, imports, prologues, StartsFrom};
 use crate::sys::Target;
@@ -45,11 +47,31 @@ impl From<UnwindMode> for crate::profile::Unwinder {
 }
 
 impl UnwindMode {
+    /// The `TARGETS` flags (set mode) that ask the kernel for this mode's stack copies.
+    pub fn target_flags(self) -> TargetFlags {
+        match self {
+            UnwindMode::FramePointers => TARGET_FP,
+            UnwindMode::FpCfi => TARGET_SNAP_SMALL,
+            UnwindMode::Dwarf => TARGET_SNAP_FULL,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             UnwindMode::FramePointers => "fp",
             UnwindMode::FpCfi => "fp+cfi",
             UnwindMode::Dwarf => "dwarf",
+        }
+    }
+}
+
+impl Unwind {
+    /// The stack-copy size to load the kernel programs with when processes may each choose
+    /// their mode (set mode): 0 only when no process can want copies.
+    pub fn load_bytes(self) -> u32 {
+        match self {
+            Unwind::FramePointers => 0,
+            Unwind::Dwarf(bytes) | Unwind::Auto(bytes) => bytes,
         }
     }
 }

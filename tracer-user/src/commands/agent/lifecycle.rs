@@ -15,10 +15,12 @@ use super::identity::{live_exe, Change, Ident};
 use super::rows::forget_rows;
 use super::targets::{Retry, State, Traced};
 use crate::attach::Tracer;
+use crate::collect::SnapshotDrain;
 use crate::commands::session::{self, Probes};
 use crate::profile::term_safe;
 use crate::symbolize::{SharedNames, StackSymbolizer};
 use crate::sys::{self, MapHistory};
+use crate::unwind::{self, Unwind, UnwindMode};
 
 /// The first retry of failed probes, doubled after each failure up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -72,11 +74,19 @@ impl State {
                 }
                 continue;
             }
-            match attach_target(tracer, pid, probes, &self.names) {
+            let began = Instant::now();
+            match attach_target(tracer, pid, probes, &self.names, self.drain.as_ref()) {
                 Ok(t) => {
                     eprintln!(
-                        "lockscope agent: tracing pid {pid} ({})",
-                        term_safe(&t.target.comm)
+                        "lockscope agent: tracing pid {pid} ({}), unwind {}{}, attached in {} ms",
+                        term_safe(&t.target.comm),
+                        t.plan.mode.name(),
+                        t.plan
+                            .why
+                            .as_deref()
+                            .map(|w| format!(" ({})", term_safe(w)))
+                            .unwrap_or_default(),
+                        began.elapsed().as_millis()
                     );
                     // A probe that failed because the process exited meanwhile lost nothing.
                     if let Some(r) = t.retry.as_ref().filter(|_| Ident::of(pid).is_some()) {
@@ -140,6 +150,9 @@ impl State {
             why.name()
         );
         tracer.remove_target(pid)?;
+        if let Some(d) = &self.drain {
+            d.remove(pid);
+        }
         tracer.detach_uprobes(t.uprobes)?;
         let tids: BTreeSet<u32> = t.threads.keys().copied().collect();
         self.owner.retain(|_, p| *p != pid);
@@ -261,6 +274,7 @@ fn attach_target(
     pid: u32,
     probes: &Probes,
     names: &SharedNames,
+    drain: Option<&SnapshotDrain>,
 ) -> Result<Traced> {
     let ident = Ident::of(pid).context("the process is gone")?;
     let mut target = sys::target(pid)?;
@@ -269,7 +283,22 @@ fn attach_target(
     // A deleted or replaced executable is read as the file the process runs.
     target.exe = target.exe.as_deref().map(|e| live_exe(target.tgid, e));
     let map = session::recognise(&mut target, probes);
-    tracer.add_target(target.tgid)?;
+    // Its unwinding, as `record` would choose it for this executable. Without a snapshot
+    // reader (`--unwind fp`) that is the frame walk.
+    let plan = match drain {
+        Some(_) => unwind::choose(probes.unwind, &target),
+        None => unwind::choose(Unwind::FramePointers, &target),
+    };
+    // The reader knows the process (its modules loaded) before the kernel sends its copies.
+    if let (Some(d), UnwindMode::FpCfi | UnwindMode::Dwarf) = (drain, plan.mode) {
+        d.add(pid, SnapshotDrain::load(pid, plan.mode));
+    }
+    if let Err(e) = tracer.add_target(target.tgid, plan.mode.target_flags()) {
+        if let Some(d) = drain {
+            d.remove(pid);
+        }
+        return Err(e);
+    }
     let mut maps = MapHistory::default();
     maps.refresh(pid);
     let mut sym = StackSymbolizer::new(MapHistory::default());
@@ -293,6 +322,8 @@ fn attach_target(
         exported_behind: Default::default(),
         wakes: Default::default(),
         window: [None, None],
+        plan,
+        snaps: Default::default(),
         sites: Vec::new(),
         ident,
         retry: None,
