@@ -115,7 +115,8 @@ impl PreparedDrain {
                 snapshots.expect(pid, tid, start, frames);
             }
         }
-        let stacks = own_stack_map(tracer).context("a second handle on the STACKS map")?;
+        snapshots.stacks =
+            Some(own_stack_map(tracer).context("a second handle on the STACKS map")?);
         let shared = Arc::new(Mutex::new(snapshots));
         let stop = Arc::new(AtomicBool::new(false));
         let exec = Arc::new(AtomicBool::new(false));
@@ -127,7 +128,7 @@ impl PreparedDrain {
                     exec: exec.clone(),
                 };
                 let shared = shared.clone();
-                move || run(&shared, &flags, primary, &stacks)
+                move || run(&shared, &flags, primary)
             })
             .context("starting the snapshot thread")?;
         Ok(SnapshotDrain {
@@ -168,6 +169,15 @@ impl SnapshotDrain {
             .get(&pid)
             .cloned()
             .unwrap_or_default()
+    }
+
+    /// Unwinds every snapshot in the ring now, on the caller's thread, for at most `limit`.
+    /// The kernel sends a wait's snapshot before it adds the wait to its row: after rows read
+    /// from the kernel, this makes the snapshot rows cover at least the same waits (a reader
+    /// behind would leave the newest waits under their frame-walk stacks for that read).
+    pub fn catch_up(&self, limit: Duration) {
+        let t0 = Instant::now();
+        while lock(&self.shared).drain(BATCH) == Drained::More && t0.elapsed() < limit {}
     }
 
     /// Snapshots of processes the reader was not told of (counted, not unwound).
@@ -219,7 +229,7 @@ struct Flags {
     exec: Arc<AtomicBool>,
 }
 
-fn run(shared: &Mutex<Snapshots>, flags: &Flags, primary: Option<u32>, stacks: &StackMap) {
+fn run(shared: &Mutex<Snapshots>, flags: &Flags, primary: Option<u32>) {
     let fd = lock(shared).ring.as_fd().as_raw_fd();
     let mut maps_at = Instant::now();
     loop {
@@ -232,7 +242,7 @@ fn run(shared: &Mutex<Snapshots>, flags: &Flags, primary: Option<u32>, stacks: &
         }
         // Read before draining: once set, the programs are gone and this drain is the last.
         let last = flags.stop.load(Ordering::Acquire);
-        let drained = lock(shared).drain(Some(stacks), BATCH);
+        let drained = lock(shared).drain(BATCH);
         if drained == Drained::More {
             continue;
         }

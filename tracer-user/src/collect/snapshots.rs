@@ -88,6 +88,9 @@ impl ProcUnwind {
 /// one-entry case of many (the agent, followed forks).
 pub struct Snapshots {
     pub(super) ring: RingBuf<MapData>,
+    /// The kernel's frame-pointer walks, to join where a copy ran out (a handle of the
+    /// reader's own).
+    pub(super) stacks: Option<StackMap>,
     pub(super) procs: HashMap<u32, ProcUnwind>,
     /// Rows by process (tgid).
     pub rows: HashMap<u32, SnapshotRows>,
@@ -143,6 +146,7 @@ impl Snapshots {
         )?;
         Ok(Snapshots {
             ring,
+            stacks: None,
             procs: HashMap::new(),
             rows: HashMap::new(),
             unknown,
@@ -155,8 +159,8 @@ impl Snapshots {
 
     /// Unwinds and aggregates up to `limit` snapshots waiting in the ring buffer, and says
     /// whether it emptied it. A walk that ran out of copied stack is joined to the kernel's
-    /// frame-pointer walk of the same wait (read from `stacks`).
-    pub fn drain(&mut self, stacks: Option<&StackMap>, limit: usize) -> Drained {
+    /// frame-pointer walk of the same wait (read from `STACKS`).
+    pub fn drain(&mut self, limit: usize) -> Drained {
         const HDR: usize = std::mem::size_of::<SnapshotHeader>();
         for _ in 0..limit {
             let Some(item) = self.ring.next() else {
@@ -203,7 +207,8 @@ impl Snapshots {
                 self.kernel.clear();
             }
             let kernel = self.kernel.entry(id).or_insert_with(|| {
-                stacks
+                self.stacks
+                    .as_ref()
                     .and_then(|m| m.get(&id, 0).ok())
                     .map(|s| s.frames[..(s.len as usize).min(s.frames.len())].to_vec())
                     .unwrap_or_default()

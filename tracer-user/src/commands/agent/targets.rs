@@ -24,6 +24,9 @@ use crate::unwind::{UnwindMode, UnwindPlan};
 /// How long a hand-off waits for its waker's exit before the agent takes it with no waker.
 const LEFTOVER_AGE: Duration = Duration::from_secs(2);
 
+/// The longest a read waits for the snapshot reader to unwind what the ring holds.
+const CATCH_UP: Duration = Duration::from_millis(500);
+
 /// How long the threads of a dropped target are remembered.
 const RETIRED_FOR: Duration = Duration::from_secs(5);
 
@@ -166,6 +169,8 @@ impl State {
         // does not report.
         let raw = collect::read_rows(tracer, Leftovers::Skip)?;
         if let Some(d) = &self.drain {
+            // The snapshots of every wait in those rows, unwound before they are split.
+            d.catch_up(CATCH_UP);
             self.losses.snapshot_unattributed = d.unattributed();
         }
         self.counters = raw.counters;
