@@ -13,7 +13,7 @@ use tracer_common::{map, StackFrames};
 
 use super::identity::{live_exe, Change, Ident};
 use super::rows::forget_rows;
-use super::targets::{Retry, State, Traced};
+use super::targets::{Copies, Retry, State, Traced};
 use crate::attach::Tracer;
 use crate::collect::SnapshotDrain;
 use crate::commands::session::{self, Probes};
@@ -75,7 +75,11 @@ impl State {
                 continue;
             }
             let began = Instant::now();
-            match attach_target(tracer, pid, probes, &self.names, self.drain.as_ref()) {
+            let reader = Reader {
+                copies: self.copies,
+                drain: &mut self.drain,
+            };
+            match attach_target(tracer, pid, probes, &self.names, reader) {
                 Ok(t) => {
                     eprintln!(
                         "lockscope agent: tracing pid {pid} ({}), unwind {}{}, attached in {} ms",
@@ -267,6 +271,12 @@ fn place(tracer: &mut Tracer, t: &mut Traced, probes: &Probes) -> Result<()> {
     }
 }
 
+/// The snapshot reader as [`attach_target`] may start it.
+struct Reader<'a> {
+    copies: Copies,
+    drain: &'a mut Option<SnapshotDrain>,
+}
+
 /// Finds what `pid` runs and adds it to the kernel's set (its futex waits are traced from
 /// here on), then places its uprobes; failed probes are left to [`State::retry_probes`].
 fn attach_target(
@@ -274,7 +284,7 @@ fn attach_target(
     pid: u32,
     probes: &Probes,
     names: &SharedNames,
-    drain: Option<&SnapshotDrain>,
+    reader: Reader,
 ) -> Result<Traced> {
     let ident = Ident::of(pid).context("the process is gone")?;
     let mut target = sys::target(pid)?;
@@ -283,12 +293,23 @@ fn attach_target(
     // A deleted or replaced executable is read as the file the process runs.
     target.exe = target.exe.as_deref().map(|e| live_exe(target.tgid, e));
     let map = session::recognise(&mut target, probes);
-    // Its unwinding, as `record` would choose it for this executable. Without a snapshot
-    // reader (`--unwind fp`) that is the frame walk.
-    let plan = match drain {
-        Some(_) => unwind::choose(probes.unwind, &target),
-        None => unwind::choose(Unwind::FramePointers, &target),
+    // Its unwinding, as `record` would choose it for this executable. Without stack copies
+    // in the kernel (`--unwind fp`) that is the frame walk.
+    let mut plan = match reader.copies {
+        Copies::On => unwind::choose(probes.unwind, &target),
+        Copies::Off => unwind::choose(Unwind::FramePointers, &target),
     };
+    // The reader starts with the first process that copies stacks.
+    if plan.mode != UnwindMode::FramePointers && reader.drain.is_none() {
+        match SnapshotDrain::prepare_set().start(tracer, Vec::new()) {
+            Ok(d) => *reader.drain = Some(d),
+            Err(e) => {
+                eprintln!("lockscope agent: no stack-copy reader ({e:#}); walking frame pointers");
+                plan = unwind::choose(Unwind::FramePointers, &target);
+            }
+        }
+    }
+    let drain = reader.drain.as_ref();
     // The reader knows the process (its modules loaded) before the kernel sends its copies.
     if let (Some(d), UnwindMode::FpCfi | UnwindMode::Dwarf) = (drain, plan.mode) {
         d.add(pid, SnapshotDrain::load(pid, plan.mode));

@@ -15,7 +15,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::attach::{self, Filter};
-use crate::collect::{Follow, SnapshotDrain};
+use crate::collect::Follow;
 use crate::commands::options::AgentOptions;
 use crate::commands::session::Probes;
 use crate::sys;
@@ -31,7 +31,7 @@ mod targets;
 
 use discover::Select;
 use http::Ctx;
-use targets::State;
+use targets::{Copies, State};
 
 /// How often /proc is polled and the kernel's rows are read.
 const TICK: Duration = Duration::from_secs(1);
@@ -60,9 +60,9 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
     // each process then asks for copies or not (its mode, chosen as it is attached).
     let bytes = opts.unwind.load_bytes();
     let mut tracer = attach::attach(Filter::Set, bytes, opts.hooks)?;
-    let drain = match bytes {
-        0 => None,
-        _ => Some(SnapshotDrain::prepare_set().start(&mut tracer, Vec::new())?),
+    let copies = match bytes {
+        0 => Copies::Off,
+        _ => Copies::On,
     };
     let probes = Probes {
         unwind: opts.unwind,
@@ -74,7 +74,7 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
     };
     let (tick_tx, tick_rx) = watch::channel(0u64);
     let ctx = Rc::new(Ctx {
-        state: RefCell::new(State::new(drain)),
+        state: RefCell::new(State::new(copies)),
         ticks: tick_rx,
         refresh_now: tokio::sync::Notify::new(),
         top_sites: opts.top_sites,

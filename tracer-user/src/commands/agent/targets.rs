@@ -108,6 +108,13 @@ impl Traced {
     }
 }
 
+/// Whether the kernel programs copy stacks for the processes that ask (loaded so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copies {
+    On,
+    Off,
+}
+
 /// Everything the agent knows; the HTTP handlers read it between ticks.
 pub struct State {
     pub targets: BTreeMap<u32, Traced>,
@@ -131,13 +138,15 @@ pub struct State {
     pub started: Instant,
     /// Symbol names by build id, for every target's symbolizer.
     pub(super) names: SharedNames,
-    /// The stack-snapshot reader of every target whose mode copies stacks (`None` with
-    /// `--unwind fp`: the kernel was loaded without copies).
+    /// Whether the kernel was loaded with stack copies (not with `--unwind fp`).
+    pub(super) copies: Copies,
+    /// The stack-snapshot reader of every target whose mode copies stacks: started with the
+    /// first such target (mapping the 32 MiB ring only then).
     pub(super) drain: Option<SnapshotDrain>,
 }
 
 impl State {
-    pub fn new(drain: Option<SnapshotDrain>) -> State {
+    pub fn new(copies: Copies) -> State {
         State {
             targets: BTreeMap::new(),
             stacks: HashMap::new(),
@@ -152,7 +161,8 @@ impl State {
             window_started: Instant::now(),
             started: Instant::now(),
             names: SharedNames::default(),
-            drain,
+            copies,
+            drain: None,
         }
     }
 
