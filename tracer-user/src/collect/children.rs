@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use super::SnapshotDrain;
 use crate::attach::Tracer;
 use crate::sys::{self, thread_names, MapHistory, Target};
-use crate::unwind::{self, Unwind, UnwindMode, UnwindPlan};
+use crate::unwind::{self, PlanCache, Unwind, UnwindMode, UnwindPlan};
 
 /// One followed process, as last seen alive.
 pub struct Child {
@@ -25,6 +25,8 @@ pub struct Child {
 pub struct Children {
     pub seen: BTreeMap<u32, Child>,
     unwind: Unwind,
+    /// Plans by executable file (a script starts the same programs many times).
+    plans: PlanCache,
 }
 
 impl Children {
@@ -33,6 +35,7 @@ impl Children {
         Children {
             seen: BTreeMap::new(),
             unwind,
+            plans: PlanCache::default(),
         }
     }
 
@@ -62,7 +65,7 @@ impl Children {
             if child.chosen_for.is_none() || child.chosen_for != child.target.exe {
                 child.chosen_for = child.target.exe.clone();
                 child.plan = match drain {
-                    Some(_) => unwind::choose(self.unwind, &child.target),
+                    Some(_) => self.plans.choose(self.unwind, &child.target),
                     None => unwind::choose(Unwind::FramePointers, &child.target),
                 };
                 if let Some(d) = drain {

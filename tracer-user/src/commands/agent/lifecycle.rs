@@ -20,7 +20,7 @@ use crate::commands::session::{self, Probes};
 use crate::profile::term_safe;
 use crate::symbolize::{SharedNames, StackSymbolizer};
 use crate::sys::{self, MapHistory};
-use crate::unwind::{self, Unwind, UnwindMode};
+use crate::unwind::{self, PlanCache, Unwind, UnwindMode};
 
 /// The first retry of failed probes, doubled after each failure up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -78,6 +78,7 @@ impl State {
             let reader = Reader {
                 copies: self.copies,
                 drain: &mut self.drain,
+                plans: &mut self.plans,
             };
             match attach_target(tracer, pid, probes, &self.names, reader) {
                 Ok(t) => {
@@ -275,6 +276,7 @@ fn place(tracer: &mut Tracer, t: &mut Traced, probes: &Probes) -> Result<()> {
 struct Reader<'a> {
     copies: Copies,
     drain: &'a mut Option<SnapshotDrain>,
+    plans: &'a mut PlanCache,
 }
 
 /// Finds what `pid` runs and adds it to the kernel's set (its futex waits are traced from
@@ -296,7 +298,7 @@ fn attach_target(
     // Its unwinding, as `record` would choose it for this executable. Without stack copies
     // in the kernel (`--unwind fp`) that is the frame walk.
     let mut plan = match reader.copies {
-        Copies::On => unwind::choose(probes.unwind, &target),
+        Copies::On => reader.plans.choose(probes.unwind, &target),
         Copies::Off => unwind::choose(Unwind::FramePointers, &target),
     };
     // The reader starts with the first process that copies stacks.

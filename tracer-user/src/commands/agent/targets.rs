@@ -19,7 +19,7 @@ use crate::profile::{Profile, StopReason};
 use crate::symbolize::{SharedNames, StackSymbolizer};
 use crate::sys::{self, thread_names, MapHistory, Target};
 use crate::tracee::BundledMap;
-use crate::unwind::{UnwindMode, UnwindPlan};
+use crate::unwind::{PlanCache, UnwindMode, UnwindPlan};
 
 /// How long a hand-off waits for its waker's exit before the agent takes it with no waker.
 const LEFTOVER_AGE: Duration = Duration::from_secs(2);
@@ -143,6 +143,8 @@ pub struct State {
     /// The stack-snapshot reader of every target whose mode copies stacks: started with the
     /// first such target (mapping the 32 MiB ring only then).
     pub(super) drain: Option<SnapshotDrain>,
+    /// Unwind plans by executable file.
+    pub(super) plans: PlanCache,
 }
 
 impl State {
@@ -163,6 +165,7 @@ impl State {
             names: SharedNames::default(),
             copies,
             drain: None,
+            plans: PlanCache::default(),
         }
     }
 
