@@ -13,6 +13,7 @@ use crate::{
     WakeKey, WakeStats, HIST_BUCKETS, MAX_STACK_DEPTH, NUM_PHASES, SNAPSHOT_MAX_BYTES,
     SNAPSHOT_SMALL_BYTES,
 };
+use crate::{TargetFlags, TARGET_FP, TARGET_SNAP_FULL, TARGET_SNAP_SMALL};
 
 /// `size_of::<T>() == size` and `align_of::<T>() == 8`, at compile time.
 macro_rules! layout {
@@ -53,7 +54,7 @@ layout!(
 );
 layout!(Handoff, size_of::<WaitKey>() + 2 * U64 + PHASES + 2 * U32);
 layout!(SchedWait, 3 * U64 + 4 * U32);
-layout!(SnapshotHeader, size_of::<WaitKey>() + 4 * U64 + 2 * U32);
+layout!(SnapshotHeader, size_of::<WaitKey>() + 4 * U64 + 4 * U32);
 layout!(
     StackSnapshot,
     size_of::<SnapshotHeader>() + SNAPSHOT_MAX_BYTES
@@ -66,3 +67,14 @@ layout!(
 // The sizes user space has long relied on, spelled out once.
 const _: () = assert!(size_of::<WaitKey>() == 48 && size_of::<WakeKey>() == 32);
 const _: () = assert!(size_of::<StackFrames>() == 1024);
+
+// `TARGETS` values: one byte, and every value a traced process can have is nonzero and distinct.
+const _: () = assert!(size_of::<TargetFlags>() == 1);
+const _: () = assert!(
+    TARGET_FP != 0
+        && TARGET_SNAP_SMALL != 0
+        && TARGET_SNAP_FULL != 0
+        && TARGET_FP != TARGET_SNAP_SMALL
+        && TARGET_SNAP_SMALL != TARGET_SNAP_FULL
+        && TARGET_FP != TARGET_SNAP_FULL
+);

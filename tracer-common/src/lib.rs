@@ -18,7 +18,9 @@ pub mod wait_stats;
 
 pub use blame::{ClockRead, MapClock, Phase, PhaseCookie, PhaseStats, MAP_SLOTS, NUM_PHASES};
 pub use counter::{Counter, NUM_COUNTERS};
-pub use filter::{MAX_TARGETS, TGID_SET};
+pub use filter::{
+    TargetFlags, MAX_TARGETS, TARGET_FP, TARGET_SNAP_FULL, TARGET_SNAP_SMALL, TGID_SET,
+};
 pub use futex::{classify_futex_op, is_wait_kind, OpKind, Outcome};
 pub use goroutine::{GoCall, GoFrame, GoRef, GoStack, GO_CALLER_SLOTS};
 pub use handoff::{Handoff, HandoffKey, HANDED_OFF, HANDOFF_SLOTS, TIMED_OUT_SNAPSHOT};

@@ -18,7 +18,9 @@ pub struct SchedWait {
     /// Nonzero when the wait call had a timeout: a wake from outside a futex call is then
     /// taken for its timer.
     pub timed: u32,
-    pub _pad: u32,
+    /// Nonzero when its switch-out sent a stack snapshot (the process wants them): its end is
+    /// then sent too.
+    pub snapped: u32,
 }
 
 /// [`SchedWait::outcome`] before any wake was seen.

@@ -34,6 +34,10 @@ pub struct SnapshotHeader {
     /// Which part of a wait the record carries: [`SNAP_WHOLE`], [`SNAP_SWITCH_OUT`] or
     /// [`SNAP_WAIT_END`].
     pub part: u32,
+    /// The waiter's process (0 in [`SNAP_WAIT_END`] records: their stack, sent before, names
+    /// it). Set mode traces many processes through one ring.
+    pub tgid: u32,
+    pub _pad: u32,
 }
 
 /// A whole wait (syscall hooks: sent at the syscall's exit).

@@ -5,7 +5,7 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use tracer_common::{Counter, TGID_SET};
+use tracer_common::{Counter, TargetFlags, TARGET_SNAP_FULL, TGID_SET};
 
 use crate::maps::{bump, TARGETS};
 
@@ -31,6 +31,21 @@ pub fn target_tid() -> Option<u32> {
     None
 }
 
+/// What the current process wants copied of its stack: in set mode its [`TARGETS`] flags
+/// (0 if untraced); with one target, [`TARGET_SNAP_FULL`], so the load-time snapshot size alone
+/// decides, as it always did. Called only where a snapshot could be sent.
+#[inline(always)]
+pub fn snapshot_flags() -> TargetFlags {
+    // SAFETY: as in `target_tid`.
+    let target = unsafe { core::ptr::read_volatile(&TARGET_TGID) };
+    if target != TGID_SET {
+        return TARGET_SNAP_FULL;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: a map lookup; the one-byte value is copied out at once.
+    unsafe { TARGETS.get(&tgid) }.copied().unwrap_or(0)
+}
+
 /// `task:task_newtask` fields, from its format file.
 const NEWTASK_PID: usize = 8;
 const NEWTASK_CLONE_FLAGS: usize = 32;
@@ -38,7 +53,8 @@ const NEWTASK_CLONE_FLAGS: usize = 32;
 const CLONE_THREAD: u64 = 0x0001_0000;
 
 /// `record --follow-forks`: a process forked by a traced process is traced too, from before
-/// it first runs (the tracepoint fires in the parent, inside fork). Attached only then.
+/// it first runs (the tracepoint fires in the parent, inside fork), with its parent's
+/// [`TargetFlags`]. Attached only then, and only in set mode.
 #[tracepoint]
 pub fn follow_fork(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets from the tracepoint's format file; reads are bounds-checked.
@@ -51,9 +67,16 @@ pub fn follow_fork(ctx: TracePointContext) -> u32 {
     let (Ok(child), Ok(flags)) = (child, flags) else {
         return 0;
     };
-    if flags & CLONE_THREAD == 0 && target_tid().is_some() {
-        // A full set leaves the child untraced (user space sees it missing from the set).
-        if TARGETS.insert(child as u32, 1u8, 0).is_err() {
+    if flags & CLONE_THREAD != 0 {
+        return 0;
+    }
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: a map lookup; the one-byte value is copied out at once.
+    if let Some(&wants) = unsafe { TARGETS.get(&parent) } {
+        // The child wants what its parent did (user space may change that once it has seen
+        // what the child runs). A full set leaves the child untraced (user space sees it
+        // missing from the set).
+        if TARGETS.insert(child as u32, wants, 0).is_err() {
             bump(Counter::MapInsertFailed);
         }
     }

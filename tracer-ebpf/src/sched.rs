@@ -117,6 +117,8 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
     }
     // Visible to wakers before the stack is taken: a wake that runs before this insert (it
     // races the sleep) finds no waiter, and the stack walk is most of this program's time.
+    // Snapshot modes: whether this process wants its stack copied (a lookup in set mode).
+    let want = snapshot::wanted();
     let wait = SchedWait {
         waker_id: NO_STACK,
         stack_id: NO_STACK,
@@ -124,7 +126,7 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
         tid,
         outcome: SCHED_NOT_WOKEN,
         timed: (timed == Timed::Yes) as u32,
-        _pad: 0,
+        snapped: (want != 0) as u32,
     };
     // SAFETY: a helper with no preconditions.
     let task = unsafe { bpf_get_current_task_btf() } as u64;
@@ -145,7 +147,7 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
     }
     // DWARF mode: the waiter's stack can only be copied now, while it is `current`; its
     // start time names it until its end is sent (`snapshot::emit_end`).
-    if snapshot::enabled() != 0 {
+    if want != 0 {
         let key = WaitKey {
             stack_id,
             waker_id: NO_STACK,
@@ -156,7 +158,7 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
             flags: 0,
             _pad: 0,
         };
-        snapshot::emit_part(&key, start_ns, SNAP_SWITCH_OUT);
+        snapshot::emit_wanted(want, &key, start_ns, SNAP_SWITCH_OUT);
     }
 }
 
@@ -216,8 +218,9 @@ fn switch_in(next: u64) {
     } else {
         [0; NUM_PHASES]
     };
-    // `current` is not the waiter here: its stack went at the switch-out.
+    // `current` is not the waiter here: its stack went at the switch-out (if it wanted one).
     match outcome {
+        _ if w.snapped == 0 => {}
         Outcome::Woken | Outcome::Interrupted => snapshot::emit_end(&key, waited, call.start_ns),
         Outcome::TimedOut => {
             let mut timed_out = key;
@@ -381,7 +384,8 @@ fn seeded_wake(ctx: &BtfTracePointContext, p: u64) -> bool {
         tid,
         outcome: Outcome::Woken.as_u32(),
         timed: 0,
-        _pad: 0,
+        // Seeded at attach (one target only): user space holds its stack and waits for its end.
+        snapped: (snapshot::enabled() != 0) as u32,
     };
     if SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64).is_err() {
         // The seeded wait's end is lost (it stays "still waiting" at the end).

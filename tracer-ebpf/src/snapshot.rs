@@ -3,17 +3,19 @@
 //! pairing stay in the kernel aggregates; a snapshot only refines the stack.
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::{
-    bpf_get_current_task_btf, bpf_probe_read_kernel,
+    bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_kernel,
     generated::{bpf_probe_read_user, bpf_task_pt_regs},
 };
 use tracer_common::{
     Counter, SnapshotHeader, StackSnapshotOf, WaitKey, SNAPSHOT_MAX_BYTES, SNAPSHOT_MIN_BYTES,
-    SNAPSHOT_RING_WAKE_BYTES, SNAPSHOT_SMALL_BYTES, SNAP_WAIT_END, SNAP_WHOLE,
+    SNAPSHOT_RING_WAKE_BYTES, SNAPSHOT_SMALL_BYTES, SNAP_WAIT_END, SNAP_WHOLE, TARGET_SNAP_FULL,
+    TARGET_SNAP_SMALL,
 };
 
 use aya_log_ebpf::debug;
 
 use crate::arch::{PT_REGS_BP, PT_REGS_IP, PT_REGS_SP};
+use crate::filter::snapshot_flags;
 use crate::maps::{bump, SNAPSHOTS};
 
 /// Bytes of stack to copy; 0 turns snapshots off (frame-pointer mode). Set before load.
@@ -29,6 +31,22 @@ pub fn enabled() -> u32 {
     unsafe { core::ptr::read_volatile(&SNAPSHOT_BYTES) }
 }
 
+/// Bytes of stack to copy for the current thread: the load-time size, and in set mode only
+/// for a process whose `TARGETS` flags ask for copies (at most the small size for `fp+cfi`).
+/// 0: none. With one target this is [`enabled`] (no map lookup).
+#[inline(always)]
+pub fn wanted() -> usize {
+    let bytes = enabled() as usize;
+    if bytes == 0 {
+        return 0;
+    }
+    match snapshot_flags() {
+        TARGET_SNAP_FULL => bytes,
+        TARGET_SNAP_SMALL => bytes.min(SNAPSHOT_SMALL_BYTES),
+        _ => 0,
+    }
+}
+
 /// Sends one snapshot of the current thread for the wait `key` that lasted `wait_ns`. A
 /// request of at most [`SNAPSHOT_SMALL_BYTES`] (`fp+cfi` mode) uses the small record size.
 #[inline(always)]
@@ -39,7 +57,12 @@ pub fn emit(key: &WaitKey, wait_ns: u64) {
 /// [`emit`] for one `part` of a wait (`tracer_common::SNAP_*`).
 #[inline(always)]
 pub fn emit_part(key: &WaitKey, wait_ns: u64, part: u32) {
-    let want = enabled() as usize;
+    emit_wanted(wanted(), key, wait_ns, part);
+}
+
+/// [`emit_part`] with [`wanted`] already known (`want`: 0 sends nothing).
+#[inline(always)]
+pub fn emit_wanted(want: usize, key: &WaitKey, wait_ns: u64, part: u32) {
     if want == 0 {
         return;
     }
@@ -51,12 +74,10 @@ pub fn emit_part(key: &WaitKey, wait_ns: u64, part: u32) {
 }
 
 /// Scheduler hooks: the end of a wait whose stack went at its switch-out (begun at
-/// `start_ns`): its final key and time, no stack.
+/// `start_ns`): its final key and time, no stack. The caller checks that a stack went (the
+/// waiter is not `current` here, so its process's flags cannot be looked up).
 #[inline(always)]
 pub fn emit_end(key: &WaitKey, wait_ns: u64, start_ns: u64) {
-    if enabled() == 0 {
-        return;
-    }
     let Some(mut entry) = SNAPSHOTS.reserve::<SnapshotHeader>(0) else {
         bump(Counter::SnapshotsDropped);
         return;
@@ -69,6 +90,8 @@ pub fn emit_end(key: &WaitKey, wait_ns: u64, start_ns: u64) {
         bp: 0,
         len: 0,
         part: SNAP_WAIT_END,
+        tgid: 0,
+        _pad: 0,
     });
     entry.submit(BPF_RB_NO_WAKEUP as u64);
 }
@@ -97,6 +120,8 @@ fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize, part: u3
         (*snap).hdr.sp = sp;
         (*snap).hdr.bp = bp;
         (*snap).hdr.part = part;
+        (*snap).hdr.tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        (*snap).hdr._pad = 0;
         // Constant sizes only (the verifier wants them); a copy may not run past the top of
         // the stack's mapping, so smaller sizes are tried in turn.
         let dst = (*snap).data.as_mut_ptr().cast();

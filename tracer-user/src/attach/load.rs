@@ -8,7 +8,8 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLinkI
 use aya::programs::{trace_point::TracePointLinkId, TracePoint, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
 use tracer_common::{
-    global, map, prog, PhaseCookie, SNAPSHOT_RING_BYTES, SNAPSHOT_RING_OFF_BYTES, TGID_SET,
+    global, map, prog, PhaseCookie, TargetFlags, SNAPSHOT_RING_BYTES, SNAPSHOT_RING_OFF_BYTES,
+    TGID_SET,
 };
 
 use super::hooks::{self, HookChoice, Hooks, TrampolineLink};
@@ -357,11 +358,13 @@ impl Tracer {
         Ok(self.uprobes.len())
     }
 
-    /// Set mode: traces process `tgid` from now on.
-    pub fn add_target(&mut self, tgid: u32) -> Result<()> {
-        let mut set: BpfHashMap<_, u32, u8> =
+    /// Set mode: traces process `tgid` from now on, with stack copies as `flags` say
+    /// (`tracer_common::TARGET_*`; copies only if the object was loaded with a snapshot size).
+    /// Also changes the flags of a process already traced (a followed child, once seen).
+    pub fn add_target(&mut self, tgid: u32, flags: TargetFlags) -> Result<()> {
+        let mut set: BpfHashMap<_, u32, TargetFlags> =
             BpfHashMap::try_from(self.ebpf.map_mut(map::TARGETS).context("TARGETS map")?)?;
-        set.insert(tgid, 1, 0).with_context(|| {
+        set.insert(tgid, flags, 0).with_context(|| {
             format!(
                 "adding pid {tgid} to the traced set (it holds {} at most)",
                 tracer_common::MAX_TARGETS

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use super::{pid_of, ProbeArgs};
+use super::{pid_of, ProbeArgs, UnwindArgs};
 use crate::commands::{AgentOptions, Listen, Select};
 use crate::profile::parse_duration;
 
@@ -46,6 +46,9 @@ pub struct AgentArgs {
     pub top_sites: usize,
     #[command(flatten)]
     pub probes: ProbeArgs,
+    /// Chosen per process as it is attached (`auto`: by its executable, like `record`).
+    #[command(flatten)]
+    pub unwind: UnwindArgs,
 }
 
 impl AgentArgs {
@@ -82,6 +85,7 @@ impl AgentArgs {
             phases: self.probes.phases(),
             go_uprobes: self.probes.go_uprobes.into(),
             hooks: self.probes.hooks.into(),
+            unwind: self.unwind.options()?,
         })
     }
 }

@@ -61,8 +61,9 @@ pub struct RecordArgs {
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Also trace the processes the command forks (and theirs), from their first instruction;
-    /// their waits join the report. Frame-pointer stacks only.
-    #[arg(long, requires = "command", conflicts_with = "unwind")]
+    /// their waits join the report. Each process's stacks are walked as --unwind chooses for
+    /// its own executable.
+    #[arg(long, requires = "command")]
     pub follow_forks: bool,
     #[command(flatten)]
     pub view: ViewArgs,
@@ -388,11 +389,7 @@ impl RecordArgs {
             lock_wrappers: LockWrappers::new(&self.view.lock_wrapper)?,
             progress: !self.quiet,
             phases: self.probes.phases(),
-            unwind: if self.follow_forks {
-                Unwind::FramePointers
-            } else {
-                self.unwind.options()?
-            },
+            unwind: self.unwind.options()?,
             go_uprobes: self.probes.go_uprobes.into(),
             hooks: self.probes.hooks.into(),
             go_sample: self.go_sample.map(GoSample::new).transpose()?,

@@ -85,7 +85,7 @@ fn waiter_of(k: &WaitKey) -> WaitKey {
 /// moved to those kernel rows, as many waits to each as that row holds and other snapshots do
 /// not already explain. Times and histograms are split in proportion when one snapshot row
 /// covers several wakers.
-pub(super) fn pair_snapshots(
+pub fn pair_snapshots(
     waits: &[(WaitKey, WaitStats)],
     rows: HashMap<(WaitKey, Vec<Addr>), WaitStats>,
 ) -> HashMap<(WaitKey, Vec<Addr>), WaitStats> {

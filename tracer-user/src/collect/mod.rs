@@ -51,8 +51,8 @@ pub use exec::Identity;
 pub(crate) use gosample::GoSample;
 pub(crate) use stops::StopSignals;
 
-pub use drain::{Expected, SnapshotDrain};
-pub use handoff::consume_leftovers;
+pub use drain::{Expected, SnapshotDrain, SnapshotRows};
+pub use handoff::{consume_leftovers, pair_snapshots};
 pub use new_stacks::NewStacks;
 pub use read::SlotPhases;
 pub use read::{read, read_rows, Leftovers};
@@ -177,6 +177,8 @@ pub struct Recording {
     pub stops: StopSignals,
     /// The executable the target was recognised as running (an exec is a change from it).
     pub exe: Option<std::path::PathBuf>,
+    /// `--unwind`: followed children choose their mode from it.
+    pub unwind: crate::unwind::Unwind,
 }
 
 pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
@@ -192,8 +194,9 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         snapshots,
         mut stops,
         exe,
+        unwind,
     } = rec;
-    let mut children = Children::default();
+    let mut children = Children::new(unwind);
     let from_exec = start == Start::FromExec;
     // The window starts now that every probe is live.
     let snap = |tracer: &Tracer, m: &BundledMap| -> Result<Snapshot> {
@@ -256,7 +259,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
                 ticks += 1;
                 tracer.flush_logs();
                 if follow == Follow::Forks {
-                    children.refresh(tracer, pid);
+                    children.refresh(tracer, pid, snapshots.as_ref());
                 }
                 if let Some(id) = exec.check(pid) {
                     if let Some(s) = &snapshots {
@@ -324,7 +327,7 @@ pub async fn record(tracer: &mut Tracer, rec: Recording) -> Result<Raw> {
         }
     }
     if follow == Follow::Forks {
-        children.refresh(tracer, pid);
+        children.refresh(tracer, pid, snapshots.as_ref());
     }
     tracer.detach()?;
     tracer.flush_logs();

@@ -7,10 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 use crate::collect::Raw;
 use crate::profile::Profile;
 use crate::sys::Target;
+use crate::unwind::UnwindPlan;
 
-/// Moves each child's rows (by the threads seen in it) out of `raw` into a `Raw` of its own;
-/// rows of threads nobody saw stay the parent's.
-pub fn split_children(raw: &mut Raw) -> Vec<(Target, Raw)> {
+/// Moves each child's rows (by the threads seen in it) out of `raw` into a `Raw` of its own,
+/// with how its stacks were walked; rows of threads nobody saw stay the parent's.
+pub fn split_children(raw: &mut Raw) -> Vec<(Target, UnwindPlan, Raw)> {
     let children = std::mem::take(&mut raw.children);
     let owner: HashMap<u32, u32> = children
         .iter()
@@ -24,6 +25,20 @@ pub fn split_children(raw: &mut Raw) -> Vec<(Target, Raw)> {
         }
         None => true,
     });
+    // Snapshot rows (each child unwound with its own maps) go with their thread's process.
+    let mut dwarf: BTreeMap<u32, crate::collect::SnapshotRows> = BTreeMap::new();
+    if let Some(rows) = raw.dwarf.as_mut() {
+        rows.retain(|(k, frames), v| match owner.get(&k.tid) {
+            Some(&pid) => {
+                dwarf
+                    .entry(pid)
+                    .or_default()
+                    .insert((*k, frames.clone()), *v);
+                false
+            }
+            None => true,
+        });
+    }
     let mut wakes: BTreeMap<u32, Vec<_>> = BTreeMap::new();
     raw.wakes.retain(|(k, v)| match owner.get(&k.tid) {
         Some(&pid) => {
@@ -38,6 +53,7 @@ pub fn split_children(raw: &mut Raw) -> Vec<(Target, Raw)> {
             let r = Raw {
                 maps: c.maps,
                 threads: c.threads,
+                dwarf: dwarf.remove(&pid),
                 ..Raw::rows_only(
                     waits.remove(&pid).unwrap_or_default(),
                     wakes.remove(&pid).unwrap_or_default(),
@@ -47,7 +63,7 @@ pub fn split_children(raw: &mut Raw) -> Vec<(Target, Raw)> {
                     raw.elapsed,
                 )
             };
-            (c.target, r)
+            (c.target, c.plan, r)
         })
         .collect()
 }

@@ -111,4 +111,6 @@ pub struct AgentOptions {
     pub phases: Vec<Phase>,
     pub go_uprobes: GoUprobes,
     pub hooks: HookChoice,
+    /// How each process's stacks are walked (`Auto`: chosen per executable).
+    pub unwind: Unwind,
 }

@@ -160,6 +160,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             exe: target.exe.clone(),
             go_sample,
             snapshots,
+            unwind: opts.unwind,
         },
     ))?;
     // After an exec the report names what ran last, and the map probed in it; its unwinding
@@ -182,7 +183,14 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     if !children.is_empty() {
         let names: Vec<String> = children
             .iter()
-            .map(|(t, _)| format!("{} ({})", t.tgid, term_safe(&t.comm)))
+            .map(|(t, plan, _)| {
+                format!(
+                    "{} ({}, unwind {})",
+                    t.tgid,
+                    term_safe(&t.comm),
+                    plan.mode.name()
+                )
+            })
             .collect();
         eprintln!(
             "lockscope: followed {} forked processes: {}",
@@ -190,7 +198,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             names.join(", ")
         );
     }
-    for (child, raw) in children {
+    for (child, _, raw) in children {
         let mut sym = StackSymbolizer::new(raw.maps.clone());
         follow::merge(
             &mut profile,

@@ -116,17 +116,24 @@ impl Session {
         let uprobes = plan_probes(&target, probes)?;
         // DWARF mode's modules load now too: the snapshot reader starts the moment the
         // programs attach.
-        let unwinder = match plan.mode {
-            UnwindMode::FramePointers => None,
-            mode => Some(SnapshotDrain::prepare(target.tgid, mode)),
+        let unwinder = match (probes.follow, plan.mode) {
+            (Follow::Off, UnwindMode::FramePointers) => None,
+            (Follow::Off, mode) => Some(SnapshotDrain::prepare(target.tgid, mode)),
+            // Each child gets its own mode: a reader whenever any process may copy stacks.
+            (Follow::Forks, mode) if probes.unwind.load_bytes() > 0 => {
+                Some(SnapshotDrain::prepare_forks(target.tgid, mode))
+            }
+            (Follow::Forks, _) => None,
         };
         let mut tracer = match probes.follow {
             Follow::Off => {
                 attach::attach(Filter::One(target.tgid), plan.snapshot_bytes, probes.hooks)?
             }
             Follow::Forks => {
-                let mut t = attach::attach(Filter::Set, plan.snapshot_bytes, probes.hooks)?;
-                t.add_target(target.tgid)?;
+                // Copies sized for any mode a child may choose; each process asks for its own.
+                let bytes = probes.unwind.load_bytes();
+                let mut t = attach::attach(Filter::Set, bytes, probes.hooks)?;
+                t.add_target(target.tgid, plan.mode.target_flags())?;
                 t.follow_forks()?;
                 t
             }

@@ -10,7 +10,9 @@
 //! - `dwarf`: the program keeps no frame pointers: a 16 KiB copy unwound with CFI.
 use std::path::{Path, PathBuf};
 
-use tracer_common::SNAPSHOT_SMALL_BYTES;
+use tracer_common::{
+    TargetFlags, SNAPSHOT_SMALL_BYTES, TARGET_FP, TARGET_SNAP_FULL, TARGET_SNAP_SMALL,
+};
 
 use super::prologue::{export_opens_frame, imports, prologues, StartsFrom};
 use crate::sys::Target;
@@ -45,11 +47,31 @@ impl From<UnwindMode> for crate::profile::Unwinder {
 }
 
 impl UnwindMode {
+    /// The `TARGETS` flags (set mode) that ask the kernel for this mode's stack copies.
+    pub fn target_flags(self) -> TargetFlags {
+        match self {
+            UnwindMode::FramePointers => TARGET_FP,
+            UnwindMode::FpCfi => TARGET_SNAP_SMALL,
+            UnwindMode::Dwarf => TARGET_SNAP_FULL,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             UnwindMode::FramePointers => "fp",
             UnwindMode::FpCfi => "fp+cfi",
             UnwindMode::Dwarf => "dwarf",
+        }
+    }
+}
+
+impl Unwind {
+    /// The stack-copy size to load the kernel programs with when processes may each choose
+    /// their mode (set mode): 0 only when no process can want copies.
+    pub fn load_bytes(self) -> u32 {
+        match self {
+            Unwind::FramePointers => 0,
+            Unwind::Dwarf(bytes) | Unwind::Auto(bytes) => bytes,
         }
     }
 }
@@ -194,6 +216,44 @@ pub fn choose(unwind: Unwind, target: &Target) -> UnwindPlan {
     )
 }
 
+/// An executable file as [`PlanCache`] knows it: device, inode, size and modification time.
+type FileKey = (u64, u64, u64, i64, i64);
+
+/// Plans already chosen, by executable file: a daemon sees the same binaries start over and
+/// over, and choosing reads the whole executable's code (hundreds of ms for a large one).
+#[derive(Default)]
+pub struct PlanCache {
+    plans: std::collections::HashMap<FileKey, UnwindPlan>,
+}
+
+/// Files remembered at most; past this the cache starts over.
+const PLANS_KEPT: usize = 1024;
+
+impl PlanCache {
+    /// [`choose`], or what it chose before for the same file (its glibc is assumed to be the
+    /// same too: a program's libc changes with an upgrade of the system, not between runs).
+    pub fn choose(&mut self, unwind: Unwind, target: &Target) -> UnwindPlan {
+        use std::os::unix::fs::MetadataExt;
+        let key = target
+            .exe
+            .as_deref()
+            .and_then(|e| std::fs::metadata(e).ok())
+            .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()));
+        let Some(key) = key else {
+            return choose(unwind, target);
+        };
+        if let Some(p) = self.plans.get(&key) {
+            return p.clone();
+        }
+        let plan = choose(unwind, target);
+        if self.plans.len() >= PLANS_KEPT {
+            self.plans.clear();
+        }
+        self.plans.insert(key, plan.clone());
+        plan
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +265,25 @@ mod tests {
             go: go.map(String::from),
             ..target()
         }
+    }
+
+    #[test]
+    fn a_file_is_chosen_for_once() {
+        let me = std::env::current_exe().unwrap();
+        let t = with_exe(me.to_str(), None);
+        let mut cache = PlanCache::default();
+        let first = cache.choose(Unwind::Auto(16384), &t);
+        assert_eq!(first, choose(Unwind::Auto(16384), &t));
+        assert_eq!(cache.plans.len(), 1);
+        assert_eq!(cache.choose(Unwind::Auto(16384), &t), first);
+        assert_eq!(cache.plans.len(), 1);
+        // No file to key on: chosen each time, nothing kept.
+        let gone = with_exe(Some("/nonexistent"), None);
+        assert_eq!(
+            cache.choose(Unwind::Auto(16384), &gone).mode,
+            UnwindMode::FramePointers
+        );
+        assert_eq!(cache.plans.len(), 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod choose;
 mod prologue;
 mod stitch;
 
-pub use choose::{choose, Unwind, UnwindMode, UnwindPlan};
+pub use choose::{choose, PlanCache, Unwind, UnwindMode, UnwindPlan};
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::sync::Arc;

@@ -199,8 +199,7 @@ async fn contention(ctx: &Ctx, query: &HashMap<&str, &str>) -> Result<Vec<u8>, F
             .targets
             .get(&pid)
             .ok_or_else(gone)?
-            .waits
-            .clone();
+            .base();
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         // Rows read after the sleep, not before it: asked for now.
         let mut ticks = ctx.ticks.clone();
@@ -235,7 +234,8 @@ fn targets_json(state: &State) -> serde_json::Value {
                 "cgroup": t.cgroup,
                 "go": t.target.go,
                 "bundled_map": t.map.is_some(),
-                "unwind": "fp",
+                "unwind": t.plan.mode.name(),
+                "unwind_note": t.plan.why,
                 "uprobes": t.probes,
                 // Probes that failed to attach and are being retried: why the last try failed.
                 "uprobes_pending": t.retry.as_ref().map(|r| crate::profile::term_safe(&r.why)),

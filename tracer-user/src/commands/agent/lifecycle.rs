@@ -13,12 +13,14 @@ use tracer_common::{map, StackFrames};
 
 use super::identity::{live_exe, Change, Ident};
 use super::rows::forget_rows;
-use super::targets::{Retry, State, Traced};
+use super::targets::{Copies, Retry, State, Traced};
 use crate::attach::Tracer;
+use crate::collect::SnapshotDrain;
 use crate::commands::session::{self, Probes};
 use crate::profile::term_safe;
 use crate::symbolize::{SharedNames, StackSymbolizer};
 use crate::sys::{self, MapHistory};
+use crate::unwind::{self, PlanCache, Unwind, UnwindMode};
 
 /// The first retry of failed probes, doubled after each failure up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(2);
@@ -72,11 +74,24 @@ impl State {
                 }
                 continue;
             }
-            match attach_target(tracer, pid, probes, &self.names) {
+            let began = Instant::now();
+            let reader = Reader {
+                copies: self.copies,
+                drain: &mut self.drain,
+                plans: &mut self.plans,
+            };
+            match attach_target(tracer, pid, probes, &self.names, reader) {
                 Ok(t) => {
                     eprintln!(
-                        "lockscope agent: tracing pid {pid} ({})",
-                        term_safe(&t.target.comm)
+                        "lockscope agent: tracing pid {pid} ({}), unwind {}{}, attached in {} ms",
+                        term_safe(&t.target.comm),
+                        t.plan.mode.name(),
+                        t.plan
+                            .why
+                            .as_deref()
+                            .map(|w| format!(" ({})", term_safe(w)))
+                            .unwrap_or_default(),
+                        began.elapsed().as_millis()
                     );
                     // A probe that failed because the process exited meanwhile lost nothing.
                     if let Some(r) = t.retry.as_ref().filter(|_| Ident::of(pid).is_some()) {
@@ -140,6 +155,9 @@ impl State {
             why.name()
         );
         tracer.remove_target(pid)?;
+        if let Some(d) = &self.drain {
+            d.remove(pid);
+        }
         tracer.detach_uprobes(t.uprobes)?;
         let tids: BTreeSet<u32> = t.threads.keys().copied().collect();
         self.owner.retain(|_, p| *p != pid);
@@ -254,6 +272,13 @@ fn place(tracer: &mut Tracer, t: &mut Traced, probes: &Probes) -> Result<()> {
     }
 }
 
+/// The snapshot reader as [`attach_target`] may start it.
+struct Reader<'a> {
+    copies: Copies,
+    drain: &'a mut Option<SnapshotDrain>,
+    plans: &'a mut PlanCache,
+}
+
 /// Finds what `pid` runs and adds it to the kernel's set (its futex waits are traced from
 /// here on), then places its uprobes; failed probes are left to [`State::retry_probes`].
 fn attach_target(
@@ -261,6 +286,7 @@ fn attach_target(
     pid: u32,
     probes: &Probes,
     names: &SharedNames,
+    reader: Reader,
 ) -> Result<Traced> {
     let ident = Ident::of(pid).context("the process is gone")?;
     let mut target = sys::target(pid)?;
@@ -269,7 +295,33 @@ fn attach_target(
     // A deleted or replaced executable is read as the file the process runs.
     target.exe = target.exe.as_deref().map(|e| live_exe(target.tgid, e));
     let map = session::recognise(&mut target, probes);
-    tracer.add_target(target.tgid)?;
+    // Its unwinding, as `record` would choose it for this executable. Without stack copies
+    // in the kernel (`--unwind fp`) that is the frame walk.
+    let mut plan = match reader.copies {
+        Copies::On => reader.plans.choose(probes.unwind, &target),
+        Copies::Off => unwind::choose(Unwind::FramePointers, &target),
+    };
+    // The reader starts with the first process that copies stacks.
+    if plan.mode != UnwindMode::FramePointers && reader.drain.is_none() {
+        match SnapshotDrain::prepare_set().start(tracer, Vec::new()) {
+            Ok(d) => *reader.drain = Some(d),
+            Err(e) => {
+                eprintln!("lockscope agent: no stack-copy reader ({e:#}); walking frame pointers");
+                plan = unwind::choose(Unwind::FramePointers, &target);
+            }
+        }
+    }
+    let drain = reader.drain.as_ref();
+    // The reader knows the process (its modules loaded) before the kernel sends its copies.
+    if let (Some(d), UnwindMode::FpCfi | UnwindMode::Dwarf) = (drain, plan.mode) {
+        d.add(pid, SnapshotDrain::load(pid, plan.mode));
+    }
+    if let Err(e) = tracer.add_target(target.tgid, plan.mode.target_flags()) {
+        if let Some(d) = drain {
+            d.remove(pid);
+        }
+        return Err(e);
+    }
     let mut maps = MapHistory::default();
     maps.refresh(pid);
     let mut sym = StackSymbolizer::new(MapHistory::default());
@@ -293,6 +345,8 @@ fn attach_target(
         exported_behind: Default::default(),
         wakes: Default::default(),
         window: [None, None],
+        plan,
+        snaps: Default::default(),
         sites: Vec::new(),
         ident,
         retry: None,

@@ -167,6 +167,7 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
     lose("target_cap", state.losses.target_cap);
     lose("attach_failed", state.losses.attach_failed);
     lose("thread_unattributed", state.losses.unattributed);
+    lose("snapshot_unattributed", state.losses.snapshot_unattributed);
     reg.register(
         "lockscope_events_lost",
         "Events and processes not traced, by why",

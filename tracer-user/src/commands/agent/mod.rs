@@ -2,6 +2,8 @@
 //! (the kernel filter in set mode); processes that match are found by polling /proc every
 //! second, attached when they appear and dropped when they exit. An HTTP server on the same
 //! single-threaded runtime serves Prometheus metrics and pprof profiles of what was traced.
+//! Each process's stacks are walked as `--unwind` chooses for its executable (`auto`: as
+//! `record` would), its stack copies read by one snapshot reader for all of them.
 //! SIGTERM or SIGINT detaches everything and exits 0.
 use std::cell::RefCell;
 use std::process::ExitCode;
@@ -17,7 +19,6 @@ use crate::collect::Follow;
 use crate::commands::options::AgentOptions;
 use crate::commands::session::Probes;
 use crate::sys;
-use crate::unwind::Unwind;
 
 mod discover;
 mod http;
@@ -30,7 +31,7 @@ mod targets;
 
 use discover::Select;
 use http::Ctx;
-use targets::State;
+use targets::{Copies, State};
 
 /// How often /proc is polled and the kernel's rows are read.
 const TICK: Duration = Duration::from_secs(1);
@@ -55,10 +56,16 @@ pub fn run(opts: &AgentOptions) -> Result<ExitCode> {
 
 async fn serve(opts: &AgentOptions) -> Result<()> {
     let listener = listen::Listener::bind(&opts.listen).await?;
-    // Frame-pointer stacks only: one stack-copy ring for many processes is not built yet.
-    let mut tracer = attach::attach(Filter::Set, 0, opts.hooks)?;
+    // Loaded with stack copies on unless every process walks frame pointers (`--unwind fp`);
+    // each process then asks for copies or not (its mode, chosen as it is attached).
+    let bytes = opts.unwind.load_bytes();
+    let mut tracer = attach::attach(Filter::Set, bytes, opts.hooks)?;
+    let copies = match bytes {
+        0 => Copies::Off,
+        _ => Copies::On,
+    };
     let probes = Probes {
-        unwind: Unwind::FramePointers,
+        unwind: opts.unwind,
         phases: &opts.phases,
         go_uprobes: opts.go_uprobes,
         go_sample: None,
@@ -67,7 +74,7 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
     };
     let (tick_tx, tick_rx) = watch::channel(0u64);
     let ctx = Rc::new(Ctx {
-        state: RefCell::new(State::new()),
+        state: RefCell::new(State::new(copies)),
         ticks: tick_rx,
         refresh_now: tokio::sync::Notify::new(),
         top_sites: opts.top_sites,
@@ -110,6 +117,8 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
     server.abort();
     ctx.state.borrow_mut().detach_all(&mut tracer);
     tracer.detach()?;
+    // The snapshot reader stops before the object it reads goes.
+    ctx.state.borrow_mut().drain.take();
     drop(tracer);
     eprintln!("lockscope agent: detached; exiting");
     result

@@ -9,6 +9,7 @@ use tracer_common::NUM_PHASES;
 use tracer_common::{inflight_slot, map, InFlight, WaitKey, WaitStats, WakeKey, WakeStats};
 
 use crate::attach::Tracer;
+use crate::collect::SnapshotRows;
 
 /// What a profile's waits are counted from.
 pub enum Since<'a> {
@@ -16,7 +17,15 @@ pub enum Since<'a> {
     /// The start of the last whole `--window` (of the current one when none has ended).
     LastWindow,
     /// Rows read earlier, and when (the start of a `seconds=N` request).
-    Rows(Instant, &'a HashMap<WaitKey, WaitStats>),
+    Rows(Instant, &'a Base),
+}
+
+/// A target's cumulative rows at one instant, for a later profile to subtract: the kernel's
+/// and, in the snapshot modes, the unwound ones.
+#[derive(Clone, Default)]
+pub struct Base {
+    pub waits: HashMap<WaitKey, WaitStats>,
+    pub snaps: SnapshotRows,
 }
 
 /// `now - before` for one row read twice: every count and sum is the difference; the longest

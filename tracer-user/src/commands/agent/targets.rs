@@ -10,17 +10,22 @@ use tracer_common::NUM_COUNTERS;
 use tracer_common::{WaitKey, WaitStats, WakeKey, WakeStats};
 
 use super::identity::Ident;
-pub use super::rows::Since;
 use super::rows::{forget_rows, minus};
+pub use super::rows::{Base, Since};
 use crate::attach::{Tracer, Uprobes};
-use crate::collect::{self, build_profile, Leftovers, Raw};
+use crate::collect::SnapshotRows;
+use crate::collect::{self, build_profile, pair_snapshots, Leftovers, Raw, SnapshotDrain};
 use crate::profile::{Profile, StopReason};
 use crate::symbolize::{SharedNames, StackSymbolizer};
 use crate::sys::{self, thread_names, MapHistory, Target};
 use crate::tracee::BundledMap;
+use crate::unwind::{PlanCache, UnwindMode, UnwindPlan};
 
 /// How long a hand-off waits for its waker's exit before the agent takes it with no waker.
 const LEFTOVER_AGE: Duration = Duration::from_secs(2);
+
+/// The longest a read waits for the snapshot reader to unwind what the ring holds.
+const CATCH_UP: Duration = Duration::from_millis(500);
 
 /// How long the threads of a dropped target are remembered.
 const RETIRED_FOR: Duration = Duration::from_secs(5);
@@ -34,6 +39,9 @@ pub struct AgentLosses {
     pub attach_failed: u64,
     /// Waits of threads that exited before their process was known (counted, then dropped).
     pub unattributed: u64,
+    /// Stack snapshots of processes the snapshot reader did not know (their waits keep their
+    /// frame-pointer stacks).
+    pub snapshot_unattributed: u64,
 }
 
 /// One traced process.
@@ -61,8 +69,12 @@ pub struct Traced {
     /// The same for the `behind` series, by phase label: ns.
     pub exported_behind: HashMap<&'static str, u64>,
     pub(super) wakes: HashMap<WakeKey, WakeStats>,
+    /// How its stacks are walked, chosen for its executable as it was attached.
+    pub plan: UnwindPlan,
+    /// Snapshot modes: its waits by unwound stack, cumulative since it was attached.
+    pub(super) snaps: SnapshotRows,
     /// The rows at the start of the last whole window and of the current one, and when.
-    pub(super) window: [Option<(Instant, HashMap<WaitKey, WaitStats>)>; 2],
+    pub(super) window: [Option<(Instant, Base)>; 2],
     /// Lock sites with their own metric label, in the order they got one (kept for good, so
     /// every series only grows).
     pub sites: Vec<String>,
@@ -81,11 +93,26 @@ pub struct Retry {
 }
 
 impl Traced {
+    /// Its cumulative rows now, for a later profile to subtract.
+    pub fn base(&self) -> Base {
+        Base {
+            waits: self.waits.clone(),
+            snaps: self.snaps.clone(),
+        }
+    }
+
     /// Offsets this process's symbolizer looked up itself (not found by build id in the
     /// names another process of the same binary already found).
     pub fn symbol_lookups(&self) -> u64 {
         self.sym.lookups
     }
+}
+
+/// Whether the kernel programs copy stacks for the processes that ask (loaded so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copies {
+    On,
+    Off,
 }
 
 /// Everything the agent knows; the HTTP handlers read it between ticks.
@@ -111,10 +138,17 @@ pub struct State {
     pub started: Instant,
     /// Symbol names by build id, for every target's symbolizer.
     pub(super) names: SharedNames,
+    /// Whether the kernel was loaded with stack copies (not with `--unwind fp`).
+    pub(super) copies: Copies,
+    /// The stack-snapshot reader of every target whose mode copies stacks: started with the
+    /// first such target (mapping the 32 MiB ring only then).
+    pub(super) drain: Option<SnapshotDrain>,
+    /// Unwind plans by executable file.
+    pub(super) plans: PlanCache,
 }
 
 impl State {
-    pub fn new() -> State {
+    pub fn new(copies: Copies) -> State {
         State {
             targets: BTreeMap::new(),
             stacks: HashMap::new(),
@@ -129,6 +163,9 @@ impl State {
             window_started: Instant::now(),
             started: Instant::now(),
             names: SharedNames::default(),
+            copies,
+            drain: None,
+            plans: PlanCache::default(),
         }
     }
 
@@ -144,6 +181,11 @@ impl State {
         // Not the in-flight scan: ~35 ms of bpf syscalls per read, for a count the agent
         // does not report.
         let raw = collect::read_rows(tracer, Leftovers::Skip)?;
+        if let Some(d) = &self.drain {
+            // The snapshots of every wait in those rows, unwound before they are split.
+            d.catch_up(CATCH_UP);
+            self.losses.snapshot_unattributed = d.unattributed();
+        }
         self.counters = raw.counters;
         self.stacks = raw.stacks;
         // Hand-offs no waker claimed within a tick: taken out of the kernel once, kept here.
@@ -201,9 +243,12 @@ impl State {
                 t.waits.entry(*k).or_default().merge(v);
             }
             t.wakes = wakes.remove(pid).unwrap_or_default();
+            if let (Some(d), UnwindMode::FpCfi | UnwindMode::Dwarf) = (&self.drain, t.plan.mode) {
+                t.snaps = d.rows_of(*pid);
+            }
             if rotate {
                 t.window[0] = t.window[1].take();
-                t.window[1] = Some((Instant::now(), t.waits.clone()));
+                t.window[1] = Some((Instant::now(), t.base()));
             }
         }
         self.sweep_stacks(tracer)
@@ -247,9 +292,20 @@ impl State {
         let waits: Vec<(WaitKey, WaitStats)> = t
             .waits
             .iter()
-            .map(|(k, v)| (*k, minus(v, base.and_then(|b| b.get(k)))))
+            .map(|(k, v)| (*k, minus(v, base.and_then(|b| b.waits.get(k)))))
             .filter(|(_, v)| v.count > 0 || v.timeouts > 0 || v.errors > 0)
             .collect();
+        // Snapshot modes: the unwound rows of the same span, paired with the kernel's as
+        // `record` pairs them; the kernel rows keep only the waits no snapshot explains.
+        let dwarf = (t.plan.mode != UnwindMode::FramePointers).then(|| {
+            let snaps: SnapshotRows = t
+                .snaps
+                .iter()
+                .map(|(k, v)| (k.clone(), minus(v, base.and_then(|b| b.snaps.get(k)))))
+                .filter(|(_, v)| v.count > 0 || v.timeouts > 0)
+                .collect();
+            pair_snapshots(&waits, snaps)
+        });
         let wakes: Vec<(WakeKey, WakeStats)> = t.wakes.iter().map(|(k, v)| (*k, *v)).collect();
         let stacks = waits
             .iter()
@@ -260,6 +316,7 @@ impl State {
         let raw = Raw {
             maps: t.maps.clone(),
             threads: t.threads.clone(),
+            dwarf,
             ..Raw::rows_only(
                 waits,
                 wakes,
@@ -269,13 +326,16 @@ impl State {
                 from.elapsed(),
             )
         };
-        Some(build_profile(
+        let mut p = build_profile(
             &t.target,
             raw,
             t.attached_unix_ms,
             t.map.as_ref(),
             &mut t.sym,
-        ))
+        );
+        p.meta.unwind = t.plan.mode.into();
+        p.meta.unwind_note = t.plan.why.clone();
+        Some(p)
     }
 
     /// Drops every target: detaches their uprobes (the tracer's drop does the rest).
@@ -284,6 +344,9 @@ impl State {
         for pid in pids {
             if let Some(t) = self.targets.remove(&pid) {
                 let _ = tracer.detach_uprobes(t.uprobes);
+            }
+            if let Some(d) = &self.drain {
+                d.remove(pid);
             }
         }
     }
