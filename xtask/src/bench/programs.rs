@@ -9,7 +9,7 @@
 //!   pid, then runs sysbench;
 //! - stress-ng's workers are processes forked two levels below the command, so no pid exists
 //!   to attach to beforehand: lockscope launches it (`record --follow-forks -- stress-ng …`,
-//!   frame-pointer stacks only, so no DWARF run), bpftrace follows the workers' task name.
+//!   each child unwound as its executable needs), bpftrace follows the workers' task name.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -195,14 +195,12 @@ fn stress_ng(
     let mut traced = None;
     match tracer {
         Tracer::None => quiet(&mut stress())?,
-        // --follow-forks takes frame-pointer stacks only.
-        Tracer::LockscopeDwarf | Tracer::LockscopeAuto => return Ok(None),
         t if t.is_lockscope() => {
             let started = Instant::now();
             let child = Command::new(lockscope)
                 .args(["record", "--quiet", "--follow-forks", "-o"])
                 .arg(profile)
-                .args(&t.lockscope_flags()[..2])
+                .args(t.lockscope_flags())
                 .arg("--")
                 .arg("stress-ng")
                 .args(args)
