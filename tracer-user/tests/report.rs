@@ -9,8 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{text, tmp};
+
+/// `lockscope` with colour off, as the golden files are.
 fn lockscope() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lockscope"));
+    let mut c = common::lockscope();
     c.env("NO_COLOR", "1");
     c
 }
@@ -26,20 +30,8 @@ fn data(name: &str) -> PathBuf {
     library_tests("data").join(name)
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lockscope-report-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
 fn run(args: &[&str]) -> Output {
     lockscope().args(args).output().expect("run lockscope")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 #[path = "../../lockscope-profile/tests/support/golden_cases.rs"]
