@@ -11,7 +11,9 @@ mod stitch;
 pub use choose::{choose, PlanCache, Unwind, UnwindMode, UnwindPlan};
 use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::sync::Arc;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 pub use stitch::{stitch, Join};
 
 use framehop::x86_64::{CacheX86_64, UnwindRegsX86_64, UnwinderX86_64};
@@ -93,9 +95,47 @@ fn mapped_modules(maps: &MapHistory) -> Vec<Mapped> {
     by_path.into_values().collect()
 }
 
+/// A file's identity: device, inode, size and modification time.
+type FileId = (u64, u64, u64, i64, i64);
+
+/// The bytes of a module file, shared by every unwinder that maps it. The agent unwinds many
+/// processes of the same binaries (every `sleep` maps the same libc), and each held its own
+/// copy: 51 idle targets took 97 MiB more than none. Held weakly: a file no unwinder uses
+/// any more is freed. Identified from the open file, so a file replaced at the same path is
+/// read afresh.
+fn read_shared(path: &str) -> Option<Bytes> {
+    static FILES: OnceLock<Mutex<HashMap<FileId, Weak<[u8]>>>> = OnceLock::new();
+    // The path comes from the target's maps: never block on a FIFO planted there, and read
+    // only regular files.
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok().filter(|m| m.is_file())?;
+    let id = (
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    );
+    let files = FILES.get_or_init(Default::default);
+    if let Some(bytes) = files.lock().ok()?.get(&id).and_then(Weak::upgrade) {
+        return Some(bytes);
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut buf).ok()?;
+    let bytes: Bytes = buf.into();
+    let mut files = files.lock().ok()?;
+    files.retain(|_, w| w.strong_count() > 0);
+    files.insert(id, Arc::downgrade(&bytes));
+    Some(bytes)
+}
+
 /// framehop's view of one ELF file mapped at `m`.
 fn load_module(m: &Mapped) -> Option<Module<Section>> {
-    let file: Bytes = fs::read(&m.path).ok()?.into();
+    let file = read_shared(&m.path)?;
     let obj = object::File::parse(&*file).ok()?;
     let section = |name: &str| -> Option<(std::ops::Range<u64>, Section)> {
         let s = obj.section_by_name(name)?;
@@ -190,6 +230,22 @@ impl SnapshotUnwinder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_mapping_one_file_share_its_bytes() {
+        let exe = std::env::current_exe().unwrap();
+        let path = exe.to_str().unwrap();
+        let a = read_shared(path).unwrap();
+        let b = read_shared(path).unwrap();
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "one copy of a file, however many map it"
+        );
+        assert!(
+            read_shared("/dev/null").is_none(),
+            "only regular files are read"
+        );
+    }
 
     /// Unwinds this very thread from a copy of its own stack, as the kernel would send it.
     #[test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::tracers::Tracer;
-use super::{machine, median, run_once, write_section, Workload};
+use super::{machine, median, ratio_cell, run_once, spread_pct, write_section, Workload};
 use crate::run::{cmd, is_root, root, step};
 
 const IDLE_TARGETS: usize = 50;
@@ -190,6 +190,7 @@ pub fn run(rounds: usize) -> Result<()> {
             }
         }
     }
+    let spread = spread_pct(&bare);
     let (b, t) = (median(&mut bare), median(&mut traced));
 
     let mut doc = String::new();
@@ -205,12 +206,15 @@ pub fn run(rounds: usize) -> Result<()> {
         "| resident set, {found} idle targets (`sleep`, found by `--comm` in {discovered_s:.1} s) | {} MiB |",
         full / 1024
     )?;
-    writeln!(doc, "| futex storm untraced (median locks/s) | {b:.0} |")?;
+    writeln!(
+        doc,
+        "| futex storm untraced (median locks/s) | {b:.0} ±{spread:.0}% |"
+    )?;
     writeln!(
         doc,
         "| futex storm under the agent (median locks/s) | {t:.0} |"
     )?;
-    writeln!(doc, "| retained | {:.2} |", t / b.max(1.0))?;
+    writeln!(doc, "| retained | {} |", ratio_cell(t / b.max(1.0), spread))?;
     writeln!(
         doc,
         "| lock waits the agent reported for the storm, per round | {} |",

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use super::{machine, median, write_section};
+use super::{machine, median, spread_pct, write_section};
 use crate::run::{cmd, root, step};
 
 const PRESETS: [&str; 5] = [
@@ -16,6 +16,8 @@ const PRESETS: [&str; 5] = [
     "miss-storm",
     "range-insert",
 ];
+/// Rounds that spread wider than this (± % of their median) make a rough figure.
+const UNSTEADY_PCT: f64 = 15.0;
 const MAPS: [&str; 4] = ["syncmap", "rwlock-hashmap", "mutex-hashmap", "dashmap"];
 
 pub fn run(rounds: usize, secs: f64) -> Result<()> {
@@ -41,15 +43,22 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
                 samples[m].push(ops_per_sec(&bin, preset, MAPS[m], secs)?);
             }
         }
+        // A figure whose rounds spread over ±UNSTEADY_PCT is rough: it says so.
+        let spread: Vec<f64> = samples.iter().map(|s| spread_pct(s)).collect();
+        let steady = |i: usize| match spread[i] {
+            s if s > UNSTEADY_PCT => format!(" (±{s:.0}%)"),
+            _ => String::new(),
+        };
         let med: Vec<f64> = samples.iter_mut().map(|s| median(s)).collect();
         let base = med[0];
-        let ratio = |x: f64| format!("{:.2}x", x / base);
+        let ratio = |i: usize| format!("{:.2}x{}", med[i] / base, steady(i));
         let row = format!(
-            "| {preset} | {:.0} | {} | {} | {} |",
+            "| {preset} | {:.0}{} | {} | {} | {} |",
             base,
-            ratio(med[1]),
-            ratio(med[2]),
-            ratio(med[3])
+            steady(0),
+            ratio(1),
+            ratio(2),
+            ratio(3)
         );
         eprintln!("    {row}");
         writeln!(table, "{row}")?;
@@ -59,7 +68,8 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         "## Bundled map throughput\n\n\
          Command: `cargo xtask bench-map` ({rounds} rounds of {secs} s per map and preset, \
          median; 4 threads; maps interleaved). Other maps are shown as a ratio of syncmap's \
-         operations per second (higher is faster).\n\nMachine: {machine}\n\n{table}\n"
+         operations per second (higher is faster). A figure whose rounds spread over \
+         ±{UNSTEADY_PCT:.0}% shows that spread: it is a rough figure.\n\nMachine: {machine}\n\n{table}\n"
     );
     write_section("## Bundled map throughput", &doc)?;
     eprintln!("\n{doc}\n    written to BENCHMARKS.md");

@@ -247,11 +247,33 @@ pub(crate) fn host_tax(
 /// min-max range, % of their median): ratios closer to 1.00 than this are noise.
 pub(crate) fn medians_and_spread(runs: &mut [Vec<f64>]) -> (Vec<f64>, f64) {
     let med: Vec<f64> = runs.iter_mut().map(|v| median(v)).collect();
-    let (lo, hi) = runs[0]
+    let spread = spread_pct(&runs[0]);
+    (med, spread)
+}
+
+/// A traced ÷ untraced ratio as printed, marked when it lies outside the untraced runs' own
+/// spread (`spread_pct`, see [`medians_and_spread`]; at least 2%): `▼` a cost beyond the noise,
+/// `▲` faster traced than untraced, which no tracer's work can cause except in a futex storm,
+/// where a costlier wait means fewer lock hand-offs. Unmarked figures are noise.
+pub(crate) fn ratio_cell(ratio: f64, spread_pct: f64) -> String {
+    let band = spread_pct.max(2.0) / 100.0;
+    let mark = if ratio > 1.0 + band {
+        " ▲"
+    } else if ratio < 1.0 - band {
+        " ▼"
+    } else {
+        ""
+    };
+    format!("{ratio:.2}{mark}")
+}
+
+/// The spread of one set of runs: half the min-max range, % of their median.
+pub(crate) fn spread_pct(runs: &[f64]) -> f64 {
+    let (lo, hi) = runs
         .iter()
         .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-    let spread = 50.0 * (hi - lo) / med[0].max(1.0);
-    (med, spread)
+    let mut sorted = runs.to_vec();
+    50.0 * (hi - lo) / median(&mut sorted).max(1.0)
 }
 
 pub(crate) fn median(v: &mut [f64]) -> f64 {

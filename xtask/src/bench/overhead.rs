@@ -21,8 +21,8 @@ use anyhow::{bail, Context, Result};
 use super::programs::{Mariadb, Program};
 use super::tracers::{ensure_bpftrace, Tracer};
 use super::{
-    agreement, build_c, host_tax, machine, median, medians_and_spread, run_once, symbolization,
-    write_section, LockscopeRun, Sample, Workload, START_DELAY_S,
+    agreement, build_c, host_tax, machine, median, medians_and_spread, ratio_cell, run_once,
+    symbolization, write_section, LockscopeRun, Sample, Workload, START_DELAY_S,
 };
 use crate::run::{cmd, is_root, root, step};
 
@@ -258,7 +258,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         let ratio =
             |t: usize| (!tput[t].is_empty()).then(|| med[t] / med[0].max(f64::MIN_POSITIVE));
         let cells: Vec<String> = (1..TRACERS.len())
-            .map(|t| ratio(t).map_or("–".to_string(), |r| format!("{r:.2}")))
+            .map(|t| ratio(t).map_or("–".to_string(), |r| ratio_cell(r, spread)))
             .collect();
         writeln!(
             table,

@@ -9,7 +9,8 @@ use anyhow::{bail, Result};
 
 use super::tracers::Tracer;
 use super::{
-    build_c, machine, median, medians_and_spread, run_once, write_section, LockscopeRun, Workload,
+    build_c, machine, median, medians_and_spread, ratio_cell, run_once, write_section,
+    LockscopeRun, Workload,
 };
 use crate::run::{cmd, is_root, root, step};
 
@@ -104,7 +105,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         let (med, spread) = medians_and_spread(&mut tput);
         let ratios: Vec<String> = med[1..]
             .iter()
-            .map(|m| format!("{:.2}", m / med[0]))
+            .map(|m| ratio_cell(m / med[0], spread))
             .collect();
         let chose = runs[2]
             .first()
