@@ -109,6 +109,9 @@ pub enum Primitive {
     DashMapRead,
     /// CPython's GIL: a condvar and mutex, waited on in `take_gil`/`drop_gil`.
     PythonGil,
+    /// A lock built from a mutex and a condition variable (boost's `shared_mutex` and
+    /// `upgrade_mutex`, libstdc++'s `__shared_mutex_cv`): its acquire sleeps on the condvar.
+    CondvarLock,
     GlibcInternal,
     PthreadMutex,
     PthreadCondvar,
@@ -135,6 +138,7 @@ impl Primitive {
             Primitive::DashMapWrite => "DashMap shard write lock",
             Primitive::DashMapRead => "DashMap shard read lock",
             Primitive::PythonGil => "Python GIL",
+            Primitive::CondvarLock => "lock built on a condvar (boost shared_mutex, …)",
             Primitive::GlibcInternal => "glibc internal lock (malloc, stdio, …)",
             Primitive::PthreadMutex => "pthread mutex",
             Primitive::PthreadCondvar => "pthread condvar",
@@ -256,6 +260,11 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
     if crate::knowledge::waits_for_gil(stack) {
         return Some(Primitive::PythonGil);
     }
+    // Likewise any lock whose acquire sleeps on a condition variable: that sleep is the wait
+    // for the lock, not for an event.
+    if names().any(is_condvar_lock) {
+        return Some(Primitive::CondvarLock);
+    }
     let found = names().find_map(primitive_of_name);
     // parking_lot's core alone (its callers inlined away or not symbolized): its locks.
     found.or_else(|| {
@@ -263,6 +272,20 @@ pub fn primitive(stack: Option<&Stack>) -> Option<Primitive> {
             .any(|n| n.starts_with("parking_lot_core"))
             .then_some(Primitive::ParkingLotLock)
     })
+}
+
+/// Functions of locks built from a mutex and a condvar, by qualified-name prefix. A wait under
+/// them is waiting for the lock, wherever it sleeps.
+fn is_condvar_lock(name: &str) -> bool {
+    const LOCKS: &[&str] = &[
+        "boost::shared_mutex::",
+        "boost::upgrade_mutex::",
+        "boost::v2::shared_mutex::",
+        "std::__shared_mutex_cv::",
+    ];
+    LOCKS
+        .iter()
+        .any(|l| name.starts_with(l) || name.contains(&format!(" {l}")))
 }
 
 /// How a futex word was used over the recording, as far as it tells a lock from an event.

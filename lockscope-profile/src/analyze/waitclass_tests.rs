@@ -277,3 +277,33 @@ fn the_gil_and_dashmap_shards_are_their_own_primitives() {
     assert_eq!(primitive(Some(&shard)), Some(Primitive::DashMapWrite));
     assert_eq!(Primitive::DashMapWrite.label(), "DashMap shard write lock");
 }
+
+#[test]
+fn a_condvar_wait_inside_a_locks_acquire_is_contention() {
+    let boost = [
+        "__futex_abstimed_wait_common",
+        "___pthread_cond_wait",
+        "boost::condition_variable::wait(boost::unique_lock<boost::mutex>&)",
+        "boost::shared_mutex::lock()",
+        "Table::update(int)",
+    ];
+    assert_eq!(class_of(&boost), WaitClass::Contention);
+    assert_eq!(
+        primitive(Some(&stack(&boost))),
+        Some(Primitive::CondvarLock)
+    );
+    let libstdcxx = [
+        "___pthread_cond_wait",
+        "std::__condvar::wait(std::mutex&)",
+        "std::__shared_mutex_cv::lock_shared()",
+        "Table::read(int)",
+    ];
+    assert_eq!(class_of(&libstdcxx), WaitClass::Contention);
+    // A condvar wait of the program's own, or through a condvar wrapper, stays idle.
+    let plain = [
+        "___pthread_cond_wait",
+        "rocksdb::port::CondVar::Wait()",
+        "rocksdb::DBImpl::BGWorkFlush(void*)",
+    ];
+    assert_eq!(class_of(&plain), IDLE_COND);
+}
