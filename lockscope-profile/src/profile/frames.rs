@@ -92,6 +92,12 @@ fn is_cpp_lock_wrapper(n: &str) -> bool {
         "boost::unique_lock<",
         "boost::lock_guard<",
         "boost::condition_variable::wait",
+        "boost::condition_variable_any::wait",
+        // boost.thread's thin pthread shims (boost/thread/pthread/pthread_helpers.hpp).
+        "boost::posix::pthread_",
+        "boost::shared_lock<",
+        "boost::upgrade_lock<",
+        "boost::thread_cv_detail::",
         "rocksdb::port::Mutex::Lock",
         "rocksdb::port::RWMutex::",
         "rocksdb::port::CondVar::Wait",
@@ -278,6 +284,9 @@ mod tests {
             "sux_lock<ssux_lock_impl<true> >::s_lock()",
             "<tokio::sync::batch_semaphore::Acquire as core::future::future::Future>::poll",
             "tokio::sync::mutex::Mutex<T>::lock::{{closure}}",
+            "boost::posix::pthread_cond_wait(pthread_cond_t*, pthread_mutex_t*)",
+            "boost::shared_lock<boost::shared_mutex>::lock()",
+            "boost::thread_cv_detail::lock_on_exit<boost::unique_lock<boost::mutex> >::~lock_on_exit()",
         ] {
             assert!(is_lock_internal(n), "{n}");
         }
