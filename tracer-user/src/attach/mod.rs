@@ -11,6 +11,6 @@ mod load;
 mod object_tests;
 mod oncpu;
 
-pub(crate) use hooks::HookChoice;
+pub(crate) use hooks::{HookChoice, Hooks};
 pub(crate) use klog::init_from_env as init_log_from_env;
 pub(crate) use load::{attach, Filter, Tracer, Uprobes};

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use tracer_common::Phase;
 
 use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
-use crate::collect::Follow;
 use crate::collect::GoSample;
+use crate::collect::{Follow, Progress};
 use crate::commands::{Launch, RecordOptions, ReportOptions, TopOptions};
 use crate::profile::{parse_duration, LockWrappers};
 use crate::render::Format;
@@ -387,7 +387,11 @@ impl RecordArgs {
             output: self.output.clone(),
             view: self.view.options()?,
             lock_wrappers: LockWrappers::new(&self.view.lock_wrapper)?,
-            progress: !self.quiet,
+            progress: if self.quiet {
+                Progress::Quiet
+            } else {
+                Progress::Shown
+            },
             phases: self.probes.phases(),
             unwind: self.unwind.options()?,
             go_uprobes: self.probes.go_uprobes.into(),

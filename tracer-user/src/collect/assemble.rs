@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use tracer_common::{Counter, OpKind, Phase, PhaseStats, WaitKey, WaitStats, NO_STACK};
 
+use super::build::Inputs;
 use crate::collect::{MapWindow, Raw, SlotPhases, Snapshot};
 use crate::profile::{
     Blamed, Bundled, Check, Counters, FutexOp, GoTarget, Losses, Meta, PhaseRow, Profile, TrieNode,
-    Unwinder, WaitRow, WakeRow, FORMAT, VERSION,
+    WaitRow, WakeRow, FORMAT, VERSION,
 };
 use crate::profile::{MapCounter, MapKind};
 use crate::symbolize::{frames_with_leaf, Addr, Cut, StackSymbolizer};
-use crate::sys::Target;
 use crate::tracee;
 use crate::tracee::BundledMap;
 
@@ -41,14 +41,10 @@ fn part_of(part_ns: u64, v: &WaitStats) -> f64 {
     }
 }
 
-/// Symbolizes the raw rows and assembles the profile.
-pub fn build_profile(
-    target: &Target,
-    raw: Raw,
-    start_unix_ms: u64,
-    map: Option<&BundledMap>,
-    sym: &mut StackSymbolizer,
-) -> Profile {
+/// Symbolizes the raw rows and assembles the profile (see `build`, which adds the threads
+/// still blocked and the lock wrappers).
+pub(super) fn assemble(raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer) -> Profile {
+    let (target, map) = (inputs.target, inputs.map);
     sym.set_maps(&raw.maps);
     // A final stack is a kernel stack plus its validated leaf caller.
     let mut index: HashMap<(u64, u64), Option<usize>> = HashMap::new();
@@ -186,7 +182,7 @@ pub fn build_profile(
         waits = busy;
         GoTarget {
             version: version.clone(),
-            goroutine_probes: 0,
+            goroutine_probes: inputs.go_probes,
             idle_waits: idle.iter().map(|r| r.count).sum(),
             idle_ns: idle.iter().map(|r| r.total_ns).sum(),
             sampled: raw.go_sampled.clone(),
@@ -220,18 +216,14 @@ pub fn build_profile(
             pid: target.tgid,
             comm: target.comm.clone(),
             exe: target.exe.as_ref().map(|p| p.display().to_string()),
-            start_unix_ms,
+            start_unix_ms: inputs.start_unix_ms,
             duration_ns: raw.elapsed.as_nanos() as u64,
-            attach_ns: 0,
+            attach_ns: inputs.attach_ns,
             symbolize_ns,
             stop: raw.stop,
-            unwind: if raw.dwarf.is_some() {
-                Unwinder::Dwarf
-            } else {
-                Unwinder::FramePointers
-            },
-            unwind_note: None,
-            hooks: None,
+            unwind: inputs.plan.mode.into(),
+            unwind_note: inputs.plan.why.clone(),
+            hooks: Some(inputs.hooks.describe()),
             unnamed,
             kernel: kernel_release(),
             lockscope_version: env!("CARGO_PKG_VERSION").into(),
@@ -267,7 +259,7 @@ pub fn build_profile(
         wakes,
         threads: raw.threads,
         go,
-        tokio: None,
+        tokio: inputs.tokio.clone(),
         blocked: Vec::new(),
         lock_wrappers: Default::default(),
         locks: {

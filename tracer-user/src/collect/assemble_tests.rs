@@ -4,6 +4,7 @@ use crate::collect::{stats, Raw};
 use crate::profile::StopReason;
 use crate::sys::procfs_tests::target;
 use crate::sys::MapHistory;
+use crate::unwind::UnwindMode;
 
 fn key(stack_id: u64) -> WaitKey {
     WaitKey {
@@ -46,12 +47,39 @@ fn raw(dwarf: Option<HashMap<(WaitKey, Vec<Addr>), WaitStats>>) -> Raw {
     }
 }
 
+/// The profile of `raw`, its stacks walked as `mode` walks them.
+fn build_profile(
+    raw: Raw,
+    mode: crate::unwind::UnwindMode,
+    sym: &mut StackSymbolizer,
+) -> crate::profile::Profile {
+    let plan = crate::unwind::UnwindPlan {
+        mode,
+        snapshot_bytes: 0,
+        why: None,
+    };
+    let hooks = crate::attach::Hooks::Trampolines;
+    let inputs = super::super::Inputs {
+        target: &target(),
+        start_unix_ms: 0,
+        map: None,
+        plan: &plan,
+        attach_ns: 7,
+        hooks: &hooks,
+        go_probes: 0,
+        tokio: None,
+        blocked: Vec::new(),
+        wrappers: &Default::default(),
+    };
+    assemble(raw, &inputs, sym)
+}
+
 #[test]
 fn snapshot_rows_replace_what_they_explain_and_the_rest_keeps_its_frame_walk() {
     let unwound = vec![Addr::Ip(0x1000), Addr::Return(0x3000), Addr::Return(0x4000)];
     let dwarf = HashMap::from([((key(1), unwound), stats(3, 3_000))]);
     let mut sym = StackSymbolizer::new(MapHistory::default());
-    let p = build_profile(&target(), raw(Some(dwarf)), 0, None, &mut sym);
+    let p = build_profile(raw(Some(dwarf)), UnwindMode::Dwarf, &mut sym);
     assert_eq!(p.meta.unwind, crate::profile::Unwinder::Dwarf);
     let mut rows: Vec<(u64, u64, usize)> = p
         .waits
@@ -70,10 +98,10 @@ fn fully_explained_rows_disappear_and_fp_mode_is_untouched() {
     let unwound = vec![Addr::Ip(0x1000), Addr::Return(0x3000)];
     let dwarf = HashMap::from([((key(1), unwound), stats(5, 5_000))]);
     let mut sym = StackSymbolizer::new(MapHistory::default());
-    let p = build_profile(&target(), raw(Some(dwarf)), 0, None, &mut sym);
+    let p = build_profile(raw(Some(dwarf)), UnwindMode::Dwarf, &mut sym);
     assert_eq!(p.waits.len(), 1);
     assert_eq!(p.waits[0].count, 5);
-    let fp = build_profile(&target(), raw(None), 0, None, &mut sym);
+    let fp = build_profile(raw(None), UnwindMode::FramePointers, &mut sym);
     assert_eq!(fp.meta.unwind, crate::profile::Unwinder::FramePointers);
     assert_eq!(fp.waits.len(), 1);
     assert_eq!(fp.waits[0].count, 5);
@@ -100,7 +128,7 @@ fn a_wait_seen_asleep_at_attach_gets_the_scans_stack_when_the_kernel_took_none()
     r.waits.push((WaitKey { tid: 8, ..lost }, stats(1, 1_000)));
     crate::collect::lend_scanned_stacks(&mut r, &[asleep(7, 0x5000), asleep(9, 0x5000)]);
     let mut sym = StackSymbolizer::new(MapHistory::default());
-    let p = build_profile(&target(), r, 0, None, &mut sym);
+    let p = build_profile(r, UnwindMode::FramePointers, &mut sym);
     let mut rows: Vec<(u32, u64, Option<usize>)> = p
         .waits
         .iter()
@@ -114,5 +142,18 @@ fn a_wait_seen_asleep_at_attach_gets_the_scans_stack_when_the_kernel_took_none()
             (7, 400_000_000, Some(2)),
             (8, 1_000, None)
         ]
+    );
+}
+
+/// Everything the driver knows is in the profile as built: nothing is left for it to patch.
+#[test]
+fn the_profile_says_what_its_inputs_say() {
+    let mut sym = StackSymbolizer::new(MapHistory::default());
+    let p = build_profile(raw(None), UnwindMode::FpCfi, &mut sym);
+    assert_eq!(p.meta.unwind, crate::profile::Unwinder::FpCfi);
+    assert_eq!(p.meta.attach_ns, 7);
+    assert_eq!(
+        p.meta.hooks.as_deref(),
+        Some(crate::attach::Hooks::Trampolines.describe().as_str())
     );
 }

@@ -68,6 +68,29 @@ pub fn split_children(raw: &mut Raw) -> Vec<(Target, UnwindPlan, Raw)> {
         .collect()
 }
 
+/// Says which forked processes were followed, and how each one's stacks were walked.
+pub fn announce(children: &[(Target, UnwindPlan, Raw)]) {
+    if children.is_empty() {
+        return;
+    }
+    let names: Vec<String> = children
+        .iter()
+        .map(|(t, plan, _)| {
+            format!(
+                "{} ({}, unwind {})",
+                t.tgid,
+                crate::profile::term_safe(&t.comm),
+                plan.mode.name()
+            )
+        })
+        .collect();
+    eprintln!(
+        "lockscope: followed {} forked processes: {}",
+        names.len(),
+        names.join(", ")
+    );
+}
+
 /// Adds `other`'s stacks, rows, threads, locks and unnamed frames to `into`, its module and
 /// stack indexes renumbered. Counters and losses are the kernel's, shared: kept once.
 pub fn merge(into: &mut Profile, other: Profile) {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tracer_common::Phase;
 
 use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits};
-use crate::collect::Follow;
 use crate::collect::GoSample;
+use crate::collect::{Follow, Progress};
 use crate::profile::LockWrappers;
 use crate::render::Format;
 use crate::tracee::GoUprobes;
@@ -37,7 +37,7 @@ pub struct RecordOptions {
     pub view: ViewOptions,
     /// `--lock-wrapper`: more functions that are lock code.
     pub lock_wrappers: LockWrappers,
-    pub progress: bool,
+    pub progress: Progress,
     /// Bundled-map phases to probe.
     pub phases: Vec<Phase>,
     pub unwind: Unwind,

@@ -9,11 +9,9 @@ use anyhow::Result;
 use super::follow;
 use super::options::{Launch, RecordOptions};
 use super::session::{Probes, Session};
-use crate::collect;
-use crate::collect::build_profile;
+use crate::collect::{self, Inputs, Namer};
 use crate::profile::{term_safe, PendingOutput};
 use crate::render::{use_color, Render, Table};
-use crate::symbolize::StackSymbolizer;
 use crate::sys::{self, Target};
 
 pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
@@ -103,7 +101,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         mut target,
         map,
         plan,
-        mut tracer,
+        tracer,
         go_probes,
         go_sample,
         tokio,
@@ -143,12 +141,11 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         ),
     }
 
-    let mut raw = rt.block_on(collect::record(
-        &mut tracer,
-        collect::Recording {
+    let _reactor = rt.enter();
+    let mut recorder = collect::Recorder::new(
+        tracer,
+        collect::Setup {
             pid: target.tgid,
-            duration: opts.duration,
-            progress: opts.progress,
             start: match launched {
                 Some(_) => collect::Start::FromExec,
                 None => collect::Start::Attached,
@@ -156,13 +153,18 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             map,
             phases: opts.phases.clone(),
             follow: opts.follow,
-            stops,
-            exe: target.exe.clone(),
             go_sample,
             snapshots,
+            exe: target.exe.clone(),
             unwind: opts.unwind,
         },
-    ))?;
+    )?;
+    let stop = rt.block_on(recorder.run(collect::Until {
+        duration: opts.duration,
+        stops,
+        progress: opts.progress,
+    }))?;
+    let (mut raw, tracer) = recorder.finish(stop)?;
     // After an exec the report names what ran last, and the map probed in it; its unwinding
     // is chosen again for the new image, as a direct launch would choose it.
     let mut plan = plan;
@@ -174,48 +176,42 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     }
     let map = raw.map.take();
     collect::lend_scanned_stacks(&mut raw, &asleep);
-    let still_blocked =
-        collect::still_blocked(&tracer, target.tgid, asleep, crate::sys::monotonic_ns())?;
-
+    let blocked = collect::still_blocked(&tracer, target.tgid, asleep, crate::sys::monotonic_ns())?;
     let children = follow::split_children(&mut raw);
-    let mut sym = StackSymbolizer::new(raw.maps.clone());
-    let mut profile = build_profile(&target, raw, start_unix_ms, map.as_ref(), &mut sym);
-    if !children.is_empty() {
-        let names: Vec<String> = children
-            .iter()
-            .map(|(t, plan, _)| {
-                format!(
-                    "{} ({}, unwind {})",
-                    t.tgid,
-                    term_safe(&t.comm),
-                    plan.mode.name()
-                )
-            })
-            .collect();
-        eprintln!(
-            "lockscope: followed {} forked processes: {}",
-            names.len(),
-            names.join(", ")
-        );
+    let mut namer = Namer::for_maps(&raw.maps);
+    let mut profile = collect::build(
+        raw,
+        Inputs {
+            target: &target,
+            start_unix_ms,
+            map: map.as_ref(),
+            plan: &plan,
+            attach_ns,
+            hooks: &tracer.hooks,
+            go_probes,
+            tokio: tokio.into_target(),
+            blocked,
+            wrappers: &opts.lock_wrappers,
+        },
+        &mut namer,
+    );
+    follow::announce(&children);
+    for (child, plan, raw) in children {
+        let mut namer = Namer::for_maps(&raw.maps);
+        let inputs = Inputs {
+            target: &child,
+            start_unix_ms,
+            map: None,
+            plan: &plan,
+            attach_ns,
+            hooks: &tracer.hooks,
+            go_probes: 0,
+            tokio: None,
+            blocked: Vec::new(),
+            wrappers: &opts.lock_wrappers,
+        };
+        follow::merge(&mut profile, collect::build(raw, inputs, &mut namer));
     }
-    for (child, _, raw) in children {
-        let mut sym = StackSymbolizer::new(raw.maps.clone());
-        follow::merge(
-            &mut profile,
-            build_profile(&child, raw, start_unix_ms, None, &mut sym),
-        );
-    }
-    profile.meta.attach_ns = attach_ns;
-    profile.meta.unwind = plan.mode.into();
-    profile.meta.unwind_note = plan.why;
-    profile.meta.hooks = Some(tracer.hooks.describe());
-    collect::add_blocked(&mut profile, still_blocked, &mut sym);
-    crate::symbolize::Forwarders::default().mark(&mut profile);
-    opts.lock_wrappers.mark(&mut profile);
-    if let Some(g) = &mut profile.go {
-        g.goroutine_probes = go_probes;
-    }
-    profile.tokio = tokio.into_target();
     match opts.output_format {
         None => output.commit(&profile)?,
         Some(format) => {

@@ -15,6 +15,7 @@ use super::identity::{live_exe, Change, Ident};
 use super::rows::forget_rows;
 use super::targets::{Copies, Retry, State, Traced};
 use crate::attach::Tracer;
+use crate::collect::Namer;
 use crate::collect::SnapshotDrain;
 use crate::commands::session::{self, Probes};
 use crate::profile::term_safe;
@@ -259,7 +260,9 @@ fn place(tracer: &mut Tracer, t: &mut Traced, probes: &Probes) -> Result<()> {
         .and_then(|plan| session::place(tracer, &t.target, t.map.as_ref(), probes, plan));
     let uprobes = tracer.take_uprobes();
     match placed {
-        Ok(_) => {
+        Ok((go_probes, tokio)) => {
+            t.go_probes = go_probes;
+            t.tokio = tokio.into_target();
             t.probes = uprobes.len();
             t.uprobes = uprobes;
             t.retry = None;
@@ -288,6 +291,7 @@ fn attach_target(
     names: &SharedNames,
     reader: Reader,
 ) -> Result<Traced> {
+    let t0 = Instant::now();
     let ident = Ident::of(pid).context("the process is gone")?;
     let mut target = sys::target(pid)?;
     // With capabilities rather than root, only processes the caller could ptrace.
@@ -326,9 +330,13 @@ fn attach_target(
     maps.refresh(pid);
     let mut sym = StackSymbolizer::new(MapHistory::default());
     sym.share_names(names.clone());
+    let namer = Namer::new(sym);
     let mut t = Traced {
         cgroup: sys::cgroup(pid),
         probes: 0,
+        go_probes: 0,
+        tokio: None,
+        attach_ns: 0,
         target,
         map,
         uprobes: tracer.take_uprobes(),
@@ -338,7 +346,7 @@ fn attach_target(
         attached: Instant::now(),
         maps,
         threads: BTreeMap::new(),
-        sym,
+        namer,
         waits: Default::default(),
         leftovers: Default::default(),
         exported: Default::default(),
@@ -358,5 +366,6 @@ fn attach_target(
             why: format!("{e:#}"),
         });
     }
+    t.attach_ns = t0.elapsed().as_nanos() as u64;
     Ok(t)
 }

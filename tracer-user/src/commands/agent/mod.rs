@@ -74,7 +74,7 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
     };
     let (tick_tx, tick_rx) = watch::channel(0u64);
     let ctx = Rc::new(Ctx {
-        state: RefCell::new(State::new(copies)),
+        state: RefCell::new(State::new(copies, tracer.hooks.clone())),
         ticks: tick_rx,
         refresh_now: tokio::sync::Notify::new(),
         top_sites: opts.top_sites,

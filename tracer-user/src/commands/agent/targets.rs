@@ -10,13 +10,14 @@ use tracer_common::NUM_COUNTERS;
 use tracer_common::{WaitKey, WaitStats, WakeKey, WakeStats};
 
 use super::identity::Ident;
-use super::rows::{forget_rows, minus};
-pub use super::rows::{Base, Since};
+use super::rows::forget_rows;
+use crate::attach::Hooks;
 use crate::attach::{Tracer, Uprobes};
 use crate::collect::SnapshotRows;
-use crate::collect::{self, build_profile, pair_snapshots, Leftovers, Raw, SnapshotDrain};
-use crate::profile::{Profile, StopReason};
-use crate::symbolize::{SharedNames, StackSymbolizer};
+use crate::collect::{self, Inputs, Leftovers, Namer, Raw, SnapshotDrain};
+pub use crate::collect::{Base, Since};
+use crate::profile::{LockWrappers, Profile, StopReason, TokioTarget};
+use crate::symbolize::SharedNames;
 use crate::sys::{self, thread_names, MapHistory, Target};
 use crate::tracee::BundledMap;
 use crate::unwind::{PlanCache, UnwindMode, UnwindPlan};
@@ -52,11 +53,18 @@ pub struct Traced {
     pub map: Option<BundledMap>,
     pub(super) uprobes: Uprobes,
     pub probes: usize,
+    /// Goroutine uprobes among them.
+    pub(super) go_probes: usize,
+    /// What was found of tokio.
+    pub(super) tokio: Option<TokioTarget>,
     pub attached_unix_ms: u64,
+    /// From finding the process until its probes were live.
+    pub(super) attach_ns: u64,
     pub(super) attached: Instant,
     pub(super) maps: MapHistory,
     pub(super) threads: BTreeMap<u32, String>,
-    pub(super) sym: StackSymbolizer,
+    /// Its symbolizer and the lock wrappers found in its code.
+    pub(super) namer: Namer,
     /// The kernel's rows for this process: cumulative since it was attached (with the
     /// hand-off leftovers taken so far).
     pub waits: HashMap<WaitKey, WaitStats>,
@@ -104,7 +112,7 @@ impl Traced {
     /// Offsets this process's symbolizer looked up itself (not found by build id in the
     /// names another process of the same binary already found).
     pub fn symbol_lookups(&self) -> u64 {
-        self.sym.lookups
+        self.namer.lookups()
     }
 }
 
@@ -145,10 +153,12 @@ pub struct State {
     pub(super) drain: Option<SnapshotDrain>,
     /// Unwind plans by executable file.
     pub(super) plans: PlanCache,
+    /// Which kernel hooks carry the futex events (every profile says).
+    hooks: Hooks,
 }
 
 impl State {
-    pub fn new(copies: Copies) -> State {
+    pub fn new(copies: Copies, hooks: Hooks) -> State {
         State {
             targets: BTreeMap::new(),
             stacks: HashMap::new(),
@@ -166,6 +176,7 @@ impl State {
             copies,
             drain: None,
             plans: PlanCache::default(),
+            hooks,
         }
     }
 
@@ -289,23 +300,9 @@ impl State {
             },
             Since::Rows(at, rows) => (Some(rows), at),
         };
-        let waits: Vec<(WaitKey, WaitStats)> = t
-            .waits
-            .iter()
-            .map(|(k, v)| (*k, minus(v, base.and_then(|b| b.waits.get(k)))))
-            .filter(|(_, v)| v.count > 0 || v.timeouts > 0 || v.errors > 0)
-            .collect();
-        // Snapshot modes: the unwound rows of the same span, paired with the kernel's as
-        // `record` pairs them; the kernel rows keep only the waits no snapshot explains.
-        let dwarf = (t.plan.mode != UnwindMode::FramePointers).then(|| {
-            let snaps: SnapshotRows = t
-                .snaps
-                .iter()
-                .map(|(k, v)| (k.clone(), minus(v, base.and_then(|b| b.snaps.get(k)))))
-                .filter(|(_, v)| v.count > 0 || v.timeouts > 0)
-                .collect();
-            pair_snapshots(&waits, snaps)
-        });
+        // Snapshot modes: the unwound rows of the same span.
+        let snaps = (t.plan.mode != UnwindMode::FramePointers).then_some(&t.snaps);
+        let (waits, dwarf) = collect::rows_since(&t.waits, snaps, base);
         let wakes: Vec<(WakeKey, WakeStats)> = t.wakes.iter().map(|(k, v)| (*k, *v)).collect();
         let stacks = waits
             .iter()
@@ -326,16 +323,19 @@ impl State {
                 from.elapsed(),
             )
         };
-        let mut p = build_profile(
-            &t.target,
-            raw,
-            t.attached_unix_ms,
-            t.map.as_ref(),
-            &mut t.sym,
-        );
-        p.meta.unwind = t.plan.mode.into();
-        p.meta.unwind_note = t.plan.why.clone();
-        Some(p)
+        let inputs = Inputs {
+            target: &t.target,
+            start_unix_ms: t.attached_unix_ms,
+            map: t.map.as_ref(),
+            plan: &t.plan,
+            attach_ns: t.attach_ns,
+            hooks: &self.hooks,
+            go_probes: t.go_probes,
+            tokio: t.tokio.clone(),
+            blocked: Vec::new(),
+            wrappers: &LockWrappers::default(),
+        };
+        Some(collect::build(raw, inputs, &mut t.namer))
     }
 
     /// Drops every target: detaches their uprobes (the tracer's drop does the rest).

@@ -1,0 +1,382 @@
+//! recorder: the recording engine under `record` and `top`. It owns the loaded tracer and
+//! everything kept beside the kernel's rows while a process is traced: its memory-map history
+//! and thread names, the stack-snapshot reader, the exec it may make (the bundled map is
+//! probed again in the new image), the processes it forks (`--follow-forks`), and the bundled
+//! map's counter window. A driver calls `tick` every [`TICK`] and reads `rows` whenever it
+//! wants a profile, or lets `run` tick until a stop; `finish` detaches and reads the last rows.
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use tokio::io::unix::AsyncFd;
+use tracer_common::{Counter, Phase};
+
+use super::children::Children;
+use super::exec::ExecWatch;
+use super::gosample::{self, GoSample};
+use super::read::{read, read_counters, read_phases};
+use super::{
+    handoff, oncpu, Follow, Identity, MapWindow, NewStacks, Raw, Snapshot, SnapshotDrain,
+    StopSignals,
+};
+use crate::attach::Tracer;
+use crate::profile::{fmt_count, StopReason};
+use crate::sys::{thread_names, MapHistory};
+use crate::tracee::{self, BundledMap};
+use crate::unwind::Unwind;
+
+/// How often a driver ticks: the progress line, and the map and thread refreshes.
+pub const TICK: Duration = Duration::from_millis(250);
+/// Memory maps are re-read every this many ticks (cheap, but not free for huge processes).
+const MAPS_EVERY: u32 = 4;
+
+/// Whether the recording began at the target's exec (`record -- CMD`) or attached to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    FromExec,
+    Attached,
+}
+
+/// What the recorder follows, from the session that attached.
+pub struct Setup {
+    pub pid: u32,
+    pub start: Start,
+    /// The bundled map found in the target, its probes attached.
+    pub map: Option<BundledMap>,
+    /// Phases to probe if the target execs into an image with the bundled map.
+    pub phases: Vec<Phase>,
+    pub follow: Follow,
+    /// `--go-sample`: the kernel followed this share of goroutine waits.
+    pub go_sample: Option<GoSample>,
+    /// DWARF and `fp+cfi` modes: the snapshot reader, running since the programs attached.
+    pub snapshots: Option<SnapshotDrain>,
+    /// The executable the target was recognised as running (an exec is a change from it).
+    pub exe: Option<PathBuf>,
+    /// `--unwind`: followed children choose their mode from it.
+    pub unwind: Unwind,
+}
+
+/// When `run` stops, besides the target's exit.
+pub struct Until {
+    /// `None`: until the target exits (a week is the longest `--duration` takes).
+    pub duration: Option<Duration>,
+    /// Listened for since the command began.
+    pub stops: StopSignals,
+    pub progress: Progress,
+}
+
+/// Whether `run` keeps a progress line on a terminal's stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Shown,
+    Quiet,
+}
+
+/// The bundled map's counters and traced totals at the window's start and last tick.
+#[derive(Default)]
+struct Window {
+    start: Option<Snapshot>,
+    last: Option<Snapshot>,
+}
+
+pub struct Recorder {
+    tracer: Tracer,
+    pid: u32,
+    map: Option<BundledMap>,
+    phases: Vec<Phase>,
+    follow: Follow,
+    children: Children,
+    go_sample: Option<GoSample>,
+    snapshots: Option<SnapshotDrain>,
+    maps: MapHistory,
+    threads: BTreeMap<u32, String>,
+    new_stacks: NewStacks,
+    exec: ExecWatch,
+    became: Option<Identity>,
+    window: Window,
+    exited: AsyncFd<OwnedFd>,
+    ticks: u32,
+    started: Instant,
+    /// What happened that the user should hear of (an exec followed), for the driver to show.
+    notes: Vec<String>,
+}
+
+impl Recorder {
+    /// Starts recording now that every probe is live (inside a Tokio runtime context).
+    pub fn new(mut tracer: Tracer, setup: Setup) -> Result<Recorder> {
+        let Setup {
+            pid,
+            start,
+            map,
+            phases,
+            follow,
+            go_sample,
+            snapshots,
+            exe,
+            unwind,
+        } = setup;
+        let exited = super::pidfd(pid)?;
+        let new_stacks = NewStacks::take(&mut tracer)?;
+        let mut r = Recorder {
+            tracer,
+            pid,
+            map: None,
+            phases,
+            follow,
+            children: Children::new(unwind),
+            go_sample,
+            snapshots,
+            maps: MapHistory::default(),
+            threads: BTreeMap::new(),
+            new_stacks,
+            exec: ExecWatch::new(pid, exe),
+            became: None,
+            window: Window::default(),
+            exited,
+            ticks: 0,
+            started: Instant::now(),
+            notes: Vec::new(),
+        };
+        if let Some(m) = map {
+            // A process traced from exec starts with every counter and traced total at zero.
+            let first = match start {
+                Start::FromExec => Ok(Snapshot {
+                    counters: tracee::zero_counters(),
+                    phases: Default::default(),
+                }),
+                Start::Attached => r.snapshot(&m),
+            };
+            match first {
+                Ok(s) => r.window.start = Some(s),
+                Err(e) => eprintln!("lockscope: cannot read the bundled map's counters ({e:#}); reporting traced counts only"),
+            }
+            r.window.last = r.window.start.clone();
+            r.map = Some(m);
+        }
+        r.maps.refresh(pid);
+        thread_names(pid, &mut r.threads);
+        Ok(r)
+    }
+
+    pub fn tracer(&self) -> &Tracer {
+        &self.tracer
+    }
+
+    /// The bundled map probed now (after an exec, the new image's).
+    pub fn map(&self) -> Option<&BundledMap> {
+        self.map.as_ref()
+    }
+
+    /// What the user should hear of since the last call, one line each (made terminal-safe).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Whether the target has exited (its pidfd is readable).
+    pub fn target_exited(&self) -> bool {
+        let mut p = libc::pollfd {
+            fd: self.exited.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, a zero timeout; poll only writes `revents`.
+        unsafe { libc::poll(&mut p, 1, 0) > 0 }
+    }
+
+    /// The map's counters (Go's sync.Map keeps none) and the traced phase totals, now.
+    fn snapshot(&self, m: &BundledMap) -> Result<Snapshot> {
+        Ok(Snapshot {
+            counters: match m.stats_offset {
+                Some(_) => tracee::read_counters(self.pid, m)?,
+                None => BTreeMap::new(),
+            },
+            phases: read_phases(&self.tracer)?,
+        })
+    }
+
+    /// Reads the stacks the kernel stored since the last call; re-reads the maps if one has
+    /// an address they do not cover (a library loaded since the last tick).
+    pub fn take_new_stacks(&mut self) {
+        self.new_stacks
+            .check(self.pid, &mut self.maps, &self.tracer);
+    }
+
+    /// One tick's upkeep: the kernel's log, followed forks, an exec, maps and thread names,
+    /// and the map's counters.
+    pub fn tick(&mut self) {
+        self.ticks += 1;
+        self.tracer.flush_logs();
+        if self.follow == Follow::Forks {
+            self.children
+                .refresh(&mut self.tracer, self.pid, self.snapshots.as_ref());
+        }
+        if let Some(id) = self.exec.check(self.pid) {
+            self.exec_happened(id);
+        }
+        if self.ticks.is_multiple_of(MAPS_EVERY) {
+            self.maps.refresh(self.pid);
+            thread_names(self.pid, &mut self.threads);
+        }
+        if let (Some(m), Some(_)) = (&self.map, &self.window.start) {
+            if let Ok(s) = self.snapshot(m) {
+                self.window.last = Some(s);
+            }
+        }
+    }
+
+    /// The target exec'd: its maps are read again and the new image's bundled map is probed
+    /// from now on, its window starting when the probes are live, like an attach.
+    fn exec_happened(&mut self, id: Identity) {
+        if let Some(s) = &self.snapshots {
+            s.exec_happened();
+        }
+        self.notes.push(format!(
+            "pid {} exec'd {}; following it",
+            self.pid,
+            crate::profile::term_safe(&id.exe.display().to_string())
+        ));
+        self.maps.refresh(self.pid);
+        if let Some(m) = tracee::find_probed(Some(&id.exe), &self.phases) {
+            match self.tracer.attach_phases(self.pid, &m) {
+                Ok(_) => {
+                    self.window.start = self.snapshot(&m).ok();
+                    self.window.last = self.window.start.clone();
+                    self.map = Some(m);
+                }
+                Err(e) => self
+                    .notes
+                    .push(format!("cannot probe the bundled map after exec ({e:#})")),
+            }
+        }
+        self.became = Some(id);
+    }
+
+    /// Ticks until the duration ends, a stop signal comes or the target exits.
+    pub async fn run(&mut self, until: Until) -> Result<StopReason> {
+        let Until {
+            duration,
+            mut stops,
+            progress,
+        } = until;
+        let deadline =
+            tokio::time::Instant::now() + duration.unwrap_or(Duration::from_secs(7 * 24 * 3600));
+        let mut tick = tokio::time::interval(TICK);
+        let show = progress == Progress::Shown && std::io::stderr().is_terminal();
+        let mut last = (Instant::now(), 0u64);
+        let stop = loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break StopReason::Duration,
+                // A closed terminal, or a signal a supervisor sends, saves it like Ctrl-C.
+                () = stops.recv() => break StopReason::Interrupted,
+                _ = self.exited.readable() => break StopReason::TargetExited,
+                Ok(()) = self.new_stacks.ready() => self.take_new_stacks(),
+                _ = tick.tick() => {
+                    self.tick();
+                    for note in self.take_notes() {
+                        if show {
+                            eprint!("\r\x1b[2K");
+                        }
+                        eprintln!("lockscope: {note}");
+                    }
+                    if show {
+                        last = self.show_progress(last)?;
+                    }
+                }
+            }
+        };
+        if show {
+            eprint!("\r\x1b[2K");
+        }
+        Ok(stop)
+    }
+
+    /// Rewrites the progress line; returns when it was drawn and the waits counted then.
+    fn show_progress(&self, (at, slept_then): (Instant, u64)) -> Result<(Instant, u64)> {
+        let slept = read_counters(&self.tracer)?[Counter::Slept as usize];
+        let now = Instant::now();
+        let dt = now.duration_since(at).as_secs_f64().max(1e-3);
+        let rate = slept.saturating_sub(slept_then) as f64 / dt;
+        eprint!(
+            "\r\x1b[2K  recording pid {}: {:>6.1}s  waits {:>10}  rate {:>9}/s",
+            self.pid,
+            self.started.elapsed().as_secs_f64(),
+            fmt_count(slept),
+            fmt_count(rate as u64),
+        );
+        let _ = std::io::stderr().flush();
+        Ok((now, slept))
+    }
+
+    /// Every row so far, the probes still live (`top`'s refresh): the kernel's rows paired
+    /// with the unwound snapshots as `finish` pairs them. The map's window is left for the end.
+    pub fn rows(&mut self, stop: StopReason) -> Result<Raw> {
+        let mut raw = read(
+            &self.tracer,
+            self.maps.clone(),
+            self.threads.clone(),
+            stop,
+            self.started.elapsed(),
+        )?;
+        let snaps = self.snapshots.as_ref().map(SnapshotDrain::rows);
+        raw.dwarf = snaps.map(|rows| handoff::pair_snapshots(&raw.waits, rows));
+        self.scale_sampled(&mut raw);
+        Ok(raw)
+    }
+
+    fn scale_sampled(&self, raw: &mut Raw) {
+        raw.go_sampled = self.go_sample.map(GoSample::record);
+        if let Some(s) = &raw.go_sampled {
+            gosample::scale_rows(&mut raw.waits, s);
+        }
+    }
+
+    /// Detaches the probes and reads the last rows: the map's window, what the target exec'd
+    /// into, and the children followed. The tracer is handed back (dropping it releases the
+    /// phase probes; see `Tracer::detach`).
+    pub fn finish(mut self, stop: StopReason) -> Result<(Raw, Tracer)> {
+        let elapsed = self.started.elapsed();
+        // One last look at the maps in case a library appeared since the last tick.
+        let mut end_exact = false;
+        if stop != StopReason::TargetExited {
+            self.maps.refresh(self.pid);
+            thread_names(self.pid, &mut self.threads);
+            if let (Some(m), Some(_)) = (&self.map, &self.window.start) {
+                if let Ok(s) = self.snapshot(m) {
+                    self.window.last = Some(s);
+                    end_exact = true;
+                }
+            }
+        }
+        if self.follow == Follow::Forks {
+            self.children
+                .refresh(&mut self.tracer, self.pid, self.snapshots.as_ref());
+        }
+        self.tracer.detach()?;
+        self.tracer.flush_logs();
+        // Snapshots of the last waits, sent before the programs went away.
+        let dwarf = self.snapshots.take().map(SnapshotDrain::finish);
+        let maps = std::mem::take(&mut self.maps);
+        let threads = std::mem::take(&mut self.threads);
+        let mut raw = read(&self.tracer, maps, threads, stop, elapsed)?;
+        raw.oncpu = oncpu::read_samples(&self.tracer)?;
+        raw.dwarf = dwarf.map(|rows| handoff::pair_snapshots(&raw.waits, rows));
+        let Window { start, last } = std::mem::take(&mut self.window);
+        if let (Some(end), true) = (&last, end_exact) {
+            // The stop instant, not later: the probes keep firing until they are detached.
+            raw.phases = end.phases;
+        }
+        raw.map_window = start.zip(last).map(|(start, end)| MapWindow {
+            start,
+            end,
+            end_exact,
+        });
+        self.scale_sampled(&mut raw);
+        raw.map = self.map.take();
+        raw.exec = self.became.take();
+        raw.children = std::mem::take(&mut self.children.seen);
+        Ok((raw, self.tracer))
+    }
+}
