@@ -61,7 +61,9 @@ pub struct WaitKey {
     pub kind: u32,
     /// [`HANDED_OFF`] when the waker's exit recorded this wait (the waiter exited first).
     pub flags: u32,
-    pub _pad: u32,
+    /// The waiter's process: its rows are told apart by process even once the thread is gone
+    /// (the agent and `--follow-forks` trace many).
+    pub tgid: u32,
 }
 
 /// Wake aggregate key: one row per (waker stack, futex, thread, op kind).

@@ -21,6 +21,9 @@ pub struct SchedWait {
     /// Nonzero when its switch-out sent a stack snapshot (the process wants them): its end is
     /// then sent too.
     pub snapped: u32,
+    /// The waiter's process (see [`crate::WaitKey::tgid`]).
+    pub tgid: u32,
+    pub _pad: u32,
 }
 
 /// [`SchedWait::outcome`] before any wake was seen.

@@ -31,6 +31,12 @@ pub fn target_tid() -> Option<u32> {
     None
 }
 
+/// The current thread's process.
+#[inline(always)]
+pub fn current_tgid() -> u32 {
+    (bpf_get_current_pid_tgid() >> 32) as u32
+}
+
 /// What the current process wants copied of its stack: in set mode its [`TARGETS`] flags
 /// (0 if untraced); with one target, [`TARGET_SNAP_FULL`], so the load-time snapshot size alone
 /// decides, as it always did. Called only where a snapshot could be sent.

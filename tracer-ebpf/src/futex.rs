@@ -18,6 +18,7 @@ use tracer_common::{
 };
 
 use crate::{
+    filter::current_tgid,
     handoff::{self, Left},
     maps::{bump, INFLIGHT, LAST_WAKER},
     phase, rows, snapshot, stack,
@@ -218,7 +219,7 @@ fn on_wait_exit<C: EbpfContext>(ctx: &C, tid: u32, call: &InFlight, ret: i64) ->
         tid,
         kind: call.kind,
         flags: 0,
-        _pad: 0,
+        tgid: current_tgid(),
     };
     if outcome != Outcome::Woken {
         return rows::record_wait(&key, waited, &[0; NUM_PHASES], outcome);

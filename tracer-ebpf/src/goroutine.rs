@@ -21,6 +21,7 @@ use tracer_common::{
 
 use crate::phase;
 
+use crate::filter::current_tgid;
 use crate::futex::{target_tid, Res};
 use crate::maps::{bump, GO_CALLERS, GO_INFLIGHT, GO_SAMPLE};
 use crate::rows::record_wait;
@@ -188,7 +189,7 @@ fn try_go_sema_exit(ctx: &ProbeContext) -> Res {
         tid,
         kind: OpKind::GoSemacquire as u32,
         flags: 0,
-        _pad: 0,
+        tgid: current_tgid(),
     };
     bump(Counter::Slept);
     record_wait(&key, waited, &call.blamed, Outcome::Woken)

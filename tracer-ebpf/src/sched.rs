@@ -31,6 +31,7 @@ use tracer_common::{
 };
 
 use crate::{
+    filter::current_tgid,
     futex::{claim_slot, target_tid},
     maps::{bump, EARLY_WAKES, INFLIGHT, RESTARTABLE, SCHED_TASKS, SEEDED},
     phase, rows, snapshot, stack,
@@ -127,6 +128,8 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
         outcome: SCHED_NOT_WOKEN,
         timed: (timed == Timed::Yes) as u32,
         snapped: (want != 0) as u32,
+        tgid: current_tgid(),
+        _pad: 0,
     };
     // SAFETY: a helper with no preconditions.
     let task = unsafe { bpf_get_current_task_btf() } as u64;
@@ -156,7 +159,7 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
             tid,
             kind: kind as u32,
             flags: 0,
-            _pad: 0,
+            tgid: current_tgid(),
         };
         snapshot::emit_wanted(want, &key, start_ns, SNAP_SWITCH_OUT);
     }
@@ -205,7 +208,7 @@ fn switch_in(next: u64) {
         tid: w.tid,
         kind: call.kind,
         flags: 0,
-        _pad: 0,
+        tgid: w.tgid,
     };
     let blamed = if outcome == Outcome::Woken {
         phase::split(
@@ -386,6 +389,9 @@ fn seeded_wake(ctx: &BtfTracePointContext, p: u64) -> bool {
         timed: 0,
         // Seeded at attach (one target only): user space holds its stack and waits for its end.
         snapped: (snapshot::enabled() != 0) as u32,
+        // The waker's: a seeded wait is one of the one target's threads.
+        tgid: current_tgid(),
+        _pad: 0,
     };
     if SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64).is_err() {
         // The seeded wait's end is lost (it stays "still waiting" at the end).

@@ -13,7 +13,7 @@
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::uprobe, programs::ProbeContext};
 use tracer_common::{Counter, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES};
 
-use crate::filter::target_tid;
+use crate::filter::{current_tgid, target_tid};
 use crate::maps::{bump, TOKIO_INFLIGHT};
 use crate::rows::record_wait;
 use crate::stack;
@@ -89,7 +89,7 @@ pub fn tokio_drop(ctx: ProbeContext) -> u32 {
         tid,
         kind: OpKind::TokioAcquire as u32,
         flags: 0,
-        _pad: 0,
+        tgid: current_tgid(),
     };
     bump(Counter::Slept);
     let _ = record_wait(&key, waited, &[0; NUM_PHASES], Outcome::Woken);

@@ -1,7 +1,8 @@
 //! Root integration test of the agent's unwinding: each target's mode is chosen for its own
 //! executable as `record` chooses it, so the agent and `record` name the same lock site — on a
 //! C program with frame pointers over Debian's frameless glibc (`fp+cfi`), and on one without
-//! frame pointers (`dwarf`), traced by one agent at once.
+//! frame pointers (`dwarf`), traced by one agent at once; `top` on the same processes shows
+//! the same site.
 mod common;
 
 use std::path::Path;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use common::agent::*;
+use common::top::TopScreen;
 use common::*;
 
 /// The function the C workload takes its lock in (workloads/c/pthread_contend.c).
@@ -152,6 +154,13 @@ fn the_agent_names_the_lock_site_record_names_with_and_without_frame_pointers() 
     );
     assert_eq!(agent_fp, record_fp);
     assert_eq!(agent_nofp, record_nofp);
+    // `top` on the same two processes, beside the agent: the same site, in the same mode.
+    for (pid, mode) in [(fp_pid, "fp+cfi"), (nofp_pid, "dwarf")] {
+        let top = TopScreen::start(pid, &["--by", "function"]);
+        top.wait_for(&[SITE, &format!("unwind {mode}")], Duration::from_secs(20));
+        top.quit();
+        eprintln!("top, pid {pid}: {SITE} shown, unwind {mode}");
+    }
     // The site holds nearly all the time, not just the largest share.
     assert!(share_fp > 0.95, "{share_fp}");
     assert!(share_nofp > 0.95, "{share_nofp}");

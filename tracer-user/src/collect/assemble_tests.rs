@@ -15,7 +15,7 @@ fn key(stack_id: u64) -> WaitKey {
         tid: 7,
         kind: 0,
         flags: 0,
-        _pad: 0,
+        tgid: 0,
     }
 }
 

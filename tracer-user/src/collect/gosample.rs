@@ -96,7 +96,7 @@ mod tests {
             tid: 1,
             kind: kind as u32,
             flags: 0,
-            _pad: 0,
+            tgid: 0,
         };
         let mut s = WaitStats::default();
         s.add_wait(1_000, &Default::default(), tracer_common::Outcome::Woken);

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod gobench;
 pub mod mariadb;
 pub mod recording;
+pub mod top;
 pub mod typed;
 
 use std::path::{Path, PathBuf};

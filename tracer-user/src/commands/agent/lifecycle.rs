@@ -163,7 +163,9 @@ impl State {
         let tids: BTreeSet<u32> = t.threads.keys().copied().collect();
         self.owner.retain(|_, p| *p != pid);
         let now = Instant::now();
-        self.retired.extend(tids.iter().map(|&tid| (tid, now)));
+        // Its rows still in the kernel name its threads, and (the kernel's key) the process.
+        self.retired
+            .extend(tids.iter().chain([&pid]).map(|&tid| (tid, now)));
         forget_rows(tracer, t.waits.keys(), t.wakes.keys(), &tids)?;
         let kept: HashSet<u64> = self
             .targets

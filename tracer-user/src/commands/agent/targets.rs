@@ -203,25 +203,25 @@ impl State {
         let before = sys::monotonic_ns().saturating_sub(LEFTOVER_AGE.as_nanos() as u64);
         self.retired.retain(|_, at| at.elapsed() < RETIRED_FOR);
         for (k, v) in collect::consume_leftovers(&mut tracer.ebpf, before)? {
-            match self.owner_of(k.tid) {
+            match self.owner_of_row(k.tgid, k.tid) {
                 Some(pid) => {
                     if let Some(t) = self.targets.get_mut(&pid) {
                         t.leftovers.entry(k).or_default().merge(&v);
                     }
                 }
-                None if self.retired.contains_key(&k.tid) => {}
+                None if self.retired(k.tgid, k.tid) => {}
                 None => self.losses.unattributed += v.count,
             }
         }
         let mut waits: HashMap<u32, HashMap<WaitKey, WaitStats>> = HashMap::new();
         let mut orphans = Vec::new();
         for (k, v) in raw.waits {
-            match self.owner_of(k.tid) {
+            match self.owner_of_row(k.tgid, k.tid) {
                 Some(pid) => {
                     waits.entry(pid).or_default().insert(k, v);
                 }
                 None => {
-                    if !self.retired.contains_key(&k.tid) {
+                    if !self.retired(k.tgid, k.tid) {
                         self.losses.unattributed += v.count;
                     }
                     orphans.push(k);
@@ -268,6 +268,21 @@ impl State {
     /// Stacks in the kernel's map now.
     pub fn stack_entries(&self) -> usize {
         self.stacks.len()
+    }
+
+    /// The traced process a wait row belongs to: the process the kernel saw it in when that
+    /// is traced (the thread may be gone), else its thread's.
+    fn owner_of_row(&mut self, tgid: u32, tid: u32) -> Option<u32> {
+        if self.targets.contains_key(&tgid) {
+            self.owner.insert(tid, tgid);
+            return Some(tgid);
+        }
+        self.owner_of(tid)
+    }
+
+    /// Whether a row is of a target dropped in the last seconds (its process, or its thread).
+    fn retired(&self, tgid: u32, tid: u32) -> bool {
+        self.retired.contains_key(&tid) || (tgid != 0 && self.retired.contains_key(&tgid))
     }
 
     /// The process a thread belongs to, if it is traced: known threads first, then /proc
