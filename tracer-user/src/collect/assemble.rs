@@ -84,6 +84,7 @@ pub fn build_profile(
             waker_stack: None,
             uaddr: k.uaddr,
             tid: k.tid,
+            pid: None,
             op: FutexOp::from_kind(k.kind),
             count: v.count,
             total_ns: v.total_ns,
@@ -105,6 +106,7 @@ pub fn build_profile(
             stack: resolve(sym, k.stack_id, k.leaf_ret),
             uaddr: k.uaddr,
             tid: k.tid,
+            pid: None,
             op: FutexOp::from_kind(k.kind),
             calls: v.calls,
             woken: v.woken,
@@ -146,6 +148,7 @@ pub fn build_profile(
             waker_stack: waker_of.get(&k.waker_id).copied().flatten(),
             uaddr: k.uaddr,
             tid: k.tid,
+            pid: None,
             op: FutexOp::from_kind(k.kind),
             count: st.count,
             total_ns: st.total_ns,
@@ -270,6 +273,7 @@ pub fn build_profile(
         tokio: None,
         blocked: Vec::new(),
         lock_wrappers: Default::default(),
+        processes: Vec::new(),
         locks: {
             let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
             uaddrs.sort_unstable();

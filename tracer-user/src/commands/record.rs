@@ -198,11 +198,12 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             names.join(", ")
         );
     }
-    for (child, _, raw) in children {
+    for (child, plan, raw) in children {
         let mut sym = StackSymbolizer::new(raw.maps.clone());
         follow::merge(
             &mut profile,
             build_profile(&child, raw, start_unix_ms, None, &mut sym),
+            plan.mode.into(),
         );
     }
     profile.meta.attach_ns = attach_ns;
