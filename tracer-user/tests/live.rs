@@ -169,6 +169,110 @@ fn follow_forks_traces_the_children_a_script_starts() {
     );
 }
 
+/// `--follow-forks` rows say which process they are. A shell (address randomization off, so
+/// both images have the same layout) backgrounds lockdemo and execs a second lockdemo: the
+/// exec'd one is the recorded process, the background one a followed child. Each prints its
+/// own pid. Rows of the child carry its pid and rows of the recorded process none, each has
+/// its own threads, and `--by lock` keeps the two SHARED_LOCKs (one address) apart.
+#[test]
+fn follow_forks_rows_say_which_process_they_are() {
+    use lockscope_profile::analyze::{groups, GroupBy, Key, ViewOptions};
+    use std::collections::BTreeSet;
+    if !can_trace() {
+        return;
+    }
+    let lockdemo = workload_bin("lockdemo");
+    let run = format!("'{}' contended --threads 4 --seconds 2", lockdemo.display());
+    let script = format!("{run} & exec {run}");
+    let (_, stdout) = launch(
+        "follow-pid",
+        Path::new("setarch"),
+        &["-R", "sh", "-c", &script],
+        &["--follow-forks"],
+    );
+    let p = launched("follow-pid");
+    // The programs' own word on their pids.
+    let printed: BTreeSet<u32> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("lockdemo pid "))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(printed.len(), 2, "{stdout}");
+    assert!(printed.contains(&p.meta.pid), "{printed:?} {:?}", p.meta);
+    let child = *printed.iter().find(|&&x| x != p.meta.pid).unwrap();
+    assert_eq!(p.processes.len(), 1, "{:?}", p.processes);
+    assert_eq!(p.processes[0].pid, child);
+    assert_eq!(p.processes[0].comm, "lockdemo");
+    // Both processes' rows, each at the lock site; no row names any other process.
+    let at_site = |pid: Option<u32>| -> (u64, BTreeSet<u32>) {
+        let rows: Vec<_> = p
+            .waits
+            .iter()
+            .filter(|w| w.pid == pid && w.count > 0)
+            .filter(|w| {
+                w.stack.is_some_and(|s| {
+                    frame_list(&p, s)
+                        .iter()
+                        .any(|n| n == "lockdemo::contended_lock_site")
+                })
+            })
+            .collect();
+        (
+            rows.iter().map(|w| w.count).sum(),
+            rows.iter().map(|w| w.tid).collect(),
+        )
+    };
+    let (parent_waits, parent_tids) = at_site(None);
+    let (child_waits, child_tids) = at_site(Some(child));
+    assert!(
+        parent_waits > 0 && child_waits > 0,
+        "{parent_waits} {child_waits}"
+    );
+    assert!(
+        parent_tids.is_disjoint(&child_tids),
+        "{parent_tids:?} {child_tids:?}"
+    );
+    for w in &p.waits {
+        assert!(w.pid.is_none() || w.pid == Some(child), "{w:?}");
+        // A process's main thread has its pid as tid.
+        if w.tid == child {
+            assert_eq!(w.pid, Some(child), "{w:?}");
+        }
+        if w.tid == p.meta.pid {
+            assert_eq!(w.pid, None, "{w:?}");
+        }
+    }
+    assert!(p
+        .wakes
+        .iter()
+        .all(|w| w.pid.is_none() || w.pid == Some(child)));
+    // One SHARED_LOCK per process, at the same address, kept apart.
+    let view = ViewOptions {
+        by: GroupBy::Lock,
+        ..ViewOptions::default()
+    };
+    let shared: Vec<(Option<u32>, u64)> = groups(&p, &view)
+        .into_iter()
+        .filter_map(|g| match g.key {
+            Key::Lock(pid, a) => p
+                .lock_info(pid, a)
+                .filter(|l| l.symbol.as_deref() == Some("lockdemo::SHARED_LOCK"))
+                .map(|_| (pid, a)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shared.len(), 2, "{shared:?}");
+    assert_eq!(shared[0].1, shared[1].1, "setarch -R: one layout");
+    let owners: BTreeSet<_> = shared.iter().map(|&(pid, _)| pid).collect();
+    assert_eq!(owners, BTreeSet::from([None, Some(child)]));
+    assert!(
+        stdout.contains(&format!(
+            "followed 1 forked process: pid {child} (lockdemo, unwind"
+        )),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn record_output_extension_picks_the_format() {
     if !can_trace() {

@@ -1,5 +1,5 @@
 //! aggregate: folds a profile's per-(stack, waker, futex, thread) wait rows into the groups a
-//! report shows (by stack, function, lock, thread or category), filtered and sorted.
+//! report shows (by stack, function, lock, thread, process or category), filtered and sorted.
 use std::collections::{BTreeSet, HashMap};
 
 use tracer_common::HIST_BUCKETS;
@@ -19,16 +19,19 @@ pub enum GroupBy {
     /// The futex word (one lock).
     Lock,
     Thread,
+    /// The process (`record --follow-forks` records several).
+    Process,
     /// What the waiter was doing: a bundled-map operation, or which lock primitive.
     Category,
 }
 
 impl GroupBy {
-    pub const ALL: [GroupBy; 5] = [
+    pub const ALL: [GroupBy; 6] = [
         GroupBy::Stack,
         GroupBy::Function,
         GroupBy::Lock,
         GroupBy::Thread,
+        GroupBy::Process,
         GroupBy::Category,
     ];
     pub fn name(self) -> &'static str {
@@ -37,6 +40,7 @@ impl GroupBy {
             GroupBy::Function => "function",
             GroupBy::Lock => "lock",
             GroupBy::Thread => "thread",
+            GroupBy::Process => "process",
             GroupBy::Category => "category",
         }
     }
@@ -70,8 +74,12 @@ pub enum Key {
     /// `None`: waits whose stack was lost.
     Stack(Option<usize>),
     Function(String),
-    Lock(u64),
+    /// A futex word in a process (`None`: the recorded one; forked children share its
+    /// addresses, so the address alone is not one lock).
+    Lock(Option<u32>, u64),
     Thread(u32),
+    /// A process by pid.
+    Process(u32),
     Category(String),
 }
 
@@ -87,7 +95,8 @@ pub struct Group {
     /// Log2 histogram of single waits (see `tracer_common::hist_bucket`).
     pub hist: Vec<u64>,
     pub threads: BTreeSet<u32>,
-    pub locks: BTreeSet<u64>,
+    /// Futex words, per process as `Key::Lock` has them.
+    pub locks: BTreeSet<(Option<u32>, u64)>,
     /// The stack with the most wait time in this group: what a table shows for it.
     pub hottest_stack: Option<usize>,
 }
@@ -184,8 +193,9 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
     for (r, class) in shown_rows(profile, view.waits) {
         let key = match view.by {
             GroupBy::Stack => Key::Stack(r.stack),
-            GroupBy::Lock => Key::Lock(r.uaddr),
+            GroupBy::Lock => Key::Lock(r.pid, r.uaddr),
             GroupBy::Thread => Key::Thread(r.tid),
+            GroupBy::Process => Key::Process(profile.pid_of_wait(r)),
             GroupBy::Function => keys
                 .entry(r.stack)
                 .or_insert_with(|| {
@@ -222,7 +232,7 @@ pub fn groups(profile: &Profile, view: &ViewOptions) -> Vec<Group> {
             *a += b;
         }
         g.threads.insert(r.tid);
-        g.locks.insert(r.uaddr);
+        g.locks.insert((r.pid, r.uaddr));
         *per_stack.entry(r.stack).or_default() += r.total_ns;
     }
     let mut out: Vec<Group> = acc
@@ -257,7 +267,7 @@ pub fn shown_rows(profile: &Profile, waits: Waits) -> Vec<(&WaitRow, WaitClass)>
         .iter()
         .filter(|r| r.count > 0)
         .map(|r| {
-            let word = if events.contains(&r.uaddr) {
+            let word = if events.contains(&(r.pid, r.uaddr)) {
                 WordUse::Event
             } else {
                 WordUse::Other
@@ -282,6 +292,10 @@ pub fn shown_totals(profile: &Profile, waits: Waits) -> Totals {
 pub fn timeout_totals(profile: &Profile) -> Totals {
     totals(&profile.waits)
 }
+
+#[cfg(test)]
+#[path = "aggregate_process_tests.rs"]
+mod process_tests;
 
 #[cfg(test)]
 mod tests {

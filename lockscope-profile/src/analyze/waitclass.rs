@@ -299,27 +299,28 @@ pub enum WordUse {
 /// The futex words used as one thread's event: exactly one waiting thread, woken by two or
 /// more other threads, and never woken by its waiter. A lock's waiters release it too, and a
 /// lock nobody else wanted has no waiter at all; group commit's per-thread words (MariaDB)
-/// and hand-rolled thread events look like this.
-pub fn event_words(profile: &Profile) -> HashSet<u64> {
-    let mut waiters: HashMap<u64, BTreeSet<u32>> = HashMap::new();
+/// and hand-rolled thread events look like this. Words are per process (`None`: the recorded
+/// one), as rows carry them: followed children share their parent's addresses.
+pub fn event_words(profile: &Profile) -> HashSet<(Option<u32>, u64)> {
+    let mut waiters: HashMap<(Option<u32>, u64), BTreeSet<u32>> = HashMap::new();
     for r in profile.waits.iter().filter(|r| r.count > 0) {
-        waiters.entry(r.uaddr).or_default().insert(r.tid);
+        waiters.entry((r.pid, r.uaddr)).or_default().insert(r.tid);
     }
-    let mut wakers: HashMap<u64, BTreeSet<u32>> = HashMap::new();
+    let mut wakers: HashMap<(Option<u32>, u64), BTreeSet<u32>> = HashMap::new();
     for w in profile.wakes.iter().filter(|w| w.woken > 0) {
-        wakers.entry(w.uaddr).or_default().insert(w.tid);
+        wakers.entry((w.pid, w.uaddr)).or_default().insert(w.tid);
     }
     waiters
         .into_iter()
-        .filter(|(uaddr, who)| {
+        .filter(|(word, who)| {
             let Some(&waiter) = who.iter().next().filter(|_| who.len() == 1) else {
                 return false;
             };
             wakers
-                .get(uaddr)
+                .get(word)
                 .is_some_and(|w| w.len() >= 2 && !w.contains(&waiter))
         })
-        .map(|(uaddr, _)| uaddr)
+        .map(|(word, _)| word)
         .collect()
 }
 

@@ -220,6 +220,7 @@ fn a_raw_word_one_thread_waits_on_and_others_wake_is_an_event() {
         stack: None,
         uaddr,
         tid,
+        pid: None,
         op: FutexOp::Wake,
         calls: 1,
         woken: 1,
@@ -243,8 +244,8 @@ fn a_raw_word_one_thread_waits_on_and_others_wake_is_an_event() {
     p.wakes.push(wake(0x8000, 8));
     let events = event_words(&p);
     assert_eq!(
-        events.iter().copied().collect::<BTreeSet<u64>>(),
-        BTreeSet::from([0x5000, 0x6000])
+        events.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([(None, 0x5000), (None, 0x6000)])
     );
     let class = |uaddr: u64| {
         shown_rows(&p, Waits::All)

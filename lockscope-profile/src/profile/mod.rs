@@ -16,6 +16,7 @@ mod frames;
 mod holder;
 mod map_kind;
 mod output;
+mod process;
 mod sanitize;
 mod units;
 
@@ -27,6 +28,7 @@ pub use frames::{blamed_function, function_names, is_known_wrapper, is_lock_code
 pub use holder::{Blamed, HolderPhase};
 pub use map_kind::MapKind;
 pub use output::{Limited, PendingOutput};
+pub use process::Process;
 pub use sanitize::{for_terminal, term_safe};
 /// The bundled map's own counters; a profile stores each under its `name()`.
 pub use syncmap::stats::Event as MapCounter;
@@ -70,6 +72,9 @@ pub struct Profile {
     /// a lock primitive (read from their code on disk) and `--lock-wrapper` matches.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub lock_wrappers: BTreeSet<String>,
+    /// The processes `record --follow-forks` followed: rows with a `pid` are theirs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<Process>,
 }
 
 /// A Go target's futex waits are OS threads. Idle ones parking in the scheduler are not lock
@@ -106,6 +111,9 @@ impl GoSampled {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
     pub uaddr: u64,
+    /// The followed process it is in (`None`: the recorded process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     /// The kind of memory it is in: `static`, `heap`, `anonymous memory (...)`, ...
     pub region: Region,
     /// The file it lives in, for statics.
@@ -141,10 +149,6 @@ impl Profile {
             (Some(m), Some(o)) => format!("{m}+{o:#x}"),
             _ => format!("{:#x}", frame.addr),
         }
-    }
-
-    pub fn lock_info(&self, uaddr: u64) -> Option<&LockInfo> {
-        self.locks.iter().find(|l| l.uaddr == uaddr)
     }
 }
 
@@ -333,6 +337,9 @@ pub struct WaitRow {
     pub waker_stack: Option<usize>,
     pub uaddr: u64,
     pub tid: u32,
+    /// The followed process this row is from (`None`: the recorded process, `meta.pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     pub op: FutexOp,
     pub count: u64,
     pub total_ns: u64,
@@ -365,6 +372,9 @@ pub struct WakeRow {
     pub stack: Option<usize>,
     pub uaddr: u64,
     pub tid: u32,
+    /// The followed process this row is from (`None`: the recorded process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     pub op: FutexOp,
     pub calls: u64,
     pub woken: u64,

@@ -78,6 +78,7 @@ pub fn sample() -> Profile {
         bundled: None,
         locks: vec![LockInfo {
             uaddr: 0x5000,
+            pid: None,
             region: Region::Static,
             module: Some("/bin/demo".into()),
             symbol: Some("demo::LOCK".into()),
@@ -86,6 +87,7 @@ pub fn sample() -> Profile {
         tokio: None,
         blocked: Vec::new(),
         lock_wrappers: Default::default(),
+        processes: Vec::new(),
     }
 }
 
@@ -117,6 +119,7 @@ pub fn row(stack: Option<usize>, tid: u32, count: u64, total: u64, max: u64) -> 
         waker_stack: None,
         uaddr: 0x5000,
         tid,
+        pid: None,
         op: FutexOp::Wait,
         count,
         total_ns: total,
@@ -130,4 +133,31 @@ pub fn row(stack: Option<usize>, tid: u32, count: u64, total: u64, max: u64) -> 
         covered_waits: 0,
         hist,
     }
+}
+
+/// The sample (pid 42 "demo", threads 1 and 2 on 0x5000) with a followed child, pid 43
+/// "child" (frame-pointer unwinding), whose thread 10 waits 5 times, 9 ms, on the same address
+/// 0x5000 and is woken by its thread 11.
+pub fn sample_with_child() -> Profile {
+    let mut p = sample();
+    let mut r = row(Some(0), 10, 5, 9_000_000, 3_000_000);
+    r.pid = Some(43);
+    p.waits.push(r);
+    p.wakes.push(WakeRow {
+        stack: Some(0),
+        uaddr: 0x5000,
+        tid: 11,
+        pid: Some(43),
+        op: FutexOp::Wake,
+        calls: 5,
+        woken: 5,
+        empty: 0,
+    });
+    p.processes.push(Process {
+        pid: 43,
+        comm: "child".into(),
+        exe: Some("/bin/child".into()),
+        unwind: Unwinder::FramePointers,
+    });
+    p
 }

@@ -31,10 +31,14 @@ pub fn folded_lines(profile: &Profile, view: &ViewOptions) -> Vec<String> {
             .clone();
         let root = match view.by {
             GroupBy::Thread => Some(key_label(&Key::Thread(r.tid), profile)),
-            GroupBy::Lock => Some(profile.lock_info(r.uaddr).map_or_else(
-                || format!("lock {:#x}", r.uaddr),
-                |l| format!("lock {:#x} {}", r.uaddr, l.describe()),
-            )),
+            GroupBy::Lock => {
+                let lock = key_label(&Key::Lock(r.pid, r.uaddr), profile);
+                Some(profile.lock_info(r.pid, r.uaddr).map_or_else(
+                    || format!("lock {lock}"),
+                    |l| format!("lock {lock} {}", l.describe()),
+                ))
+            }
+            GroupBy::Process => Some(key_label(&Key::Process(profile.pid_of_wait(r)), profile)),
             GroupBy::Category => Some(category_of(
                 profile,
                 r.stack.and_then(|s| profile.stacks.get(s)),

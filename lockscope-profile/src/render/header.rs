@@ -1,5 +1,6 @@
-//! header: the lines above a table — what was recorded and how, what was lost, what is not
-//! counted as contention, what stayed unnamed, and the waits the view leaves out.
+//! header: the lines above a table — what was recorded and how (and which forked processes
+//! were followed), what was lost, what is not counted as contention, what stayed unnamed, and
+//! the waits the view leaves out.
 use std::io::{self, Write};
 
 use crate::analyze::{shown_totals, timeout_totals, Waits};
@@ -25,6 +26,9 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
             None => m.unwind.to_string(),
         }
     )?;
+    if let Some(line) = processes_line(profile) {
+        writeln!(out, "{line}")?;
+    }
     if let Some(hooks) = &m.hooks {
         writeln!(out, "{hooks}")?;
     }
@@ -114,6 +118,25 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
         }
     }
     Ok(())
+}
+
+/// The processes `--follow-forks` followed, each with how its stacks were walked:
+/// "followed 2 forked processes: pid 7 (lockdemo, unwind fp) · pid 8 (...); --by process".
+pub fn processes_line(profile: &Profile) -> Option<String> {
+    if profile.processes.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = profile
+        .processes
+        .iter()
+        .map(|p| format!("pid {} ({}, unwind {})", p.pid, p.comm, p.unwind))
+        .collect();
+    Some(format!(
+        "followed {} forked process{}: {} (rows per process: --by process)",
+        each.len(),
+        if each.len() == 1 { "" } else { "es" },
+        each.join(" · ")
+    ))
 }
 
 /// "412 frames unnamed in memcached: install memcached-dbgsym (or set DEBUGINFOD_URLS)", the

@@ -41,6 +41,9 @@ struct Report {
     /// Per module, frames nothing named and what would name them (absent when none).
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     unnamed: Vec<crate::profile::Unnamed>,
+    /// The processes `record --follow-forks` followed (absent when none).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    processes: Vec<crate::profile::Process>,
     bundled: Option<BundledReport>,
     /// Threads asleep in a futex wait from before attach to the end.
     blocked: Vec<BlockedReport>,
@@ -194,9 +197,9 @@ impl Render for Json {
                     frames.truncate(n);
                 }
                 let lock = match g.key {
-                    Key::Lock(uaddr) => {
-                        let info = profile.lock_info(uaddr);
-                        let (releasing_threads, woken) = releasers(profile, uaddr);
+                    Key::Lock(pid, uaddr) => {
+                        let info = profile.lock_info(pid, uaddr);
+                        let (releasing_threads, woken) = releasers(profile, pid, uaddr);
                         Some(LockReport {
                             what: info.map_or_else(|| "unknown".into(), |l| l.describe()),
                             symbol: info.and_then(|l| l.symbol.clone()),
@@ -216,7 +219,11 @@ impl Render for Json {
                     max_ns: g.max_ns,
                     share_percent: round2(percent(g.total_ns, t.wait_ns)),
                     threads: g.threads.iter().copied().collect(),
-                    locks: g.locks.iter().map(|l| format!("{l:#x}")).collect(),
+                    locks: g
+                        .locks
+                        .iter()
+                        .map(|&(pid, a)| key_label(&Key::Lock(pid, a), profile))
+                        .collect(),
                     lock,
                     frames,
                     hist: g
@@ -291,6 +298,7 @@ impl Render for Json {
             omitted: all.len().saturating_sub(self.view.top),
             rows,
             unnamed: m.unnamed.clone(),
+            processes: profile.processes.clone(),
             bundled,
             blocked: profile
                 .blocked

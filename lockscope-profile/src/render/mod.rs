@@ -134,14 +134,19 @@ pub fn stack_names(stack: Option<&Stack>, profile: &Profile) -> Vec<String> {
     }
 }
 
-/// The label of a group's key: a function, `0x5000`, `1234 (worker-1)`, a category.
+/// The label of a group's key: a function, `0x5000`, `1234 (worker-1)`, `pid 1234 (demo)`,
+/// a category. With followed processes a lock says whose it is: `0x5000 in pid 1234`.
 pub fn key_label(key: &Key, profile: &Profile) -> String {
     match key {
         Key::Stack(s) => {
             crate::profile::blamed_function(profile, s.and_then(|s| profile.stacks.get(s)))
         }
         Key::Function(f) | Key::Category(f) => f.clone(),
-        Key::Lock(a) => format!("{a:#x}"),
+        Key::Lock(pid, a) if !profile.processes.is_empty() => {
+            format!("{a:#x} in pid {}", pid.unwrap_or(profile.meta.pid))
+        }
+        Key::Lock(_, a) => format!("{a:#x}"),
+        Key::Process(pid) => profile.process_label(*pid),
         Key::Thread(t) => match profile.threads.get(t) {
             Some(name) => format!("{t} ({name})"),
             None => t.to_string(),
@@ -149,11 +154,16 @@ pub fn key_label(key: &Key, profile: &Profile) -> String {
     }
 }
 
-/// Threads that woke waiters on `uaddr`, and the wakes they made.
-pub fn releasers(profile: &Profile, uaddr: u64) -> (usize, u64) {
+/// Threads that woke waiters on `uaddr` in process `pid` (`None`: the recorded one), and the
+/// wakes they made.
+pub fn releasers(profile: &Profile, pid: Option<u32>, uaddr: u64) -> (usize, u64) {
     let mut tids = std::collections::BTreeSet::new();
     let mut woken = 0;
-    for w in profile.wakes.iter().filter(|w| w.uaddr == uaddr) {
+    for w in profile
+        .wakes
+        .iter()
+        .filter(|w| w.uaddr == uaddr && w.pid == pid)
+    {
         if w.woken > 0 {
             tids.insert(w.tid);
             woken += w.woken;
@@ -168,6 +178,9 @@ pub fn bucket_range(b: usize) -> (u64, u64) {
     let ceiling = if b == 0 { 1 } else { floor.saturating_mul(2) };
     (floor, ceiling)
 }
+
+#[cfg(test)]
+mod process_tests;
 
 #[cfg(test)]
 mod tests {

@@ -294,14 +294,21 @@ pub fn build(profile: &Profile, waits: Waits) -> proto::Profile {
             .iter()
             .map(|f| location_of(f, &mut strings, &mut mapping))
             .collect();
-        let lock = profile.lock_info(r.uaddr).map_or_else(
-            || format!("{:#x}", r.uaddr),
-            |l| format!("{:#x} {}", r.uaddr, l.describe()),
+        let address = key_label(&Key::Lock(r.pid, r.uaddr), profile);
+        let lock = profile.lock_info(r.pid, r.uaddr).map_or_else(
+            || address.clone(),
+            |l| format!("{address} {}", l.describe()),
         );
+        // Rows of a followed child say which process they are.
+        let pid = r.pid.map(|pid| proto::Label {
+            key: strings.id("pid"),
+            num: i64::from(pid),
+            ..Default::default()
+        });
         sample.push(proto::Sample {
             location_id,
             value: vec![r.count as i64, r.total_ns as i64],
-            label: vec![
+            label: [
                 proto::Label {
                     key: thread_key,
                     str: strings.id(&key_label(&Key::Thread(r.tid), profile)),
@@ -317,7 +324,10 @@ pub fn build(profile: &Profile, waits: Waits) -> proto::Profile {
                     str: strings.id(&lock),
                     ..Default::default()
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(pid)
+            .collect(),
         });
     }
     for m in &mut mapping {

@@ -216,17 +216,17 @@ impl Table {
             g.hottest_stack.and_then(|s| profile.stacks.get(s)),
         );
         match key {
-            Key::Lock(uaddr) => {
+            Key::Lock(pid, uaddr) => {
                 let what = profile
-                    .lock_info(*uaddr)
+                    .lock_info(*pid, *uaddr)
                     .map_or_else(|| "unknown".to_string(), |l| l.describe());
                 writeln!(
                     out,
                     "{lead}{} {}",
-                    paint.bold(&format!("{uaddr:#x}")),
+                    paint.bold(&key_label(key, profile)),
                     clip(&what, NAME_WIDTH)
                 )?;
-                let (n, woken) = releasers(profile, *uaddr);
+                let (n, woken) = releasers(profile, *pid, *uaddr);
                 writeln!(
                     out,
                     "{pad}{} waiting threads · {n} releasing threads ({} woken) · most waited at {}",

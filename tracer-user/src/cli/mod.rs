@@ -243,6 +243,7 @@ pub enum ByArg {
     Function,
     Lock,
     Thread,
+    Process,
     Category,
 }
 
@@ -263,7 +264,7 @@ pub enum WeightArg {
 #[derive(clap::Args, Debug)]
 pub struct ViewArgs {
     /// Rows per report: one per stack, innermost non-lock function, lock (futex word), thread,
-    /// or category (bundled-map operation or lock primitive).
+    /// process (with --follow-forks), or category (bundled-map operation or lock primitive).
     #[arg(long, value_enum, default_value_t = ByArg::Stack)]
     pub by: ByArg,
     /// Order rows by total wait, number of waits, longest wait or average wait.
@@ -307,6 +308,7 @@ impl From<ByArg> for GroupBy {
             ByArg::Function => GroupBy::Function,
             ByArg::Lock => GroupBy::Lock,
             ByArg::Thread => GroupBy::Thread,
+            ByArg::Process => GroupBy::Process,
             ByArg::Category => GroupBy::Category,
         }
     }

@@ -80,6 +80,7 @@ pub(super) fn assemble(raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer) -> 
             waker_stack: None,
             uaddr: k.uaddr,
             tid: k.tid,
+            pid: None,
             op: FutexOp::from_kind(k.kind),
             count: v.count,
             total_ns: v.total_ns,
@@ -101,6 +102,7 @@ pub(super) fn assemble(raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer) -> 
             stack: resolve(sym, k.stack_id, k.leaf_ret),
             uaddr: k.uaddr,
             tid: k.tid,
+            pid: None,
             op: FutexOp::from_kind(k.kind),
             calls: v.calls,
             woken: v.woken,
@@ -142,6 +144,7 @@ pub(super) fn assemble(raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer) -> 
             waker_stack: waker_of.get(&k.waker_id).copied().flatten(),
             uaddr: k.uaddr,
             tid: k.tid,
+            pid: None,
             op: FutexOp::from_kind(k.kind),
             count: st.count,
             total_ns: st.total_ns,
@@ -262,6 +265,7 @@ pub(super) fn assemble(raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer) -> 
         tokio: inputs.tokio.clone(),
         blocked: Vec::new(),
         lock_wrappers: Default::default(),
+        processes: Vec::new(),
         locks: {
             let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
             uaddrs.sort_unstable();

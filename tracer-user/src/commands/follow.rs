@@ -1,25 +1,61 @@
 //! follow: `record --follow-forks` after the recording. The kernel rows of every followed
-//! process are split from the parent's by thread, each process's rows are symbolized with its
+//! process are split from the parent's (waits by the process the kernel saw them in, wakes by
+//! thread), each process's rows are symbolized with its
 //! own memory maps, and the profiles are merged into the parent's: one report, every
-//! process's stacks (a process's threads keep their own tids).
-use std::collections::{BTreeMap, HashMap};
+//! process's stacks (a process's threads keep their own tids, its rows and locks its pid).
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::collect::Raw;
-use crate::profile::Profile;
+use crate::profile::{Process, Profile};
 use crate::sys::Target;
 use crate::unwind::UnwindPlan;
 
-/// Moves each child's rows (by the threads seen in it) out of `raw` into a `Raw` of its own,
-/// with how its stacks were walked; rows of threads nobody saw stay the parent's.
+/// Moves each child's rows out of `raw` into a `Raw` of its own, with how its stacks were
+/// walked. A wait goes by the process the kernel saw it in; a wake (whose key names no
+/// process) by the threads seen in each child: wakes of threads nobody saw stay the parent's,
+/// and with children followed, how many threads that was is said on stderr.
 pub fn split_children(raw: &mut Raw) -> Vec<(Target, UnwindPlan, Raw)> {
     let children = std::mem::take(&mut raw.children);
+    let split = split_rows(raw, children);
+    let (threads, wakes) = unseen_wakers(raw);
+    if !split.is_empty() && threads > 0 {
+        eprintln!(
+            "lockscope: {threads} waking threads ({wakes} wake calls) exited before a read of /proc named their process; their wakes stay the recorded process's"
+        );
+    }
+    split
+}
+
+/// Threads with wakes in `raw` that no read of /proc named, and their wake calls. After
+/// [`split_children`] a child's thread that lived between two reads is one of them.
+pub fn unseen_wakers(raw: &Raw) -> (usize, u64) {
+    let mut tids = BTreeSet::new();
+    let mut calls = 0;
+    for (k, v) in raw.wakes.iter().filter(|(_, v)| v.calls > 0) {
+        if !raw.threads.contains_key(&k.tid) {
+            tids.insert(k.tid);
+            calls += v.calls;
+        }
+    }
+    (tids.len(), calls)
+}
+
+fn split_rows(
+    raw: &mut Raw,
+    children: BTreeMap<u32, crate::collect::Child>,
+) -> Vec<(Target, UnwindPlan, Raw)> {
     let owner: HashMap<u32, u32> = children
         .iter()
         .flat_map(|(&pid, c)| c.threads.keys().map(move |&tid| (tid, pid)))
         .collect();
+    // A wait's process as the kernel saw it: exact even for a thread gone before any read.
+    let owner_of_wait = |k: &tracer_common::WaitKey| match children.contains_key(&k.tgid) {
+        true => Some(k.tgid),
+        false => owner.get(&k.tid).copied(),
+    };
     let mut waits: BTreeMap<u32, Vec<_>> = BTreeMap::new();
-    raw.waits.retain(|(k, v)| match owner.get(&k.tid) {
-        Some(&pid) => {
+    raw.waits.retain(|(k, v)| match owner_of_wait(k) {
+        Some(pid) => {
             waits.entry(pid).or_default().push((*k, *v));
             false
         }
@@ -28,8 +64,8 @@ pub fn split_children(raw: &mut Raw) -> Vec<(Target, UnwindPlan, Raw)> {
     // Snapshot rows (each child unwound with its own maps) go with their thread's process.
     let mut dwarf: BTreeMap<u32, crate::collect::SnapshotRows> = BTreeMap::new();
     if let Some(rows) = raw.dwarf.as_mut() {
-        rows.retain(|(k, frames), v| match owner.get(&k.tid) {
-            Some(&pid) => {
+        rows.retain(|(k, frames), v| match owner_of_wait(k) {
+            Some(pid) => {
                 dwarf
                     .entry(pid)
                     .or_default()
@@ -91,9 +127,19 @@ pub fn announce(children: &[(Target, UnwindPlan, Raw)]) {
     );
 }
 
-/// Adds `other`'s stacks, rows, threads, locks and unnamed frames to `into`, its module and
-/// stack indexes renumbered. Counters and losses are the kernel's, shared: kept once.
+/// Adds the followed process `other`'s stacks, rows, threads, locks and unnamed frames to
+/// `into`, its module and stack indexes renumbered, its rows and locks marked with its pid, and
+/// lists it (with how its stacks were walked) in `into.processes`. Counters and losses are the
+/// kernel's, shared: kept once.
 pub fn merge(into: &mut Profile, other: Profile) {
+    let pid = Some(other.meta.pid);
+    into.processes.push(Process {
+        pid: other.meta.pid,
+        comm: other.meta.comm,
+        exe: other.meta.exe,
+        unwind: other.meta.unwind,
+    });
+    into.processes.extend(other.processes);
     let module_map: Vec<usize> = other
         .modules
         .into_iter()
@@ -115,15 +161,18 @@ pub fn merge(into: &mut Profile, other: Profile) {
     for mut w in other.waits {
         w.stack = w.stack.map(|i| i + base);
         w.waker_stack = w.waker_stack.map(|i| i + base);
+        w.pid = w.pid.or(pid);
         into.waits.push(w);
     }
     for mut w in other.wakes {
         w.stack = w.stack.map(|i| i + base);
+        w.pid = w.pid.or(pid);
         into.wakes.push(w);
     }
     into.threads.extend(other.threads);
-    for l in other.locks {
-        if into.lock_info(l.uaddr).is_none() {
+    for mut l in other.locks {
+        l.pid = l.pid.or(pid);
+        if into.lock_info(l.pid, l.uaddr).is_none() {
             into.locks.push(l);
         }
     }
@@ -171,16 +220,57 @@ pub fn replan_after_exec(
 mod tests {
     use super::*;
     use crate::profile::testing::sample;
+    use crate::profile::Unwinder;
+
+    #[test]
+    fn waking_threads_no_read_named_are_counted() {
+        let key = |tid| tracer_common::WakeKey {
+            tid,
+            ..Default::default()
+        };
+        let wake = |calls| tracer_common::WakeStats {
+            calls,
+            woken: calls,
+            ..Default::default()
+        };
+        let mut raw = Raw::rows_only(
+            vec![],
+            vec![(key(1), wake(3)), (key(2), wake(4)), (key(3), wake(0))],
+            HashMap::new(),
+            [0; tracer_common::NUM_COUNTERS as usize],
+            crate::profile::StopReason::Duration,
+            std::time::Duration::ZERO,
+        );
+        raw.threads.insert(1, "main".into());
+        // Thread 2 was never named; thread 3 never woke anyone.
+        assert_eq!(unseen_wakers(&raw), (1, 4));
+        raw.threads.insert(2, "worker".into());
+        assert_eq!(unseen_wakers(&raw), (0, 0));
+    }
 
     #[test]
     fn a_merged_profile_keeps_both_processes_rows_on_their_own_stacks() {
         let mut a = sample();
-        let b = sample();
+        let mut b = sample();
+        b.meta.pid = 4242;
+        b.meta.comm = "child".into();
+        b.meta.exe = Some("/bin/child".into());
+        b.wakes = vec![crate::profile::WakeRow {
+            stack: Some(0),
+            uaddr: 0x5000,
+            tid: 9,
+            pid: None,
+            op: crate::profile::FutexOp::Wake,
+            calls: 1,
+            woken: 1,
+            empty: 0,
+        }];
         let (stacks, waits, modules) = (a.stacks.len(), a.waits.len(), a.modules.len());
         let names = |p: &Profile, i: Option<usize>| {
             crate::render::stack_names(i.and_then(|i| p.stacks.get(i)), p)
         };
         let before: Vec<_> = b.waits.iter().map(|w| names(&b, w.stack)).collect();
+        b.meta.unwind = Unwinder::Dwarf;
         merge(&mut a, b);
         assert_eq!(a.stacks.len(), 2 * stacks);
         assert_eq!(a.waits.len(), 2 * waits);
@@ -194,5 +284,22 @@ mod tests {
         assert!(a.waits[waits..]
             .iter()
             .all(|w| w.stack.is_none_or(|s| s >= stacks)));
+        // The parent's rows are the recorded process's; the child's carry its pid.
+        assert!(a.waits[..waits].iter().all(|w| w.pid.is_none()));
+        assert!(a.waits[waits..].iter().all(|w| w.pid == Some(4242)));
+        assert!(a.wakes.iter().all(|w| w.pid == Some(4242)));
+        assert_eq!(
+            a.processes,
+            vec![Process {
+                pid: 4242,
+                comm: "child".into(),
+                exe: Some("/bin/child".into()),
+                unwind: Unwinder::Dwarf,
+            }]
+        );
+        // Both processes' statics at 0x5000 are kept, each under its own process.
+        assert_eq!(a.locks.len(), 2);
+        assert!(a.lock_info(None, 0x5000).is_some());
+        assert!(a.lock_info(Some(4242), 0x5000).is_some());
     }
 }

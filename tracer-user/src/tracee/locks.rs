@@ -110,6 +110,7 @@ pub fn describe(maps_text: &str, uaddrs: impl IntoIterator<Item = u64>) -> Vec<L
                     });
                 LockInfo {
                     uaddr,
+                    pid: None,
                     region: Memory::Static,
                     module: Some(modules[i].path.clone()),
                     symbol,
@@ -117,6 +118,7 @@ pub fn describe(maps_text: &str, uaddrs: impl IntoIterator<Item = u64>) -> Vec<L
             }
             (None, Some(r)) => LockInfo {
                 uaddr,
+                pid: None,
                 region: match r.path.as_str() {
                     "[heap]" => Memory::Heap,
                     "[stack]" => Memory::MainStack,
@@ -128,6 +130,7 @@ pub fn describe(maps_text: &str, uaddrs: impl IntoIterator<Item = u64>) -> Vec<L
             },
             (None, None) => LockInfo {
                 uaddr,
+                pid: None,
                 region: Memory::Unknown,
                 module: None,
                 symbol: None,
