@@ -332,3 +332,62 @@ fn python_gil_waits_are_contention_checked_against_the_threads_own_timing() {
         "the site is the GIL's caller, not its code: {by_function:?}"
     );
 }
+
+/// Debian's stress-ng (stripped, no frame pointers) forks four workers that storm one mutex
+/// (hundreds of thousands of waits a second): `--follow-forks` unwinds each worker from stack
+/// copies. The ring cannot take a copy of every wait; those without one take the stacks of
+/// their row's other waits, so the site is stress-ng's own code, not `[only lock internals]`.
+#[test]
+fn stress_ng_mutex_workers_through_a_snapshot_storm_are_named_at_their_lock_site() {
+    use lockscope_profile::analyze::{groups, GroupBy, Key, ViewOptions};
+    if !can_trace() {
+        return;
+    }
+    let bin = Path::new("/usr/bin/stress-ng");
+    assert!(
+        bin.exists(),
+        "stress-ng is missing: run `cargo xtask setup`"
+    );
+    launch(
+        "stress-ng-forks",
+        bin,
+        &["--mutex", "4", "-t", "2"],
+        &["--follow-forks"],
+    );
+    let p = launched("stress-ng-forks");
+    assert_eq!(p.processes.len(), 4, "{:?}", p.processes);
+    for w in &p.processes {
+        assert!(
+            p.waits.iter().any(|r| r.pid == Some(w.pid) && r.count > 0),
+            "worker {} has no rows",
+            w.pid
+        );
+    }
+    let view = ViewOptions {
+        by: GroupBy::Function,
+        top: usize::MAX,
+        ..ViewOptions::default()
+    };
+    // The default view: contention only.
+    let sites: Vec<(String, u64)> = groups(&p, &view)
+        .into_iter()
+        .filter_map(|g| match g.key {
+            Key::Function(f) => Some((f, g.total_ns)),
+            _ => None,
+        })
+        .collect();
+    let total: u64 = sites.iter().map(|s| s.1).sum();
+    let (site, ns) = sites.first().cloned().expect("contention rows");
+    eprintln!(
+        "stress-ng --mutex 4: {site} {:.1}% of {} ms; snapshots dropped {}, waits given their row's stacks {}",
+        100.0 * ns as f64 / total as f64,
+        total / 1_000_000,
+        p.losses.snapshots_dropped,
+        p.counters.stacks_inferred
+    );
+    assert!(site.starts_with("stress-ng+0x"), "{sites:?}");
+    assert!(ns as f64 > 0.95 * total as f64, "{sites:?}");
+    if p.losses.snapshots_dropped > 0 {
+        assert!(p.counters.stacks_inferred > 0);
+    }
+}

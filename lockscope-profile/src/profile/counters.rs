@@ -25,6 +25,14 @@ pub struct Counters {
     /// when a thread exits), or no free hand-off slot on their futex word.
     #[serde(default)]
     pub waker_unknown: u64,
+    /// Snapshot modes: waits whose stack copy was dropped that took the unwound stacks of
+    /// their kernel row's other waits (same thread, futex word, frame walk and waker).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stacks_inferred: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Everything the kernel side had to drop. Rows are exact only when all are zero.

@@ -39,7 +39,13 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
         fmt_ns(t.wait_ns),
         fmt_count(l.events()),
         fmt_count(l.stacks()),
-        if l.snapshots_dropped > 0 {
+        if l.snapshots_dropped > 0 && c.stacks_inferred > 0 {
+            format!(
+                " ({} stack snapshots dropped: {} waits took the unwound stacks of their row's other waits, the rest keep their frame-pointer stacks)",
+                fmt_count(l.snapshots_dropped),
+                fmt_count(c.stacks_inferred)
+            )
+        } else if l.snapshots_dropped > 0 {
             format!(
                 " ({} stack snapshots dropped: those waits keep their frame-pointer stacks)",
                 fmt_count(l.snapshots_dropped)

@@ -15,6 +15,7 @@ use crate::profile::{MapCounter, MapKind};
 use crate::symbolize::{frames_with_leaf, Addr, Cut, StackSymbolizer};
 use crate::tracee;
 use crate::tracee::BundledMap;
+use crate::unwind::UnwindMode;
 
 /// What each holder phase ran during a row's waits, heaviest first; `scale` (0..=1) keeps
 /// the share of it that goes to a part of the row (DWARF mode splits rows by unwound stack).
@@ -43,8 +44,15 @@ fn part_of(part_ns: u64, v: &WaitStats) -> f64 {
 
 /// Symbolizes the raw rows and assembles the profile (see `build`, which adds the threads
 /// still blocked and the lock wrappers).
-pub(super) fn assemble(raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer) -> Profile {
+pub(super) fn assemble(mut raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer) -> Profile {
     let (target, map) = (inputs.target, inputs.map);
+    // Snapshot modes: waits whose copy was dropped take their row's unwound stacks.
+    let inferred = match (&mut raw.dwarf, inputs.plan.mode) {
+        (Some(rows), UnwindMode::FpCfi | UnwindMode::Dwarf) => {
+            super::infer::spread_remainders(&raw.waits, rows)
+        }
+        _ => 0,
+    };
     sym.set_maps(&raw.maps);
     // A final stack is a kernel stack plus its validated leaf caller.
     let mut index: HashMap<(u64, u64), Option<usize>> = HashMap::new();
@@ -242,6 +250,7 @@ pub(super) fn assemble(raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer) -> 
             empty_wakes: c(Counter::EmptyWakes),
             handed_off: c(Counter::HandedOff),
             waker_unknown: c(Counter::HandoffsFull) + c(Counter::WakerUnseen) + raw.handoffs_left,
+            stacks_inferred: inferred,
         },
         losses: Losses {
             stack_errors: c(Counter::StackErrors),

@@ -75,7 +75,7 @@ fn build_profile(
 }
 
 #[test]
-fn snapshot_rows_replace_what_they_explain_and_the_rest_keeps_its_frame_walk() {
+fn snapshot_rows_replace_what_they_explain_and_the_rest_take_their_stacks() {
     let unwound = vec![Addr::Ip(0x1000), Addr::Return(0x3000), Addr::Return(0x4000)];
     let dwarf = HashMap::from([((key(1), unwound), stats(3, 3_000))]);
     let mut sym = StackSymbolizer::new(MapHistory::default());
@@ -87,8 +87,9 @@ fn snapshot_rows_replace_what_they_explain_and_the_rest_keeps_its_frame_walk() {
         .map(|r| (r.count, r.total_ns, p.stacks[r.stack.unwrap()].frames.len()))
         .collect();
     rows.sort();
-    // Two waits lost their snapshot: they stay under the 2-frame walk; three were unwound.
-    assert_eq!(rows, vec![(2, 2_000, 2), (3, 3_000, 3)]);
+    // Two waits lost their snapshot: they take the unwound stack of their row's three.
+    assert_eq!(rows, vec![(5, 5_000, 3)]);
+    assert_eq!(p.counters.stacks_inferred, 2);
     let hist: u64 = p.waits.iter().map(|r| r.hist.iter().sum::<u64>()).sum();
     assert_eq!(hist, 5, "histograms split, not doubled");
 }

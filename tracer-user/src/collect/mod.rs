@@ -33,6 +33,7 @@ mod drain;
 mod exec;
 mod gosample;
 mod handoff;
+mod infer;
 mod new_stacks;
 mod oncpu;
 mod read;

@@ -130,7 +130,7 @@ pub fn announce(children: &[(Target, UnwindPlan, Raw)]) {
 /// Adds the followed process `other`'s stacks, rows, threads, locks and unnamed frames to
 /// `into`, its module and stack indexes renumbered, its rows and locks marked with its pid, and
 /// lists it (with how its stacks were walked) in `into.processes`. Counters and losses are the
-/// kernel's, shared: kept once.
+/// kernel's, shared: kept once (but for the stacks each build inferred).
 pub fn merge(into: &mut Profile, other: Profile) {
     let pid = Some(other.meta.pid);
     into.processes.push(Process {
@@ -177,6 +177,8 @@ pub fn merge(into: &mut Profile, other: Profile) {
         }
     }
     into.meta.unnamed.extend(other.meta.unnamed);
+    // Made when each process's rows were built, not read from the kernel: summed.
+    into.counters.stacks_inferred += other.counters.stacks_inferred;
 }
 
 /// The unwinding of a target that exec'd during the recording, for its new image: the plan a
