@@ -31,6 +31,7 @@ mod build;
 mod children;
 mod drain;
 mod exec;
+mod fleet;
 mod gosample;
 mod handoff;
 mod infer;
@@ -52,6 +53,7 @@ pub(crate) use gosample::GoSample;
 pub(crate) use stops::StopSignals;
 
 pub use drain::{Expected, SnapshotDrain, SnapshotRows};
+pub use fleet::{Fleet, Joining, Member};
 pub use handoff::{consume_leftovers, pair_snapshots};
 pub use new_stacks::NewStacks;
 pub use read::SlotPhases;

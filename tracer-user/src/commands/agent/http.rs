@@ -165,7 +165,7 @@ async fn contention(ctx: &Ctx, query: &HashMap<&str, &str>) -> Result<Vec<u8>, F
             .map_err(|_| bad(format!("pid={p} is not a process id")))?,
         None => {
             let state = ctx.state.borrow();
-            match state.targets.keys().collect::<Vec<_>>()[..] {
+            match state.targets().keys().collect::<Vec<_>>()[..] {
                 [only] => *only,
                 _ => {
                     return Err(bad(
@@ -196,7 +196,7 @@ async fn contention(ctx: &Ctx, query: &HashMap<&str, &str>) -> Result<Vec<u8>, F
         let base = ctx
             .state
             .borrow()
-            .targets
+            .targets()
             .get(&pid)
             .ok_or_else(gone)?
             .base();
@@ -220,7 +220,7 @@ async fn contention(ctx: &Ctx, query: &HashMap<&str, &str>) -> Result<Vec<u8>, F
 
 fn targets_json(state: &State) -> serde_json::Value {
     let targets: Vec<serde_json::Value> = state
-        .targets
+        .targets()
         .iter()
         .map(|(pid, t)| {
             let (waits, ns) = t
@@ -231,18 +231,18 @@ fn targets_json(state: &State) -> serde_json::Value {
                 "pid": pid,
                 "comm": t.target.comm,
                 "exe": t.target.exe.as_ref().map(|e| e.display().to_string()),
-                "cgroup": t.cgroup,
+                "cgroup": t.ext.cgroup,
                 "go": t.target.go,
                 "bundled_map": t.map.is_some(),
                 "unwind": t.plan.mode.name(),
                 "unwind_note": t.plan.why,
-                "uprobes": t.probes,
+                "uprobes": t.ext.probes,
                 // Probes that failed to attach and are being retried: why the last try failed.
-                "uprobes_pending": t.retry.as_ref().map(|r| crate::profile::term_safe(&r.why)),
+                "uprobes_pending": t.ext.retry.as_ref().map(|r| crate::profile::term_safe(&r.why)),
                 "attached_unix_ms": t.attached_unix_ms,
                 "waits": waits,
                 "wait_seconds": ns as f64 / 1e9,
-                "lock_site_labels": t.sites.len(),
+                "lock_site_labels": t.ext.sites.len(),
                 "symbol_lookups": t.symbol_lookups(),
             })
         })
@@ -252,7 +252,7 @@ fn targets_json(state: &State) -> serde_json::Value {
         "lost": {
             "target_cap": state.losses.target_cap,
             "attach_failed": state.losses.attach_failed,
-            "thread_unattributed": state.losses.unattributed,
+            "thread_unattributed": state.fleet.unattributed,
         },
     })
 }

@@ -4,23 +4,18 @@
 //! whose pid is reused is dropped (its rows, in-flight slots and stacks freed) and, if it still
 //! matches, attached again as what it is now. Past `--max-targets`, the busiest processes (by
 //! CPU time) are taken first, and the cap is logged once.
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use aya::maps::HashMap as BpfHashMap;
-use tracer_common::{map, StackFrames};
 
 use super::identity::{live_exe, Change, Ident};
-use super::rows::forget_rows;
-use super::targets::{Copies, Retry, State, Traced};
+use super::targets::{Agent, Copies, Retry, State, Traced};
 use crate::attach::Tracer;
-use crate::collect::Namer;
-use crate::collect::SnapshotDrain;
+use crate::collect::{Fleet, Joining, SnapshotDrain};
 use crate::commands::session::{self, Probes};
 use crate::profile::term_safe;
-use crate::symbolize::{SharedNames, StackSymbolizer};
-use crate::sys::{self, MapHistory};
+use crate::sys;
 use crate::unwind::{self, PlanCache, Unwind, UnwindMode};
 
 /// The first retry of failed probes, doubled after each failure up to [`RETRY_MAX`].
@@ -38,10 +33,11 @@ impl State {
         max_targets: usize,
     ) {
         let changed: Vec<(u32, Change)> = self
-            .targets
+            .fleet
+            .members
             .iter()
             .map(|(&pid, t)| match running.contains(&pid) {
-                true => (pid, Change::of(pid, &t.ident)),
+                true => (pid, Change::of(pid, &t.ext.ident)),
                 false => (pid, Change::Gone),
             })
             .filter(|(_, c)| *c != Change::Same)
@@ -55,15 +51,15 @@ impl State {
         self.capped.retain(|p| running.contains(p));
         let mut new: Vec<u32> = running
             .iter()
-            .filter(|p| !self.targets.contains_key(p) && !self.refused.contains(p))
+            .filter(|p| !self.fleet.members.contains_key(p) && !self.refused.contains(p))
             .copied()
             .collect();
-        if self.targets.len() + new.len() > max_targets {
+        if self.fleet.members.len() + new.len() > max_targets {
             // Busiest first: the processes most likely to have lock waits worth seeing.
             new.sort_by_key(|&p| std::cmp::Reverse(cpu_ticks(p)));
         }
         for pid in new {
-            if self.targets.len() >= max_targets {
+            if self.fleet.members.len() >= max_targets {
                 if self.capped.insert(pid) {
                     self.losses.target_cap += 1;
                 }
@@ -78,10 +74,9 @@ impl State {
             let began = Instant::now();
             let reader = Reader {
                 copies: self.copies,
-                drain: &mut self.drain,
                 plans: &mut self.plans,
             };
-            match attach_target(tracer, pid, probes, &self.names, reader) {
+            match attach_target(tracer, pid, probes, &mut self.fleet, reader) {
                 Ok(t) => {
                     eprintln!(
                         "lockscope agent: tracing pid {pid} ({}), unwind {}{}, attached in {} ms",
@@ -95,7 +90,7 @@ impl State {
                         began.elapsed().as_millis()
                     );
                     // A probe that failed because the process exited meanwhile lost nothing.
-                    if let Some(r) = t.retry.as_ref().filter(|_| Ident::of(pid).is_some()) {
+                    if let Some(r) = t.ext.retry.as_ref().filter(|_| Ident::of(pid).is_some()) {
                         self.losses.attach_failed += 1;
                         eprintln!(
                             "lockscope agent: pid {pid}: probes not placed (futex waits are traced; retrying): {}",
@@ -103,7 +98,6 @@ impl State {
                         );
                     }
                     self.capped.remove(&pid);
-                    self.targets.insert(pid, t);
                 }
                 // It exited between the scan and the attach: nothing was lost.
                 Err(_) if Ident::of(pid).is_none() => {}
@@ -121,8 +115,8 @@ impl State {
     /// Places the probes of targets whose last attempt failed, when their backoff is up.
     fn retry_probes(&mut self, tracer: &mut Tracer, probes: &Probes) {
         let now = Instant::now();
-        for (pid, t) in &mut self.targets {
-            let Some(r) = &t.retry else { continue };
+        for (pid, t) in &mut self.fleet.members {
+            let Some(r) = &t.ext.retry else { continue };
             if r.at > now {
                 continue;
             }
@@ -130,11 +124,11 @@ impl State {
             match place(tracer, t, probes) {
                 Ok(()) => eprintln!(
                     "lockscope agent: pid {pid}: probes placed on retry ({})",
-                    t.probes
+                    t.ext.probes
                 ),
                 Err(e) => {
                     let delay = (delay * 2).min(RETRY_MAX);
-                    t.retry = Some(Retry {
+                    t.ext.retry = Some(Retry {
                         at: now + delay,
                         delay,
                         why: format!("{e:#}"),
@@ -147,7 +141,7 @@ impl State {
     /// Stops tracing `pid` and frees what the kernel held for it: its rows, in-flight slots
     /// and the stacks no other target's rows name.
     pub(super) fn drop_target(&mut self, tracer: &mut Tracer, pid: u32, why: Change) -> Result<()> {
-        let Some(t) = self.targets.remove(&pid) else {
+        let Some(t) = self.fleet.leave(tracer, pid)? else {
             return Ok(());
         };
         eprintln!(
@@ -155,85 +149,7 @@ impl State {
             term_safe(&t.target.comm),
             why.name()
         );
-        tracer.remove_target(pid)?;
-        if let Some(d) = &self.drain {
-            d.remove(pid);
-        }
-        tracer.detach_uprobes(t.uprobes)?;
-        let tids: BTreeSet<u32> = t.threads.keys().copied().collect();
-        self.owner.retain(|_, p| *p != pid);
-        let now = Instant::now();
-        // Its rows still in the kernel name its threads, and (the kernel's key) the process.
-        self.retired
-            .extend(tids.iter().chain([&pid]).map(|&tid| (tid, now)));
-        forget_rows(tracer, t.waits.keys(), t.wakes.keys(), &tids)?;
-        let kept: HashSet<u64> = self
-            .targets
-            .values()
-            .flat_map(|o| {
-                o.waits
-                    .keys()
-                    .map(|k| k.stack_id)
-                    .chain(o.wakes.keys().map(|k| k.stack_id))
-            })
-            .collect();
-        let mut stacks: BpfHashMap<_, u64, StackFrames> =
-            BpfHashMap::try_from(tracer.ebpf.map_mut(map::STACKS).context("STACKS map")?)?;
-        for id in t
-            .waits
-            .keys()
-            .map(|k| k.stack_id)
-            .chain(t.wakes.keys().map(|k| k.stack_id))
-            .filter(|id| !kept.contains(id))
-        {
-            // Already gone is fine.
-            let _ = stacks.remove(&id);
-            self.stacks.remove(&id);
-        }
-        Ok(())
-    }
-}
-
-/// Reads in a row a stack must go unnamed by any row before it is deleted: longer than a
-/// hand-off can wait in its slot (2 s) plus a tick, so a stack whose row is still to come is
-/// never taken.
-const SWEEP_AFTER: u32 = 4;
-
-impl State {
-    /// Deletes the kernel's stacks that no traced process's rows have named for
-    /// [`SWEEP_AFTER`] reads: those of waits deleted as lost or of threads already gone.
-    pub(super) fn sweep_stacks(&mut self, tracer: &mut Tracer) -> Result<()> {
-        let named: HashSet<u64> = self
-            .targets
-            .values()
-            .flat_map(|t| {
-                t.waits
-                    .keys()
-                    .map(|k| k.stack_id)
-                    .chain(t.wakes.keys().map(|k| k.stack_id))
-            })
-            .collect();
-        let mut stale = Vec::new();
-        let mut next = HashMap::new();
-        for &id in self.stacks.keys().filter(|id| !named.contains(id)) {
-            let n = self.unreferenced.get(&id).copied().unwrap_or(0) + 1;
-            if n >= SWEEP_AFTER {
-                stale.push(id);
-            } else {
-                next.insert(id, n);
-            }
-        }
-        self.unreferenced = next;
-        if stale.is_empty() {
-            return Ok(());
-        }
-        let mut stacks: BpfHashMap<_, u64, StackFrames> =
-            BpfHashMap::try_from(tracer.ebpf.map_mut(map::STACKS).context("STACKS map")?)?;
-        for id in stale {
-            let _ = stacks.remove(&id);
-            self.stacks.remove(&id);
-        }
-        Ok(())
+        tracer.detach_uprobes(t.ext.uprobes)
     }
 }
 
@@ -265,9 +181,9 @@ fn place(tracer: &mut Tracer, t: &mut Traced, probes: &Probes) -> Result<()> {
         Ok((go_probes, tokio)) => {
             t.go_probes = go_probes;
             t.tokio = tokio.into_target();
-            t.probes = uprobes.len();
-            t.uprobes = uprobes;
-            t.retry = None;
+            t.ext.probes = uprobes.len();
+            t.ext.uprobes = uprobes;
+            t.ext.retry = None;
             Ok(())
         }
         Err(e) => {
@@ -277,22 +193,22 @@ fn place(tracer: &mut Tracer, t: &mut Traced, probes: &Probes) -> Result<()> {
     }
 }
 
-/// The snapshot reader as [`attach_target`] may start it.
+/// How [`attach_target`] chooses a process's unwinding.
 struct Reader<'a> {
     copies: Copies,
-    drain: &'a mut Option<SnapshotDrain>,
     plans: &'a mut PlanCache,
 }
 
 /// Finds what `pid` runs and adds it to the kernel's set (its futex waits are traced from
-/// here on), then places its uprobes; failed probes are left to [`State::retry_probes`].
-fn attach_target(
+/// here on) and to the fleet, then places its uprobes; failed probes are left to
+/// [`State::retry_probes`].
+fn attach_target<'f>(
     tracer: &mut Tracer,
     pid: u32,
     probes: &Probes,
-    names: &SharedNames,
+    fleet: &'f mut Fleet<Agent>,
     reader: Reader,
-) -> Result<Traced> {
+) -> Result<&'f mut Traced> {
     let t0 = Instant::now();
     let ident = Ident::of(pid).context("the process is gone")?;
     let mut target = sys::target(pid)?;
@@ -308,16 +224,16 @@ fn attach_target(
         Copies::Off => unwind::choose(Unwind::FramePointers, &target),
     };
     // The reader starts with the first process that copies stacks.
-    if plan.mode != UnwindMode::FramePointers && reader.drain.is_none() {
+    if plan.mode != UnwindMode::FramePointers && fleet.drain.is_none() {
         match SnapshotDrain::prepare_set().start(tracer, Vec::new()) {
-            Ok(d) => *reader.drain = Some(d),
+            Ok(d) => fleet.drain = Some(d),
             Err(e) => {
                 eprintln!("lockscope agent: no stack-copy reader ({e:#}); walking frame pointers");
                 plan = unwind::choose(Unwind::FramePointers, &target);
             }
         }
     }
-    let drain = reader.drain.as_ref();
+    let drain = fleet.drain.as_ref();
     // The reader knows the process (its modules loaded) before the kernel sends its copies.
     if let (Some(d), UnwindMode::FpCfi | UnwindMode::Dwarf) = (drain, plan.mode) {
         d.add(pid, SnapshotDrain::load(pid, plan.mode));
@@ -328,41 +244,28 @@ fn attach_target(
         }
         return Err(e);
     }
-    let mut maps = MapHistory::default();
-    maps.refresh(pid);
-    let mut sym = StackSymbolizer::new(MapHistory::default());
-    sym.share_names(names.clone());
-    let namer = Namer::new(sym);
-    let mut t = Traced {
+    let ext = Agent {
         cgroup: sys::cgroup(pid),
-        probes: 0,
-        go_probes: 0,
-        tokio: None,
-        attach_ns: 0,
-        target,
-        map,
         uprobes: tracer.take_uprobes(),
-        attached_unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        attached: Instant::now(),
-        maps,
-        threads: BTreeMap::new(),
-        namer,
-        waits: Default::default(),
-        leftovers: Default::default(),
+        probes: 0,
         exported: Default::default(),
         exported_behind: Default::default(),
-        wakes: Default::default(),
-        window: [None, None],
-        plan,
-        snaps: Default::default(),
         sites: Vec::new(),
         ident,
         retry: None,
     };
-    if let Err(e) = place(tracer, &mut t, probes) {
-        t.retry = Some(Retry {
+    let t = fleet.join(Joining {
+        target,
+        map,
+        plan,
+        attached_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        attached: Instant::now(),
+        ext,
+    });
+    if let Err(e) = place(tracer, t, probes) {
+        t.ext.retry = Some(Retry {
             at: Instant::now() + RETRY_FIRST,
             delay: RETRY_FIRST,
             why: format!("{e:#}"),

@@ -67,12 +67,12 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
     let wait_s = Family::<WaitLabels, Counter<f64, AtomicU64>>::default();
     let waits = Family::<WaitLabels, Counter>::default();
     let behind = Family::<BehindLabels, Counter<f64, AtomicU64>>::default();
-    let pids: Vec<u32> = state.targets.keys().copied().collect();
+    let pids: Vec<u32> = state.targets().keys().copied().collect();
     for pid in pids {
         let Some(p) = state.profile(pid, Since::Attach) else {
             continue;
         };
-        let Some(t) = state.targets.get_mut(&pid) else {
+        let Some(t) = state.fleet.members.get_mut(&pid) else {
             continue;
         };
         // Per (class, category, site): waits and ns, hottest first so the first sites to take
@@ -97,10 +97,10 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
             }
         }
         for (label, ns) in behind_ns {
-            let kept = t.exported_behind.entry(label).or_default();
+            let kept = t.ext.exported_behind.entry(label).or_default();
             *kept = (*kept).max(ns);
         }
-        for (label, ns) in &t.exported_behind {
+        for (label, ns) in &t.ext.exported_behind {
             behind
                 .get_or_create(&BehindLabels {
                     pid: pid.to_string(),
@@ -114,20 +114,20 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
         // Sites past the cap share `other`: add them up before the floor is applied.
         let mut now: HashMap<SeriesKey, (u64, u64)> = HashMap::new();
         for ((class, category, site), (n, ns)) in sums {
-            let site = site_label(&mut t.sites, site, top_sites);
+            let site = site_label(&mut t.ext.sites, site, top_sites);
             let e = now.entry((class, category, site)).or_default();
             e.0 += n;
             e.1 += ns;
         }
         for (key, (n, ns)) in now {
-            let kept = t.exported.entry(key).or_default();
+            let kept = t.ext.exported.entry(key).or_default();
             *kept = (kept.0.max(n), kept.1.max(ns));
         }
-        for ((class, category, site), (n, ns)) in &t.exported {
+        for ((class, category, site), (n, ns)) in &t.ext.exported {
             let labels = WaitLabels {
                 pid: pid.to_string(),
                 comm: t.target.comm.clone(),
-                cgroup: t.cgroup.clone(),
+                cgroup: t.ext.cgroup.clone(),
                 class: class.clone(),
                 category: category.clone(),
                 site: site.clone(),
@@ -162,12 +162,12 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
         .inc_by(n);
     };
     for (c, reason) in KERNEL_LOSSES {
-        lose(reason, state.counters[c as usize]);
+        lose(reason, state.fleet.counters[c as usize]);
     }
     lose("target_cap", state.losses.target_cap);
     lose("attach_failed", state.losses.attach_failed);
-    lose("thread_unattributed", state.losses.unattributed);
-    lose("snapshot_unattributed", state.losses.snapshot_unattributed);
+    lose("thread_unattributed", state.fleet.unattributed);
+    lose("snapshot_unattributed", state.fleet.snapshot_unattributed);
     reg.register(
         "lockscope_events_lost",
         "Events and processes not traced, by why",
@@ -175,10 +175,10 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
     );
 
     let targets = Gauge::<i64>::default();
-    targets.set(state.targets.len() as i64);
+    targets.set(state.targets().len() as i64);
     reg.register("lockscope_targets", "Processes traced now", targets);
     let stacks = Gauge::<i64>::default();
-    stacks.set(state.stack_entries() as i64);
+    stacks.set(state.fleet.stack_entries() as i64);
     reg.register(
         "lockscope_stack_map_entries",
         "Stacks held in the kernel's stack map (65,536 fit)",
@@ -186,7 +186,7 @@ pub fn encode(state: &mut State, top_sites: usize) -> String {
     );
 
     let map_counters = Family::<MapCounter, Counter>::default();
-    for (pid, t) in &state.targets {
+    for (pid, t) in state.targets() {
         let Some(m) = t.map.as_ref().filter(|m| m.stats_offset.is_some()) else {
             continue;
         };

@@ -26,7 +26,6 @@ mod identity;
 mod lifecycle;
 mod listen;
 mod metrics;
-mod rows;
 mod targets;
 
 use discover::Select;
@@ -118,7 +117,7 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
     ctx.state.borrow_mut().detach_all(&mut tracer);
     tracer.detach()?;
     // The snapshot reader stops before the object it reads goes.
-    ctx.state.borrow_mut().drain.take();
+    ctx.state.borrow_mut().fleet.drain.take();
     drop(tracer);
     eprintln!("lockscope agent: detached; exiting");
     result
