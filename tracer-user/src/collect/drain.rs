@@ -157,18 +157,10 @@ impl SnapshotDrain {
         lock(&self.shared).remove(pid);
     }
 
-    /// The rows so far, of every process (`top`'s refreshes).
+    /// The rows so far, of every process (the fleet gives each its own by the process the
+    /// kernel saw the wait in).
     pub fn rows(&self) -> SnapshotRows {
         merged(lock(&self.shared).rows.clone())
-    }
-
-    /// `pid`'s rows so far.
-    pub fn rows_of(&self, pid: u32) -> SnapshotRows {
-        lock(&self.shared)
-            .rows
-            .get(&pid)
-            .cloned()
-            .unwrap_or_default()
     }
 
     /// Unwinds every snapshot in the ring now, on the caller's thread, for at most `limit`.

@@ -12,7 +12,7 @@ use anyhow::Result;
 use tracer_common::{WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS};
 
 use super::{
-    build, consume_leftovers, read_rows, rows_since, Base, Inputs, Leftovers, Namer, Raw, Since,
+    build, consume_leftovers, read_rows, rows_since, Base, Inputs, Namer, Raw, Since,
     SnapshotDrain, SnapshotRows,
 };
 use crate::attach::{Hooks, Tracer};
@@ -48,8 +48,8 @@ pub struct Member<X> {
     pub attached: Instant,
     /// From finding the process until its probes were live.
     pub attach_ns: u64,
-    maps: MapHistory,
-    threads: BTreeMap<u32, String>,
+    pub(super) maps: MapHistory,
+    pub(super) threads: BTreeMap<u32, String>,
     /// Its symbolizer and the lock wrappers found in its code.
     namer: Namer,
     /// The kernel's rows for it: cumulative since it was attached (with the hand-off
@@ -98,6 +98,24 @@ pub struct Joining<X> {
     pub ext: X,
 }
 
+/// Which hand-offs a read takes out of the kernel's slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Those waiting longer than a waker's exit takes (a live read).
+    Aged,
+    /// All of them (the probes are gone: no waker will come).
+    All,
+}
+
+/// What becomes of rows of a traced process the fleet has no member for.
+pub enum Strangers<X> {
+    /// Counted as lost and deleted (the agent: its set holds only its members).
+    Lost,
+    /// Kept under a member made for them, its driver's state made so (`--follow-forks`: a
+    /// child that lived and ended between two reads).
+    Join(fn() -> X),
+}
+
 /// Every traced process and what the engine keeps beside them.
 pub struct Fleet<X> {
     pub members: BTreeMap<u32, Member<X>>,
@@ -122,10 +140,11 @@ pub struct Fleet<X> {
     pub drain: Option<SnapshotDrain>,
     /// Which kernel hooks carry the futex events (every profile says).
     hooks: Hooks,
+    strangers: Strangers<X>,
 }
 
 impl<X> Fleet<X> {
-    pub fn new(hooks: Hooks) -> Fleet<X> {
+    pub fn new(hooks: Hooks, strangers: Strangers<X>) -> Fleet<X> {
         Fleet {
             members: BTreeMap::new(),
             stacks: HashMap::new(),
@@ -139,6 +158,7 @@ impl<X> Fleet<X> {
             names: SharedNames::default(),
             drain: None,
             hooks,
+            strangers,
         }
     }
 
@@ -147,6 +167,11 @@ impl<X> Fleet<X> {
         let pid = j.target.tgid;
         let mut maps = MapHistory::default();
         maps.refresh(pid);
+        let mut threads = BTreeMap::new();
+        thread_names(pid, &mut threads);
+        for &tid in threads.keys() {
+            self.owner.insert(tid, pid);
+        }
         let mut sym = StackSymbolizer::new(MapHistory::default());
         sym.share_names(self.names.clone());
         let member = Member {
@@ -159,7 +184,7 @@ impl<X> Fleet<X> {
             attached: j.attached,
             attach_ns: 0,
             maps,
-            threads: BTreeMap::new(),
+            threads,
             namer: Namer::new(sym),
             waits: HashMap::new(),
             leftovers: HashMap::new(),
@@ -176,9 +201,23 @@ impl<X> Fleet<X> {
         self.stacks.len()
     }
 
-    /// One tick: each member's maps and threads, then the kernel's rows, read once and split.
-    /// A `window` boundary passed rotates every member's window.
+    /// One tick of a live reader (the agent): [`Fleet::watch`], then [`Fleet::read`] taking the
+    /// aged hand-offs. A `window` boundary passed rotates every member's window.
     pub fn tick(&mut self, tracer: &mut Tracer, window: Duration) -> Result<()> {
+        self.watch();
+        self.read(tracer, Take::Aged)?;
+        if self.window_started.elapsed() >= window {
+            self.window_started = Instant::now();
+            for t in self.members.values_mut() {
+                t.window[0] = t.window[1].take();
+                t.window[1] = Some((Instant::now(), t.base()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each member's memory maps and thread names, read again.
+    pub fn watch(&mut self) {
         for (&pid, t) in &mut self.members {
             t.maps.refresh(pid);
             thread_names(pid, &mut t.threads);
@@ -186,8 +225,13 @@ impl<X> Fleet<X> {
                 self.owner.insert(tid, pid);
             }
         }
+    }
+
+    /// The kernel's rows, read once and split among the members (their cumulative rows
+    /// replaced), with the hand-offs `take` says taken out of the kernel once.
+    pub fn read(&mut self, tracer: &mut Tracer, take: Take) -> Result<()> {
         // Not the in-flight scan: ~35 ms of bpf syscalls per read, for a count no one reads.
-        let raw = read_rows(tracer, Leftovers::Skip)?;
+        let raw = read_rows(tracer)?;
         if let Some(d) = &self.drain {
             // The snapshots of every wait in those rows, unwound before they are split.
             d.catch_up(CATCH_UP);
@@ -195,8 +239,10 @@ impl<X> Fleet<X> {
         }
         self.counters = raw.counters;
         self.stacks = raw.stacks;
-        // Hand-offs no waker claimed within a tick: taken out of the kernel once, kept here.
-        let before = sys::monotonic_ns().saturating_sub(LEFTOVER_AGE.as_nanos() as u64);
+        let before = match take {
+            Take::Aged => sys::monotonic_ns().saturating_sub(LEFTOVER_AGE.as_nanos() as u64),
+            Take::All => u64::MAX,
+        };
         self.retired.retain(|_, at| at.elapsed() < RETIRED_FOR);
         for (k, v) in consume_leftovers(&mut tracer.ebpf, before)? {
             match self.owner_of_row(k.tgid, k.tid) {
@@ -240,25 +286,32 @@ impl<X> Fleet<X> {
             orphan_wakes.iter(),
             &BTreeSet::new(),
         )?;
-        let rotate = self.window_started.elapsed() >= window;
-        if rotate {
-            self.window_started = Instant::now();
-        }
         for (pid, t) in &mut self.members {
             t.waits = waits.remove(pid).unwrap_or_default();
             for (k, v) in &t.leftovers {
                 t.waits.entry(*k).or_default().merge(v);
             }
             t.wakes = wakes.remove(pid).unwrap_or_default();
-            if let (Some(d), UnwindMode::FpCfi | UnwindMode::Dwarf) = (&self.drain, t.plan.mode) {
-                t.snaps = d.rows_of(*pid);
-            }
-            if rotate {
-                t.window[0] = t.window[1].take();
-                t.window[1] = Some((Instant::now(), t.base()));
-            }
+        }
+        if let Some(rows) = self.drain.as_ref().map(SnapshotDrain::rows) {
+            self.take_snapshots(rows);
         }
         self.sweep_stacks(tracer)
+    }
+
+    /// The snapshot rows so far (the reader's, or its last once it is stopped), given to
+    /// their members by the process the kernel saw each wait in: a child's first copies,
+    /// sent before it was known, are its own, not its parent's.
+    pub fn take_snapshots(&mut self, rows: SnapshotRows) {
+        let mut by: HashMap<u32, SnapshotRows> = HashMap::new();
+        for ((k, frames), v) in rows {
+            if let Some(pid) = self.owner_of_row(k.tgid, k.tid) {
+                by.entry(pid).or_default().insert((k, frames), v);
+            }
+        }
+        for (pid, t) in &mut self.members {
+            t.snaps = by.remove(pid).unwrap_or_default();
+        }
     }
 
     /// The traced process a wait row belongs to: the process the kernel saw it in when that
@@ -268,7 +321,46 @@ impl<X> Fleet<X> {
             self.owner.insert(tid, tgid);
             return Some(tgid);
         }
-        self.owner_of(tid)
+        if let Some(pid) = self.owner_of(tid) {
+            return Some(pid);
+        }
+        match self.strangers {
+            Strangers::Join(ext) if tgid != 0 && !self.retired(tgid, tid) => {
+                self.join_stranger(tgid, ext());
+                self.owner.insert(tid, tgid);
+                Some(tgid)
+            }
+            _ => None,
+        }
+    }
+
+    /// A member for a traced process none was made for: as it is now if it still runs, else
+    /// known by its pid alone (its frames then go unnamed: its maps were never read).
+    fn join_stranger(&mut self, tgid: u32, ext: X) {
+        let (target, why) = match sys::target(tgid) {
+            Ok(t) => (t, "frame walk: joined at a read"),
+            Err(_) => (
+                Target {
+                    tgid,
+                    comm: String::new(),
+                    exe: None,
+                    go: None,
+                },
+                "exited before any read of its memory maps",
+            ),
+        };
+        self.join(Joining {
+            target,
+            map: None,
+            plan: UnwindPlan {
+                mode: UnwindMode::FramePointers,
+                snapshot_bytes: 0,
+                why: Some(why.to_string()),
+            },
+            attached_unix_ms: 0,
+            attached: Instant::now(),
+            ext,
+        });
     }
 
     /// Whether a row is of a member dropped in the last seconds (its process, or its thread).
@@ -295,9 +387,10 @@ impl<X> Fleet<X> {
         })
     }
 
-    /// The profile of `pid`'s waits since `since`, symbolized.
-    pub fn profile(&mut self, pid: u32, since: Since) -> Option<Profile> {
-        let t = self.members.get_mut(&pid)?;
+    /// `pid`'s rows since `since`, with its maps, threads and unwound snapshots, as one
+    /// recording's raw rows.
+    pub fn raw(&self, pid: u32, since: Since) -> Option<Raw> {
+        let t = self.members.get(&pid)?;
         let (base, from) = match since {
             Since::Attach => (None, t.attached),
             Since::LastWindow => match t.window[0].as_ref().or(t.window[1].as_ref()) {
@@ -306,9 +399,10 @@ impl<X> Fleet<X> {
             },
             Since::Rows(at, rows) => (Some(rows), at),
         };
-        // Snapshot modes: the unwound rows of the same span.
-        let snaps = (t.plan.mode != UnwindMode::FramePointers).then_some(&t.snaps);
-        let (waits, dwarf) = rows_since(&t.waits, snaps, base);
+        // Snapshot modes (and a child's copies taken in its parent's mode before it was
+        // known): the unwound rows of the same span.
+        let unwound = t.plan.mode != UnwindMode::FramePointers || !t.snaps.is_empty();
+        let (waits, dwarf) = rows_since(&t.waits, unwound.then_some(&t.snaps), base);
         let wakes: Vec<(WakeKey, WakeStats)> = t.wakes.iter().map(|(k, v)| (*k, *v)).collect();
         let stacks = waits
             .iter()
@@ -316,10 +410,12 @@ impl<X> Fleet<X> {
             .chain(wakes.iter().map(|(k, _)| k.stack_id))
             .filter_map(|id| Some((id, self.stacks.get(&id)?.clone())))
             .collect();
-        let raw = Raw {
+        Some(Raw {
             maps: t.maps.clone(),
             threads: t.threads.clone(),
             dwarf,
+            // Woken waits whose waker never exited: taken from the kernel with no waker.
+            handoffs_left: t.leftovers.values().map(|v| v.count).sum(),
             ..Raw::rows_only(
                 waits,
                 wakes,
@@ -328,7 +424,13 @@ impl<X> Fleet<X> {
                 StopReason::Duration,
                 from.elapsed(),
             )
-        };
+        })
+    }
+
+    /// The profile of `pid`'s waits since `since`, symbolized.
+    pub fn profile(&mut self, pid: u32, since: Since) -> Option<Profile> {
+        let raw = self.raw(pid, since)?;
+        let t = self.members.get_mut(&pid)?;
         let inputs = Inputs {
             target: &t.target,
             start_unix_ms: t.attached_unix_ms,

@@ -11,30 +11,6 @@ use tracer_common::{map, Handoff, HandoffKey, Outcome, WaitKey, WaitStats, HANDE
 
 use crate::symbolize::Addr;
 
-/// Records the waits still left in the kernel's hand-off slots (no wake of their futex word
-/// exited after them) with no waker. Returns how many there were.
-pub(super) fn leftovers(ebpf: &Ebpf, waits: &mut Vec<(WaitKey, WaitStats)>) -> Result<u64> {
-    let slots: BpfHashMap<&MapData, HandoffKey, Handoff> =
-        BpfHashMap::try_from(ebpf.map(map::HANDOFFS).context("HANDOFFS map")?)?;
-    let mut left = 0;
-    for item in slots.iter() {
-        let (_, h) = item?;
-        left += 1;
-        let key = WaitKey {
-            waker_id: NO_STACK,
-            flags: HANDED_OFF,
-            ..h.key
-        };
-        let mut one = WaitStats::default();
-        one.add_wait(h.waited, &h.blamed, Outcome::from_u32(h.outcome));
-        match waits.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, row)) => row.merge(&one),
-            None => waits.push((key, one)),
-        }
-    }
-    Ok(left)
-}
-
 /// Takes the waits out of the kernel's hand-off slots that ended before `ended_before_ns`
 /// (monotonic): no wake of their futex word exited since, and none is likely to. Whoever
 /// deletes a slot records its wait (the kernel's rule), so each comes back exactly once, with

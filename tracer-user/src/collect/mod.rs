@@ -47,18 +47,17 @@ pub(crate) use blocked::{
     lend_scanned_stacks, scan as scan_blocked, seed as seed_blocked, still_blocked,
 };
 pub use build::{build, Inputs, Namer};
-pub use children::Child;
 pub use exec::Identity;
 pub(crate) use gosample::GoSample;
 pub(crate) use stops::StopSignals;
 
 pub use drain::{Expected, SnapshotDrain, SnapshotRows};
-pub use fleet::{Fleet, Joining, Member};
+pub use fleet::{Fleet, Joining, Member, Strangers, Take};
 pub use handoff::{consume_leftovers, pair_snapshots};
 pub use new_stacks::NewStacks;
+pub use read::read_rows;
 pub use read::SlotPhases;
-pub use read::{read_rows, Leftovers};
-pub use recorder::{Progress, Recorder, Setup, Start, Until, TICK};
+pub use recorder::{Finished, Progress, Recorder, Setup, Start, Until, TICK};
 pub use since::{rows_since, Base, Since};
 
 /// Everything read from the kernel and /proc for one recording, before symbolization.
@@ -90,8 +89,6 @@ pub struct Raw {
     pub handoffs_left: u64,
     /// `--go-sample`: the share of goroutine waits followed (their rows are already scaled).
     pub go_sampled: Option<GoSampled>,
-    /// `--follow-forks`: the processes followed, by pid (their rows are still in `waits`).
-    pub children: BTreeMap<u32, Child>,
     /// On-CPU samples (Go `sync.Map` targets; empty otherwise).
     pub oncpu: oncpu::Samples,
 }
@@ -125,7 +122,6 @@ impl Raw {
             map: None,
             exec: None,
             handoffs_left: 0,
-            children: BTreeMap::new(),
             go_sampled: None,
             oncpu: Default::default(),
         }

@@ -1,7 +1,6 @@
-//! read: the kernel's aggregates read out as raw rows once the events stop — waits and
-//! wakes summed over CPUs, stacks, counters, phase totals, and the waits still in flight.
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+//! read: the kernel's aggregates read out as rows — waits and wakes summed over CPUs,
+//! stacks, counters, phase totals, and the waits still in flight.
+use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap};
@@ -10,10 +9,8 @@ use tracer_common::{
     NUM_COUNTERS, NUM_PHASES,
 };
 
-use super::Raw;
 use crate::attach::Tracer;
-use crate::profile::StopReason;
-use crate::sys::{monotonic_ns, MapHistory};
+use crate::sys::monotonic_ns;
 
 pub(super) fn read_counters(tracer: &Tracer) -> Result<[u64; NUM_COUNTERS as usize]> {
     let counters: PerCpuArray<&MapData, u64> =
@@ -49,26 +46,16 @@ pub(super) fn read_phases(tracer: &Tracer) -> Result<SlotPhases> {
     Ok(phases)
 }
 
-/// The kernel's rows and counters, without the in-flight scan: what a live reader (the
-/// agent, every second) needs.
+/// The kernel's rows and counters (the hand-off slots are the caller's to consume once,
+/// [`super::consume_leftovers`]).
 pub struct Rows {
     pub waits: Vec<(WaitKey, WaitStats)>,
     pub wakes: Vec<(WakeKey, WakeStats)>,
     pub stacks: HashMap<u64, Vec<u64>>,
     pub counters: [u64; NUM_COUNTERS as usize],
-    pub handoffs_left: u64,
 }
 
-/// What [`read_rows`] does with the waits left in the kernel's hand-off slots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leftovers {
-    /// Counted in the rows, left in place (a recording's one read, or `top`'s cumulative reads).
-    Peek,
-    /// Left out: the caller consumes them once ([`super::consume_leftovers`], the agent).
-    Skip,
-}
-
-pub fn read_rows(tracer: &Tracer, leftovers: Leftovers) -> Result<Rows> {
+pub fn read_rows(tracer: &Tracer) -> Result<Rows> {
     let ebpf = &tracer.ebpf;
     let counters = read_counters(tracer)?;
 
@@ -85,11 +72,7 @@ pub fn read_rows(tracer: &Tracer, leftovers: Leftovers) -> Result<Rows> {
             }
         }
     }
-    let mut waits: Vec<(WaitKey, WaitStats)> = by_key.into_iter().collect();
-    let handoffs_left = match leftovers {
-        Leftovers::Peek => super::handoff::leftovers(ebpf, &mut waits)?,
-        Leftovers::Skip => 0,
-    };
+    let waits: Vec<(WaitKey, WaitStats)> = by_key.into_iter().collect();
 
     let mut by_key: HashMap<WakeKey, WakeStats> = HashMap::new();
     for name in [map::WAKES, map::WAKES_SPILL] {
@@ -120,29 +103,14 @@ pub fn read_rows(tracer: &Tracer, leftovers: Leftovers) -> Result<Rows> {
         wakes,
         stacks,
         counters,
-        handoffs_left,
     })
 }
 
-pub fn read(
-    tracer: &Tracer,
-    maps: MapHistory,
-    threads: BTreeMap<u32, String>,
-    stop: StopReason,
-    elapsed: Duration,
-) -> Result<Raw> {
-    let ebpf = &tracer.ebpf;
-    let Rows {
-        waits,
-        wakes,
-        stacks,
-        counters,
-        handoffs_left,
-    } = read_rows(tracer, Leftovers::Peek)?;
-
-    // Waits still blocked at the end are real contention the rows do not hold yet.
+/// The waits still blocked now (real contention the rows do not hold yet), and the longest
+/// of them so far.
+pub(super) fn in_flight(tracer: &Tracer) -> Result<(u64, u64)> {
     let inflight: Array<&MapData, InFlight> =
-        Array::try_from(ebpf.map(map::INFLIGHT).context("INFLIGHT map")?)?;
+        Array::try_from(tracer.ebpf.map(map::INFLIGHT).context("INFLIGHT map")?)?;
     let now = monotonic_ns();
     let (mut still_waiting, mut longest) = (0, 0);
     for call in inflight.iter() {
@@ -152,16 +120,5 @@ pub fn read(
             longest = longest.max(now.saturating_sub(call.start_ns));
         }
     }
-
-    let phases = read_phases(tracer)?;
-
-    Ok(Raw {
-        still_waiting,
-        longest_unfinished_ns: longest,
-        maps,
-        threads,
-        phases,
-        handoffs_left,
-        ..Raw::rows_only(waits, wakes, stacks, counters, stop, elapsed)
-    })
+    Ok((still_waiting, longest))
 }

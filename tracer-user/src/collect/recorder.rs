@@ -1,32 +1,33 @@
-//! recorder: the recording engine under `record` and `top`. It owns the loaded tracer and
-//! everything kept beside the kernel's rows while a process is traced: its memory-map history
-//! and thread names, the stack-snapshot reader, the exec it may make (the bundled map is
-//! probed again in the new image), the processes it forks (`--follow-forks`), and the bundled
-//! map's counter window. A driver calls `tick` every [`TICK`] and reads `rows` whenever it
-//! wants a profile, or lets `run` tick until a stop; `finish` detaches and reads the last rows.
+//! recorder: the recording engine as `record` and `top` drive it: one target (and, with
+//! `--follow-forks`, what it forks) as members of a [`Fleet`], the engine the agent drives for
+//! its many processes — rows read once and split by process, hand-offs taken once, each
+//! member's maps, thread names and unwound snapshots. Beside the fleet it owns the loaded
+//! tracer, the exec the target may make (the bundled map is probed again in the new image),
+//! the forks it follows, and the bundled map's counter window. A driver calls `tick` every
+//! [`TICK`] and reads `rows` whenever it wants a profile, or lets `run` tick until a stop;
+//! `finish` detaches and reads the last rows of every member.
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::io::unix::AsyncFd;
 use tracer_common::{Counter, Phase};
 
 use super::children::Children;
 use super::exec::ExecWatch;
 use super::gosample::{self, GoSample};
-use super::read::{read, read_counters, read_phases};
+use super::read::{in_flight, read_counters, read_phases};
 use super::{
-    handoff, oncpu, Follow, Identity, MapWindow, NewStacks, Raw, Snapshot, SnapshotDrain,
-    StopSignals,
+    oncpu, Fleet, Follow, Identity, Joining, MapWindow, NewStacks, Raw, Since, Snapshot,
+    SnapshotDrain, StopSignals, Strangers, Take,
 };
 use crate::attach::Tracer;
 use crate::profile::{fmt_count, StopReason};
-use crate::sys::{thread_names, MapHistory};
+use crate::sys::Target;
 use crate::tracee::{self, BundledMap};
-use crate::unwind::Unwind;
+use crate::unwind::{Unwind, UnwindPlan};
 
 /// How often a driver ticks: the progress line, and the map and thread refreshes.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -42,7 +43,9 @@ pub enum Start {
 
 /// What the recorder follows, from the session that attached.
 pub struct Setup {
-    pub pid: u32,
+    pub target: Target,
+    /// How the target's stacks are walked.
+    pub plan: UnwindPlan,
     pub start: Start,
     /// The bundled map found in the target, its probes attached.
     pub map: Option<BundledMap>,
@@ -53,8 +56,6 @@ pub struct Setup {
     pub go_sample: Option<GoSample>,
     /// DWARF and `fp+cfi` modes: the snapshot reader, running since the programs attached.
     pub snapshots: Option<SnapshotDrain>,
-    /// The executable the target was recognised as running (an exec is a change from it).
-    pub exe: Option<PathBuf>,
     /// `--unwind`: followed children choose their mode from it.
     pub unwind: Unwind,
 }
@@ -82,17 +83,24 @@ struct Window {
     last: Option<Snapshot>,
 }
 
+/// What a finished recording read: the target's rows, each followed child's, and the tracer
+/// (dropping it releases the phase probes; see `Tracer::detach`).
+pub struct Finished {
+    pub raw: Raw,
+    pub children: Vec<(Target, UnwindPlan, Raw)>,
+    pub tracer: Tracer,
+}
+
 pub struct Recorder {
     tracer: Tracer,
     pid: u32,
+    /// The target and the children followed: their rows, maps, threads and snapshots.
+    fleet: Fleet<()>,
     map: Option<BundledMap>,
     phases: Vec<Phase>,
     follow: Follow,
     children: Children,
     go_sample: Option<GoSample>,
-    snapshots: Option<SnapshotDrain>,
-    maps: MapHistory,
-    threads: BTreeMap<u32, String>,
     new_stacks: NewStacks,
     exec: ExecWatch,
     became: Option<Identity>,
@@ -108,29 +116,44 @@ impl Recorder {
     /// Starts recording now that every probe is live (inside a Tokio runtime context).
     pub fn new(mut tracer: Tracer, setup: Setup) -> Result<Recorder> {
         let Setup {
-            pid,
+            target,
+            plan,
             start,
             map,
             phases,
             follow,
             go_sample,
             snapshots,
-            exe,
             unwind,
         } = setup;
+        let pid = target.tgid;
         let exited = super::pidfd(pid)?;
         let new_stacks = NewStacks::take(&mut tracer)?;
+        // A child that lived and ended between two reads keeps its rows, under its pid.
+        let strangers = match follow {
+            Follow::Forks => Strangers::Join(|| ()),
+            Follow::Off => Strangers::Lost,
+        };
+        let mut fleet = Fleet::new(tracer.hooks.clone(), strangers);
+        fleet.drain = snapshots;
+        let exe = target.exe.clone();
+        fleet.join(Joining {
+            target,
+            map: None,
+            plan,
+            attached_unix_ms: 0,
+            attached: Instant::now(),
+            ext: (),
+        });
         let mut r = Recorder {
             tracer,
             pid,
+            fleet,
             map: None,
             phases,
             follow,
             children: Children::new(unwind),
             go_sample,
-            snapshots,
-            maps: MapHistory::default(),
-            threads: BTreeMap::new(),
             new_stacks,
             exec: ExecWatch::new(pid, exe),
             became: None,
@@ -156,8 +179,6 @@ impl Recorder {
             r.window.last = r.window.start.clone();
             r.map = Some(m);
         }
-        r.maps.refresh(pid);
-        thread_names(pid, &mut r.threads);
         Ok(r)
     }
 
@@ -200,8 +221,9 @@ impl Recorder {
     /// Reads the stacks the kernel stored since the last call; re-reads the maps if one has
     /// an address they do not cover (a library loaded since the last tick).
     pub fn take_new_stacks(&mut self) {
-        self.new_stacks
-            .check(self.pid, &mut self.maps, &self.tracer);
+        if let Some(m) = self.fleet.members.get_mut(&self.pid) {
+            self.new_stacks.check(self.pid, &mut m.maps, &self.tracer);
+        }
     }
 
     /// One tick's upkeep: the kernel's log, followed forks, an exec, maps and thread names,
@@ -211,14 +233,13 @@ impl Recorder {
         self.tracer.flush_logs();
         if self.follow == Follow::Forks {
             self.children
-                .refresh(&mut self.tracer, self.pid, self.snapshots.as_ref());
+                .refresh(&mut self.tracer, self.pid, &mut self.fleet);
         }
         if let Some(id) = self.exec.check(self.pid) {
             self.exec_happened(id);
         }
         if self.ticks.is_multiple_of(MAPS_EVERY) {
-            self.maps.refresh(self.pid);
-            thread_names(self.pid, &mut self.threads);
+            self.fleet.watch();
         }
         if let (Some(m), Some(_)) = (&self.map, &self.window.start) {
             if let Ok(s) = self.snapshot(m) {
@@ -230,7 +251,7 @@ impl Recorder {
     /// The target exec'd: its maps are read again and the new image's bundled map is probed
     /// from now on, its window starting when the probes are live, like an attach.
     fn exec_happened(&mut self, id: Identity) {
-        if let Some(s) = &self.snapshots {
+        if let Some(s) = &self.fleet.drain {
             s.exec_happened();
         }
         self.notes.push(format!(
@@ -238,7 +259,7 @@ impl Recorder {
             self.pid,
             crate::profile::term_safe(&id.exe.display().to_string())
         ));
-        self.maps.refresh(self.pid);
+        self.fleet.watch();
         if let Some(m) = tracee::find_probed(Some(&id.exe), &self.phases) {
             match self.tracer.attach_phases(self.pid, &m) {
                 Ok(_) => {
@@ -313,36 +334,36 @@ impl Recorder {
     /// Every row so far, the probes still live (`top`'s refresh): the kernel's rows paired
     /// with the unwound snapshots as `finish` pairs them. The map's window is left for the end.
     pub fn rows(&mut self, stop: StopReason) -> Result<Raw> {
-        let mut raw = read(
-            &self.tracer,
-            self.maps.clone(),
-            self.threads.clone(),
-            stop,
-            self.started.elapsed(),
-        )?;
-        let snaps = self.snapshots.as_ref().map(SnapshotDrain::rows);
-        raw.dwarf = snaps.map(|rows| handoff::pair_snapshots(&raw.waits, rows));
-        self.scale_sampled(&mut raw);
-        Ok(raw)
+        self.fleet.read(&mut self.tracer, Take::Aged)?;
+        self.target_rows(stop, self.started.elapsed())
     }
 
-    fn scale_sampled(&self, raw: &mut Raw) {
+    /// The target's rows as the fleet last read them, with what only one process has: the
+    /// waits in flight, the phase totals, the sampled goroutine rows scaled.
+    fn target_rows(&self, stop: StopReason, elapsed: Duration) -> Result<Raw> {
+        let mut raw = self
+            .fleet
+            .raw(self.pid, Since::Attach)
+            .context("the target is no member of its own recording")?;
+        raw.stop = stop;
+        raw.elapsed = elapsed;
+        (raw.still_waiting, raw.longest_unfinished_ns) = in_flight(&self.tracer)?;
+        raw.phases = read_phases(&self.tracer)?;
         raw.go_sampled = self.go_sample.map(GoSample::record);
         if let Some(s) = &raw.go_sampled {
             gosample::scale_rows(&mut raw.waits, s);
         }
+        Ok(raw)
     }
 
     /// Detaches the probes and reads the last rows: the map's window, what the target exec'd
-    /// into, and the children followed. The tracer is handed back (dropping it releases the
-    /// phase probes; see `Tracer::detach`).
-    pub fn finish(mut self, stop: StopReason) -> Result<(Raw, Tracer)> {
+    /// into, and the children followed, each with its own rows.
+    pub fn finish(mut self, stop: StopReason) -> Result<Finished> {
         let elapsed = self.started.elapsed();
         // One last look at the maps in case a library appeared since the last tick.
         let mut end_exact = false;
         if stop != StopReason::TargetExited {
-            self.maps.refresh(self.pid);
-            thread_names(self.pid, &mut self.threads);
+            self.fleet.watch();
             if let (Some(m), Some(_)) = (&self.map, &self.window.start) {
                 if let Ok(s) = self.snapshot(m) {
                     self.window.last = Some(s);
@@ -352,17 +373,19 @@ impl Recorder {
         }
         if self.follow == Follow::Forks {
             self.children
-                .refresh(&mut self.tracer, self.pid, self.snapshots.as_ref());
+                .refresh(&mut self.tracer, self.pid, &mut self.fleet);
         }
         self.tracer.detach()?;
         self.tracer.flush_logs();
         // Snapshots of the last waits, sent before the programs went away.
-        let dwarf = self.snapshots.take().map(SnapshotDrain::finish);
-        let maps = std::mem::take(&mut self.maps);
-        let threads = std::mem::take(&mut self.threads);
-        let mut raw = read(&self.tracer, maps, threads, stop, elapsed)?;
+        let snapshots = self.fleet.drain.take().map(SnapshotDrain::finish);
+        // No waker can come now: every hand-off left is taken, with no waker.
+        self.fleet.read(&mut self.tracer, Take::All)?;
+        if let Some(rows) = snapshots {
+            self.fleet.take_snapshots(rows);
+        }
+        let mut raw = self.target_rows(stop, elapsed)?;
         raw.oncpu = oncpu::read_samples(&self.tracer)?;
-        raw.dwarf = dwarf.map(|rows| handoff::pair_snapshots(&raw.waits, rows));
         let Window { start, last } = std::mem::take(&mut self.window);
         if let (Some(end), true) = (&last, end_exact) {
             // The stop instant, not later: the probes keep firing until they are detached.
@@ -373,10 +396,24 @@ impl Recorder {
             end,
             end_exact,
         });
-        self.scale_sampled(&mut raw);
         raw.map = self.map.take();
         raw.exec = self.became.take();
-        raw.children = std::mem::take(&mut self.children.seen);
-        Ok((raw, self.tracer))
+        let children = self
+            .fleet
+            .members
+            .iter()
+            .filter(|(&pid, _)| pid != self.pid)
+            .filter_map(|(&pid, m)| {
+                let mut r = self.fleet.raw(pid, Since::Attach)?;
+                r.stop = stop;
+                r.elapsed = elapsed;
+                Some((m.target.clone(), m.plan.clone(), r))
+            })
+            .collect();
+        Ok(Finished {
+            raw,
+            children,
+            tracer: self.tracer,
+        })
     }
 }

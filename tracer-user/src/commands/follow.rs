@@ -1,108 +1,12 @@
-//! follow: `record --follow-forks` after the recording. The kernel rows of every followed
-//! process are split from the parent's (waits by the process the kernel saw them in, wakes by
-//! thread), each process's rows are symbolized with its
-//! own memory maps, and the profiles are merged into the parent's: one report, every
-//! process's stacks (a process's threads keep their own tids, its rows and locks its pid).
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
+//! follow: `record --follow-forks` after the recording. The engine kept every followed
+//! process's rows apart (waits by the process the kernel saw them in, wakes by thread); each
+//! process's rows are symbolized with its own memory maps, and the profiles are merged into
+//! the parent's: one report, every process's stacks (a process's threads keep their own tids,
+//! its rows and locks its pid).
 use crate::collect::Raw;
 use crate::profile::{Process, Profile};
 use crate::sys::Target;
 use crate::unwind::UnwindPlan;
-
-/// Moves each child's rows out of `raw` into a `Raw` of its own, with how its stacks were
-/// walked. A wait goes by the process the kernel saw it in; a wake (whose key names no
-/// process) by the threads seen in each child: wakes of threads nobody saw stay the parent's,
-/// and with children followed, how many threads that was is said on stderr.
-pub fn split_children(raw: &mut Raw) -> Vec<(Target, UnwindPlan, Raw)> {
-    let children = std::mem::take(&mut raw.children);
-    let split = split_rows(raw, children);
-    let (threads, wakes) = unseen_wakers(raw);
-    if !split.is_empty() && threads > 0 {
-        eprintln!(
-            "lockscope: {threads} waking threads ({wakes} wake calls) exited before a read of /proc named their process; their wakes stay the recorded process's"
-        );
-    }
-    split
-}
-
-/// Threads with wakes in `raw` that no read of /proc named, and their wake calls. After
-/// [`split_children`] a child's thread that lived between two reads is one of them.
-pub fn unseen_wakers(raw: &Raw) -> (usize, u64) {
-    let mut tids = BTreeSet::new();
-    let mut calls = 0;
-    for (k, v) in raw.wakes.iter().filter(|(_, v)| v.calls > 0) {
-        if !raw.threads.contains_key(&k.tid) {
-            tids.insert(k.tid);
-            calls += v.calls;
-        }
-    }
-    (tids.len(), calls)
-}
-
-fn split_rows(
-    raw: &mut Raw,
-    children: BTreeMap<u32, crate::collect::Child>,
-) -> Vec<(Target, UnwindPlan, Raw)> {
-    let owner: HashMap<u32, u32> = children
-        .iter()
-        .flat_map(|(&pid, c)| c.threads.keys().map(move |&tid| (tid, pid)))
-        .collect();
-    // A wait's process as the kernel saw it: exact even for a thread gone before any read.
-    let owner_of_wait = |k: &tracer_common::WaitKey| match children.contains_key(&k.tgid) {
-        true => Some(k.tgid),
-        false => owner.get(&k.tid).copied(),
-    };
-    let mut waits: BTreeMap<u32, Vec<_>> = BTreeMap::new();
-    raw.waits.retain(|(k, v)| match owner_of_wait(k) {
-        Some(pid) => {
-            waits.entry(pid).or_default().push((*k, *v));
-            false
-        }
-        None => true,
-    });
-    // Snapshot rows (each child unwound with its own maps) go with their thread's process.
-    let mut dwarf: BTreeMap<u32, crate::collect::SnapshotRows> = BTreeMap::new();
-    if let Some(rows) = raw.dwarf.as_mut() {
-        rows.retain(|(k, frames), v| match owner_of_wait(k) {
-            Some(pid) => {
-                dwarf
-                    .entry(pid)
-                    .or_default()
-                    .insert((*k, frames.clone()), *v);
-                false
-            }
-            None => true,
-        });
-    }
-    let mut wakes: BTreeMap<u32, Vec<_>> = BTreeMap::new();
-    raw.wakes.retain(|(k, v)| match owner.get(&k.tid) {
-        Some(&pid) => {
-            wakes.entry(pid).or_default().push((*k, *v));
-            false
-        }
-        None => true,
-    });
-    children
-        .into_iter()
-        .map(|(pid, c)| {
-            let r = Raw {
-                maps: c.maps,
-                threads: c.threads,
-                dwarf: dwarf.remove(&pid),
-                ..Raw::rows_only(
-                    waits.remove(&pid).unwrap_or_default(),
-                    wakes.remove(&pid).unwrap_or_default(),
-                    raw.stacks.clone(),
-                    raw.counters,
-                    raw.stop,
-                    raw.elapsed,
-                )
-            };
-            (c.target, c.plan, r)
-        })
-        .collect()
-}
 
 /// Says which forked processes were followed, and how each one's stacks were walked.
 pub fn announce(children: &[(Target, UnwindPlan, Raw)]) {
@@ -223,32 +127,6 @@ mod tests {
     use super::*;
     use crate::profile::testing::sample;
     use crate::profile::Unwinder;
-
-    #[test]
-    fn waking_threads_no_read_named_are_counted() {
-        let key = |tid| tracer_common::WakeKey {
-            tid,
-            ..Default::default()
-        };
-        let wake = |calls| tracer_common::WakeStats {
-            calls,
-            woken: calls,
-            ..Default::default()
-        };
-        let mut raw = Raw::rows_only(
-            vec![],
-            vec![(key(1), wake(3)), (key(2), wake(4)), (key(3), wake(0))],
-            HashMap::new(),
-            [0; tracer_common::NUM_COUNTERS as usize],
-            crate::profile::StopReason::Duration,
-            std::time::Duration::ZERO,
-        );
-        raw.threads.insert(1, "main".into());
-        // Thread 2 was never named; thread 3 never woke anyone.
-        assert_eq!(unseen_wakers(&raw), (1, 4));
-        raw.threads.insert(2, "worker".into());
-        assert_eq!(unseen_wakers(&raw), (0, 0));
-    }
 
     #[test]
     fn a_merged_profile_keeps_both_processes_rows_on_their_own_stacks() {

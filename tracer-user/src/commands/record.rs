@@ -145,7 +145,8 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let mut recorder = collect::Recorder::new(
         tracer,
         collect::Setup {
-            pid: target.tgid,
+            target: target.clone(),
+            plan: plan.clone(),
             start: match launched {
                 Some(_) => collect::Start::FromExec,
                 None => collect::Start::Attached,
@@ -155,7 +156,6 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             follow: opts.follow,
             go_sample,
             snapshots,
-            exe: target.exe.clone(),
             unwind: opts.unwind,
         },
     )?;
@@ -164,7 +164,11 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         stops,
         progress: opts.progress,
     }))?;
-    let (mut raw, tracer) = recorder.finish(stop)?;
+    let collect::Finished {
+        mut raw,
+        children,
+        tracer,
+    } = recorder.finish(stop)?;
     // After an exec the report names what ran last, and the map probed in it; its unwinding
     // is chosen again for the new image, as a direct launch would choose it.
     let mut plan = plan;
@@ -177,7 +181,6 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     let map = raw.map.take();
     collect::lend_scanned_stacks(&mut raw, &asleep);
     let blocked = collect::still_blocked(&tracer, target.tgid, asleep, crate::sys::monotonic_ns())?;
-    let children = follow::split_children(&mut raw);
     let mut namer = Namer::for_maps(&raw.maps);
     let mut profile = collect::build(
         raw,

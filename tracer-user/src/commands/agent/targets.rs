@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::attach::{Hooks, Tracer, Uprobes};
 pub use crate::collect::Since;
-use crate::collect::{Fleet, Member};
+use crate::collect::{Fleet, Member, Strangers};
 use crate::profile::Profile;
 use crate::unwind::PlanCache;
 
@@ -80,7 +80,7 @@ pub struct State {
 impl State {
     pub fn new(copies: Copies, hooks: Hooks) -> State {
         State {
-            fleet: Fleet::new(hooks),
+            fleet: Fleet::new(hooks, Strangers::Lost),
             losses: AgentLosses::default(),
             refused: BTreeSet::new(),
             capped: BTreeSet::new(),

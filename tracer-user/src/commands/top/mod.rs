@@ -86,14 +86,14 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     let mut recorder = Recorder::new(
         tracer,
         Setup {
-            pid: target.tgid,
+            target: target.clone(),
+            plan: plan.clone(),
             start: Start::Attached,
             map,
             phases: opts.phases.clone(),
             follow: Follow::Off,
             go_sample: None,
             snapshots,
-            exe: target.exe.clone(),
             unwind: opts.unwind,
         },
     )?;
