@@ -4,15 +4,13 @@
 //! terminal.
 mod common;
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lockscope_profile::profile::{Region, StopReason};
 use serde_json::Value;
 
+use common::top::TopScreen;
 use common::typed::{names as frame_list, totals};
 use common::*;
 
@@ -311,71 +309,16 @@ fn top_in_a_terminal_shows_the_hot_frame_and_restores_it() {
     if !can_trace() {
         return;
     }
-    if Command::new("script").arg("--version").output().is_err() {
-        panic!("util-linux `script` is missing (Debian's bsdutils)");
-    }
     let w = Workload::start(&["contended", "--threads", "8"]);
-    let inner = format!(
-        "stty cols 160 rows 30; exec {} top --pid {} --interval 300ms",
-        env!("CARGO_BIN_EXE_lockscope"),
-        w.pid()
-    );
-    let mut term = Command::new("script")
-        .args(["-qfec", &inner, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start script");
-    // The screen as it comes, so each key is pressed once its effect can be seen.
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let mut tty = term.stdout.take().unwrap();
-    let reader = {
-        let screen = Arc::clone(&screen);
-        std::thread::spawn(move || {
-            let mut b = [0u8; 4096];
-            while let Ok(n @ 1..) = tty.read(&mut b) {
-                screen.lock().unwrap().extend_from_slice(&b[..n]);
-            }
-        })
-    };
-    // Shown at `from` or later in the screen: waits at most 20 s; the length seen.
-    let wait_screen = |needle: &str, from: usize| -> usize {
-        let t0 = Instant::now();
-        loop {
-            let now = screen.lock().unwrap().clone();
-            let after = &now[from.min(now.len())..];
-            if after.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                return now.len();
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "top never showed {needle:?}: {}",
-                text(&now)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let seen = wait_screen("lockdemo::contended_lock_site", 0);
-    term.stdin.as_mut().unwrap().write_all(b"b").unwrap();
-    wait_screen("tion (b)", seen);
-    term.stdin.as_mut().unwrap().write_all(b"\x03").unwrap();
-    let started = Instant::now();
-    while term.try_wait().unwrap().is_none() {
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "top did not quit on Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    reader.join().unwrap();
-    let out = term.wait_with_output().unwrap();
-    let screen = text(&screen.lock().unwrap());
-    assert!(
-        out.status.success(),
-        "top failed: {screen}{}",
-        text(&out.stderr)
-    );
+    let mut top = TopScreen::start(w.pid().parse().unwrap(), &[]);
+    // Each key is pressed once its effect can be seen.
+    let limit = Duration::from_secs(20);
+    let seen = top.wait_for_after(&["lockdemo::contended_lock_site"], 0, limit);
+    top.press(b"b");
+    top.wait_for_after(&["tion (b)"], seen, limit);
+    top.press(b"\x03");
+    let (status, err, screen) = top.exit();
+    assert!(status.success(), "top failed: {screen}{err}");
     assert!(
         screen.contains("lockdemo::contended_lock_site"),
         "hot frame not shown: {screen}"

@@ -6,7 +6,6 @@
 //! for it, and the snapshot reader's unwinder.
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use super::{Fleet, Joining, SnapshotDrain};
 use crate::attach::Tracer;
@@ -69,14 +68,7 @@ impl Children {
                     m.plan = plan;
                 }
                 None => {
-                    fleet.join(Joining {
-                        target,
-                        map: None,
-                        plan,
-                        attached_unix_ms: 0,
-                        attached: Instant::now(),
-                        ext: (),
-                    });
+                    fleet.join(Joining::now(target, None, plan, ()));
                 }
             }
         }

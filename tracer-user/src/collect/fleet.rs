@@ -6,7 +6,7 @@
 //! once; a dropped member's rows, in-flight slots and stacks are freed. The driver's own state
 //! of each process rides along as `X`.
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use tracer_common::{WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS};
@@ -22,6 +22,7 @@ use crate::sys::{self, thread_names, MapHistory, Target};
 use crate::tracee::BundledMap;
 use crate::unwind::{UnwindMode, UnwindPlan};
 
+mod owners;
 mod upkeep;
 
 /// How long a hand-off waits for its waker's exit before it is taken with no waker.
@@ -96,6 +97,22 @@ pub struct Joining<X> {
     pub attached_unix_ms: u64,
     pub attached: Instant,
     pub ext: X,
+}
+
+impl<X> Joining<X> {
+    /// A process attached now.
+    pub fn now(target: Target, map: Option<BundledMap>, plan: UnwindPlan, ext: X) -> Joining<X> {
+        Joining {
+            target,
+            map,
+            plan,
+            attached_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            attached: Instant::now(),
+            ext,
+        }
+    }
 }
 
 /// Which hand-offs a read takes out of the kernel's slots.
@@ -312,79 +329,6 @@ impl<X> Fleet<X> {
         for (pid, t) in &mut self.members {
             t.snaps = by.remove(pid).unwrap_or_default();
         }
-    }
-
-    /// The traced process a wait row belongs to: the process the kernel saw it in when that
-    /// is traced (the thread may be gone), else its thread's.
-    fn owner_of_row(&mut self, tgid: u32, tid: u32) -> Option<u32> {
-        if self.members.contains_key(&tgid) {
-            self.owner.insert(tid, tgid);
-            return Some(tgid);
-        }
-        if let Some(pid) = self.owner_of(tid) {
-            return Some(pid);
-        }
-        match self.strangers {
-            Strangers::Join(ext) if tgid != 0 && !self.retired(tgid, tid) => {
-                self.join_stranger(tgid, ext());
-                self.owner.insert(tid, tgid);
-                Some(tgid)
-            }
-            _ => None,
-        }
-    }
-
-    /// A member for a traced process none was made for: as it is now if it still runs, else
-    /// known by its pid alone (its frames then go unnamed: its maps were never read).
-    fn join_stranger(&mut self, tgid: u32, ext: X) {
-        let (target, why) = match sys::target(tgid) {
-            Ok(t) => (t, "frame walk: joined at a read"),
-            Err(_) => (
-                Target {
-                    tgid,
-                    comm: String::new(),
-                    exe: None,
-                    go: None,
-                },
-                "exited before any read of its memory maps",
-            ),
-        };
-        self.join(Joining {
-            target,
-            map: None,
-            plan: UnwindPlan {
-                mode: UnwindMode::FramePointers,
-                snapshot_bytes: 0,
-                why: Some(why.to_string()),
-            },
-            attached_unix_ms: 0,
-            attached: Instant::now(),
-            ext,
-        });
-    }
-
-    /// Whether a row is of a member dropped in the last seconds (its process, or its thread).
-    fn retired(&self, tgid: u32, tid: u32) -> bool {
-        self.retired.contains_key(&tid) || (tgid != 0 && self.retired.contains_key(&tgid))
-    }
-
-    /// The process a thread belongs to, if it is traced: known threads first, then /proc
-    /// (a thread that started and waited since the last tick).
-    fn owner_of(&mut self, tid: u32) -> Option<u32> {
-        if let Some(&p) = self.owner.get(&tid) {
-            return Some(p);
-        }
-        let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
-        let tgid: u32 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Tgid:"))?
-            .trim()
-            .parse()
-            .ok()?;
-        self.members.contains_key(&tgid).then(|| {
-            self.owner.insert(tid, tgid);
-            tgid
-        })
     }
 
     /// `pid`'s rows since `since`, with its maps, threads and unwound snapshots, as one

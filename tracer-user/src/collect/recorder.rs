@@ -137,14 +137,7 @@ impl Recorder {
         let mut fleet = Fleet::new(tracer.hooks.clone(), strangers);
         fleet.drain = snapshots;
         let exe = target.exe.clone();
-        fleet.join(Joining {
-            target,
-            map: None,
-            plan,
-            attached_unix_ms: 0,
-            attached: Instant::now(),
-            ext: (),
-        });
+        fleet.join(Joining::now(target, None, plan, ()));
         let mut r = Recorder {
             tracer,
             pid,

@@ -52,12 +52,19 @@ impl TopScreen {
     /// Waits up to `limit` until every one of `needles` has been drawn; panics with the
     /// screen otherwise.
     pub fn wait_for(&self, needles: &[&str], limit: Duration) {
+        self.wait_for_after(needles, 0, limit);
+    }
+
+    /// As [`TopScreen::wait_for`], drawn at byte `from` of the output or later; returns how
+    /// much output there was then (for the next key's effect).
+    pub fn wait_for_after(&self, needles: &[&str], from: usize, limit: Duration) -> usize {
         let t0 = Instant::now();
         loop {
             let now = self.screen.lock().unwrap().clone();
-            let shown = |n: &str| now.windows(n.len()).any(|w| w == n.as_bytes());
+            let after = &now[from.min(now.len())..];
+            let shown = |n: &str| after.windows(n.len()).any(|w| w == n.as_bytes());
             if needles.iter().all(|n| shown(n)) {
-                return;
+                return now.len();
             }
             assert!(
                 t0.elapsed() < limit,
@@ -68,9 +75,20 @@ impl TopScreen {
         }
     }
 
+    /// Types `keys` into the terminal.
+    pub fn press(&mut self, keys: &[u8]) {
+        self.term.stdin.as_mut().unwrap().write_all(keys).unwrap();
+    }
+
     /// Presses `q` and waits for top to exit.
     pub fn quit(mut self) {
-        let _ = self.term.stdin.as_mut().unwrap().write_all(b"q");
+        self.press(b"q");
+        self.exit();
+    }
+
+    /// Waits for top to exit (15 s at most); returns its status, stderr and everything it
+    /// drew.
+    pub fn exit(mut self) -> (std::process::ExitStatus, String, String) {
         let t0 = Instant::now();
         while self.term.try_wait().unwrap().is_none() {
             assert!(t0.elapsed() < Duration::from_secs(15), "top did not quit");
@@ -79,6 +97,13 @@ impl TopScreen {
         if let Some(r) = self.reader.take() {
             let _ = r.join();
         }
+        let status = self.term.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.term.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let screen = String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned();
+        (status, err, screen)
     }
 }
 

@@ -5,7 +5,7 @@
 //! matches, attached again as what it is now. Past `--max-targets`, the busiest processes (by
 //! CPU time) are taken first, and the cap is logged once.
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
@@ -254,16 +254,7 @@ fn attach_target<'f>(
         ident,
         retry: None,
     };
-    let t = fleet.join(Joining {
-        target,
-        map,
-        plan,
-        attached_unix_ms: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
-        attached: Instant::now(),
-        ext,
-    });
+    let t = fleet.join(Joining::now(target, map, plan, ext));
     if let Err(e) = place(tracer, t, probes) {
         t.ext.retry = Some(Retry {
             at: Instant::now() + RETRY_FIRST,
