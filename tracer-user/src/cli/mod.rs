@@ -408,44 +408,12 @@ impl RecordArgs {
     }
 }
 
-impl ReportArgs {
-    pub fn options(&self) -> Result<ReportOptions> {
-        let format = self
-            .format
-            .map(Format::from)
-            .or_else(|| self.output.as_deref().and_then(Format::from_path))
-            .unwrap_or(Format::Table);
-        Ok(ReportOptions {
-            profile: self.profile.clone(),
-            view: self.view.options()?,
-            lock_wrappers: LockWrappers::new(&self.view.lock_wrapper)?,
-            format,
-            output: self.output.clone(),
-        })
-    }
-}
-
-impl TopArgs {
-    pub fn options(&self) -> Result<TopOptions> {
-        Ok(TopOptions {
-            pid: pid_of(self.pid)?,
-            interval: parse_duration("--interval", &self.interval)?,
-            by: self.by.into(),
-            sort: self.sort.into(),
-            waits: self.waits.into(),
-            lock_wrappers: LockWrappers::new(&self.lock_wrapper)?,
-            phases: self.probes.phases(),
-            unwind: self.unwind.options()?,
-            go_uprobes: self.probes.go_uprobes.into(),
-            hooks: self.probes.hooks.into(),
-        })
-    }
-}
-
 #[path = "cli_agent.rs"]
 mod agent_args;
 #[path = "cli_hooks.rs"]
 mod hooks_arg;
+#[path = "cli_views.rs"]
+mod view_args;
 pub use agent_args::AgentArgs;
 
 #[cfg(test)]

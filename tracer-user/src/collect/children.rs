@@ -43,6 +43,11 @@ impl Children {
                 let _ = tracer.remove_target(pid);
                 continue;
             };
+            // Exiting (a zombie's executable cannot be read): nothing to choose again for,
+            // and its snapshots so far must stay.
+            if target.exe.is_none() && self.chosen_for.contains_key(&pid) {
+                continue;
+            }
             if self.chosen_for.get(&pid) == Some(&target.exe) {
                 if let Some(m) = fleet.members.get_mut(&pid) {
                     m.target = target;

@@ -86,7 +86,7 @@ impl SnapshotDrain {
                 false => Vec::new(),
             },
             unknown: match copies {
-                true => Unknown::Adopt(mode),
+                true => Unknown::Adopt { mode, parent: pid },
                 false => Unknown::Count,
             },
         }

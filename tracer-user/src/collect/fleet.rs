@@ -129,8 +129,9 @@ pub enum Strangers<X> {
     /// Counted as lost and deleted (the agent: its set holds only its members).
     Lost,
     /// Kept under a member made for them, its driver's state made so (`--follow-forks`: a
-    /// child that lived and ended between two reads).
-    Join(fn() -> X),
+    /// child that lived and ended between two reads). One already gone is named with its
+    /// `parent`'s maps: a fork copies its parent's memory, so the two match unless it exec'd.
+    Join { ext: fn() -> X, parent: u32 },
 }
 
 /// Every traced process and what the engine keeps beside them.

@@ -1,52 +1,75 @@
 //! infer: in a lock storm the snapshot ring fills and some waits' stack copies are dropped.
-//! Such a wait takes the unwound stacks of the other waits of its kernel row. A kernel row is
-//! one thread, one futex word, one frame-walk stack and leaf, and one waker: the waits of it
-//! that have snapshots show where such waits were taken, and the rest are shared among those
-//! stacks in proportion to their waits. A row no snapshot reached keeps its frame-walk stack.
+//! Such a wait takes the unwound stacks of the waits that share its waiter's side of the
+//! kernel key: one thread, one futex word, one frame-walk stack and leaf, whoever woke them (a
+//! waiter's stack is fixed when it goes to sleep, before its waker is known). The waits with
+//! snapshots show where such waits were taken, and the rest are shared among those stacks in
+//! proportion to their waits. A wait none of whose kind reached user space keeps its
+//! frame-walk stack.
 use std::collections::HashMap;
 
-use tracer_common::{WaitKey, WaitStats};
+use tracer_common::{WaitKey, WaitStats, NO_STACK};
 
 use super::SnapshotRows;
 use crate::symbolize::Addr;
 
-/// Shares each kernel row's waits that no snapshot explains among the row's snapshot rows.
-/// Returns how many waits took their stack so.
+/// The waiter's side of a kernel key: the waker and how the wait was recorded left out.
+fn waiter(k: &WaitKey) -> WaitKey {
+    WaitKey {
+        waker_id: NO_STACK,
+        flags: 0,
+        ..*k
+    }
+}
+
+/// Shares each kernel row's waits that no snapshot explains among the unwound stacks of its
+/// waiter's side. Returns how many waits took their stack so.
 pub fn spread_remainders(waits: &[(WaitKey, WaitStats)], dwarf: &mut SnapshotRows) -> u64 {
     let mut explained: HashMap<WaitKey, WaitStats> = HashMap::new();
-    let mut stacks: HashMap<WaitKey, Vec<Vec<Addr>>> = HashMap::new();
+    let mut seen: HashMap<WaitKey, HashMap<Vec<Addr>, u64>> = HashMap::new();
     for ((k, frames), st) in dwarf.iter() {
         explained.entry(*k).or_default().merge(st);
-        stacks.entry(*k).or_default().push(frames.clone());
+        *seen
+            .entry(waiter(k))
+            .or_default()
+            .entry(frames.clone())
+            .or_default() += weight(st);
     }
+    // In a fixed order: the last stack takes the rounding.
+    let seen: HashMap<WaitKey, Vec<(Vec<Addr>, u64)>> = seen
+        .into_iter()
+        .map(|(k, stacks)| {
+            let mut v: Vec<(Vec<Addr>, u64)> = stacks.into_iter().collect();
+            v.sort_by_cached_key(|(f, _)| format!("{f:?}"));
+            (k, v)
+        })
+        .collect();
     let mut inferred = 0;
     for (k, whole) in waits {
-        let Some(seen) = explained.get(k) else {
+        let rest = match explained.get(k) {
+            Some(e) => whole.minus(e),
+            None => *whole,
+        };
+        let Some(stacks) = seen.get(&waiter(k)) else {
             continue;
         };
-        let rest = whole.minus(seen);
-        let whole_weight = weight(seen);
-        if weight(&rest) == 0 || whole_weight == 0 {
+        let of: u64 = stacks.iter().map(|(_, w)| w).sum();
+        if weight(&rest) == 0 || of == 0 {
             continue;
         }
-        // In a fixed order: the last row takes the rounding.
-        let mut rows = stacks.remove(k).unwrap_or_default();
-        rows.sort_by_cached_key(|f| format!("{f:?}"));
         let mut given = WaitStats::default();
-        let last = rows.len().saturating_sub(1);
-        for (i, frames) in rows.into_iter().enumerate() {
-            let Some(st) = dwarf.get_mut(&(*k, frames)) else {
-                continue;
-            };
-            let part = match i == last {
+        for (i, (frames, w)) in stacks.iter().enumerate() {
+            let part = match i + 1 == stacks.len() {
                 // The last takes what rounding left, so the row adds up exactly.
                 true => rest.minus(&given),
-                false => share(&rest, weight(st), whole_weight),
+                false => share(&rest, *w, of),
             };
             given.merge(&part);
-            st.merge(&WaitStats { max_ns: 0, ..part });
+            dwarf
+                .entry((*k, frames.clone()))
+                .or_default()
+                .merge(&WaitStats { max_ns: 0, ..part });
         }
-        inferred += rest.count + rest.timeouts;
+        inferred += weight(&rest);
     }
     inferred
 }
@@ -104,5 +127,21 @@ mod tests {
         // The longest wait stays what each stack saw.
         assert_eq!(got(&a).max_ns, 1_000);
         assert!(!dwarf.keys().any(|(k, _)| k.tid == 2));
+    }
+
+    /// A waiter's stack is fixed before its waker is known: a row of another waker takes the
+    /// stacks the same waiter's other rows were unwound to.
+    #[test]
+    fn a_row_of_another_waker_takes_its_waiters_stacks() {
+        let a = vec![Addr::Ip(0x10)];
+        let mut dwarf = SnapshotRows::from([((key(1), a.clone()), stats(2, 2_000))]);
+        let other_waker = WaitKey {
+            waker_id: 77,
+            ..key(1)
+        };
+        let waits = vec![(key(1), stats(2, 2_000)), (other_waker, stats(3, 3_000))];
+        assert_eq!(spread_remainders(&waits, &mut dwarf), 3);
+        assert_eq!(dwarf[&(other_waker, a.clone())].count, 3);
+        assert_eq!(dwarf[&(key(1), a)].count, 2);
     }
 }

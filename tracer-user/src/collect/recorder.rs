@@ -131,7 +131,10 @@ impl Recorder {
         let new_stacks = NewStacks::take(&mut tracer)?;
         // A child that lived and ended between two reads keeps its rows, under its pid.
         let strangers = match follow {
-            Follow::Forks => Strangers::Join(|| ()),
+            Follow::Forks => Strangers::Join {
+                ext: || (),
+                parent: pid,
+            },
             Follow::Off => Strangers::Lost,
         };
         let mut fleet = Fleet::new(tracer.hooks.clone(), strangers);

@@ -117,8 +117,10 @@ pub enum Unknown {
     /// Counts it ([`Snapshots::unattributed`]); its wait keeps its kernel row's stack.
     Count,
     /// Takes the process on with this mode (`record --follow-forks`: a child forked since the
-    /// last look, which the kernel traces as its parent).
-    Adopt(UnwindMode),
+    /// last look, which the kernel traces as its parent). A child already gone is unwound with
+    /// `parent`'s modules: a fork copies its parent's memory, so the two match unless it
+    /// exec'd.
+    Adopt { mode: UnwindMode, parent: u32 },
 }
 
 /// Whether a [`Snapshots::drain`] left the ring empty.
@@ -185,8 +187,12 @@ impl Snapshots {
             let tgid = hdr.tgid;
             if !self.procs.contains_key(&tgid) {
                 match self.unknown {
-                    Unknown::Adopt(mode) if tgid != 0 => {
-                        self.procs.insert(tgid, ProcUnwind::load(tgid, mode));
+                    Unknown::Adopt { mode, parent } if tgid != 0 => {
+                        let mut proc = ProcUnwind::load(tgid, mode);
+                        if proc.maps.mappings.is_empty() {
+                            proc = ProcUnwind::load(parent, mode);
+                        }
+                        self.procs.insert(tgid, proc);
                     }
                     _ => {
                         if !self.retired.contains_key(&tgid) {

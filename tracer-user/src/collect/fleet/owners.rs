@@ -18,8 +18,8 @@ impl<X> Fleet<X> {
             return Some(pid);
         }
         match self.strangers {
-            Strangers::Join(ext) if tgid != 0 && !self.retired(tgid, tid) => {
-                self.join_stranger(tgid, ext());
+            Strangers::Join { ext, parent } if tgid != 0 && !self.retired(tgid, tid) => {
+                self.join_stranger(tgid, parent, ext());
                 self.owner.insert(tid, tgid);
                 Some(tgid)
             }
@@ -28,26 +28,50 @@ impl<X> Fleet<X> {
     }
 
     /// A member for a traced process none was made for: as it is now if it still runs, else
-    /// known by its pid alone (its frames then go unnamed: its maps were never read).
-    fn join_stranger(&mut self, tgid: u32, ext: X) {
-        let (target, why) = match sys::target(tgid) {
-            Ok(t) => (t, "frame walk: joined at a read"),
-            Err(_) => (
-                Target {
+    /// as its parent was (its maps never read: a fork copies its parent's memory, so the two
+    /// match unless it exec'd, and the plan says so).
+    fn join_stranger(&mut self, tgid: u32, parent: u32, ext: X) {
+        let (target, maps, plan) = match (sys::target(tgid), self.members.get(&parent)) {
+            (Ok(t), _) => {
+                let plan = UnwindPlan {
+                    mode: UnwindMode::FramePointers,
+                    snapshot_bytes: 0,
+                    why: Some("frame walk: first seen at a read".to_string()),
+                };
+                (t, None, plan)
+            }
+            (Err(_), Some(p)) => {
+                let target = Target {
+                    tgid,
+                    ..p.target.clone()
+                };
+                let plan = UnwindPlan {
+                    why: Some(format!(
+                        "exited before any read: named with its parent {parent}'s maps, as at its fork"
+                    )),
+                    ..p.plan.clone()
+                };
+                (target, Some(p.maps.clone()), plan)
+            }
+            (Err(_), None) => {
+                let target = Target {
                     tgid,
                     comm: String::new(),
                     exe: None,
                     go: None,
-                },
-                "exited before any read of its memory maps",
-            ),
+                };
+                let plan = UnwindPlan {
+                    mode: UnwindMode::FramePointers,
+                    snapshot_bytes: 0,
+                    why: Some("exited before any read of its memory maps".to_string()),
+                };
+                (target, None, plan)
+            }
         };
-        let plan = UnwindPlan {
-            mode: UnwindMode::FramePointers,
-            snapshot_bytes: 0,
-            why: Some(why.to_string()),
-        };
-        self.join(Joining::now(target, None, plan, ext));
+        let member = self.join(Joining::now(target, None, plan, ext));
+        if let Some(m) = maps {
+            member.maps = m;
+        }
     }
 
     /// Whether a row is of a member dropped in the last seconds (its process, or its thread).
