@@ -24,6 +24,25 @@ pub struct Probes<'a> {
     pub hooks: attach::HookChoice,
 }
 
+impl<'a> Probes<'a> {
+    /// Every goroutine wait followed, no forks (`top`, and each of the agent's processes).
+    pub fn unsampled(
+        unwind: Unwind,
+        phases: &'a [Phase],
+        go_uprobes: GoUprobes,
+        hooks: attach::HookChoice,
+    ) -> Probes<'a> {
+        Probes {
+            unwind,
+            phases,
+            go_uprobes,
+            go_sample: None,
+            follow: Follow::Off,
+            hooks,
+        }
+    }
+}
+
 /// Recognises what `target` runs: its Go version (set on it) and the bundled map, if probed.
 pub fn recognise(target: &mut Target, probes: &Probes) -> Option<BundledMap> {
     let map = tracee::find_probed(target.exe.as_deref(), probes.phases);

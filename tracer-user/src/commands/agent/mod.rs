@@ -15,7 +15,6 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::attach::{self, Filter};
-use crate::collect::Follow;
 use crate::commands::options::AgentOptions;
 use crate::commands::session::Probes;
 use crate::sys;
@@ -63,14 +62,7 @@ async fn serve(opts: &AgentOptions) -> Result<()> {
         0 => Copies::Off,
         _ => Copies::On,
     };
-    let probes = Probes {
-        unwind: opts.unwind,
-        phases: &opts.phases,
-        go_uprobes: opts.go_uprobes,
-        go_sample: None,
-        follow: Follow::Off,
-        hooks: opts.hooks,
-    };
+    let probes = Probes::unsampled(opts.unwind, &opts.phases, opts.go_uprobes, opts.hooks);
     let (tick_tx, tick_rx) = watch::channel(0u64);
     let ctx = Rc::new(Ctx {
         state: RefCell::new(State::new(copies, tracer.hooks.clone())),

@@ -51,14 +51,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
     let target = sys::target(opts.pid)?;
     sys::check_may_trace(target.tgid)?;
     sys::ensure_tracefs()?;
-    let probes = Probes {
-        unwind: opts.unwind,
-        phases: &opts.phases,
-        go_uprobes: opts.go_uprobes,
-        go_sample: None,
-        follow: Follow::Off,
-        hooks: opts.hooks,
-    };
+    let probes = Probes::unsampled(opts.unwind, &opts.phases, opts.go_uprobes, opts.hooks);
     let t0 = Instant::now();
     let Session {
         target,
