@@ -171,6 +171,8 @@ pub mod map {
     pub const GO_CALLERS: &str = "GO_CALLERS";
     /// `--go-sample`: the share of goroutine waits followed (a threshold; 0: all).
     pub const GO_SAMPLE: &str = "GO_SAMPLE";
+    /// tokio's async acquires in flight, by `Acquire` address.
+    pub const TOKIO_INFLIGHT: &str = "TOKIO_INFLIGHT";
     /// Set mode: the tgids to trace (see [`super::TGID_SET`]).
     pub const TARGETS: &str = "TARGETS";
     /// On-CPU samples of the target per user stack id (see [`super::ONCPU_HZ`]); key

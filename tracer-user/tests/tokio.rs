@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use lockscope_profile::profile::FutexOp;
+use lockscope_profile::profile::{FutexOp, Profile};
 use serde_json::Value;
 
 use common::typed::names;
@@ -21,14 +21,8 @@ fn measured(stdout: &str) -> Value {
     serde_json::from_str(line).expect("tokiolock JSON")
 }
 
-#[test]
-fn tokio_mutex_waits_are_rows_at_update_session() {
-    if !can_trace() {
-        return;
-    }
-    let (_, stdout) = launch("tokiolock", &workload_bin("tokiolock"), &["3"], &[]);
-    let p = launched("tokiolock");
-    let own = measured(&stdout)["wait_ns"].as_u64().unwrap();
+/// The `tokio acquire` rows: (waits, ns, ns at `update_session`).
+fn tokio_rows(p: &Profile) -> (u64, u64, u64) {
     let (mut at_site, mut all, mut count) = (0u64, 0u64, 0u64);
     for r in &p.waits {
         if r.op != FutexOp::TokioAcquire {
@@ -39,11 +33,23 @@ fn tokio_mutex_waits_are_rows_at_update_session() {
         count += r.count;
         let site = r
             .stack
-            .is_some_and(|s| names(&p, s).iter().any(|f| f.contains("update_session")));
+            .is_some_and(|s| names(p, s).iter().any(|f| f.contains("update_session")));
         if site {
             at_site += ns;
         }
     }
+    (count, all, at_site)
+}
+
+#[test]
+fn tokio_mutex_waits_are_rows_at_update_session() {
+    if !can_trace() {
+        return;
+    }
+    let (_, stdout) = launch("tokiolock", &workload_bin("tokiolock"), &["3"], &[]);
+    let p = launched("tokiolock");
+    let own = measured(&stdout)["wait_ns"].as_u64().unwrap();
+    let (count, all, at_site) = tokio_rows(&p);
     eprintln!(
         "program measured {own} ns of task wait; lockscope: {count} tokio acquires, {all} ns, {at_site} ns at update_session"
     );
@@ -123,5 +129,49 @@ fn stripped_tokio_build_says_async_waits_cannot_be_probed() {
     assert!(
         p.waits.iter().all(|r| r.op != FutexOp::TokioAcquire),
         "tokio acquire rows from a stripped build"
+    );
+}
+
+#[test]
+fn sampled_tokio_waits_are_weighted_back_to_the_programs_own_wait() {
+    if !can_trace() {
+        return;
+    }
+    let name = "tokiolock-sampled";
+    let (_, stdout) = launch(
+        name,
+        &workload_bin("tokiolock"),
+        &["4"],
+        &["--tokio-sample", "10"],
+    );
+    let p = launched(name);
+    let own = measured(&stdout)["wait_ns"].as_u64().unwrap();
+    let (count, all, at_site) = tokio_rows(&p);
+    let sampled = p.tokio.as_ref().and_then(|t| t.sampled.clone());
+    eprintln!(
+        "program measured {own} ns of task wait; lockscope sampled {sampled:?}: {count} tokio acquires, {all} ns, {at_site} ns at update_session"
+    );
+    let s = sampled.expect("the profile says the async waits were sampled");
+    assert_eq!(s.percent, 10);
+    // 4 s at one 100 ms window a second; the window's length as the kernel's probes saw it.
+    assert!((3..=5).contains(&s.windows), "{s:?}");
+    assert!((90_000_000..=130_000_000).contains(&s.window_ns), "{s:?}");
+    // The program's 64 tasks wait all the time: the weighted estimate must land near its own
+    // total (unweighted, it would be a tenth).
+    let ratio = at_site as f64 / own as f64;
+    assert!(
+        (0.75..=1.25).contains(&ratio),
+        "weighted tokio waits at update_session {at_site} ns against the program's own {own} ns ({ratio:.2})"
+    );
+    let report = lockscope()
+        .arg("report")
+        .arg(launched_path(name))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("lockscope report");
+    let out = text(&report.stdout);
+    assert!(
+        out.contains("async waits sampled (--tokio-sample 10)") && out.contains("not seen"),
+        "report header: {out}"
     );
 }

@@ -44,7 +44,7 @@ enum Task {
     BuildGo,
     /// Benchmark tracer overhead: lockscope (scheduler hooks, syscall tracepoints, DWARF) beside
     /// bpftrace scripts on our storms and on db_bench, stress-ng, a pthread storm and MariaDB;
-    /// the host tax; issue 26's goals with PASS/FAIL as measured.
+    /// the host tax; issue 26's goals with PASS/FAIL as measured; then `bench-tokio`.
     Bench {
         /// Rounds per workload and tracer (the median is reported).
         #[arg(long, default_value_t = 3)]
@@ -57,6 +57,13 @@ enum Task {
     /// sync benchmarks under lockscope.
     BenchEvents {
         /// Rounds per tracer (the fastest per-call round, and Go's median, are reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// What tracing costs a tokio program on one hot `tokio::sync::Mutex`, exact and sampled
+    /// (also run at the end of `bench`).
+    BenchTokio {
+        /// Rounds per configuration (the median is reported).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
@@ -106,7 +113,10 @@ fn main() {
         Task::BenchMap { rounds, secs } => bench::map::run(rounds, secs),
         // Per-event costs and Go's own benchmarks are `bench-events` (its Go version matrix alone
         // would take `bench` past 20 minutes); the host tax is measured here.
-        Task::Bench { rounds, secs } => bench::overhead::run(rounds, secs),
+        Task::Bench { rounds, secs } => {
+            bench::overhead::run(rounds, secs).and_then(|()| bench::asynclock::run(rounds.max(5)))
+        }
+        Task::BenchTokio { rounds } => bench::asynclock::run(rounds),
         Task::BenchUnwind { rounds, secs } => bench::unwind::run(rounds, secs),
         Task::Cycles => cycles::run(),
         Task::BenchEvents { rounds } => bench::events::run(rounds),

@@ -59,6 +59,30 @@ pub struct TokioTarget {
     /// Why the async waits could not be probed, when they were not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unprobed: Option<String>,
+    /// `--tokio-sample`: the probes were attached part of the time, and the `tokio acquire`
+    /// rows are estimates weighted up from what they saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<TokioSampled>,
+}
+
+/// How the async waits were sampled (`record --tokio-sample`): tokio's two probes were attached
+/// for one window of each period, and each wait seen whole (its first poll and its drop inside
+/// one window) was weighted by the inverse of the chance that a window held it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokioSampled {
+    /// The share of the time the probes were attached.
+    pub percent: u8,
+    /// The windows' mean length (ns).
+    pub window_ns: u64,
+    /// Windows opened.
+    pub windows: u64,
+}
+
+impl TokioSampled {
+    /// Waits longer than this are counted short: their weight is capped at its.
+    pub fn weighted_up_to_ns(&self) -> u64 {
+        self.window_ns / 2
+    }
 }
 
 impl From<OpKind> for FutexOp {

@@ -122,6 +122,18 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
                 term_safe(why)
             )?,
         }
+        if let Some(s) = &t.sampled {
+            writeln!(
+                out,
+                "async waits sampled (--tokio-sample {}): tokio's probes were attached {}% of the time, in {} windows of {}; the `tokio acquire` rows are estimates, each wait seen whole weighted by the inverse of the chance that a window held it; waits over {} are under-counted and those over {} are not seen, and where the probes slow the program inside a window its counts run low: compare these rows by time",
+                s.percent,
+                s.percent,
+                s.windows,
+                fmt_ns(s.window_ns),
+                fmt_ns(s.weighted_up_to_ns()),
+                fmt_ns(s.window_ns)
+            )?;
+        }
     }
     Ok(())
 }

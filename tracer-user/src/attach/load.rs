@@ -17,6 +17,10 @@ use super::klog::{self, KernelLog};
 use crate::sys::has_tracepoint;
 use crate::tracee::BundledMap;
 
+#[path = "tokio_probes.rs"]
+mod tokio_probes;
+pub use tokio_probes::TokioLinks;
+
 /// The eBPF object, built by build.rs through aya-build.
 pub(super) static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lockscope"));
@@ -254,45 +258,9 @@ impl Tracer {
         Ok(placed)
     }
 
-    /// Probes tokio's `batch_semaphore::Acquire` poll and drop entries at the file offsets
-    /// given (checked by `tracee::tokio_probes`). Returns the probes attached.
-    pub fn attach_tokio(
-        &mut self,
-        pid: u32,
-        exe: &std::path::Path,
-        poll: u64,
-        drop: u64,
-    ) -> Result<Uprobes> {
-        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
-        load_uprobes(&mut self.ebpf, [prog::TOKIO_POLL, prog::TOKIO_DROP])?;
-        let mut placed = Uprobes::default();
-        for (name, offset) in [(prog::TOKIO_POLL, poll), (prog::TOKIO_DROP, drop)] {
-            let point = UProbeAttachPoint {
-                location: UProbeAttachLocation::AbsoluteOffset(offset),
-                cookie: None,
-            };
-            let link = uprobe(&mut self.ebpf, name)?
-                .attach(point, exe, scope)
-                .with_context(|| format!("probing tokio at {offset:#x} in {}", exe.display()))?;
-            placed.0.push((name, link));
-        }
-        Ok(placed)
-    }
-
     /// Keeps `probes` until the process goes ([`Tracer::take_uprobes`]) or the tracer is dropped.
     pub fn keep_uprobes(&mut self, probes: Uprobes) {
         self.uprobes.extend(probes.0);
-    }
-
-    /// `--go-sample`: the kernel follows a goroutine wait when a random u32 falls under
-    /// `threshold` (0: every wait). Set before the goroutine probes are attached.
-    pub fn set_go_sample(&mut self, threshold: u32) -> Result<()> {
-        let mut sample: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
-            self.ebpf.map_mut(map::GO_SAMPLE).context("GO_SAMPLE map")?,
-        )?;
-        sample
-            .set(0, threshold, 0)
-            .context("setting the goroutine sample")
     }
 
     /// Probes every instantiation of the bundled map's phase functions in `pid`, and Go's

@@ -32,6 +32,7 @@ fn every_map_the_user_side_opens_is_in_the_object() {
         map::PHASES_ON,
         map::GO_CALLERS,
         map::GO_SAMPLE,
+        map::TOKIO_INFLIGHT,
         map::TARGETS,
         map::ONCPU,
         map::ONCPU_STACKS,

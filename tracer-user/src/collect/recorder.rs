@@ -19,6 +19,7 @@ use super::children::Children;
 use super::exec::ExecWatch;
 use super::gosample::{self, GoSample};
 use super::read::{in_flight, read_counters, read_phases};
+use super::tokiosample::{self, TokioWindows};
 use super::{
     oncpu, Fleet, Follow, Identity, Joining, MapWindow, NewStacks, Raw, Since, Snapshot,
     SnapshotDrain, StopSignals, Strangers, Take,
@@ -54,6 +55,8 @@ pub struct Setup {
     pub follow: Follow,
     /// `--go-sample`: the kernel followed this share of goroutine waits.
     pub go_sample: Option<GoSample>,
+    /// `--tokio-sample`: tokio's probes, switched on for a window of each period.
+    pub tokio_windows: Option<TokioWindows>,
     /// DWARF and `fp+cfi` modes: the snapshot reader, running since the programs attached.
     pub snapshots: Option<SnapshotDrain>,
     /// `--unwind`: followed children choose their mode from it.
@@ -101,6 +104,7 @@ pub struct Recorder {
     follow: Follow,
     children: Children,
     go_sample: Option<GoSample>,
+    tokio_windows: Option<TokioWindows>,
     new_stacks: NewStacks,
     exec: ExecWatch,
     became: Option<Identity>,
@@ -123,6 +127,7 @@ impl Recorder {
             phases,
             follow,
             go_sample,
+            tokio_windows,
             snapshots,
             unwind,
         } = setup;
@@ -150,6 +155,7 @@ impl Recorder {
             follow,
             children: Children::new(unwind),
             go_sample,
+            tokio_windows,
             new_stacks,
             exec: ExecWatch::new(pid, exe),
             became: None,
@@ -284,7 +290,16 @@ impl Recorder {
         let show = progress == Progress::Shown && std::io::stderr().is_terminal();
         let mut last = (Instant::now(), 0u64);
         let stop = loop {
+            let switch = self
+                .tokio_windows
+                .as_ref()
+                .map_or(deadline, |w| w.next_switch().into());
             tokio::select! {
+                _ = tokio::time::sleep_until(switch), if self.tokio_windows.is_some() => {
+                    if let Some(note) = self.tokio_windows.as_mut().and_then(|w| w.switch(&mut self.tracer)) {
+                        self.notes.push(note);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => break StopReason::Duration,
                 // A closed terminal, or a signal a supervisor sends, saves it like Ctrl-C.
                 () = stops.recv() => break StopReason::Interrupted,
@@ -349,6 +364,10 @@ impl Recorder {
         if let Some(s) = &raw.go_sampled {
             gosample::scale_rows(&mut raw.waits, s);
         }
+        raw.tokio_sampled = self.tokio_windows.as_ref().map(TokioWindows::record);
+        if let Some(s) = &raw.tokio_sampled {
+            tokiosample::scale_rows(&mut raw.waits, s, elapsed);
+        }
         Ok(raw)
     }
 
@@ -370,6 +389,9 @@ impl Recorder {
         if self.follow == Follow::Forks {
             self.children
                 .refresh(&mut self.tracer, self.pid, &mut self.fleet);
+        }
+        if let Some(w) = &mut self.tokio_windows {
+            w.close();
         }
         self.tracer.detach()?;
         self.tracer.flush_logs();

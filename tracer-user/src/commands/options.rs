@@ -8,8 +8,8 @@ use std::time::Duration;
 use tracer_common::Phase;
 
 use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits};
-use crate::collect::GoSample;
 use crate::collect::{Follow, Progress};
+use crate::collect::{GoSample, TokioSample};
 use crate::profile::LockWrappers;
 use crate::render::Format;
 use crate::tracee::GoUprobes;
@@ -42,8 +42,10 @@ pub struct RecordOptions {
     pub phases: Vec<Phase>,
     pub unwind: Unwind,
     pub go_uprobes: GoUprobes,
-    /// Goroutine probes attached only part of the time.
+    /// Only a share of goroutine waits followed.
     pub go_sample: Option<GoSample>,
+    /// tokio's probes attached only part of the time.
+    pub tokio_sample: Option<TokioSample>,
     pub follow: Follow,
     pub hooks: HookChoice,
 }

@@ -78,6 +78,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         phases: &opts.phases,
         go_uprobes: opts.go_uprobes,
         go_sample: opts.go_sample,
+        tokio_sample: opts.tokio_sample,
         follow: opts.follow,
         hooks: opts.hooks,
     };
@@ -105,6 +106,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         go_probes,
         go_sample,
         tokio,
+        tokio_windows,
         snapshots,
     } = session;
     if let Launch::Pid(pid) = opts.launch {
@@ -155,6 +157,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             phases: opts.phases.clone(),
             follow: opts.follow,
             go_sample,
+            tokio_windows,
             snapshots,
             unwind: opts.unwind,
         },
@@ -182,6 +185,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     collect::lend_scanned_stacks(&mut raw, &asleep);
     let blocked = collect::still_blocked(&tracer, target.tgid, asleep, crate::sys::monotonic_ns())?;
     let mut namer = Namer::for_maps(&raw.maps);
+    let tokio = tokio.into_target(raw.tokio_sampled.clone());
     let mut profile = collect::build(
         raw,
         Inputs {
@@ -192,7 +196,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             attach_ns,
             hooks: &tracer.hooks,
             go_probes,
-            tokio: tokio.into_target(),
+            tokio,
             blocked,
             wrappers: &opts.lock_wrappers,
         },

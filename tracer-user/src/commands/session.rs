@@ -5,7 +5,9 @@ use anyhow::Result;
 use tracer_common::Phase;
 
 use crate::attach::{self, Filter, Tracer};
-use crate::collect::{Expected, Follow, GoSample, SnapshotDrain};
+use crate::collect::{
+    Expected, Follow, GoSample, SnapshotDrain, TokioSample, TokioSite, TokioWindows,
+};
 use crate::profile::term_safe;
 use crate::sys::{AttachPriority, Target};
 use crate::tracee::{self, BundledMap, GoUprobes, TokioProbes};
@@ -18,6 +20,8 @@ pub struct Probes<'a> {
     pub go_uprobes: GoUprobes,
     /// Follow only a share of the goroutine waits (`record --go-sample`).
     pub go_sample: Option<GoSample>,
+    /// Attach tokio's probes only a share of the time (`record --tokio-sample`).
+    pub tokio_sample: Option<TokioSample>,
     /// Forks: the kernel adds the processes the target forks to a traced set.
     pub follow: Follow,
     /// Which kernel hooks carry the futex events.
@@ -37,6 +41,7 @@ impl<'a> Probes<'a> {
             phases,
             go_uprobes,
             go_sample: None,
+            tokio_sample: None,
             follow: Follow::Off,
             hooks,
         }
@@ -69,37 +74,64 @@ pub fn plan_probes(target: &Target, probes: &Probes) -> Result<ProbePlan> {
     })
 }
 
+/// What [`place`] placed.
+pub struct Placed {
+    /// Goroutine uprobes placed (0: not Go, or off).
+    pub go_probes: usize,
+    /// What was found of tokio.
+    pub tokio: TokioProbes,
+    /// `--tokio-sample`: tokio's probes, owned by their switch rather than the tracer.
+    pub tokio_windows: Option<TokioWindows>,
+}
+
 /// Places one process's planned uprobes on a loaded tracer: the bundled map's phases, the
-/// goroutine probes and tokio's. Returns how many goroutine probes were placed, and what
-/// was found of tokio.
+/// goroutine probes and tokio's.
 pub fn place(
     tracer: &mut Tracer,
     target: &Target,
     map: Option<&BundledMap>,
     probes: &Probes,
     plan: ProbePlan,
-) -> Result<(usize, TokioProbes)> {
+) -> Result<Placed> {
     if let Some(m) = map {
         tracer.attach_phases(target.tgid, m)?;
     }
     let ProbePlan { tokio, go } = plan;
+    let mut tokio_windows = None;
     if let TokioProbes::Ready {
         exe, poll, drop, ..
     } = &tokio
     {
         let links = tracer.attach_tokio(target.tgid, exe, *poll, *drop)?;
-        tracer.keep_uprobes(links);
+        match probes.tokio_sample {
+            None => tracer.keep_uprobes(links),
+            Some(sample) => {
+                let site = TokioSite {
+                    pid: target.tgid,
+                    exe: exe.clone(),
+                    poll: *poll,
+                    drop: *drop,
+                };
+                let links = tracer.own_links(links)?;
+                tokio_windows = Some(TokioWindows::new(sample, site, links));
+            }
+        }
     }
+    let mut placed = Placed {
+        go_probes: 0,
+        tokio,
+        tokio_windows,
+    };
     let Some((exe, plan)) = go else {
-        return Ok((0, tokio));
+        return Ok(placed);
     };
     if let Some(sample) = probes.go_sample {
         tracer.set_go_sample(sample.threshold())?;
     }
     let links = tracer.attach_go(target.tgid, &exe, &plan)?;
-    let n = links.len();
+    placed.go_probes = links.len();
     tracer.keep_uprobes(links);
-    Ok((n, tokio))
+    Ok(placed)
 }
 
 /// A target with every probe live.
@@ -114,6 +146,8 @@ pub struct Session {
     pub go_sample: Option<GoSample>,
     /// What was found of tokio, and whether its async lock waits are probed.
     pub tokio: TokioProbes,
+    /// `--tokio-sample`: the switch of tokio's probes.
+    pub tokio_windows: Option<TokioWindows>,
     /// DWARF and `fp+cfi` modes: the snapshot reader.
     pub snapshots: Option<SnapshotDrain>,
 }
@@ -163,7 +197,11 @@ impl Session {
             None => None,
             Some(u) => Some(u.start(&mut tracer, asleep)?),
         };
-        let (go_probes, tokio) = place(&mut tracer, &target, map.as_ref(), probes, uprobes)?;
+        let Placed {
+            go_probes,
+            tokio,
+            tokio_windows,
+        } = place(&mut tracer, &target, map.as_ref(), probes, uprobes)?;
         Ok(Session {
             target,
             map,
@@ -172,6 +210,7 @@ impl Session {
             go_probes,
             go_sample: probes.go_sample.filter(|_| go_probes > 0),
             tokio,
+            tokio_windows,
             snapshots,
         })
     }
@@ -205,8 +244,17 @@ impl Session {
         match &self.tokio {
             TokioProbes::Absent => {}
             TokioProbes::Ready { version, .. } => eprintln!(
-                "lockscope: tokio {}: 2 uprobes (batch_semaphore Acquire poll and drop) time async waits on tokio::sync::{{Mutex, RwLock, Semaphore}} as `tokio acquire`",
-                term_safe(version)
+                "lockscope: tokio {}: 2 uprobes (batch_semaphore Acquire poll and drop) time async waits on tokio::sync::{{Mutex, RwLock, Semaphore}} as `tokio acquire`{}",
+                term_safe(version),
+                match self.tokio_windows.as_ref().map(|w| w.sample()) {
+                    Some(s) => format!(
+                        ", attached {:?} of every {:?} (--tokio-sample {})",
+                        crate::collect::TOKIO_WINDOW,
+                        s.period(),
+                        s.percent()
+                    ),
+                    None => String::new(),
+                }
             ),
             TokioProbes::Unprobeable { version, why } => eprintln!(
                 "lockscope: tokio {}: async waits cannot be probed: {}",

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use crate::profile::TokioTarget;
+use crate::profile::{TokioSampled, TokioTarget};
 use crate::sys::instruction_starts;
 
 /// The two functions probed: (what it does, demangled name without the hash).
@@ -38,19 +38,22 @@ pub enum TokioProbes {
 }
 
 impl TokioProbes {
-    /// What a profile keeps of this: `None` when tokio is absent.
-    pub fn into_target(self) -> Option<TokioTarget> {
+    /// What a profile keeps of this: `None` when tokio is absent. `sampled`: how the probes
+    /// were switched on and off (`--tokio-sample`), when they were.
+    pub fn into_target(self, sampled: Option<TokioSampled>) -> Option<TokioTarget> {
         match self {
             TokioProbes::Absent => None,
             TokioProbes::Unprobeable { version, why } => Some(TokioTarget {
                 version,
                 probes: 0,
                 unprobed: Some(why),
+                sampled: None,
             }),
             TokioProbes::Ready { version, .. } => Some(TokioTarget {
                 version,
                 probes: 2,
                 unprobed: None,
+                sampled,
             }),
         }
     }

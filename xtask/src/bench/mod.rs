@@ -1,5 +1,5 @@
 //! The benchmarks (`cargo xtask bench`, `bench-events`, `bench-unwind`, `bench-agent`,
-//! `bench-map`): one file each, none importing another, and here what they share — a workload
+//! `bench-map`, `bench-tokio`): one file each, none importing another, and here what they share — a workload
 //! run under one tracer (`run_once`), medians and spread, the machine line, and writing one
 //! section of BENCHMARKS.md. `tracers` starts and stops each tracer compared.
 //!
@@ -15,6 +15,7 @@ use crate::run::{cmd, root};
 use tracers::{secs_of, start_tracer, stop, Running, Tracer};
 
 pub mod agent;
+pub mod asynclock;
 pub mod events;
 pub mod map;
 pub mod overhead;

@@ -178,9 +178,9 @@ fn place(tracer: &mut Tracer, t: &mut Traced, probes: &Probes) -> Result<()> {
         .and_then(|plan| session::place(tracer, &t.target, t.map.as_ref(), probes, plan));
     let uprobes = tracer.take_uprobes();
     match placed {
-        Ok((go_probes, tokio)) => {
-            t.go_probes = go_probes;
-            t.tokio = tokio.into_target();
+        Ok(placed) => {
+            t.go_probes = placed.go_probes;
+            t.tokio = placed.tokio.into_target(None);
             t.ext.probes = uprobes.len();
             t.ext.uprobes = uprobes;
             t.ext.retry = None;

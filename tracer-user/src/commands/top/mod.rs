@@ -86,11 +86,12 @@ pub fn run(opts: &TopOptions) -> Result<()> {
             phases: opts.phases.clone(),
             follow: Follow::Off,
             go_sample: None,
+            tokio_windows: None,
             snapshots,
             unwind: opts.unwind,
         },
     )?;
-    let tokio = tokio.into_target();
+    let tokio = tokio.into_target(None);
     let mut namer = Namer::new(StackSymbolizer::new(MapHistory::default()));
     namer.sym.fetch_in_background();
     let mut view = ViewOptions {

@@ -1,0 +1,89 @@
+//! tokio_probes: the uprobes `--tokio-sample` switches on and off (tokio's async-wait pair),
+//! and the goroutine sample's threshold. Split from `load` for size; the same `Tracer`.
+use std::num::NonZeroU32;
+
+use anyhow::{Context, Result};
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink, UProbeScope};
+use tracer_common::{map, prog};
+
+use super::{load_uprobes, uprobe, Tracer, Uprobes};
+
+/// tokio's two probes for one process, owned apart from the tracer's so `--tokio-sample` can
+/// take them off between windows; dropping them detaches them.
+pub struct TokioLinks {
+    /// Held, never read: they stay attached until dropped.
+    _links: Vec<UProbeLink>,
+}
+
+impl Tracer {
+    /// Probes tokio's `batch_semaphore::Acquire` poll and drop entries at the file offsets
+    /// given (checked by `tracee::tokio_probes`). Returns the probes attached.
+    pub fn attach_tokio(
+        &mut self,
+        pid: u32,
+        exe: &std::path::Path,
+        poll: u64,
+        drop: u64,
+    ) -> Result<Uprobes> {
+        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
+        load_uprobes(&mut self.ebpf, [prog::TOKIO_POLL, prog::TOKIO_DROP])?;
+        let mut placed = Uprobes::default();
+        for (name, offset) in [(prog::TOKIO_POLL, poll), (prog::TOKIO_DROP, drop)] {
+            let point = UProbeAttachPoint {
+                location: UProbeAttachLocation::AbsoluteOffset(offset),
+                cookie: None,
+            };
+            let link = uprobe(&mut self.ebpf, name)?
+                .attach(point, exe, scope)
+                .with_context(|| format!("probing tokio at {offset:#x} in {}", exe.display()))?;
+            placed.0.push((name, link));
+        }
+        Ok(placed)
+    }
+
+    /// Owns `probes` (from [`Tracer::attach_tokio`]) apart from the tracer.
+    pub fn own_links(&mut self, probes: Uprobes) -> Result<TokioLinks> {
+        let mut links = Vec::new();
+        for (name, id) in probes.0 {
+            links.push(uprobe(&mut self.ebpf, name)?.take_link(id)?);
+        }
+        Ok(TokioLinks { _links: links })
+    }
+
+    /// Forgets every async acquire in flight: a window's waits that were still open when
+    /// its probes came off must not pair with the next window's polls.
+    pub fn clear_tokio_inflight(&mut self) -> Result<()> {
+        let mut m: aya::maps::HashMap<_, u64, [u64; 4]> = aya::maps::HashMap::try_from(
+            self.ebpf
+                .map_mut(map::TOKIO_INFLIGHT)
+                .context("TOKIO_INFLIGHT map")?,
+        )?;
+        let keys: Vec<u64> = m.keys().filter_map(|k| k.ok()).collect();
+        for k in keys {
+            // Gone already is fine: an entry the LRU evicted.
+            let _ = m.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// `--go-sample`: the kernel follows a goroutine wait when a random u32 falls under
+    /// `threshold` (0: every wait). Set before the goroutine probes are attached.
+    pub fn set_go_sample(&mut self, threshold: u32) -> Result<()> {
+        let mut sample: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
+            self.ebpf.map_mut(map::GO_SAMPLE).context("GO_SAMPLE map")?,
+        )?;
+        sample
+            .set(0, threshold, 0)
+            .context("setting the goroutine sample")
+    }
+}
+
+impl TokioLinks {
+    /// Takes the probes off on a thread of their own: the breakpoints go at once, but each
+    /// detach then waits out a grace period (~90 ms), which the recording loop must not.
+    pub fn detach_in_background(self) {
+        let _ = std::thread::Builder::new()
+            .name("lockscope-detach".into())
+            .spawn(move || drop(self));
+    }
+}
