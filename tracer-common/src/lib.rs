@@ -173,6 +173,8 @@ pub mod map {
     pub const GO_SAMPLE: &str = "GO_SAMPLE";
     /// tokio's async acquires in flight, by `Acquire` address.
     pub const TOKIO_INFLIGHT: &str = "TOKIO_INFLIGHT";
+    /// The last release of each tokio semaphore, by address.
+    pub const TOKIO_RELEASES: &str = "TOKIO_RELEASES";
     /// Set mode: the tgids to trace (see [`super::TGID_SET`]).
     pub const TARGETS: &str = "TARGETS";
     /// On-CPU samples of the target per user stack id (see [`super::ONCPU_HZ`]); key
@@ -344,6 +346,9 @@ pub mod prog {
     pub const TOKIO_POLL: &str = "tokio_poll";
     /// uprobe on the entry of `<batch_semaphore::Acquire as Drop>::drop`: the acquire is over.
     pub const TOKIO_DROP: &str = "tokio_drop";
+    /// tokio: `batch_semaphore::Semaphore::release`, past its `added == 0` guard (who gave
+    /// permits back).
+    pub const TOKIO_RELEASE: &str = "tokio_release";
     /// `task:task_newtask`: adds a traced process's new child process to the set
     /// (`record --follow-forks`).
     pub const FOLLOW_FORK: &str = "follow_fork";

@@ -19,7 +19,7 @@ use tracer_common::{
 };
 
 use crate::sched::EarlyWake;
-use crate::tokio::TokioCall;
+use crate::tokio::{TokioCall, TokioRelease};
 
 // ---- Futex waits and wakes (syscall tracepoints, trampolines and scheduler hooks) ----
 
@@ -169,6 +169,11 @@ pub static GO_CALLERS: Array<u64> = Array::with_max_entries(GO_CALLER_SLOTS, 0);
 /// is never dropped (`mem::forget`) ages out instead of filling the map.
 #[map]
 pub static TOKIO_INFLIGHT: LruHashMap<u64, TokioCall> = LruHashMap::with_max_entries(65536, 0);
+
+/// The last release of each semaphore, by address. LRU: semaphores come and go with the
+/// program's locks.
+#[map]
+pub static TOKIO_RELEASES: LruHashMap<u64, TokioRelease> = LruHashMap::with_max_entries(16384, 0);
 
 // ---- On-CPU samples (`oncpu`) ----
 

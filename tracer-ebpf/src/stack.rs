@@ -27,10 +27,27 @@ pub fn capture<C: EbpfContext>(ctx: &C) -> (u64, u64) {
     (capture_id(ctx), leaf_ret)
 }
 
+/// [`capture`], walking at most [`SHALLOW_DEPTH`] frames: a walk costs per frame, and a
+/// releasing side needs only the frames down to the first caller outside the lock code.
+#[inline(always)]
+pub fn capture_shallow<C: EbpfContext>(ctx: &C) -> (u64, u64) {
+    let leaf_ret = leaf_return_address();
+    (capture_upto::<C, SHALLOW_DEPTH>(ctx), leaf_ret)
+}
+
+/// Frames [`capture_shallow`] walks.
+pub const SHALLOW_DEPTH: usize = 16;
+
 /// The stack id alone ([`capture`] without the leaf return address, a user memory read that
 /// cost ~250 ns here: the goroutine probes, mid-function, have no use for it).
 #[inline(always)]
 pub fn capture_id<C: EbpfContext>(ctx: &C) -> u64 {
+    capture_upto::<C, MAX_STACK_DEPTH>(ctx)
+}
+
+/// The stack id of at most `DEPTH` frames (≤ [`MAX_STACK_DEPTH`]).
+#[inline(always)]
+fn capture_upto<C: EbpfContext, const DEPTH: usize>(ctx: &C) -> u64 {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return NO_STACK;
     };
@@ -41,7 +58,7 @@ pub fn capture_id<C: EbpfContext>(ctx: &C) -> u64 {
         bpf_get_stack(
             ctx.as_ptr(),
             buf.frames.as_mut_ptr().cast(),
-            (MAX_STACK_DEPTH * 8) as u32,
+            (DEPTH * 8) as u32,
             BPF_F_USER_STACK as u64,
         )
     };

@@ -9,14 +9,44 @@
 //!   `async fn`) is taken then, once, so uncontended acquires never pay for a stack.
 //! - `<Acquire as Drop>::drop`: the acquire is over (granted and completed, or cancelled);
 //!   a wait that was seen pending is recorded as op `tokio acquire`.
+//! - `Semaphore::release` (past its `added == 0` guard): who gave permits back, and when, by semaphore. The drop of a wait
+//!   that was pending looks in its `Acquire` for the semaphore (the one word of it that is a
+//!   semaphore released since the wait began) and takes that release as the one that granted
+//!   it: for a `Mutex` no other release of it can come between the grant and the drop. The
+//!   row gets the semaphore as its lock address and the releaser's stack as its waker, and a
+//!   wake row for the releaser. The releaser's stack is taken only once the semaphore has had
+//!   a waiter, so uncontended locks pay the trap alone.
 //! Only function entries are probed (never uretprobes); user space checks each address.
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::uprobe, programs::ProbeContext};
-use tracer_common::{Counter, OpKind, Outcome, WaitKey, NO_STACK, NUM_PHASES};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::uprobe,
+    programs::ProbeContext,
+};
+use tracer_common::{waker_id, Counter, OpKind, Outcome, WaitKey, WakeKey, NO_STACK, NUM_PHASES};
 
 use crate::filter::{current_tgid, target_tid};
-use crate::maps::{bump, TOKIO_INFLIGHT};
-use crate::rows::record_wait;
+use crate::maps::{bump, TOKIO_INFLIGHT, TOKIO_RELEASES};
+use crate::rows::{add_wake, record_wait};
 use crate::stack;
+
+/// Words of an `Acquire` searched for its semaphore (it is 64 bytes in tokio 1.x: the waiter
+/// node, the `&Semaphore`, the permits asked for and a flag, in an order rustc chooses).
+const ACQUIRE_WORDS: usize = 8;
+
+/// The last release of one semaphore.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct TokioRelease {
+    /// When (ns, boot clock).
+    pub at_ns: u64,
+    /// The releaser's stack ([`NO_STACK`] until the semaphore has had a waiter).
+    pub stack_id: u64,
+    /// The return address at SP then.
+    pub leaf_ret: u64,
+    pub tid: u32,
+    /// 1 once a wait on it was seen: its releases take a stack from then on.
+    pub contended: u32,
+}
 
 /// One `Acquire` in flight.
 #[derive(Clone, Copy)]
@@ -81,10 +111,11 @@ pub fn tokio_drop(ctx: ProbeContext) -> u32 {
     }
     // SAFETY: a helper with no preconditions.
     let waited = unsafe { bpf_ktime_get_ns() }.saturating_sub(call.start_ns);
+    let (sem, release) = granted_by(acquire, call.start_ns);
     let key = WaitKey {
         stack_id: call.stack_id,
-        waker_id: NO_STACK,
-        uaddr: 0,
+        waker_id: release.map_or(NO_STACK, |r| waker_id(r.stack_id, r.leaf_ret)),
+        uaddr: sem,
         leaf_ret: call.leaf_ret,
         tid,
         kind: OpKind::TokioAcquire as u32,
@@ -93,5 +124,75 @@ pub fn tokio_drop(ctx: ProbeContext) -> u32 {
     };
     bump(Counter::Slept);
     let _ = record_wait(&key, waited, &[0; NUM_PHASES], Outcome::Woken);
+    if let Some(r) = release {
+        let wake = WakeKey {
+            stack_id: r.stack_id,
+            uaddr: sem,
+            leaf_ret: r.leaf_ret,
+            tid: r.tid,
+            kind: OpKind::TokioAcquire as u32,
+        };
+        let _ = add_wake(&wake, 1);
+    }
+    0
+}
+
+/// The semaphore `acquire` waits on and its last release, if it was released since `since`
+/// (0 and `None` when no word of the `Acquire` is a semaphore seen released). Marks the
+/// semaphore contended, so its releases take a stack from now on.
+#[inline(always)]
+fn granted_by(acquire: u64, since: u64) -> (u64, Option<TokioRelease>) {
+    // SAFETY: a user-memory read the helper checks; a fault yields Err.
+    let Ok(words) = (unsafe { bpf_probe_read_user(acquire as *const [u64; ACQUIRE_WORDS]) }) else {
+        return (0, None);
+    };
+    for w in words {
+        if w == 0 || w == acquire {
+            continue;
+        }
+        if let Some(r) = TOKIO_RELEASES.get_ptr_mut(w) {
+            // SAFETY: a map value; racing releases of the same semaphore may tear it, which
+            // at worst names another of its releasers.
+            unsafe {
+                if (*r).at_ns >= since {
+                    (*r).contended = 1;
+                    return (w, Some(*r));
+                }
+            }
+        }
+    }
+    (0, None)
+}
+
+#[uprobe]
+pub fn tokio_release(ctx: ProbeContext) -> u32 {
+    let Some(tid) = target_tid() else {
+        return 0;
+    };
+    // SAFETY: as above; RDI is `&self`, the semaphore, and RSI the permits given back
+    // (`release(&self, added)`; user space places the probe where both are as at entry).
+    let (sem, rem) = unsafe { ((*ctx.regs).rdi, (*ctx.regs).rsi) };
+    // Nothing given back (where the probe is at the entry, not past the guard).
+    if rem == 0 {
+        return 0;
+    }
+    // SAFETY: read at once; a map value.
+    let contended = unsafe { TOKIO_RELEASES.get(sem) }.map_or(0, |r| r.contended);
+    let (stack_id, leaf_ret) = if contended != 0 {
+        stack::capture_shallow(&ctx)
+    } else {
+        (NO_STACK, 0)
+    };
+    let r = TokioRelease {
+        // SAFETY: a helper with no preconditions.
+        at_ns: unsafe { bpf_ktime_get_ns() },
+        stack_id,
+        leaf_ret,
+        tid,
+        contended,
+    };
+    if TOKIO_RELEASES.insert(sem, &r, 0).is_err() {
+        bump(Counter::InflightFull);
+    }
     0
 }

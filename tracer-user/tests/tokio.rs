@@ -56,7 +56,7 @@ fn tokio_mutex_waits_are_rows_at_update_session() {
     assert!(own > 0, "the program measured no wait: {stdout}");
     assert_eq!(
         p.tokio.as_ref().map(|t| t.probes),
-        Some(2),
+        Some(3),
         "tokio probes in the profile: {:?}",
         p.tokio
     );
@@ -71,6 +71,41 @@ fn tokio_mutex_waits_are_rows_at_update_session() {
     assert!(
         all <= own + own / 2,
         "lockscope's {all} ns is more than 1.5x the program's {own} ns: waits counted twice?"
+    );
+    // The releasing side: the one semaphore as the lock, and the guard's drop at the end of
+    // update_session as the release that granted nearly every wait.
+    let (mut on_lock, mut released_there) = (std::collections::BTreeMap::new(), 0u64);
+    for r in p.waits.iter().filter(|r| r.op == FutexOp::TokioAcquire) {
+        *on_lock.entry(r.uaddr).or_insert(0u64) += r.total_ns;
+        let by = r.waker_stack.map(|s| names(&p, s)).unwrap_or_default();
+        if by.iter().any(|f| f.contains("update_session")) {
+            released_there += r.total_ns;
+        }
+    }
+    let (lock, on_it) = on_lock
+        .iter()
+        .max_by_key(|(_, ns)| **ns)
+        .expect("a tokio row");
+    eprintln!("lock {lock:#x}: {on_it} ns; released at update_session: {released_there} ns");
+    assert!(
+        *lock != 0 && on_it * 100 >= all * 99,
+        "tokio waits by lock: {on_lock:x?}"
+    );
+    assert!(
+        released_there * 10 >= all * 9,
+        "waits granted by a release at update_session {released_there} ns of {all} ns"
+    );
+    let report = lockscope()
+        .arg("report")
+        .arg(launched_path("tokiolock"))
+        .args(["--by", "lock", "--top", "1"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("lockscope report");
+    let out = text(&report.stdout);
+    assert!(
+        out.contains("most released at tokiolock::update_session"),
+        "--by lock: {out}"
     );
 }
 

@@ -65,6 +65,17 @@ pub struct TokioTarget {
     pub sampled: Option<TokioSampled>,
 }
 
+impl TokioTarget {
+    /// What `probes` uprobes are (3 with the releasing side, 2 without).
+    pub fn probe_list(probes: usize) -> &'static str {
+        if probes >= 3 {
+            "batch_semaphore's Acquire poll and drop, and Semaphore::release for the releasing side"
+        } else {
+            "batch_semaphore's Acquire poll and drop; no out-of-line Semaphore::release, so no releasing side"
+        }
+    }
+}
+
 /// How the async waits were sampled (`record --tokio-sample`): tokio's two probes were attached
 /// for one window of each period, and each wait seen whole (its first poll and its drop inside
 /// one window) was weighted by the inverse of the chance that a window held it.

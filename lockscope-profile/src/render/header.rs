@@ -111,9 +111,10 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
         match &t.unprobed {
             None => writeln!(
                 out,
-                "tokio {}: async waits on tokio::sync::{{Mutex, RwLock, Semaphore}} are the `tokio acquire` rows ({} uprobes on batch_semaphore's Acquire poll and drop)",
+                "tokio {}: async waits on tokio::sync::{{Mutex, RwLock, Semaphore}} are the `tokio acquire` rows ({} uprobes: {})",
                 term_safe(&t.version),
-                t.probes
+                t.probes,
+                crate::profile::TokioTarget::probe_list(t.probes)
             )?,
             Some(why) => writeln!(
                 out,

@@ -108,6 +108,9 @@ struct LockReport {
     symbol: Option<String>,
     releasing_threads: usize,
     woken: u64,
+    /// Where the release that woke the most waiters was made (first frame outside lock code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    released_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -199,12 +202,15 @@ impl Render for Json {
                 let lock = match g.key {
                     Key::Lock(pid, uaddr) => {
                         let info = profile.lock_info(pid, uaddr);
-                        let (releasing_threads, woken) = releasers(profile, pid, uaddr);
+                        let r = releasers(profile, pid, uaddr);
                         Some(LockReport {
                             what: info.map_or_else(|| "unknown".into(), |l| l.describe()),
                             symbol: info.and_then(|l| l.symbol.clone()),
-                            releasing_threads,
-                            woken,
+                            releasing_threads: r.threads,
+                            woken: r.woken,
+                            released_at: r.hottest.map(|s| {
+                                crate::profile::blamed_function(profile, profile.stacks.get(s))
+                            }),
                         })
                     }
                     _ => None,

@@ -154,22 +154,43 @@ pub fn key_label(key: &Key, profile: &Profile) -> String {
     }
 }
 
-/// Threads that woke waiters on `uaddr` in process `pid` (`None`: the recorded one), and the
-/// wakes they made.
-pub fn releasers(profile: &Profile, pid: Option<u32>, uaddr: u64) -> (usize, u64) {
+/// Who released one lock: from the wake rows on its word (futex wakes, and the releases that
+/// granted tokio's async waits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Releasers {
+    /// Threads that woke waiters on it.
+    pub threads: usize,
+    /// Waiters they woke.
+    pub woken: u64,
+    /// The stack that woke the most (index into the profile's stacks).
+    pub hottest: Option<usize>,
+}
+
+/// Who released `uaddr` in process `pid` (`None`: the recorded one).
+pub fn releasers(profile: &Profile, pid: Option<u32>, uaddr: u64) -> Releasers {
     let mut tids = std::collections::BTreeSet::new();
     let mut woken = 0;
+    let mut by_stack: std::collections::BTreeMap<usize, u64> = Default::default();
     for w in profile
         .wakes
         .iter()
-        .filter(|w| w.uaddr == uaddr && w.pid == pid)
+        .filter(|w| w.uaddr == uaddr && w.pid == pid && w.woken > 0)
     {
-        if w.woken > 0 {
-            tids.insert(w.tid);
-            woken += w.woken;
+        tids.insert(w.tid);
+        woken += w.woken;
+        if let Some(s) = w.stack {
+            *by_stack.entry(s).or_default() += w.woken;
         }
     }
-    (tids.len(), woken)
+    Releasers {
+        threads: tids.len(),
+        woken,
+        // The most wakes; the lowest index on a tie, so the choice is stable.
+        hottest: by_stack
+            .iter()
+            .max_by_key(|(s, n)| (**n, std::cmp::Reverse(**s)))
+            .map(|(s, _)| *s),
+    }
 }
 
 /// Bucket `b` of the wait histogram as `[floor, ceiling)` in ns.

@@ -30,8 +30,10 @@ fn labels_say_the_process_once_there_are_several() {
     assert_eq!(key_label(&Key::Lock(None, 0x5000), &p), "0x5000 in pid 42");
     assert_eq!(key_label(&Key::Lock(None, 0x5000), &sample()), "0x5000");
     // Each lock's releasers are its own process's.
-    assert_eq!(releasers(&p, Some(43), 0x5000), (1, 5));
-    assert_eq!(releasers(&p, None, 0x5000), (0, 0));
+    let r = releasers(&p, Some(43), 0x5000);
+    assert_eq!((r.threads, r.woken), (1, 5));
+    let r = releasers(&p, None, 0x5000);
+    assert_eq!((r.threads, r.woken, r.hottest), (0, 0, None));
 }
 
 #[test]

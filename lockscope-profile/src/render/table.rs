@@ -2,7 +2,7 @@
 //! saying what was recorded and lost, and the bundled map's explanation.
 use std::io::{self, Write};
 
-use super::{bucket_range, frame_lines, key_label, releasers, Render};
+use super::{frame_lines, key_label, releasers, Render};
 use crate::analyze::{
     attribute, groups, shown_rows, shown_totals, Group, GroupBy, Key, Share, ViewOptions, Waits,
 };
@@ -17,6 +17,10 @@ pub struct Table {
 }
 
 const NAME_WIDTH: usize = 72;
+
+#[path = "table_hist.rs"]
+mod hist;
+use hist::histogram;
 
 fn clip(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
@@ -226,12 +230,17 @@ impl Table {
                     paint.bold(&key_label(key, profile)),
                     clip(&what, NAME_WIDTH)
                 )?;
-                let (n, woken) = releasers(profile, *pid, *uaddr);
+                let r = releasers(profile, *pid, *uaddr);
+                let released = r.hottest.map_or(String::new(), |s| {
+                    let f = crate::profile::blamed_function(profile, profile.stacks.get(s));
+                    format!(" · most released at {}", paint.blame(&clip(&f, NAME_WIDTH)))
+                });
                 writeln!(
                     out,
-                    "{pad}{} waiting threads · {n} releasing threads ({} woken) · most waited at {}",
+                    "{pad}{} waiting threads · {} releasing threads ({} woken) · most waited at {}{released}",
                     g.threads.len(),
-                    fmt_count(woken),
+                    r.threads,
+                    fmt_count(r.woken),
                     paint.blame(&clip(&site, NAME_WIDTH))
                 )?;
             }
@@ -254,40 +263,6 @@ impl Table {
         }
         Ok(())
     }
-}
-
-/// A log2 histogram of single waits, like plockstat -s and futexctn: one line per bucket
-/// from the first to the last non-empty one.
-fn histogram(g: &Group, paint: Paint, out: &mut dyn Write) -> io::Result<()> {
-    const BAR: usize = 40;
-    let pad = " ".repeat(LEAD_WIDTH);
-    let (Some(first), Some(last)) = (
-        g.hist.iter().position(|&c| c > 0),
-        g.hist.iter().rposition(|&c| c > 0),
-    ) else {
-        return Ok(());
-    };
-    let peak = g.hist.iter().copied().max().unwrap_or(1).max(1);
-    writeln!(
-        out,
-        "{pad}{}",
-        paint.dim(&format!(
-            "{:>21}  {:<BAR$}  {:>10}",
-            "wait", "distribution", "waits"
-        ))
-    )?;
-    for (b, &n) in g.hist.iter().enumerate().take(last + 1).skip(first) {
-        let (lo, hi) = bucket_range(b);
-        let bar = "@".repeat(((n as u128 * BAR as u128).div_ceil(peak as u128)) as usize);
-        writeln!(
-            out,
-            "{pad}{:>9} .. {:>8}  {bar:<BAR$}  {:>10}",
-            fmt_ns(lo),
-            fmt_ns(hi),
-            fmt_count(n)
-        )?;
-    }
-    Ok(())
 }
 
 /// The bundled map's section: what waiters were doing, what they waited behind, the traced

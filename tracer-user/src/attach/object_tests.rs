@@ -33,6 +33,7 @@ fn every_map_the_user_side_opens_is_in_the_object() {
         map::GO_CALLERS,
         map::GO_SAMPLE,
         map::TOKIO_INFLIGHT,
+        map::TOKIO_RELEASES,
         map::TARGETS,
         map::ONCPU,
         map::ONCPU_STACKS,
@@ -64,6 +65,7 @@ fn every_program_the_user_side_attaches_is_in_the_object() {
         prog::GO_SEMA_PARK,
         prog::TOKIO_POLL,
         prog::TOKIO_DROP,
+        prog::TOKIO_RELEASE,
         prog::FOLLOW_FORK,
         prog::ONCPU_SAMPLE,
     ];

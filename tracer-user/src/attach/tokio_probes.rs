@@ -7,6 +7,7 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink,
 use tracer_common::{map, prog};
 
 use super::{load_uprobes, uprobe, Tracer, Uprobes};
+use crate::tracee::TokioPoints;
 
 /// tokio's two probes for one process, owned apart from the tracer's so `--tokio-sample` can
 /// take them off between windows; dropping them detaches them.
@@ -16,19 +17,28 @@ pub struct TokioLinks {
 }
 
 impl Tracer {
-    /// Probes tokio's `batch_semaphore::Acquire` poll and drop entries at the file offsets
-    /// given (checked by `tracee::tokio_probes`). Returns the probes attached.
+    /// Probes tokio's `batch_semaphore::Acquire` poll and drop entries, and
+    /// `Semaphore::release` where there is one, at the file offsets given (checked by
+    /// `tracee::tokio_probes`). Returns the probes attached.
     pub fn attach_tokio(
         &mut self,
         pid: u32,
         exe: &std::path::Path,
-        poll: u64,
-        drop: u64,
+        points: &TokioPoints,
     ) -> Result<Uprobes> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
-        load_uprobes(&mut self.ebpf, [prog::TOKIO_POLL, prog::TOKIO_DROP])?;
+        let sites = [
+            (prog::TOKIO_POLL, Some(points.poll)),
+            (prog::TOKIO_DROP, Some(points.drop)),
+            (prog::TOKIO_RELEASE, points.release),
+        ];
+        load_uprobes(
+            &mut self.ebpf,
+            sites.iter().filter(|s| s.1.is_some()).map(|s| s.0),
+        )?;
         let mut placed = Uprobes::default();
-        for (name, offset) in [(prog::TOKIO_POLL, poll), (prog::TOKIO_DROP, drop)] {
+        for (name, offset) in sites {
+            let Some(offset) = offset else { continue };
             let point = UProbeAttachPoint {
                 location: UProbeAttachLocation::AbsoluteOffset(offset),
                 cookie: None,

@@ -1,4 +1,4 @@
-//! tokiosample: `record --tokio-sample PERCENT`. tokio's two probes trap on every acquire, and
+//! tokiosample: `record --tokio-sample PERCENT`. tokio's probes trap on every acquire, and
 //! in a program that lives on one hot `tokio::sync::Mutex` the traps alone are most of the
 //! traced cost (a bpftrace script that only counts polls slows such a program 1.6×). Sampling
 //! inside the kernel cannot help, as it runs after the trap: here the probes themselves are
@@ -18,6 +18,7 @@ use tracer_common::{bucket_floor_ns, OpKind, WaitKey, WaitStats};
 
 use crate::attach::{TokioLinks, Tracer};
 use crate::profile::TokioSampled;
+use crate::tracee::TokioPoints;
 
 /// How long the probes stay attached each period.
 pub const WINDOW: Duration = Duration::from_millis(100);
@@ -50,8 +51,7 @@ impl TokioSample {
 pub struct TokioSite {
     pub pid: u32,
     pub exe: PathBuf,
-    pub poll: u64,
-    pub drop: u64,
+    pub points: TokioPoints,
 }
 
 /// tokio's probes switched on for one window of each period.
@@ -132,7 +132,7 @@ impl TokioWindows {
         // The last window's waits still open when it closed must not pair with this one's.
         tracer.clear_tokio_inflight()?;
         let s = &self.site;
-        let probes = tracer.attach_tokio(s.pid, &s.exe, s.poll, s.drop)?;
+        let probes = tracer.attach_tokio(s.pid, &s.exe, &s.points)?;
         tracer.own_links(probes)
     }
 

@@ -98,19 +98,15 @@ pub fn place(
     }
     let ProbePlan { tokio, go } = plan;
     let mut tokio_windows = None;
-    if let TokioProbes::Ready {
-        exe, poll, drop, ..
-    } = &tokio
-    {
-        let links = tracer.attach_tokio(target.tgid, exe, *poll, *drop)?;
+    if let TokioProbes::Ready { exe, points, .. } = &tokio {
+        let links = tracer.attach_tokio(target.tgid, exe, points)?;
         match probes.tokio_sample {
             None => tracer.keep_uprobes(links),
             Some(sample) => {
                 let site = TokioSite {
                     pid: target.tgid,
                     exe: exe.clone(),
-                    poll: *poll,
-                    drop: *drop,
+                    points: *points,
                 };
                 let links = tracer.own_links(links)?;
                 tokio_windows = Some(TokioWindows::new(sample, site, links));
@@ -243,9 +239,13 @@ impl Session {
         }
         match &self.tokio {
             TokioProbes::Absent => {}
-            TokioProbes::Ready { version, .. } => eprintln!(
-                "lockscope: tokio {}: 2 uprobes (batch_semaphore Acquire poll and drop) time async waits on tokio::sync::{{Mutex, RwLock, Semaphore}} as `tokio acquire`{}",
+            TokioProbes::Ready {
+                version, points, ..
+            } => eprintln!(
+                "lockscope: tokio {}: {} uprobes ({}) time async waits on tokio::sync::{{Mutex, RwLock, Semaphore}} as `tokio acquire`{}",
                 term_safe(version),
+                points.count(),
+                crate::profile::TokioTarget::probe_list(points.count()),
                 match self.tokio_windows.as_ref().map(|w| w.sample()) {
                     Some(s) => format!(
                         ", attached {:?} of every {:?} (--tokio-sample {})",

@@ -22,5 +22,5 @@ pub(crate) use procfs::{
 pub(crate) use procfs::{tests as procfs_tests, Mapping};
 pub(crate) use x86::{
     call_offsets, closure_call, frame_size, instruction_starts, opens_like_go_function,
-    preceded_by_call, return_offsets, sets_up_frame, stores_rax_at,
+    past_entry_guard, preceded_by_call, return_offsets, sets_up_frame, stores_rax_at,
 };

@@ -181,6 +181,62 @@ pub fn instruction_starts(code: &[u8], ip: u64) -> Option<Vec<u64>> {
     Some(out)
 }
 
+/// Where a probe on a function that opens with a guard (`test`/`cmp` of registers and a
+/// conditional jump, as `if n == 0 { return }` compiles) can go past it: the offset of the
+/// `push rbp` the guard falls through to. The kernel's uprobes emulate a push, but must
+/// single-step a `test` out of line, which costs the trap twice over. Nothing before that
+/// point writes a register, so every argument is as at the entry; the calls the guard sends
+/// away are not seen. `None` when `code` does not open so.
+pub fn past_entry_guard(code: &[u8]) -> Option<u64> {
+    use iced_x86::{Mnemonic, OpKind, Register};
+    let mut d = iced_x86::Decoder::with_ip(64, code, 0, iced_x86::DecoderOptions::NONE);
+    let mut guarded = false;
+    for _ in 0..4 {
+        if !d.can_decode() {
+            return None;
+        }
+        let at = d.position() as u64;
+        let i = d.decode();
+        if i.is_invalid() {
+            return None;
+        }
+        let flags_only = matches!(i.mnemonic(), Mnemonic::Test | Mnemonic::Cmp)
+            && (0..i.op_count()).all(|n| {
+                matches!(
+                    i.op_kind(n),
+                    OpKind::Register
+                        | OpKind::Immediate8
+                        | OpKind::Immediate32
+                        | OpKind::Immediate8to32
+                        | OpKind::Immediate8to64
+                        | OpKind::Immediate32to64
+                )
+            });
+        let jcc = matches!(
+            i.mnemonic(),
+            Mnemonic::Je
+                | Mnemonic::Jne
+                | Mnemonic::Jb
+                | Mnemonic::Jae
+                | Mnemonic::Jbe
+                | Mnemonic::Ja
+                | Mnemonic::Jl
+                | Mnemonic::Jge
+                | Mnemonic::Jle
+                | Mnemonic::Jg
+                | Mnemonic::Js
+                | Mnemonic::Jns
+        ) && i.op0_kind() == OpKind::NearBranch64;
+        if flags_only || jcc {
+            guarded = true;
+            continue;
+        }
+        let push_rbp = i.mnemonic() == Mnemonic::Push && i.op0_register() == Register::RBP;
+        return (guarded && push_rbp).then_some(at);
+    }
+    None
+}
+
 /// True when `code` opens as the Go compiler opens a function on amd64: the stack-bound check
 /// against the goroutine in R14 (`cmp rsp, [r14+0x10]`, or `lea r12, [rsp-N]` then
 /// `cmp r12, [r14+0x10]` for a large frame), or, without one (nosplit), `push rbp` or
@@ -228,6 +284,25 @@ fn decode(code: &[u8], ip: u64, want: impl Fn(&iced_x86::Instruction) -> bool) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guard_before_the_frame_is_stepped_over_and_nothing_else_is() {
+        // tokio's Semaphore::release: test rsi,rsi; je +0x3b; push rbp; mov rbp,rsp
+        let guarded = [0x48, 0x85, 0xf6, 0x74, 0x3b, 0x55, 0x48, 0x89, 0xe5];
+        assert_eq!(past_entry_guard(&guarded), Some(5));
+        // No guard: the entry itself is the place.
+        assert_eq!(past_entry_guard(&[0x55, 0x48, 0x89, 0xe5]), None);
+        // The guard falls through to a return, not a frame.
+        assert_eq!(
+            past_entry_guard(&[0x48, 0x85, 0xf6, 0x75, 0x3b, 0xc3]),
+            None
+        );
+        // A memory compare is not a register-only guard.
+        assert_eq!(
+            past_entry_guard(&[0x48, 0x83, 0x3f, 0x00, 0x74, 0x3b, 0x55]),
+            None
+        );
+    }
 
     #[test]
     fn shrink_wrapped_prologues_count() {

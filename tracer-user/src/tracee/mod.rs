@@ -29,5 +29,5 @@ pub(crate) use lockscope_profile::knowledge::{
 };
 pub(crate) use mapsample::{classify as classify_map_sample, InMap};
 pub(crate) use stdmap::SEMA_OFFSET;
-pub(crate) use tokioprobes::{tokio_probes, TokioProbes};
+pub(crate) use tokioprobes::{tokio_probes, TokioPoints, TokioProbes};
 pub(crate) use trie::node_depths;
