@@ -291,3 +291,53 @@ fn sampled_goroutine_waits_estimate_go_block_profile() {
         }
     }
 }
+
+/// `--probe-windows 10`: the goroutine probes are attached 100 ms of every second, and each
+/// wait seen whole is weighted back up. Traps are then paid a tenth of the time, but inside a
+/// window the program runs as under exact tracing, and the traps change how RWMutexWrite100
+/// waits: exact tracing puts 54% of the wait on the writers' `Mutex.Lock` where Go's profile
+/// of an untraced stretch puts 87%. So each lock stack's share is held to an exact run's
+/// (within 12 points), and the total to Go's block profile of the same run (within 1.5×).
+#[test]
+fn windowed_goroutine_waits_estimate_what_exact_tracing_sees() {
+    if !can_trace() {
+        return;
+    }
+    let bin = sync_test_binary();
+    let locks = |r: Rows| -> Rows {
+        r.into_iter()
+            .filter(|(k, _)| k.starts_with("sync.(*Mutex)") || k.starts_with("sync.(*RWMutex)"))
+            .collect()
+    };
+    let total = |r: &Rows| r.values().map(|v| v.1).sum::<u64>().max(1) as f64;
+    let bench = "^BenchmarkRWMutexWrite100$";
+    let (exact, _, _) = sync_bench(&bin, bench, &[], "1s");
+    let exact = locks(exact);
+    let (ours, go, p) = sync_bench(&bin, bench, &["--probe-windows", "10"], "3s");
+    let (ours, go) = (locks(ours), locks(go));
+    let w = p.go.as_ref().and_then(|g| g.windows.clone());
+    let w = w.expect("the profile says the goroutine probes were windowed");
+    assert_eq!(w.percent, 10, "{w:?}");
+    assert!(w.windows >= 2, "{w:?}");
+    let (t, et, gt) = (total(&ours), total(&exact), total(&go));
+    eprintln!(
+        "{bench}: windowed total {t:.0} ns against Go's {gt:.0} ns ({:.2})",
+        t / gt
+    );
+    for (key, (en, ens)) in &exact {
+        let (n, ns) = ours.get(key).copied().unwrap_or_default();
+        let (share, eshare) = (100.0 * ns as f64 / t, 100.0 * *ens as f64 / et);
+        let gshare = 100.0 * go.get(key).map_or(0, |g| g.1) as f64 / gt;
+        eprintln!(
+            "{bench} {key}: ~{n} waits, {share:.1}% · exact {en} waits, {eshare:.1}% · Go's profile of the windowed run {gshare:.1}%"
+        );
+        assert!(
+            (share - eshare).abs() <= 12.0,
+            "{bench} {key}: share {share:.1}% against exact tracing's {eshare:.1}%"
+        );
+    }
+    assert!(
+        (1.0 / 1.5..=1.5).contains(&(t / gt)),
+        "{bench}: windowed total {t:.0} ns against Go's {gt:.0} ns"
+    );
+}

@@ -177,12 +177,12 @@ fn sampled_tokio_waits_are_weighted_back_to_the_programs_own_wait() {
         name,
         &workload_bin("tokiolock"),
         &["4"],
-        &["--tokio-sample", "10"],
+        &["--probe-windows", "10"],
     );
     let p = launched(name);
     let own = measured(&stdout)["wait_ns"].as_u64().unwrap();
     let (count, all, at_site) = tokio_rows(&p);
-    let sampled = p.tokio.as_ref().and_then(|t| t.sampled.clone());
+    let sampled = p.tokio.as_ref().and_then(|t| t.windows.clone());
     eprintln!(
         "program measured {own} ns of task wait; lockscope sampled {sampled:?}: {count} tokio acquires, {all} ns, {at_site} ns at update_session"
     );
@@ -206,7 +206,7 @@ fn sampled_tokio_waits_are_weighted_back_to_the_programs_own_wait() {
         .expect("lockscope report");
     let out = text(&report.stdout);
     assert!(
-        out.contains("async waits sampled (--tokio-sample 10)") && out.contains("not seen"),
+        out.contains("async waits sampled (--probe-windows 10)") && out.contains("not seen"),
         "report header: {out}"
     );
 }

@@ -60,6 +60,12 @@ enum Task {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
     },
+    /// BenchmarkRWMutexWrite100 across the Go version matrix, untraced and traced.
+    BenchGo {
+        /// Rounds per build and configuration (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// What tracing costs a tokio program on one hot `tokio::sync::Mutex`, exact and sampled
     /// (also run at the end of `bench`).
     BenchTokio {
@@ -117,6 +123,7 @@ fn main() {
             bench::overhead::run(rounds, secs).and_then(|()| bench::asynclock::run(rounds.max(5)))
         }
         Task::BenchTokio { rounds } => bench::asynclock::run(rounds),
+        Task::BenchGo { rounds } => bench::events::run_go_matrix(rounds),
         Task::BenchUnwind { rounds, secs } => bench::unwind::run(rounds, secs),
         Task::Cycles => cycles::run(),
         Task::BenchEvents { rounds } => bench::events::run(rounds),

@@ -59,10 +59,10 @@ pub struct TokioTarget {
     /// Why the async waits could not be probed, when they were not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unprobed: Option<String>,
-    /// `--tokio-sample`: the probes were attached part of the time, and the `tokio acquire`
+    /// `--probe-windows`: the probes were attached part of the time, and the `tokio acquire`
     /// rows are estimates weighted up from what they saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sampled: Option<TokioSampled>,
+    pub windows: Option<ProbeWindows>,
 }
 
 impl TokioTarget {
@@ -76,11 +76,12 @@ impl TokioTarget {
     }
 }
 
-/// How the async waits were sampled (`record --tokio-sample`): tokio's two probes were attached
-/// for one window of each period, and each wait seen whole (its first poll and its drop inside
-/// one window) was weighted by the inverse of the chance that a window held it.
+/// How a runtime's waits were sampled (`record --probe-windows`): its uprobes (tokio's, or the
+/// goroutine probes) were attached for one window of each period, and each wait seen whole
+/// (begun and ended inside one window) was weighted by the inverse of the chance that a window
+/// held it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokioSampled {
+pub struct ProbeWindows {
     /// The share of the time the probes were attached.
     pub percent: u8,
     /// The windows' mean length (ns).
@@ -89,7 +90,7 @@ pub struct TokioSampled {
     pub windows: u64,
 }
 
-impl TokioSampled {
+impl ProbeWindows {
     /// Waits longer than this are counted short: their weight is capped at its.
     pub fn weighted_up_to_ns(&self) -> u64 {
         self.window_ns / 2

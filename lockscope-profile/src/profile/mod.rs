@@ -23,7 +23,7 @@ mod units;
 pub use counters::{Counters, Losses};
 pub use deadlock::{deadlocks, Blocked};
 pub use fastpath::{FastPath, NOT_SAMPLED as FAST_PATH_NOT_SAMPLED};
-pub use fields::{FutexOp, Region, TokioSampled, TokioTarget, Unwinder};
+pub use fields::{FutexOp, ProbeWindows, Region, TokioTarget, Unwinder};
 pub use frames::{blamed_function, function_names, is_known_wrapper, is_lock_code, LockWrappers};
 pub use holder::{Blamed, HolderPhase};
 pub use map_kind::MapKind;
@@ -91,6 +91,10 @@ pub struct GoTarget {
     /// rows are estimates scaled up from what they saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampled: Option<GoSampled>,
+    /// `--probe-windows`: the goroutine probes were attached part of the time, and the
+    /// goroutine rows are estimates weighted up from what they saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<ProbeWindows>,
 }
 
 /// How the goroutine waits were sampled (`record --go-sample`).

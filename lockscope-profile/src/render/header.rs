@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 
 use crate::analyze::{shown_totals, timeout_totals, Waits};
-use crate::profile::{fmt_count, fmt_ns, term_safe, Profile};
+use crate::profile::{fmt_count, fmt_ns, term_safe, ProbeWindows, Profile};
 use crate::render::set_apart_line;
 
 pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Result<()> {
@@ -97,6 +97,15 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
                 "goroutines blocked on sync.Mutex park without a futex and are not in these rows (--go-uprobes)".to_string()
             }
         )?;
+        if let Some(w) = &g.windows {
+            windows_line(
+                out,
+                w,
+                "goroutine waits",
+                "the goroutine probes",
+                "go semacquire",
+            )?;
+        }
         if let Some(s) = &g.sampled {
             writeln!(
                 out,
@@ -123,20 +132,32 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
                 term_safe(why)
             )?,
         }
-        if let Some(s) = &t.sampled {
-            writeln!(
-                out,
-                "async waits sampled (--tokio-sample {}): tokio's probes were attached {}% of the time, in {} windows of {}; the `tokio acquire` rows are estimates, each wait seen whole weighted by the inverse of the chance that a window held it; waits over {} are under-counted and those over {} are not seen, and where the probes slow the program inside a window its counts run low: compare these rows by time",
-                s.percent,
-                s.percent,
-                s.windows,
-                fmt_ns(s.window_ns),
-                fmt_ns(s.weighted_up_to_ns()),
-                fmt_ns(s.window_ns)
-            )?;
+        if let Some(w) = &t.windows {
+            windows_line(out, w, "async waits", "tokio's probes", "tokio acquire")?;
         }
     }
     Ok(())
+}
+
+/// What `--probe-windows` did to `what` (probed by `probes`, rows of op `op`), and what its
+/// estimate misses.
+fn windows_line(
+    out: &mut dyn Write,
+    w: &ProbeWindows,
+    what: &str,
+    probes: &str,
+    op: &str,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{what} sampled (--probe-windows {}): {probes} were attached {}% of the time, in {} windows of {}; the `{op}` rows are estimates, each wait seen whole weighted by the inverse of the chance that a window held it; waits over {} are under-counted and those over {} are not seen, and where the probes slow the program inside a window its counts run low: compare these rows by time",
+        w.percent,
+        w.percent,
+        w.windows,
+        fmt_ns(w.window_ns),
+        fmt_ns(w.weighted_up_to_ns()),
+        fmt_ns(w.window_ns)
+    )
 }
 
 /// The processes `--follow-forks` followed, each with how its stacks were walked:

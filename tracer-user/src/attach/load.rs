@@ -17,9 +17,9 @@ use super::klog::{self, KernelLog};
 use crate::sys::has_tracepoint;
 use crate::tracee::BundledMap;
 
-#[path = "tokio_probes.rs"]
-mod tokio_probes;
-pub use tokio_probes::TokioLinks;
+#[path = "probe_sets.rs"]
+mod probe_sets;
+pub use probe_sets::ProbeLinks;
 
 /// The eBPF object, built by build.rs through aya-build.
 pub(super) static OBJECT: &[u8] =

@@ -13,4 +13,4 @@ mod oncpu;
 
 pub(crate) use hooks::{HookChoice, Hooks};
 pub(crate) use klog::init_from_env as init_log_from_env;
-pub(crate) use load::{attach, Filter, TokioLinks, Tracer, Uprobes};
+pub(crate) use load::{attach, Filter, ProbeLinks, Tracer, Uprobes};

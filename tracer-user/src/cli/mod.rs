@@ -9,7 +9,7 @@ use tracer_common::Phase;
 
 use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits, Weight, DEFAULT_FRAMES, DEFAULT_TOP};
 use crate::collect::{Follow, Progress};
-use crate::collect::{GoSample, TokioSample};
+use crate::collect::{GoSample, WindowShare};
 use crate::commands::{Launch, RecordOptions, ReportOptions, TopOptions};
 use crate::profile::{parse_duration, LockWrappers};
 use crate::render::Format;
@@ -77,12 +77,16 @@ pub struct RecordArgs {
     /// code (see BENCHMARKS.md); the rows become estimates.
     #[arg(long, value_name = "PERCENT", conflicts_with = "follow_forks")]
     pub go_sample: Option<u8>,
-    /// tokio targets: attach the async-wait probes for 100 ms windows making up this percent
-    /// of the time, and weight the `tokio acquire` rows back up. Their traps are most of what
-    /// tracing a hot tokio lock costs (see BENCHMARKS.md); the rows become estimates, and
+    /// Go and tokio targets: attach the goroutine or async-wait probes only for 100 ms windows
+    /// making up this percent of the time, and weight their rows back up. Their traps are most
+    /// of what tracing a hot lock costs (see BENCHMARKS.md); the rows become estimates, and
     /// waits longer than a window are not seen.
-    #[arg(long, value_name = "PERCENT", conflicts_with = "follow_forks")]
-    pub tokio_sample: Option<u8>,
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        conflicts_with_all = ["follow_forks", "go_sample"]
+    )]
+    pub probe_windows: Option<u8>,
     #[command(flatten)]
     pub unwind: UnwindArgs,
     /// Launch this command and trace it from its first instruction; lockscope exits with its
@@ -405,7 +409,7 @@ impl RecordArgs {
             go_uprobes: self.probes.go_uprobes.into(),
             hooks: self.probes.hooks.into(),
             go_sample: self.go_sample.map(GoSample::new).transpose()?,
-            tokio_sample: self.tokio_sample.map(TokioSample::new).transpose()?,
+            probe_windows: self.probe_windows.map(WindowShare::new).transpose()?,
             follow: if self.follow_forks {
                 Follow::Forks
             } else {

@@ -197,6 +197,7 @@ pub(super) fn assemble(mut raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer)
             idle_waits: idle.iter().map(|r| r.count).sum(),
             idle_ns: idle.iter().map(|r| r.total_ns).sum(),
             sampled: raw.go_sampled.clone(),
+            windows: raw.windows.clone(),
         }
     });
     // Cuts are counted over the stacks rows show (DWARF mode replaces most kernel stacks).

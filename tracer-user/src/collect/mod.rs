@@ -13,7 +13,7 @@ use anyhow::Result;
 use tokio::io::unix::AsyncFd;
 use tracer_common::{WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS};
 
-use crate::profile::{fmt_ns, GoSampled, StopReason, TokioSampled};
+use crate::profile::{fmt_ns, GoSampled, StopReason};
 use crate::symbolize::Addr;
 use crate::sys::MapHistory;
 use crate::tracee::BundledMap;
@@ -42,7 +42,7 @@ mod recorder;
 mod since;
 mod snapshots;
 mod stops;
-mod tokiosample;
+mod windows;
 
 pub(crate) use blocked::{
     lend_scanned_stacks, scan as scan_blocked, seed as seed_blocked, still_blocked,
@@ -51,7 +51,7 @@ pub use build::{build, Inputs, Namer};
 pub use exec::Identity;
 pub(crate) use gosample::GoSample;
 pub(crate) use stops::StopSignals;
-pub(crate) use tokiosample::{TokioSample, TokioSite, TokioWindows, WINDOW as TOKIO_WINDOW};
+pub(crate) use windows::{ProbeWindows, WindowShare, Windowed, WINDOW as PROBE_WINDOW};
 
 pub use drain::{Expected, SnapshotDrain, SnapshotRows};
 pub use fleet::{Fleet, Joining, Member, Strangers, Take};
@@ -91,8 +91,9 @@ pub struct Raw {
     pub handoffs_left: u64,
     /// `--go-sample`: the share of goroutine waits followed (their rows are already scaled).
     pub go_sampled: Option<GoSampled>,
-    /// `--tokio-sample`: the windows tokio's probes were attached (their rows are weighted).
-    pub tokio_sampled: Option<TokioSampled>,
+    /// `--probe-windows`: the windows the goroutine or tokio probes were attached (their rows
+    /// are weighted).
+    pub windows: Option<crate::profile::ProbeWindows>,
     /// On-CPU samples (Go `sync.Map` targets; empty otherwise).
     pub oncpu: oncpu::Samples,
 }
@@ -127,7 +128,7 @@ impl Raw {
             exec: None,
             handoffs_left: 0,
             go_sampled: None,
-            tokio_sampled: None,
+            windows: None,
             oncpu: Default::default(),
         }
     }

@@ -19,7 +19,7 @@ use super::children::Children;
 use super::exec::ExecWatch;
 use super::gosample::{self, GoSample};
 use super::read::{in_flight, read_counters, read_phases};
-use super::tokiosample::{self, TokioWindows};
+use super::windows::{self, ProbeWindows};
 use super::{
     oncpu, Fleet, Follow, Identity, Joining, MapWindow, NewStacks, Raw, Since, Snapshot,
     SnapshotDrain, StopSignals, Strangers, Take,
@@ -55,8 +55,9 @@ pub struct Setup {
     pub follow: Follow,
     /// `--go-sample`: the kernel followed this share of goroutine waits.
     pub go_sample: Option<GoSample>,
-    /// `--tokio-sample`: tokio's probes, switched on for a window of each period.
-    pub tokio_windows: Option<TokioWindows>,
+    /// `--probe-windows`: the goroutine or tokio probes, switched on for a window of each
+    /// period.
+    pub windows: Option<ProbeWindows>,
     /// DWARF and `fp+cfi` modes: the snapshot reader, running since the programs attached.
     pub snapshots: Option<SnapshotDrain>,
     /// `--unwind`: followed children choose their mode from it.
@@ -104,7 +105,7 @@ pub struct Recorder {
     follow: Follow,
     children: Children,
     go_sample: Option<GoSample>,
-    tokio_windows: Option<TokioWindows>,
+    windows: Option<ProbeWindows>,
     new_stacks: NewStacks,
     exec: ExecWatch,
     became: Option<Identity>,
@@ -127,7 +128,7 @@ impl Recorder {
             phases,
             follow,
             go_sample,
-            tokio_windows,
+            windows,
             snapshots,
             unwind,
         } = setup;
@@ -155,7 +156,7 @@ impl Recorder {
             follow,
             children: Children::new(unwind),
             go_sample,
-            tokio_windows,
+            windows,
             new_stacks,
             exec: ExecWatch::new(pid, exe),
             became: None,
@@ -291,12 +292,12 @@ impl Recorder {
         let mut last = (Instant::now(), 0u64);
         let stop = loop {
             let switch = self
-                .tokio_windows
+                .windows
                 .as_ref()
                 .map_or(deadline, |w| w.next_switch().into());
             tokio::select! {
-                _ = tokio::time::sleep_until(switch), if self.tokio_windows.is_some() => {
-                    if let Some(note) = self.tokio_windows.as_mut().and_then(|w| w.switch(&mut self.tracer)) {
+                _ = tokio::time::sleep_until(switch), if self.windows.is_some() => {
+                    if let Some(note) = self.windows.as_mut().and_then(|w| w.switch(&mut self.tracer)) {
                         self.notes.push(note);
                     }
                 }
@@ -364,9 +365,10 @@ impl Recorder {
         if let Some(s) = &raw.go_sampled {
             gosample::scale_rows(&mut raw.waits, s);
         }
-        raw.tokio_sampled = self.tokio_windows.as_ref().map(TokioWindows::record);
-        if let Some(s) = &raw.tokio_sampled {
-            tokiosample::scale_rows(&mut raw.waits, s, elapsed);
+        if let Some(w) = &self.windows {
+            let record = w.record();
+            windows::scale_rows(&mut raw.waits, w.op(), &record, elapsed);
+            raw.windows = Some(record);
         }
         Ok(raw)
     }
@@ -390,7 +392,7 @@ impl Recorder {
             self.children
                 .refresh(&mut self.tracer, self.pid, &mut self.fleet);
         }
-        if let Some(w) = &mut self.tokio_windows {
+        if let Some(w) = &mut self.windows {
             w.close();
         }
         self.tracer.detach()?;

@@ -9,7 +9,7 @@ use tracer_common::Phase;
 
 use crate::analyze::{GroupBy, SortKey, ViewOptions, Waits};
 use crate::collect::{Follow, Progress};
-use crate::collect::{GoSample, TokioSample};
+use crate::collect::{GoSample, WindowShare};
 use crate::profile::LockWrappers;
 use crate::render::Format;
 use crate::tracee::GoUprobes;
@@ -44,8 +44,8 @@ pub struct RecordOptions {
     pub go_uprobes: GoUprobes,
     /// Only a share of goroutine waits followed.
     pub go_sample: Option<GoSample>,
-    /// tokio's probes attached only part of the time.
-    pub tokio_sample: Option<TokioSample>,
+    /// The goroutine or tokio probes attached only part of the time.
+    pub probe_windows: Option<WindowShare>,
     pub follow: Follow,
     pub hooks: HookChoice,
 }

@@ -78,7 +78,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         phases: &opts.phases,
         go_uprobes: opts.go_uprobes,
         go_sample: opts.go_sample,
-        tokio_sample: opts.tokio_sample,
+        windows: opts.probe_windows,
         follow: opts.follow,
         hooks: opts.hooks,
     };
@@ -106,7 +106,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         go_probes,
         go_sample,
         tokio,
-        tokio_windows,
+        windows,
         snapshots,
     } = session;
     if let Launch::Pid(pid) = opts.launch {
@@ -157,7 +157,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
             phases: opts.phases.clone(),
             follow: opts.follow,
             go_sample,
-            tokio_windows,
+            windows,
             snapshots,
             unwind: opts.unwind,
         },
@@ -185,7 +185,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
     collect::lend_scanned_stacks(&mut raw, &asleep);
     let blocked = collect::still_blocked(&tracer, target.tgid, asleep, crate::sys::monotonic_ns())?;
     let mut namer = Namer::for_maps(&raw.maps);
-    let tokio = tokio.into_target(raw.tokio_sampled.clone());
+    let tokio = tokio.into_target(raw.windows.clone());
     let mut profile = collect::build(
         raw,
         Inputs {

@@ -6,7 +6,7 @@ use tracer_common::Phase;
 
 use crate::attach::{self, Filter, Tracer};
 use crate::collect::{
-    Expected, Follow, GoSample, SnapshotDrain, TokioSample, TokioSite, TokioWindows,
+    Expected, Follow, GoSample, ProbeWindows, SnapshotDrain, WindowShare, Windowed,
 };
 use crate::profile::term_safe;
 use crate::sys::{AttachPriority, Target};
@@ -20,8 +20,9 @@ pub struct Probes<'a> {
     pub go_uprobes: GoUprobes,
     /// Follow only a share of the goroutine waits (`record --go-sample`).
     pub go_sample: Option<GoSample>,
-    /// Attach tokio's probes only a share of the time (`record --tokio-sample`).
-    pub tokio_sample: Option<TokioSample>,
+    /// Attach the goroutine or tokio probes only a share of the time
+    /// (`record --probe-windows`).
+    pub windows: Option<WindowShare>,
     /// Forks: the kernel adds the processes the target forks to a traced set.
     pub follow: Follow,
     /// Which kernel hooks carry the futex events.
@@ -41,7 +42,7 @@ impl<'a> Probes<'a> {
             phases,
             go_uprobes,
             go_sample: None,
-            tokio_sample: None,
+            windows: None,
             follow: Follow::Off,
             hooks,
         }
@@ -80,8 +81,9 @@ pub struct Placed {
     pub go_probes: usize,
     /// What was found of tokio.
     pub tokio: TokioProbes,
-    /// `--tokio-sample`: tokio's probes, owned by their switch rather than the tracer.
-    pub tokio_windows: Option<TokioWindows>,
+    /// `--probe-windows`: the goroutine or tokio probes, owned by their switch rather than
+    /// the tracer.
+    pub windows: Option<ProbeWindows>,
 }
 
 /// Places one process's planned uprobes on a loaded tracer: the bundled map's phases, the
@@ -97,37 +99,50 @@ pub fn place(
         tracer.attach_phases(target.tgid, m)?;
     }
     let ProbePlan { tokio, go } = plan;
-    let mut tokio_windows = None;
-    if let TokioProbes::Ready { exe, points, .. } = &tokio {
-        let links = tracer.attach_tokio(target.tgid, exe, points)?;
-        match probes.tokio_sample {
-            None => tracer.keep_uprobes(links),
-            Some(sample) => {
-                let site = TokioSite {
-                    pid: target.tgid,
-                    exe: exe.clone(),
-                    points: *points,
-                };
-                let links = tracer.own_links(links)?;
-                tokio_windows = Some(TokioWindows::new(sample, site, links));
+    let pid = target.tgid;
+    // The set placed, and what `--probe-windows` switches.
+    let (links, windowed) = match (&tokio, go) {
+        (TokioProbes::Ready { exe, points, .. }, _) => (
+            tracer.attach_tokio(pid, exe, points)?,
+            Windowed::Tokio {
+                pid,
+                exe: exe.clone(),
+                points: *points,
+            },
+        ),
+        (_, Some((exe, plan))) => {
+            if let Some(sample) = probes.go_sample {
+                tracer.set_go_sample(sample.threshold())?;
             }
+            (
+                tracer.attach_go(pid, &exe, &plan)?,
+                Windowed::Go { pid, exe, plan },
+            )
         }
-    }
-    let mut placed = Placed {
-        go_probes: 0,
+        (_, None) => {
+            return Ok(Placed {
+                go_probes: 0,
+                tokio,
+                windows: None,
+            })
+        }
+    };
+    let go_probes = match windowed {
+        Windowed::Go { .. } => links.len(),
+        Windowed::Tokio { .. } => 0,
+    };
+    let windows = match probes.windows {
+        None => {
+            tracer.keep_uprobes(links);
+            None
+        }
+        Some(share) => Some(ProbeWindows::new(share, windowed, tracer.own_links(links)?)),
+    };
+    Ok(Placed {
+        go_probes,
         tokio,
-        tokio_windows,
-    };
-    let Some((exe, plan)) = go else {
-        return Ok(placed);
-    };
-    if let Some(sample) = probes.go_sample {
-        tracer.set_go_sample(sample.threshold())?;
-    }
-    let links = tracer.attach_go(target.tgid, &exe, &plan)?;
-    placed.go_probes = links.len();
-    tracer.keep_uprobes(links);
-    Ok(placed)
+        windows,
+    })
 }
 
 /// A target with every probe live.
@@ -142,8 +157,8 @@ pub struct Session {
     pub go_sample: Option<GoSample>,
     /// What was found of tokio, and whether its async lock waits are probed.
     pub tokio: TokioProbes,
-    /// `--tokio-sample`: the switch of tokio's probes.
-    pub tokio_windows: Option<TokioWindows>,
+    /// `--probe-windows`: the switch of the goroutine or tokio probes.
+    pub windows: Option<ProbeWindows>,
     /// DWARF and `fp+cfi` modes: the snapshot reader.
     pub snapshots: Option<SnapshotDrain>,
 }
@@ -196,7 +211,7 @@ impl Session {
         let Placed {
             go_probes,
             tokio,
-            tokio_windows,
+            windows,
         } = place(&mut tracer, &target, map.as_ref(), probes, uprobes)?;
         Ok(Session {
             target,
@@ -206,8 +221,20 @@ impl Session {
             go_probes,
             go_sample: probes.go_sample.filter(|_| go_probes > 0),
             tokio,
-            tokio_windows,
+            windows,
             snapshots,
+        })
+    }
+
+    /// `--probe-windows`: how the probes are switched, as a clause for the probes' line.
+    fn windows_note(&self) -> String {
+        self.windows.as_ref().map_or(String::new(), |w| {
+            format!(
+                ", attached {:?} of every {:?} (--probe-windows {})",
+                crate::collect::PROBE_WINDOW,
+                w.share().period(),
+                w.share().percent()
+            )
         })
     }
 
@@ -233,7 +260,7 @@ impl Session {
                 self.go_probes,
                 match self.go_sample {
                     Some(s) => format!(", following {}% of their waits (--go-sample)", s.percent()),
-                    None => String::new(),
+                    None => self.windows_note(),
                 }
             );
         }
@@ -246,15 +273,7 @@ impl Session {
                 term_safe(version),
                 points.count(),
                 crate::profile::TokioTarget::probe_list(points.count()),
-                match self.tokio_windows.as_ref().map(|w| w.sample()) {
-                    Some(s) => format!(
-                        ", attached {:?} of every {:?} (--tokio-sample {})",
-                        crate::collect::TOKIO_WINDOW,
-                        s.period(),
-                        s.percent()
-                    ),
-                    None => String::new(),
-                }
+                self.windows_note()
             ),
             TokioProbes::Unprobeable { version, why } => eprintln!(
                 "lockscope: tokio {}: async waits cannot be probed: {}",

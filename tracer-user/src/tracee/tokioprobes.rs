@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use crate::profile::{TokioSampled, TokioTarget};
+use crate::profile::{ProbeWindows, TokioTarget};
 use crate::sys::{instruction_starts, past_entry_guard};
 
 /// The functions probed, by demangled name without the hash.
@@ -58,16 +58,16 @@ pub enum TokioProbes {
 }
 
 impl TokioProbes {
-    /// What a profile keeps of this: `None` when tokio is absent. `sampled`: how the probes
-    /// were switched on and off (`--tokio-sample`), when they were.
-    pub fn into_target(self, sampled: Option<TokioSampled>) -> Option<TokioTarget> {
+    /// What a profile keeps of this: `None` when tokio is absent. `windows`: how the probes
+    /// were switched on and off (`--probe-windows`), when they were.
+    pub fn into_target(self, windows: Option<ProbeWindows>) -> Option<TokioTarget> {
         match self {
             TokioProbes::Absent => None,
             TokioProbes::Unprobeable { version, why } => Some(TokioTarget {
                 version,
                 probes: 0,
                 unprobed: Some(why),
-                sampled: None,
+                windows: None,
             }),
             TokioProbes::Ready {
                 version, points, ..
@@ -75,7 +75,7 @@ impl TokioProbes {
                 version,
                 probes: points.count(),
                 unprobed: None,
-                sampled,
+                windows,
             }),
         }
     }

@@ -1,7 +1,7 @@
 //! `cargo xtask bench-tokio` (also run at the end of `cargo xtask bench`): what tracing costs
 //! a tokio program whose 64 tasks live on one `tokio::sync::Mutex` (`workloads/src/tokiolock.rs`,
 //! 4 workers): its acquires per second untraced, under lockscope following every async wait,
-//! and under `--tokio-sample 10` and `5`, interleaved and rotated per round; medians. Beside each, the
+//! and under `--probe-windows 10` and `5`, interleaved and rotated per round; medians. Beside each, the
 //! tasks' wait lockscope reported against the wait the program timed itself.
 use std::fmt::Write as _;
 use std::path::Path;
@@ -18,10 +18,13 @@ const CONFIGS: [(&str, Option<&[&str]>); 4] = [
     ("untraced", None),
     ("lockscope", Some(&[])),
     (
-        "lockscope --tokio-sample 10",
-        Some(&["--tokio-sample", "10"]),
+        "lockscope --probe-windows 10",
+        Some(&["--probe-windows", "10"]),
     ),
-    ("lockscope --tokio-sample 5", Some(&["--tokio-sample", "5"])),
+    (
+        "lockscope --probe-windows 5",
+        Some(&["--probe-windows", "5"]),
+    ),
 ];
 /// Issue 25's goal: traced at most this many times slower.
 const GOAL: f64 = 1.5;
@@ -124,7 +127,7 @@ pub fn run(rounds: usize) -> Result<()> {
          (64 tasks, 4 workers, one `tokio::sync::Mutex`), {rounds} rounds per configuration, \
          interleaved and rotated; medians. lockscope records from exec. Every acquire in this \
          program waits, and each costs four uprobe traps (two polls, the drop and the release) \
-         while the probes are attached: `--tokio-sample P` attaches them for 100 ms windows \
+         while the probes are attached: `--probe-windows P` attaches them for 100 ms windows \
          making up P% of the time and weights the rows back up (the header says how, and what \
          it misses).\n\n\
          Machine: {}\n\n{table}",

@@ -86,7 +86,7 @@ pub fn run(opts: &TopOptions) -> Result<()> {
             phases: opts.phases.clone(),
             follow: Follow::Off,
             go_sample: None,
-            tokio_windows: None,
+            windows: None,
             snapshots,
             unwind: opts.unwind,
         },

@@ -1,12 +1,13 @@
-//! tokiosample: `record --tokio-sample PERCENT`. tokio's probes trap on every acquire, and
-//! in a program that lives on one hot `tokio::sync::Mutex` the traps alone are most of the
-//! traced cost (a bpftrace script that only counts polls slows such a program 1.6×). Sampling
-//! inside the kernel cannot help, as it runs after the trap: here the probes themselves are
-//! attached for one [`WINDOW`] of each period (PERCENT of the time) and taken off between.
+//! windows: `record --probe-windows PERCENT`. A runtime's uprobes (tokio's, or the goroutine
+//! probes) trap on every wait, and in a program that lives on one hot lock the traps alone are
+//! most of the traced cost (a bpftrace script that only counts tokio's polls slows such a
+//! program 1.6×). Sampling inside the kernel cannot help, as it runs after the trap: here the
+//! probes themselves are attached for one [`WINDOW`] of each period (PERCENT of the time) and
+//! taken off between.
 //!
-//! A wait is seen when its first poll and its drop fall in one window, so a wait of d ns is
-//! seen with probability Σ max(0, Wᵢ − d) / T over the windows Wᵢ of a recording of T ns. Each
-//! row is weighted back by the inverse of that chance, bucket by bucket of its histogram (the
+//! A wait is seen when it begins and ends in one window, so a wait of d ns is seen with
+//! probability Σ max(0, Wᵢ − d) / T over the windows Wᵢ of a recording of T ns. Each row is
+//! weighted back by the inverse of that chance, bucket by bucket of its histogram (the
 //! Horvitz–Thompson estimate), with d capped at half a window so one near-window-long wait
 //! cannot blow a row up: waits over half a window are under-counted, and those longer than a
 //! window are never seen.
@@ -16,25 +17,25 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use tracer_common::{bucket_floor_ns, OpKind, WaitKey, WaitStats};
 
-use crate::attach::{TokioLinks, Tracer};
-use crate::profile::TokioSampled;
-use crate::tracee::TokioPoints;
+use crate::attach::{ProbeLinks, Tracer};
+use crate::profile::ProbeWindows as WindowsRecord;
+use crate::tracee::{GoPlan, TokioPoints};
 
 /// How long the probes stay attached each period.
 pub const WINDOW: Duration = Duration::from_millis(100);
 
-/// The share of the time tokio's probes are attached, in percent (1–100).
+/// The share of the time the probes are attached, in percent (1–100).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokioSample {
+pub struct WindowShare {
     percent: u8,
 }
 
-impl TokioSample {
-    pub fn new(percent: u8) -> Result<TokioSample> {
+impl WindowShare {
+    pub fn new(percent: u8) -> Result<WindowShare> {
         if !(1..=100).contains(&percent) {
-            bail!("--tokio-sample takes a percent of the time from 1 to 100, not {percent}");
+            bail!("--probe-windows takes a percent of the time from 1 to 100, not {percent}");
         }
-        Ok(TokioSample { percent })
+        Ok(WindowShare { percent })
     }
 
     pub fn percent(self) -> u8 {
@@ -47,19 +48,45 @@ impl TokioSample {
     }
 }
 
-/// Where tokio's probes go in one process.
-pub struct TokioSite {
-    pub pid: u32,
-    pub exe: PathBuf,
-    pub points: TokioPoints,
+/// The probes switched, and where they go in one process.
+pub enum Windowed {
+    /// tokio's async-wait probes.
+    Tokio {
+        pid: u32,
+        exe: PathBuf,
+        points: TokioPoints,
+    },
+    /// The goroutine probes.
+    Go {
+        pid: u32,
+        exe: PathBuf,
+        plan: GoPlan,
+    },
 }
 
-/// tokio's probes switched on for one window of each period.
-pub struct TokioWindows {
-    sample: TokioSample,
-    site: TokioSite,
+impl Windowed {
+    /// The rows these probes make.
+    pub fn op(&self) -> OpKind {
+        match self {
+            Windowed::Tokio { .. } => OpKind::TokioAcquire,
+            Windowed::Go { .. } => OpKind::GoSemacquire,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Windowed::Tokio { .. } => "tokio's probes",
+            Windowed::Go { .. } => "the goroutine probes",
+        }
+    }
+}
+
+/// A runtime's probes switched on for one window of each period.
+pub struct ProbeWindows {
+    share: WindowShare,
+    probes: Windowed,
     /// The probes while a window is open.
-    links: Option<TokioLinks>,
+    links: Option<ProbeLinks>,
     /// When the open window opened, or the next opens.
     at: Instant,
     /// Windows closed, and their summed length.
@@ -69,12 +96,12 @@ pub struct TokioWindows {
     failed: Option<String>,
 }
 
-impl TokioWindows {
+impl ProbeWindows {
     /// Starts with the first window open: the session has just placed `links`.
-    pub fn new(sample: TokioSample, site: TokioSite, links: TokioLinks) -> TokioWindows {
-        TokioWindows {
-            sample,
-            site,
+    pub fn new(share: WindowShare, probes: Windowed, links: ProbeLinks) -> ProbeWindows {
+        ProbeWindows {
+            share,
+            probes,
             links: Some(links),
             at: Instant::now(),
             closed: 0,
@@ -113,26 +140,34 @@ impl TokioWindows {
                     let why = format!("{e:#}");
                     self.failed = Some(why.clone());
                     Some(format!(
-                        "tokio's probes could not be placed again ({why}); async waits are no longer sampled"
+                        "{} could not be placed again ({why}); their waits are no longer sampled",
+                        self.probes.name()
                     ))
                 }
             },
         }
     }
 
-    fn close_with(&mut self, links: TokioLinks) {
+    fn close_with(&mut self, links: ProbeLinks) {
         // The window ends when the breakpoints go, which is as the detach begins.
         self.closed += 1;
         self.closed_len += self.at.elapsed();
-        self.at += self.sample.period();
+        self.at += self.share.period();
         links.detach_in_background();
     }
 
-    fn open(&self, tracer: &mut Tracer) -> Result<TokioLinks> {
+    fn open(&self, tracer: &mut Tracer) -> Result<ProbeLinks> {
         // The last window's waits still open when it closed must not pair with this one's.
-        tracer.clear_tokio_inflight()?;
-        let s = &self.site;
-        let probes = tracer.attach_tokio(s.pid, &s.exe, &s.points)?;
+        let probes = match &self.probes {
+            Windowed::Tokio { pid, exe, points } => {
+                tracer.clear_tokio_inflight()?;
+                tracer.attach_tokio(*pid, exe, points)?
+            }
+            Windowed::Go { pid, exe, plan } => {
+                tracer.clear_go_inflight()?;
+                tracer.attach_go(*pid, exe, plan)?
+            }
+        };
         tracer.own_links(probes)
     }
 
@@ -143,27 +178,37 @@ impl TokioWindows {
         }
     }
 
-    /// The windows so far, the open one as long as it has been.
-    pub fn sample(&self) -> TokioSample {
-        self.sample
+    pub fn share(&self) -> WindowShare {
+        self.share
     }
 
-    pub fn record(&self) -> TokioSampled {
+    /// The rows these windows' probes make.
+    pub fn op(&self) -> OpKind {
+        self.probes.op()
+    }
+
+    /// The windows so far, the open one as long as it has been.
+    pub fn record(&self) -> WindowsRecord {
         let (n, len) = match &self.links {
             Some(_) => (self.closed + 1, self.closed_len + self.at.elapsed()),
             None => (self.closed, self.closed_len),
         };
-        TokioSampled {
-            percent: self.sample.percent,
+        WindowsRecord {
+            percent: self.share.percent,
             window_ns: len.as_nanos() as u64 / n.max(1),
             windows: n,
         }
     }
 }
 
-/// Weights the `tokio acquire` rows of a recording `elapsed` long up to every wait, bucket by
+/// Weights the rows of op `op` of a recording `elapsed` long up to every wait, bucket by
 /// bucket of their histograms (see the module's note). The longest wait stays what was seen.
-pub fn scale_rows(waits: &mut [(WaitKey, WaitStats)], sampled: &TokioSampled, elapsed: Duration) {
+pub fn scale_rows(
+    waits: &mut [(WaitKey, WaitStats)],
+    op: OpKind,
+    sampled: &WindowsRecord,
+    elapsed: Duration,
+) {
     let (w, n) = (sampled.window_ns as f64, sampled.windows as f64);
     let t = elapsed.as_nanos() as f64;
     if w <= 0.0 || n <= 0.0 {
@@ -176,7 +221,7 @@ pub fn scale_rows(waits: &mut [(WaitKey, WaitStats)], sampled: &TokioSampled, el
         ((t / (n * (w - d))).max(1.0), d)
     };
     for (k, s) in waits.iter_mut() {
-        if k.kind != OpKind::TokioAcquire as u32 || s.count == 0 {
+        if k.kind != op as u32 || s.count == 0 {
             continue;
         }
         let (mut count, mut seen_time, mut est_time) = (0.0, 0.0, 0.0);
@@ -206,5 +251,5 @@ pub fn scale_rows(waits: &mut [(WaitKey, WaitStats)], sampled: &TokioSampled, el
 }
 
 #[cfg(test)]
-#[path = "tokiosample_tests.rs"]
+#[path = "windows_tests.rs"]
 mod tests;

@@ -1,5 +1,6 @@
-//! tokio_probes: the uprobes `--tokio-sample` switches on and off (tokio's async-wait pair),
-//! and the goroutine sample's threshold. Split from `load` for size; the same `Tracer`.
+//! probe_sets: tokio's probes, the sets `--probe-windows` switches on and off (tokio's and
+//! the goroutine probes) with their in-flight maps, and the goroutine sample's threshold.
+//! Split from `load` for size; the same `Tracer`.
 use std::num::NonZeroU32;
 
 use anyhow::{Context, Result};
@@ -9,9 +10,9 @@ use tracer_common::{map, prog};
 use super::{load_uprobes, uprobe, Tracer, Uprobes};
 use crate::tracee::TokioPoints;
 
-/// tokio's two probes for one process, owned apart from the tracer's so `--tokio-sample` can
-/// take them off between windows; dropping them detaches them.
-pub struct TokioLinks {
+/// One process's tokio or goroutine probes, owned apart from the tracer's so
+/// `--probe-windows` can take them off between windows; dropping them detaches them.
+pub struct ProbeLinks {
     /// Held, never read: they stay attached until dropped.
     _links: Vec<UProbeLink>,
 }
@@ -52,12 +53,12 @@ impl Tracer {
     }
 
     /// Owns `probes` (from [`Tracer::attach_tokio`]) apart from the tracer.
-    pub fn own_links(&mut self, probes: Uprobes) -> Result<TokioLinks> {
+    pub fn own_links(&mut self, probes: Uprobes) -> Result<ProbeLinks> {
         let mut links = Vec::new();
         for (name, id) in probes.0 {
             links.push(uprobe(&mut self.ebpf, name)?.take_link(id)?);
         }
-        Ok(TokioLinks { _links: links })
+        Ok(ProbeLinks { _links: links })
     }
 
     /// Forgets every async acquire in flight: a window's waits that were still open when
@@ -76,6 +77,22 @@ impl Tracer {
         Ok(())
     }
 
+    /// Forgets every goroutine wait in flight, as [`Tracer::clear_tokio_inflight`] does for
+    /// tokio's.
+    pub fn clear_go_inflight(&mut self) -> Result<()> {
+        let mut m: aya::maps::HashMap<_, u64, tracer_common::GoCall> =
+            aya::maps::HashMap::try_from(
+                self.ebpf
+                    .map_mut(map::GO_INFLIGHT)
+                    .context("GO_INFLIGHT map")?,
+            )?;
+        let keys: Vec<u64> = m.keys().filter_map(|k| k.ok()).collect();
+        for k in keys {
+            let _ = m.remove(&k);
+        }
+        Ok(())
+    }
+
     /// `--go-sample`: the kernel follows a goroutine wait when a random u32 falls under
     /// `threshold` (0: every wait). Set before the goroutine probes are attached.
     pub fn set_go_sample(&mut self, threshold: u32) -> Result<()> {
@@ -88,7 +105,7 @@ impl Tracer {
     }
 }
 
-impl TokioLinks {
+impl ProbeLinks {
     /// Takes the probes off on a thread of their own: the breakpoints go at once, but each
     /// detach then waits out a grace period (~90 ms), which the recording loop must not.
     pub fn detach_in_background(self) {
