@@ -248,6 +248,13 @@ fn sync_benchmarks_match_go_block_profile_per_stack() {
     }
 }
 
+/// Waits in sync's locks; Go's profile also has the harness's channel and WaitGroup waits.
+fn locks(r: Rows) -> Rows {
+    r.into_iter()
+        .filter(|(k, _)| k.starts_with("sync.(*Mutex)") || k.starts_with("sync.(*RWMutex)"))
+        .collect()
+}
+
 /// `--go-sample 10`: the kernel follows one goroutine wait in ten, chosen at random. The
 /// scaled rows estimate Go's block profile of the same run: each lock stack's wait count
 /// within a factor of 1.5 (RWMutexWrite100's stacks, ~30,000 waits kept each, came within 2%;
@@ -260,12 +267,6 @@ fn sampled_goroutine_waits_estimate_go_block_profile() {
         return;
     }
     let bin = sync_test_binary();
-    // Waits in sync's locks; Go's profile also has the harness's channel and WaitGroup waits.
-    let locks = |r: Rows| -> Rows {
-        r.into_iter()
-            .filter(|(k, _)| k.starts_with("sync.(*Mutex)") || k.starts_with("sync.(*RWMutex)"))
-            .collect()
-    };
     for bench in ["^BenchmarkMutex$", "^BenchmarkRWMutexWrite100$"] {
         let (ours, go, p) = sync_bench(&bin, bench, &["--go-sample", "10"], "3s");
         let (ours, go) = (locks(ours), locks(go));
@@ -304,11 +305,6 @@ fn windowed_goroutine_waits_estimate_what_exact_tracing_sees() {
         return;
     }
     let bin = sync_test_binary();
-    let locks = |r: Rows| -> Rows {
-        r.into_iter()
-            .filter(|(k, _)| k.starts_with("sync.(*Mutex)") || k.starts_with("sync.(*RWMutex)"))
-            .collect()
-    };
     let total = |r: &Rows| r.values().map(|v| v.1).sum::<u64>().max(1) as f64;
     let bench = "^BenchmarkRWMutexWrite100$";
     let (exact, _, _) = sync_bench(&bin, bench, &[], "1s");

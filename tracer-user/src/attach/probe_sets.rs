@@ -64,33 +64,13 @@ impl Tracer {
     /// Forgets every async acquire in flight: a window's waits that were still open when
     /// its probes came off must not pair with the next window's polls.
     pub fn clear_tokio_inflight(&mut self) -> Result<()> {
-        let mut m: aya::maps::HashMap<_, u64, [u64; 4]> = aya::maps::HashMap::try_from(
-            self.ebpf
-                .map_mut(map::TOKIO_INFLIGHT)
-                .context("TOKIO_INFLIGHT map")?,
-        )?;
-        let keys: Vec<u64> = m.keys().filter_map(|k| k.ok()).collect();
-        for k in keys {
-            // Gone already is fine: an entry the LRU evicted.
-            let _ = m.remove(&k);
-        }
-        Ok(())
+        clear::<[u64; 4]>(&mut self.ebpf, map::TOKIO_INFLIGHT)
     }
 
     /// Forgets every goroutine wait in flight, as [`Tracer::clear_tokio_inflight`] does for
     /// tokio's.
     pub fn clear_go_inflight(&mut self) -> Result<()> {
-        let mut m: aya::maps::HashMap<_, u64, tracer_common::GoCall> =
-            aya::maps::HashMap::try_from(
-                self.ebpf
-                    .map_mut(map::GO_INFLIGHT)
-                    .context("GO_INFLIGHT map")?,
-            )?;
-        let keys: Vec<u64> = m.keys().filter_map(|k| k.ok()).collect();
-        for k in keys {
-            let _ = m.remove(&k);
-        }
-        Ok(())
+        clear::<tracer_common::GoCall>(&mut self.ebpf, map::GO_INFLIGHT)
     }
 
     /// `--go-sample`: the kernel follows a goroutine wait when a random u32 falls under
@@ -113,4 +93,16 @@ impl ProbeLinks {
             .name("lockscope-detach".into())
             .spawn(move || drop(self));
     }
+}
+
+/// Removes every entry of the hash map `name` (values of type `V`, keys u64). One gone
+/// already is fine: an entry an LRU map evicted, or a probe's own removal.
+fn clear<V: aya::Pod>(ebpf: &mut aya::Ebpf, name: &str) -> Result<()> {
+    let mut m: aya::maps::HashMap<_, u64, V> =
+        aya::maps::HashMap::try_from(ebpf.map_mut(name).with_context(|| format!("{name} map"))?)?;
+    let keys: Vec<u64> = m.keys().filter_map(|k| k.ok()).collect();
+    for k in keys {
+        let _ = m.remove(&k);
+    }
+    Ok(())
 }

@@ -88,16 +88,7 @@ mod tests {
 
     #[test]
     fn only_goroutine_rows_are_scaled_and_the_longest_wait_is_kept() {
-        let key = |kind: OpKind| WaitKey {
-            stack_id: 1,
-            waker_id: 0,
-            uaddr: 0,
-            leaf_ret: 0,
-            tid: 1,
-            kind: kind as u32,
-            flags: 0,
-            tgid: 0,
-        };
+        let key = crate::collect::windows::tests::key;
         let mut s = WaitStats::default();
         s.add_wait(1_000, &Default::default(), tracer_common::Outcome::Woken);
         s.add_wait(3_000, &Default::default(), tracer_common::Outcome::Woken);

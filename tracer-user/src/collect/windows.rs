@@ -252,4 +252,4 @@ pub fn scale_rows(
 
 #[cfg(test)]
 #[path = "windows_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -2,7 +2,8 @@
 use super::*;
 use tracer_common::Outcome;
 
-fn key(kind: OpKind) -> WaitKey {
+/// A row key of op `kind` (also the goroutine sample's tests').
+pub(crate) fn key(kind: OpKind) -> WaitKey {
     WaitKey {
         stack_id: 1,
         waker_id: 0,
