@@ -165,13 +165,13 @@ pub static GO_CALLERS: Array<u64> = Array::with_max_entries(GO_CALLER_SLOTS, 0);
 
 // ---- tokio async waits (`tokio`) ----
 
-/// `Acquire`s polled at least once and not yet dropped, by address. LRU: an `Acquire` that
-/// is never dropped (`mem::forget`) ages out instead of filling the map.
+/// `Acquire`s polled at least once and not yet dropped, by address tagged with the process.
+/// LRU: an `Acquire` that is never dropped (`mem::forget`) ages out instead of filling the map.
 #[map]
 pub static TOKIO_INFLIGHT: LruHashMap<u64, TokioCall> = LruHashMap::with_max_entries(65536, 0);
 
-/// The last release of each semaphore, by address. LRU: semaphores come and go with the
-/// program's locks.
+/// The last release of each semaphore, by address tagged with the process. LRU: semaphores
+/// come and go with the program's locks.
 #[map]
 pub static TOKIO_RELEASES: LruHashMap<u64, TokioRelease> = LruHashMap::with_max_entries(16384, 0);
 

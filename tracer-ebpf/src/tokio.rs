@@ -62,13 +62,21 @@ pub struct TokioCall {
     pub pending: u64,
 }
 
+/// A user address as the key of this process's entry: the agent traces many processes, whose
+/// heaps may hold the same address. x86-64 user addresses fit in 47 bits, above which go the
+/// tgid's low 17 bits (two processes whose tgids differ only above those can still meet).
+#[inline(always)]
+fn in_process(addr: u64) -> u64 {
+    addr ^ (u64::from(current_tgid()) << 47)
+}
+
 #[uprobe]
 pub fn tokio_poll(ctx: ProbeContext) -> u32 {
     if target_tid().is_none() {
         return 0;
     }
     // SAFETY: `regs` is the probed thread's saved user registers; RDI is `self`.
-    let acquire = unsafe { (*ctx.regs).rdi };
+    let acquire = in_process(unsafe { (*ctx.regs).rdi });
     if let Some(call) = TOKIO_INFLIGHT.get_ptr_mut(acquire) {
         // SAFETY: a map value; one task polls its own `Acquire`, one poll at a time.
         unsafe {
@@ -100,7 +108,8 @@ pub fn tokio_drop(ctx: ProbeContext) -> u32 {
         return 0;
     };
     // SAFETY: as above; RDI is `&mut self`, the same address the polls saw.
-    let acquire = unsafe { (*ctx.regs).rdi };
+    let addr = unsafe { (*ctx.regs).rdi };
+    let acquire = in_process(addr);
     // SAFETY: copied out at once, before the entry is removed.
     let Some(call) = (unsafe { TOKIO_INFLIGHT.get(acquire) }).copied() else {
         return 0;
@@ -111,7 +120,7 @@ pub fn tokio_drop(ctx: ProbeContext) -> u32 {
     }
     // SAFETY: a helper with no preconditions.
     let waited = unsafe { bpf_ktime_get_ns() }.saturating_sub(call.start_ns);
-    let (sem, release) = granted_by(acquire, call.start_ns);
+    let (sem, release) = granted_by(addr, call.start_ns);
     let key = WaitKey {
         stack_id: call.stack_id,
         waker_id: release.map_or(NO_STACK, |r| waker_id(r.stack_id, r.leaf_ret)),
@@ -150,7 +159,7 @@ fn granted_by(acquire: u64, since: u64) -> (u64, Option<TokioRelease>) {
         if w == 0 || w == acquire {
             continue;
         }
-        if let Some(r) = TOKIO_RELEASES.get_ptr_mut(w) {
+        if let Some(r) = TOKIO_RELEASES.get_ptr_mut(in_process(w)) {
             // SAFETY: a map value; racing releases of the same semaphore may tear it, which
             // at worst names another of its releasers.
             unsafe {
@@ -176,8 +185,9 @@ pub fn tokio_release(ctx: ProbeContext) -> u32 {
     if rem == 0 {
         return 0;
     }
+    let key = in_process(sem);
     // SAFETY: read at once; a map value.
-    let contended = unsafe { TOKIO_RELEASES.get(sem) }.map_or(0, |r| r.contended);
+    let contended = unsafe { TOKIO_RELEASES.get(key) }.map_or(0, |r| r.contended);
     let (stack_id, leaf_ret) = if contended != 0 {
         stack::capture_shallow(&ctx)
     } else {
@@ -191,8 +201,8 @@ pub fn tokio_release(ctx: ProbeContext) -> u32 {
         tid,
         contended,
     };
-    if TOKIO_RELEASES.insert(sem, &r, 0).is_err() {
-        bump(Counter::InflightFull);
+    if TOKIO_RELEASES.insert(key, &r, 0).is_err() {
+        bump(Counter::MapInsertFailed);
     }
     0
 }

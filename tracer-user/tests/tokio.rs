@@ -107,6 +107,15 @@ fn tokio_mutex_waits_are_rows_at_update_session() {
         out.contains("most released at tokiolock::update_session"),
         "--by lock: {out}"
     );
+    let by_category = lockscope()
+        .arg("report")
+        .arg(launched_path("tokiolock"))
+        .args(["--by", "category", "--top", "1"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("lockscope report");
+    let out = text(&by_category.stdout);
+    assert!(out.contains("tokio Mutex (async)"), "--by category: {out}");
 }
 
 #[test]

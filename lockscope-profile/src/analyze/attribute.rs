@@ -112,6 +112,9 @@ pub fn lock_primitive(stack: Option<&Stack>) -> &'static str {
 /// mutex: its futex waits are OS threads of the runtime, even when their stacks pass through
 /// map code (they go by their primitive, as `attribute` counts them).
 pub fn category_of(profile: &Profile, stack: Option<&Stack>, op: FutexOp) -> String {
+    if op == FutexOp::TokioAcquire {
+        return tokio_category(stack).to_string();
+    }
     let map_waiter = profile.go.is_none() || op == FutexOp::GoSemacquire;
     let trie = profile
         .bundled
@@ -133,6 +136,20 @@ pub fn category_of(profile: &Profile, stack: Option<&Stack>, op: FutexOp) -> Str
         }
     }
     lock_primitive(stack).to_string()
+}
+
+/// A tokio async wait's lock, from the `tokio::sync` type its stack acquired through: all of
+/// them wait in `batch_semaphore`, so the type above it says which.
+fn tokio_category(stack: Option<&Stack>) -> &'static str {
+    let names = || stack.into_iter().flat_map(crate::profile::function_names);
+    let under = |m: &str| names().any(|n| n.trim_start_matches('<').starts_with(m));
+    if under("tokio::sync::mutex::") {
+        "tokio Mutex (async)"
+    } else if under("tokio::sync::rwlock::") {
+        "tokio RwLock (async)"
+    } else {
+        "tokio Semaphore (async)"
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -239,3 +239,24 @@ fn verdicts_name_the_dominant_cause() {
         "{v}"
     );
 }
+
+#[test]
+fn tokio_async_waits_are_named_by_the_tokio_sync_type_they_acquire() {
+    let p = crate::profile::testing::sample();
+    let under = |api: &str| {
+        stack(&[
+            "<tokio::sync::batch_semaphore::Acquire as core::future::future::Future>::poll",
+            api,
+            "app::update_session::{{closure}}",
+        ])
+    };
+    let cat = |s: &Stack, op| category_of(&p, Some(s), op);
+    let mutex = under("tokio::sync::mutex::Mutex<T>::lock::{{closure}}");
+    assert_eq!(cat(&mutex, FutexOp::TokioAcquire), "tokio Mutex (async)");
+    let rw = under("tokio::sync::rwlock::RwLock<T>::write::{{closure}}");
+    assert_eq!(cat(&rw, FutexOp::TokioAcquire), "tokio RwLock (async)");
+    let sem = under("tokio::sync::semaphore::Semaphore::acquire::{{closure}}");
+    assert_eq!(cat(&sem, FutexOp::TokioAcquire), "tokio Semaphore (async)");
+    // A thread's futex wait under the same frames is not an async wait.
+    assert_ne!(cat(&mutex, FutexOp::Wait), "tokio Mutex (async)");
+}
