@@ -111,12 +111,30 @@ fn bpftrace_sleeps(pid: u32) -> (Child, BufReader<std::process::ChildStdout>) {
     (bt, out)
 }
 
-/// Interrupts bpftrace and returns its `@sleeps` count (0 when it never fired).
+/// Interrupts bpftrace and returns its `@sleeps` count (0 when it never fired). bpftrace
+/// 0.x once took a SIGINT and went on waiting in epoll (CI, 2026-12-06); a second one ended it,
+/// so the signal is repeated every 2 s until its output ends.
 fn bpftrace_count((mut bt, mut stdout): (Child, BufReader<std::process::ChildStdout>)) -> u64 {
-    // SAFETY: signalling our own child, which prints its maps on SIGINT.
-    unsafe { libc::kill(bt.id() as i32, libc::SIGINT) };
+    let pid = bt.id() as i32;
+    let done = Arc::new(AtomicBool::new(false));
+    let nudge = {
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            for _ in 0..15 {
+                if done.load(Ordering::Relaxed) {
+                    return;
+                }
+                // SAFETY: signalling our own child (not yet reaped: `done` is set first),
+                // which prints its maps on SIGINT.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        })
+    };
     let mut out = String::new();
     stdout.read_to_string(&mut out).unwrap();
+    done.store(true, Ordering::Relaxed);
+    nudge.join().unwrap();
     let _ = bt.wait();
     out.lines()
         .find_map(|l| l.strip_prefix("@sleeps: "))
