@@ -17,60 +17,51 @@ use aya_log_ebpf::{debug, warn};
 use crate::arch::PT_REGS_SP;
 use crate::maps::{bump, NEW_STACKS, SCRATCH, STACKS};
 
+mod fpwalk;
+pub use fpwalk::WINDOW_WORDS;
+
 const EEXIST: i32 = 17;
 
 /// Captures the current thread's user stack. Returns (stack id, leaf return address); the id
 /// is [`NO_STACK`] when the capture failed (counted).
 #[inline(always)]
 pub fn capture<C: EbpfContext>(ctx: &C) -> (u64, u64) {
-    let leaf_ret = leaf_return_address();
-    (capture_id(ctx), leaf_ret)
+    capture_upto::<C, MAX_STACK_DEPTH>(ctx)
 }
 
 /// [`capture`], walking at most [`SHALLOW_DEPTH`] frames: a walk costs per frame, and a
 /// releasing side needs only the frames down to the first caller outside the lock code.
 #[inline(always)]
 pub fn capture_shallow<C: EbpfContext>(ctx: &C) -> (u64, u64) {
-    let leaf_ret = leaf_return_address();
-    (capture_upto::<C, SHALLOW_DEPTH>(ctx), leaf_ret)
+    capture_upto::<C, SHALLOW_DEPTH>(ctx)
 }
 
 /// Frames [`capture_shallow`] walks.
 pub const SHALLOW_DEPTH: usize = 16;
 
-/// The stack id alone ([`capture`] without the leaf return address, a user memory read that
-/// cost ~250 ns here: the goroutine probes, mid-function, have no use for it).
+/// The stack id alone ([`capture`] without the leaf return address).
 #[inline(always)]
 pub fn capture_id<C: EbpfContext>(ctx: &C) -> u64 {
-    capture_upto::<C, MAX_STACK_DEPTH>(ctx)
+    capture_upto::<C, MAX_STACK_DEPTH>(ctx).0
 }
 
-/// The stack id of at most `DEPTH` frames (≤ [`MAX_STACK_DEPTH`]).
+/// The stack id of at most `DEPTH` frames (≤ [`MAX_STACK_DEPTH`]) and the leaf return
+/// address: walked by [`fpwalk`] in one copy of the stack's top where it can be, else by the
+/// kernel (`bpf_get_stack`, one user read per word).
 #[inline(always)]
-fn capture_upto<C: EbpfContext, const DEPTH: usize>(ctx: &C) -> u64 {
+fn capture_upto<C: EbpfContext, const DEPTH: usize>(ctx: &C) -> (u64, u64) {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return NO_STACK;
+        return (NO_STACK, 0);
     };
     // SAFETY: per-CPU scratch slot, used by one program at a time on this CPU.
     let buf = unsafe { &mut (*scratch).stack };
-    // SAFETY: the buffer is MAX_STACK_DEPTH u64s of map memory we own.
-    let bytes = unsafe {
-        bpf_get_stack(
-            ctx.as_ptr(),
-            buf.frames.as_mut_ptr().cast(),
-            (DEPTH * 8) as u32,
-            BPF_F_USER_STACK as u64,
-        )
+    let (depth, leaf_ret) = match fpwalk::walk::<DEPTH>(&mut buf.frames) {
+        Some(walked) => walked,
+        None => match kernel_walk::<C, DEPTH>(ctx, &mut buf.frames) {
+            Some(depth) => (depth, leaf_return_address()),
+            None => return (NO_STACK, leaf_return_address()),
+        },
     };
-    if bytes <= 0 {
-        bump(Counter::StackErrors);
-        debug!(
-            &(),
-            "user stack not captured: bpf_get_stack returned {}", bytes
-        );
-        return NO_STACK;
-    }
-    let depth = (bytes as usize / 8).min(MAX_STACK_DEPTH);
     let mut h = STACK_HASH_SEED;
     for i in 0..MAX_STACK_DEPTH {
         if i >= depth {
@@ -95,11 +86,38 @@ fn capture_upto<C: EbpfContext, const DEPTH: usize>(ctx: &C) -> u64 {
             Err(e) => {
                 bump(Counter::StackMapFull);
                 warn!(&(), "stack map full ({}): event kept without its stack", e);
-                return NO_STACK;
+                return (NO_STACK, leaf_ret);
             }
         }
     }
-    id
+    (id, leaf_ret)
+}
+
+/// The kernel's frame-pointer walk (`bpf_get_stack`) into `frames`: its depth, or `None`
+/// (counted) when it failed.
+#[inline(always)]
+fn kernel_walk<C: EbpfContext, const DEPTH: usize>(
+    ctx: &C,
+    frames: &mut [u64; MAX_STACK_DEPTH],
+) -> Option<usize> {
+    // SAFETY: the buffer is MAX_STACK_DEPTH u64s of map memory we own.
+    let bytes = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            frames.as_mut_ptr().cast(),
+            (DEPTH * 8) as u32,
+            BPF_F_USER_STACK as u64,
+        )
+    };
+    if bytes <= 0 {
+        bump(Counter::StackErrors);
+        debug!(
+            &(),
+            "user stack not captured: bpf_get_stack returned {}", bytes
+        );
+        return None;
+    }
+    Some((bytes as usize / 8).min(MAX_STACK_DEPTH))
 }
 
 /// The word at the user stack pointer at syscall entry. When the syscall wrapper is a
