@@ -8,8 +8,9 @@
 //! The result is the kernel's: the user instruction pointer, then the return address of each
 //! record on the `rbp` chain, stopping at the first record that cannot be read, at a null
 //! frame pointer, or at `DEPTH` entries. The word at the stack pointer (the leaf return
-//! address, see `stack::leaf_return_address`) is the copy's first. A compat (ia32) task, or a
-//! stack whose top cannot be copied, is left to the kernel.
+//! address, see `stack::leaf_return_address`) is the copy's first. A compat (ia32) task, a
+//! stack whose top cannot be copied, or a chain longer than [`FAST_DEPTH`] is left to the
+//! kernel.
 use aya_ebpf::helpers::{
     bpf_get_current_task_btf, bpf_probe_read_kernel,
     generated::{bpf_probe_read_user as read_user_raw, bpf_task_pt_regs},
