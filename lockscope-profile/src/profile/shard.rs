@@ -1,0 +1,27 @@
+//! shard: which shard of which sharded map a lock is (DashMap's shard `RawRwLock`s), as read
+//! from the live target while it was recorded.
+use serde::{Deserialize, Serialize};
+
+/// A lock inside a sharded map's shard block, or why its shard could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockShard {
+    /// Shard `index` of `count` of the DashMap whose shard block starts at `map`.
+    DashMap { index: u32, count: u32, map: u64 },
+    /// A DashMap shard lock whose shard was not read, for this reason.
+    DashMapUnread { why: String },
+}
+
+impl LockShard {
+    /// One phrase for the lock at `uaddr`: `shard 3 of 8 of the DashMap at 0x55…`.
+    pub fn describe(&self, uaddr: u64) -> String {
+        match self {
+            LockShard::DashMap { index, count, map } => {
+                format!("shard {index} of {count} of the DashMap at {map:#x}")
+            }
+            LockShard::DashMapUnread { why } => {
+                format!("DashMap lock at {uaddr:#x} (shard not read: {why})")
+            }
+        }
+    }
+}
