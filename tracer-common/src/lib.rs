@@ -361,8 +361,10 @@ pub mod prog {
     pub const TOKIO_RELEASE: &str = "tokio_release";
     /// uprobe on the entry of a lock library's out-of-line slow path (DashMap's
     /// `RawRwLock::lock_{exclusive,shared}_slow`): the lock address (RDI) the thread's next
-    /// park is for, kept until the switch-out of that park (see [`super::LOCK_HINTED`]).
+    /// park is for, kept until the call returns (see [`super::LOCK_HINTED`]).
     pub const LOCK_HINT: &str = "lock_hint";
+    /// uprobe on each `ret` of those slow paths: the call is over, its hint is dropped.
+    pub const LOCK_HINT_EXIT: &str = "lock_hint_exit";
     /// `task:task_newtask`: adds a traced process's new child process to the set
     /// (`record --follow-forks`).
     pub const FOLLOW_FORK: &str = "follow_fork";

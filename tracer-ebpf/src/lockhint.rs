@@ -4,11 +4,12 @@
 //! out-of-line slow path (`lock_exclusive_slow`/`lock_shared_slow(&self)`) keeps, per thread,
 //! the lock's address (RDI) with the stack pointer at entry and the return address there.
 //!
-//! The scheduler hook's switch-out takes the hint only while that call is still live: the
-//! sleeping thread's user SP is below the entry SP and the word at the entry SP is still the
-//! return address seen at entry. A hint left by a slow path that already returned (the thread
-//! later parks on another lock, e.g. a parking_lot `Mutex`) fails the check and the wait keeps
-//! its futex word. The switch-in then names the hinted lock in the row's `uaddr` and flags it
+//! A probe on each `ret` of the slow path drops the hint: a later park elsewhere (a parking_lot
+//! `Mutex`) keeps its futex word. The check alone was not enough: a stale hint's return
+//! address survived in an unwritten slot of `log_line`'s frame on dashlog. The scheduler hook's
+//! switch-out also takes the hint only while its call looks live (a call left by unwinding
+//! passes no `ret`): the sleeping thread's user SP is below the entry SP and the word at the
+//! entry SP is still the return address seen at entry. The switch-in then names the hinted lock in the row's `uaddr` and flags it
 //! [`LOCK_HINTED`].
 //!
 //! Each lock address is also put once (by address tagged with the process) in
@@ -66,6 +67,14 @@ pub fn lock_hint(ctx: ProbeContext) -> u32 {
     // SAFETY: only tested for presence.
     if unsafe { LOCK_HINT_ADDRS.get(&key) }.is_none() {
         let _ = LOCK_HINT_ADDRS.insert(&key, &[addr, u64::from(current_tgid())], 0);
+    }
+    0
+}
+
+#[uprobe]
+pub fn lock_hint_exit(_ctx: ProbeContext) -> u32 {
+    if let Some(tid) = target_tid() {
+        let _ = LOCK_HINTS.remove(&tid);
     }
     0
 }

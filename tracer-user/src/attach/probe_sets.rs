@@ -56,7 +56,7 @@ impl Tracer {
     /// switch-out's hint lookups on. Kept for the whole recording. Returns how many.
     pub fn attach_lock_hints(&mut self, pid: u32, hints: &HintPoints) -> Result<usize> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
-        load_uprobes(&mut self.ebpf, [prog::LOCK_HINT])?;
+        load_uprobes(&mut self.ebpf, [prog::LOCK_HINT, prog::LOCK_HINT_EXIT])?;
         let mut on: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
             self.ebpf
                 .map_mut(map::LOCK_HINTS_ON)
@@ -64,15 +64,19 @@ impl Tracer {
         )?;
         on.set(0, 1, 0).context("turning lock hints on")?;
         let mut placed = Uprobes::default();
-        for &(name, offset) in &hints.points {
-            let point = UProbeAttachPoint {
-                location: UProbeAttachLocation::AbsoluteOffset(offset),
-                cookie: None,
-            };
-            let link = uprobe(&mut self.ebpf, prog::LOCK_HINT)?
-                .attach(point, &hints.exe, scope)
-                .with_context(|| format!("probing {name} at {offset:#x}"))?;
-            placed.0.push((prog::LOCK_HINT, link));
+        for p in &hints.points {
+            // The returns first: an entry never leaves a hint its return cannot drop.
+            let sites = p.returns.iter().map(|&r| (prog::LOCK_HINT_EXIT, r));
+            for (prog, offset) in sites.chain([(prog::LOCK_HINT, p.entry)]) {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(offset),
+                    cookie: None,
+                };
+                let link = uprobe(&mut self.ebpf, prog)?
+                    .attach(point, &hints.exe, scope)
+                    .with_context(|| format!("probing {} at {offset:#x}", p.name))?;
+                placed.0.push((prog, link));
+            }
         }
         let n = placed.len();
         self.keep_uprobes(placed);

@@ -300,8 +300,8 @@ impl Session {
         }
         if let Some(h) = &self.hints {
             eprintln!(
-                "lockscope: DashMap: {} uprobes on dashmap::lock::RawRwLock::{{{}}} name the shard each wait is for",
-                h.points.len(),
+                "lockscope: DashMap: {} uprobes on dashmap::lock::RawRwLock::{{{}}} (entry and returns) name the shard each wait is for",
+                h.count(),
                 h.names()
             );
         }
