@@ -217,6 +217,8 @@ fn dashmap_waits_name_their_shards() {
     let bin = workload_bin("dashlog");
     let (profile, stdout) = launch("dashlog-shards", &bin, &["3"], &[]);
     let (shards, block, keys) = dash_layout(&stdout);
+    // The stride lockscope assumes (`CachePadded` on x86-64), as the program measures it.
+    assert!(stdout.contains(" stride=128 "), "{stdout}");
     let path = launched_path("dashlog-shards");
     // `--by lock`: the DashMap rows are exactly the shards of the two hot keys, of that map.
     let rows = report(&path, "lock", &[]);

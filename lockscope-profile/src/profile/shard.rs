@@ -25,3 +25,39 @@ impl LockShard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{LockInfo, Region};
+    use super::*;
+
+    #[test]
+    fn a_shard_is_described_and_old_profiles_load() {
+        let mut info = LockInfo {
+            uaddr: 0x5000_0100,
+            pid: None,
+            region: Region::Heap,
+            module: None,
+            symbol: None,
+            shard: None,
+        };
+        let old = serde_json::to_string(&info).unwrap();
+        assert!(!old.contains("shard"), "{old}");
+        assert_eq!(serde_json::from_str::<LockInfo>(&old).unwrap(), info);
+        info.shard = Some(LockShard::DashMap {
+            index: 3,
+            count: 8,
+            map: 0x5000_0000,
+        });
+        assert_eq!(info.describe(), "shard 3 of 8 of the DashMap at 0x50000000");
+        let new = serde_json::to_string(&info).unwrap();
+        assert_eq!(serde_json::from_str::<LockInfo>(&new).unwrap(), info);
+        info.shard = Some(LockShard::DashMapUnread {
+            why: "memory at 0x10 unreadable".into(),
+        });
+        assert_eq!(
+            info.describe(),
+            "DashMap lock at 0x50000100 (shard not read: memory at 0x10 unreadable)"
+        );
+    }
+}

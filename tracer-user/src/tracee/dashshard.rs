@@ -119,6 +119,37 @@ mod tests {
         }
     }
 
+    /// Blocks from this process's real allocator, allocated as DashMap's are (Rust's `System`
+    /// allocator takes a 128-aligned layout from glibc's `posix_memalign`), read back through
+    /// /proc/self/mem.
+    #[test]
+    fn blocks_from_the_real_allocator() {
+        let mut n = 2u64;
+        while n <= MAX_SHARDS {
+            let layout =
+                std::alloc::Layout::from_size_align((n * STRIDE) as usize, STRIDE as usize)
+                    .unwrap();
+            // A little heap churn first, so blocks do not all come from a fresh top chunk.
+            let churn: Vec<Vec<u8>> = (0..n as usize % 7 + 1).map(|i| vec![0; i * 40]).collect();
+            // SAFETY: a nonzero-size layout; freed below with the same layout.
+            let p = unsafe { std::alloc::alloc(layout) } as u64;
+            assert_ne!(p, 0);
+            for k in [0, n / 2, n - 1] {
+                let got = dash_shard(std::process::id(), p + k * STRIDE + 0x18);
+                let want = LockShard::DashMap {
+                    index: k as u32,
+                    count: n as u32,
+                    map: p,
+                };
+                assert_eq!(got, want, "{n} shards");
+            }
+            // SAFETY: allocated above with this layout.
+            unsafe { std::alloc::dealloc(p as *mut u8, layout) };
+            drop(churn);
+            n *= 2;
+        }
+    }
+
     #[test]
     fn an_mmapped_block_and_no_header() {
         let block = 0x7f00_0000_1080;
