@@ -1,6 +1,7 @@
 //! lockshards: the shards of the locks the lock-hint probes saw (DashMap's shard locks), read
-//! from each target's memory while it lives: at every tick for the addresses new since the
-//! last, and once more at the end for those not read yet. A profile is built after the target
+//! from each traced process's memory while it lives: at every tick (the recorder's, the
+//! agent's) for the addresses new since the last, and once more at a recording's end for
+//! those whose read failed. A profile is built after the target
 //! may have exited, so it takes what was read here.
 use std::collections::BTreeMap;
 
@@ -18,13 +19,14 @@ pub struct LockShards {
 }
 
 impl LockShards {
-    /// Reads the shard of each lock address the kernel saw that has none yet. `again`: also
-    /// retry those whose read failed (the end's last try).
-    pub fn read(&mut self, tracer: &Tracer, again: Retry) {
+    /// Reads the shard of each lock address the kernel saw in a process `traced` says is
+    /// traced that has none yet. `again`: also retry those whose read failed (the end's last
+    /// try).
+    pub fn read(&mut self, tracer: &Tracer, again: Retry, traced: impl Fn(u32) -> bool) {
         let Ok(addrs) = tracer.lock_hint_addrs() else {
             return;
         };
-        for (addr, tgid) in addrs {
+        for (addr, tgid) in addrs.into_iter().filter(|&(_, t)| traced(t)) {
             let known = self.found.get(&(tgid, addr));
             let retry =
                 again == Retry::Failed && matches!(known, Some(LockShard::DashMapUnread { .. }));
@@ -33,6 +35,11 @@ impl LockShards {
                     .insert((tgid, addr), tracee::dash_shard(tgid, addr));
             }
         }
+    }
+
+    /// Forgets process `tgid`'s shards (it is traced no more).
+    pub fn forget(&mut self, tgid: u32) {
+        self.found.retain(|&(t, _), _| t != tgid);
     }
 
     /// The shards found in process `tgid`, by lock address.

@@ -18,7 +18,7 @@ use tracer_common::{Counter, Phase};
 use super::children::Children;
 use super::exec::ExecWatch;
 use super::gosample::{self, GoSample};
-use super::lockshards::{LockShards, Retry};
+use super::lockshards::Retry;
 use super::read::{in_flight, read_counters, read_phases};
 use super::windows::{self, ProbeWindows};
 use super::{
@@ -111,7 +111,6 @@ pub struct Recorder {
     exec: ExecWatch,
     became: Option<Identity>,
     window: Window,
-    shards: LockShards,
     exited: AsyncFd<OwnedFd>,
     ticks: u32,
     started: Instant,
@@ -163,7 +162,6 @@ impl Recorder {
             exec: ExecWatch::new(pid, exe),
             became: None,
             window: Window::default(),
-            shards: LockShards::default(),
             exited,
             ticks: 0,
             started: Instant::now(),
@@ -247,12 +245,19 @@ impl Recorder {
         if self.ticks.is_multiple_of(MAPS_EVERY) {
             self.fleet.watch();
         }
-        self.shards.read(&self.tracer, Retry::NewOnly);
+        self.read_shards(Retry::NewOnly);
         if let (Some(m), Some(_)) = (&self.map, &self.window.start) {
             if let Ok(s) = self.snapshot(m) {
                 self.window.last = Some(s);
             }
         }
+    }
+
+    /// The shards of the hinted locks new since the last read (see `LockShards`).
+    fn read_shards(&mut self, again: Retry) {
+        let members = &self.fleet.members;
+        let traced = |t| members.contains_key(&t);
+        self.fleet.shards.read(&self.tracer, again, traced);
     }
 
     /// The target exec'd: its maps are read again and the new image's bundled map is probed
@@ -365,7 +370,6 @@ impl Recorder {
         raw.elapsed = elapsed;
         (raw.still_waiting, raw.longest_unfinished_ns) = in_flight(&self.tracer)?;
         raw.phases = read_phases(&self.tracer)?;
-        raw.lock_shards = self.shards.of(self.pid);
         raw.go_sampled = self.go_sample.map(GoSample::record);
         if let Some(s) = &raw.go_sampled {
             gosample::scale_rows(&mut raw.waits, s);
@@ -384,7 +388,7 @@ impl Recorder {
         let elapsed = self.started.elapsed();
         // One last look at the maps in case a library appeared since the last tick.
         let mut end_exact = false;
-        self.shards.read(&self.tracer, Retry::Failed);
+        self.read_shards(Retry::Failed);
         if stop != StopReason::TargetExited {
             self.fleet.watch();
             if let (Some(m), Some(_)) = (&self.map, &self.window.start) {
