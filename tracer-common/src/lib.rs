@@ -66,6 +66,11 @@ pub struct WaitKey {
     pub tgid: u32,
 }
 
+/// [`WaitKey::flags`]: `uaddr` is not the futex word slept on but the lock a lock library's
+/// slow path was entered for (its `&self`; e.g. a DashMap shard's `RawRwLock`, whose waits
+/// park on parking_lot_core's per-thread word, which says nothing of the lock).
+pub const LOCK_HINTED: u32 = 4;
+
 /// Wake aggregate key: one row per (waker stack, futex, thread, op kind).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -186,6 +191,11 @@ pub mod map {
     pub const SCHED_TASKS: &str = "SCHED_TASKS";
     /// Scheduler hooks: waits asleep at attach, by futex word (their tid).
     pub const SEEDED: &str = "SEEDED";
+    /// Slot 0 nonzero once lock-hint probes are attached (see [`super::prog::LOCK_HINT`]).
+    pub const LOCK_HINTS_ON: &str = "LOCK_HINTS_ON";
+    /// Every lock address a lock-hint probe saw, keyed by the address tagged with its process;
+    /// the value is `[address, tgid]`. User space reads new ones while the target lives.
+    pub const LOCK_HINT_ADDRS: &str = "LOCK_HINT_ADDRS";
 }
 
 /// On-CPU sampling frequency per CPU (software CPU clock) for the `sync.Map` fast-path
@@ -349,6 +359,12 @@ pub mod prog {
     /// tokio: `batch_semaphore::Semaphore::release`, past its `added == 0` guard (who gave
     /// permits back).
     pub const TOKIO_RELEASE: &str = "tokio_release";
+    /// uprobe on the entry of a lock library's out-of-line slow path (DashMap's
+    /// `RawRwLock::lock_{exclusive,shared}_slow`): the lock address (RDI) the thread's next
+    /// park is for, kept until the call returns (see [`super::LOCK_HINTED`]).
+    pub const LOCK_HINT: &str = "lock_hint";
+    /// uprobe on each `ret` of those slow paths: the call is over, its hint is dropped.
+    pub const LOCK_HINT_EXIT: &str = "lock_hint_exit";
     /// `task:task_newtask`: adds a traced process's new child process to the set
     /// (`record --follow-forks`).
     pub const FOLLOW_FORK: &str = "follow_fork";

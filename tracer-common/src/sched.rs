@@ -23,7 +23,10 @@ pub struct SchedWait {
     pub snapped: u32,
     /// The waiter's process (see [`crate::WaitKey::tgid`]).
     pub tgid: u32,
-    pub _pad: u32,
+    /// Nonzero when its switch-out found a live lock hint for the thread (a lock-library slow
+    /// path it entered and has not left, see [`crate::LOCK_HINTED`]): its row then names the
+    /// hinted lock instead of the futex word.
+    pub hinted: u32,
 }
 
 /// [`SchedWait::outcome`] before any wake was seen.

@@ -7,6 +7,7 @@ mod filter;
 mod futex;
 mod goroutine;
 mod handoff;
+mod lockhint;
 mod maps;
 mod oncpu;
 mod phase;

@@ -18,6 +18,7 @@ use tracer_common::{
     MAP_SLOTS, MAX_TARGETS, NUM_COUNTERS, NUM_PHASES, SNAPSHOT_RING_BYTES,
 };
 
+use crate::lockhint::LockHint;
 use crate::sched::EarlyWake;
 use crate::tokio::{TokioCall, TokioRelease};
 
@@ -181,6 +182,23 @@ pub static TOKIO_INFLIGHT: LruHashMap<u64, TokioCall> = LruHashMap::with_max_ent
 /// come and go with the program's locks.
 #[map]
 pub static TOKIO_RELEASES: LruHashMap<u64, TokioRelease> = LruHashMap::with_max_entries(16384, 0);
+
+// ---- Lock hints (`lockhint`) ----
+
+/// Slot 0 is nonzero once a lock-hint probe is attached: only then does the switch-out look
+/// for hints.
+#[map]
+pub static LOCK_HINTS_ON: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Each thread's last lock-library slow-path entry, by tid. LRU: an evicted hint costs that
+/// thread's next park its lock name (the row keeps the futex word).
+#[map]
+pub static LOCK_HINTS: LruHashMap<u32, LockHint> = LruHashMap::with_max_entries(16384, 0);
+
+/// Every lock address a hint probe saw, by address tagged with the process: `[addr, tgid]`.
+/// LRU: an evicted address is put back at its next slow path; user space keeps what it read.
+#[map]
+pub static LOCK_HINT_ADDRS: LruHashMap<u64, [u64; 2]> = LruHashMap::with_max_entries(4096, 0);
 
 // ---- On-CPU samples (`oncpu`) ----
 

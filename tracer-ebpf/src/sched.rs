@@ -33,6 +33,7 @@ use tracer_common::{
 use crate::{
     filter::current_tgid,
     futex::{claim_slot, target_tid},
+    lockhint,
     maps::{bump, EARLY_WAKES, INFLIGHT, RESTARTABLE, SCHED_TASKS, SEEDED},
     phase, rows, snapshot, stack,
 };
@@ -129,7 +130,7 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
         timed: (timed == Timed::Yes) as u32,
         snapped: (want != 0) as u32,
         tgid: current_tgid(),
-        _pad: 0,
+        hinted: lockhint::live(tid),
     };
     // SAFETY: a helper with no preconditions.
     let task = unsafe { bpf_get_current_task_btf() } as u64;
@@ -200,7 +201,7 @@ fn switch_in(next: u64) {
         // An LRU: room is made by eviction (see `maps::RESTARTABLE`).
         let _ = RESTARTABLE.insert(&w.tid, &[call.uaddr, u64::from(call.kind)], 0);
     }
-    let key = WaitKey {
+    let mut key = WaitKey {
         stack_id: w.stack_id,
         waker_id: w.waker_id,
         uaddr: call.uaddr,
@@ -210,6 +211,7 @@ fn switch_in(next: u64) {
         flags: 0,
         tgid: w.tgid,
     };
+    lockhint::apply(w.hinted, &mut key);
     let blamed = if outcome == Outcome::Woken {
         phase::split(
             u64::from(w.tid),
@@ -391,7 +393,7 @@ fn seeded_wake(ctx: &BtfTracePointContext, p: u64) -> bool {
         snapped: (snapshot::enabled() != 0) as u32,
         // The waker's: a seeded wait is one of the one target's threads.
         tgid: current_tgid(),
-        _pad: 0,
+        hinted: 0,
     };
     if SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64).is_err() {
         // The seeded wait's end is lost (it stays "still waiting" at the end).

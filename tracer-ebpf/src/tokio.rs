@@ -66,7 +66,7 @@ pub struct TokioCall {
 /// heaps may hold the same address. x86-64 user addresses fit in 47 bits, above which go the
 /// tgid's low 17 bits (two processes whose tgids differ only above those can still meet).
 #[inline(always)]
-fn in_process(addr: u64) -> u64 {
+pub(crate) fn in_process(addr: u64) -> u64 {
     addr ^ (u64::from(current_tgid()) << 47)
 }
 

@@ -184,3 +184,106 @@ fn dashmap_and_parking_lot_waits_are_at_their_callers() {
         "DashMap shard write lock {dash:.3} against bump_counter {bump:.3}: {names:?}"
     );
 }
+
+/// dashlog's own `dashmap shards=N block=0x… key0_shard=I key1_shard=J` line.
+fn dash_layout(stdout: &str) -> (u64, u64, [u64; 2]) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("dashmap "))
+        .unwrap_or_else(|| panic!("no layout line from dashlog in {stdout:?}"));
+    let field = |name: &str| -> u64 {
+        let v = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {line}"));
+        match v.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => v.parse(),
+        }
+        .unwrap_or_else(|_| panic!("bad {name} in {line}"))
+    };
+    (
+        field("shards="),
+        field("block="),
+        [field("key0_shard="), field("key1_shard=")],
+    )
+}
+
+#[test]
+fn dashmap_waits_name_their_shards() {
+    if !can_trace() {
+        return;
+    }
+    let bin = workload_bin("dashlog");
+    let (profile, stdout) = launch("dashlog-shards", &bin, &["3"], &[]);
+    let (shards, block, keys) = dash_layout(&stdout);
+    // The stride lockscope assumes (`CachePadded` on x86-64), as the program measures it.
+    assert!(stdout.contains(" stride=128 "), "{stdout}");
+    let path = launched_path("dashlog-shards");
+    // `--by lock`: the DashMap rows are exactly the shards of the two hot keys, of that map.
+    let rows = report(&path, "lock", &[]);
+    let what = |r: &Value| r["lock"]["what"].as_str().unwrap_or("").to_string();
+    let table: Vec<(String, String, u64)> = rows
+        .iter()
+        .map(|r| (key(r).into(), what(r), wait_ns(r)))
+        .collect();
+    eprintln!("dashlog: shards={shards} block={block:#x} keys' shards={keys:?}");
+    eprintln!("dashlog --by lock: {table:#?}");
+    let named: std::collections::BTreeSet<String> = rows
+        .iter()
+        .map(what)
+        .filter(|w| w.contains("DashMap"))
+        .collect();
+    let want: std::collections::BTreeSet<String> = keys
+        .iter()
+        .map(|k| format!("shard {k} of {shards} of the DashMap at {block:#x}"))
+        .collect();
+    assert_eq!(named, want, "{table:#?}");
+    // Their wait is bump_counter's.
+    let total: u64 = rows.iter().map(wait_ns).sum();
+    let dash: u64 = rows
+        .iter()
+        .filter(|r| what(r).contains("DashMap"))
+        .map(wait_ns)
+        .sum();
+    let by_fn = report(&path, "function", &[]);
+    let bump: u64 = by_fn
+        .iter()
+        .filter(|r| key(r) == "dashlog::bump_counter")
+        .map(wait_ns)
+        .sum();
+    let (dash, bump) = (
+        dash as f64 / total.max(1) as f64,
+        bump as f64 / total.max(1) as f64,
+    );
+    assert!(
+        bump > 0.0 && (dash - bump).abs() < 0.05,
+        "DashMap shards {dash:.3} against bump_counter {bump:.3}: {table:#?}"
+    );
+    // No wait in log_line (parking_lot's Mutex, after the thread's last DashMap slow path
+    // returned) is taken for a shard: the stale hint is refused.
+    let sharded: Vec<u64> = profile["locks"]
+        .as_array()
+        .expect("locks")
+        .iter()
+        .filter(|l| !l["shard"].is_null())
+        .filter_map(|l| l["uaddr"].as_u64())
+        .collect();
+    let mut log_waits = 0;
+    for w in profile["waits"].as_array().expect("waits") {
+        let Some(s) = w["stack"].as_u64() else {
+            continue;
+        };
+        if frame_names(&profile, s as usize)
+            .iter()
+            .any(|n| n == "dashlog::log_line")
+        {
+            log_waits += w["count"].as_u64().unwrap_or(0);
+            assert!(
+                !sharded.contains(&w["uaddr"].as_u64().unwrap_or(0)),
+                "a log_line wait named a shard: {w}"
+            );
+        }
+    }
+    assert!(log_waits > 0, "no log_line waits seen: {table:#?}");
+}

@@ -4,7 +4,9 @@
 //!
 //!   dashlog SECONDS
 //!
-//! Prints `bump_calls=N log_calls=M` at exit.
+//! Prints its map's layout at start, as a reference for `--by lock`:
+//! `dashmap shards=N stride=S block=0x… key0_shard=I key1_shard=J` (the shards block is the
+//! boxed slice of shard locks, S bytes each), and `bump_calls=N log_calls=M` at exit.
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -50,6 +52,14 @@ fn main() {
     };
     let map = Arc::new(DashMap::<u64, u64>::new());
     let log = Arc::new(Mutex::new(Vec::new()));
+    println!(
+        "dashmap shards={} stride={} block={:#x} key0_shard={} key1_shard={}",
+        map.shards().len(),
+        std::mem::size_of_val(&map.shards()[0]),
+        map.shards().as_ptr() as usize,
+        map.determine_map(&0u64),
+        map.determine_map(&1u64)
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let (bumps, logs) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let threads: Vec<_> = (0..8u64)

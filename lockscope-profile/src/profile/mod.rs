@@ -18,6 +18,7 @@ mod map_kind;
 mod output;
 mod process;
 mod sanitize;
+mod shard;
 mod units;
 
 pub use counters::{Counters, Losses};
@@ -30,6 +31,7 @@ pub use map_kind::MapKind;
 pub use output::{Limited, PendingOutput};
 pub use process::Process;
 pub use sanitize::{for_terminal, term_safe};
+pub use shard::LockShard;
 /// The bundled map's own counters; a profile stores each under its `name()`.
 pub use syncmap::stats::Event as MapCounter;
 pub use units::{fmt_count, fmt_ns, parse_duration, percent};
@@ -124,11 +126,17 @@ pub struct LockInfo {
     pub module: Option<String>,
     /// The static's symbol (`+0x..` when inside it).
     pub symbol: Option<String>,
+    /// Its shard, when it is a sharded map's shard lock (DashMap's, named by a lock hint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<LockShard>,
 }
 
 impl LockInfo {
     /// One phrase: `static lockdemo::SHARED_LOCK (lockdemo)`, `heap`.
     pub fn describe(&self) -> String {
+        if let Some(s) = &self.shard {
+            return s.describe(self.uaddr);
+        }
         let module = self
             .module
             .as_deref()

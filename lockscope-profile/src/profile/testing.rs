@@ -82,6 +82,7 @@ pub fn sample() -> Profile {
             region: Region::Static,
             module: Some("/bin/demo".into()),
             symbol: Some("demo::LOCK".into()),
+            shard: None,
         }],
         go: None,
         tokio: None,

@@ -39,6 +39,8 @@ fn every_map_the_user_side_opens_is_in_the_object() {
         map::ONCPU_STACKS,
         map::SCHED_TASKS,
         map::SEEDED,
+        map::LOCK_HINTS_ON,
+        map::LOCK_HINT_ADDRS,
     ];
     let missing: Vec<_> = names
         .iter()
@@ -66,6 +68,8 @@ fn every_program_the_user_side_attaches_is_in_the_object() {
         prog::TOKIO_POLL,
         prog::TOKIO_DROP,
         prog::TOKIO_RELEASE,
+        prog::LOCK_HINT,
+        prog::LOCK_HINT_EXIT,
         prog::FOLLOW_FORK,
         prog::ONCPU_SAMPLE,
     ];

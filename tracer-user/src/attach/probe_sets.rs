@@ -1,4 +1,4 @@
-//! probe_sets: tokio's probes, the sets `--probe-windows` switches on and off (tokio's and
+//! probe_sets: tokio's probes, the lock-hint probes (DashMap's shard locks), the sets `--probe-windows` switches on and off (tokio's and
 //! the goroutine probes) with their in-flight maps, and the goroutine sample's threshold.
 //! Split from `load` for size; the same `Tracer`.
 use std::num::NonZeroU32;
@@ -8,7 +8,7 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink,
 use tracer_common::{map, prog};
 
 use super::{load_uprobes, uprobe, Tracer, Uprobes};
-use crate::tracee::TokioPoints;
+use crate::tracee::{HintPoints, TokioPoints};
 
 /// One process's tokio or goroutine probes, owned apart from the tracer's so
 /// `--probe-windows` can take them off between windows; dropping them detaches them.
@@ -50,6 +50,50 @@ impl Tracer {
             placed.0.push((name, link));
         }
         Ok(placed)
+    }
+
+    /// Probes the lock-hint slow paths (checked by `tracee::dashmap_hints`) and turns the
+    /// switch-out's hint lookups on. Kept for the whole recording. Returns how many.
+    pub fn attach_lock_hints(&mut self, pid: u32, hints: &HintPoints) -> Result<usize> {
+        let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
+        load_uprobes(&mut self.ebpf, [prog::LOCK_HINT, prog::LOCK_HINT_EXIT])?;
+        let mut on: aya::maps::Array<_, u32> = aya::maps::Array::try_from(
+            self.ebpf
+                .map_mut(map::LOCK_HINTS_ON)
+                .context("LOCK_HINTS_ON map")?,
+        )?;
+        on.set(0, 1, 0).context("turning lock hints on")?;
+        let mut placed = Uprobes::default();
+        for p in &hints.points {
+            // The returns first: an entry never leaves a hint its return cannot drop.
+            let sites = p.returns.iter().map(|&r| (prog::LOCK_HINT_EXIT, r));
+            for (prog, offset) in sites.chain([(prog::LOCK_HINT, p.entry)]) {
+                let point = UProbeAttachPoint {
+                    location: UProbeAttachLocation::AbsoluteOffset(offset),
+                    cookie: None,
+                };
+                let link = uprobe(&mut self.ebpf, prog)?
+                    .attach(point, &hints.exe, scope)
+                    .with_context(|| format!("probing {} at {offset:#x}", p.name))?;
+                placed.0.push((prog, link));
+            }
+        }
+        let n = placed.len();
+        self.keep_uprobes(placed);
+        Ok(n)
+    }
+
+    /// Every `(lock address, tgid)` a lock-hint probe has seen (those the kernel's LRU kept).
+    pub fn lock_hint_addrs(&self) -> Result<Vec<(u64, u32)>> {
+        let m: aya::maps::HashMap<_, u64, [u64; 2]> = aya::maps::HashMap::try_from(
+            self.ebpf
+                .map(map::LOCK_HINT_ADDRS)
+                .context("LOCK_HINT_ADDRS map")?,
+        )?;
+        Ok(m.iter()
+            .filter_map(|e| e.ok())
+            .map(|(_, [addr, tgid])| (addr, tgid as u32))
+            .collect())
     }
 
     /// Owns `probes` (from [`Tracer::attach_tokio`]) apart from the tracer.

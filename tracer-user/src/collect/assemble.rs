@@ -221,6 +221,7 @@ pub(super) fn assemble(mut raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer)
     let fast_path = map
         .and_then(|m| m.std.as_ref())
         .and_then(|_| super::oncpu::estimate(&raw.oncpu, sym));
+    let locks = super::lockshards::lock_infos(&raw);
     let mut profile = Profile {
         format: FORMAT.into(),
         version: VERSION,
@@ -276,12 +277,7 @@ pub(super) fn assemble(mut raw: Raw, inputs: &Inputs, sym: &mut StackSymbolizer)
         blocked: Vec::new(),
         lock_wrappers: Default::default(),
         processes: Vec::new(),
-        locks: {
-            let mut uaddrs: Vec<u64> = raw.waits.iter().map(|(k, _)| k.uaddr).collect();
-            uaddrs.sort_unstable();
-            uaddrs.dedup();
-            crate::tracee::describe_lock(&raw.maps.last_text, uaddrs)
-        },
+        locks,
         bundled: map.map(|m| {
             let kind = active_kind(m, &raw.phases, raw.map_window.as_ref());
             let counted = kind.is_bundled();

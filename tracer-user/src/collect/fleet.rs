@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 use tracer_common::{WaitKey, WaitStats, WakeKey, WakeStats, NUM_COUNTERS};
 
+use super::lockshards::{LockShards, Retry};
 use super::{
     build, consume_leftovers, read_rows, rows_since, Base, Inputs, Namer, Raw, Since,
     SnapshotDrain, SnapshotRows,
@@ -159,6 +160,8 @@ pub struct Fleet<X> {
     /// Which kernel hooks carry the futex events (every profile says).
     hooks: Hooks,
     strangers: Strangers<X>,
+    /// The shards of the members' hinted locks (DashMap's), read while they live.
+    pub shards: LockShards,
 }
 
 impl<X> Fleet<X> {
@@ -177,6 +180,7 @@ impl<X> Fleet<X> {
             drain: None,
             hooks,
             strangers,
+            shards: LockShards::default(),
         }
     }
 
@@ -224,6 +228,9 @@ impl<X> Fleet<X> {
     pub fn tick(&mut self, tracer: &mut Tracer, window: Duration) -> Result<()> {
         self.watch();
         self.read(tracer, Take::Aged)?;
+        let members = &self.members;
+        self.shards
+            .read(tracer, Retry::NewOnly, |t| members.contains_key(&t));
         if self.window_started.elapsed() >= window {
             self.window_started = Instant::now();
             for t in self.members.values_mut() {
@@ -361,6 +368,7 @@ impl<X> Fleet<X> {
             dwarf,
             // Woken waits whose waker never exited: taken from the kernel with no waker.
             handoffs_left: t.leftovers.values().map(|v| v.count).sum(),
+            lock_shards: self.shards.of(pid),
             ..Raw::rows_only(
                 waits,
                 wakes,

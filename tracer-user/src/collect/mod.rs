@@ -35,6 +35,7 @@ mod fleet;
 mod gosample;
 mod handoff;
 mod infer;
+mod lockshards;
 mod new_stacks;
 mod oncpu;
 mod read;
@@ -96,6 +97,9 @@ pub struct Raw {
     pub windows: Option<crate::profile::ProbeWindows>,
     /// On-CPU samples (Go `sync.Map` targets; empty otherwise).
     pub oncpu: oncpu::Samples,
+    /// The shards of hinted locks (`WaitKey::flags` has `LOCK_HINTED`), by lock address,
+    /// read while the target lived.
+    pub lock_shards: BTreeMap<u64, crate::profile::LockShard>,
 }
 
 impl Raw {
@@ -130,6 +134,7 @@ impl Raw {
             go_sampled: None,
             windows: None,
             oncpu: Default::default(),
+            lock_shards: BTreeMap::new(),
         }
     }
 }

@@ -18,6 +18,7 @@ use tracer_common::{Counter, Phase};
 use super::children::Children;
 use super::exec::ExecWatch;
 use super::gosample::{self, GoSample};
+use super::lockshards::Retry;
 use super::read::{in_flight, read_counters, read_phases};
 use super::windows::{self, ProbeWindows};
 use super::{
@@ -244,11 +245,19 @@ impl Recorder {
         if self.ticks.is_multiple_of(MAPS_EVERY) {
             self.fleet.watch();
         }
+        self.read_shards(Retry::NewOnly);
         if let (Some(m), Some(_)) = (&self.map, &self.window.start) {
             if let Ok(s) = self.snapshot(m) {
                 self.window.last = Some(s);
             }
         }
+    }
+
+    /// The shards of the hinted locks new since the last read (see `LockShards`).
+    fn read_shards(&mut self, again: Retry) {
+        let members = &self.fleet.members;
+        let traced = |t| members.contains_key(&t);
+        self.fleet.shards.read(&self.tracer, again, traced);
     }
 
     /// The target exec'd: its maps are read again and the new image's bundled map is probed
@@ -379,6 +388,7 @@ impl Recorder {
         let elapsed = self.started.elapsed();
         // One last look at the maps in case a library appeared since the last tick.
         let mut end_exact = false;
+        self.read_shards(Retry::Failed);
         if stop != StopReason::TargetExited {
             self.fleet.watch();
             if let (Some(m), Some(_)) = (&self.map, &self.window.start) {

@@ -108,6 +108,7 @@ pub fn run(opts: &RecordOptions) -> Result<ExitCode> {
         tokio,
         windows,
         snapshots,
+        hints: _,
     } = session;
     if let Launch::Pid(pid) = opts.launch {
         if pid != target.tgid {

@@ -61,6 +61,8 @@ pub fn recognise(target: &mut Target, probes: &Probes) -> Option<BundledMap> {
 pub struct ProbePlan {
     tokio: TokioProbes,
     go: Option<(std::path::PathBuf, tracee::GoPlan)>,
+    /// DashMap's shard-lock slow paths, for lock hints.
+    hints: Option<tracee::HintPoints>,
 }
 
 /// Plans one process's uprobes: tokio's async lock waits, and the goroutine probes.
@@ -72,6 +74,10 @@ pub fn plan_probes(target: &Target, probes: &Probes) -> Result<ProbePlan> {
     Ok(ProbePlan {
         tokio,
         go: tracee::goroutine_probes(target, probes.go_uprobes)?,
+        hints: match (target.exe.as_deref(), target.go.as_ref()) {
+            (Some(exe), None) => tracee::dashmap_hints(exe),
+            _ => None,
+        },
     })
 }
 
@@ -84,6 +90,8 @@ pub struct Placed {
     /// `--probe-windows`: the goroutine or tokio probes, owned by their switch rather than
     /// the tracer.
     pub windows: Option<ProbeWindows>,
+    /// The lock-hint probes placed, and where.
+    pub hints: Option<tracee::HintPoints>,
 }
 
 /// Places one process's planned uprobes on a loaded tracer: the bundled map's phases, the
@@ -98,8 +106,11 @@ pub fn place(
     if let Some(m) = map {
         tracer.attach_phases(target.tgid, m)?;
     }
-    let ProbePlan { tokio, go } = plan;
+    let ProbePlan { tokio, go, hints } = plan;
     let pid = target.tgid;
+    if let Some(h) = &hints {
+        tracer.attach_lock_hints(pid, h)?;
+    }
     // The set placed, and what `--probe-windows` switches.
     let (links, windowed) = match (&tokio, go) {
         (TokioProbes::Ready { exe, points, .. }, _) => (
@@ -124,6 +135,7 @@ pub fn place(
                 go_probes: 0,
                 tokio,
                 windows: None,
+                hints,
             })
         }
     };
@@ -142,6 +154,7 @@ pub fn place(
         go_probes,
         tokio,
         windows,
+        hints,
     })
 }
 
@@ -159,6 +172,8 @@ pub struct Session {
     pub tokio: TokioProbes,
     /// `--probe-windows`: the switch of the goroutine or tokio probes.
     pub windows: Option<ProbeWindows>,
+    /// The lock-hint probes placed (DashMap's shard locks).
+    pub hints: Option<tracee::HintPoints>,
     /// DWARF and `fp+cfi` modes: the snapshot reader.
     pub snapshots: Option<SnapshotDrain>,
 }
@@ -212,6 +227,7 @@ impl Session {
             go_probes,
             tokio,
             windows,
+            hints,
         } = place(&mut tracer, &target, map.as_ref(), probes, uprobes)?;
         Ok(Session {
             target,
@@ -222,6 +238,7 @@ impl Session {
             go_sample: probes.go_sample.filter(|_| go_probes > 0),
             tokio,
             windows,
+            hints,
             snapshots,
         })
     }
@@ -280,6 +297,13 @@ impl Session {
                 term_safe(version),
                 term_safe(why)
             ),
+        }
+        if let Some(h) = &self.hints {
+            eprintln!(
+                "lockscope: DashMap: {} uprobes on dashmap::lock::RawRwLock::{{{}}} (entry and returns) name the shard each wait is for",
+                h.count(),
+                h.names()
+            );
         }
         if let Some(s) = self.map.as_ref().and_then(|m| m.std.as_ref()) {
             let probed: Vec<&str> = s.phases.iter().map(|&(p, _)| s.kind.function(p)).collect();

@@ -21,6 +21,6 @@ pub(crate) use procfs::{
 #[cfg(test)]
 pub(crate) use procfs::{tests as procfs_tests, Mapping};
 pub(crate) use x86::{
-    call_offsets, closure_call, frame_size, instruction_starts, opens_like_go_function,
+    call_offsets, closure_call, frame_size, instruction_starts, jumps_out, opens_like_go_function,
     past_entry_guard, preceded_by_call, return_offsets, sets_up_frame, stores_rax_at,
 };

@@ -61,6 +61,22 @@ pub fn return_offsets(code: &[u8], ip: u64) -> Vec<u64> {
     decode(code, ip, |insn| insn.mnemonic() == iced_x86::Mnemonic::Ret)
 }
 
+/// Offsets of the jumps in `code` (at `ip`) that leave it (a tail call, an indirect jump):
+/// a function left that way passes none of its `ret`s.
+pub fn jumps_out(code: &[u8], ip: u64) -> Vec<u64> {
+    let end = ip + code.len() as u64;
+    decode(code, ip, |insn| {
+        let call = insn.mnemonic() == iced_x86::Mnemonic::Call;
+        if insn.op0_kind() == iced_x86::OpKind::NearBranch64 {
+            // jmp, jcc, loop…: out of the function's bytes.
+            !call && !(ip..end).contains(&insn.near_branch64())
+        } else {
+            // Indirect or far.
+            insn.mnemonic() == iced_x86::Mnemonic::Jmp
+        }
+    })
+}
+
 /// Offsets of the direct calls to `target` in `code` (at `ip`).
 pub fn call_offsets(code: &[u8], ip: u64, target: u64) -> Vec<u64> {
     decode(code, ip, |insn| {

@@ -114,6 +114,7 @@ pub fn describe(maps_text: &str, uaddrs: impl IntoIterator<Item = u64>) -> Vec<L
                     region: Memory::Static,
                     module: Some(modules[i].path.clone()),
                     symbol,
+                    shard: None,
                 }
             }
             (None, Some(r)) => LockInfo {
@@ -127,6 +128,7 @@ pub fn describe(maps_text: &str, uaddrs: impl IntoIterator<Item = u64>) -> Vec<L
                 },
                 module: r.path.starts_with('/').then(|| r.path.clone()),
                 symbol: None,
+                shard: None,
             },
             (None, None) => LockInfo {
                 uaddr,
@@ -134,6 +136,7 @@ pub fn describe(maps_text: &str, uaddrs: impl IntoIterator<Item = u64>) -> Vec<L
                 region: Memory::Unknown,
                 module: None,
                 symbol: None,
+                shard: None,
             },
         };
         out.push(info);

@@ -3,13 +3,16 @@
 //! probes go, `goready` their ready side; `probesafety`: that each lands on an instruction
 //! of the function it names),
 //! the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`, and the hash trie's
-//! nodes: `trie`), what a futex word is (`locks`: a static, the heap, a stack), and tokio's
-//! async lock waits (`tokioprobes`). The pure naming pieces (Go wait classes, CPython's GIL,
+//! nodes: `trie`), what a futex word is (`locks`: a static, the heap, a stack), tokio's
+//! async lock waits (`tokioprobes`), and DashMap's shard locks (`dashprobes`: where their slow
+//! paths are probed; `dashshard`: which shard a lock is). The pure naming pieces (Go wait classes, CPython's GIL,
 //! the maps' section names) live in `lockscope_profile::knowledge` and are re-exported here.
 //!
 //! Exposes those findings as plain data for attach and collect; it loads nothing into the
 //! kernel and knows nothing of the commands.
 mod bundled;
+mod dashprobes;
+mod dashshard;
 mod golang;
 mod goprobes;
 mod goready;
@@ -21,6 +24,8 @@ mod tokioprobes;
 mod trie;
 
 pub(crate) use bundled::{find_probed, read_counters, zero_counters, BundledMap};
+pub(crate) use dashprobes::{dashmap_hints, HintPoints};
+pub(crate) use dashshard::dash_shard;
 pub(crate) use golang::{go_version, GoUprobes};
 pub(crate) use goprobes::{goroutine_probes, GoPlan};
 pub(crate) use locks::describe as describe_lock;

@@ -134,39 +134,7 @@ fn points(file: &[u8]) -> Result<TokioPoints> {
     if obj.symbol_table().is_none() {
         anyhow::bail!("the executable is stripped (no symbol table), so tokio's batch_semaphore functions cannot be found; build it without `strip` to trace them");
     }
-    let find = |want: &str| -> Result<(u64, &[u8])> {
-        let sym = obj
-            .symbols()
-            .find(|s| {
-                s.size() > 0
-                    && s.name().is_ok_and(|n| {
-                        format!("{:#}", rustc_demangle::demangle(n)) == want
-                    })
-            })
-            .with_context(|| {
-                format!("no out-of-line `{want}` in the symbol table (inlined, or another tokio layout)")
-            })?;
-        let section = obj
-            .sections()
-            .find(|s| s.address() <= sym.address() && sym.address() < s.address() + s.size())
-            .with_context(|| format!("`{want}` lies in no section"))?;
-        let executable = matches!(
-            section.flags(),
-            object::SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0
-        );
-        anyhow::ensure!(executable, "`{want}` is not in executable code");
-        let (sec_off, _) = section.file_range().context("no file data")?;
-        let offset = sec_off + (sym.address() - section.address());
-        let bytes = file
-            .get(offset as usize..(offset + sym.size()) as usize)
-            .with_context(|| format!("`{want}` runs past the end of the file"))?;
-        // The entry is the first instruction; the whole body must decode from it.
-        anyhow::ensure!(
-            instruction_starts(bytes, 0).is_some_and(|s| s.first() == Some(&0)),
-            "`{want}`'s bytes do not decode as x86-64 code; no probe placed"
-        );
-        Ok((offset, bytes))
-    };
+    let find = |want: &str| entry_point(&obj, file, want);
     Ok(TokioPoints {
         poll: find(POLL)?.0,
         drop: find(DROP)?.0,
@@ -174,6 +142,46 @@ fn points(file: &[u8]) -> Result<TokioPoints> {
             .ok()
             .map(|(at, code)| at + past_entry_guard(code).unwrap_or(0)),
     })
+}
+
+/// The file offset and bytes of the out-of-line function whose demangled name (without the
+/// hash) is `want`, checked to be where the symbol table says, inside an executable section,
+/// with bytes that decode from its entry.
+pub(crate) fn entry_point<'f>(
+    obj: &object::File<'_>,
+    file: &'f [u8],
+    want: &str,
+) -> Result<(u64, &'f [u8])> {
+    let sym = obj
+        .symbols()
+        .find(|s| {
+            s.size() > 0
+                && s.name()
+                    .is_ok_and(|n| format!("{:#}", rustc_demangle::demangle(n)) == want)
+        })
+        .with_context(|| {
+            format!("no out-of-line `{want}` in the symbol table (inlined, or another layout)")
+        })?;
+    let section = obj
+        .sections()
+        .find(|s| s.address() <= sym.address() && sym.address() < s.address() + s.size())
+        .with_context(|| format!("`{want}` lies in no section"))?;
+    let executable = matches!(
+        section.flags(),
+        object::SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_EXECINSTR) != 0
+    );
+    anyhow::ensure!(executable, "`{want}` is not in executable code");
+    let (sec_off, _) = section.file_range().context("no file data")?;
+    let offset = sec_off + (sym.address() - section.address());
+    let bytes = file
+        .get(offset as usize..(offset + sym.size()) as usize)
+        .with_context(|| format!("`{want}` runs past the end of the file"))?;
+    // The entry is the first instruction; the whole body must decode from it.
+    anyhow::ensure!(
+        instruction_starts(bytes, 0).is_some_and(|s| s.first() == Some(&0)),
+        "`{want}`'s bytes do not decode as x86-64 code; no probe placed"
+    );
+    Ok((offset, bytes))
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ impl<X> Fleet<X> {
         if let Some(d) = &self.drain {
             d.remove(pid);
         }
+        self.shards.forget(pid);
         let tids = t.tids();
         self.owner.retain(|_, p| *p != pid);
         let now = Instant::now();
