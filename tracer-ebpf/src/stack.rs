@@ -1,5 +1,6 @@
-//! User stack capture: a frame-pointer walk (`fpwalk`, else the kernel's), deduplicated by our own 64-bit hash
-//! (a STACK_TRACE map drops a stack whenever two stacks share one of its buckets).
+//! User stack capture: a frame-pointer walk (`fpwalk`, else the kernel's), deduplicated by our
+//! own 64-bit hash (a STACK_TRACE map drops a stack whenever two stacks share one of its
+//! buckets).
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::{
