@@ -208,6 +208,9 @@ pub mod global {
     pub const TARGET_TGID: &str = "TARGET_TGID";
     /// Nonzero: send a stack snapshot for every wait that slept (DWARF unwinding).
     pub const SNAPSHOT_BYTES: &str = "SNAPSHOT_BYTES";
+    /// Byte offset of `pid` in the kernel's `struct task_struct` (from its BTF), for the
+    /// scheduler hooks.
+    pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
 }
 
 #[cfg(feature = "user")]

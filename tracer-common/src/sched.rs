@@ -1,8 +1,9 @@
 //! The scheduler hooks' state for one sleeping waiter (see tracer-ebpf's `sched`).
 
-/// Scheduler hooks: a target thread asleep in a futex wait, keyed by its `task_struct`
-/// address (all a scheduler tracepoint knows of the task being woken or switched in). Its
-/// wait itself is in [`crate::InFlight`], as on the syscall path.
+/// Scheduler hooks: a target thread asleep in a futex wait, in the slot of its tid's low bits
+/// ([`crate::inflight_slot`]; a scheduler tracepoint is handed a task, whose tid the kernel
+/// program reads at `task_struct.pid`). Its wait itself is in [`crate::InFlight`], as on the
+/// syscall path.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedWait {

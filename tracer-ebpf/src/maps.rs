@@ -101,9 +101,9 @@ pub static TARGETS: HashMap<u32, u8> = HashMap::with_max_entries(MAX_TARGETS, 0)
 
 // ---- Scheduler hooks (`sched`) ----
 
-/// Target threads asleep in a futex wait, by `task_struct` address.
+/// Target threads asleep in a futex wait, one slot per tid's low bits (see `sched::tasks`).
 #[map]
-pub static SCHED_TASKS: HashMap<u64, SchedWait> = HashMap::with_max_entries(16384, 0);
+pub static SCHED_TASKS: Array<SchedWait> = Array::with_max_entries(INFLIGHT_SLOTS, 0);
 
 /// Waits already asleep at attach (seeded by user space from /proc), by futex word: their tid.
 /// The first futex wake of the word by a target thread ends one (see `seeded_wake`).

@@ -1,12 +1,12 @@
 //! Scheduler hooks: futex waits seen from `sched_switch` and `sched_waking` instead of the
 //! syscall tracepoints, so no task on the host gets the syscall-work flag. Untraced tasks pay
-//! one scalar tgid compare when they leave the CPU and one hash lookup (of their task address)
+//! one scalar tgid compare when they leave the CPU, and a read of their tid and one array load
 //! when they are switched in or woken.
 //!
 //! - A target thread that leaves the CPU asleep (not preempted) while its saved user registers
 //!   show it inside a futex wait call begins a wait there: its futex word, start time and user
 //!   stack (it is still `current`). The wait goes in its tid's [`INFLIGHT`] slot, as on the
-//!   syscall path; its task address goes in [`SCHED_TASKS`].
+//!   syscall path; the sleep goes in its tid's slot of [`SCHED_TASKS`] (`tasks`).
 //! - `sched_waking` runs in the waker's context: if the woken task is such a waiter, the
 //!   waker's registers say whether it is in a futex wake (its stack is then taken, and its
 //!   wake row counted), in a signal-sending call (the wait was interrupted), or neither: a
@@ -20,7 +20,6 @@
 //! Not seen here: waits that returned at once (EAGAIN) or were woken before they slept, and
 //! wakes that woke nobody. `--hooks syscalls` counts those.
 use aya_ebpf::{
-    bindings::BPF_ANY,
     helpers::{bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
@@ -34,7 +33,7 @@ use crate::{
     filter::current_tgid,
     futex::{claim_slot, target_tid},
     lockhint,
-    maps::{bump, EARLY_WAKES, INFLIGHT, RESTARTABLE, SCHED_TASKS, SEEDED},
+    maps::{bump, EARLY_WAKES, INFLIGHT, RESTARTABLE, SEEDED},
     phase, rows, snapshot, stack,
 };
 
@@ -60,6 +59,7 @@ const EARLY_WAKE_MAX_AGE_NS: u64 = 1_000_000;
 const TASK_SLEEPING: u32 = 0x3;
 
 mod regs;
+mod tasks;
 use regs::{current_call, waiting_word_of, Call, Timed};
 
 /// `sched_switch(bool preempt, task *prev, task *next, unsigned int prev_state)`; `prev` is
@@ -134,15 +134,15 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
     };
     // SAFETY: a helper with no preconditions.
     let task = unsafe { bpf_get_current_task_btf() } as u64;
-    if SCHED_TASKS.insert(&task, &wait, BPF_ANY as u64).is_err() {
+    if !tasks::record(&wait) {
         bump(Counter::SchedTasksFull);
         // SAFETY: as above.
         unsafe { (*slot).tid = 0 };
         return;
     }
-    take_early_wake(task, uaddr, start_ns);
+    take_early_wake(task, tid, uaddr, start_ns);
     let (stack_id, leaf_ret) = stack::capture(ctx);
-    if let Some(w) = SCHED_TASKS.get_ptr_mut(&task) {
+    if let Some(w) = tasks::asleep(tid) {
         // SAFETY: a map value; a concurrent wake writes only `waker_id` and `outcome`.
         unsafe {
             (*w).stack_id = stack_id;
@@ -169,11 +169,9 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
 /// The wait of `next`, if it is a target thread waking from one, ends now.
 #[inline(always)]
 fn switch_in(next: u64) {
-    // SAFETY: copied out at once, then deleted.
-    let Some(w) = (unsafe { SCHED_TASKS.get(&next) }).copied() else {
+    let Some(w) = tasks::take(tasks::tid_of(next)) else {
         return;
     };
-    let _ = SCHED_TASKS.remove(&next);
     let Some(slot) = INFLIGHT.get_ptr_mut(inflight_slot(w.tid)) else {
         return;
     };
@@ -241,9 +239,10 @@ fn switch_in(next: u64) {
 #[btf_tracepoint(function = "sched_waking")]
 pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
     let p: u64 = ctx.arg(0);
-    let Some(w) = SCHED_TASKS.get_ptr_mut(&p) else {
-        if !seeded_wake(&ctx, p) {
-            early_wake(&ctx, p);
+    let p_tid = tasks::tid_of(p);
+    let Some(w) = tasks::asleep(p_tid) else {
+        if !seeded_wake(&ctx) {
+            early_wake(&ctx, p, p_tid);
         }
         return 0;
     };
@@ -295,7 +294,7 @@ fn wakes_word_of(tid: u32, kind: OpKind, uaddr: u64) -> bool {
 /// waiting on, the wake is kept for `p`'s switch-out, or applied here if that switch-out
 /// recorded the wait meanwhile.
 #[inline(always)]
-fn early_wake(ctx: &BtfTracePointContext, p: u64) {
+fn early_wake(ctx: &BtfTracePointContext, p: u64, p_tid: u32) {
     if target_tid().is_none() {
         return;
     }
@@ -322,7 +321,7 @@ fn early_wake(ctx: &BtfTracePointContext, p: u64) {
     if EARLY_WAKES.insert(&p, &early, 0).is_err() {
         return;
     }
-    if let Some(w) = SCHED_TASKS.get_ptr_mut(&p) {
+    if let Some(w) = tasks::asleep(p_tid) {
         if EARLY_WAKES.remove(&p).is_ok() {
             apply_early(w, &early);
         }
@@ -330,9 +329,9 @@ fn early_wake(ctx: &BtfTracePointContext, p: u64) {
 }
 
 /// The switch-out of `task`, whose wait on `uaddr` began at `start_ns` and is in
-/// [`SCHED_TASKS`] now: an early wake kept for it is applied.
+/// [`SCHED_TASKS`] now (as thread `tid`): an early wake kept for it is applied.
 #[inline(always)]
-fn take_early_wake(task: u64, uaddr: u64, start_ns: u64) {
+fn take_early_wake(task: u64, tid: u32, uaddr: u64, start_ns: u64) {
     // SAFETY: copied out at once.
     let Some(early) = (unsafe { EARLY_WAKES.get(&task) }).copied() else {
         return;
@@ -343,7 +342,7 @@ fn take_early_wake(task: u64, uaddr: u64, start_ns: u64) {
     if early.word != uaddr || start_ns.saturating_sub(early.at_ns) > EARLY_WAKE_MAX_AGE_NS {
         return;
     }
-    if let Some(w) = SCHED_TASKS.get_ptr_mut(&task) {
+    if let Some(w) = tasks::asleep(tid) {
         apply_early(w, &early);
     }
 }
@@ -362,12 +361,12 @@ fn apply_early(w: *mut SchedWait, early: &EarlyWake) {
     }
 }
 
-/// `p` is no waiter seen sleeping. If the current task is a target thread in a futex wake of
-/// a word a thread was asleep on at attach, `p` is taken for that thread: its wait, seeded
-/// in its INFLIGHT slot, ends at `p`'s switch-in (with no stack of its own: user space has the
-/// one it read at attach). Returns whether it was.
+/// The woken task is no waiter seen sleeping. If the current task is a target thread in a
+/// futex wake of a word a thread was asleep on at attach, that thread's wait (seeded in its
+/// INFLIGHT slot) is woken by it, and ends at that thread's switch-in (with no stack of its
+/// own: user space has the one it read at attach). Returns whether it was.
 #[inline(always)]
-fn seeded_wake(ctx: &BtfTracePointContext, p: u64) -> bool {
+fn seeded_wake(ctx: &BtfTracePointContext) -> bool {
     if target_tid().is_none() {
         return false;
     }
@@ -395,7 +394,7 @@ fn seeded_wake(ctx: &BtfTracePointContext, p: u64) -> bool {
         tgid: current_tgid(),
         hinted: 0,
     };
-    if SCHED_TASKS.insert(&p, &wait, BPF_ANY as u64).is_err() {
+    if !tasks::record(&wait) {
         // The seeded wait's end is lost (it stays "still waiting" at the end).
         bump(Counter::SchedTasksFull);
     }

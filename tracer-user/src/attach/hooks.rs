@@ -71,9 +71,19 @@ impl Hooks {
     }
 }
 
-/// Loads the scheduler programs (`tp_btf`): the feature probe for [`Hooks::Sched`].
-pub fn load_sched(ebpf: &mut Ebpf, btf: Option<&Btf>) -> Result<()> {
+/// Loads the scheduler programs (`tp_btf`): the feature probe for [`Hooks::Sched`]. They need
+/// `task_struct.pid`'s offset (`pid_offset`, from the kernel's BTF) to know a woken task.
+pub fn load_sched(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    pid_offset: &std::result::Result<u32, String>,
+) -> Result<()> {
     let btf = btf.ok_or_else(no_btf)?;
+    if let Err(e) = pid_offset {
+        return Err(anyhow!(
+            "task_struct.pid's offset not found in the kernel's BTF: {e}"
+        ));
+    }
     for (name, event) in prog::SCHED {
         btf_tp(ebpf, name)?
             .load(event, btf)

@@ -70,9 +70,18 @@ pub fn attach(filter: Filter, snapshot_bytes: u32, choice: HookChoice) -> Result
     // Parsed once: the loader's relocations and the trampoline and scheduler loads all need
     // it, and a parse of vmlinux's BTF costs tens of milliseconds.
     let btf = Btf::from_sys_fs().ok();
+    // The scheduler hooks find a woken task's tid by it (0, and no scheduler hooks, without).
+    let pid_offset = crate::sys::vmlinux_btf()
+        .and_then(|b| crate::sys::member_offset(&b, "task_struct", "pid"))
+        .map_err(|e| format!("{e:#}"));
     let mut ebpf = EbpfLoader::new()
         .btf(btf.as_ref())
         .override_global(global::TARGET_TGID, &tgid, true)
+        .override_global(
+            global::TASK_PID_OFFSET,
+            pid_offset.as_ref().unwrap_or(&0),
+            true,
+        )
         .override_global(global::SNAPSHOT_BYTES, &snapshot_bytes, true)
         .override_global(aya_log::LEVEL, &level, false)
         .map_max_entries(map::SNAPSHOTS, snapshot_ring_bytes(snapshot_bytes))
@@ -82,7 +91,7 @@ pub fn attach(filter: Filter, snapshot_bytes: u32, choice: HookChoice) -> Result
     // Load (verify) every hook program before attaching any: verification takes
     // milliseconds, and exits attached during that time would see calls whose entries nobody
     // recorded. Uprobe programs load when a process needs them (`load_uprobes`).
-    let hooks = select(&mut ebpf, choice, btf.as_ref())?;
+    let hooks = select(&mut ebpf, choice, btf.as_ref(), &pid_offset)?;
     if matches!(hooks, Hooks::Tracepoints { .. }) {
         for (name, _) in prog::ATTACH_ORDER {
             program(&mut ebpf, name)?
@@ -138,13 +147,18 @@ fn snapshot_ring_bytes(snapshot_bytes: u32) -> u32 {
 const AUTO_PICKS_SCHED: bool = true;
 
 /// Loads the programs of the hooks `choice` asks for (the load is the feature probe).
-fn select(ebpf: &mut Ebpf, choice: HookChoice, btf: Option<&Btf>) -> Result<Hooks> {
+fn select(
+    ebpf: &mut Ebpf,
+    choice: HookChoice,
+    btf: Option<&Btf>,
+    pid_offset: &std::result::Result<u32, String>,
+) -> Result<Hooks> {
     match choice {
         HookChoice::Syscalls => Ok(Hooks::Tracepoints {
             why: "--hooks syscalls".into(),
         }),
         HookChoice::Sched => {
-            hooks::load_sched(ebpf, btf).context(
+            hooks::load_sched(ebpf, btf, pid_offset).context(
                 "--hooks sched: the scheduler programs did not load; use --hooks syscalls",
             )?;
             Ok(Hooks::Sched {
@@ -159,7 +173,7 @@ fn select(ebpf: &mut Ebpf, choice: HookChoice, btf: Option<&Btf>) -> Result<Hook
             if !AUTO_PICKS_SCHED {
                 return Ok(Hooks::Tracepoints { why });
             }
-            Ok(match hooks::load_sched(ebpf, btf) {
+            Ok(match hooks::load_sched(ebpf, btf, pid_offset) {
                 Ok(()) => Hooks::Sched { why },
                 Err(e) => Hooks::Tracepoints {
                     why: format!("{why}; scheduler hooks unavailable: {e:#}"),

@@ -1,0 +1,75 @@
+//! tasks: the target threads asleep in a futex wait, one [`SchedWait`] per tid's low bits (as
+//! `INFLIGHT`: an array slot is a plain load, where the hash map keyed by task address this
+//! replaces cost ~200 ns per insert and per lookup-and-delete here). The hooks are handed a
+//! task pointer; its tid is read at `task_struct.pid`, whose offset user space takes from the
+//! kernel's BTF and sets before load.
+//!
+//! A slot is the sleeping thread's while its `tid` is that thread's; 0 frees it. It is written
+//! only by its thread's own switch-out and freed by that thread's switch-in (which cannot run
+//! meanwhile); a waker on another CPU writes only `waker_id` and `outcome`, after seeing the
+//! tid. So a switch-out writes the fields first and the tid last.
+use aya_ebpf::helpers::bpf_probe_read_kernel;
+use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{compiler_fence, Ordering};
+use tracer_common::{inflight_slot, SchedWait};
+
+use crate::maps::SCHED_TASKS;
+
+/// Byte offset of `pid` in `struct task_struct`; set by user space before load.
+#[no_mangle]
+static TASK_PID_OFFSET: u32 = 0;
+
+/// The tid of the task at `task` (0 if it cannot be read: no target thread has tid 0).
+#[inline(always)]
+pub fn tid_of(task: u64) -> u32 {
+    // SAFETY: a plain read of a static; volatile so the compiler cannot fold the 0 it was
+    // compiled with (user space rewrites it before load).
+    let off = unsafe { read_volatile(&TASK_PID_OFFSET) };
+    // SAFETY: the checked helper reads kernel memory without faulting.
+    unsafe { bpf_probe_read_kernel((task + u64::from(off)) as *const u32) }.unwrap_or(0)
+}
+
+/// Thread `tid`'s sleeping wait, if one is recorded.
+#[inline(always)]
+pub fn asleep(tid: u32) -> Option<*mut SchedWait> {
+    if tid == 0 {
+        return None;
+    }
+    let w = SCHED_TASKS.get_ptr_mut(inflight_slot(tid))?;
+    // SAFETY: a map value; the tid is read once.
+    (unsafe { read_volatile(&(*w).tid) } == tid).then_some(w)
+}
+
+/// Records `wait` as its thread's sleeping wait; `false` when another thread's sleep holds the
+/// slot (its low tid bits are the same).
+#[inline(always)]
+pub fn record(wait: &SchedWait) -> bool {
+    let Some(w) = SCHED_TASKS.get_ptr_mut(inflight_slot(wait.tid)) else {
+        return false;
+    };
+    // SAFETY: a map value; see the module doc for who writes what.
+    unsafe {
+        let held = read_volatile(&(*w).tid);
+        if held != 0 && held != wait.tid {
+            return false;
+        }
+        write_volatile(&mut (*w).tid, 0);
+        compiler_fence(Ordering::SeqCst);
+        *w = SchedWait { tid: 0, ..*wait };
+        compiler_fence(Ordering::SeqCst);
+        write_volatile(&mut (*w).tid, wait.tid);
+    }
+    true
+}
+
+/// Thread `tid`'s sleeping wait, taken out (its slot freed).
+#[inline(always)]
+pub fn take(tid: u32) -> Option<SchedWait> {
+    let w = asleep(tid)?;
+    // SAFETY: a map value of this thread's (see `asleep`); copied, then freed.
+    unsafe {
+        let copy = *w;
+        write_volatile(&mut (*w).tid, 0);
+        Some(copy)
+    }
+}
