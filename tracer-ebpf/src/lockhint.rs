@@ -17,13 +17,13 @@
 //! of which map the lock is. Nothing runs unless user space attached a hint probe
 //! ([`LOCK_HINTS_ON`]).
 use aya_ebpf::{
-    helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user},
+    helpers::{bpf_get_current_task_btf, bpf_probe_read_user},
     macros::uprobe,
     programs::ProbeContext,
 };
 use tracer_common::{WaitKey, LOCK_HINTED};
 
-use crate::arch::PT_REGS_SP;
+use crate::arch::{user_reg, word};
 use crate::filter::{current_tgid, target_tid};
 use crate::maps::{LOCK_HINTS, LOCK_HINTS_ON, LOCK_HINT_ADDRS};
 use crate::tokio::in_process;
@@ -91,11 +91,14 @@ pub fn live(tid: u32) -> u32 {
     let Some(h) = (unsafe { LOCK_HINTS.get(&tid) }).copied() else {
         return 0;
     };
-    // SAFETY: the current task's saved user registers, read through the checked helpers; a
-    // fault yields Err.
+    // SAFETY: the current task's saved user registers (see `arch::user_reg`).
     let sp = unsafe {
         let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
-        bpf_probe_read_kernel(regs.add(PT_REGS_SP).cast::<u64>()).unwrap_or(u64::MAX)
+        if regs.is_null() {
+            u64::MAX
+        } else {
+            user_reg(regs, word::SP)
+        }
     };
     if sp >= h.sp {
         return 0;

@@ -3,7 +3,7 @@
 //! pairing stay in the kernel aggregates; a snapshot only refines the stack.
 use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::helpers::{
-    bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_kernel,
+    bpf_get_current_pid_tgid, bpf_get_current_task_btf,
     generated::{bpf_probe_read_user, bpf_task_pt_regs},
 };
 use tracer_common::{
@@ -14,7 +14,7 @@ use tracer_common::{
 
 use aya_log_ebpf::debug;
 
-use crate::arch::{PT_REGS_BP, PT_REGS_IP, PT_REGS_SP};
+use crate::arch::{user_reg, word};
 use crate::filter::snapshot_flags;
 use crate::maps::{bump, SNAPSHOTS};
 
@@ -112,8 +112,8 @@ fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize, part: u3
     unsafe {
         let task = bpf_get_current_task_btf();
         let regs = bpf_task_pt_regs(task) as *const u8;
-        let reg = |off: usize| bpf_probe_read_kernel(regs.add(off).cast::<u64>()).unwrap_or(0);
-        let (ip, sp, bp) = (reg(PT_REGS_IP), reg(PT_REGS_SP), reg(PT_REGS_BP));
+        let reg = |w: usize| if regs.is_null() { 0 } else { user_reg(regs, w) };
+        let (ip, sp, bp) = (reg(word::IP), reg(word::SP), reg(word::BP));
         (*snap).hdr.key = *key;
         (*snap).hdr.wait_ns = wait_ns;
         (*snap).hdr.ip = ip;

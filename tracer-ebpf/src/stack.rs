@@ -4,7 +4,7 @@
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
     helpers::{
-        bpf_get_current_task_btf, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_get_current_task_btf, bpf_probe_read_user,
         generated::{bpf_get_stack, bpf_task_pt_regs},
     },
     EbpfContext,
@@ -15,7 +15,7 @@ use tracer_common::{
 
 use aya_log_ebpf::{debug, warn};
 
-use crate::arch::PT_REGS_SP;
+use crate::arch::{user_reg, word};
 use crate::maps::{bump, NEW_STACKS, SCRATCH, STACKS};
 
 mod fpwalk;
@@ -126,13 +126,14 @@ fn kernel_walk<C: EbpfContext, const DEPTH: usize>(
 /// its caller — the frame the frame-pointer walk skips. User space validates it.
 #[inline(always)]
 fn leaf_return_address() -> u64 {
-    // SAFETY: the helpers validate the pointers they are given; a fault yields Err.
+    // SAFETY: the current task's saved user registers (see `arch::user_reg`); the user read is
+    // checked by its helper (a fault yields Err).
     unsafe {
-        let task = bpf_get_current_task_btf();
-        let regs = bpf_task_pt_regs(task) as *const u8;
-        let Ok(sp) = bpf_probe_read_kernel(regs.add(PT_REGS_SP).cast::<u64>()) else {
+        let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
+        if regs.is_null() {
             return 0;
-        };
+        }
+        let sp = user_reg(regs, word::SP);
         bpf_probe_read_user(sp as *const u64).unwrap_or(0)
     }
 }

@@ -2,16 +2,13 @@
 //! (x86_64 or ia32 numbering and registers; offsets from `crate::arch`), a restart, sending
 //! or handling a signal.
 use aya_ebpf::bindings::task_struct;
-use aya_ebpf::helpers::{
-    bpf_get_current_task_btf, bpf_probe_read_kernel, generated::bpf_task_pt_regs,
-};
+use aya_ebpf::helpers::{bpf_get_current_task_btf, generated::bpf_task_pt_regs};
 use tracer_common::{classify_futex_op, OpKind};
 
-use crate::arch::{word, PT_REGS_BX, USER32_CS};
+use crate::arch::{user_reg, word, USER32_CS};
 use crate::futex::first_uaddr;
 
-// The saved user registers are read as one block, from `r10` to `cs`; indexes into it.
-const REGS_FROM: usize = word::R10 * 8;
+// The saved user registers from `r10` to `cs`; indexes into that block.
 const R10: usize = 0;
 const R8: usize = word::R8 - word::R10;
 const AX: usize = word::AX - word::R10;
@@ -66,20 +63,32 @@ pub(super) enum Call {
     Other,
 }
 
-/// A task's saved user registers from `r10` to `cs`, and for a compat task its `bx`.
+/// A task's saved user registers from `r10` to `cs` (those read: the rest stay 0), and for a
+/// compat task its `bx`.
 #[inline(always)]
 fn saved_regs(task: *mut task_struct) -> Option<([u64; REGS_WORDS], Option<u64>)> {
-    // SAFETY: the task's saved user registers, read through the checked helper into a buffer
-    // of the size asked for.
+    // SAFETY: the task's saved user registers, read by plain loads the verifier checks against
+    // `struct pt_regs` (see `arch::user_reg`).
     unsafe {
         let regs = bpf_task_pt_regs(task) as *const u8;
-        let r = bpf_probe_read_kernel(regs.add(REGS_FROM).cast::<[u64; REGS_WORDS]>()).ok()?;
-        let compat = if r[CS] == USER32_CS {
-            // ia32: uaddr in bx, op in cx.
-            bpf_probe_read_kernel(regs.add(PT_REGS_BX).cast::<u64>()).ok()
-        } else {
-            None
-        };
+        if regs.is_null() {
+            return None;
+        }
+        let mut r = [0u64; REGS_WORDS];
+        for w in [
+            word::R10,
+            word::R8,
+            word::AX,
+            word::CX,
+            word::SI,
+            word::DI,
+            word::ORIG_AX,
+            word::CS,
+        ] {
+            r[w - word::R10] = user_reg(regs, w);
+        }
+        // ia32: uaddr in bx, op in cx.
+        let compat = (r[CS] == USER32_CS).then(|| user_reg(regs, word::BX));
         Some((r, compat))
     }
 }

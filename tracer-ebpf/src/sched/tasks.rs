@@ -8,7 +8,6 @@
 //! only by its thread's own switch-out and freed by that thread's switch-in (which cannot run
 //! meanwhile); a waker on another CPU writes only `waker_id` and `outcome`, after seeing the
 //! tid. So a switch-out writes the fields first and the tid last.
-use aya_ebpf::helpers::bpf_probe_read_kernel;
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{compiler_fence, Ordering};
 use tracer_common::{inflight_slot, SchedWait};
@@ -25,8 +24,10 @@ pub fn tid_of(task: u64) -> u32 {
     // SAFETY: a plain read of a static; volatile so the compiler cannot fold the 0 it was
     // compiled with (user space rewrites it before load).
     let off = unsafe { read_volatile(&TASK_PID_OFFSET) };
-    // SAFETY: the checked helper reads kernel memory without faulting.
-    unsafe { bpf_probe_read_kernel((task + u64::from(off)) as *const u32) }.unwrap_or(0)
+    // SAFETY: `task` is a task pointer the hook was handed; a plain load, which the verifier
+    // checks against `struct task_struct` in the kernel's BTF (`off` is a load-time constant)
+    // and the JIT guards.
+    unsafe { read_volatile((task + u64::from(off)) as *const u32) }
 }
 
 /// Thread `tid`'s sleeping wait, if one is recorded.

@@ -12,12 +12,12 @@
 //! stack whose top cannot be copied, or a chain longer than [`FAST_DEPTH`] is left to the
 //! kernel.
 use aya_ebpf::helpers::{
-    bpf_get_current_task_btf, bpf_probe_read_kernel,
+    bpf_get_current_task_btf,
     generated::{bpf_probe_read_user as read_user_raw, bpf_task_pt_regs},
 };
 use tracer_common::MAX_STACK_DEPTH;
 
-use crate::arch::{word, PT_REGS_BP, USER32_CS};
+use crate::arch::{user_reg, word, USER32_CS};
 use crate::maps::STACK_WINDOW;
 
 /// Words copied from the user stack pointer (a power of two): 2 KiB.
@@ -30,26 +30,22 @@ pub const FAST_DEPTH: usize = 32;
 /// its mapping: a main thread's first frames).
 const SMALL_WORDS: usize = 32;
 
-// The saved user registers from `bp` to `sp`, read as one block; indexes into it.
-const REGS_WORDS: usize = word::SP - word::BP + 1;
-const IP: usize = word::IP - word::BP;
-const CS: usize = word::CS - word::BP;
-const SP: usize = word::SP - word::BP;
-
 /// Walks the current thread's user stack into `frames`: (depth, leaf return address), or
 /// `None` when the kernel's walk must do it.
 #[inline(always)]
 pub fn walk<const DEPTH: usize>(frames: &mut [u64; MAX_STACK_DEPTH]) -> Option<(usize, u64)> {
-    // SAFETY: the current task's saved user registers, read through the checked helper into a
-    // buffer of the size asked for.
-    let r = unsafe {
+    // SAFETY: the current task's saved user registers (see `arch::user_reg`).
+    let (ip, cs, sp, mut fp) = unsafe {
         let regs = bpf_task_pt_regs(bpf_get_current_task_btf()) as *const u8;
-        bpf_probe_read_kernel(regs.add(PT_REGS_BP).cast::<[u64; REGS_WORDS]>()).ok()?
+        if regs.is_null() {
+            return None;
+        }
+        let r = |w| user_reg(regs, w);
+        (r(word::IP), r(word::CS), r(word::SP), r(word::BP))
     };
-    if r[CS] == USER32_CS {
+    if cs == USER32_CS {
         return None;
     }
-    let (ip, sp, mut fp) = (r[IP], r[SP], r[0]);
     let win = STACK_WINDOW.get_ptr_mut(0)?;
     // SAFETY: this CPU's window, WINDOW_WORDS u64s of map memory, used by one program at a
     // time; the helper checks the user range and fails without faulting.
