@@ -66,6 +66,7 @@ fn every_program_the_user_side_attaches_is_in_the_object() {
         prog::GO_PARK,
         prog::GO_SEMA_PARK,
         prog::TOKIO_POLL,
+        prog::TOKIO_POLL_AT,
         prog::TOKIO_DROP,
         prog::TOKIO_RELEASE,
         prog::LOCK_HINT,
