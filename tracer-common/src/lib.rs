@@ -367,6 +367,8 @@ pub mod prog {
     /// tokio: `batch_semaphore::Semaphore::release`, past its `added == 0` guard (who gave
     /// permits back).
     pub const TOKIO_RELEASE: &str = "tokio_release";
+    /// tokio: a DWARF inline site of `Semaphore::release` (cookie as for `TOKIO_POLL_AT`).
+    pub const TOKIO_RELEASE_AT: &str = "tokio_release_at";
     /// uprobe on the entry of a lock library's out-of-line slow path (DashMap's
     /// `RawRwLock::lock_{exclusive,shared}_slow`): the lock address (RDI) the thread's next
     /// park is for, kept until the call returns (see [`super::LOCK_HINTED`]).

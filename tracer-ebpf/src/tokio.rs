@@ -94,25 +94,26 @@ pub fn tokio_poll_at(ctx: ProbeContext) -> u32 {
     if target_tid().is_none() {
         return 0;
     }
+    match self_from_cookie(&ctx) {
+        Some(acquire) => poll(&ctx, acquire, Probed::Inside),
+        None => 0,
+    }
+}
+
+/// `self` at an inline site, where the probe's attach cookie says it is (`None`: unreadable).
+#[inline(always)]
+fn self_from_cookie(ctx: &ProbeContext) -> Option<u64> {
     // SAFETY: a helper reading the cookie user space attached this probe with.
     let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
-    let Some(reg) = pt_regs_word(&ctx, cookie & 0xff) else {
-        return 0;
-    };
-    let acquire = if cookie & SELF_IN_MEMORY != 0 {
+    let reg = pt_regs_word(ctx, cookie & 0xff)?;
+    let v = if cookie & SELF_IN_MEMORY != 0 {
         let at = reg.wrapping_add((cookie >> 32) as i32 as i64 as u64);
         // SAFETY: a user-memory read the helper checks; a fault yields Err.
-        match unsafe { bpf_probe_read_user(at as *const u64) } {
-            Ok(v) => v,
-            Err(_) => return 0,
-        }
+        unsafe { bpf_probe_read_user(at as *const u64) }.ok()?
     } else {
         reg
     };
-    if acquire == 0 {
-        return 0;
-    }
-    poll(&ctx, acquire, Probed::Inside)
+    (v != 0).then_some(v)
 }
 
 /// Where a poll probe sits: at a function's entry, where the word at SP is the return
@@ -245,11 +246,31 @@ pub fn tokio_release(ctx: ProbeContext) -> u32 {
     if rem == 0 {
         return 0;
     }
+    release(&ctx, sem, tid)
+}
+
+/// `Semaphore::release` inlined (fat LTO inlines it into the guards' drops): a probe at the
+/// entry of one inline instance, `self` where its cookie says. The permits given back are
+/// not read (the guards give back constants); a release of none is taken as a release.
+#[uprobe]
+pub fn tokio_release_at(ctx: ProbeContext) -> u32 {
+    let Some(tid) = target_tid() else {
+        return 0;
+    };
+    match self_from_cookie(&ctx) {
+        Some(sem) => release(&ctx, sem, tid),
+        None => 0,
+    }
+}
+
+/// A release of the semaphore at `sem` by thread `tid`.
+#[inline(always)]
+fn release(ctx: &ProbeContext, sem: u64, tid: u32) -> u32 {
     let key = in_process(sem);
     // SAFETY: read at once; a map value.
     let contended = unsafe { TOKIO_RELEASES.get(key) }.map_or(0, |r| r.contended);
     let (stack_id, leaf_ret) = if contended != 0 {
-        stack::capture_shallow(&ctx)
+        stack::capture_shallow(ctx)
     } else {
         (NO_STACK, 0)
     };

@@ -76,6 +76,9 @@ pub struct InlineSites {
     pub found: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// `Semaphore::release`'s inline sites probed as well.
+    #[serde(default)]
+    pub release_sites: usize,
 }
 
 impl TokioTarget {
@@ -99,10 +102,14 @@ impl TokioTarget {
             (Some(why), n) => format!("; {n} skipped: {why}"),
             (None, n) => format!("; {n} skipped"),
         };
-        let release = if probes.saturating_sub(i.probed) >= 2 {
-            "and Semaphore::release for the releasing side"
-        } else {
-            "no out-of-line Semaphore::release, so no releasing side"
+        let out_of_line = probes.saturating_sub(i.probed + 1 + i.release_sites) > 0;
+        let release = match (out_of_line, i.release_sites) {
+            (false, 0) => "no Semaphore::release found, so no releasing side".to_string(),
+            (true, 0) => "and Semaphore::release for the releasing side".to_string(),
+            (o, n) => format!(
+                "and Semaphore::release at {n} inline sites{} for the releasing side",
+                if o { " and out of line" } else { "" }
+            ),
         };
         format!(
             "batch_semaphore's Acquire::poll, inlined (fat LTO), at {} of {} DWARF inline sites{skipped}; Acquire's drop; {release}",

@@ -69,6 +69,7 @@ fn every_program_the_user_side_attaches_is_in_the_object() {
         prog::TOKIO_POLL_AT,
         prog::TOKIO_DROP,
         prog::TOKIO_RELEASE,
+        prog::TOKIO_RELEASE_AT,
         prog::LOCK_HINT,
         prog::LOCK_HINT_EXIT,
         prog::FOLLOW_FORK,

@@ -43,7 +43,14 @@ impl Tracer {
         if let Some(at) = points.release {
             sites.push((prog::TOKIO_RELEASE, at, None));
         }
+        sites.extend(
+            points
+                .release_inline
+                .iter()
+                .map(|s| (prog::TOKIO_RELEASE_AT, s.offset, Some(s.self_at.cookie()))),
+        );
         let mut names: Vec<&str> = sites.iter().map(|s| s.0).collect();
+        names.sort_unstable();
         names.dedup();
         load_uprobes(&mut self.ebpf, names)?;
         let mut placed = Uprobes::default();

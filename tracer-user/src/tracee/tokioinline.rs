@@ -6,7 +6,8 @@
 //! (the `Acquire`'s address) is at that pc, from the inlined formal parameter's
 //! `DW_AT_location`: a register, or the word at a register plus an offset. A site whose
 //! `self` is anywhere else (no location, as `debug = "limited"` leaves it, or a composite
-//! expression) is skipped and counted.
+//! expression) is skipped and counted. `Semaphore::release`, which the same builds inline into
+//! the guards' drops, is found the same way (its `self` is the semaphore).
 use std::borrow::Cow;
 
 use anyhow::{bail, Context, Result};
@@ -48,9 +49,9 @@ pub struct InlineSite {
     pub self_at: SelfAt,
 }
 
-/// `poll`'s inline instances: those probed, and how many DWARF has in all.
+/// A function's inline instances: those probed, and how many DWARF has in all.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InlinePoll {
+pub struct Inlined {
     pub sites: Vec<InlineSite>,
     pub found: usize,
     /// Why the first skipped site was skipped (`None`: none was).
@@ -65,7 +66,7 @@ type Die<'a> = gimli::DebuggingInformationEntry<R<'a>>;
 /// The inline sites of the function whose linkage name demangles (without its hash) to
 /// `want`. Errors when the executable has no DWARF, no inline instance of it, or none whose
 /// `self` can be read at its entry (with the reason).
-pub fn inline_sites(obj: &object::File<'_>, file: &[u8], want: &str) -> Result<InlinePoll> {
+pub fn inline_sites(obj: &object::File<'_>, file: &[u8], want: &str) -> Result<Inlined> {
     if obj.section_by_name(".debug_info").is_none() {
         bail!("`{want}` is inlined (fat LTO?) and the executable has no DWARF (.debug_info) to find its inline sites; build with `debug = 2` (and without `strip`) to trace them");
     }
@@ -84,7 +85,7 @@ pub fn inline_sites(obj: &object::File<'_>, file: &[u8], want: &str) -> Result<I
     if origins.is_empty() {
         bail!("no out-of-line `{want}` in the symbol table, and no DWARF entry for it (another layout)");
     }
-    let mut out = InlinePoll {
+    let mut out = Inlined {
         sites: Vec::new(),
         found: 0,
         skipped_why: None,
@@ -149,7 +150,7 @@ pub fn inline_sites(obj: &object::File<'_>, file: &[u8], want: &str) -> Result<I
     Ok(out)
 }
 
-fn skip(out: &mut InlinePoll, why: &str) {
+fn skip(out: &mut Inlined, why: &str) {
     out.skipped_why.get_or_insert_with(|| why.to_string());
 }
 
@@ -187,7 +188,17 @@ fn poll_subprograms(dwarf: &Dwarf<'_>, want: &str) -> Result<Origins> {
             if e.tag() != gimli::DW_TAG_subprogram {
                 continue;
             }
-            let Some(linkage) = name(gimli::DW_AT_linkage_name) else {
+            // An abstract instance often names itself only through its declaration.
+            let Some(linkage) = name(gimli::DW_AT_linkage_name).or_else(|| {
+                let decl = match e.attr_value(gimli::DW_AT_specification)? {
+                    AttributeValue::UnitRef(o) => o,
+                    AttributeValue::DebugInfoRef(o) => o.to_unit_offset(&unit.header)?,
+                    _ => return None,
+                };
+                let d = unit.entry(decl).ok()?;
+                let v = dwarf.attr_string(&unit, d.attr_value(gimli::DW_AT_linkage_name)?);
+                Some(String::from_utf8_lossy(v.ok()?.slice()).into_owned())
+            }) else {
                 continue;
             };
             if format!("{:#}", rustc_demangle::demangle(&linkage)) == want {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use super::tokioinline::{inline_sites, InlinePoll};
+use super::tokioinline::{inline_sites, InlineSite, Inlined};
 use crate::profile::{InlineSites, ProbeWindows, TokioTarget};
 use crate::sys::{instruction_starts, past_entry_guard};
 
@@ -35,7 +35,7 @@ pub enum PollAt {
     /// The out-of-line function's entry (file offset); `self` in RDI.
     Entry(u64),
     /// Its DWARF inline sites (fat LTO).
-    Inline(InlinePoll),
+    Inline(Inlined),
 }
 
 /// File offsets of the probed entries, each checked.
@@ -43,8 +43,10 @@ pub enum PollAt {
 pub struct TokioPoints {
     pub poll: PollAt,
     pub drop: u64,
-    /// `None`: no out-of-line `Semaphore::release`, so no releasing side.
+    /// `None`: no out-of-line `Semaphore::release`.
     pub release: Option<u64>,
+    /// `Semaphore::release`'s DWARF inline sites, looked for where `poll` is inlined.
+    pub release_inline: Vec<InlineSite>,
 }
 
 impl TokioPoints {
@@ -54,7 +56,7 @@ impl TokioPoints {
             PollAt::Entry(_) => 1,
             PollAt::Inline(i) => i.sites.len(),
         };
-        polls + 1 + usize::from(self.release.is_some())
+        polls + 1 + usize::from(self.release.is_some()) + self.release_inline.len()
     }
 
     /// The inline sites' counts, for the profile, when `poll` is inlined.
@@ -65,6 +67,7 @@ impl TokioPoints {
                 probed: i.sites.len(),
                 found: i.found,
                 skipped: i.skipped_why.clone(),
+                release_sites: self.release_inline.len(),
             }),
         }
     }
@@ -165,12 +168,17 @@ fn points(file: &[u8]) -> Result<TokioPoints> {
         anyhow::bail!("the executable is stripped (no symbol table), so tokio's batch_semaphore functions cannot be found; build it without `strip` to trace them");
     }
     let find = |want: &str| entry_point(&obj, file, want);
-    let poll = match find(POLL) {
-        Ok((at, _)) => PollAt::Entry(at),
-        Err(_) => PollAt::Inline(inline_sites(&obj, file, POLL)?),
+    let (poll, release_inline) = match find(POLL) {
+        Ok((at, _)) => (PollAt::Entry(at), Vec::new()),
+        // The build inlined across crates (fat LTO): the guards' drops inline `release` too.
+        Err(_) => (
+            PollAt::Inline(inline_sites(&obj, file, POLL)?),
+            inline_sites(&obj, file, RELEASE).map_or(Vec::new(), |r| r.sites),
+        ),
     };
     Ok(TokioPoints {
         poll,
+        release_inline,
         drop: find(DROP)?.0,
         release: find(RELEASE)
             .ok()
