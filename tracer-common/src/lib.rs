@@ -115,6 +115,11 @@ pub struct InFlight {
 /// Slots of the in-flight array: a power of two, indexed by the low bits of the tid.
 pub const INFLIGHT_SLOTS: u32 = 32768;
 
+/// The attach cookie of `prog::TOKIO_POLL_AT`: bits 0–7 the word of x86-64 `struct pt_regs`
+/// that holds a register; with this bit set, `self` is the word at that register plus the
+/// signed offset in bits 32–63, else the register itself.
+pub const SELF_IN_MEMORY: u64 = 1 << 8;
+
 /// The in-flight slot of thread `tid`.
 #[inline(always)]
 pub fn inflight_slot(tid: u32) -> u32 {
@@ -359,9 +364,14 @@ pub mod prog {
     pub const TOKIO_POLL: &str = "tokio_poll";
     /// uprobe on the entry of `<batch_semaphore::Acquire as Drop>::drop`: the acquire is over.
     pub const TOKIO_DROP: &str = "tokio_drop";
+    /// uprobe at a DWARF inline site of `Acquire::poll` (fat LTO inlines it); the attach
+    /// cookie says where `self` is there (see [`super::SELF_IN_MEMORY`]).
+    pub const TOKIO_POLL_AT: &str = "tokio_poll_at";
     /// tokio: `batch_semaphore::Semaphore::release`, past its `added == 0` guard (who gave
     /// permits back).
     pub const TOKIO_RELEASE: &str = "tokio_release";
+    /// tokio: a DWARF inline site of `Semaphore::release` (cookie as for `TOKIO_POLL_AT`).
+    pub const TOKIO_RELEASE_AT: &str = "tokio_release_at";
     /// uprobe on the entry of a lock library's out-of-line slow path (DashMap's
     /// `RawRwLock::lock_{exclusive,shared}_slow`): the lock address (RDI) the thread's next
     /// park is for, kept until the call returns (see [`super::LOCK_HINTED`]).

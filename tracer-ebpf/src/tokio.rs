@@ -17,12 +17,20 @@
 //!   wake row for the releaser. The releaser's stack is taken only once the semaphore has had
 //!   a waiter, so uncontended locks pay the trap alone.
 //! Only function entries are probed (never uretprobes); user space checks each address.
+//! Where fat LTO inlined `poll`, `tokio_poll_at` sits at the entry of each DWARF inline
+//! instance instead and reads `self` from where its attach cookie says (a register, or a
+//! word at a register plus an offset).
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{
+        bpf_get_attach_cookie, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+    },
     macros::uprobe,
     programs::ProbeContext,
+    EbpfContext,
 };
-use tracer_common::{waker_id, Counter, OpKind, Outcome, WaitKey, WakeKey, NO_STACK, NUM_PHASES};
+use tracer_common::{
+    waker_id, Counter, OpKind, Outcome, WaitKey, WakeKey, NO_STACK, NUM_PHASES, SELF_IN_MEMORY,
+};
 
 use crate::filter::{current_tgid, target_tid};
 use crate::maps::{bump, TOKIO_INFLIGHT, TOKIO_RELEASES};
@@ -76,15 +84,68 @@ pub fn tokio_poll(ctx: ProbeContext) -> u32 {
         return 0;
     }
     // SAFETY: `regs` is the probed thread's saved user registers; RDI is `self`.
-    let acquire = in_process(unsafe { (*ctx.regs).rdi });
+    poll(&ctx, unsafe { (*ctx.regs).rdi }, Probed::AtEntry)
+}
+
+/// `Acquire::poll` inlined (fat LTO): a probe at the entry of one inline instance, whose
+/// attach cookie says where `self` (the `Acquire`'s address) is there, from DWARF.
+#[uprobe]
+pub fn tokio_poll_at(ctx: ProbeContext) -> u32 {
+    if target_tid().is_none() {
+        return 0;
+    }
+    match self_from_cookie(&ctx) {
+        Some(acquire) => poll(&ctx, acquire, Probed::Inside),
+        None => 0,
+    }
+}
+
+/// `self` at an inline site, where the probe's attach cookie says it is (`None`: unreadable).
+#[inline(always)]
+fn self_from_cookie(ctx: &ProbeContext) -> Option<u64> {
+    // SAFETY: a helper reading the cookie user space attached this probe with.
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let reg = pt_regs_word(ctx, cookie & 0xff)?;
+    let v = if cookie & SELF_IN_MEMORY != 0 {
+        let at = reg.wrapping_add((cookie >> 32) as i32 as i64 as u64);
+        // SAFETY: a user-memory read the helper checks; a fault yields Err.
+        unsafe { bpf_probe_read_user(at as *const u64) }.ok()?
+    } else {
+        reg
+    };
+    (v != 0).then_some(v)
+}
+
+/// Where a poll probe sits: at a function's entry, where the word at SP is the return
+/// address into its caller, or inside a function (an inline site), where it is not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Probed {
+    AtEntry,
+    Inside,
+}
+
+/// Word `n` of the probed thread's saved user registers (`struct pt_regs`, 21 words on
+/// x86-64), copied whole first: a load from the context at a computed offset is refused.
+#[inline(always)]
+fn pt_regs_word(ctx: &ProbeContext, n: u64) -> Option<u64> {
+    // SAFETY: `regs` points at the probed thread's saved user registers (21 words); the
+    // helper checks the read.
+    let regs = unsafe { bpf_probe_read_kernel(ctx.regs as *const [u64; 21]) }.ok()?;
+    regs.get(n as usize).copied()
+}
+
+/// A poll of the `Acquire` at `addr`: the first stamps the start, the second takes the stack.
+#[inline(always)]
+fn poll(ctx: &ProbeContext, addr: u64, probed: Probed) -> u32 {
+    let acquire = in_process(addr);
     if let Some(call) = TOKIO_INFLIGHT.get_ptr_mut(acquire) {
         // SAFETY: a map value; one task polls its own `Acquire`, one poll at a time.
         unsafe {
             if (*call).pending == 0 {
                 (*call).pending = 1;
-                let (id, leaf) = stack::capture(&ctx);
+                let (id, leaf) = stack::capture(ctx);
                 (*call).stack_id = id;
-                (*call).leaf_ret = leaf;
+                (*call).leaf_ret = if probed == Probed::AtEntry { leaf } else { 0 };
             }
         }
         return 0;
@@ -185,11 +246,31 @@ pub fn tokio_release(ctx: ProbeContext) -> u32 {
     if rem == 0 {
         return 0;
     }
+    release(&ctx, sem, tid)
+}
+
+/// `Semaphore::release` inlined (fat LTO inlines it into the guards' drops): a probe at the
+/// entry of one inline instance, `self` where its cookie says. The permits given back are
+/// not read (the guards give back constants); a release of none is taken as a release.
+#[uprobe]
+pub fn tokio_release_at(ctx: ProbeContext) -> u32 {
+    let Some(tid) = target_tid() else {
+        return 0;
+    };
+    match self_from_cookie(&ctx) {
+        Some(sem) => release(&ctx, sem, tid),
+        None => 0,
+    }
+}
+
+/// A release of the semaphore at `sem` by thread `tid`.
+#[inline(always)]
+fn release(ctx: &ProbeContext, sem: u64, tid: u32) -> u32 {
     let key = in_process(sem);
     // SAFETY: read at once; a map value.
     let contended = unsafe { TOKIO_RELEASES.get(key) }.map_or(0, |r| r.contended);
     let (stack_id, leaf_ret) = if contended != 0 {
-        stack::capture_shallow(&ctx)
+        stack::capture_shallow(ctx)
     } else {
         (NO_STACK, 0)
     };

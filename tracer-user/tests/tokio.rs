@@ -1,9 +1,12 @@
 //! Root integration tests of tokio's async lock waits: `tokiolock` (64 tasks on 4 workers
 //! serializing on one `tokio::sync::Mutex` in `update_session`) traced end to end, against
-//! the wait the program measures itself; and a stripped copy, whose header must say the
-//! async waits cannot be probed and why.
+//! the wait the program measures itself; a stripped copy, whose header must say the async
+//! waits cannot be probed and why; and fat-LTO builds, where `Acquire::poll` is inlined: with
+//! full debug info it is probed at its DWARF inline sites, with `debug = "limited"` the
+//! header says why it cannot be.
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use lockscope_profile::profile::{FutexOp, Profile};
@@ -217,5 +220,160 @@ fn sampled_tokio_waits_are_weighted_back_to_the_programs_own_wait() {
     assert!(
         out.contains("async waits sampled (--probe-windows 10)") && out.contains("not seen"),
         "report header: {out}"
+    );
+}
+
+/// How much debug info a fat-LTO build of tokiolock carries.
+#[derive(Clone, Copy)]
+enum Debug {
+    /// `debug = 2`: variable locations, so `Acquire::poll`'s inline sites can be probed.
+    Full,
+    /// `debug = "limited"` (this workspace's release profile): inline sites, no locations.
+    Limited,
+}
+
+/// tokiolock built as a user's release with `lto = "fat"` and `codegen-units = 1`, into a
+/// target directory of its own (the workspace's release profile is left as it is).
+fn fat_lto_tokiolock(debug: Debug) -> PathBuf {
+    let (level, dir) = match debug {
+        Debug::Full => ("2", "lto-full"),
+        Debug::Limited => ("\"limited\"", "lto"),
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target").join(dir);
+    let out = Command::new(env!("CARGO"))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "workloads",
+            "--bin",
+            "tokiolock",
+        ])
+        .args(["--config", "profile.release.lto=\"fat\""])
+        .args(["--config", "profile.release.codegen-units=1"])
+        .args(["--config", &format!("profile.release.debug={level}")])
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "fat-LTO build of tokiolock failed: {}",
+        text(&out.stderr)
+    );
+    let bin = target.join("release/tokiolock");
+    // The premise: LTO left no out-of-line poll.
+    let nm = Command::new("nm").arg(&bin).output().expect("run nm");
+    let syms = text(&nm.stdout);
+    assert!(
+        syms.contains("batch_semaphore..Acquire")
+            && !syms.contains(
+                "batch_semaphore..Acquire$u20$as$u20$core..future..future..Future$GT$4poll"
+            ),
+        "fat-LTO tokiolock still has an out-of-line Acquire::poll"
+    );
+    bin
+}
+
+#[test]
+fn fat_lto_tokio_waits_are_probed_at_polls_inline_sites() {
+    if !can_trace() {
+        return;
+    }
+    let bin = fat_lto_tokiolock(Debug::Full);
+    let name = "tokiolock-lto";
+    let (_, stdout) = launch(name, &bin, &["3"], &[]);
+    let p = launched(name);
+    let own = measured(&stdout)["wait_ns"].as_u64().unwrap();
+    let (count, all, at_site) = tokio_rows(&p);
+    let t = p.tokio.clone().expect("tokio in the profile");
+    eprintln!(
+        "fat LTO: program measured {own} ns of task wait; lockscope: {count} tokio acquires, {all} ns, {at_site} ns at update_session; {t:?}"
+    );
+    let inl = t
+        .inlined
+        .as_ref()
+        .expect("the profile says poll was inlined");
+    assert!(
+        inl.probed >= 1 && inl.probed <= inl.found,
+        "inline sites: {inl:?}"
+    );
+    let header = stdout
+        .lines()
+        .find(|l| l.contains("are the `tokio acquire` rows"))
+        .unwrap_or_else(|| panic!("no tokio line in the header: {stdout}"));
+    assert!(
+        header.contains(&format!(
+            "inlined (fat LTO), at {} of {} DWARF inline sites",
+            inl.probed, inl.found
+        )),
+        "header: {header}"
+    );
+    assert!(
+        at_site * 2 >= own,
+        "tokio acquire waits at update_session {at_site} ns < half the program's own {own} ns"
+    );
+    assert!(
+        all <= own + own / 2,
+        "lockscope's {all} ns is more than 1.5x the program's {own} ns: waits counted twice?"
+    );
+    // The releasing side, through `Semaphore::release`'s own inline sites.
+    let released_there: u64 = p
+        .waits
+        .iter()
+        .filter(|r| r.op == FutexOp::TokioAcquire)
+        .filter(|r| {
+            r.waker_stack
+                .is_some_and(|s| names(&p, s).iter().any(|f| f.contains("update_session")))
+        })
+        .map(|r| r.total_ns)
+        .sum();
+    eprintln!("released at update_session: {released_there} ns ({inl:?})");
+    assert!(
+        released_there * 10 >= all * 9,
+        "waits granted by a release at update_session {released_there} ns of {all} ns"
+    );
+}
+
+#[test]
+fn fat_lto_build_without_locations_says_async_waits_cannot_be_probed() {
+    if !can_trace() {
+        return;
+    }
+    let bin = fat_lto_tokiolock(Debug::Limited);
+    let profile = tmp("tokiolock-lto-limited.json");
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(&profile)
+        .arg("--")
+        .arg(&bin)
+        .arg("1")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run lockscope");
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("async waits cannot be probed"))
+        .unwrap_or_else(|| panic!("no 'async waits cannot be probed' line in: {err}"));
+    eprintln!("{line}");
+    assert!(line.contains("tokio 1."), "no tokio version in: {line}");
+    assert!(
+        line.contains("is inlined (fat LTO?)") && line.contains("no location of its `self`"),
+        "no reason in: {line}"
+    );
+    let p = profile_at(&profile);
+    let unprobed = p.tokio.as_ref().and_then(|t| t.unprobed.clone());
+    assert!(
+        unprobed.is_some_and(|u| u.contains("inline site")),
+        "profile's tokio: {:?}",
+        p.tokio
+    );
+    assert!(
+        p.waits.iter().all(|r| r.op != FutexOp::TokioAcquire),
+        "tokio acquire rows from a build whose poll could not be probed"
     );
 }

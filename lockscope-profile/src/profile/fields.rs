@@ -63,16 +63,58 @@ pub struct TokioTarget {
     /// rows are estimates weighted up from what they saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows: Option<ProbeWindows>,
+    /// `Acquire::poll` was inlined (fat LTO), and probed at its DWARF inline sites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inlined: Option<InlineSites>,
+}
+
+/// `Acquire::poll`'s DWARF inline sites: how many there are, how many were probed, and why
+/// the others were not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlineSites {
+    pub probed: usize,
+    pub found: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    /// `Semaphore::release`'s inline sites probed as well.
+    #[serde(default)]
+    pub release_sites: usize,
 }
 
 impl TokioTarget {
-    /// What `probes` uprobes are (3 with the releasing side, 2 without).
+    /// What `probes` uprobes are (3 with the releasing side, 2 without), with `poll` out of
+    /// line.
     pub fn probe_list(probes: usize) -> &'static str {
         if probes >= 3 {
             "batch_semaphore's Acquire poll and drop, and Semaphore::release for the releasing side"
         } else {
             "batch_semaphore's Acquire poll and drop; no out-of-line Semaphore::release, so no releasing side"
         }
+    }
+
+    /// What the `probes` uprobes are, `poll` out of line or at `inlined`'s sites.
+    pub fn describe(probes: usize, inlined: Option<&InlineSites>) -> String {
+        let Some(i) = inlined else {
+            return Self::probe_list(probes).to_string();
+        };
+        let skipped = match (&i.skipped, i.found - i.probed.min(i.found)) {
+            (_, 0) => String::new(),
+            (Some(why), n) => format!("; {n} skipped: {why}"),
+            (None, n) => format!("; {n} skipped"),
+        };
+        let out_of_line = probes.saturating_sub(i.probed + 1 + i.release_sites) > 0;
+        let release = match (out_of_line, i.release_sites) {
+            (false, 0) => "no Semaphore::release found, so no releasing side".to_string(),
+            (true, 0) => "and Semaphore::release for the releasing side".to_string(),
+            (o, n) => format!(
+                "and Semaphore::release at {n} inline sites{} for the releasing side",
+                if o { " and out of line" } else { "" }
+            ),
+        };
+        format!(
+            "batch_semaphore's Acquire::poll, inlined (fat LTO), at {} of {} DWARF inline sites{skipped}; Acquire's drop; {release}",
+            i.probed, i.found
+        )
     }
 }
 

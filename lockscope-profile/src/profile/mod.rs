@@ -24,7 +24,7 @@ mod units;
 pub use counters::{Counters, Losses};
 pub use deadlock::{deadlocks, Blocked};
 pub use fastpath::{FastPath, NOT_SAMPLED as FAST_PATH_NOT_SAMPLED};
-pub use fields::{FutexOp, ProbeWindows, Region, TokioTarget, Unwinder};
+pub use fields::{FutexOp, InlineSites, ProbeWindows, Region, TokioTarget, Unwinder};
 pub use frames::{blamed_function, function_names, is_known_wrapper, is_lock_code, LockWrappers};
 pub use holder::{Blamed, HolderPhase};
 pub use map_kind::MapKind;

@@ -123,7 +123,7 @@ pub fn header(profile: &Profile, waits: Waits, out: &mut dyn Write) -> io::Resul
                 "tokio {}: async waits on tokio::sync::{{Mutex, RwLock, Semaphore}} are the `tokio acquire` rows ({} uprobes: {})",
                 term_safe(&t.version),
                 t.probes,
-                crate::profile::TokioTarget::probe_list(t.probes)
+                crate::profile::TokioTarget::describe(t.probes, t.inlined.as_ref())
             )?,
             Some(why) => writeln!(
                 out,

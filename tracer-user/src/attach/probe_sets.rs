@@ -8,7 +8,7 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeLink,
 use tracer_common::{map, prog};
 
 use super::{load_uprobes, uprobe, Tracer, Uprobes};
-use crate::tracee::{HintPoints, TokioPoints};
+use crate::tracee::{HintPoints, PollAt, TokioPoints};
 
 /// One process's tokio or goroutine probes, owned apart from the tracer's so
 /// `--probe-windows` can take them off between windows; dropping them detaches them.
@@ -18,7 +18,8 @@ pub struct ProbeLinks {
 }
 
 impl Tracer {
-    /// Probes tokio's `batch_semaphore::Acquire` poll and drop entries, and
+    /// Probes tokio's `batch_semaphore::Acquire` poll (its entry, or its DWARF inline sites
+    /// with a cookie saying where `self` is) and drop entries, and
     /// `Semaphore::release` where there is one, at the file offsets given (checked by
     /// `tracee::tokio_probes`). Returns the probes attached.
     pub fn attach_tokio(
@@ -28,21 +29,35 @@ impl Tracer {
         points: &TokioPoints,
     ) -> Result<Uprobes> {
         let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).context("pid 0")?);
-        let sites = [
-            (prog::TOKIO_POLL, Some(points.poll)),
-            (prog::TOKIO_DROP, Some(points.drop)),
-            (prog::TOKIO_RELEASE, points.release),
-        ];
-        load_uprobes(
-            &mut self.ebpf,
-            sites.iter().filter(|s| s.1.is_some()).map(|s| s.0),
-        )?;
+        // (program, file offset, attach cookie)
+        let mut sites = Vec::new();
+        match &points.poll {
+            PollAt::Entry(at) => sites.push((prog::TOKIO_POLL, *at, None)),
+            PollAt::Inline(i) => sites.extend(
+                i.sites
+                    .iter()
+                    .map(|s| (prog::TOKIO_POLL_AT, s.offset, Some(s.self_at.cookie()))),
+            ),
+        }
+        sites.push((prog::TOKIO_DROP, points.drop, None));
+        if let Some(at) = points.release {
+            sites.push((prog::TOKIO_RELEASE, at, None));
+        }
+        sites.extend(
+            points
+                .release_inline
+                .iter()
+                .map(|s| (prog::TOKIO_RELEASE_AT, s.offset, Some(s.self_at.cookie()))),
+        );
+        let mut names: Vec<&str> = sites.iter().map(|s| s.0).collect();
+        names.sort_unstable();
+        names.dedup();
+        load_uprobes(&mut self.ebpf, names)?;
         let mut placed = Uprobes::default();
-        for (name, offset) in sites {
-            let Some(offset) = offset else { continue };
+        for (name, offset, cookie) in sites {
             let point = UProbeAttachPoint {
                 location: UProbeAttachLocation::AbsoluteOffset(offset),
-                cookie: None,
+                cookie,
             };
             let link = uprobe(&mut self.ebpf, name)?
                 .attach(point, exe, scope)

@@ -118,7 +118,7 @@ pub fn place(
             Windowed::Tokio {
                 pid,
                 exe: exe.clone(),
-                points: *points,
+                points: points.clone(),
             },
         ),
         (_, Some((exe, plan))) => {
@@ -289,7 +289,7 @@ impl Session {
                 "lockscope: tokio {}: {} uprobes ({}) time async waits on tokio::sync::{{Mutex, RwLock, Semaphore}} as `tokio acquire`{}",
                 term_safe(version),
                 points.count(),
-                crate::profile::TokioTarget::probe_list(points.count()),
+                crate::profile::TokioTarget::describe(points.count(), points.inlined().as_ref()),
                 self.windows_note()
             ),
             TokioProbes::Unprobeable { version, why } => eprintln!(

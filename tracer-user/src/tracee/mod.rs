@@ -4,7 +4,7 @@
 //! of the function it names),
 //! the bundled map and Go's `sync.Map` inside it (`bundled`, `stdmap`, and the hash trie's
 //! nodes: `trie`), what a futex word is (`locks`: a static, the heap, a stack), tokio's
-//! async lock waits (`tokioprobes`), and DashMap's shard locks (`dashprobes`: where their slow
+//! async lock waits (`tokioprobes`; `tokioinline`: `Acquire::poll`'s DWARF inline sites), and DashMap's shard locks (`dashprobes`: where their slow
 //! paths are probed; `dashshard`: which shard a lock is). The pure naming pieces (Go wait classes, CPython's GIL,
 //! the maps' section names) live in `lockscope_profile::knowledge` and are re-exported here.
 //!
@@ -20,6 +20,7 @@ mod locks;
 mod mapsample;
 mod probesafety;
 mod stdmap;
+mod tokioinline;
 mod tokioprobes;
 mod trie;
 
@@ -34,5 +35,5 @@ pub(crate) use lockscope_profile::knowledge::{
 };
 pub(crate) use mapsample::{classify as classify_map_sample, InMap};
 pub(crate) use stdmap::SEMA_OFFSET;
-pub(crate) use tokioprobes::{tokio_probes, TokioPoints, TokioProbes};
+pub(crate) use tokioprobes::{tokio_probes, PollAt, TokioPoints, TokioProbes};
 pub(crate) use trie::node_depths;

@@ -4,6 +4,8 @@
 //! `<Acquire as Future>::poll` and `<Acquire as Drop>::drop` out of line (callers in other
 //! crates reach them through the GOT), so entry uprobes on those two functions see every
 //! acquire. Each entry is checked against the bytes on disk before a probe goes there.
+//! Where fat LTO inlined `poll` and left no out-of-line copy, it is probed at its DWARF
+//! inline sites instead (`tokioinline`).
 //!
 //! The version comes from the crate path rustc leaves in panic locations
 //! (`…/tokio-1.54.1/src/…`), which a `strip` keeps; the functions need the symbol table,
@@ -14,7 +16,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use crate::profile::{ProbeWindows, TokioTarget};
+use super::tokioinline::{inline_sites, InlineSite, Inlined};
+use crate::profile::{InlineSites, ProbeWindows, TokioTarget};
 use crate::sys::{instruction_starts, past_entry_guard};
 
 /// The functions probed, by demangled name without the hash.
@@ -26,19 +29,47 @@ const DROP: &str = "<tokio::sync::batch_semaphore::Acquire as core::ops::drop::D
 /// exact on `tokiolock`, against 3.3× here).
 const RELEASE: &str = "tokio::sync::batch_semaphore::Semaphore::release";
 
+/// Where `poll` is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollAt {
+    /// The out-of-line function's entry (file offset); `self` in RDI.
+    Entry(u64),
+    /// Its DWARF inline sites (fat LTO).
+    Inline(Inlined),
+}
+
 /// File offsets of the probed entries, each checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokioPoints {
-    pub poll: u64,
+    pub poll: PollAt,
     pub drop: u64,
-    /// `None`: no out-of-line `Semaphore::release`, so no releasing side.
+    /// `None`: no out-of-line `Semaphore::release`.
     pub release: Option<u64>,
+    /// `Semaphore::release`'s DWARF inline sites, looked for where `poll` is inlined.
+    pub release_inline: Vec<InlineSite>,
 }
 
 impl TokioPoints {
     /// How many uprobes these are.
     pub fn count(&self) -> usize {
-        2 + usize::from(self.release.is_some())
+        let polls = match &self.poll {
+            PollAt::Entry(_) => 1,
+            PollAt::Inline(i) => i.sites.len(),
+        };
+        polls + 1 + usize::from(self.release.is_some()) + self.release_inline.len()
+    }
+
+    /// The inline sites' counts, for the profile, when `poll` is inlined.
+    pub fn inlined(&self) -> Option<InlineSites> {
+        match &self.poll {
+            PollAt::Entry(_) => None,
+            PollAt::Inline(i) => Some(InlineSites {
+                probed: i.sites.len(),
+                found: i.found,
+                skipped: i.skipped_why.clone(),
+                release_sites: self.release_inline.len(),
+            }),
+        }
     }
 }
 
@@ -68,6 +99,7 @@ impl TokioProbes {
                 probes: 0,
                 unprobed: Some(why),
                 windows: None,
+                inlined: None,
             }),
             TokioProbes::Ready {
                 version, points, ..
@@ -76,6 +108,7 @@ impl TokioProbes {
                 probes: points.count(),
                 unprobed: None,
                 windows,
+                inlined: points.inlined(),
             }),
         }
     }
@@ -135,8 +168,17 @@ fn points(file: &[u8]) -> Result<TokioPoints> {
         anyhow::bail!("the executable is stripped (no symbol table), so tokio's batch_semaphore functions cannot be found; build it without `strip` to trace them");
     }
     let find = |want: &str| entry_point(&obj, file, want);
+    let (poll, release_inline) = match find(POLL) {
+        Ok((at, _)) => (PollAt::Entry(at), Vec::new()),
+        // The build inlined across crates (fat LTO): the guards' drops inline `release` too.
+        Err(_) => (
+            PollAt::Inline(inline_sites(&obj, file, POLL)?),
+            inline_sites(&obj, file, RELEASE).map_or(Vec::new(), |r| r.sites),
+        ),
+    };
     Ok(TokioPoints {
-        poll: find(POLL)?.0,
+        poll,
+        release_inline,
         drop: find(DROP)?.0,
         release: find(RELEASE)
             .ok()
