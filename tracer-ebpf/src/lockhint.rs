@@ -108,6 +108,18 @@ pub fn live(tid: u32) -> u32 {
     u32::from(at == Ok(h.ret))
 }
 
+/// The word a wake row of a wake of thread `woken`'s park is keyed by: the lock its hint
+/// names while it has one (so the lock's releasers are found by its address, as the waits'
+/// rows are), else the futex word woken (`uaddr`, the thread's own parking word).
+#[inline(always)]
+pub fn wake_word(woken: u32, uaddr: u64) -> u64 {
+    if woken == 0 || !on() {
+        return uaddr;
+    }
+    // SAFETY: copied out at once.
+    unsafe { LOCK_HINTS.get(&woken) }.map_or(uaddr, |h| h.addr)
+}
+
 /// For a wait whose switch-out found a live hint (`hinted` nonzero): names the hinted lock in
 /// `key` instead of the futex word. `key.tid`'s hint cannot have changed: it slept meanwhile.
 #[inline(always)]

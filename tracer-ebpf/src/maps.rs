@@ -84,9 +84,9 @@ pub static NEW_STACKS: RingBuf = RingBuf::with_byte_size(64 << 10, 0);
 
 /// Per-CPU copy of the top of the user stack being walked (`stack::fpwalk`), with two words of
 /// slack after it (so the verifier can see a frame record read at any 8-byte offset of the copy
-/// stays inside the value).
+/// stays inside the value) and a flag word.
 #[map]
-pub static STACK_WINDOW: PerCpuArray<[u64; crate::stack::WINDOW_WORDS + 2]> =
+pub static STACK_WINDOW: PerCpuArray<[u64; crate::stack::WINDOW_WORDS + 3]> =
     PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU room for one stack and a zero wait row (too large for the BPF stack).

@@ -254,7 +254,7 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
     let tid = unsafe { (*w).tid };
     let (outcome, waker) = match current_call() {
         Call::Futex(kind, uaddr, _) if !kind.is_wait() && wakes_word_of(tid, kind, uaddr) => {
-            (Outcome::Woken, wake(&ctx, kind, uaddr))
+            (Outcome::Woken, wake(&ctx, kind, uaddr, tid))
         }
         Call::Signal => (Outcome::Interrupted, NO_STACK),
         // A timer (interrupt context: `current` is whoever ran) for a wait that had a timeout;
@@ -311,7 +311,7 @@ fn early_wake(ctx: &BtfTracePointContext, p: u64, p_tid: u32) {
         return;
     }
     let early = EarlyWake {
-        wake: take_wake(ctx, kind, uaddr),
+        wake: take_wake(ctx, kind, uaddr, p_tid),
         word,
         // SAFETY: a helper with no preconditions.
         at_ns: unsafe { bpf_ktime_get_ns() },
@@ -382,7 +382,7 @@ fn seeded_wake(ctx: &BtfTracePointContext) -> bool {
     };
     let _ = SEEDED.remove(&uaddr);
     let wait = SchedWait {
-        waker_id: wake(ctx, kind, uaddr),
+        waker_id: wake(ctx, kind, uaddr, tid),
         stack_id: NO_STACK,
         leaf_ret: 0,
         tid,
@@ -404,18 +404,19 @@ fn seeded_wake(ctx: &BtfTracePointContext) -> bool {
 /// A futex wake of `uaddr` by the current task woke a sleeping target thread: its stack, its
 /// wake row (one thread woken), and the lock it released. Returns its waker id.
 #[inline(always)]
-fn wake(ctx: &BtfTracePointContext, kind: OpKind, uaddr: u64) -> u64 {
-    count_wake(&take_wake(ctx, kind, uaddr))
+fn wake(ctx: &BtfTracePointContext, kind: OpKind, uaddr: u64, woken: u32) -> u64 {
+    count_wake(&take_wake(ctx, kind, uaddr, woken))
 }
 
-/// The current task's wake row key: its stack, taken now.
+/// The current task's wake row key: its stack, taken now, and the word woken (the lock a hint
+/// names for thread `woken`'s park, see `lockhint::wake_word`).
 #[inline(always)]
-fn take_wake(ctx: &BtfTracePointContext, kind: OpKind, uaddr: u64) -> WakeKey {
+fn take_wake(ctx: &BtfTracePointContext, kind: OpKind, uaddr: u64, woken: u32) -> WakeKey {
     let tid = bpf_get_current_pid_tgid() as u32;
     let (stack_id, leaf_ret) = stack::capture(ctx);
     WakeKey {
         stack_id,
-        uaddr,
+        uaddr: lockhint::wake_word(woken, uaddr),
         leaf_ret,
         tid,
         kind: kind as u32,

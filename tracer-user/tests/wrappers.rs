@@ -239,6 +239,17 @@ fn dashmap_waits_name_their_shards() {
         .map(|k| format!("shard {k} of {shards} of the DashMap at {block:#x}"))
         .collect();
     assert_eq!(named, want, "{table:#?}");
+    // Each shard's releases are found by its address (the wakes of its parked waiters are keyed
+    // by the lock their hint names), and made in dashlog's code: bump_counter's guard drop,
+    // which may leave by a tail call into the unlock (its caller is then the site).
+    for r in rows.iter().filter(|r| what(r).contains("DashMap")) {
+        let lock = &r["lock"];
+        let at = lock["released_at"].as_str().unwrap_or("");
+        assert!(
+            lock["releasing_threads"].as_u64() > Some(0) && at.starts_with("dashlog::"),
+            "{lock}"
+        );
+    }
     // Their wait is bump_counter's.
     let total: u64 = rows.iter().map(wait_ns).sum();
     let dash: u64 = rows

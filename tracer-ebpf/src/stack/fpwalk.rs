@@ -9,8 +9,9 @@
 //! record on the `rbp` chain, stopping at the first record that cannot be read, at a null
 //! frame pointer, or at `DEPTH` entries. The word at the stack pointer (the leaf return
 //! address, see `stack::leaf_return_address`) is the copy's first. A compat (ia32) task, a
-//! stack whose top cannot be copied, or a chain longer than [`FAST_DEPTH`] is left to the
-//! kernel.
+//! stack whose top cannot be copied, or a chain longer than [`FAST_DEPTH`] whose records all
+//! climb the stack is left to the kernel; a longer chain that does not climb (junk `rbp` in
+//! code built without frame pointers, or a switch of stacks) is cut at [`FAST_DEPTH`].
 use aya_ebpf::helpers::{
     bpf_get_current_task_btf,
     generated::{bpf_probe_read_user as read_user_raw, bpf_task_pt_regs},
@@ -22,6 +23,8 @@ use crate::maps::STACK_WINDOW;
 
 /// Words copied from the user stack pointer (a power of two): 2 KiB.
 pub const WINDOW_WORDS: usize = 256;
+/// The window's word after its two slack words: whether the chain went down (see `walk`).
+const DESCENDED: usize = WINDOW_WORDS + 2;
 /// Frames this walk takes at most; a longer chain is left to the kernel's walk. Every step is
 /// verified on its own at load (the verifier unrolls the loop), so this bounds the load time:
 /// 32 steps added ~35 ms to an idle attach here, all 127 ~340 ms.
@@ -62,6 +65,11 @@ pub fn walk<const DEPTH: usize>(frames: &mut [u64; MAX_STACK_DEPTH]) -> Option<(
     };
     frames[0] = ip;
     let mut n = 1;
+    // Nonzero once a record lies at or below the one before it (callers' frames on one stack
+    // lie above). Kept in map memory, not a register: the verifier then follows one state per
+    // step, where a flag in a register doubled them (and the load time).
+    // SAFETY: this CPU's window; its flag word.
+    unsafe { (*win)[DESCENDED] = 0 };
     for _ in 1..FAST_DEPTH {
         if fp == 0 || n >= DEPTH {
             return Some((n, leaf(win)));
@@ -85,18 +93,27 @@ pub fn walk<const DEPTH: usize>(frames: &mut [u64; MAX_STACK_DEPTH]) -> Option<(
         let (next, ret) = unsafe { ((*win)[i], (*win)[i + 1]) };
         frames[n] = ret;
         n += 1;
+        // `next <= fp` as arithmetic (user addresses are below 2^63): a compare would split
+        // the verifier's state in two at every step.
+        // SAFETY: as above.
+        unsafe { (*win)[DESCENDED] |= next.wrapping_sub(fp).wrapping_sub(1) >> 63 };
         fp = next;
     }
-    if fp == 0 || n >= DEPTH {
+    // A chain that ran FAST_DEPTH records and went down somewhere is kept as walked: in code
+    // built without frame pointers `rbp` is data, and the kernel's walk would follow the same
+    // junk for up to 127 reads (walking it twice cost stress-ng a quarter of its throughput);
+    // a real chain that changes stacks (Go's system stack, a signal stack) is cut there.
+    // SAFETY: as above.
+    if fp == 0 || n >= DEPTH || unsafe { (*win)[DESCENDED] } != 0 {
         return Some((n, leaf(win)));
     }
-    // Deeper than this walk goes: the kernel walks it all.
+    // A clean chain deeper than this walk goes: the kernel walks it all.
     None
 }
 
 /// The copy's first word: the one at the user stack pointer.
 #[inline(always)]
-fn leaf(win: *const [u64; WINDOW_WORDS + 2]) -> u64 {
+fn leaf(win: *const [u64; WINDOW_WORDS + 3]) -> u64 {
     // SAFETY: this CPU's window, initialised by the copy.
     unsafe { (*win)[0] }
 }
