@@ -121,6 +121,29 @@ fn tokio_mutex_waits_are_rows_at_update_session() {
     assert!(out.contains("tokio Mutex (async)"), "--by category: {out}");
 }
 
+/// Records `bin` (tokiolock) for 1 s into `profile`: the header's line saying async waits
+/// cannot be probed, which names the tokio version.
+fn unprobeable_line(bin: &Path, profile: &Path) -> String {
+    let out = lockscope()
+        .args(["record", "--quiet", "-o"])
+        .arg(profile)
+        .arg("--")
+        .arg(bin)
+        .arg("1")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run lockscope");
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("async waits cannot be probed"))
+        .unwrap_or_else(|| panic!("no 'async waits cannot be probed' line in: {err}"))
+        .to_string();
+    assert!(line.contains("tokio 1."), "no tokio version in: {line}");
+    line
+}
+
 #[test]
 fn stripped_tokio_build_says_async_waits_cannot_be_probed() {
     if !can_trace() {
@@ -134,22 +157,7 @@ fn stripped_tokio_build_says_async_waits_cannot_be_probed() {
         .expect("run strip");
     assert!(st.success(), "strip failed");
     let profile = tmp("tokiolock-stripped.json");
-    let out = lockscope()
-        .args(["record", "--quiet", "-o"])
-        .arg(&profile)
-        .arg("--")
-        .arg(&copy)
-        .arg("1")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run lockscope");
-    let err = text(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let line = err
-        .lines()
-        .find(|l| l.contains("async waits cannot be probed"))
-        .unwrap_or_else(|| panic!("no 'async waits cannot be probed' line in: {err}"));
-    assert!(line.contains("tokio 1."), "no tokio version in: {line}");
+    let line = unprobeable_line(&copy, &profile);
     assert!(line.contains("stripped"), "no reason in: {line}");
     let p = profile_at(&profile);
     let unprobed = p
@@ -344,23 +352,8 @@ fn fat_lto_build_without_locations_says_async_waits_cannot_be_probed() {
     }
     let bin = fat_lto_tokiolock(Debug::Limited);
     let profile = tmp("tokiolock-lto-limited.json");
-    let out = lockscope()
-        .args(["record", "--quiet", "-o"])
-        .arg(&profile)
-        .arg("--")
-        .arg(&bin)
-        .arg("1")
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run lockscope");
-    let err = text(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    let line = err
-        .lines()
-        .find(|l| l.contains("async waits cannot be probed"))
-        .unwrap_or_else(|| panic!("no 'async waits cannot be probed' line in: {err}"));
+    let line = unprobeable_line(&bin, &profile);
     eprintln!("{line}");
-    assert!(line.contains("tokio 1."), "no tokio version in: {line}");
     assert!(
         line.contains("is inlined (fat LTO?)") && line.contains("no location of its `self`"),
         "no reason in: {line}"
