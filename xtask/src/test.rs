@@ -10,6 +10,7 @@ const REPORT_TEST: &str = "report";
 
 pub fn run() -> Result<()> {
     crate::setup::run()?;
+    remove_stale_test_dirs();
     step("import cycles among tracer-user's, lockscope-profile's and xtask's modules");
     crate::cycles::run()?;
     step("format check");
@@ -146,6 +147,33 @@ fn root_tests(dir: &Path) -> Result<Vec<String>> {
         bail!("no root integration tests in {}", dir.display());
     }
     Ok(names)
+}
+
+/// Removes the scratch directories earlier runs' integration tests left in the temp directory
+/// (`lockscope-it-PID`, and MariaDB's `lockscope-it-mariadb-PID`): one per test binary and
+/// run, up to ~0.5 GB each (copied binaries, profiles), never removed by the tests themselves —
+/// a day of CI runs filled this machine's disk. Only those whose process is gone; the last
+/// failed run's stay until the next run, for a look.
+fn remove_stale_test_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("lockscope-it-"))
+            .map(|rest| rest.strip_prefix("mariadb-").unwrap_or(rest))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // A symlink planted under that name is not followed: only real directories go.
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 #[cfg(test)]
