@@ -67,14 +67,7 @@ fn tokio_mutex_waits_are_rows_at_update_session() {
         stdout.contains("are the `tokio acquire` rows"),
         "no tokio line in the header: {stdout}"
     );
-    assert!(
-        at_site * 2 >= own,
-        "tokio acquire waits at update_session {at_site} ns < half the program's own {own} ns"
-    );
-    assert!(
-        all <= own + own / 2,
-        "lockscope's {all} ns is more than 1.5x the program's {own} ns: waits counted twice?"
-    );
+    assert_waits_match(own, all, at_site);
     // The releasing side: the one semaphore as the lock, and the guard's drop at the end of
     // update_session as the release that granted nearly every wait.
     let (mut on_lock, mut released_there) = (std::collections::BTreeMap::new(), 0u64);
@@ -319,14 +312,7 @@ fn fat_lto_tokio_waits_are_probed_at_polls_inline_sites() {
         )),
         "header: {header}"
     );
-    assert!(
-        at_site * 2 >= own,
-        "tokio acquire waits at update_session {at_site} ns < half the program's own {own} ns"
-    );
-    assert!(
-        all <= own + own / 2,
-        "lockscope's {all} ns is more than 1.5x the program's {own} ns: waits counted twice?"
-    );
+    assert_waits_match(own, all, at_site);
     // The releasing side, through `Semaphore::release`'s own inline sites.
     let released_there: u64 = p
         .waits
@@ -368,5 +354,18 @@ fn fat_lto_build_without_locations_says_async_waits_cannot_be_probed() {
     assert!(
         p.waits.iter().all(|r| r.op != FutexOp::TokioAcquire),
         "tokio acquire rows from a build whose poll could not be probed"
+    );
+}
+
+/// lockscope's tokio acquire waits (`all`, `at_site` at update_session) against the program's
+/// own measure: at least half of it at the site, and not more than 1.5x in all.
+fn assert_waits_match(own: u64, all: u64, at_site: u64) {
+    assert!(
+        at_site * 2 >= own,
+        "tokio acquire waits at update_session {at_site} ns < half the program's own {own} ns"
+    );
+    assert!(
+        all <= own + own / 2,
+        "lockscope's {all} ns is more than 1.5x the program's {own} ns: waits counted twice?"
     );
 }
