@@ -216,6 +216,9 @@ pub mod global {
     /// Byte offset of `pid` in the kernel's `struct task_struct` (from its BTF), for the
     /// scheduler hooks.
     pub const TASK_PID_OFFSET: &str = "TASK_PID_OFFSET";
+    /// The lowest user address that can be mapped (`vm.mmap_min_addr`): the frame walk never
+    /// reads below it.
+    pub const USER_MIN_ADDR: &str = "USER_MIN_ADDR";
 }
 
 #[cfg(feature = "user")]

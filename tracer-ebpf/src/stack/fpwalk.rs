@@ -29,6 +29,15 @@ const DESCENDED: usize = WINDOW_WORDS + 2;
 /// verified on its own at load (the verifier unrolls the loop), so this bounds the load time:
 /// 32 steps added ~35 ms to an idle attach here, all 127 ~340 ms.
 pub const FAST_DEPTH: usize = 32;
+/// The lowest user address an unprivileged mapping can have (`vm.mmap_min_addr`); set by user
+/// space before load. A frame pointer below it is data, not a record: in glibc's lock code
+/// `rbp` holds the mutex, whose first word (the lock word, 2 while contended) then reads as
+/// the next frame pointer. The kernel's walk reads it and fails; a failed read of an unmapped
+/// user address takes a page fault, which cost ~300 ns here, half of a stress-ng switch-out.
+/// Not reading it gives the same stack.
+#[no_mangle]
+static USER_MIN_ADDR: u64 = 0;
+
 /// The copy tried when the full one fails (the stack's top is nearer than 2 KiB to the end of
 /// its mapping: a main thread's first frames).
 const SMALL_WORDS: usize = 32;
@@ -83,8 +92,13 @@ pub fn walk<const DEPTH: usize>(frames: &mut [u64; MAX_STACK_DEPTH]) -> Option<(
             // SAFETY: the slack words of this CPU's window; the helper checks the user range
             // and fails without faulting.
             let slack = unsafe { (*win).as_mut_ptr().add(WINDOW_WORDS) };
-            // SAFETY: as above.
-            if unsafe { read_user_raw(slack.cast(), 16, fp as *const core::ffi::c_void) } != 0 {
+            // A record below the lowest mappable address is not read (see [`USER_MIN_ADDR`]).
+            // SAFETY: a plain read of a static; volatile so the compiler cannot fold the 0 it
+            // was compiled with (user space rewrites it before load).
+            if fp < unsafe { core::ptr::read_volatile(&USER_MIN_ADDR) }
+                // SAFETY: as above (the window's slack words; a checked user read).
+                || unsafe { read_user_raw(slack.cast(), 16, fp as *const core::ffi::c_void) } != 0
+            {
                 return Some((n, leaf(win)));
             }
             WINDOW_WORDS

@@ -83,6 +83,7 @@ pub fn attach(filter: Filter, snapshot_bytes: u32, choice: HookChoice) -> Result
             true,
         )
         .override_global(global::SNAPSHOT_BYTES, &snapshot_bytes, true)
+        .override_global(global::USER_MIN_ADDR, &user_min_addr(), true)
         .override_global(aya_log::LEVEL, &level, false)
         .map_max_entries(map::SNAPSHOTS, snapshot_ring_bytes(snapshot_bytes))
         .load(OBJECT)
@@ -417,4 +418,13 @@ impl Tracer {
         }
         hooks::detach_trampolines(&mut self.ebpf, std::mem::take(&mut self.trampolines))
     }
+}
+
+/// The lowest user address that can be mapped (`vm.mmap_min_addr`); 0 (no floor) when it
+/// cannot be read.
+fn user_min_addr() -> u64 {
+    std::fs::read_to_string("/proc/sys/vm/mmap_min_addr")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }
