@@ -73,6 +73,13 @@ pub fn walk<const DEPTH: usize>(frames: &mut [u64; MAX_STACK_DEPTH]) -> Option<(
         }
     };
     frames[0] = ip;
+    // The innermost record is the running function's (or, in a frameless leaf, its caller's),
+    // on the stack it runs on: at or above the stack pointer. An `rbp` below it is data, not a
+    // frame pointer (in glibc's lock code it holds the mutex): the kernel's walk would read
+    // the lock's words as a record (a contended cache line, then junk frames); this stops.
+    if fp < sp {
+        return Some((1, leaf(win)));
+    }
     let mut n = 1;
     // Nonzero once a record lies at or below the one before it (callers' frames on one stack
     // lie above). Kept in map memory, not a register: the verifier then follows one state per
