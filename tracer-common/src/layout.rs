@@ -53,7 +53,7 @@ layout!(
     4 * U64 + U64 + size_of::<ClockRead>() + PHASES + U64
 );
 layout!(Handoff, size_of::<WaitKey>() + 2 * U64 + PHASES + 2 * U32);
-layout!(SchedWait, 3 * U64 + 6 * U32);
+layout!(SchedWait, 4 * U64 + 6 * U32);
 layout!(SnapshotHeader, size_of::<WaitKey>() + 4 * U64 + 4 * U32);
 layout!(
     StackSnapshot,

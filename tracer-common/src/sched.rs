@@ -13,6 +13,10 @@ pub struct SchedWait {
     pub stack_id: u64,
     /// The waiter's leaf return address (see [`crate::WaitKey::leaf_ret`]).
     pub leaf_ret: u64,
+    /// 0 until a wake claims this sleep (a compare-and-swap to 1: the waker's `sched_waking`
+    /// and the waiter's own switch-out, applying a wake that came before it, can race; the
+    /// one that claims it sets `outcome` and `waker_id` and counts the wake).
+    pub claim: u64,
     pub tid: u32,
     /// [`crate::Outcome`] as u32, set by the wake; [`SCHED_NOT_WOKEN`] until then.
     pub outcome: u32,

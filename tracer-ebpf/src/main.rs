@@ -1,6 +1,9 @@
 //! lockscope's kernel programs: futex contention tracing, aggregated in the kernel.
 #![no_std]
 #![no_main]
+// Compare-and-swap (`sched::tasks::claim`): the target has atomics but no `AtomicU64` CAS.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod arch;
 mod filter;

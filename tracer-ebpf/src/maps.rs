@@ -19,7 +19,6 @@ use tracer_common::{
 };
 
 use crate::lockhint::LockHint;
-use crate::sched::EarlyWake;
 use crate::tokio::{TokioCall, TokioRelease};
 
 // ---- Futex waits and wakes (syscall tracepoints, trampolines and scheduler hooks) ----
@@ -115,14 +114,6 @@ pub static SEEDED: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
 /// eviction costs a resumed timed wait its start (it is then not seen).
 #[map]
 pub static RESTARTABLE: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(1024, 0);
-
-/// [`EarlyWake`]s by task address. Each side writes its own map first and then looks in the
-/// other's (the waker here, then in [`SCHED_TASKS`]; the switch-out there, then here), so
-/// at least one of them finds the other; whichever deletes the entry applies it. LRU: a wake
-/// whose waiter never switches out (it did not sleep) is never taken, and ages out; an
-/// eviction of a live one leaves its wait with no waker (counted as `WakerUnseen`).
-#[map]
-pub static EARLY_WAKES: LruHashMap<u64, EarlyWake> = LruHashMap::with_max_entries(4096, 0);
 
 // ---- Holder blame: map phases (`phase`) ----
 

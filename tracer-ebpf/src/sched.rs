@@ -20,7 +20,7 @@
 //! Not seen here: waits that returned at once (EAGAIN) or were woken before they slept, and
 //! wakes that woke nobody. `--hooks syscalls` counts those.
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
@@ -33,31 +33,14 @@ use crate::{
     filter::current_tgid,
     futex::{claim_slot, target_tid},
     lockhint,
-    maps::{bump, EARLY_WAKES, INFLIGHT, RESTARTABLE, SEEDED},
+    maps::{bump, INFLIGHT, RESTARTABLE, SEEDED},
     phase, rows, snapshot, stack,
 };
-
-/// A wake that reached a target thread before `sched_switch` recorded its wait: the kernel
-/// takes a task off its run queue, may drop its lock (a new-idle balance), and only then
-/// switches; a waker on another CPU wakes it in between, and completes the wake once the
-/// switch is done. In a lock storm most waits begin this way. Kept: the waker's wake row,
-/// the word the woken task waits on, and when.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct EarlyWake {
-    wake: WakeKey,
-    word: u64,
-    at_ns: u64,
-}
-
-/// An early wake older than this at the switch-out is not this wait's: it woke an earlier
-/// wait of the same word before that one slept (the task then did not sleep), and it was
-/// never taken. A wake that races a switch-out is microseconds old.
-const EARLY_WAKE_MAX_AGE_NS: u64 = 1_000_000;
 
 /// `TASK_INTERRUPTIBLE | TASK_UNINTERRUPTIBLE` (include/linux/sched.h).
 const TASK_SLEEPING: u32 = 0x3;
 
+mod early;
 mod regs;
 mod tasks;
 use regs::{current_call, waiting_word_of, Call, Timed};
@@ -125,6 +108,7 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
         waker_id: NO_STACK,
         stack_id: NO_STACK,
         leaf_ret: 0,
+        claim: 0,
         tid,
         outcome: SCHED_NOT_WOKEN,
         timed: (timed == Timed::Yes) as u32,
@@ -132,15 +116,15 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
         tgid: current_tgid(),
         hinted: lockhint::live(tid),
     };
-    // SAFETY: a helper with no preconditions.
-    let task = unsafe { bpf_get_current_task_btf() } as u64;
     if !tasks::record(&wait) {
         bump(Counter::SchedTasksFull);
         // SAFETY: as above.
         unsafe { (*slot).tid = 0 };
         return;
     }
-    take_early_wake(task, tid, uaddr, start_ns);
+    if let Some(w) = tasks::asleep(tid) {
+        early::take(w, tid, uaddr, start_ns, count_wake);
+    }
     let (stack_id, leaf_ret) = stack::capture(ctx);
     if let Some(w) = tasks::asleep(tid) {
         // SAFETY: a map value; a concurrent wake writes only `waker_id` and `outcome`.
@@ -246,8 +230,8 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> u32 {
         }
         return 0;
     };
-    // SAFETY: a map value; the first wake of this sleep wins.
-    if unsafe { (*w).outcome } != SCHED_NOT_WOKEN {
+    // The first wake of this sleep wins (an early one its switch-out applied may have).
+    if !tasks::claim(w) {
         return 0;
     }
     // SAFETY: as above.
@@ -289,13 +273,13 @@ fn wakes_word_of(tid: u32, kind: OpKind, uaddr: u64) -> bool {
     slot.tid != tid || slot.uaddr == uaddr || slot.kind == OpKind::Waitv as u32
 }
 
-/// `p` is no waiter seen sleeping yet, but may be one on its way (see [`EarlyWake`]): if the
+/// `p` is no waiter seen sleeping yet, but may be one on its way (see [`early`]): if the
 /// current task is a target thread in a futex wake of the word `p`'s registers show it
 /// waiting on, the wake is kept for `p`'s switch-out, or applied here if that switch-out
 /// recorded the wait meanwhile.
 #[inline(always)]
 fn early_wake(ctx: &BtfTracePointContext, p: u64, p_tid: u32) {
-    if target_tid().is_none() {
+    if p_tid == 0 || target_tid().is_none() {
         return;
     }
     let Call::Futex(kind, uaddr, _) = current_call() else {
@@ -310,55 +294,7 @@ fn early_wake(ctx: &BtfTracePointContext, p: u64, p_tid: u32) {
     if word != uaddr && !matches!(kind, OpKind::Requeue | OpKind::WakeOp) {
         return;
     }
-    let early = EarlyWake {
-        wake: take_wake(ctx, kind, uaddr, p_tid),
-        word,
-        // SAFETY: a helper with no preconditions.
-        at_ns: unsafe { bpf_ktime_get_ns() },
-    };
-    // An LRU: room is made by eviction, so this fails only without memory; the wait then has
-    // no waker, counted as `WakerUnseen` at its end.
-    if EARLY_WAKES.insert(&p, &early, 0).is_err() {
-        return;
-    }
-    if let Some(w) = tasks::asleep(p_tid) {
-        if EARLY_WAKES.remove(&p).is_ok() {
-            apply_early(w, &early);
-        }
-    }
-}
-
-/// The switch-out of `task`, whose wait on `uaddr` began at `start_ns` and is in
-/// [`SCHED_TASKS`] now (as thread `tid`): an early wake kept for it is applied.
-#[inline(always)]
-fn take_early_wake(task: u64, tid: u32, uaddr: u64, start_ns: u64) {
-    // SAFETY: copied out at once.
-    let Some(early) = (unsafe { EARLY_WAKES.get(&task) }).copied() else {
-        return;
-    };
-    if EARLY_WAKES.remove(&task).is_err() {
-        return;
-    }
-    if early.word != uaddr || start_ns.saturating_sub(early.at_ns) > EARLY_WAKE_MAX_AGE_NS {
-        return;
-    }
-    if let Some(w) = tasks::asleep(tid) {
-        apply_early(w, &early);
-    }
-}
-
-/// Ends the recorded wait `w` as woken by `early`'s waker, unless a wake already ended it.
-#[inline(always)]
-fn apply_early(w: *mut SchedWait, early: &EarlyWake) {
-    // SAFETY: a map value; a concurrent wake writes only `waker_id` and `outcome`, and the
-    // first wake wins.
-    unsafe {
-        if (*w).outcome != SCHED_NOT_WOKEN {
-            return;
-        }
-        (*w).outcome = Outcome::Woken.as_u32();
-        (*w).waker_id = count_wake(&early.wake);
-    }
+    early::keep(p_tid, word, &take_wake(ctx, kind, uaddr, p_tid), count_wake);
 }
 
 /// The woken task is no waiter seen sleeping. If the current task is a target thread in a
@@ -385,6 +321,8 @@ fn seeded_wake(ctx: &BtfTracePointContext) -> bool {
         waker_id: wake(ctx, kind, uaddr, tid),
         stack_id: NO_STACK,
         leaf_ret: 0,
+        // Woken already.
+        claim: 1,
         tid,
         outcome: Outcome::Woken.as_u32(),
         timed: 0,

@@ -8,6 +8,7 @@
 //! only by its thread's own switch-out and freed by that thread's switch-in (which cannot run
 //! meanwhile); a waker on another CPU writes only `waker_id` and `outcome`, after seeing the
 //! tid. So a switch-out writes the fields first and the tid last.
+use core::intrinsics::{atomic_cxchg, AtomicOrdering::SeqCst};
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{compiler_fence, Ordering};
 use tracer_common::{inflight_slot, SchedWait};
@@ -73,4 +74,25 @@ pub fn take(tid: u32) -> Option<SchedWait> {
         write_volatile(&mut (*w).tid, 0);
         Some(copy)
     }
+}
+
+/// Claims sleep `w` for the wake that will end it: `false` if another wake claimed it first.
+/// A 64-bit compare-and-swap (bpf-linker's `--cpu generic` has no 32-bit one).
+#[inline(always)]
+pub fn claim(w: *mut SchedWait) -> bool {
+    // SAFETY: a map value's aligned u64, changed only by this compare-and-swap (and reset by
+    // `record` while no wake can find the slot).
+    unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(&mut (*w).claim, 0, 1).1 }
+}
+
+/// A full barrier: a compare-and-swap of `word` with `expected` (on x86 a locked instruction,
+/// which orders every earlier store before every later load). Stores nothing new.
+///
+/// # Safety
+/// `word` points at an aligned u64 of map memory.
+#[inline(always)]
+pub unsafe fn fence(word: *mut u64, expected: u64) {
+    // SAFETY: the caller's pointer; a failed exchange stores nothing, a successful one
+    // stores the value that was there.
+    let _ = unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(word, expected, expected) };
 }
