@@ -19,6 +19,7 @@ use tracer_common::{
 };
 
 use crate::lockhint::LockHint;
+use crate::sched::EarlyWake;
 use crate::tokio::{TokioCall, TokioRelease};
 
 // ---- Futex waits and wakes (syscall tracepoints, trampolines and scheduler hooks) ----
@@ -114,6 +115,11 @@ pub static SEEDED: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
 /// eviction costs a resumed timed wait its start (it is then not seen).
 #[map]
 pub static RESTARTABLE: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(1024, 0);
+
+/// Wakes that reached a target thread before its switch-out recorded its wait, one slot per
+/// tid's low bits, written by the waker only (see `sched::early`).
+#[map]
+pub static EARLY_WAKES: Array<EarlyWake> = Array::with_max_entries(INFLIGHT_SLOTS, 0);
 
 // ---- Holder blame: map phases (`phase`) ----
 

@@ -43,6 +43,7 @@ const TASK_SLEEPING: u32 = 0x3;
 mod early;
 mod regs;
 mod tasks;
+pub use early::EarlyWake;
 use regs::{current_call, waiting_word_of, Call, Timed};
 
 /// `sched_switch(bool preempt, task *prev, task *next, unsigned int prev_state)`; `prev` is

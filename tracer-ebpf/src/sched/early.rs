@@ -1,7 +1,7 @@
 //! early: wakes that reach a target thread before `sched_switch` has recorded its wait. The
 //! kernel takes a task off its run queue, may drop its lock (a new-idle balance), and only then
 //! switches; a waker on another CPU wakes it in between. In a lock storm most waits begin this
-//! way. The wake is kept in the woken tid's slot of [`EARLY_WAKES`] (an array, as
+//! way. The wake is kept in the woken tid's slot of `EARLY_WAKES` (an array, as
 //! `SCHED_TASKS`: the LRU hash it replaces cost ~300 ns per wake and ~120 ns per switch-out in
 //! a pthread storm) for the switch-out to apply.
 //!
@@ -18,10 +18,11 @@
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{compiler_fence, Ordering};
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::map, maps::Array};
-use tracer_common::{inflight_slot, Outcome, SchedWait, WakeKey, INFLIGHT_SLOTS};
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use tracer_common::{inflight_slot, Outcome, SchedWait, WakeKey};
 
 use super::tasks;
+use crate::maps::EARLY_WAKES;
 
 /// A wake kept for the tid in its slot.
 #[repr(C)]
@@ -41,10 +42,6 @@ pub struct EarlyWake {
     tid: u32,
     _pad: u32,
 }
-
-/// Early wakes, one slot per tid's low bits (see the module doc).
-#[map]
-static EARLY_WAKES: Array<EarlyWake> = Array::with_max_entries(INFLIGHT_SLOTS, 0);
 
 /// An early wake older than this at the switch-out is not this wait's: it woke an earlier
 /// wait of the same word before that one slept (the task then did not sleep), and it was
