@@ -426,7 +426,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
          {START_DELAY_S} s before their run so the tracer attaches first; db_bench runs readrandom \
          twice (the tracer attaches during the first, the second is measured); MariaDB runs \
          sysbench after the tracer attached to the server; stress-ng's workers are forked below \
-         the command, so lockscope launches it (`record --follow-forks`, fp only: no DWARF run) \
+         the command, so lockscope launches it (`record --follow-forks`) \
          and bpftrace follows the workers' name.\n\nMachine: {}\n\n{table}\n\
          ### Goals (issue 26), as measured in this run\n\n{goals}\n\
          ### Host tax\n\nA getppid() loop (`workloads/c/futex_loop.c getppid`) in an untraced \
