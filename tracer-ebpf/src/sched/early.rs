@@ -15,6 +15,10 @@
 //! ([`tasks::claim`], a compare-and-swap) applies and counts the wake. The slot is written by
 //! its waker only, under a sequence count (odd while written): a switch-out that finds it
 //! being written leaves it to the waker, which checks for the sleep after it is done.
+//!
+//! Two threads whose tids share their low bits share a slot (as in `INFLIGHT`): if both are
+//! woken early within the same ~100 ns, their wakers write the slot at once and an entry can
+//! mix the two (its tid check then passes for one of them). Not seen.
 use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{compiler_fence, Ordering};
 
