@@ -16,12 +16,11 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 
 use super::tracers::{ensure_bpftrace, Tracer};
-use super::{host_tax, machine, median, run_once, write_section, Workload};
+use super::{machine, median, run_once, tax, write_section, Workload};
 use crate::run::{cmd, is_root, root, step};
 
 const TRACERS: [Tracer; 6] = [
@@ -250,15 +249,7 @@ pub fn run(rounds: usize) -> Result<()> {
     let mut tax = String::new();
     writeln!(tax, "| tracer | ns per getppid() elsewhere | vs none |")?;
     writeln!(tax, "|---|---:|---:|")?;
-    let mut per: Vec<Vec<f64>> = vec![Vec::new(); TRACERS.len()];
-    for round in 0..rounds {
-        for i in 0..TRACERS.len() {
-            let t = (i + round) % TRACERS.len();
-            per[t].push(host_tax(TRACERS[t], &bin, &lockscope, &tmp)?);
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    let med: Vec<f64> = per.iter().map(|v| fastest(v)).collect();
+    let med = tax::fastest(&TRACERS, rounds, &bin, &lockscope, &tmp)?;
     for (t, m) in TRACERS.iter().zip(&med) {
         writeln!(
             tax,

@@ -20,6 +20,7 @@ pub mod events;
 pub mod map;
 pub mod overhead;
 mod programs;
+mod tax;
 mod tracers;
 pub mod unwind;
 
@@ -212,36 +213,6 @@ pub(crate) fn build_c(src: &str, name: &str, flags: &[&str]) -> Result<PathBuf> 
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     cmd("gcc", &args)?;
     Ok(bin)
-}
-
-/// ns per getppid() of an untraced process (`futex_loop getppid`) while `tracer` traces an
-/// idle one: the host-wide tax of the tracer's hooks.
-pub(crate) fn host_tax(
-    tracer: Tracer,
-    futex_loop: &Path,
-    lockscope: &Path,
-    tmp: &Path,
-) -> Result<f64> {
-    let mut idle = Command::new("sleep").arg("60").spawn()?;
-    let traced = match tracer {
-        Tracer::None => None,
-        t => Some((
-            start_tracer(t, idle.id(), lockscope, &tmp.join("bench-idle.json"))?,
-            Instant::now(),
-        )),
-    };
-    let out = Command::new(futex_loop)
-        .args(["getppid", "3000000"])
-        .stderr(Stdio::null())
-        .output()?;
-    let _ = idle.kill();
-    let _ = idle.wait();
-    if let Some((running, started)) = traced {
-        stop(running, started, tracer.stops_on_sigint())?;
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(text.trim()).context("getppid loop JSON")?;
-    v["ns_per_call"].as_f64().context("no ns_per_call")
 }
 
 /// Each tracer's median, and the run-to-run spread of the untraced runs (the first; half the

@@ -14,15 +14,15 @@
 //! one), the counts lockscope and bpftrace agree on, and symbolization time.
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
 use super::programs::{Mariadb, Program};
 use super::tracers::{ensure_bpftrace, Tracer};
 use super::{
-    agreement, build_c, host_tax, machine, median, medians_and_spread, ratio_cell, run_once,
-    symbolization, write_section, LockscopeRun, Sample, Workload, START_DELAY_S,
+    agreement, build_c, machine, median, medians_and_spread, ratio_cell, run_once,
+    symbolization, tax, write_section, LockscopeRun, Sample, Workload, START_DELAY_S,
 };
 use crate::run::{cmd, is_root, root, step};
 
@@ -342,21 +342,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
     step(&format!(
         "host tax: getppid() in an untraced process while each tracer records an idle one, {tax_rounds} rounds"
     ));
-    let mut per: Vec<Vec<f64>> = vec![Vec::new(); TAX.len()];
-    for round in 0..tax_rounds {
-        for i in 0..TAX.len() {
-            let t = (i + round) % TAX.len();
-            let ns = host_tax(TAX[t], &futex_loop, &lockscope, &tmp)?;
-            eprintln!("    round {round} {:<34} {ns:>6.0} ns", TAX[t].label());
-            per[t].push(ns);
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    // A fixed loop only gets slower from noise: each tracer's fastest round.
-    let fastest: Vec<f64> = per
-        .iter()
-        .map(|v| v.iter().copied().fold(f64::INFINITY, f64::min))
-        .collect();
+    let fastest = tax::fastest(&TAX, tax_rounds, &futex_loop, &lockscope, &tmp)?;
     let mut tax = String::new();
     writeln!(
         tax,
