@@ -11,12 +11,7 @@ use super::tracers::{start_tracer, stop, Tracer};
 
 /// ns per getppid() of an untraced process (`futex_loop getppid`) while `tracer` traces an
 /// idle one: the host-wide tax of the tracer's hooks.
-fn host_tax(
-    tracer: Tracer,
-    futex_loop: &Path,
-    lockscope: &Path,
-    tmp: &Path,
-) -> Result<f64> {
+fn host_tax(tracer: Tracer, futex_loop: &Path, lockscope: &Path, tmp: &Path) -> Result<f64> {
     let mut idle = Command::new("sleep").arg("60").spawn()?;
     let traced = match tracer {
         Tracer::None => None,

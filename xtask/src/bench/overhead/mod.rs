@@ -13,32 +13,21 @@
 //! Then the host tax (a getppid() loop in an untraced process while each tracer records an idle
 //! one), the counts lockscope and bpftrace agree on, and symbolization time.
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use super::programs::{Mariadb, Program};
 use super::tracers::{ensure_bpftrace, Tracer};
 use super::{
-    agreement, build_c, machine, median, medians_and_spread, ratio_cell, run_once,
-    symbolization, tax, write_section, LockscopeRun, Sample, Workload, START_DELAY_S,
+    agreement, build_c, machine, median, medians_and_spread, ratio_cell, symbolization, tax,
+    write_section, LockscopeRun, START_DELAY_S,
 };
 use crate::run::{cmd, is_root, root, step};
+use rows::{measure, rows, Goal, Row, GOAL_ROUNDS, GOAL_TRACERS, TRACERS};
 
-/// The columns. Dropped from earlier runs: perf stat (the same tracepoint floor as bpftrace
-/// count-only), `--phase-probes all` (a uprobe cost of the bundled map only, not a kernel-hook
-/// question) and the Go-only `--go-uprobes off` / `--go-sample 10` (measured on Go's own
-/// benchmarks by `bench-events`).
-const TRACERS: [Tracer; 7] = [
-    Tracer::None,
-    Tracer::Lockscope,
-    Tracer::LockscopeSyscalls,
-    Tracer::LockscopeDwarf,
-    Tracer::BpftraceStacks,
-    Tracer::BpftraceCount,
-    Tracer::BpftraceOffCpu,
-];
+mod rows;
+
 /// The host-tax table's tracers.
 const TAX: [Tracer; 5] = [
     Tracer::None,
@@ -52,146 +41,24 @@ const RETAINED_GOAL: f64 = 0.95;
 const TPS_GOAL: f64 = 0.97;
 const TAX_GOAL: f64 = 1.05;
 
-/// Work outside the lock that makes `lockdemo` moderately contended (~10k wait calls/s here).
-const MODERATE_OUTSIDE: &str = "110";
-
-/// One row of the table.
-enum Row {
-    Own(Workload, Goal),
-    DbBench,
-    StressNg,
-    Mariadb,
-}
-
-/// What the goals ask of a row.
-#[derive(Clone, Copy, PartialEq)]
-enum Goal {
-    None,
-    /// Retained ≥ 0.95 and ≥ the sched_switch-only script's.
-    Retained,
-    /// Retained TPS ≥ 0.97.
-    Tps,
-}
-
-impl Row {
-    fn goal(&self) -> Goal {
-        match self {
-            Row::Own(_, goal) => *goal,
-            Row::DbBench | Row::StressNg => Goal::Retained,
-            Row::Mariadb => Goal::Tps,
-        }
-    }
-}
-
-fn own(name: &str, argv: Vec<String>) -> Row {
-    with_goal(name, argv, Goal::None)
-}
-
-fn with_goal(name: &str, argv: Vec<String>, goal: Goal) -> Row {
-    let w = Workload {
-        name: name.into(),
-        argv,
-    };
-    Row::Own(w, goal)
-}
-
-fn rows(bin: &Path, pthread: &Path, secs: f64) -> Vec<Row> {
-    let s = secs.to_string();
-    let lockdemo = |extra: &[&str]| -> Vec<String> {
-        [bin.join("lockdemo").display().to_string()]
-            .into_iter()
-            .chain(["contended", "--threads", "8", "--seconds", &s].map(String::from))
-            .chain(extra.iter().map(|a| a.to_string()))
-            .collect()
-    };
-    let map = |bin: PathBuf, preset: &str| -> Vec<String> {
-        [bin.display().to_string(), "--preset".into(), preset.into()]
-            .into_iter()
-            .chain(["--duration".into(), s.clone()])
-            .collect()
-    };
-    vec![
-        own("futex storm (8 threads, one std Mutex)", lockdemo(&[])),
-        own(
-            "moderate contention",
-            lockdemo(&["--outside", MODERATE_OUTSIDE]),
-        ),
-        own(
-            "syncmap miss-storm",
-            map(bin.join("syncmap-load"), "miss-storm"),
-        ),
-        own(
-            "Go syncmap write-heavy",
-            map(root().join("target/go/syncmap-load-go"), "write-heavy"),
-        ),
-        with_goal(
-            "C pthread mutex storm (8 threads)",
-            vec![pthread.display().to_string(), "8".into(), s.clone()],
-            Goal::Retained,
-        ),
-        Row::DbBench,
-        Row::StressNg,
-        Row::Mariadb,
-    ]
+/// Which side of its goal a measure must lie on.
+#[derive(Clone, Copy)]
+enum Bound {
+    AtLeast,
+    AtMost,
 }
 
 /// A measured cell against its goal.
-fn verdict(value: f64, goal: f64, at_most: bool) -> &'static str {
-    let ok = if at_most {
-        value <= goal
-    } else {
-        value >= goal
+fn verdict(value: f64, goal: f64, bound: Bound) -> &'static str {
+    let ok = match bound {
+        Bound::AtLeast => value >= goal,
+        Bound::AtMost => value <= goal,
     };
     if ok {
         "PASS"
     } else {
         "FAIL"
     }
-}
-
-/// Rounds of one row, interleaved and rotated: every tracer's samples (empty where the tracer
-/// cannot run on the row).
-fn measure(
-    row: &Row,
-    rounds: usize,
-    secs: f64,
-    lockscope: &Path,
-    tmp: &Path,
-) -> Result<(Vec<Vec<Sample>>, f64)> {
-    let program = match row {
-        Row::Own(..) => None,
-        Row::DbBench => Some(Program::db_bench(tmp)?),
-        Row::StressNg => Some(Program::StressNg),
-        Row::Mariadb => Some(Mariadb::start(tmp)?),
-    };
-    let active_s = program.as_ref().map_or(secs, |p| p.active_s(secs));
-    let mut samples: Vec<Vec<Sample>> = (0..TRACERS.len()).map(|_| Vec::new()).collect();
-    for round in 0..rounds {
-        for i in 0..TRACERS.len() {
-            let t = (i + round) % TRACERS.len();
-            let s = match (row, &program) {
-                (Row::Own(w, _), _) => Some(run_once(w, TRACERS[t], lockscope, tmp)?),
-                (_, Some(p)) => p.run(TRACERS[t], lockscope, tmp, secs)?,
-                _ => None,
-            };
-            if let Some(s) = s {
-                let hooks = s.lockscope.as_ref().map_or("", |r| r.hooks.as_str());
-                let sched = hooks.contains("sched_switch");
-                if TRACERS[t] == Tracer::Lockscope && !sched
-                    || TRACERS[t] == Tracer::LockscopeSyscalls && sched
-                {
-                    bail!("{} ran on other hooks: {hooks}", TRACERS[t].label());
-                }
-                eprintln!(
-                    "    round {round} {:<34} {:>12.0}",
-                    TRACERS[t].label(),
-                    s.throughput
-                );
-                samples[t].push(s);
-            }
-        }
-    }
-    Ok((samples, active_s))
 }
 
 pub fn run(rounds: usize, secs: f64) -> Result<()> {
@@ -238,8 +105,12 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
             Row::StressNg => "stress-ng --mutex 4".into(),
             Row::Mariadb => "MariaDB, sysbench oltp_read_write (16 threads)".into(),
         };
+        let extra = match row.goal() {
+            Goal::None => String::new(),
+            _ => format!(" + {GOAL_ROUNDS} x {}", GOAL_TRACERS.len()),
+        };
         step(&format!(
-            "{name}: {rounds} rounds x {} tracers",
+            "{name}: {rounds} rounds x {} tracers{extra}",
             TRACERS.len()
         ));
         let row_began = Instant::now();
@@ -312,7 +183,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         let cell = |t: Tracer, floor: f64| -> String {
             let i = TRACERS.iter().position(|x| *x == t).unwrap_or(0);
             ratio(i).map_or("not measured".into(), |r| {
-                format!("{r:.2} {}", verdict(r, floor, false))
+                format!("{r:.2} {}", verdict(r, floor, Bound::AtLeast))
             })
         };
         let floor = if goal == Goal::Tps {
@@ -356,7 +227,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
             writeln!(
                 goals,
                 "| host tax ≤ {TAX_GOAL:.2}× none | {x:.2}× {} | (same hooks) |",
-                verdict(x, TAX_GOAL, true)
+                verdict(x, TAX_GOAL, Bound::AtMost)
             )?;
         }
     }
@@ -406,7 +277,9 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
     let doc = format!(
         "## Tracer overhead\n\n\
          Command: `cargo xtask bench` ({rounds} rounds of {secs} s per workload and tracer, \
-         tracers interleaved and rotated; medians; {minutes:.0} min in all). Retained throughput is \
+         tracers interleaved and rotated; medians; {minutes:.0} min in all; the rows with a goal \
+         then run {GOAL_ROUNDS} more rounds of untraced, lockscope on the scheduler hooks and the \
+         sched_switch script, and their medians are of all their runs). Retained throughput is \
          traced / untraced (1.00 = no cost); ± is the untraced runs' own spread (half their range, \
          % of the median), so ratios within it of 1.00 are noise. Our own workloads wait \
          {START_DELAY_S} s before their run so the tracer attaches first; db_bench runs readrandom \
