@@ -59,6 +59,24 @@ pub fn walk<const DEPTH: usize>(frames: &mut [u64; MAX_STACK_DEPTH]) -> Option<(
         return None;
     }
     let win = STACK_WINDOW.get_ptr_mut(0)?;
+    frames[0] = ip;
+    // The innermost record is the running function's (or, in a frameless leaf, its caller's),
+    // on the stack it runs on: at or above the stack pointer. An `rbp` below it (or null) is
+    // data, not a frame pointer (in glibc's lock code it holds the mutex): the kernel's walk
+    // would read the lock's words as a record (a contended cache line, then junk frames); this
+    // stops, having read only the leaf word, not the whole window (code built without frame
+    // pointers, like Debian's stress-ng, ends here at every wait).
+    if fp < sp {
+        // SAFETY: this CPU's window; the helper checks the user range and fails without
+        // faulting (the leaf is then 0, as `stack::leaf_return_address` gives).
+        unsafe {
+            let dst = (*win).as_mut_ptr();
+            if read_user_raw(dst.cast(), 8, sp as *const core::ffi::c_void) != 0 {
+                *dst = 0;
+            }
+        }
+        return Some((1, leaf(win)));
+    }
     // SAFETY: this CPU's window, WINDOW_WORDS u64s of map memory, used by one program at a
     // time; the helper checks the user range and fails without faulting.
     let words = unsafe {
@@ -72,14 +90,6 @@ pub fn walk<const DEPTH: usize>(frames: &mut [u64; MAX_STACK_DEPTH]) -> Option<(
             return None;
         }
     };
-    frames[0] = ip;
-    // The innermost record is the running function's (or, in a frameless leaf, its caller's),
-    // on the stack it runs on: at or above the stack pointer. An `rbp` below it is data, not a
-    // frame pointer (in glibc's lock code it holds the mutex): the kernel's walk would read
-    // the lock's words as a record (a contended cache line, then junk frames); this stops.
-    if fp < sp {
-        return Some((1, leaf(win)));
-    }
     let mut n = 1;
     // Nonzero once a record lies at or below the one before it (callers' frames on one stack
     // lie above). Kept in map memory, not a register: the verifier then follows one state per
