@@ -147,7 +147,13 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
             flags: 0,
             tgid: current_tgid(),
         };
-        snapshot::emit_wanted(want, &key, start_ns, SNAP_SWITCH_OUT);
+        if !snapshot::emit_wanted(want, &key, start_ns, SNAP_SWITCH_OUT) {
+            // Dropped (counted): no end goes either.
+            if let Some(w) = tasks::asleep(tid) {
+                // SAFETY: as above.
+                unsafe { (*w).snapped = 0 };
+            }
+        }
     }
 }
 

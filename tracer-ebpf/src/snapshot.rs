@@ -57,25 +57,27 @@ pub fn emit(key: &WaitKey, wait_ns: u64) {
 /// [`emit`] for one `part` of a wait (`tracer_common::SNAP_*`).
 #[inline(always)]
 pub fn emit_part(key: &WaitKey, wait_ns: u64, part: u32) {
-    emit_wanted(wanted(), key, wait_ns, part);
+    let _ = emit_wanted(wanted(), key, wait_ns, part);
 }
 
-/// [`emit_part`] with [`wanted`] already known (`want`: 0 sends nothing).
+/// [`emit_part`] with [`wanted`] already known (`want`: 0 sends nothing). Returns whether a
+/// record went into the ring.
 #[inline(always)]
-pub fn emit_wanted(want: usize, key: &WaitKey, wait_ns: u64, part: u32) {
+pub fn emit_wanted(want: usize, key: &WaitKey, wait_ns: u64, part: u32) -> bool {
     if want == 0 {
-        return;
+        return false;
     }
     if want <= SNAPSHOT_SMALL_BYTES {
-        emit_sized::<SNAPSHOT_SMALL_BYTES>(key, wait_ns, want, part);
+        emit_sized::<SNAPSHOT_SMALL_BYTES>(key, wait_ns, want, part)
     } else {
-        emit_sized::<SNAPSHOT_MAX_BYTES>(key, wait_ns, want, part);
+        emit_sized::<SNAPSHOT_MAX_BYTES>(key, wait_ns, want, part)
     }
 }
 
 /// Scheduler hooks: the end of a wait whose stack went at its switch-out (begun at
-/// `start_ns`): its final key and time, no stack. The caller checks that a stack went (the
-/// waiter is not `current` here, so its process's flags cannot be looked up).
+/// `start_ns`): its final key and time, no stack. The caller checks that a stack went into the
+/// ring (the waiter is not `current` here, so its process's flags cannot be looked up): a wait
+/// whose copy was dropped sends no end, so a full ring counts it once.
 #[inline(always)]
 pub fn emit_end(key: &WaitKey, wait_ns: u64, start_ns: u64) {
     let Some(mut entry) = SNAPSHOTS.reserve::<SnapshotHeader>(0) else {
@@ -97,14 +99,14 @@ pub fn emit_end(key: &WaitKey, wait_ns: u64, start_ns: u64) {
 }
 
 #[inline(always)]
-fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize, part: u32) {
+fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize, part: u32) -> bool {
     let Some(mut entry) = SNAPSHOTS.reserve::<StackSnapshotOf<N>>(0) else {
         bump(Counter::SnapshotsDropped);
         debug!(
             &(),
             "snapshot ring full: a {} ns wait keeps its frame-walk stack", wait_ns
         );
-        return;
+        return false;
     };
     let snap = entry.as_mut_ptr();
     // SAFETY: `snap` is a reserved ring buffer record of the right size that we own until
@@ -149,4 +151,5 @@ fn emit_sized<const N: usize>(key: &WaitKey, wait_ns: u64, want: usize, part: u3
         BPF_RB_NO_WAKEUP
     };
     entry.submit(flags as u64);
+    true
 }
