@@ -110,7 +110,9 @@ fn hash_trie_waits_are_explained_by_node() {
     let (out, _, _, _) = maphot("go1.27.3-internal", "0");
     let v = verdict(&out);
     eprintln!("small map: {v}");
-    assert!(v.contains("root node"), "{v}");
+    // Four keys sit in the root's 16 slots, unless the process's hash seed puts two in one
+    // slot: those two then go to a node at depth 1 (CI once read "2 nodes at depth 1").
+    assert!(v.contains("root node") || v.contains(" at depth 1 "), "{v}");
 }
 
 /// Go's own adversarial sync.Map benchmark under each design, stripped and externally
