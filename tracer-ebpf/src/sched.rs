@@ -117,22 +117,19 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
         tgid: current_tgid(),
         hinted: lockhint::live(tid),
     };
-    if !tasks::record(&wait) {
+    // The sleep's slot stays this thread's until its own switch-in.
+    let Some(w) = tasks::record(&wait) else {
         bump(Counter::SchedTasksFull);
         // SAFETY: as above.
         unsafe { (*slot).tid = 0 };
         return;
-    }
-    if let Some(w) = tasks::asleep(tid) {
-        early::take(w, tid, uaddr, start_ns, count_wake);
-    }
+    };
+    early::take(w, tid, uaddr, start_ns, count_wake);
     let (stack_id, leaf_ret) = stack::capture(ctx);
-    if let Some(w) = tasks::asleep(tid) {
-        // SAFETY: a map value; a concurrent wake writes only `waker_id` and `outcome`.
-        unsafe {
-            (*w).stack_id = stack_id;
-            (*w).leaf_ret = leaf_ret;
-        }
+    // SAFETY: a map value; a concurrent wake writes only `claim`, `waker_id` and `outcome`.
+    unsafe {
+        (*w).stack_id = stack_id;
+        (*w).leaf_ret = leaf_ret;
     }
     // DWARF mode: the waiter's stack can only be copied now, while it is `current`; its
     // start time names it until its end is sent (`snapshot::emit_end`).
@@ -149,10 +146,8 @@ fn switch_out(ctx: &BtfTracePointContext, tid: u32) {
         };
         if !snapshot::emit_wanted(want, &key, start_ns, SNAP_SWITCH_OUT) {
             // Dropped (counted): no end goes either.
-            if let Some(w) = tasks::asleep(tid) {
-                // SAFETY: as above.
-                unsafe { (*w).snapped = 0 };
-            }
+            // SAFETY: as above.
+            unsafe { (*w).snapped = 0 };
         }
     }
 }
@@ -339,7 +334,7 @@ fn seeded_wake(ctx: &BtfTracePointContext) -> bool {
         tgid: current_tgid(),
         hinted: 0,
     };
-    if !tasks::record(&wait) {
+    if tasks::record(&wait).is_none() {
         // The seeded wait's end is lost (it stays "still waiting" at the end).
         bump(Counter::SchedTasksFull);
     }

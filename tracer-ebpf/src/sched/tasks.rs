@@ -42,18 +42,17 @@ pub fn asleep(tid: u32) -> Option<*mut SchedWait> {
     (unsafe { read_volatile(&(*w).tid) } == tid).then_some(w)
 }
 
-/// Records `wait` as its thread's sleeping wait; `false` when another thread's sleep holds the
-/// slot (its low tid bits are the same).
+/// Records `wait` as its thread's sleeping wait and returns its slot (its thread's until its
+/// own switch-in); `None` when another thread's sleep holds the slot (its low tid bits are the
+/// same).
 #[inline(always)]
-pub fn record(wait: &SchedWait) -> bool {
-    let Some(w) = SCHED_TASKS.get_ptr_mut(inflight_slot(wait.tid)) else {
-        return false;
-    };
+pub fn record(wait: &SchedWait) -> Option<*mut SchedWait> {
+    let w = SCHED_TASKS.get_ptr_mut(inflight_slot(wait.tid))?;
     // SAFETY: a map value; see the module doc for who writes what.
     unsafe {
         let held = read_volatile(&(*w).tid);
         if held != 0 && held != wait.tid {
-            return false;
+            return None;
         }
         write_volatile(&mut (*w).tid, 0);
         compiler_fence(Ordering::SeqCst);
@@ -61,7 +60,7 @@ pub fn record(wait: &SchedWait) -> bool {
         compiler_fence(Ordering::SeqCst);
         write_volatile(&mut (*w).tid, wait.tid);
     }
-    true
+    Some(w)
 }
 
 /// Thread `tid`'s sleeping wait, taken out (its slot freed).
