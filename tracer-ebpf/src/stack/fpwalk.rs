@@ -13,7 +13,7 @@
 //! climb the stack is left to the kernel; a longer chain that does not climb (junk `rbp` in
 //! code built without frame pointers, or a switch of stacks) is cut at [`FAST_DEPTH`].
 use aya_ebpf::helpers::{
-    bpf_get_current_task_btf,
+    bpf_get_current_task_btf, bpf_probe_read_user,
     generated::{bpf_probe_read_user as read_user_raw, bpf_task_pt_regs},
 };
 use tracer_common::MAX_STACK_DEPTH;
@@ -58,7 +58,6 @@ pub fn walk<const DEPTH: usize>(frames: &mut [u64; MAX_STACK_DEPTH]) -> Option<(
     if cs == USER32_CS {
         return None;
     }
-    let win = STACK_WINDOW.get_ptr_mut(0)?;
     frames[0] = ip;
     // The innermost record is the running function's (or, in a frameless leaf, its caller's),
     // on the stack it runs on: at or above the stack pointer. An `rbp` below it (or null) is
@@ -67,16 +66,14 @@ pub fn walk<const DEPTH: usize>(frames: &mut [u64; MAX_STACK_DEPTH]) -> Option<(
     // stops, having read only the leaf word, not the whole window (code built without frame
     // pointers, like Debian's stress-ng, ends here at every wait).
     if fp < sp {
-        // SAFETY: this CPU's window; the helper checks the user range and fails without
-        // faulting (the leaf is then 0, as `stack::leaf_return_address` gives).
-        unsafe {
-            let dst = (*win).as_mut_ptr();
-            if read_user_raw(dst.cast(), 8, sp as *const core::ffi::c_void) != 0 {
-                *dst = 0;
-            }
-        }
-        return Some((1, leaf(win)));
+        // SAFETY: a user read the helper checks (a fault yields Err, and the leaf is then 0,
+        // as `stack::leaf_return_address` gives).
+        return Some((
+            1,
+            unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0),
+        ));
     }
+    let win = STACK_WINDOW.get_ptr_mut(0)?;
     // SAFETY: this CPU's window, WINDOW_WORDS u64s of map memory, used by one program at a
     // time; the helper checks the user range and fails without faulting.
     let words = unsafe {
