@@ -419,6 +419,12 @@ fn a_two_minute_churn_keeps_memory_flat_and_counters_monotonic() {
         "lockscope_events_lost_total",
         "lockscope_bundled_map_events_total",
     ] {
+        // No series at all would also show no reset: say so apart.
+        let held = prom_query(prom_port, &format!("count(count_over_time({name}[5m]))"));
+        assert!(
+            !held.is_empty(),
+            "{name}: Prometheus holds no sample of it: the agent never exported it in {started} targets"
+        );
         let resets = prom_query(prom_port, &format!("sum(resets({name}[5m]))"));
         assert_eq!(resets, [0.0], "{name}: counter resets seen by Prometheus");
     }
