@@ -11,7 +11,8 @@
 //! machine noise hits all of them alike; medians are reported.
 //!
 //! Then the host tax (a getppid() loop in an untraced process while each tracer records an idle
-//! one), the counts lockscope and bpftrace agree on, and symbolization time.
+//! one), the BPF CPU each tracer's programs take on two storms (`budget`), the counts lockscope
+//! and bpftrace agree on, and symbolization time.
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,6 +27,7 @@ use super::{
 use crate::run::{cmd, is_root, root, step};
 use rows::{measure, rows, Goal, Row, GOAL_ROUNDS, GOAL_TRACERS, TRACERS};
 
+mod budget;
 mod rows;
 
 /// The host-tax table's tracers.
@@ -232,6 +234,11 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         }
     }
 
+    step(
+        "BPF CPU per second on stress-ng and the pthread storm (bpf_stats, each tracer's programs)",
+    );
+    let budget = budget::measure(&pthread, &lockscope, &tmp)?;
+
     step("agreement: lockscope and bpftrace attached at once to the same futex-storm run");
     let storm = rows(&bin, &pthread, secs)
         .into_iter()
@@ -290,7 +297,13 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
          ### Goals (issue 26), as measured in this run\n\n{goals}\n\
          ### Host tax\n\nA getppid() loop (`workloads/c/futex_loop.c getppid`) in an untraced \
          process while the tracer records an idle `sleep`; each tracer's fastest of \
-         {tax_rounds} rounds.\n\n{tax}\n### lockscope's own cost\n\n{costs}\n\
+         {tax_rounds} rounds.\n\n{tax}\n\
+         ### BPF CPU per second\n\nThe kernel's `bpf_stats`, read from each tracer's own program \
+         descriptors over 3 s in the middle of a 7 s run (medians of 3 rounds). Both programs keep \
+         every core busy, so the BPF share of the cores bounds what a tracer can leave them: a \
+         retained 0.95 leaves 5% for everything the tracer adds, the hooks' own dispatch \
+         included. `bpf_stats` adds two clock reads to each run, counted here.\n\n{budget}\n\
+         ### lockscope's own cost\n\n{costs}\n\
          ### Agreement\n\nOne futex-storm run each, both tracers attached at once:\n\n{agree}\n\
          ### Symbolization\n\n{sym}",
         machine()
