@@ -101,12 +101,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
     writeln!(goals, "|---|---:|---:|")?;
     let off_cpu = TRACERS.iter().position(|t| *t == Tracer::BpftraceOffCpu);
     for row in rows(&bin, &pthread, secs) {
-        let name = match &row {
-            Row::Own(w, _) => w.name.clone(),
-            Row::DbBench => "RocksDB db_bench readrandom (8 threads, one cache shard)".into(),
-            Row::StressNg => "stress-ng --mutex 4".into(),
-            Row::Mariadb => "MariaDB, sysbench oltp_read_write (16 threads)".into(),
-        };
+        let name = row.name();
         let extra = match row.goal() {
             Goal::None => String::new(),
             _ => format!(" + {GOAL_ROUNDS} x {}", GOAL_TRACERS.len()),
@@ -118,11 +113,7 @@ pub fn run(rounds: usize, secs: f64) -> Result<()> {
         let row_began = Instant::now();
         let (samples, active_s) = measure(&row, rounds, secs, &lockscope, &tmp)?;
         eprintln!("    ({:.0} s)", row_began.elapsed().as_secs_f64());
-        let unit = match row {
-            Row::Own(..) | Row::DbBench => "ops/s",
-            Row::StressNg => "bogo ops/s",
-            Row::Mariadb => "TPS",
-        };
+        let unit = row.unit();
         let mut tput: Vec<Vec<f64>> = samples
             .iter()
             .map(|v| v.iter().map(|s| s.throughput).collect())

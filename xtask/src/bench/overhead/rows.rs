@@ -56,6 +56,25 @@ pub(super) enum Goal {
 }
 
 impl Row {
+    /// The row's name in the tables.
+    pub(super) fn name(&self) -> String {
+        match self {
+            Row::Own(w, _) => w.name.clone(),
+            Row::DbBench => "RocksDB db_bench readrandom (8 threads, one cache shard)".into(),
+            Row::StressNg => "stress-ng --mutex 4".into(),
+            Row::Mariadb => "MariaDB, sysbench oltp_read_write (16 threads)".into(),
+        }
+    }
+
+    /// The unit of the row's own throughput figure.
+    pub(super) fn unit(&self) -> &'static str {
+        match self {
+            Row::Own(..) | Row::DbBench => "ops/s",
+            Row::StressNg => "bogo ops/s",
+            Row::Mariadb => "TPS",
+        }
+    }
+
     pub(super) fn goal(&self) -> Goal {
         match self {
             Row::Own(_, goal) => *goal,
